@@ -1,0 +1,155 @@
+//! Sessions: login opens one, refresh rotates its token, logout closes it.
+
+use super::{AuthService, Principal, TokenPair};
+use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
+use crate::domain::{Password, SessionId};
+use crate::error::ApiError;
+use crate::events::{AuthEvent, ClientInfo, emit};
+use crate::store::{NewSession, RotateRequest, Rotation, UserRecord};
+
+impl AuthService {
+    /// Check a username and password and open a session. An unknown user and a wrong
+    /// password get the same answer after the same work (one argon2 verification).
+    pub async fn login(
+        &self,
+        username: &str,
+        password: Password,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, ApiError> {
+        let user = self.store.user_by_username(username).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.hasher.verify(password, stored).await?;
+        let user = match user {
+            Some(u) if ok => u,
+            other => {
+                emit(AuthEvent::LoginFailed, other.map(|u| u.id), None, client);
+                return Err(ApiError::BadCredentials);
+            }
+        };
+        // Only someone who knows the password learns that the account is disabled.
+        if !user.is_active {
+            emit(AuthEvent::LoginInactive, Some(user.id), None, client);
+            return Err(ApiError::InactiveUser);
+        }
+        let session_id = SessionId::new();
+        let now = self.clock.now();
+        let (refresh, refresh_hash) = RefreshToken::generate().map_err(ApiError::internal)?;
+        self.store
+            .create_session(NewSession {
+                id: session_id,
+                user_id: user.id,
+                now,
+                expires_at: now.plus(self.refresh_ttl_secs),
+                user_agent: client.user_agent.clone(),
+                ip: client.ip.map(|i| i.to_string()),
+                refresh_hash,
+            })
+            .await?;
+        emit(AuthEvent::LoginOk, Some(user.id), Some(session_id), client);
+        self.pair(&user, session_id, refresh)
+    }
+
+    /// Spend a refresh token for a new pair. A token that was already spent is a
+    /// reuse: somebody holds a stolen copy, so its whole session dies.
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, ApiError> {
+        let Some(hash) = RefreshTokenHash::of_presented(presented) else {
+            emit(AuthEvent::RefreshRejected, None, None, client);
+            return Err(ApiError::InvalidRefreshToken);
+        };
+        let now = self.clock.now();
+        let (successor, successor_hash) = RefreshToken::generate().map_err(ApiError::internal)?;
+        let outcome = self
+            .store
+            .rotate_refresh(RotateRequest {
+                presented: hash,
+                successor: successor_hash,
+                successor_expires_at: now.plus(self.refresh_ttl_secs),
+                now,
+            })
+            .await?;
+        match outcome {
+            Rotation::Rotated { user, session_id } => {
+                emit(AuthEvent::Refresh, Some(user.id), Some(session_id), client);
+                self.pair(&user, session_id, successor)
+            }
+            Rotation::Reused {
+                user_id,
+                session_id,
+            } => {
+                emit(
+                    AuthEvent::RefreshReuse,
+                    Some(user_id),
+                    Some(session_id),
+                    client,
+                );
+                Err(ApiError::InvalidRefreshToken)
+            }
+            Rotation::Rejected => {
+                emit(AuthEvent::RefreshRejected, None, None, client);
+                Err(ApiError::InvalidRefreshToken)
+            }
+        }
+    }
+
+    /// Close the caller's session (every token of it dies at once) and, if a refresh
+    /// token of the caller's is given, that token's session too.
+    pub async fn logout(
+        &self,
+        who: &Principal,
+        refresh: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        self.store
+            .revoke_session(who.user.id, who.session.id, now)
+            .await?;
+        if let Some(hash) = refresh.and_then(RefreshTokenHash::of_presented) {
+            self.store
+                .revoke_session_of_refresh(who.user.id, &hash, now)
+                .await?;
+        }
+        emit(
+            AuthEvent::Logout,
+            Some(who.user.id),
+            Some(who.session.id),
+            client,
+        );
+        Ok(())
+    }
+
+    /// Close every session of the caller, on every device.
+    pub async fn logout_all(&self, who: &Principal, client: &ClientInfo) -> Result<(), ApiError> {
+        self.store
+            .revoke_sessions(who.user.id, None, self.clock.now())
+            .await?;
+        emit(
+            AuthEvent::LogoutAll,
+            Some(who.user.id),
+            Some(who.session.id),
+            client,
+        );
+        Ok(())
+    }
+
+    /// Sign an access token for the session; roles come from the store, never from an
+    /// older token, so a role change applies at the next refresh.
+    fn pair(
+        &self,
+        user: &UserRecord,
+        session: SessionId,
+        refresh: RefreshToken,
+    ) -> Result<TokenPair, ApiError> {
+        let signed = self
+            .tokens
+            .sign(user.id, session, &user.roles, self.clock.now())?;
+        Ok(TokenPair {
+            access_token: signed.token,
+            refresh_token: refresh,
+            expires_in: self.tokens.ttl_secs(),
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! The command line: `serve`, `migrate`, `user ...`. Parsing lives here; `main.rs`
+//! only dispatches.
+
+mod user;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::RawSettings;
+
+/// A JWT authentication server.
+#[derive(Parser, Debug)]
+#[command(name = "tokengate", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: RawSettings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve,
+    /// Bring the database schema up to date.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// A role to grant (repeatable), e.g. --role admin
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from standard input (the default; kept for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+}
+
+pub use user::run as run_user;

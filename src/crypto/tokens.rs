@@ -1,0 +1,264 @@
+//! Access tokens (JWT) and refresh tokens (opaque, stored only as SHA-256).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::crypto::keys::KeyRing;
+use crate::domain::{Jti, Role, SessionId, UnixTime, UserId};
+
+/// The claims of an access token, exactly as signed.
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessClaims {
+    sub: String,
+    #[serde(rename = "type")]
+    token_type: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: String,
+    iss: String,
+    aud: String,
+    roles: Vec<String>,
+    sid: String,
+}
+
+const ACCESS_TYPE: &str = "access";
+/// Longer than any token we sign; a bigger one is refused before any parsing.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// A verified access token: signature, algorithm, `iss`, `aud`, `exp`, `nbf` and
+/// `type` are checked. Revocation is the caller's next step.
+#[derive(Clone, Debug)]
+pub struct AccessToken {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub jti: Jti,
+    pub roles: Vec<String>,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A freshly signed access token.
+pub struct SignedAccess {
+    pub token: String,
+    pub jti: Jti,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token rejected: {0}")]
+    Rejected(&'static str),
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// Signs and verifies access tokens with the key ring.
+pub struct AccessTokens {
+    keys: KeyRing,
+    issuer: String,
+    audience: String,
+    ttl_secs: u64,
+}
+
+impl AccessTokens {
+    pub fn new(keys: KeyRing, issuer: String, audience: String, ttl_secs: u64) -> Self {
+        Self {
+            keys,
+            issuer,
+            audience,
+            ttl_secs,
+        }
+    }
+
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    pub fn sign(
+        &self,
+        user: UserId,
+        session: SessionId,
+        roles: &[Role],
+        now: UnixTime,
+    ) -> Result<SignedAccess, TokenError> {
+        let key = self.keys.signing();
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        let jti = Jti::new();
+        let expires_at = now.plus(self.ttl_secs);
+        let claims = AccessClaims {
+            sub: user.to_string(),
+            token_type: ACCESS_TYPE.into(),
+            iat: now.0,
+            nbf: now.0,
+            exp: expires_at.0,
+            jti: jti.to_string(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            sid: session.to_string(),
+        };
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|e| TokenError::Signing(e.to_string()))?;
+        Ok(SignedAccess {
+            token,
+            jti,
+            expires_at,
+        })
+    }
+
+    /// Verify everything that the token itself proves. Times use the injected clock.
+    pub fn verify(&self, token: &str, now: UnixTime) -> Result<AccessToken, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Rejected("too long"));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Rejected("malformed header"))?;
+        let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
+        let key = self
+            .keys
+            .verifying(&kid)
+            .ok_or(TokenError::Rejected("unknown kid"))?;
+        if header.alg != key.alg {
+            return Err(TokenError::Rejected("algorithm does not match the key"));
+        }
+        let mut v = Validation::new(key.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        // exp and nbf are checked below against the injected clock, with no leeway:
+        // issuer and verifier are the same process.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v)
+            .map_err(|_| TokenError::Rejected("signature or claims"))?;
+        let c = data.claims;
+        if c.token_type != ACCESS_TYPE {
+            return Err(TokenError::Rejected("not an access token"));
+        }
+        if now.0 >= c.exp {
+            return Err(TokenError::Rejected("expired"));
+        }
+        if now.0 < c.nbf {
+            return Err(TokenError::Rejected("not yet valid"));
+        }
+        let parse = |s: &str| {
+            s.parse()
+                .map_err(|_| TokenError::Rejected("malformed id claim"))
+        };
+        Ok(AccessToken {
+            user_id: parse(&c.sub)?,
+            session_id: c
+                .sid
+                .parse()
+                .map_err(|_| TokenError::Rejected("malformed sid"))?,
+            jti: c
+                .jti
+                .parse()
+                .map_err(|_| TokenError::Rejected("malformed jti"))?,
+            roles: c.roles,
+            issued_at: UnixTime(c.iat),
+            expires_at: UnixTime(c.exp),
+        })
+    }
+}
+
+/// An opaque refresh token as the client holds it: 32 OS-random bytes, base64url.
+/// It never prints itself.
+pub struct RefreshToken(String);
+
+impl RefreshToken {
+    pub fn generate() -> Result<(Self, RefreshTokenHash), getrandom::Error> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw)?;
+        let token = URL_SAFE_NO_PAD.encode(raw);
+        let hash = RefreshTokenHash::of(&token);
+        Ok((Self(token), hash))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshToken(***)")
+    }
+}
+
+/// SHA-256 of a refresh token, hex: all the store ever sees. Lookup by hash is
+/// constant-time in effect: an attacker cannot steer a hash prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RefreshTokenHash(String);
+
+impl RefreshTokenHash {
+    pub fn of(presented: &str) -> Self {
+        let digest = Sha256::digest(presented.as_bytes());
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Well-formed tokens only (43 base64url characters); anything else cannot exist.
+    pub fn of_presented(presented: &str) -> Option<Self> {
+        let ok = presented.len() == 43
+            && presented
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self::of(presented))
+    }
+
+    pub fn from_store(hex: String) -> Self {
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Secret;
+
+    fn tokens(ttl: u64) -> AccessTokens {
+        let secret = Secret::new(b"unit-test-secret-unit-test-secret-0123".to_vec());
+        AccessTokens::new(
+            KeyRing::hs256(&secret, &[]),
+            "iss".into(),
+            "aud".into(),
+            ttl,
+        )
+    }
+
+    #[test]
+    fn sign_verify_and_expiry_boundary() {
+        let t = tokens(60);
+        let now = UnixTime(1_800_000_000);
+        let (u, s) = (UserId::new(), SessionId::new());
+        let signed = t.sign(u, s, &[Role::parse("admin").unwrap()], now).unwrap();
+        let v = t.verify(&signed.token, now).unwrap();
+        assert_eq!((v.user_id, v.session_id, v.jti), (u, s, signed.jti));
+        assert_eq!(v.roles, vec!["admin".to_string()]);
+        assert!(t.verify(&signed.token, now.plus(59)).is_ok());
+        assert!(t.verify(&signed.token, now.plus(60)).is_err());
+        assert!(t.verify(&signed.token, UnixTime(now.0 - 1)).is_err(), "nbf");
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_hashed() {
+        let (a, ha) = RefreshToken::generate().unwrap();
+        let (b, hb) = RefreshToken::generate().unwrap();
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(a.expose().len(), 43);
+        assert_eq!(RefreshTokenHash::of_presented(a.expose()), Some(ha.clone()));
+        assert_ne!(ha, hb);
+        assert_eq!(ha.as_str().len(), 64);
+        assert!(RefreshTokenHash::of_presented("short").is_none());
+        assert_eq!(format!("{a:?}"), "RefreshToken(***)");
+    }
+}

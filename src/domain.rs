@@ -1,0 +1,276 @@
+//! Value types that carry meaning: once constructed, they are valid.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn new() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A user's id; the `sub` claim of its tokens.
+    UserId
+);
+uuid_id!(
+    /// One login (one device): the `sid` claim; refresh tokens belong to exactly one.
+    SessionId
+);
+uuid_id!(
+    /// The unique id of one access token: the `jti` claim.
+    Jti
+);
+
+/// Seconds since the Unix epoch. All stored and signed times use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UnixTime(pub i64);
+
+impl UnixTime {
+    /// This time plus `secs` seconds (saturating).
+    pub fn plus(self, secs: u64) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// RFC 3339 in UTC, as FastAPI serialises datetimes.
+    pub fn to_rfc3339(self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A validated username: 3-50 characters of `[A-Za-z0-9_.-]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Why a candidate is refused, in the words of a 422 `msg`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let len = raw.chars().count();
+        if !(3..=50).contains(&len) {
+            return Err("Username must be 3 to 50 characters long");
+        }
+        if !raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err("Username may contain only letters, digits, '_', '.' and '-'");
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Trusted input from our own store.
+    pub fn from_store(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated email address; the domain is lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        const INVALID: &str = "value is not a valid email address";
+        if raw.len() > 254 || !email_address::EmailAddress::is_valid(raw) {
+            return Err(INVALID);
+        }
+        let (local, domain) = raw.rsplit_once('@').ok_or(INVALID)?;
+        // Like email-validator: a deliverable address needs a dotted domain name, not an IP literal.
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('[')
+            && domain
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_alphanumeric() || c == '-'));
+        if local.starts_with('"') || !domain_ok {
+            return Err(INVALID);
+        }
+        Ok(Self(format!("{local}@{}", domain.to_lowercase())))
+    }
+
+    pub fn from_store(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A plaintext password (8-128 characters). It never prints itself.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// Length counts characters, not bytes: nothing is truncated (unlike bcrypt's 72 bytes).
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let len = raw.chars().count();
+        if len < 8 {
+            return Err("Password must be at least 8 characters long");
+        }
+        if len > 128 {
+            return Err("Password must be at most 128 characters long");
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// A password offered at login: any length up to a bound, so a too-short guess
+    /// is just a wrong password, not a validation error that tells it apart.
+    pub fn candidate(raw: &str) -> Option<Self> {
+        (raw.chars().count() <= 1024).then(|| Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A role name, such as the built-in `admin`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Role(String);
+
+impl Role {
+    pub const ADMIN: &'static str = "admin";
+
+    /// 1-50 characters of `[a-z0-9_:.-]`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let ok = (1..=50).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_:.-".contains(c));
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("Role must be 1 to 50 characters of a-z, 0-9, '_', ':', '.', '-'")
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A secret value (signing key, token) whose `Debug` never reveals it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_rules() {
+        assert!(Username::parse("alzy").is_ok());
+        assert!(Username::parse("a.b-c_d9").is_ok());
+        assert!(Username::parse("ab").is_err());
+        assert!(Username::parse(&"a".repeat(51)).is_err());
+        assert!(Username::parse("has space").is_err());
+        assert!(Username::parse("ünï").is_err());
+    }
+
+    #[test]
+    fn password_counts_characters_not_bytes() {
+        // 128 three-byte characters: 384 bytes, still allowed and kept whole.
+        let long = "€".repeat(128);
+        assert_eq!(Password::parse(&long).unwrap().expose(), long);
+        assert!(Password::parse(&"€".repeat(129)).is_err());
+        assert!(Password::parse("seven77").is_err());
+        assert_eq!(
+            format!("{:?}", Password::parse("supersecret").unwrap()),
+            "Password(***)"
+        );
+    }
+
+    #[test]
+    fn email_rules() {
+        assert_eq!(
+            Email::parse("Alzy@Example.COM").unwrap().as_str(),
+            "Alzy@example.com"
+        );
+        for bad in [
+            "no-at",
+            "a@b",
+            "a@",
+            "@b.com",
+            "a b@c.com",
+            "a@[1.2.3.4]",
+            "a@b..com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn roles() {
+        assert!(Role::parse("admin").is_ok());
+        assert!(Role::parse("Admin").is_err());
+        assert!(Role::parse("").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! `ApiError`: the one error type that becomes an HTTP response, each variant one
+//! status and one detail, as the contract's Conventions say.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One entry of a 422 `detail` list, shaped like FastAPI's.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldError {
+    pub loc: Vec<Value>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl FieldError {
+    /// An error about `field` of the request body.
+    pub fn body(field: &str, msg: impl Into<String>, kind: &'static str) -> Self {
+        Self {
+            loc: vec![json!("body"), json!(field)],
+            msg: msg.into(),
+            kind,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// No credentials were sent.
+    #[error("not authenticated")]
+    NotAuthenticated,
+    /// A token was sent and refused (bad signature, expired, revoked, wrong type...).
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("bad credentials")]
+    BadCredentials,
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// The current password given to a password change is wrong.
+    #[error("wrong current password")]
+    WrongPassword,
+    #[error("inactive user")]
+    InactiveUser,
+    #[error("insufficient role")]
+    InsufficientRole,
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType(&'static str),
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("service unavailable: {0}")]
+    Unavailable(&'static str),
+    /// A bug or an infrastructure failure; logged, answered with a generic 500.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Self::Internal(err.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotAuthenticated
+            | Self::InvalidToken
+            | Self::BadCredentials
+            | Self::InvalidRefreshToken
+            | Self::WrongPassword => StatusCode::UNAUTHORIZED,
+            Self::InactiveUser | Self::InsufficientRole => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn detail(&self) -> Value {
+        let text = match self {
+            Self::Validation(errors) => return json!(errors),
+            Self::NotAuthenticated => "Not authenticated",
+            Self::InvalidToken => "Could not validate credentials",
+            Self::BadCredentials => "Incorrect username or password",
+            Self::InvalidRefreshToken => "Invalid or expired refresh token",
+            Self::WrongPassword => "Incorrect password",
+            Self::InactiveUser => "Inactive user",
+            Self::InsufficientRole => "Insufficient role",
+            Self::Conflict(msg) => msg,
+            Self::NotFound => "Not Found",
+            Self::MethodNotAllowed => "Method Not Allowed",
+            Self::PayloadTooLarge => "Request body too large (limit 64 KiB)",
+            Self::UnsupportedMediaType(msg) => msg,
+            Self::RateLimited { .. } => "Too many requests",
+            Self::Unavailable(msg) => msg,
+            Self::Internal(_) => "Internal Server Error",
+        };
+        json!(text)
+    }
+
+    /// The `WWW-Authenticate` challenge every 401 carries.
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidToken | Self::InvalidRefreshToken => {
+                Some("Bearer error=\"invalid_token\"")
+            }
+            Self::NotAuthenticated | Self::BadCredentials | Self::WrongPassword => Some("Bearer"),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(msg) = &self {
+            tracing::error!(error = %msg, "internal error");
+        }
+        let mut res = (
+            self.status(),
+            axum::Json(json!({ "detail": self.detail() })),
+        )
+            .into_response();
+        if let Some(c) = self.challenge() {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
+        }
+        if let Self::RateLimited { retry_after_secs } = self {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_401_has_a_challenge() {
+        for e in [
+            ApiError::NotAuthenticated,
+            ApiError::InvalidToken,
+            ApiError::BadCredentials,
+            ApiError::InvalidRefreshToken,
+            ApiError::WrongPassword,
+        ] {
+            assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
+            assert!(e.challenge().is_some_and(|c| c.starts_with("Bearer")));
+        }
+    }
+}

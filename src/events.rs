@@ -1,0 +1,73 @@
+//! Auth events: one structured log line per security-relevant event, with ids and
+//! client facts only: never a password, token or secret.
+
+use std::net::IpAddr;
+
+use crate::domain::{SessionId, UserId};
+
+/// Who is calling, as far as the transport tells.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// The security-relevant things that happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthEvent {
+    Register,
+    LoginOk,
+    LoginFailed,
+    LoginInactive,
+    Refresh,
+    RefreshRejected,
+    RefreshReuse,
+    Logout,
+    LogoutAll,
+    PasswordChanged,
+    PasswordChangeFailed,
+}
+
+impl AuthEvent {
+    /// The stable name operators search for.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::LoginOk => "login.ok",
+            Self::LoginFailed => "login.failed",
+            Self::LoginInactive => "login.inactive",
+            Self::Refresh => "refresh.ok",
+            Self::RefreshRejected => "refresh.rejected",
+            Self::RefreshReuse => "refresh.reuse_detected",
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout.all",
+            Self::PasswordChanged => "password.changed",
+            Self::PasswordChangeFailed => "password.change_failed",
+        }
+    }
+
+    fn is_warning(self) -> bool {
+        matches!(
+            self,
+            Self::RefreshReuse | Self::LoginFailed | Self::PasswordChangeFailed
+        )
+    }
+}
+
+/// Log one auth event.
+pub fn emit(
+    event: AuthEvent,
+    user: Option<UserId>,
+    session: Option<SessionId>,
+    client: &ClientInfo,
+) {
+    let user_id = user.map(|u| u.to_string());
+    let session_id = session.map(|s| s.to_string());
+    let ip = client.ip.map(|i| i.to_string());
+    let ua = client.user_agent.as_deref();
+    if event.is_warning() {
+        tracing::warn!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
+    } else {
+        tracing::info!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
+    }
+}

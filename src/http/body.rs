@@ -1,0 +1,262 @@
+//! Request bodies: JSON objects or OAuth2 forms, read under the body limit and
+//! checked field by field into FastAPI-shaped 422 errors.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use serde_json::{Map, Value, json};
+
+use crate::error::{ApiError, FieldError};
+
+/// The fields of a body, whichever encoding it came in.
+#[derive(Debug, Default)]
+pub struct Fields(Map<String, Value>);
+
+/// A JSON object body (`Content-Type: application/json`, or none at all).
+pub struct JsonFields(pub Fields);
+
+/// An empty body or a JSON object.
+pub struct OptionalJsonFields(pub Option<Fields>);
+
+/// A JSON object or an `application/x-www-form-urlencoded` form (OAuth2 password grant).
+pub struct FormOrJsonFields(pub Fields);
+
+enum Encoding {
+    Json,
+    Form,
+}
+
+fn encoding(req: &Request) -> Result<Option<Encoding>, ApiError> {
+    let Some(ct) = req.headers().get(CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    let mime = ct
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(Some(Encoding::Json))
+    } else if mime == "application/x-www-form-urlencoded" {
+        Ok(Some(Encoding::Form))
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "Unsupported Content-Type: send application/json (or a form where the route takes one)",
+        ))
+    }
+}
+
+async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::Validation(vec![FieldError {
+                loc: vec![json!("body")],
+                msg: "The request body could not be read".into(),
+                kind: "body_read",
+            }])
+        }
+    })
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Fields, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(Fields(map)),
+        Ok(_) => Err(ApiError::Validation(vec![FieldError {
+            loc: vec![json!("body")],
+            msg: "Input should be a valid dictionary or object to extract fields from".into(),
+            kind: "model_attributes_type",
+        }])),
+        Err(e) => Err(ApiError::Validation(vec![FieldError {
+            loc: vec![json!("body"), json!(e.column())],
+            msg: "JSON decode error".into(),
+            kind: "json_invalid",
+        }])),
+    }
+}
+
+fn parse_form(bytes: &[u8]) -> Result<Fields, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).map_err(|_| {
+        ApiError::Validation(vec![FieldError {
+            loc: vec![json!("body")],
+            msg: "The form body could not be decoded".into(),
+            kind: "form_invalid",
+        }])
+    })?;
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        // The first value of a repeated field wins, as with Starlette's form parser.
+        map.entry(k).or_insert(Value::String(v));
+    }
+    Ok(Fields(map))
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonFields {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match encoding(&req)? {
+            Some(Encoding::Json) | None => {}
+            Some(Encoding::Form) => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "This route takes a JSON body",
+                ));
+            }
+        }
+        let bytes = read_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Err(missing_body());
+        }
+        parse_json(&bytes).map(JsonFields)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for OptionalJsonFields {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match encoding(&req)? {
+            Some(Encoding::Json) | None => {}
+            Some(Encoding::Form) => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "This route takes a JSON body",
+                ));
+            }
+        }
+        let bytes = read_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        parse_json(&bytes).map(|f| Self(Some(f)))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for FormOrJsonFields {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let enc = encoding(&req)?;
+        let bytes = read_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Err(missing_body());
+        }
+        match enc {
+            Some(Encoding::Form) => parse_form(&bytes).map(Self),
+            Some(Encoding::Json) | None => parse_json(&bytes).map(Self),
+        }
+    }
+}
+
+fn missing_body() -> ApiError {
+    ApiError::Validation(vec![FieldError {
+        loc: vec![json!("body")],
+        msg: "Field required".into(),
+        kind: "missing",
+    }])
+}
+
+/// Pulls typed fields out of a body, collecting every problem so the client sees
+/// them all in one 422.
+pub struct Checker<'a> {
+    fields: &'a Fields,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(fields: &'a Fields) -> Self {
+        Self {
+            fields,
+            errors: Vec::new(),
+        }
+    }
+
+    /// A required string field.
+    pub fn string(&mut self, name: &str) -> Option<&'a str> {
+        match self.fields.0.get(name) {
+            None | Some(Value::Null) => {
+                self.errors
+                    .push(FieldError::body(name, "Field required", "missing"));
+                None
+            }
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => {
+                self.errors.push(FieldError::body(
+                    name,
+                    "Input should be a valid string",
+                    "string_type",
+                ));
+                None
+            }
+        }
+    }
+
+    /// An optional string field (absent or null is `None`).
+    pub fn optional_string(&mut self, name: &str) -> Option<&'a str> {
+        match self.fields.0.get(name) {
+            None | Some(Value::Null) => None,
+            Some(_) => self.string(name),
+        }
+    }
+
+    /// A required string field, then parsed by `parse` (its error becomes the `msg`).
+    pub fn parsed<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Option<T> {
+        let raw = self.string(name)?;
+        match parse(raw) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.errors.push(FieldError::body(name, msg, "value_error"));
+                None
+            }
+        }
+    }
+
+    /// Record a problem found by the caller.
+    pub fn fail(&mut self, name: &str, msg: &'static str, kind: &'static str) {
+        self.errors.push(FieldError::body(name, msg, kind));
+    }
+
+    /// `Err` with every problem found, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checker_collects_every_problem() {
+        let f = parse_json(br#"{"a": 1, "c": "x"}"#).unwrap();
+        let mut c = Checker::new(&f);
+        assert_eq!(c.string("a"), None);
+        assert_eq!(c.string("b"), None);
+        assert_eq!(c.string("c"), Some("x"));
+        assert_eq!(c.optional_string("d"), None);
+        let Err(ApiError::Validation(errs)) = c.finish() else {
+            panic!("expected a validation error")
+        };
+        let kinds: Vec<_> = errs.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["string_type", "missing"]);
+        assert_eq!(errs[1].loc, vec![json!("body"), json!("b")]);
+    }
+
+    #[test]
+    fn json_must_be_an_object() {
+        assert!(parse_json(b"[1,2]").is_err());
+        assert!(parse_json(b"{broken").is_err());
+        assert!(parse_form(b"username=a&password=b%20c").is_ok());
+    }
+}

@@ -1,0 +1,144 @@
+//! Extractors: who is calling (client facts) and with which credentials.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::request::Parts;
+use ipnet::IpNet;
+
+use super::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::events::ClientInfo;
+
+/// The client's IP and user agent. `X-Forwarded-For` is believed only when the peer
+/// is a trusted proxy.
+pub struct Client(pub ClientInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let ip = peer.map(|p| client_ip(p, &parts.headers, &state.trusted_proxies));
+        let user_agent = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Ok(Client(ClientInfo { ip, user_agent }))
+    }
+}
+
+/// Walk `X-Forwarded-For` from the right, skipping trusted proxies: the first
+/// untrusted address is the client. Anything unparsable stops the walk.
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// A caller authenticated by a Bearer access token whose session is live.
+pub struct Authenticated(pub Principal);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers)?;
+        state.auth.authenticate(token).await.map(Authenticated)
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::NotAuthenticated)?;
+    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::NotAuthenticated)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::NotAuthenticated);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(ApiError::NotAuthenticated);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = xff("203.0.113.9, 10.0.0.7");
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        // Untrusted peer: the header is ignored.
+        assert_eq!(client_ip(proxy, &h, &[]), proxy);
+        // A forged leftmost entry is skipped past the real client.
+        let h = xff("1.1.1.1, 203.0.113.9");
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert!(matches!(bearer_token(&h), Err(ApiError::NotAuthenticated)));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(matches!(bearer_token(&h), Err(ApiError::NotAuthenticated)));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("bearer abc.def.ghi"),
+        );
+        assert_eq!(bearer_token(&h).unwrap(), "abc.def.ghi");
+    }
+}

@@ -1,0 +1,147 @@
+//! `/auth/*`: register, login, refresh, logout, logout-all, password.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::UserRead;
+use crate::auth::TokenPair;
+use crate::domain::{Email, Password, Username};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::http::body::{Checker, FormOrJsonFields, JsonFields, OptionalJsonFields};
+use crate::http::extract::{Authenticated, Client};
+
+#[derive(Serialize)]
+pub struct TokenResponse {
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+impl From<TokenPair> for TokenResponse {
+    fn from(p: TokenPair) -> Self {
+        Self {
+            access_token: p.access_token,
+            refresh_token: p.refresh_token.expose().to_owned(),
+            token_type: "bearer",
+            expires_in: p.expires_in,
+        }
+    }
+}
+
+/// `POST /auth/register`: JSON `{username, email, password}`.
+pub async fn register(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonFields(body): JsonFields,
+) -> Result<(StatusCode, Json<UserRead>), ApiError> {
+    let mut c = Checker::new(&body);
+    let username = c.parsed("username", Username::parse);
+    let email = c.parsed("email", Email::parse);
+    let password = c.parsed("password", Password::parse);
+    c.finish()?;
+    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+        return Err(ApiError::internal("checked fields missing"));
+    };
+    let user = state
+        .auth
+        .register(username, email, password, &client)
+        .await?;
+    Ok((StatusCode::CREATED, Json(UserRead::from(&user))))
+}
+
+/// `POST /auth/login`: an OAuth2 password-grant form or JSON `{username, password}`.
+pub async fn login(
+    State(state): State<AppState>,
+    Client(client): Client,
+    FormOrJsonFields(body): FormOrJsonFields,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let mut c = Checker::new(&body);
+    let username = c.string("username");
+    let password = c.string("password");
+    if c.optional_string("grant_type")
+        .is_some_and(|g| g != "password")
+    {
+        c.fail(
+            "grant_type",
+            "String should match pattern '^password$'",
+            "string_pattern_mismatch",
+        );
+    }
+    c.finish()?;
+    let (Some(username), Some(password)) = (username, password) else {
+        return Err(ApiError::internal("checked fields missing"));
+    };
+    let password = Password::candidate(password).ok_or(ApiError::BadCredentials)?;
+    let pair = state.auth.login(username, password, &client).await?;
+    Ok(Json(pair.into()))
+}
+
+/// `POST /auth/refresh`: JSON `{refresh_token}`; the old token is spent.
+pub async fn refresh(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonFields(body): JsonFields,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let mut c = Checker::new(&body);
+    let token = c.string("refresh_token");
+    c.finish()?;
+    let token = token.unwrap_or_default();
+    let pair = state.auth.refresh(token, &client).await?;
+    Ok(Json(pair.into()))
+}
+
+/// `POST /auth/logout`: Bearer, optional JSON `{refresh_token}`.
+pub async fn logout(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(who): Authenticated,
+    OptionalJsonFields(body): OptionalJsonFields,
+) -> Result<StatusCode, ApiError> {
+    let refresh = match &body {
+        Some(fields) => {
+            let mut c = Checker::new(fields);
+            let r = c.optional_string("refresh_token");
+            c.finish()?;
+            r
+        }
+        None => None,
+    };
+    state.auth.logout(&who, refresh, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /auth/logout-all`: every session of the caller.
+pub async fn logout_all(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(who): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    state.auth.logout_all(&who, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /auth/password`: JSON `{current_password, new_password}`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Authenticated(who): Authenticated,
+    JsonFields(body): JsonFields,
+) -> Result<StatusCode, ApiError> {
+    let mut c = Checker::new(&body);
+    let current = c.string("current_password");
+    let new = c.parsed("new_password", Password::parse);
+    c.finish()?;
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(ApiError::internal("checked fields missing"));
+    };
+    let current = Password::candidate(current).ok_or(ApiError::WrongPassword)?;
+    state
+        .auth
+        .change_password(&who, current, new, &client)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,18 @@
+//! tokengate: a JWT authentication server.
+//!
+//! `http` calls `auth`; `auth` calls `crypto`, `store`; nothing calls back up.
+//! See ARCHITECTURE.md.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod server;
+pub mod store;
+
+pub use http::{AppState, router as app};

@@ -1,0 +1,172 @@
+//! Durable state: users, sessions and refresh tokens. One trait, one file per backend.
+//! The database is the source of truth for every revocation.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::tokens::RefreshTokenHash;
+use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+
+/// A user as stored.
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub username: Username,
+    pub email: Email,
+    pub password_hash: PasswordHashString,
+    pub is_active: bool,
+    pub roles: Vec<Role>,
+    pub created_at: UnixTime,
+}
+
+/// A user to insert.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub id: UserId,
+    pub username: Username,
+    pub email: Email,
+    pub password_hash: PasswordHashString,
+    pub roles: Vec<Role>,
+    pub created_at: UnixTime,
+}
+
+/// A session (one login, one device) as stored.
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: UnixTime,
+    pub last_used_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionRecord {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// A session to open, with its first refresh token.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub now: UnixTime,
+    pub expires_at: UnixTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub refresh_hash: RefreshTokenHash,
+}
+
+/// Rotate `presented` into `successor`, atomically.
+#[derive(Clone, Debug)]
+pub struct RotateRequest {
+    pub presented: RefreshTokenHash,
+    pub successor: RefreshTokenHash,
+    pub successor_expires_at: UnixTime,
+    pub now: UnixTime,
+}
+
+/// What a rotation did.
+#[derive(Clone, Debug)]
+pub enum Rotation {
+    /// The presented token was live and is now spent; the successor is stored.
+    Rotated {
+        user: UserRecord,
+        session_id: SessionId,
+    },
+    /// The presented token had already been rotated: its session is now revoked.
+    Reused {
+        user_id: UserId,
+        session_id: SessionId,
+    },
+    /// Unknown, expired, or its session or user is no longer valid. Nothing changed.
+    Rejected,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error("database: {0}")]
+    Backend(String),
+}
+
+/// Every storage backend implements this, and passes the one conformance suite.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Bring the schema up to date (embedded migrations).
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// The database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Close connections (graceful shutdown).
+    async fn close(&self);
+
+    /// Insert a user; `Conflict` when the username or email is taken (case-insensitively).
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// Users by creation time.
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Open a session with its first refresh token, in one transaction.
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
+    /// The session and its user, read together: the per-request revocation check.
+    async fn session_with_user(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
+    /// One conditional write: two concurrent rotations of one token cannot both win.
+    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
+    /// Revoke one of `user`'s sessions; `false` when it is not theirs, unknown or already dead.
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Revoke the session that `refresh` belongs to, if it is `user`'s.
+    async fn revoke_session_of_refresh(
+        &self,
+        user: UserId,
+        refresh: &RefreshTokenHash,
+        now: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Revoke every live session of `user`, except `keep`; the count revoked.
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError>;
+    /// Store a new password hash and revoke every other session, in one transaction.
+    async fn change_password(
+        &self,
+        user: UserId,
+        hash: PasswordHashString,
+        keep: SessionId,
+        now: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
+}
+
+/// Roles are stored as a JSON array of strings in every backend.
+pub(crate) fn roles_to_json(roles: &[Role]) -> String {
+    serde_json::to_string(roles).unwrap_or_else(|_| "[]".into())
+}
+
+/// Unknown or malformed stored roles are dropped rather than trusted.
+pub(crate) fn roles_from_json(raw: &str) -> Vec<Role> {
+    serde_json::from_str::<Vec<String>>(raw)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| Role::parse(r).ok())
+        .collect()
+}

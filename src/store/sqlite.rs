@@ -1,0 +1,439 @@
+//! The embedded SQLite backend: zero configuration, one file.
+//!
+//! Writes go through a pool of one connection, so they are serialised in-process and
+//! never fight over SQLite's lock; reads use their own pool and run alongside (WAL).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{
+    NewSession, NewUser, RotateRequest, Rotation, SessionRecord, Store, StoreError, UserRecord,
+    roles_from_json, roles_to_json,
+};
+use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::tokens::RefreshTokenHash;
+use crate::domain::{Email, SessionId, UnixTime, UserId, Username};
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+const USER_COLUMNS: &str =
+    "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at";
+const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
+
+impl SqliteStore {
+    /// Open (creating it, readable by the owner only) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private_file(path)?;
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(backend)?;
+        let readers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2) as u32
+            * 2;
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(Self { read, write })
+    }
+}
+
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+    }
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        _ => backend(e),
+    }
+}
+
+fn parse_col<T: FromStr>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
+    let raw: String = row.try_get(col).map_err(backend)?;
+    raw.parse()
+        .map_err(|_| StoreError::Backend(format!("malformed {col} in database")))
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
+    let roles: String = row.try_get("roles").map_err(backend)?;
+    Ok(UserRecord {
+        id: parse_col(row, "id")?,
+        username: Username::from_store(row.try_get("username").map_err(backend)?),
+        email: Email::from_store(row.try_get("email").map_err(backend)?),
+        password_hash: PasswordHashString(row.try_get("password_hash").map_err(backend)?),
+        is_active: row.try_get::<i64, _>("is_active").map_err(backend)? != 0,
+        roles: roles_from_json(&roles),
+        created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id: parse_col(row, "s_id")?,
+        user_id: parse_col(row, "s_user_id")?,
+        created_at: UnixTime(row.try_get("s_created_at").map_err(backend)?),
+        last_used_at: UnixTime(row.try_get("last_used_at").map_err(backend)?),
+        expires_at: UnixTime(row.try_get("expires_at").map_err(backend)?),
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")
+            .map_err(backend)?
+            .map(UnixTime),
+        user_agent: row.try_get("user_agent").map_err(backend)?,
+        ip: row.try_get("ip").map_err(backend)?,
+    })
+}
+
+async fn revoke_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    session: SessionId,
+    now: UnixTime,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now.0)
+            .bind(session.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.write)
+            .await
+            .map_err(backend)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
+        )
+        .bind(user.id.to_string())
+        .bind(user.username.as_str())
+        .bind(user.email.as_str())
+        .bind(&user.password_hash.0)
+        .bind(roles_to_json(&user.roles))
+        .bind(user.created_at.0)
+        .bind(user.created_at.0)
+        .execute(&self.write)
+        .await
+        .map_err(db_err)?;
+        Ok(UserRecord {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            password_hash: user.password_hash,
+            is_active: true,
+            roles: user.roles,
+            created_at: user.created_at,
+        })
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.username) = lower(?)");
+        let row = sqlx::query(&sql)
+            .bind(username)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT ? OFFSET ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn create_session(&self, s: NewSession) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.user_id.to_string())
+        .bind(s.now.0)
+        .bind(s.now.0)
+        .bind(s.expires_at.0)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(s.refresh_hash.as_str())
+            .bind(s.id.to_string())
+            .bind(s.now.0)
+            .bind(s.expires_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn session_with_user(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((session_from_row(&r)?, user_from_row(&r)?))),
+        }
+    }
+
+    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        // The conditional write: only one caller can spend a live token.
+        let spent = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
+             RETURNING session_id",
+        )
+        .bind(req.now.0)
+        .bind(req.presented.as_str())
+        .bind(req.now.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+
+        let Some(spent) = spent else {
+            let prior = sqlx::query(
+                "SELECT r.session_id, r.used_at, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
+                 WHERE r.token_hash = ?",
+            )
+            .bind(req.presented.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let Some(prior) = prior else {
+                return Ok(Rotation::Rejected);
+            };
+            if prior
+                .try_get::<Option<i64>, _>("used_at")
+                .map_err(backend)?
+                .is_none()
+            {
+                return Ok(Rotation::Rejected); // merely expired
+            }
+            // A spent token came back: someone holds a copy. Kill the whole session.
+            let session_id: SessionId = parse_col(&prior, "session_id")?;
+            let user_id: UserId = parse_col(&prior, "user_id")?;
+            revoke_in(&mut tx, session_id, req.now).await?;
+            tx.commit().await.map_err(backend)?;
+            return Ok(Rotation::Reused {
+                user_id,
+                session_id,
+            });
+        };
+
+        let session_id: SessionId = parse_col(&spent, "session_id")?;
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(session_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let (session, user) = (session_from_row(&row)?, user_from_row(&row)?);
+        if !session.is_live(req.now) || !user.is_active {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(Rotation::Rejected);
+        }
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(req.successor.as_str())
+            .bind(session_id.to_string())
+            .bind(req.now.0)
+            .bind(req.successor_expires_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("UPDATE sessions SET last_used_at = ?, expires_at = ? WHERE id = ?")
+            .bind(req.now.0)
+            .bind(req.successor_expires_at.0)
+            .bind(session_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Rotation::Rotated { user, session_id })
+    }
+
+    async fn revoke_session(
+        &self,
+        user: UserId,
+        id: SessionId,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
+            .bind(now.0)
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_session_of_refresh(
+        &self,
+        user: UserId,
+        refresh: &RefreshTokenHash,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?
+             WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?) AND user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now.0)
+        .bind(refresh.as_str())
+        .bind(user.to_string())
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
+        )
+        .bind(now.0)
+        .bind(user.to_string())
+        .bind(keep.map(|k| k.to_string()))
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn change_password(
+        &self,
+        user: UserId,
+        hash: PasswordHashString,
+        keep: SessionId,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(&hash.0)
+            .bind(now.0)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id <> ?")
+            .bind(now.0)
+            .bind(user.to_string())
+            .bind(keep.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
+            .bind(cutoff.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(cutoff.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(tokens.rows_affected() + sessions.rows_affected())
+    }
+}
