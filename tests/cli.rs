@@ -1,0 +1,233 @@
+//! The real binary, as a user runs it: zero-config start, bad configuration, the
+//! operator's `user` and `migrate` commands.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+
+/// The binary in `dir` with no TOKENGATE_* variables from the outside.
+fn tokengate(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_clear()
+        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
+    c
+}
+
+fn run(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tokengate");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str)] = &[
+        ("TOKENGATE_ACCESS_TTL", "soon"),
+        ("TOKENGATE_SECRET_KEY", "changeme"),
+        (
+            "TOKENGATE_SECRET_KEY",
+            "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+        ),
+        ("TOKENGATE_SECRET_KEY", "too-short"),
+        ("TOKENGATE_BIND", "localhost"),
+        ("TOKENGATE_DATABASE_URL", "mysql://root@localhost/db"),
+        ("TOKENGATE_ALGORITHM", "HS512"),
+        ("TOKENGATE_LOGIN_RATE", "ten per minute"),
+        ("TOKENGATE_TRUSTED_PROXIES", "not-a-cidr"),
+        ("TOKENGATE_CORS_ORIGINS", "*"),
+        ("TOKENGATE_LOG_FORMAT", "xml"),
+        ("TOKENGATE_COOKIE_SECURE", "perhaps"),
+    ];
+    for (var, value) in cases {
+        let (code, _, err) = run(tokengate(dir.path()).arg("serve").env(var, value), "");
+        assert_eq!(code, 2, "{var}={value}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{var}: {err}");
+        assert!(err.contains(var), "{var}: {err}");
+        assert!(
+            !err.contains("09d25e09"),
+            "the refused secret is not echoed"
+        );
+    }
+    // The same through a flag, and through .env.
+    let (code, _, err) = run(
+        tokengate(dir.path()).args(["serve", "--access-ttl", "soon"]),
+        "",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("TOKENGATE_ACCESS_TTL"));
+    std::fs::write(dir.path().join(".env"), "TOKENGATE_REFRESH_TTL=forever\n").unwrap();
+    let (code, _, err) = run(tokengate(dir.path()).arg("serve"), "");
+    assert_eq!(code, 2);
+    assert!(err.contains("TOKENGATE_REFRESH_TTL"), "{err}");
+    assert!(
+        !dir.path().join("tokengate.db").exists(),
+        "nothing is created on bad config"
+    );
+}
+
+/// Start `serve` in `dir`, wait for "listening on", return the child and the log so far.
+fn start_server(dir: &Path) -> (std::process::Child, String) {
+    let mut child = tokengate(dir)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.contains("listening on") {
+        assert!(Instant::now() < deadline, "no 'listening on' in: {log}");
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("server exited: {log}");
+        }
+        log.push_str(&line);
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    (child, log)
+}
+
+fn terminate(child: &mut std::process::Child) -> i32 {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
+#[test]
+fn zero_config_start_creates_database_and_private_secret_then_reuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, log) = start_server(dir.path());
+    assert!(log.contains("tokengate.db"), "{log}");
+    assert!(log.contains("generated a new HS256 secret"), "{log}");
+    assert!(log.contains("tokengate.secret"), "{log}");
+    let secret_path = dir.path().join("tokengate.secret");
+    let secret = std::fs::read_to_string(&secret_path).unwrap();
+    assert!(secret.trim().len() >= 43);
+    assert!(!log.contains(secret.trim()), "the secret is never logged");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["tokengate.secret", "tokengate.db"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{f} is readable by the owner only");
+        }
+    }
+    assert_eq!(terminate(&mut child), 0, "SIGTERM is a clean exit");
+
+    let (mut child, log) = start_server(dir.path());
+    assert!(log.contains("HS256 secret loaded"), "{log}");
+    assert_eq!(std::fs::read_to_string(&secret_path).unwrap(), secret);
+    assert_eq!(terminate(&mut child), 0);
+}
+
+#[test]
+fn operator_creates_the_first_admin_and_lists_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(tokengate(dir.path()).arg("migrate"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("up to date"));
+
+    let create = [
+        "user",
+        "create",
+        "--username",
+        "root",
+        "--email",
+        "root@example.com",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ];
+    let (code, out, err) = run(
+        tokengate(dir.path()).args(create),
+        "a-long-admin-password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created user root") && out.contains("[admin]"),
+        "{out}"
+    );
+    assert!(!err.contains("a-long-admin-password") && !out.contains("a-long-admin-password"));
+
+    let (code, _, err) = run(
+        tokengate(dir.path()).args(create),
+        "a-long-admin-password\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("already registered"), "{err}");
+    let (code, _, err) = run(
+        tokengate(dir.path()).args([
+            "user",
+            "create",
+            "--username",
+            "x",
+            "--email",
+            "x@example.com",
+        ]),
+        "a-long-password\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--username"), "{err}");
+    let (code, _, err) = run(
+        tokengate(dir.path()).args([
+            "user",
+            "create",
+            "--username",
+            "shorty",
+            "--email",
+            "s@example.com",
+        ]),
+        "short\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("password"), "{err}");
+    let (code, _, err) = run(
+        tokengate(dir.path()).args([
+            "user",
+            "create",
+            "--username",
+            "bob",
+            "--email",
+            "b@example.com",
+            "--role",
+            "Admin!",
+        ]),
+        "a-long-password\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--role"), "{err}");
+
+    let (code, out, _) = run(tokengate(dir.path()).args(["user", "list"]), "");
+    assert_eq!(code, 0);
+    let rows: Vec<_> = out.lines().collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[1].contains("root") && rows[1].contains("admin") && rows[1].contains("true"));
+}

@@ -1,0 +1,247 @@
+//! The test harness: start the real router on 127.0.0.1:0 over a chosen backend,
+//! with an injected clock and a known secret so tests can forge tokens.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tokengate::clock::ManualClock;
+use tokengate::config::check_secret;
+use tokengate::config::{Argon2Params, DatabaseUrl, Settings};
+use tokengate::server::{build_state, serve_on};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The HS256 secret of every test server.
+pub const TEST_SECRET: &str = "test-secret-for-tokengate-tests-0123456789abcdef";
+pub const ISSUER: &str = "tokengate-test";
+pub const AUDIENCE: &str = "tokengate-test-clients";
+pub const PASSWORD: &str = "strongpass123";
+
+/// Which storage the server runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+}
+
+/// Settings every test server starts from: cheap argon2 so tests stay quick.
+pub fn test_settings(db: &Path) -> Settings {
+    Settings {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: DatabaseUrl::Sqlite {
+            path: db.to_path_buf(),
+        },
+        secret_key: Some(check_secret(TEST_SECRET).expect("test secret is valid")),
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        argon2: Argon2Params {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Settings::default()
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: ManualClock,
+    pub settings: Settings,
+    pub db_path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    state: tokengate::AppState,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Start on a fresh database, after `tweak` adjusts the settings.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let db = dir.path().join("tokengate.db");
+                let mut s = test_settings(&db);
+                tweak(&mut s);
+                let mut srv = Self::start_settings(s, ManualClock::new()).await;
+                srv._dir = Some(dir);
+                srv
+            }
+        }
+    }
+
+    /// Start with exactly these settings and this clock.
+    pub async fn start_settings(settings: Settings, clock: ManualClock) -> Self {
+        let state = build_state(&settings, Arc::new(clock.clone()))
+            .await
+            .expect("server state builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn({
+            let state = state.clone();
+            async move {
+                let _ = serve_on(listener, state, async {
+                    let _ = rx.await;
+                })
+                .await;
+            }
+        });
+        let db_path = match &settings.database_url {
+            DatabaseUrl::Sqlite { path } => path.clone(),
+            DatabaseUrl::Postgres(_) => PathBuf::new(),
+        };
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .user_agent("tokengate-tests")
+                .build()
+                .expect("client"),
+            clock,
+            settings,
+            db_path,
+            stop: Some(tx),
+            task: Some(task),
+            state,
+            _dir: None,
+        }
+    }
+
+    /// Stop serving and close the database, keeping its files (restart tests).
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.state.auth.store().close().await;
+        self._dir.take()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_auth(&self, path: &str, access: &str, body: Option<Value>) -> Response {
+        let mut req = self.http.post(self.url(path)).bearer_auth(access);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn get_auth(&self, path: &str, access: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Register `username` with [`PASSWORD`]; the `UserRead` body.
+    pub async fn register(&self, username: &str) -> Value {
+        let res = self
+            .post_json(
+                "/auth/register",
+                json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "register {username}");
+        res.json().await.expect("json")
+    }
+
+    /// Log in with JSON; the token pair.
+    pub async fn login(&self, username: &str, password: &str) -> Tokens {
+        let res = self
+            .post_json(
+                "/auth/login",
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "login {username}");
+        Tokens::from(res.json::<Value>().await.expect("json"))
+    }
+
+    /// Register then log in.
+    pub async fn user(&self, username: &str) -> Tokens {
+        self.register(username).await;
+        self.login(username, PASSWORD).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/auth/refresh", json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    /// `GET /me` status with this access token.
+    pub async fn me_status(&self, access: &str) -> StatusCode {
+        self.get_auth("/me", access).await.status()
+    }
+}
+
+/// An access + refresh token pair from a response body.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl From<Value> for Tokens {
+    fn from(v: Value) -> Self {
+        Self {
+            access: v["access_token"].as_str().expect("access_token").to_owned(),
+            refresh: v["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
+        }
+    }
+}
+
+/// Assert a 401 that refuses a presented token, with the contract's challenge.
+pub async fn assert_invalid_token(res: Response) {
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    let body: Value = res.json().await.expect("json");
+    assert!(body["detail"].is_string(), "{body}");
+}
+
+/// Decode a JWT's header and claims without verifying (for inspecting shapes).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::Engine as _;
+    let mut it = token.split('.');
+    let mut part = || {
+        let raw = it.next().expect("jwt part");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .expect("b64");
+        serde_json::from_slice::<Value>(&bytes).expect("json")
+    };
+    (part(), part())
+}

@@ -1,0 +1,186 @@
+//! The contract's Conventions: JSON errors everywhere, limits, never a 5xx.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestServer};
+
+pub async fn unknown_route_is_json_404(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let res = srv
+        .http
+        .get(srv.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.text().await.unwrap(), r#"{"detail":"Not Found"}"#);
+}
+
+pub async fn wrong_method_is_json_405(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let res = srv.http.get(srv.url("/auth/login")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["allow"], "POST");
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"detail":"Method Not Allowed"}"#
+    );
+    let res = srv.http.delete(srv.url("/me")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+pub async fn oversized_body_is_413(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let big = "x".repeat(65 * 1024);
+    let res = srv
+        .post_json(
+            "/auth/register",
+            json!({"username": "alzy", "email": "a@example.com", "password": big}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = res.json().await.unwrap();
+    assert!(v["detail"].as_str().unwrap().contains("64 KiB"));
+    let res = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("username=a&password={big}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Just under the limit is judged on its content instead.
+    let fits = "x".repeat(60 * 1024);
+    let res = srv
+        .post_json(
+            "/auth/register",
+            json!({"username": "alzy", "email": "a@example.com", "password": fits}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+pub async fn malformed_json_is_422(b: Backend) {
+    let srv = TestServer::start(b).await;
+    for body in ["{", "[]", "\"str\"", "{\"username\": }", "null"] {
+        let res = srv
+            .http
+            .post(srv.url("/auth/register"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["detail"][0]["loc"][0], "body", "{body}");
+    }
+}
+
+pub async fn wrong_content_type_is_415(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let res = srv
+        .http
+        .post(srv.url("/auth/register"))
+        .header("content-type", "text/plain")
+        .body("username=alzy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let v: Value = res.json().await.unwrap();
+    assert!(v["detail"].is_string());
+    // Register is JSON only; a form is refused clearly.
+    let res = srv
+        .http
+        .post(srv.url("/auth/register"))
+        .form(&[("username", "alzy")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+pub async fn health_and_readiness(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let res = srv.http.get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["status"], "ok");
+    let res = srv.http.get(srv.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["database"], "ok");
+}
+
+pub async fn no_client_input_causes_a_5xx(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("application/json", b"{\"username\":\"\\u0000\",\"email\":\"\\ud800@x.com\",\"password\":\"\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\\u0000\"}".to_vec()),
+        ("application/json", vec![0xff, 0xfe, 0x00]),
+        ("application/json", b"{\"refresh_token\": {\"$ne\": null}}".to_vec()),
+        ("application/json", b"{\"username\": [\"a\"], \"password\": {\"a\": 1}}".to_vec()),
+        ("application/json", "{\"a\":".repeat(5000).into_bytes()),
+        ("application/x-www-form-urlencoded", b"username=%ff%fe&password=%00".to_vec()),
+        ("application/x-www-form-urlencoded", b"=&&=&username".to_vec()),
+        ("application/json; charset=latin1", b"{}".to_vec()),
+        ("multipart/form-data; boundary=x", b"--x--".to_vec()),
+        ("", Vec::new()),
+    ];
+    let paths = [
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/password",
+        "/auth/logout-all",
+    ];
+    for path in paths {
+        for (ct, body) in &bodies {
+            for auth in [None, Some(t.access.as_str())] {
+                let mut req = srv
+                    .http
+                    .request(Method::POST, srv.url(path))
+                    .body(body.clone());
+                if !ct.is_empty() {
+                    req = req.header("content-type", *ct);
+                }
+                if let Some(a) = auth {
+                    req = req.bearer_auth(a);
+                }
+                let res = req.send().await.unwrap();
+                assert!(
+                    res.status().as_u16() < 500,
+                    "{path} {ct} -> {}",
+                    res.status()
+                );
+                let v: Value = res.json().await.unwrap_or(json!({"detail": "no body"}));
+                if res_is_error(&v) {
+                    assert!(v.get("detail").is_some(), "{path} {ct}: {v}");
+                }
+            }
+        }
+    }
+    for header in [
+        "Bearer",
+        "Bearer ",
+        "Bearer \u{7f}",
+        "bearer a b c",
+        "Basic Og==",
+    ] {
+        let res = srv
+            .http
+            .get(srv.url("/me"))
+            .header("authorization", header)
+            .send()
+            .await;
+        if let Ok(res) = res {
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{header:?}");
+        }
+    }
+}
+
+fn res_is_error(v: &Value) -> bool {
+    v.get("access_token").is_none() && v.get("id").is_none()
+}

@@ -1,0 +1,111 @@
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token};
+
+pub async fn logout_kills_the_session_not_only_the_token(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let first = srv.user("alzy").await;
+    // A second access token of the same session, from a refresh.
+    let second = Tokens::from(
+        srv.refresh(&first.refresh)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+    );
+    let res = srv.post_auth("/auth/logout", &second.access, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(res.text().await.unwrap().is_empty());
+    assert_invalid_token(srv.get_auth("/me", &second.access).await).await;
+    assert_invalid_token(srv.get_auth("/me", &first.access).await).await;
+    assert_invalid_token(srv.refresh(&second.refresh).await).await;
+    // Logging out twice: the token is already dead.
+    assert_invalid_token(srv.post_auth("/auth/logout", &second.access, None).await).await;
+}
+
+pub async fn logout_leaves_other_sessions_alive(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let phone = srv.user("alzy").await;
+    let laptop = srv.login("alzy", PASSWORD).await;
+    let res = srv
+        .post_auth(
+            "/auth/logout",
+            &phone.access,
+            Some(json!({"refresh_token": phone.refresh})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(srv.me_status(&laptop.access).await, StatusCode::OK);
+    assert_eq!(srv.refresh(&laptop.refresh).await.status(), StatusCode::OK);
+}
+
+pub async fn logout_with_refresh_token_of_another_session(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let a = srv.user("alzy").await;
+    let b2 = srv.login("alzy", PASSWORD).await;
+    let mallory = srv.user("mallory").await;
+    // Mallory cannot end alzy's session by presenting its refresh token.
+    let res = srv
+        .post_auth(
+            "/auth/logout",
+            &mallory.access,
+            Some(json!({"refresh_token": b2.refresh})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(srv.me_status(&b2.access).await, StatusCode::OK);
+    // Alzy can end both of their sessions at once.
+    let res = srv
+        .post_auth(
+            "/auth/logout",
+            &a.access,
+            Some(json!({"refresh_token": b2.refresh})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_invalid_token(srv.get_auth("/me", &b2.access).await).await;
+    assert_invalid_token(srv.get_auth("/me", &a.access).await).await;
+    // A malformed body is still a client error, never a 5xx.
+    let m2 = srv.login("mallory", PASSWORD).await;
+    let res = srv
+        .post_auth(
+            "/auth/logout",
+            &m2.access,
+            Some(json!({"refresh_token": 7})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+pub async fn logout_all_kills_every_session(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let sessions = [
+        srv.user("alzy").await,
+        srv.login("alzy", PASSWORD).await,
+        srv.login("alzy", PASSWORD).await,
+    ];
+    let bystander = srv.user("bystander").await;
+    let res = srv
+        .post_auth("/auth/logout-all", &sessions[1].access, None)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    for s in &sessions {
+        assert_invalid_token(srv.get_auth("/me", &s.access).await).await;
+        assert_invalid_token(srv.refresh(&s.refresh).await).await;
+    }
+    assert_eq!(srv.me_status(&bystander.access).await, StatusCode::OK);
+    // Logging in again works and is a fresh session.
+    let again = srv.login("alzy", PASSWORD).await;
+    assert_eq!(srv.me_status(&again.access).await, StatusCode::OK);
+}
+
+pub async fn logout_requires_a_valid_token(b: Backend) {
+    let srv = TestServer::start(b).await;
+    for path in ["/auth/logout", "/auth/logout-all", "/auth/password"] {
+        let res = srv.http.post(srv.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        assert_invalid_token(srv.post_auth(path, "not.a.token", None).await).await;
+    }
+}

@@ -1,0 +1,92 @@
+//! The conformance suite: one set of black-box HTTP tests, run against every storage
+//! backend. Each test is `pub async fn name(backend: Backend)` in a module below.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod accounts;
+mod conventions;
+mod login;
+mod logout;
+mod refresh;
+mod restart;
+mod token_attacks;
+
+/// Instantiate every listed test once per backend.
+macro_rules! conformance {
+    ($($module:ident: [$($name:ident),* $(,)?]),* $(,)?) => {
+        mod sqlite {
+            $(mod $module {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::$module::$name(crate::common::Backend::Sqlite).await;
+                })*
+            })*
+        }
+    };
+}
+
+conformance! {
+    accounts: [
+        register_returns_user_read_without_hash,
+        register_refuses_taken_username_and_email,
+        register_validation_lists_every_field,
+        register_counts_password_characters_not_bytes,
+        register_never_grants_roles_from_the_body,
+        password_change_keeps_current_session_and_revokes_others,
+        password_change_refuses_wrong_current_and_weak_new,
+    ],
+    login: [
+        login_accepts_oauth2_form_and_json,
+        login_unknown_user_and_wrong_password_look_the_same,
+        login_validation_errors,
+        access_token_has_the_contract_shape,
+        me_returns_the_caller,
+    ],
+    token_attacks: [
+        missing_or_non_bearer_credentials_are_not_authenticated,
+        resigned_genuine_claims_are_accepted,
+        alg_none_is_refused,
+        other_algorithm_with_the_same_secret_is_refused,
+        guessed_key_is_refused,
+        unknown_or_missing_kid_is_refused,
+        wrong_issuer_or_audience_is_refused,
+        wrong_token_type_is_refused,
+        missing_claims_are_refused,
+        mistyped_claims_are_refused,
+        tampered_payload_is_refused,
+        expired_token_is_refused,
+        not_yet_valid_token_is_refused,
+        garbage_tokens_are_refused,
+        token_in_query_string_is_ignored,
+        previous_secret_still_verifies,
+    ],
+    refresh: [
+        refresh_rotates_and_old_token_dies,
+        refresh_reuse_revokes_the_whole_session,
+        parallel_refresh_issues_exactly_one_pair,
+        refresh_token_expires,
+        refresh_refuses_malformed_and_unknown_tokens,
+        refresh_validation_errors,
+        access_token_expires_and_refresh_renews_it,
+    ],
+    logout: [
+        logout_kills_the_session_not_only_the_token,
+        logout_leaves_other_sessions_alive,
+        logout_with_refresh_token_of_another_session,
+        logout_all_kills_every_session,
+        logout_requires_a_valid_token,
+    ],
+    restart: [
+        state_survives_a_restart,
+    ],
+    conventions: [
+        unknown_route_is_json_404,
+        wrong_method_is_json_405,
+        oversized_body_is_413,
+        malformed_json_is_422,
+        wrong_content_type_is_415,
+        health_and_readiness,
+        no_client_input_causes_a_5xx,
+    ],
+}

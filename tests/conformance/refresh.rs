@@ -1,0 +1,139 @@
+use std::collections::HashSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestServer, Tokens, assert_invalid_token, jwt_parts};
+
+pub async fn refresh_rotates_and_old_token_dies(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let first = srv.user("alzy").await;
+    let res = srv.refresh(&first.refresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let second = Tokens::from(res.json::<Value>().await.unwrap());
+    assert_ne!(second.refresh, first.refresh);
+    assert_ne!(second.access, first.access);
+    // Same session, new jti.
+    let (_, c1) = jwt_parts(&first.access);
+    let (_, c2) = jwt_parts(&second.access);
+    assert_eq!(c1["sid"], c2["sid"]);
+    assert_ne!(c1["jti"], c2["jti"]);
+    assert_eq!(srv.me_status(&second.access).await, StatusCode::OK);
+    // The successor works once more, in a chain.
+    let res = srv.refresh(&second.refresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+pub async fn refresh_reuse_revokes_the_whole_session(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let first = srv.user("alzy").await;
+    let other_device = srv.login("alzy", crate::common::PASSWORD).await;
+    let second = Tokens::from(
+        srv.refresh(&first.refresh)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+    );
+    // The rotated token comes back: a thief or a replay.
+    assert_invalid_token(srv.refresh(&first.refresh).await).await;
+    // Everything of that session is dead at once: the new access and refresh tokens.
+    assert_invalid_token(srv.get_auth("/me", &second.access).await).await;
+    assert_invalid_token(srv.get_auth("/me", &first.access).await).await;
+    assert_invalid_token(srv.refresh(&second.refresh).await).await;
+    // Another session of the same user is untouched.
+    assert_eq!(srv.me_status(&other_device.access).await, StatusCode::OK);
+    assert_eq!(
+        srv.refresh(&other_device.refresh).await.status(),
+        StatusCode::OK
+    );
+}
+
+pub async fn parallel_refresh_issues_exactly_one_pair(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let http = srv.http.clone();
+        let url = srv.url("/auth/refresh");
+        let body = json!({"refresh_token": t.refresh});
+        tasks.spawn(async move { http.post(url).json(&body).send().await.unwrap().status() });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = tasks.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let unauthorized = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!((ok, unauthorized), (1, 19), "{statuses:?}");
+}
+
+pub async fn refresh_token_expires(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.refresh_ttl_secs = 3600).await;
+    let t = srv.user("alzy").await;
+    srv.clock.advance(3599);
+    let res = srv.refresh(&t.refresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let next = Tokens::from(res.json::<Value>().await.unwrap());
+    // The successor has a full lifetime of its own.
+    srv.clock.advance(3599);
+    let res = srv.refresh(&next.refresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let last = Tokens::from(res.json::<Value>().await.unwrap());
+    srv.clock.advance(3600);
+    assert_invalid_token(srv.refresh(&last.refresh).await).await;
+}
+
+pub async fn refresh_refuses_malformed_and_unknown_tokens(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    let mut seen = HashSet::new();
+    for bad in [
+        "",
+        "nope",
+        &"A".repeat(43),
+        &t.access,
+        &format!("{}x", t.refresh),
+        &"é".repeat(43),
+    ] {
+        let res = srv.refresh(bad).await;
+        seen.insert(res.status());
+        assert_invalid_token(res).await;
+    }
+    assert_eq!(seen.len(), 1);
+    // None of those was a reuse: the real token still works.
+    assert_eq!(srv.refresh(&t.refresh).await.status(), StatusCode::OK);
+}
+
+pub async fn refresh_validation_errors(b: Backend) {
+    let srv = TestServer::start(b).await;
+    for body in [
+        json!({}),
+        json!({"refresh_token": 5}),
+        json!({"token": "x"}),
+    ] {
+        let res = srv.post_json("/auth/refresh", body.clone()).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["detail"][0]["loc"], json!(["body", "refresh_token"]));
+    }
+}
+
+pub async fn access_token_expires_and_refresh_renews_it(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.access_ttl_secs = 2).await;
+    let t = srv.user("alzy").await;
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+    srv.clock.advance(2);
+    assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
+    let res = srv.refresh(&t.refresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["expires_in"], 2);
+    assert_eq!(
+        srv.me_status(v["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+}
