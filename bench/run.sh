@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Load benchmark: the same wrk load against tokengate and the fastapi_seed peer, one at
+# a time, on this machine. Prints a markdown table (also saved in bench/out/).
+#   bench/run.sh            # 10 s per scenario
+#   BENCH_DURATION=30s bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DUR="${BENCH_DURATION:-10s}"
+PEER_DIR="${PEER_DIR:-$ROOT/../shared/peers/fastapi_seed}"
+OUT="$ROOT/bench/out"
+mkdir -p "$OUT"
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)"
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release -q
+
+wait_up() { # URL
+  for _ in $(seq 300); do curl -sf "$1/healthz" >/dev/null && return 0; sleep 0.1; done
+  echo "server at $1 did not come up" >&2; return 1
+}
+
+# wrk output -> "req/s p50 p99 errors"
+summarise() {
+  awk '
+    /Requests\/sec/ {rps=$2}
+    /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+    /Non-2xx/ {err=$5}
+    /Socket errors/ {serr=$0}
+    END {printf "%s %s %s %s\n", rps, p50, p99, (err==""?0:err)}' "$1"
+}
+
+scenarios() { # NAME BASE
+  local name=$1 base=$2
+  curl -sf -X POST "$base/auth/register" -H 'Content-Type: application/json' \
+    -d '{"username":"benchuser","email":"bench@example.com","password":"benchpass123"}' >/dev/null
+  login() { curl -sf -X POST "$base/auth/login" -d 'username=benchuser&password=benchpass123'; }
+  local access
+  access=$(login | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+
+  wrk -t2 -c32 -d"$DUR" --latency -H "Authorization: Bearer $access" "$base/me" > "$OUT/$name-me.txt"
+  wrk -t2 -c8 -d"$DUR" --latency -s bench/login.lua "$base/auth/login" > "$OUT/$name-login.txt"
+  : > "$OUT/$name-tokens.txt"
+  for _ in 1 2 3 4; do
+    login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' >> "$OUT/$name-tokens.txt"
+  done
+  BENCH_TOKENS="$OUT/$name-tokens.txt" wrk -t4 -c4 -d"$DUR" --latency -s bench/refresh.lua \
+    "$base/auth/refresh" > "$OUT/$name-refresh.txt"
+}
+
+# --- tokengate (release build, fresh SQLite file, default argon2id cost)
+TG_DIR=$(mktemp -d)
+TOKENGATE_LOG=warn TOKENGATE_BIND=127.0.0.1:8100 \
+  TOKENGATE_DATABASE_URL="sqlite://$TG_DIR/tokengate.db" \
+  TOKENGATE_LOGIN_RATE=1000000/1s TOKENGATE_REFRESH_RATE=1000000/1s \
+  target/release/tokengate serve 2>"$OUT/tokengate.log" &
+TG_PID=$!
+trap 'kill $TG_PID 2>/dev/null || true' EXIT
+wait_up http://127.0.0.1:8100
+scenarios tokengate http://127.0.0.1:8100
+TG_RSS=$(awk '/VmHWM/ {print $2}' /proc/$TG_PID/status)
+kill $TG_PID; wait $TG_PID 2>/dev/null || true
+rm -rf "$TG_DIR"
+
+# --- the peer: FastAPI + uvicorn (2 workers), SQLite + Redis
+PEER_RESET_DB=1 "$PEER_DIR/run.sh" 8101 2 > "$OUT/peer.log" 2>&1 &
+PEER_PID=$!
+trap 'kill $PEER_PID 2>/dev/null || true' EXIT
+wait_up http://127.0.0.1:8101
+scenarios fastapi_seed http://127.0.0.1:8101
+kill $PEER_PID; wait $PEER_PID 2>/dev/null || true
+
+{
+  echo "| scenario | server | req/s | p50 | p99 | non-2xx |"
+  echo "|---|---|---|---|---|---|"
+  for s in me login refresh; do
+    for n in tokengate fastapi_seed; do
+      read -r rps p50 p99 err < <(summarise "$OUT/$n-$s.txt")
+      echo "| $s | $n | $rps | $p50 | $p99 | $err |"
+    done
+  done
+  for s in me login refresh; do
+    a=$(summarise "$OUT/tokengate-$s.txt" | cut -d' ' -f1)
+    b=$(summarise "$OUT/fastapi_seed-$s.txt" | cut -d' ' -f1)
+    awk -v s="$s" -v a="$a" -v b="$b" 'BEGIN {printf "ratio %s: tokengate/fastapi_seed = %.1fx\n", s, a/b}'
+  done
+  echo "tokengate peak RSS: ${TG_RSS} KiB"
+} | tee "$OUT/results.md"
