@@ -42,9 +42,14 @@ scenarios() { # NAME BASE
 
   wrk -t2 -c32 -d"$DUR" --latency -H "Authorization: Bearer $access" "$base/me" > "$OUT/$name-me.txt"
   wrk -t2 -c8 -d"$DUR" --latency -s bench/login.lua "$base/auth/login" > "$OUT/$name-login.txt"
+  # /me while a login storm runs: does password hashing starve token checks?
+  wrk -t1 -c8 -d"$DUR" -s bench/login.lua "$base/auth/login" > "$OUT/$name-storm-login.txt" &
+  local storm=$!
+  wrk -t1 -c16 -d"$DUR" --latency -H "Authorization: Bearer $access" "$base/me" > "$OUT/$name-me_under_login_storm.txt"
+  wait $storm
   : > "$OUT/$name-tokens.txt"
   for _ in 1 2 3 4; do
-    login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' >> "$OUT/$name-tokens.txt"
+    { login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/'; echo; } >> "$OUT/$name-tokens.txt"
   done
   BENCH_TOKENS="$OUT/$name-tokens.txt" wrk -t4 -c4 -d"$DUR" --latency -s bench/refresh.lua \
     "$base/auth/refresh" > "$OUT/$name-refresh.txt"
@@ -75,13 +80,13 @@ kill $PEER_PID; wait $PEER_PID 2>/dev/null || true
 {
   echo "| scenario | server | req/s | p50 | p99 | non-2xx |"
   echo "|---|---|---|---|---|---|"
-  for s in me login refresh; do
+  for s in me login refresh me_under_login_storm; do
     for n in tokengate fastapi_seed; do
       read -r rps p50 p99 err < <(summarise "$OUT/$n-$s.txt")
       echo "| $s | $n | $rps | $p50 | $p99 | $err |"
     done
   done
-  for s in me login refresh; do
+  for s in me login refresh me_under_login_storm; do
     a=$(summarise "$OUT/tokengate-$s.txt" | cut -d' ' -f1)
     b=$(summarise "$OUT/fastapi_seed-$s.txt" | cut -d' ' -f1)
     awk -v s="$s" -v a="$a" -v b="$b" 'BEGIN {printf "ratio %s: tokengate/fastapi_seed = %.1fx\n", s, a/b}'
