@@ -69,6 +69,21 @@ TG_RSS=$(awk '/VmHWM/ {print $2}' /proc/$TG_PID/status)
 kill $TG_PID; wait $TG_PID 2>/dev/null || true
 rm -rf "$TG_DIR"
 
+# --- tokengate again, login only, with the peer's argon2 cost (argon2-cffi defaults:
+# m=64 MiB, t=3, p=4), so the login figures compare the servers rather than the cost.
+TG_DIR=$(mktemp -d)
+TOKENGATE_LOG=warn TOKENGATE_BIND=127.0.0.1:8100 \
+  TOKENGATE_DATABASE_URL="sqlite://$TG_DIR/tokengate.db" \
+  TOKENGATE_ARGON2_MEMORY_KIB=65536 TOKENGATE_ARGON2_ITERATIONS=3 TOKENGATE_ARGON2_PARALLELISM=4 \
+  TOKENGATE_LOGIN_RATE=1000000/1s target/release/tokengate serve 2>>"$OUT/tokengate.log" &
+TG_PID=$!
+wait_up http://127.0.0.1:8100
+curl -sf -X POST http://127.0.0.1:8100/auth/register -H 'Content-Type: application/json' \
+  -d '{"username":"benchuser","email":"bench@example.com","password":"benchpass123"}' >/dev/null
+wrk -t2 -c8 -d"$DUR" --latency -s bench/login.lua http://127.0.0.1:8100/auth/login > "$OUT/tokengate-login_peer_cost.txt"
+kill $TG_PID; wait $TG_PID 2>/dev/null || true
+rm -rf "$TG_DIR"
+
 # --- the peer: FastAPI + uvicorn (2 workers), SQLite + Redis
 PEER_RESET_DB=1 "$PEER_DIR/run.sh" 8101 2 > "$OUT/peer.log" 2>&1 &
 PEER_PID=$!
@@ -86,6 +101,8 @@ kill $PEER_PID; wait $PEER_PID 2>/dev/null || true
       echo "| $s | $n | $rps | $p50 | $p99 | $err |"
     done
   done
+  read -r rps p50 p99 err < <(summarise "$OUT/tokengate-login_peer_cost.txt")
+  echo "| login (peer's argon2 cost) | tokengate | $rps | $p50 | $p99 | $err |"
   for s in me login refresh me_under_login_storm; do
     a=$(summarise "$OUT/tokengate-$s.txt" | cut -d' ' -f1)
     b=$(summarise "$OUT/fastapi_seed-$s.txt" | cut -d' ' -f1)
