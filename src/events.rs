@@ -19,13 +19,20 @@ pub enum AuthEvent {
     LoginOk,
     LoginFailed,
     LoginInactive,
+    LoginLimited,
     Refresh,
+    RefreshLimited,
     RefreshRejected,
     RefreshReuse,
     Logout,
     LogoutAll,
     PasswordChanged,
     PasswordChangeFailed,
+    SessionRevoked,
+    RolesChanged,
+    UserDeactivated,
+    UserActivated,
+    UserDeleted,
 }
 
 impl AuthEvent {
@@ -36,13 +43,20 @@ impl AuthEvent {
             Self::LoginOk => "login.ok",
             Self::LoginFailed => "login.failed",
             Self::LoginInactive => "login.inactive",
+            Self::LoginLimited => "login.limited",
             Self::Refresh => "refresh.ok",
+            Self::RefreshLimited => "refresh.limited",
             Self::RefreshRejected => "refresh.rejected",
             Self::RefreshReuse => "refresh.reuse_detected",
             Self::Logout => "logout",
             Self::LogoutAll => "logout.all",
             Self::PasswordChanged => "password.changed",
             Self::PasswordChangeFailed => "password.change_failed",
+            Self::SessionRevoked => "session.revoked",
+            Self::RolesChanged => "user.roles_changed",
+            Self::UserDeactivated => "user.deactivated",
+            Self::UserActivated => "user.activated",
+            Self::UserDeleted => "user.deleted",
         }
     }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod server;
+pub mod state;
 pub mod store;
 
 pub use http::{AppState, router as app};

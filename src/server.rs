@@ -16,6 +16,7 @@ use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::AccessTokens;
 use crate::domain::Secret;
 use crate::http::AppState;
+use crate::state::memory::MemoryLimiter;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 
@@ -125,7 +126,19 @@ pub async fn build_state(
             e.to_string(),
         ))
     })?;
-    let auth = AuthService::new(store, hasher, tokens, clock, settings.refresh_ttl_secs);
+    let limiter = Arc::new(MemoryLimiter::new(
+        settings.login_rate,
+        settings.refresh_rate,
+        crate::state::memory::DEFAULT_MAX_KEYS,
+    ));
+    let auth = AuthService::new(
+        store,
+        hasher,
+        tokens,
+        limiter,
+        clock,
+        settings.refresh_ttl_secs,
+    );
     Ok(AppState {
         auth: Arc::new(auth),
         trusted_proxies: settings.trusted_proxies.clone().into(),
@@ -163,6 +176,7 @@ pub async fn serve_on(
 /// `tokengate serve`.
 pub async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartError> {
     let state = build_state(&settings, clock.clone()).await?;
+    let shutdown = shutdown_signal();
     let listener = TcpListener::bind(settings.bind)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", settings.bind)))?;
@@ -172,7 +186,7 @@ pub async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), Star
     tracing::info!(address = %addr, "listening on http://{addr}");
     let store = state.auth.store().clone();
     let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.refresh_ttl_secs));
-    serve_on(listener, state, shutdown_signal())
+    serve_on(listener, state, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     purge.abort();
@@ -199,25 +213,45 @@ async fn purge_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, grace_secs: u6
     }
 }
 
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or Ctrl-C. The handlers are installed now, before the server says it is
+/// listening, so a signal sent right after that line is never the default (a kill).
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = term => {}
+                () = int => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received; finishing in-flight requests");
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }

@@ -225,9 +225,46 @@ fn operator_creates_the_first_admin_and_lists_users() {
     assert_eq!(code, 1);
     assert!(err.contains("--role"), "{err}");
 
+    let (code, out, err) = run(
+        tokengate(dir.path()).args([
+            "user",
+            "set-roles",
+            "--username",
+            "root",
+            "--role",
+            "admin",
+            "--role",
+            "auditor",
+        ]),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("[admin, auditor]"), "{out}");
+    for cmd in [["deactivate"], ["activate"]] {
+        let (code, out, err) = run(
+            tokengate(dir.path()).args(["user", cmd[0], "--username", "root"]),
+            "",
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(cmd[0]), "{out}");
+    }
+    for cmd in [
+        vec!["set-roles", "--role", "admin"],
+        vec!["deactivate"],
+        vec!["activate"],
+    ] {
+        let mut args = vec!["user", cmd[0], "--username", "ghost"];
+        args.extend(&cmd[1..]);
+        let (code, _, err) = run(tokengate(dir.path()).args(&args), "");
+        assert_eq!(code, 1, "{cmd:?}");
+        assert!(err.contains("no user named \"ghost\""), "{err}");
+    }
+
     let (code, out, _) = run(tokengate(dir.path()).args(["user", "list"]), "");
     assert_eq!(code, 0);
     let rows: Vec<_> = out.lines().collect();
     assert_eq!(rows.len(), 2, "{out}");
-    assert!(rows[1].contains("root") && rows[1].contains("admin") && rows[1].contains("true"));
+    assert!(
+        rows[1].contains("root") && rows[1].contains("admin,auditor") && rows[1].contains("true")
+    );
 }

@@ -2,7 +2,10 @@
 //! rotates, what logout kills. Handlers call one method here each.
 
 mod account;
+mod admin;
 mod sessions;
+
+pub use sessions::SessionView;
 
 use std::sync::Arc;
 
@@ -10,6 +13,8 @@ use crate::clock::Clock;
 use crate::crypto::passwords::{HashError, PasswordHasher};
 use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, TokenError};
 use crate::error::ApiError;
+use crate::events::{AuthEvent, ClientInfo, emit};
+use crate::state::{LimitKey, Limiter};
 use crate::store::{SessionRecord, Store, StoreError, UserRecord};
 
 /// A caller whose access token verified and whose session and account are live.
@@ -18,6 +23,25 @@ pub struct Principal {
     pub user: UserRecord,
     pub session: SessionRecord,
     pub token: AccessToken,
+}
+
+impl Principal {
+    /// A role counts only while both the token and the account carry it: a grant
+    /// applies from the next login or refresh, a removal at once.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.token.roles.iter().any(|r| r == role)
+            && self.user.roles.iter().any(|r| r.as_str() == role)
+    }
+
+    /// The roles that count (see [`Principal::has_role`]).
+    pub fn effective_roles(&self) -> Vec<&str> {
+        self.user
+            .roles
+            .iter()
+            .map(|r| r.as_str())
+            .filter(|r| self.token.roles.iter().any(|t| t == r))
+            .collect()
+    }
 }
 
 /// What login and refresh hand out.
@@ -32,6 +56,7 @@ pub struct AuthService {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
     tokens: AccessTokens,
+    limiter: Arc<dyn Limiter>,
     clock: Arc<dyn Clock>,
     refresh_ttl_secs: u64,
 }
@@ -41,6 +66,7 @@ impl AuthService {
         store: Arc<dyn Store>,
         hasher: PasswordHasher,
         tokens: AccessTokens,
+        limiter: Arc<dyn Limiter>,
         clock: Arc<dyn Clock>,
         refresh_ttl_secs: u64,
     ) -> Self {
@@ -48,9 +74,25 @@ impl AuthService {
             store,
             hasher,
             tokens,
+            limiter,
             clock,
             refresh_ttl_secs,
         }
+    }
+
+    /// Count an attempt against `key`; over the limit it is refused (and logged).
+    async fn limit(
+        &self,
+        key: LimitKey,
+        event: AuthEvent,
+        client: &ClientInfo,
+    ) -> Result<(), ApiError> {
+        self.limiter.hit(&key).await.map_err(|retry| {
+            emit(event, None, None, client);
+            ApiError::RateLimited {
+                retry_after_secs: retry.secs(),
+            }
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

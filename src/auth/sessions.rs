@@ -2,10 +2,25 @@
 
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
+use std::net::{IpAddr, Ipv4Addr};
+
 use crate::domain::{Password, SessionId};
 use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
-use crate::store::{NewSession, RotateRequest, Rotation, UserRecord};
+use crate::state::LimitKey;
+use crate::store::{NewSession, RotateRequest, Rotation, SessionRecord, UserRecord};
+
+/// A session as its owner sees it.
+#[derive(Clone, Debug)]
+pub struct SessionView {
+    pub session: SessionRecord,
+    /// The session of the token that asked.
+    pub current: bool,
+}
+
+fn ip_of(client: &ClientInfo) -> IpAddr {
+    client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
 
 impl AuthService {
     /// Check a username and password and open a session. An unknown user and a wrong
@@ -16,6 +31,20 @@ impl AuthService {
         password: Password,
         client: &ClientInfo,
     ) -> Result<TokenPair, ApiError> {
+        // Limits first: a limited attempt costs no hash and, once a username is
+        // limited, even its right password waits.
+        self.limit(
+            LimitKey::LoginIp(ip_of(client)),
+            AuthEvent::LoginLimited,
+            client,
+        )
+        .await?;
+        self.limit(
+            LimitKey::LoginUser(username.to_lowercase()),
+            AuthEvent::LoginLimited,
+            client,
+        )
+        .await?;
         let user = self.store.user_by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password, stored).await?;
@@ -56,6 +85,12 @@ impl AuthService {
         presented: &str,
         client: &ClientInfo,
     ) -> Result<TokenPair, ApiError> {
+        self.limit(
+            LimitKey::RefreshIp(ip_of(client)),
+            AuthEvent::RefreshLimited,
+            client,
+        )
+        .await?;
         let Some(hash) = RefreshTokenHash::of_presented(presented) else {
             emit(AuthEvent::RefreshRejected, None, None, client);
             return Err(ApiError::InvalidRefreshToken);
@@ -130,6 +165,45 @@ impl AuthService {
             AuthEvent::LogoutAll,
             Some(who.user.id),
             Some(who.session.id),
+            client,
+        );
+        Ok(())
+    }
+
+    /// The caller's live sessions, theirs marked `current`.
+    pub async fn sessions(&self, who: &Principal) -> Result<Vec<SessionView>, ApiError> {
+        let list = self
+            .store
+            .list_sessions(who.user.id, self.clock.now())
+            .await?;
+        Ok(list
+            .into_iter()
+            .map(|session| SessionView {
+                current: session.id == who.session.id,
+                session,
+            })
+            .collect())
+    }
+
+    /// Revoke one of the caller's sessions. Another user's session is "not found",
+    /// exactly like an unknown one: its existence is never revealed.
+    pub async fn revoke_session(
+        &self,
+        who: &Principal,
+        id: SessionId,
+        client: &ClientInfo,
+    ) -> Result<(), ApiError> {
+        if !self
+            .store
+            .revoke_session(who.user.id, id, self.clock.now())
+            .await?
+        {
+            return Err(ApiError::NotFound);
+        }
+        emit(
+            AuthEvent::SessionRevoked,
+            Some(who.user.id),
+            Some(id),
             client,
         );
         Ok(())

@@ -43,6 +43,24 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Replace a user's roles (none given: no roles). Applies at their next login or refresh.
+    SetRoles {
+        #[arg(long)]
+        username: String,
+        /// A role (repeatable), e.g. --role admin
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Deactivate a user: every session and token of theirs dies at once.
+    Deactivate {
+        #[arg(long)]
+        username: String,
+    },
+    /// Let a deactivated user log in again (old tokens stay dead).
+    Activate {
+        #[arg(long)]
+        username: String,
+    },
     /// List users.
     List {
         #[arg(long, default_value_t = 100)]

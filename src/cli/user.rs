@@ -8,7 +8,24 @@ use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
 use crate::error::ApiError;
+use crate::events::ClientInfo;
 use crate::server::{StartError, build_state};
+use crate::store::{UserRecord, UserUpdate};
+
+fn roles_text(u: &UserRecord) -> String {
+    u.roles
+        .iter()
+        .map(Role::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_roles(roles: &[String]) -> Result<Vec<Role>, StartError> {
+    roles
+        .iter()
+        .map(|r| Role::parse(r).map_err(|m| StartError::Runtime(format!("--role {r:?}: {m}"))))
+        .collect()
+}
 
 /// Run one `user` subcommand; the text to print on success.
 pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartError> {
@@ -24,10 +41,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             let username =
                 Username::parse(&username).map_err(|m| fail(format!("--username: {m}")))?;
             let email = Email::parse(&email).map_err(|m| fail(format!("--email: {m}")))?;
-            let roles = roles
-                .iter()
-                .map(|r| Role::parse(r).map_err(|m| fail(format!("--role {r:?}: {m}"))))
-                .collect::<Result<Vec<_>, _>>()?;
+            let roles = parse_roles(&roles)?;
             let password = read_password().map_err(fail)?;
             let user = state
                 .auth
@@ -41,13 +55,25 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 "created user {} ({}) with roles [{}]",
                 user.username.as_str(),
                 user.id,
-                user.roles
-                    .iter()
-                    .map(Role::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                roles_text(&user)
             ))
         }
+        UserCommand::SetRoles { username, roles } => {
+            let roles = parse_roles(&roles)?;
+            let user = named(&state.auth, &username).await?;
+            let user = state
+                .auth
+                .set_roles(user.id, roles, &ClientInfo::default())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(format!(
+                "user {} now has roles [{}]",
+                user.username.as_str(),
+                roles_text(&user)
+            ))
+        }
+        UserCommand::Deactivate { username } => set_active(&state.auth, &username, false).await,
+        UserCommand::Activate { username } => set_active(&state.auth, &username, true).await,
         UserCommand::List { limit, offset } => {
             let users = state
                 .auth
@@ -76,6 +102,35 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             Ok(out.trim_end().to_owned())
         }
     }
+}
+
+async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<UserRecord, StartError> {
+    auth.user_named(username).await.map_err(|e| match e {
+        ApiError::NotFound => StartError::Runtime(format!("no user named {username:?}")),
+        other => StartError::Runtime(other.to_string()),
+    })
+}
+
+async fn set_active(
+    auth: &crate::auth::AuthService,
+    username: &str,
+    active: bool,
+) -> Result<String, StartError> {
+    let user = named(auth, username).await?;
+    let update = UserUpdate {
+        roles: None,
+        is_active: Some(active),
+    };
+    let user = auth
+        .update_user(None, user.id, update, &ClientInfo::default())
+        .await
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+    let what = if active {
+        "activated"
+    } else {
+        "deactivated; every session of theirs is revoked"
+    };
+    Ok(format!("user {} {what}", user.username.as_str()))
 }
 
 /// One line from standard input, without its line ending.

@@ -218,6 +218,74 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An optional boolean field.
+    pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
+        match self.fields.0.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.errors.push(FieldError::body(
+                    name,
+                    "Input should be a valid boolean",
+                    "bool_type",
+                ));
+                None
+            }
+        }
+    }
+
+    /// An optional list of strings, each parsed by `parse`.
+    pub fn optional_list<T>(
+        &mut self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, &'static str>,
+    ) -> Option<Vec<T>> {
+        let items = match self.fields.0.get(name) {
+            None | Some(Value::Null) => return None,
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                self.errors.push(FieldError::body(
+                    name,
+                    "Input should be a valid list",
+                    "list_type",
+                ));
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let before = self.errors.len();
+        for (i, item) in items.iter().enumerate() {
+            let loc = vec![json!("body"), json!(name), json!(i)];
+            match item.as_str().map(&parse) {
+                Some(Ok(v)) => out.push(v),
+                Some(Err(msg)) => self.errors.push(FieldError {
+                    loc,
+                    msg: msg.into(),
+                    kind: "value_error",
+                }),
+                None => self.errors.push(FieldError {
+                    loc,
+                    msg: "Input should be a valid string".into(),
+                    kind: "string_type",
+                }),
+            }
+        }
+        (self.errors.len() == before).then_some(out)
+    }
+
+    /// Refuse every field not in `allowed` (where silently ignoring one could mislead).
+    pub fn forbid_others(&mut self, allowed: &[&str]) {
+        for key in self.fields.0.keys() {
+            if !allowed.contains(&key.as_str()) {
+                self.errors.push(FieldError::body(
+                    key,
+                    "Extra inputs are not permitted",
+                    "extra_forbidden",
+                ));
+            }
+        }
+    }
+
     /// Record a problem found by the caller.
     pub fn fail(&mut self, name: &str, msg: &'static str, kind: &'static str) {
         self.errors.push(FieldError::body(name, msg, kind));

@@ -1,8 +1,10 @@
 //! Extractors: who is calling (client facts) and with which credentials.
 
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
@@ -79,6 +81,50 @@ impl FromRequestParts<AppState> for Authenticated {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
         state.auth.authenticate(token).await.map(Authenticated)
+    }
+}
+
+/// A role that a route requires.
+pub trait RoleName: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+/// The built-in `admin` role.
+pub struct Admin;
+
+impl RoleName for Admin {
+    const NAME: &'static str = crate::domain::Role::ADMIN;
+}
+
+/// An authenticated caller who holds role `R`; anyone else valid gets 403.
+pub struct RequireRole<R: RoleName>(pub Principal, pub PhantomData<R>);
+
+impl<R: RoleName> FromRequestParts<AppState> for RequireRole<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated(who) = Authenticated::from_request_parts(parts, state).await?;
+        if !who.has_role(R::NAME) {
+            return Err(ApiError::InsufficientRole);
+        }
+        Ok(Self(who, PhantomData))
+    }
+}
+
+/// A typed id from the last path segment; one that does not parse is simply not found.
+pub struct IdPath<T>(pub T);
+
+impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        raw.parse().map(IdPath).map_err(|_| ApiError::NotFound)
     }
 }
 

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use ipnet::IpNet;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -38,6 +38,18 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(routes::auth::logout))
         .route("/auth/logout-all", post(routes::auth::logout_all))
         .route("/auth/password", post(routes::auth::change_password))
+        .route("/auth/sessions", get(routes::sessions::list))
+        .route(
+            "/auth/sessions/{id}",
+            axum::routing::delete(routes::sessions::revoke),
+        )
+        // Any method: proxies may send the subrequest with the original request's method.
+        .route("/auth/verify", any(routes::forward_auth::verify))
+        .route("/admin/users", get(routes::admin::list))
+        .route(
+            "/admin/users/{id}",
+            axum::routing::patch(routes::admin::update).delete(routes::admin::delete),
+        )
         .route("/me", get(routes::me::me))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

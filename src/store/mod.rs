@@ -98,6 +98,13 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// An admin's change to a user; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserUpdate {
+    pub roles: Option<Vec<Role>>,
+    pub is_active: Option<bool>,
+}
+
 /// Every storage backend implements this, and passes the one conformance suite.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -115,6 +122,17 @@ pub trait Store: Send + Sync + 'static {
     /// Users by creation time.
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
 
+    /// Apply `update`; deactivating revokes every session of the user in the same
+    /// transaction. `None` when there is no such user.
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        now: UnixTime,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// Delete a user with their sessions and refresh tokens; `false` when unknown.
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+
     /// Open a session with its first refresh token, in one transaction.
     async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
     /// The session and its user, read together: the per-request revocation check.
@@ -122,6 +140,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: SessionId,
     ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
+    /// `user`'s live sessions (not revoked, not expired), most recently used first.
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now: UnixTime,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
     /// One conditional write: two concurrent rotations of one token cannot both win.
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
     /// Revoke one of `user`'s sessions; `false` when it is not theirs, unknown or already dead.

@@ -16,7 +16,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
     NewSession, NewUser, RotateRequest, Rotation, SessionRecord, Store, StoreError, UserRecord,
-    roles_from_json, roles_to_json,
+    UserUpdate, roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -219,6 +219,74 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        now: UnixTime,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE users SET roles = coalesce(?, roles), is_active = coalesce(?, is_active), updated_at = ? WHERE id = ?",
+        )
+        .bind(update.roles.as_deref().map(roles_to_json))
+        .bind(update.is_active.map(i64::from))
+        .bind(now.0)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if update.is_active == Some(false) {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(now.0)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let user = user_from_row(&row)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(user))
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now: UnixTime,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ?
+             ORDER BY s.last_used_at DESC, s.created_at DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user.to_string())
+            .bind(now.0)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(session_from_row).collect()
     }
 
     async fn create_session(&self, s: NewSession) -> Result<(), StoreError> {

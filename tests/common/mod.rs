@@ -10,7 +10,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokengate::clock::ManualClock;
 use tokengate::config::check_secret;
-use tokengate::config::{Argon2Params, DatabaseUrl, Settings};
+use tokengate::config::{Argon2Params, DatabaseUrl, Rate, Settings};
 use tokengate::server::{build_state, serve_on};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -41,6 +41,15 @@ pub fn test_settings(db: &Path) -> Settings {
             memory_kib: 256,
             iterations: 1,
             parallelism: 1,
+        },
+        // Out of the way, except in the tests of the limits themselves.
+        login_rate: Rate {
+            count: 1000,
+            window_secs: 60,
+        },
+        refresh_rate: Rate {
+            count: 1000,
+            window_secs: 60,
         },
         ..Settings::default()
     }
@@ -192,6 +201,51 @@ impl TestServer {
     pub async fn refresh(&self, refresh_token: &str) -> Response {
         self.post_json("/auth/refresh", json!({"refresh_token": refresh_token}))
             .await
+    }
+
+    /// Replace a user's roles, as the operator's `tokengate user set-roles` does.
+    pub async fn set_roles(&self, username: &str, roles: &[&str]) {
+        let user = self
+            .state
+            .auth
+            .user_named(username)
+            .await
+            .expect("user exists");
+        let roles = roles
+            .iter()
+            .map(|r| tokengate::domain::Role::parse(r).expect("role"))
+            .collect();
+        self.state
+            .auth
+            .set_roles(user.id, roles, &Default::default())
+            .await
+            .expect("set roles");
+    }
+
+    /// A user with the `admin` role, logged in after the grant.
+    pub async fn admin(&self, username: &str) -> Tokens {
+        self.register(username).await;
+        self.set_roles(username, &["admin"]).await;
+        self.login(username, PASSWORD).await
+    }
+
+    pub async fn patch_auth(&self, path: &str, access: &str, body: Value) -> Response {
+        self.http
+            .patch(self.url(path))
+            .bearer_auth(access)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn delete_auth(&self, path: &str, access: &str) -> Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(access)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// `GET /me` status with this access token.

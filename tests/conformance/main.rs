@@ -5,11 +5,15 @@
 mod common;
 
 mod accounts;
+mod admin;
 mod conventions;
+mod forward_auth;
+mod limits;
 mod login;
 mod logout;
 mod refresh;
 mod restart;
+mod sessions;
 mod token_attacks;
 
 /// Instantiate every listed test once per backend.
@@ -76,6 +80,33 @@ conformance! {
         logout_with_refresh_token_of_another_session,
         logout_all_kills_every_session,
         logout_requires_a_valid_token,
+    ],
+    sessions: [
+        sessions_list_marks_current_and_hides_dead_ones,
+        sessions_last_used_moves_on_refresh,
+        revoking_a_session_kills_it_at_once,
+        another_users_session_is_not_found_and_stays_alive,
+    ],
+    admin: [
+        non_admin_gets_403_and_anonymous_401,
+        admin_lists_users_with_bounded_paging,
+        role_change_applies_at_next_refresh,
+        patch_validates_its_body,
+        deactivation_kills_every_token_and_reactivation_revives_none,
+        deleting_a_user_kills_their_tokens,
+    ],
+    limits: [
+        login_is_limited_per_ip,
+        limited_username_refuses_even_the_right_password_on_every_route,
+        limit_lifts_when_the_window_passes,
+        refresh_is_limited_per_ip,
+        forged_forwarded_for_is_ignored_by_default,
+        session_ip_comes_from_trusted_proxies_only,
+    ],
+    forward_auth: [
+        verify_answers_identity_headers,
+        verify_refuses_missing_invalid_and_revoked,
+        verify_checks_a_required_role,
     ],
     restart: [
         state_survives_a_restart,

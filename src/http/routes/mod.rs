@@ -1,8 +1,11 @@
 //! Route handlers, one file per area. Each extracts, calls the service, maps.
 
+pub mod admin;
 pub mod auth;
+pub mod forward_auth;
 pub mod health;
 pub mod me;
+pub mod sessions;
 
 use serde::Serialize;
 

@@ -1,0 +1,59 @@
+//! `GET /auth/verify` for nginx auth_request, Traefik ForwardAuth, Caddy forward_auth.
+
+use reqwest::{Method, StatusCode};
+
+use crate::common::{Backend, TestServer, jwt_parts};
+
+pub async fn verify_answers_identity_headers(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    let res = srv.get_auth("/auth/verify", &t.access).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (_, claims) = jwt_parts(&t.access);
+    let h = res.headers().clone();
+    assert_eq!(h["x-auth-user-id"], claims["sub"].as_str().unwrap());
+    assert_eq!(h["x-auth-username"], "alzy");
+    assert_eq!(h["x-auth-roles"], "");
+    assert_eq!(h["x-auth-session-id"], claims["sid"].as_str().unwrap());
+    assert!(res.bytes().await.unwrap().is_empty());
+    // Proxies may send the subrequest with the original method.
+    let res = srv
+        .http
+        .request(Method::POST, srv.url("/auth/verify"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+pub async fn verify_refuses_missing_invalid_and_revoked(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    let res = srv.http.get(srv.url("/auth/verify")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        srv.get_auth("/auth/verify", "x.y.z").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    srv.post_auth("/auth/logout", &t.access, None).await;
+    let res = srv.get_auth("/auth/verify", &t.access).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get("x-auth-user-id").is_none());
+}
+
+pub async fn verify_checks_a_required_role(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let user = srv.user("alzy").await;
+    let admin = srv.admin("root").await;
+    let res = srv.get_auth("/auth/verify?role=admin", &user.access).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"detail":"Insufficient role"}"#
+    );
+    let res = srv.get_auth("/auth/verify?role=admin", &admin.access).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-auth-roles"], "admin");
+}

@@ -1,0 +1,181 @@
+//! Abuse limits: per client IP and per username on login, per IP on refresh.
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tokengate::config::Rate;
+
+use crate::common::{Backend, PASSWORD, TestServer, jwt_parts};
+
+fn rate(count: u32, window_secs: u64) -> Rate {
+    Rate { count, window_secs }
+}
+
+/// Log in as if from `ip` (believed only when 127.0.0.1 is a trusted proxy).
+async fn login_from(
+    srv: &TestServer,
+    ip: &str,
+    username: &str,
+    password: &str,
+    form: bool,
+) -> Response {
+    let req = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .header("x-forwarded-for", ip);
+    let req = if form {
+        req.form(&[("username", username), ("password", password)])
+    } else {
+        req.json(&json!({"username": username, "password": password}))
+    };
+    req.send().await.unwrap()
+}
+
+async fn assert_limited(res: Response) {
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let v: Value = res.json().await.unwrap();
+    assert!(v["detail"].is_string());
+}
+
+fn trusting_loopback(s: &mut tokengate::config::Settings) {
+    s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+pub async fn login_is_limited_per_ip(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.login_rate = rate(3, 60);
+        trusting_loopback(s);
+    })
+    .await;
+    srv.register("alzy").await;
+    for name in ["a1", "a2", "a3"] {
+        let res = login_from(&srv, "203.0.113.7", name, "wrong-password", true).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_limited(login_from(&srv, "203.0.113.7", "alzy", PASSWORD, true).await).await;
+    // Another client IP is unaffected.
+    assert_eq!(
+        login_from(&srv, "203.0.113.8", "alzy", PASSWORD, true)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.login_rate = rate(3, 60);
+        trusting_loopback(s);
+    })
+    .await;
+    srv.register("alzy").await;
+    srv.register("bob").await;
+    for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .iter()
+        .enumerate()
+    {
+        let res = login_from(&srv, ip, "alzy", "wrong-password", i % 2 == 0).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Fresh IPs, the right password, form and JSON, any letter case: still limited.
+    assert_limited(login_from(&srv, "198.51.100.4", "alzy", PASSWORD, true).await).await;
+    assert_limited(login_from(&srv, "198.51.100.5", "ALZY", PASSWORD, false).await).await;
+    // Another username from another IP is unaffected.
+    assert_eq!(
+        login_from(&srv, "198.51.100.6", "bob", PASSWORD, false)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+pub async fn limit_lifts_when_the_window_passes(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.login_rate = rate(2, 1)).await;
+    srv.register("alzy").await;
+    for _ in 0..2 {
+        let res = srv
+            .post_json(
+                "/auth/login",
+                json!({"username": "alzy", "password": "wrong-password"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_limited(
+        srv.post_json(
+            "/auth/login",
+            json!({"username": "alzy", "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+    // 2 per second: one attempt is back after half a second.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    srv.login("alzy", PASSWORD).await;
+}
+
+pub async fn refresh_is_limited_per_ip(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.refresh_rate = rate(2, 60)).await;
+    let t = srv.user("alzy").await;
+    let mut refresh = t.refresh;
+    for _ in 0..2 {
+        let res = srv.refresh(&refresh).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        refresh = res.json::<Value>().await.unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    }
+    assert_limited(srv.refresh(&refresh).await).await;
+}
+
+pub async fn forged_forwarded_for_is_ignored_by_default(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.login_rate = rate(3, 60)).await;
+    srv.register("alzy").await;
+    for (i, ip) in ["10.1.1.1", "10.2.2.2", "10.3.3.3"].iter().enumerate() {
+        let res = login_from(&srv, ip, &format!("nobody{i}"), "wrong-password", true).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Every attempt counted against the real peer, whatever the header said.
+    assert_limited(login_from(&srv, "10.4.4.4", "alzy", PASSWORD, true).await).await;
+}
+
+pub async fn session_ip_comes_from_trusted_proxies_only(b: Backend) {
+    let plain = TestServer::start(b).await;
+    plain.register("alzy").await;
+    let res = login_from(&plain, "203.0.113.50", "alzy", PASSWORD, false).await;
+    let access = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sessions: Vec<Value> = plain
+        .get_auth("/auth/sessions", &access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["ip"], "127.0.0.1");
+
+    let proxied = TestServer::start_with(b, trusting_loopback).await;
+    proxied.register("alzy").await;
+    let res = login_from(&proxied, "203.0.113.50", "alzy", PASSWORD, false).await;
+    let access = res.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sessions: Vec<Value> = proxied
+        .get_auth("/auth/sessions", &access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["ip"], "203.0.113.50");
+    assert_eq!(sessions[0]["id"], jwt_parts(&access).1["sid"]);
+}

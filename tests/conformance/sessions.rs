@@ -1,0 +1,129 @@
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token, jwt_parts};
+
+async fn list(srv: &TestServer, access: &str) -> Vec<Value> {
+    let res = srv.get_auth("/auth/sessions", access).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    res.json::<Vec<Value>>().await.unwrap()
+}
+
+fn sid(t: &Tokens) -> String {
+    jwt_parts(&t.access).1["sid"].as_str().unwrap().to_owned()
+}
+
+pub async fn sessions_list_marks_current_and_hides_dead_ones(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let phone = srv.user("alzy").await;
+    let laptop = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .header("user-agent", "Laptop/1.0")
+        .form(&[("username", "alzy"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let laptop = Tokens::from(laptop.json::<Value>().await.unwrap());
+    let gone = srv.login("alzy", PASSWORD).await;
+    srv.post_auth("/auth/logout", &gone.access, None).await;
+    srv.user("other").await;
+
+    let sessions = list(&srv, &phone.access).await;
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let mine = sessions
+        .iter()
+        .find(|s| s["id"] == sid(&phone).as_str())
+        .unwrap();
+    let theirs = sessions
+        .iter()
+        .find(|s| s["id"] == sid(&laptop).as_str())
+        .unwrap();
+    assert_eq!(mine["current"], true);
+    assert_eq!(theirs["current"], false);
+    assert_eq!(theirs["user_agent"], "Laptop/1.0");
+    assert_eq!(theirs["ip"], "127.0.0.1");
+    for key in [
+        "id",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "user_agent",
+        "ip",
+        "current",
+    ] {
+        assert!(mine.get(key).is_some(), "{key}");
+    }
+    assert!(!sessions.iter().any(|s| s["id"] == sid(&gone).as_str()));
+}
+
+pub async fn sessions_last_used_moves_on_refresh(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    let before = list(&srv, &t.access).await[0]["last_used_at"].clone();
+    srv.clock.advance(120);
+    let t2 = Tokens::from(srv.refresh(&t.refresh).await.json::<Value>().await.unwrap());
+    let after = list(&srv, &t2.access).await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0]["last_used_at"], before);
+    assert_ne!(after[0]["last_used_at"], after[0]["created_at"]);
+    // Expired sessions are not listed either.
+    srv.clock.advance(7 * 24 * 3600);
+    let fresh = srv.login("alzy", PASSWORD).await;
+    let now = list(&srv, &fresh.access).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0]["id"], sid(&fresh).as_str());
+}
+
+pub async fn revoking_a_session_kills_it_at_once(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let phone = srv.user("alzy").await;
+    let laptop = srv.login("alzy", PASSWORD).await;
+    let res = srv
+        .delete_auth(&format!("/auth/sessions/{}", sid(&laptop)), &phone.access)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_invalid_token(srv.get_auth("/me", &laptop.access).await).await;
+    assert_invalid_token(srv.refresh(&laptop.refresh).await).await;
+    assert_eq!(srv.me_status(&phone.access).await, StatusCode::OK);
+    // Again: it is gone.
+    let res = srv
+        .delete_auth(&format!("/auth/sessions/{}", sid(&laptop)), &phone.access)
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+pub async fn another_users_session_is_not_found_and_stays_alive(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let alzy = srv.user("alzy").await;
+    let mallory = srv.user("mallory").await;
+    let res = srv
+        .delete_auth(&format!("/auth/sessions/{}", sid(&alzy)), &mallory.access)
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let unknown = srv
+        .delete_auth(
+            "/auth/sessions/00000000-0000-4000-8000-000000000000",
+            &mallory.access,
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    // Indistinguishable from an unknown id.
+    let a: Value = res.json().await.unwrap();
+    let b2: Value = unknown.json().await.unwrap();
+    assert_eq!(a, b2);
+    assert_eq!(srv.me_status(&alzy.access).await, StatusCode::OK);
+    for bad in ["not-a-uuid", "1", "%00", "..%2F..%2Fetc"] {
+        let res = srv
+            .delete_auth(&format!("/auth/sessions/{bad}"), &mallory.access)
+            .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+    let res = srv
+        .http
+        .delete(srv.url(&format!("/auth/sessions/{}", sid(&alzy))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}

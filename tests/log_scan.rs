@@ -1,0 +1,283 @@
+//! Runs a full flow against the real binary with debug logging in JSON, then scans
+//! everything it logged: no password, refresh token, access token or secret may
+//! appear, and every security event must be there with its context.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
+const PASSWORD: &str = "log-scan-password-1";
+const NEW_PASSWORD: &str = "log-scan-password-2";
+const WRONG_PASSWORD: &str = "log-scan-wrong-pass";
+
+fn field(v: &Value, name: &str) -> String {
+    v[name].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_secrets_and_record_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TOKENGATE_LOG", "debug")
+        .env("TOKENGATE_LOG_FORMAT", "json")
+        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let sink = lines.clone();
+    let drain = std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let base = loop {
+        let found = lines.lock().unwrap().iter().find_map(|l| {
+            l.split("listening on http://")
+                .nth(1)
+                .map(|rest| rest.split(['"', ' ']).next().unwrap_or_default().to_owned())
+        });
+        if let Some(addr) = found {
+            break format!("http://{addr}");
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let http = reqwest::Client::builder()
+        .user_agent("log-scan/1.0")
+        .build()
+        .unwrap();
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body);
+    let mut secrets: Vec<String> =
+        vec![PASSWORD.into(), NEW_PASSWORD.into(), WRONG_PASSWORD.into()];
+
+    let res = post(
+        "/auth/register",
+        json!({"username": "scan", "email": "scan@example.com", "password": PASSWORD}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    let user_id = field(&res.json().await.unwrap(), "id");
+    let res = post(
+        "/auth/login",
+        json!({"username": "scan", "password": WRONG_PASSWORD}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 401);
+    let form = http
+        .post(format!("{base}/auth/login"))
+        .form(&[("username", "scan"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let first: Value = form.json().await.unwrap();
+    let second: Value = post(
+        "/auth/login",
+        json!({"username": "scan", "password": PASSWORD}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let access = field(&first, "access_token");
+    let me = http
+        .get(format!("{base}/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let rotated: Value = post(
+        "/auth/refresh",
+        json!({"refresh_token": field(&first, "refresh_token")}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    // Reuse of the spent token: the first session dies.
+    let reuse = post(
+        "/auth/refresh",
+        json!({"refresh_token": field(&first, "refresh_token")}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(reuse.status(), 401);
+    let third: Value = post(
+        "/auth/login",
+        json!({"username": "scan", "password": PASSWORD}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let a3 = field(&third, "access_token");
+    let sessions: Vec<Value> = http
+        .get(format!("{base}/auth/sessions"))
+        .bearer_auth(&a3)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap();
+    let del = http
+        .delete(format!("{base}/auth/sessions/{}", field(other, "id")))
+        .bearer_auth(&a3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    let pw = post(
+        "/auth/password",
+        json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+    )
+    .bearer_auth(&a3)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(pw.status(), 204);
+    let verify = http
+        .get(format!("{base}/auth/verify"))
+        .bearer_auth(&a3)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), 200);
+    let fourth: Value = post(
+        "/auth/login",
+        json!({"username": "scan", "password": NEW_PASSWORD}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let out = post(
+        "/auth/logout",
+        json!({"refresh_token": field(&fourth, "refresh_token")}),
+    )
+    .bearer_auth(&a3)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(out.status(), 204);
+    let fifth: Value = post(
+        "/auth/login",
+        json!({"username": "scan", "password": NEW_PASSWORD}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let all = http
+        .post(format!("{base}/auth/logout-all"))
+        .bearer_auth(field(&fifth, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status(), 204);
+
+    for pair in [&first, &second, &rotated, &third, &fourth, &fifth] {
+        for key in ["access_token", "refresh_token"] {
+            let t = field(pair, key);
+            assert!(!t.is_empty());
+            // The signature alone would let nobody forge, but a full token would; check both.
+            if let Some(sig) = t.rsplit('.').next().filter(|_| key == "access_token") {
+                secrets.push(sig.to_owned());
+            }
+            secrets.push(t);
+        }
+    }
+    let secret_file = std::fs::read_to_string(dir.path().join("tokengate.secret")).unwrap();
+    secrets.push(secret_file.trim().to_owned());
+
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(child.wait().unwrap().success());
+    drain.join().unwrap();
+
+    let lines = lines.lock().unwrap().clone();
+    assert!(
+        lines.len() > 20,
+        "debug logging produced {} lines",
+        lines.len()
+    );
+    let text = lines.join("\n");
+    for s in &secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "a secret value ({} chars) appears in the logs",
+            s.len()
+        );
+    }
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .filter(|v| v["target"] == "tokengate::event")
+        .collect();
+    let names: Vec<String> = events
+        .iter()
+        .map(|e| field(&e["fields"], "event"))
+        .collect();
+    for expected in [
+        "register",
+        "login.failed",
+        "login.ok",
+        "refresh.ok",
+        "refresh.reuse_detected",
+        "session.revoked",
+        "password.changed",
+        "logout",
+        "logout.all",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "no {expected} event in {names:?}"
+        );
+    }
+    for e in events
+        .iter()
+        .filter(|e| e["fields"]["event"] != "login.failed")
+    {
+        let f = &e["fields"];
+        assert_eq!(f["user_id"], user_id.as_str(), "{e}");
+        assert_eq!(f["ip"], "127.0.0.1", "{e}");
+        assert_eq!(f["user_agent"], "log-scan/1.0", "{e}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["event"] == "refresh.reuse_detected"
+                && e["fields"]["session_id"].is_string())
+    );
+}
