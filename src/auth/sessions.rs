@@ -28,7 +28,7 @@ impl AuthService {
     pub async fn login(
         &self,
         username: &str,
-        password: Password,
+        password: &str,
         client: &ClientInfo,
     ) -> Result<TokenPair, ApiError> {
         // Limits first: a limited attempt costs no hash and, once a username is
@@ -39,12 +39,19 @@ impl AuthService {
             client,
         )
         .await?;
+        // Valid usernames are at most 50 characters; a longer key names no one and
+        // must not let a client grow the limiter's memory.
+        let user_key = username.chars().take(64).collect::<String>().to_lowercase();
         self.limit(
-            LimitKey::LoginUser(username.to_lowercase()),
+            LimitKey::LoginUser(user_key),
             AuthEvent::LoginLimited,
             client,
         )
         .await?;
+        let Some(password) = Password::candidate(password) else {
+            emit(AuthEvent::LoginFailed, None, None, client);
+            return Err(ApiError::BadCredentials);
+        };
         let user = self.store.user_by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password, stored).await?;
