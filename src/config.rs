@@ -149,20 +149,10 @@ pub struct RawSettings {
     #[arg(long, env = "TOKENGATE_ALGORITHM", global = true)]
     pub algorithm: Option<String>,
     /// HS256 secret, at least 32 bytes [default: generated and kept beside the SQLite file]
-    #[arg(
-        long,
-        env = "TOKENGATE_SECRET_KEY",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "TOKENGATE_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
     /// Comma-separated HS256 secrets still accepted for verification
-    #[arg(
-        long,
-        env = "TOKENGATE_PREVIOUS_SECRET_KEYS",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "TOKENGATE_PREVIOUS_SECRET_KEYS", global = true, hide_env_values = true)]
     pub previous_secret_keys: Option<String>,
     /// `iss` claim [default: tokengate]
     #[arg(long, env = "TOKENGATE_ISSUER", global = true)]
@@ -236,9 +226,7 @@ impl RawSettings {
             )?,
             redis_url: match non_empty(&self.redis_url) {
                 None => None,
-                Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
-                    Some(v.to_owned())
-                }
+                Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(v.to_owned()),
                 Some(v) => {
                     return Err(ConfigError::new(
                         "TOKENGATE_REDIS_URL",
@@ -246,17 +234,10 @@ impl RawSettings {
                     ));
                 }
             },
-            algorithm: opt(
-                "TOKENGATE_ALGORITHM",
-                &self.algorithm,
-                d.algorithm,
-                parse_algorithm,
-            )?,
+            algorithm: opt("TOKENGATE_ALGORITHM", &self.algorithm, d.algorithm, parse_algorithm)?,
             secret_key: match non_empty(&self.secret_key) {
                 None => None,
-                Some(v) => {
-                    Some(check_secret(v).map_err(|m| ConfigError::new("TOKENGATE_SECRET_KEY", m))?)
-                }
+                Some(v) => Some(check_secret(v).map_err(|m| ConfigError::new("TOKENGATE_SECRET_KEY", m))?),
             },
             previous_secret_keys: match non_empty(&self.previous_secret_keys) {
                 None => Vec::new(),
@@ -268,12 +249,8 @@ impl RawSettings {
                     .collect::<Result<_, _>>()
                     .map_err(|m| ConfigError::new("TOKENGATE_PREVIOUS_SECRET_KEYS", m))?,
             },
-            issuer: opt("TOKENGATE_ISSUER", &self.issuer, d.issuer, |v| {
-                Ok(v.to_owned())
-            })?,
-            audience: opt("TOKENGATE_AUDIENCE", &self.audience, d.audience, |v| {
-                Ok(v.to_owned())
-            })?,
+            issuer: opt("TOKENGATE_ISSUER", &self.issuer, d.issuer, |v| Ok(v.to_owned()))?,
+            audience: opt("TOKENGATE_AUDIENCE", &self.audience, d.audience, |v| Ok(v.to_owned()))?,
             access_ttl_secs: opt(
                 "TOKENGATE_ACCESS_TTL",
                 &self.access_ttl,
@@ -302,18 +279,8 @@ impl RawSettings {
                     .collect::<Result<_, _>>()
                     .map_err(|m| ConfigError::new("TOKENGATE_CORS_ORIGINS", m))?,
             },
-            login_rate: opt(
-                "TOKENGATE_LOGIN_RATE",
-                &self.login_rate,
-                d.login_rate,
-                parse_rate,
-            )?,
-            refresh_rate: opt(
-                "TOKENGATE_REFRESH_RATE",
-                &self.refresh_rate,
-                d.refresh_rate,
-                parse_rate,
-            )?,
+            login_rate: opt("TOKENGATE_LOGIN_RATE", &self.login_rate, d.login_rate, parse_rate)?,
+            refresh_rate: opt("TOKENGATE_REFRESH_RATE", &self.refresh_rate, d.refresh_rate, parse_rate)?,
             trusted_proxies: match non_empty(&self.trusted_proxies) {
                 None => Vec::new(),
                 Some(v) => v
@@ -324,16 +291,11 @@ impl RawSettings {
                     .collect::<Result<_, _>>()
                     .map_err(|m| ConfigError::new("TOKENGATE_TRUSTED_PROXIES", m))?,
             },
-            log_format: opt(
-                "TOKENGATE_LOG_FORMAT",
-                &self.log_format,
-                d.log_format,
-                |v| match v {
-                    "json" => Ok(LogFormat::Json),
-                    "pretty" => Ok(LogFormat::Pretty),
-                    _ => Err(format!("{v:?} is not json or pretty")),
-                },
-            )?,
+            log_format: opt("TOKENGATE_LOG_FORMAT", &self.log_format, d.log_format, |v| match v {
+                "json" => Ok(LogFormat::Json),
+                "pretty" => Ok(LogFormat::Pretty),
+                _ => Err(format!("{v:?} is not json or pretty")),
+            })?,
             argon2: Argon2Params {
                 memory_kib: opt(
                     "TOKENGATE_ARGON2_MEMORY_KIB",
@@ -389,10 +351,7 @@ fn opt<T>(
 }
 
 fn parse_database_url(v: &str) -> Result<DatabaseUrl, String> {
-    if let Some(rest) = v
-        .strip_prefix("sqlite://")
-        .or_else(|| v.strip_prefix("sqlite:"))
-    {
+    if let Some(rest) = v.strip_prefix("sqlite://").or_else(|| v.strip_prefix("sqlite:")) {
         let path = rest.split('?').next().unwrap_or_default();
         if path.is_empty() || path == ":memory:" {
             return Err("sqlite needs a file path, e.g. sqlite://tokengate.db".into());
@@ -435,10 +394,7 @@ fn parse_algorithm(v: &str) -> Result<SigningAlgorithm, String> {
 /// Refuse short secrets and the placeholders that tutorials ship.
 pub fn check_secret(v: &str) -> Result<Secret, String> {
     let lowered = v.to_ascii_lowercase();
-    let squashed: String = lowered
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect();
+    let squashed: String = lowered.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let placeholder = PLACEHOLDER_SECRETS.contains(&lowered.as_str())
         || squashed.contains("changeme")
         || squashed.contains("yoursecret")

@@ -61,20 +61,14 @@ pub struct UnixTime(pub i64);
 impl UnixTime {
     /// This time plus `secs` seconds (saturating).
     pub fn plus(self, secs: u64) -> Self {
-        Self(
-            self.0
-                .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)),
-        )
+        Self(self.0.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)))
     }
 
     /// RFC 3339 in UTC, as FastAPI serialises datetimes.
     pub fn to_rfc3339(self) -> String {
         time::OffsetDateTime::from_unix_timestamp(self.0)
             .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_default()
     }
 }
@@ -250,19 +244,8 @@ mod tests {
 
     #[test]
     fn email_rules() {
-        assert_eq!(
-            Email::parse("Alzy@Example.COM").unwrap().as_str(),
-            "Alzy@example.com"
-        );
-        for bad in [
-            "no-at",
-            "a@b",
-            "a@",
-            "@b.com",
-            "a b@c.com",
-            "a@[1.2.3.4]",
-            "a@b..com",
-        ] {
+        assert_eq!(Email::parse("Alzy@Example.COM").unwrap().as_str(), "Alzy@example.com");
+        for bad in ["no-at", "a@b", "a@", "@b.com", "a b@c.com", "a@[1.2.3.4]", "a@b..com"] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

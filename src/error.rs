@@ -47,6 +47,9 @@ pub enum ApiError {
     InactiveUser,
     #[error("insufficient role")]
     InsufficientRole,
+    /// A cookie-authenticated unsafe request without the matching CSRF header.
+    #[error("csrf check failed")]
+    CsrfFailed,
     #[error("conflict: {0}")]
     Conflict(&'static str),
     #[error("not found")]
@@ -79,7 +82,7 @@ impl ApiError {
             | Self::BadCredentials
             | Self::InvalidRefreshToken
             | Self::WrongPassword => StatusCode::UNAUTHORIZED,
-            Self::InactiveUser | Self::InsufficientRole => StatusCode::FORBIDDEN,
+            Self::InactiveUser | Self::InsufficientRole | Self::CsrfFailed => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -101,6 +104,7 @@ impl ApiError {
             Self::WrongPassword => "Incorrect password",
             Self::InactiveUser => "Inactive user",
             Self::InsufficientRole => "Insufficient role",
+            Self::CsrfFailed => "CSRF token missing or invalid",
             Self::Conflict(msg) => msg,
             Self::NotFound => "Not Found",
             Self::MethodNotAllowed => "Method Not Allowed",
@@ -116,9 +120,7 @@ impl ApiError {
     /// The `WWW-Authenticate` challenge every 401 carries.
     fn challenge(&self) -> Option<&'static str> {
         match self {
-            Self::InvalidToken | Self::InvalidRefreshToken => {
-                Some("Bearer error=\"invalid_token\"")
-            }
+            Self::InvalidToken | Self::InvalidRefreshToken => Some("Bearer error=\"invalid_token\""),
             Self::NotAuthenticated | Self::BadCredentials | Self::WrongPassword => Some("Bearer"),
             _ => None,
         }
@@ -130,20 +132,14 @@ impl IntoResponse for ApiError {
         if let Self::Internal(msg) = &self {
             tracing::error!(error = %msg, "internal error");
         }
-        let mut res = (
-            self.status(),
-            axum::Json(json!({ "detail": self.detail() })),
-        )
-            .into_response();
+        let mut res = (self.status(), axum::Json(json!({ "detail": self.detail() }))).into_response();
         if let Some(c) = self.challenge() {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }
         if let Self::RateLimited { retry_after_secs } = self {
-            res.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs.max(1)),
-            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
         }
         res
     }

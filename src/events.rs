@@ -69,12 +69,7 @@ impl AuthEvent {
 }
 
 /// Log one auth event.
-pub fn emit(
-    event: AuthEvent,
-    user: Option<UserId>,
-    session: Option<SessionId>,
-    client: &ClientInfo,
-) {
+pub fn emit(event: AuthEvent, user: Option<UserId>, session: Option<SessionId>, client: &ClientInfo) {
     let user_id = user.map(|u| u.to_string());
     let session_id = session.map(|s| s.to_string());
     let ip = client.ip.map(|i| i.to_string());

@@ -22,10 +22,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(settings.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -34,9 +31,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => server::serve(settings, Arc::new(SystemClock))
-                .await
-                .map(|()| None),
+            Command::Serve => server::serve(settings, Arc::new(SystemClock)).await.map(|()| None),
             Command::Migrate => server::open_store(&settings)
                 .await
                 .map(|_| Some("database schema is up to date".to_owned())),

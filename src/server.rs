@@ -96,16 +96,9 @@ pub fn secret_path(db: &std::path::Path) -> PathBuf {
 }
 
 /// Everything the routes need, from validated settings.
-pub async fn build_state(
-    settings: &Settings,
-    clock: Arc<dyn Clock>,
-) -> Result<AppState, StartError> {
+pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
     if settings.algorithm != SigningAlgorithm::Hs256 {
-        return Err(ConfigError::new(
-            "TOKENGATE_ALGORITHM",
-            "only HS256 is supported by this version yet",
-        )
-        .into());
+        return Err(ConfigError::new("TOKENGATE_ALGORITHM", "only HS256 is supported by this version yet").into());
     }
     if settings.redis_url.is_some() {
         tracing::warn!("TOKENGATE_REDIS_URL is set but not used by this version yet");
@@ -120,28 +113,33 @@ pub async fn build_state(
         settings.access_ttl_secs,
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hasher = PasswordHasher::new(settings.argon2, cores).map_err(|e| {
-        StartError::Config(ConfigError::new(
-            "TOKENGATE_ARGON2_MEMORY_KIB",
-            e.to_string(),
-        ))
-    })?;
+    let hasher = PasswordHasher::new(settings.argon2, cores)
+        .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ARGON2_MEMORY_KIB", e.to_string())))?;
     let limiter = Arc::new(MemoryLimiter::new(
         settings.login_rate,
         settings.refresh_rate,
         crate::state::memory::DEFAULT_MAX_KEYS,
     ));
-    let auth = AuthService::new(
-        store,
-        hasher,
-        tokens,
-        limiter,
-        clock,
-        settings.refresh_ttl_secs,
-    );
+    let auth = AuthService::new(store, hasher, tokens, limiter, clock, settings.refresh_ttl_secs);
+    if !settings.cookie_secure {
+        tracing::warn!(
+            "TOKENGATE_COOKIE_SECURE=false: cookies lack the Secure attribute; use this only for plain-HTTP local development"
+        );
+    }
+    let cors_origins = settings
+        .cors_origins
+        .iter()
+        .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+        .collect::<Vec<_>>();
     Ok(AppState {
         auth: Arc::new(auth),
         trusted_proxies: settings.trusted_proxies.clone().into(),
+        cookies: crate::http::cookies::CookiePolicy {
+            secure: settings.cookie_secure,
+            access_ttl_secs: settings.access_ttl_secs,
+            refresh_ttl_secs: settings.refresh_ttl_secs,
+        },
+        cors_origins: cors_origins.into(),
     })
 }
 
@@ -180,9 +178,7 @@ pub async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), Star
     let listener = TcpListener::bind(settings.bind)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", settings.bind)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| StartError::Runtime(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Runtime(e.to_string()))?;
     tracing::info!(address = %addr, "listening on http://{addr}");
     let store = state.auth.store().clone();
     let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.refresh_ttl_secs));
@@ -201,8 +197,7 @@ async fn purge_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, grace_secs: u6
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let cutoff =
-            crate::domain::UnixTime(clock.now().0 - i64::try_from(grace_secs).unwrap_or(0));
+        let cutoff = crate::domain::UnixTime(clock.now().0 - i64::try_from(grace_secs).unwrap_or(0));
         match store.purge_expired(cutoff).await {
             Ok(n) if n > 0 => {
                 tracing::info!(rows = n, "purged expired sessions and refresh tokens")

@@ -24,12 +24,7 @@ fn run(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tokengate");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -63,16 +58,10 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
         assert_eq!(code, 2, "{var}={value}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{var}: {err}");
         assert!(err.contains(var), "{var}: {err}");
-        assert!(
-            !err.contains("09d25e09"),
-            "the refused secret is not echoed"
-        );
+        assert!(!err.contains("09d25e09"), "the refused secret is not echoed");
     }
     // The same through a flag, and through .env.
-    let (code, _, err) = run(
-        tokengate(dir.path()).args(["serve", "--access-ttl", "soon"]),
-        "",
-    );
+    let (code, _, err) = run(tokengate(dir.path()).args(["serve", "--access-ttl", "soon"]), "");
     assert_eq!(code, 2);
     assert!(err.contains("TOKENGATE_ACCESS_TTL"));
     std::fs::write(dir.path().join(".env"), "TOKENGATE_REFRESH_TTL=forever\n").unwrap();
@@ -133,10 +122,7 @@ fn zero_config_start_creates_database_and_private_secret_then_reuses_them() {
     {
         use std::os::unix::fs::PermissionsExt as _;
         for f in ["tokengate.secret", "tokengate.db"] {
-            let mode = std::fs::metadata(dir.path().join(f))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "{f} is readable by the owner only");
         }
     }
@@ -166,45 +152,22 @@ fn operator_creates_the_first_admin_and_lists_users() {
         "admin",
         "--password-stdin",
     ];
-    let (code, out, err) = run(
-        tokengate(dir.path()).args(create),
-        "a-long-admin-password\n",
-    );
+    let (code, out, err) = run(tokengate(dir.path()).args(create), "a-long-admin-password\n");
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.contains("created user root") && out.contains("[admin]"),
-        "{out}"
-    );
+    assert!(out.contains("created user root") && out.contains("[admin]"), "{out}");
     assert!(!err.contains("a-long-admin-password") && !out.contains("a-long-admin-password"));
 
-    let (code, _, err) = run(
-        tokengate(dir.path()).args(create),
-        "a-long-admin-password\n",
-    );
+    let (code, _, err) = run(tokengate(dir.path()).args(create), "a-long-admin-password\n");
     assert_eq!(code, 1);
     assert!(err.contains("already registered"), "{err}");
     let (code, _, err) = run(
-        tokengate(dir.path()).args([
-            "user",
-            "create",
-            "--username",
-            "x",
-            "--email",
-            "x@example.com",
-        ]),
+        tokengate(dir.path()).args(["user", "create", "--username", "x", "--email", "x@example.com"]),
         "a-long-password\n",
     );
     assert_eq!(code, 1);
     assert!(err.contains("--username"), "{err}");
     let (code, _, err) = run(
-        tokengate(dir.path()).args([
-            "user",
-            "create",
-            "--username",
-            "shorty",
-            "--email",
-            "s@example.com",
-        ]),
+        tokengate(dir.path()).args(["user", "create", "--username", "shorty", "--email", "s@example.com"]),
         "short\n",
     );
     assert_eq!(code, 1);
@@ -241,10 +204,7 @@ fn operator_creates_the_first_admin_and_lists_users() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("[admin, auditor]"), "{out}");
     for cmd in [["deactivate"], ["activate"]] {
-        let (code, out, err) = run(
-            tokengate(dir.path()).args(["user", cmd[0], "--username", "root"]),
-            "",
-        );
+        let (code, out, err) = run(tokengate(dir.path()).args(["user", cmd[0], "--username", "root"]), "");
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(cmd[0]), "{out}");
     }
@@ -264,7 +224,5 @@ fn operator_creates_the_first_admin_and_lists_users() {
     assert_eq!(code, 0);
     let rows: Vec<_> = out.lines().collect();
     assert_eq!(rows.len(), 2, "{out}");
-    assert!(
-        rows[1].contains("root") && rows[1].contains("admin,auditor") && rows[1].contains("true")
-    );
+    assert!(rows[1].contains("root") && rows[1].contains("admin,auditor") && rows[1].contains("true"));
 }

@@ -54,13 +54,9 @@ async fn logs_never_contain_secrets_and_record_every_event() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
 
-    let http = reqwest::Client::builder()
-        .user_agent("log-scan/1.0")
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().user_agent("log-scan/1.0").build().unwrap();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body);
-    let mut secrets: Vec<String> =
-        vec![PASSWORD.into(), NEW_PASSWORD.into(), WRONG_PASSWORD.into()];
+    let mut secrets: Vec<String> = vec![PASSWORD.into(), NEW_PASSWORD.into(), WRONG_PASSWORD.into()];
 
     let res = post(
         "/auth/register",
@@ -71,13 +67,10 @@ async fn logs_never_contain_secrets_and_record_every_event() {
     .unwrap();
     assert_eq!(res.status(), 201);
     let user_id = field(&res.json().await.unwrap(), "id");
-    let res = post(
-        "/auth/login",
-        json!({"username": "scan", "password": WRONG_PASSWORD}),
-    )
-    .send()
-    .await
-    .unwrap();
+    let res = post("/auth/login", json!({"username": "scan", "password": WRONG_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     let form = http
         .post(format!("{base}/auth/login"))
@@ -86,16 +79,13 @@ async fn logs_never_contain_secrets_and_record_every_event() {
         .await
         .unwrap();
     let first: Value = form.json().await.unwrap();
-    let second: Value = post(
-        "/auth/login",
-        json!({"username": "scan", "password": PASSWORD}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let second: Value = post("/auth/login", json!({"username": "scan", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let access = field(&first, "access_token");
     let me = http
         .get(format!("{base}/me"))
@@ -123,16 +113,13 @@ async fn logs_never_contain_secrets_and_record_every_event() {
     .await
     .unwrap();
     assert_eq!(reuse.status(), 401);
-    let third: Value = post(
-        "/auth/login",
-        json!({"username": "scan", "password": PASSWORD}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let third: Value = post("/auth/login", json!({"username": "scan", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let a3 = field(&third, "access_token");
     let sessions: Vec<Value> = http
         .get(format!("{base}/auth/sessions"))
@@ -167,16 +154,13 @@ async fn logs_never_contain_secrets_and_record_every_event() {
         .await
         .unwrap();
     assert_eq!(verify.status(), 200);
-    let fourth: Value = post(
-        "/auth/login",
-        json!({"username": "scan", "password": NEW_PASSWORD}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let fourth: Value = post("/auth/login", json!({"username": "scan", "password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let out = post(
         "/auth/logout",
         json!({"refresh_token": field(&fourth, "refresh_token")}),
@@ -186,16 +170,13 @@ async fn logs_never_contain_secrets_and_record_every_event() {
     .await
     .unwrap();
     assert_eq!(out.status(), 204);
-    let fifth: Value = post(
-        "/auth/login",
-        json!({"username": "scan", "password": NEW_PASSWORD}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let fifth: Value = post("/auth/login", json!({"username": "scan", "password": NEW_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let all = http
         .post(format!("{base}/auth/logout-all"))
         .bearer_auth(field(&fifth, "access_token"))
@@ -227,11 +208,7 @@ async fn logs_never_contain_secrets_and_record_every_event() {
     drain.join().unwrap();
 
     let lines = lines.lock().unwrap().clone();
-    assert!(
-        lines.len() > 20,
-        "debug logging produced {} lines",
-        lines.len()
-    );
+    assert!(lines.len() > 20, "debug logging produced {} lines", lines.len());
     let text = lines.join("\n");
     for s in &secrets {
         assert!(
@@ -245,10 +222,7 @@ async fn logs_never_contain_secrets_and_record_every_event() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
         .filter(|v| v["target"] == "tokengate::event")
         .collect();
-    let names: Vec<String> = events
-        .iter()
-        .map(|e| field(&e["fields"], "event"))
-        .collect();
+    let names: Vec<String> = events.iter().map(|e| field(&e["fields"], "event")).collect();
     for expected in [
         "register",
         "login.failed",
@@ -260,15 +234,9 @@ async fn logs_never_contain_secrets_and_record_every_event() {
         "logout",
         "logout.all",
     ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "no {expected} event in {names:?}"
-        );
+        assert!(names.iter().any(|n| n == expected), "no {expected} event in {names:?}");
     }
-    for e in events
-        .iter()
-        .filter(|e| e["fields"]["event"] != "login.failed")
-    {
+    for e in events.iter().filter(|e| e["fields"]["event"] != "login.failed") {
         let f = &e["fields"];
         assert_eq!(f["user_id"], user_id.as_str(), "{e}");
         assert_eq!(f["ip"], "127.0.0.1", "{e}");
@@ -277,7 +245,6 @@ async fn logs_never_contain_secrets_and_record_every_event() {
     assert!(
         events
             .iter()
-            .any(|e| e["fields"]["event"] == "refresh.reuse_detected"
-                && e["fields"]["session_id"].is_string())
+            .any(|e| e["fields"]["event"] == "refresh.reuse_detected" && e["fields"]["session_id"].is_string())
     );
 }

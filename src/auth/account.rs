@@ -15,9 +15,7 @@ impl AuthService {
         password: Password,
         client: &ClientInfo,
     ) -> Result<UserRecord, ApiError> {
-        let user = self
-            .create_user(username, email, password, Vec::new())
-            .await?;
+        let user = self.create_user(username, email, password, Vec::new()).await?;
         emit(AuthEvent::Register, Some(user.id), None, client);
         Ok(user)
     }
@@ -41,9 +39,7 @@ impl AuthService {
         };
         match self.store.create_user(new).await {
             Ok(u) => Ok(u),
-            Err(StoreError::Conflict) => {
-                Err(ApiError::Conflict("Username or email already registered"))
-            }
+            Err(StoreError::Conflict) => Err(ApiError::Conflict("Username or email already registered")),
             Err(e) => Err(e.into()),
         }
     }

@@ -49,30 +49,17 @@ impl AuthService {
         if !self.store.delete_user(id).await? {
             return Err(ApiError::NotFound);
         }
-        emit(
-            AuthEvent::UserDeleted,
-            Some(id),
-            actor.map(|a| a.session.id),
-            client,
-        );
+        emit(AuthEvent::UserDeleted, Some(id), actor.map(|a| a.session.id), client);
         Ok(())
     }
 
     /// Find a user by name, for the operator's commands.
     pub async fn user_named(&self, username: &str) -> Result<UserRecord, ApiError> {
-        self.store
-            .user_by_username(username)
-            .await?
-            .ok_or(ApiError::NotFound)
+        self.store.user_by_username(username).await?.ok_or(ApiError::NotFound)
     }
 
     /// Replace a user's roles (operator command).
-    pub async fn set_roles(
-        &self,
-        id: UserId,
-        roles: Vec<Role>,
-        client: &ClientInfo,
-    ) -> Result<UserRecord, ApiError> {
+    pub async fn set_roles(&self, id: UserId, roles: Vec<Role>, client: &ClientInfo) -> Result<UserRecord, ApiError> {
         let update = UserUpdate {
             roles: Some(roles),
             is_active: None,

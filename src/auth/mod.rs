@@ -29,8 +29,7 @@ impl Principal {
     /// A role counts only while both the token and the account carry it: a grant
     /// applies from the next login or refresh, a removal at once.
     pub fn has_role(&self, role: &str) -> bool {
-        self.token.roles.iter().any(|r| r == role)
-            && self.user.roles.iter().any(|r| r.as_str() == role)
+        self.token.roles.iter().any(|r| r == role) && self.user.roles.iter().any(|r| r.as_str() == role)
     }
 
     /// The roles that count (see [`Principal::has_role`]).
@@ -81,12 +80,7 @@ impl AuthService {
     }
 
     /// Count an attempt against `key`; over the limit it is refused (and logged).
-    async fn limit(
-        &self,
-        key: LimitKey,
-        event: AuthEvent,
-        client: &ClientInfo,
-    ) -> Result<(), ApiError> {
+    async fn limit(&self, key: LimitKey, event: AuthEvent, client: &ClientInfo) -> Result<(), ApiError> {
         self.limiter.hit(&key).await.map_err(|retry| {
             emit(event, None, None, client);
             ApiError::RateLimited {
@@ -115,11 +109,7 @@ impl AuthService {
         if session.user_id != token.user_id || !session.is_live(now) || !user.is_active {
             return Err(ApiError::InvalidToken);
         }
-        Ok(Principal {
-            user,
-            session,
-            token,
-        })
+        Ok(Principal { user, session, token })
     }
 }
 

@@ -25,29 +25,16 @@ fn ip_of(client: &ClientInfo) -> IpAddr {
 impl AuthService {
     /// Check a username and password and open a session. An unknown user and a wrong
     /// password get the same answer after the same work (one argon2 verification).
-    pub async fn login(
-        &self,
-        username: &str,
-        password: &str,
-        client: &ClientInfo,
-    ) -> Result<TokenPair, ApiError> {
+    pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenPair, ApiError> {
         // Limits first: a limited attempt costs no hash and, once a username is
         // limited, even its right password waits.
-        self.limit(
-            LimitKey::LoginIp(ip_of(client)),
-            AuthEvent::LoginLimited,
-            client,
-        )
-        .await?;
+        self.limit(LimitKey::LoginIp(ip_of(client)), AuthEvent::LoginLimited, client)
+            .await?;
         // Valid usernames are at most 50 characters; a longer key names no one and
         // must not let a client grow the limiter's memory.
         let user_key = username.chars().take(64).collect::<String>().to_lowercase();
-        self.limit(
-            LimitKey::LoginUser(user_key),
-            AuthEvent::LoginLimited,
-            client,
-        )
-        .await?;
+        self.limit(LimitKey::LoginUser(user_key), AuthEvent::LoginLimited, client)
+            .await?;
         let Some(password) = Password::candidate(password) else {
             emit(AuthEvent::LoginFailed, None, None, client);
             return Err(ApiError::BadCredentials);
@@ -87,17 +74,9 @@ impl AuthService {
 
     /// Spend a refresh token for a new pair. A token that was already spent is a
     /// reuse: somebody holds a stolen copy, so its whole session dies.
-    pub async fn refresh(
-        &self,
-        presented: &str,
-        client: &ClientInfo,
-    ) -> Result<TokenPair, ApiError> {
-        self.limit(
-            LimitKey::RefreshIp(ip_of(client)),
-            AuthEvent::RefreshLimited,
-            client,
-        )
-        .await?;
+    pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, ApiError> {
+        self.limit(LimitKey::RefreshIp(ip_of(client)), AuthEvent::RefreshLimited, client)
+            .await?;
         let Some(hash) = RefreshTokenHash::of_presented(presented) else {
             emit(AuthEvent::RefreshRejected, None, None, client);
             return Err(ApiError::InvalidRefreshToken);
@@ -118,16 +97,8 @@ impl AuthService {
                 emit(AuthEvent::Refresh, Some(user.id), Some(session_id), client);
                 self.pair(&user, session_id, successor)
             }
-            Rotation::Reused {
-                user_id,
-                session_id,
-            } => {
-                emit(
-                    AuthEvent::RefreshReuse,
-                    Some(user_id),
-                    Some(session_id),
-                    client,
-                );
+            Rotation::Reused { user_id, session_id } => {
+                emit(AuthEvent::RefreshReuse, Some(user_id), Some(session_id), client);
                 Err(ApiError::InvalidRefreshToken)
             }
             Rotation::Rejected => {
@@ -139,50 +110,43 @@ impl AuthService {
 
     /// Close the caller's session (every token of it dies at once) and, if a refresh
     /// token of the caller's is given, that token's session too.
-    pub async fn logout(
-        &self,
-        who: &Principal,
-        refresh: Option<&str>,
-        client: &ClientInfo,
-    ) -> Result<(), ApiError> {
+    pub async fn logout(&self, who: &Principal, refresh: Option<&str>, client: &ClientInfo) -> Result<(), ApiError> {
         let now = self.clock.now();
-        self.store
-            .revoke_session(who.user.id, who.session.id, now)
-            .await?;
+        self.store.revoke_session(who.user.id, who.session.id, now).await?;
         if let Some(hash) = refresh.and_then(RefreshTokenHash::of_presented) {
             self.store
-                .revoke_session_of_refresh(who.user.id, &hash, now)
+                .revoke_session_of_refresh(Some(who.user.id), &hash, now)
                 .await?;
         }
-        emit(
-            AuthEvent::Logout,
-            Some(who.user.id),
-            Some(who.session.id),
-            client,
-        );
+        emit(AuthEvent::Logout, Some(who.user.id), Some(who.session.id), client);
+        Ok(())
+    }
+
+    /// Close the session a refresh token belongs to (a browser whose access cookie has
+    /// already expired signs out with its refresh cookie). Unknown tokens are a no-op.
+    pub async fn logout_by_refresh(&self, refresh: &str, client: &ClientInfo) -> Result<(), ApiError> {
+        if let Some(hash) = RefreshTokenHash::of_presented(refresh) {
+            if self
+                .store
+                .revoke_session_of_refresh(None, &hash, self.clock.now())
+                .await?
+            {
+                emit(AuthEvent::Logout, None, None, client);
+            }
+        }
         Ok(())
     }
 
     /// Close every session of the caller, on every device.
     pub async fn logout_all(&self, who: &Principal, client: &ClientInfo) -> Result<(), ApiError> {
-        self.store
-            .revoke_sessions(who.user.id, None, self.clock.now())
-            .await?;
-        emit(
-            AuthEvent::LogoutAll,
-            Some(who.user.id),
-            Some(who.session.id),
-            client,
-        );
+        self.store.revoke_sessions(who.user.id, None, self.clock.now()).await?;
+        emit(AuthEvent::LogoutAll, Some(who.user.id), Some(who.session.id), client);
         Ok(())
     }
 
     /// The caller's live sessions, theirs marked `current`.
     pub async fn sessions(&self, who: &Principal) -> Result<Vec<SessionView>, ApiError> {
-        let list = self
-            .store
-            .list_sessions(who.user.id, self.clock.now())
-            .await?;
+        let list = self.store.list_sessions(who.user.id, self.clock.now()).await?;
         Ok(list
             .into_iter()
             .map(|session| SessionView {
@@ -194,39 +158,18 @@ impl AuthService {
 
     /// Revoke one of the caller's sessions. Another user's session is "not found",
     /// exactly like an unknown one: its existence is never revealed.
-    pub async fn revoke_session(
-        &self,
-        who: &Principal,
-        id: SessionId,
-        client: &ClientInfo,
-    ) -> Result<(), ApiError> {
-        if !self
-            .store
-            .revoke_session(who.user.id, id, self.clock.now())
-            .await?
-        {
+    pub async fn revoke_session(&self, who: &Principal, id: SessionId, client: &ClientInfo) -> Result<(), ApiError> {
+        if !self.store.revoke_session(who.user.id, id, self.clock.now()).await? {
             return Err(ApiError::NotFound);
         }
-        emit(
-            AuthEvent::SessionRevoked,
-            Some(who.user.id),
-            Some(id),
-            client,
-        );
+        emit(AuthEvent::SessionRevoked, Some(who.user.id), Some(id), client);
         Ok(())
     }
 
     /// Sign an access token for the session; roles come from the store, never from an
     /// older token, so a role change applies at the next refresh.
-    fn pair(
-        &self,
-        user: &UserRecord,
-        session: SessionId,
-        refresh: RefreshToken,
-    ) -> Result<TokenPair, ApiError> {
-        let signed = self
-            .tokens
-            .sign(user.id, session, &user.roles, self.clock.now())?;
+    fn pair(&self, user: &UserRecord, session: SessionId, refresh: RefreshToken) -> Result<TokenPair, ApiError> {
+        let signed = self.tokens.sign(user.id, session, &user.roles, self.clock.now())?;
         Ok(TokenPair {
             access_token: signed.token,
             refresh_token: refresh,

@@ -13,11 +13,7 @@ use crate::server::{StartError, build_state};
 use crate::store::{UserRecord, UserUpdate};
 
 fn roles_text(u: &UserRecord) -> String {
-    u.roles
-        .iter()
-        .map(Role::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    u.roles.iter().map(Role::as_str).collect::<Vec<_>>().join(", ")
 }
 
 fn parse_roles(roles: &[String]) -> Result<Vec<Role>, StartError> {
@@ -38,8 +34,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             roles,
             password_stdin: _,
         } => {
-            let username =
-                Username::parse(&username).map_err(|m| fail(format!("--username: {m}")))?;
+            let username = Username::parse(&username).map_err(|m| fail(format!("--username: {m}")))?;
             let email = Email::parse(&email).map_err(|m| fail(format!("--email: {m}")))?;
             let roles = parse_roles(&roles)?;
             let password = read_password().map_err(fail)?;
@@ -92,11 +87,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                     u.username.as_str(),
                     u.email.as_str(),
                     u.is_active,
-                    u.roles
-                        .iter()
-                        .map(Role::as_str)
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    u.roles.iter().map(Role::as_str).collect::<Vec<_>>().join(",")
                 ));
             }
             Ok(out.trim_end().to_owned())
@@ -111,11 +102,7 @@ async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<UserRe
     })
 }
 
-async fn set_active(
-    auth: &crate::auth::AuthService,
-    username: &str,
-    active: bool,
-) -> Result<String, StartError> {
+async fn set_active(auth: &crate::auth::AuthService, username: &str, active: bool) -> Result<String, StartError> {
     let user = named(auth, username).await?;
     let update = UserUpdate {
         roles: None,

@@ -46,17 +46,10 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// `concurrency` hashes at most run at once (the number of cores is right).
     pub fn new(params: Argon2Params, concurrency: usize) -> Result<Self, HashError> {
-        let params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            None,
-        )
-        .map_err(argon2_err)?;
+        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None).map_err(argon2_err)?;
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(argon2_err)?;
-        let dummy_password =
-            Password::candidate(&hex(&raw)).ok_or_else(|| argon2_err("dummy password"))?;
+        let dummy_password = Password::candidate(&hex(&raw)).ok_or_else(|| argon2_err("dummy password"))?;
         let dummy = hash_new(&params, &dummy_password, &mut Vec::new())?;
         Ok(Self {
             params,
@@ -69,17 +62,12 @@ impl PasswordHasher {
     /// Hash a new password with a fresh random salt.
     pub async fn hash(&self, password: Password) -> Result<PasswordHashString, HashError> {
         let params = self.params.clone();
-        self.run(move |mem| hash_new(&params, &password, mem))
-            .await?
+        self.run(move |mem| hash_new(&params, &password, mem)).await?
     }
 
     /// Check a password against a stored hash. `None` (no such user) still costs one
     /// full verification against a dummy hash and answers `false`.
-    pub async fn verify(
-        &self,
-        password: Password,
-        stored: Option<PasswordHashString>,
-    ) -> Result<bool, HashError> {
+    pub async fn verify(&self, password: Password, stored: Option<PasswordHashString>) -> Result<bool, HashError> {
         let (target, real) = match stored {
             Some(h) => (h, true),
             None => ((*self.dummy).clone(), false),
@@ -103,12 +91,7 @@ impl PasswordHasher {
             .map_err(|e| HashError::Join(e.to_string()))?;
         let buffers = self.buffers.clone();
         tokio::task::spawn_blocking(move || {
-            let mut mem = buffers
-                .lock()
-                .map(|mut b| b.pop())
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let mut mem = buffers.lock().map(|mut b| b.pop()).ok().flatten().unwrap_or_default();
             let out = job(&mut mem);
             if let Ok(mut b) = buffers.lock() {
                 b.push(mem);
@@ -138,32 +121,16 @@ fn compute(
     let argon2 = Argon2::new(algorithm, version, params);
     Output::init_with(out_len, |out| {
         argon2
-            .hash_password_into_with_memory(
-                password.expose().as_bytes(),
-                salt_bytes,
-                out,
-                &mut mem[..],
-            )
+            .hash_password_into_with_memory(password.expose().as_bytes(), salt_bytes, out, &mut mem[..])
             .map_err(|_| argon2::password_hash::Error::Crypto)
     })
     .map_err(argon2_err)
 }
 
-fn hash_new(
-    params: &Params,
-    password: &Password,
-    mem: &mut Vec<Block>,
-) -> Result<PasswordHashString, HashError> {
+fn hash_new(params: &Params, password: &Password, mem: &mut Vec<Block>) -> Result<PasswordHashString, HashError> {
     let salt = SaltString::generate(&mut OsRng);
     let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
-    let output = compute(
-        algorithm,
-        version,
-        params.clone(),
-        password,
-        salt.as_salt(),
-        mem,
-    )?;
+    let output = compute(algorithm, version, params.clone(), password, salt.as_salt(), mem)?;
     let phc = PasswordHash {
         algorithm: algorithm.ident(),
         version: Some(version.into()),
@@ -176,11 +143,7 @@ fn hash_new(
 
 /// Recompute with the stored hash's own algorithm, version and cost; compare the
 /// outputs in constant time (`Output`'s `PartialEq`).
-fn verify_with(
-    password: &Password,
-    stored: &PasswordHashString,
-    mem: &mut Vec<Block>,
-) -> Result<bool, HashError> {
+fn verify_with(password: &Password, stored: &PasswordHashString, mem: &mut Vec<Block>) -> Result<bool, HashError> {
     let parsed = PasswordHash::new(&stored.0).map_err(argon2_err)?;
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
         return Ok(false);
@@ -264,11 +227,7 @@ mod tests {
                 .unwrap()
         );
         let wrong = Password::parse("interop passwore").unwrap();
-        assert!(
-            !h.verify(wrong, Some(PasswordHashString(theirs)))
-                .await
-                .unwrap()
-        );
+        assert!(!h.verify(wrong, Some(PasswordHashString(theirs))).await.unwrap());
     }
 
     #[tokio::test]

@@ -102,13 +102,9 @@ impl AccessTokens {
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
             sid: session.to_string(),
         };
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| TokenError::Signing(e.to_string()))?;
-        Ok(SignedAccess {
-            token,
-            jti,
-            expires_at,
-        })
+        let token =
+            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))?;
+        Ok(SignedAccess { token, jti, expires_at })
     }
 
     /// Verify everything that the token itself proves. Times use the injected clock.
@@ -116,13 +112,9 @@ impl AccessTokens {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Rejected("too long"));
         }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| TokenError::Rejected("malformed header"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Rejected("malformed header"))?;
         let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
-        let key = self
-            .keys
-            .verifying(&kid)
-            .ok_or(TokenError::Rejected("unknown kid"))?;
+        let key = self.keys.verifying(&kid).ok_or(TokenError::Rejected("unknown kid"))?;
         if header.alg != key.alg {
             return Err(TokenError::Rejected("algorithm does not match the key"));
         }
@@ -146,25 +138,24 @@ impl AccessTokens {
         if now.0 < c.nbf {
             return Err(TokenError::Rejected("not yet valid"));
         }
-        let parse = |s: &str| {
-            s.parse()
-                .map_err(|_| TokenError::Rejected("malformed id claim"))
-        };
+        let parse = |s: &str| s.parse().map_err(|_| TokenError::Rejected("malformed id claim"));
         Ok(AccessToken {
             user_id: parse(&c.sub)?,
-            session_id: c
-                .sid
-                .parse()
-                .map_err(|_| TokenError::Rejected("malformed sid"))?,
-            jti: c
-                .jti
-                .parse()
-                .map_err(|_| TokenError::Rejected("malformed jti"))?,
+            session_id: c.sid.parse().map_err(|_| TokenError::Rejected("malformed sid"))?,
+            jti: c.jti.parse().map_err(|_| TokenError::Rejected("malformed jti"))?,
             roles: c.roles,
             issued_at: UnixTime(c.iat),
             expires_at: UnixTime(c.exp),
         })
     }
+}
+
+/// A CSRF token for cookie mode: 32 OS-random bytes, base64url. Not a secret from the
+/// page (it reads it), only from other origins.
+pub fn csrf_token() -> Result<String, getrandom::Error> {
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw)?;
+    Ok(URL_SAFE_NO_PAD.encode(raw))
 }
 
 /// An opaque refresh token as the client holds it: 32 OS-random bytes, base64url.
@@ -227,12 +218,7 @@ mod tests {
 
     fn tokens(ttl: u64) -> AccessTokens {
         let secret = Secret::new(b"unit-test-secret-unit-test-secret-0123".to_vec());
-        AccessTokens::new(
-            KeyRing::hs256(&secret, &[]),
-            "iss".into(),
-            "aud".into(),
-            ttl,
-        )
+        AccessTokens::new(KeyRing::hs256(&secret, &[]), "iss".into(), "aud".into(), ttl)
     }
 
     #[test]

@@ -102,9 +102,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonFields {
         match encoding(&req)? {
             Some(Encoding::Json) | None => {}
             Some(Encoding::Form) => {
-                return Err(ApiError::UnsupportedMediaType(
-                    "This route takes a JSON body",
-                ));
+                return Err(ApiError::UnsupportedMediaType("This route takes a JSON body"));
             }
         }
         let bytes = read_bytes(req, state).await?;
@@ -122,9 +120,7 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonFields {
         match encoding(&req)? {
             Some(Encoding::Json) | None => {}
             Some(Encoding::Form) => {
-                return Err(ApiError::UnsupportedMediaType(
-                    "This route takes a JSON body",
-                ));
+                return Err(ApiError::UnsupportedMediaType("This route takes a JSON body"));
             }
         }
         let bytes = read_bytes(req, state).await?;
@@ -178,17 +174,13 @@ impl<'a> Checker<'a> {
     pub fn string(&mut self, name: &str) -> Option<&'a str> {
         match self.fields.0.get(name) {
             None | Some(Value::Null) => {
-                self.errors
-                    .push(FieldError::body(name, "Field required", "missing"));
+                self.errors.push(FieldError::body(name, "Field required", "missing"));
                 None
             }
             Some(Value::String(s)) => Some(s.as_str()),
             Some(_) => {
-                self.errors.push(FieldError::body(
-                    name,
-                    "Input should be a valid string",
-                    "string_type",
-                ));
+                self.errors
+                    .push(FieldError::body(name, "Input should be a valid string", "string_type"));
                 None
             }
         }
@@ -203,11 +195,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A required string field, then parsed by `parse` (its error becomes the `msg`).
-    pub fn parsed<T>(
-        &mut self,
-        name: &str,
-        parse: impl FnOnce(&str) -> Result<T, &'static str>,
-    ) -> Option<T> {
+    pub fn parsed<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, &'static str>) -> Option<T> {
         let raw = self.string(name)?;
         match parse(raw) {
             Ok(v) => Some(v),
@@ -224,31 +212,21 @@ impl<'a> Checker<'a> {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
             Some(_) => {
-                self.errors.push(FieldError::body(
-                    name,
-                    "Input should be a valid boolean",
-                    "bool_type",
-                ));
+                self.errors
+                    .push(FieldError::body(name, "Input should be a valid boolean", "bool_type"));
                 None
             }
         }
     }
 
     /// An optional list of strings, each parsed by `parse`.
-    pub fn optional_list<T>(
-        &mut self,
-        name: &str,
-        parse: impl Fn(&str) -> Result<T, &'static str>,
-    ) -> Option<Vec<T>> {
+    pub fn optional_list<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, &'static str>) -> Option<Vec<T>> {
         let items = match self.fields.0.get(name) {
             None | Some(Value::Null) => return None,
             Some(Value::Array(items)) => items,
             Some(_) => {
-                self.errors.push(FieldError::body(
-                    name,
-                    "Input should be a valid list",
-                    "list_type",
-                ));
+                self.errors
+                    .push(FieldError::body(name, "Input should be a valid list", "list_type"));
                 return None;
             }
         };

@@ -10,7 +10,7 @@ use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use ipnet::IpNet;
 
-use super::AppState;
+use super::{AppState, cookies};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::events::ClientInfo;
@@ -22,14 +22,8 @@ pub struct Client(pub ClientInfo);
 impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let ip = peer.map(|p| client_ip(p, &parts.headers, &state.trusted_proxies));
         let user_agent = parts
             .headers
@@ -69,19 +63,30 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     client
 }
 
-/// A caller authenticated by a Bearer access token whose session is live.
+/// A caller authenticated by an access token whose session is live: the Bearer
+/// header, or else the access cookie (then unsafe methods must pass the CSRF check).
 pub struct Authenticated(pub Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(&parts.headers)?;
-        state.auth.authenticate(token).await.map(Authenticated)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = credential(parts)?;
+        state.auth.authenticate(&token).await.map(Authenticated)
     }
+}
+
+/// The access token a request carries. A Bearer header wins (and needs no CSRF token:
+/// a browser never adds one on its own); a bad header is not rescued by a cookie.
+fn credential(parts: &Parts) -> Result<String, ApiError> {
+    if parts.headers.contains_key(AUTHORIZATION) {
+        return bearer_token(&parts.headers).map(str::to_owned);
+    }
+    let token = cookies::read(&parts.headers, cookies::ACCESS).ok_or(ApiError::NotAuthenticated)?;
+    if cookies::is_unsafe(&parts.method) {
+        cookies::check_csrf(&parts.headers)?;
+    }
+    Ok(token)
 }
 
 /// A role that a route requires.
@@ -102,10 +107,7 @@ pub struct RequireRole<R: RoleName>(pub Principal, pub PhantomData<R>);
 impl<R: RoleName> FromRequestParts<AppState> for RequireRole<R> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Authenticated(who) = Authenticated::from_request_parts(parts, state).await?;
         if !who.has_role(R::NAME) {
             return Err(ApiError::InsufficientRole);
@@ -130,9 +132,7 @@ impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(AUTHORIZATION)
-        .ok_or(ApiError::NotAuthenticated)?;
+    let value = headers.get(AUTHORIZATION).ok_or(ApiError::NotAuthenticated)?;
     let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
     let (scheme, token) = value.split_once(' ').ok_or(ApiError::NotAuthenticated)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -161,18 +161,12 @@ mod tests {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
         let trusted = vec!["10.0.0.0/8".parse().unwrap()];
         let h = xff("203.0.113.9, 10.0.0.7");
-        assert_eq!(
-            client_ip(proxy, &h, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(client_ip(proxy, &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
         // Untrusted peer: the header is ignored.
         assert_eq!(client_ip(proxy, &h, &[]), proxy);
         // A forged leftmost entry is skipped past the real client.
         let h = xff("1.1.1.1, 203.0.113.9");
-        assert_eq!(
-            client_ip(proxy, &h, &trusted),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(client_ip(proxy, &h, &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
     }
 
     #[test]
@@ -181,10 +175,7 @@ mod tests {
         assert!(matches!(bearer_token(&h), Err(ApiError::NotAuthenticated)));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert!(matches!(bearer_token(&h), Err(ApiError::NotAuthenticated)));
-        h.insert(
-            AUTHORIZATION,
-            HeaderValue::from_static("bearer abc.def.ghi"),
-        );
+        h.insert(AUTHORIZATION, HeaderValue::from_static("bearer abc.def.ghi"));
         assert_eq!(bearer_token(&h).unwrap(), "abc.def.ghi");
     }
 }

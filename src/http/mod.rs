@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, its layers, and the JSON answers for unknown routes.
 
 pub mod body;
+pub mod cookies;
 pub mod extract;
 pub mod routes;
 
@@ -8,11 +9,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use cookies::CookiePolicy;
 use ipnet::IpNet;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -27,11 +30,35 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub auth: Arc<AuthService>,
     pub trusted_proxies: Arc<[IpNet]>,
+    pub cookies: CookiePolicy,
+    /// Exact origins allowed by CORS (with credentials); empty: same-origin only.
+    pub cors_origins: Arc<[HeaderValue]>,
+}
+
+/// CORS for the configured origins only: credentials allowed, so never `*`.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(cookies::CSRF_HEADER),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// The whole application as a router (tests serve exactly this).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let cors_origins = state.cors_origins.clone();
+    let app = Router::new()
+        .route("/auth/cookie/login", post(routes::cookie::login))
+        .route("/auth/cookie/refresh", post(routes::cookie::refresh))
+        .route("/auth/cookie/logout", post(routes::cookie::logout))
+        .route("/account", get(routes::account::index))
+        .route("/account/app.js", get(routes::account::script))
+        .route("/account/app.css", get(routes::account::style))
         .route("/auth/register", post(routes::auth::register))
         .route("/auth/login", post(routes::auth::login))
         .route("/auth/refresh", post(routes::auth::refresh))
@@ -39,10 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout-all", post(routes::auth::logout_all))
         .route("/auth/password", post(routes::auth::change_password))
         .route("/auth/sessions", get(routes::sessions::list))
-        .route(
-            "/auth/sessions/{id}",
-            axum::routing::delete(routes::sessions::revoke),
-        )
+        .route("/auth/sessions/{id}", axum::routing::delete(routes::sessions::revoke))
         // Any method: proxies may send the subrequest with the original request's method.
         .route("/auth/verify", any(routes::forward_auth::verify))
         .route("/admin/users", get(routes::admin::list))
@@ -65,11 +89,14 @@ pub fn router(state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| -> Response {
-                ApiError::internal("handler panicked").into_response()
-            },
-        ))
-        .with_state(state)
+        .with_state(state);
+    // CORS answers preflights before anything else sees them.
+    let app = if cors_origins.is_empty() {
+        app
+    } else {
+        app.layer(cors(&cors_origins))
+    };
+    app.layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| -> Response { ApiError::internal("handler panicked").into_response() },
+    ))
 }

@@ -56,9 +56,9 @@ impl<K: Hash + Eq + Clone> Bounded<K> {
         } else {
             key
         };
-        self.limiter.check_key(key).map_err(|not_until| {
-            RetryAfter(not_until.wait_time_from(DefaultClock::default().now()))
-        })
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| RetryAfter(not_until.wait_time_from(DefaultClock::default().now())))
     }
 
     fn sweep_if_due(&self) {
@@ -138,11 +138,7 @@ mod tests {
         assert!((1..=6).contains(&retry.secs()), "{retry:?}");
         // Keys are independent.
         assert!(l.hit(&LimitKey::LoginUser("other".into())).await.is_ok());
-        assert!(
-            l.hit(&LimitKey::LoginIp([127, 0, 0, 1].into()))
-                .await
-                .is_ok()
-        );
+        assert!(l.hit(&LimitKey::LoginIp([127, 0, 0, 1].into())).await.is_ok());
     }
 
     #[test]

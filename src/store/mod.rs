@@ -77,15 +77,9 @@ pub struct RotateRequest {
 #[derive(Clone, Debug)]
 pub enum Rotation {
     /// The presented token was live and is now spent; the successor is stored.
-    Rotated {
-        user: UserRecord,
-        session_id: SessionId,
-    },
+    Rotated { user: UserRecord, session_id: SessionId },
     /// The presented token had already been rotated: its session is now revoked.
-    Reused {
-        user_id: UserId,
-        session_id: SessionId,
-    },
+    Reused { user_id: UserId, session_id: SessionId },
     /// Unknown, expired, or its session or user is no longer valid. Nothing changed.
     Rejected,
 }
@@ -136,39 +130,22 @@ pub trait Store: Send + Sync + 'static {
     /// Open a session with its first refresh token, in one transaction.
     async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
     /// The session and its user, read together: the per-request revocation check.
-    async fn session_with_user(
-        &self,
-        id: SessionId,
-    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
+    async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
     /// `user`'s live sessions (not revoked, not expired), most recently used first.
-    async fn list_sessions(
-        &self,
-        user: UserId,
-        now: UnixTime,
-    ) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
     /// One conditional write: two concurrent rotations of one token cannot both win.
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
     /// Revoke one of `user`'s sessions; `false` when it is not theirs, unknown or already dead.
-    async fn revoke_session(
-        &self,
-        user: UserId,
-        id: SessionId,
-        now: UnixTime,
-    ) -> Result<bool, StoreError>;
-    /// Revoke the session that `refresh` belongs to, if it is `user`'s.
+    async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
+    /// Revoke the session that `refresh` belongs to (if `user` is given: only if it is theirs).
     async fn revoke_session_of_refresh(
         &self,
-        user: UserId,
+        user: Option<UserId>,
         refresh: &RefreshTokenHash,
         now: UnixTime,
     ) -> Result<bool, StoreError>;
     /// Revoke every live session of `user`, except `keep`; the count revoked.
-    async fn revoke_sessions(
-        &self,
-        user: UserId,
-        keep: Option<SessionId>,
-        now: UnixTime,
-    ) -> Result<u64, StoreError>;
+    async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<u64, StoreError>;
     /// Store a new password hash and revoke every other session, in one transaction.
     async fn change_password(
         &self,

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    NewSession, NewUser, RotateRequest, Rotation, SessionRecord, Store, StoreError, UserRecord,
-    UserUpdate, roles_from_json, roles_to_json,
+    NewSession, NewUser, RotateRequest, Rotation, SessionRecord, Store, StoreError, UserRecord, UserUpdate,
+    roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -27,8 +26,7 @@ pub struct SqliteStore {
     write: SqlitePool,
 }
 
-const USER_COLUMNS: &str =
-    "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at";
+const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at";
 const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
 
 impl SqliteStore {
@@ -47,10 +45,7 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(backend)?;
-        let readers = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .max(2) as u32
-            * 2;
+        let readers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) as u32 * 2;
         let read = SqlitePoolOptions::new()
             .max_connections(readers)
             .connect_with(opts.read_only(true))
@@ -65,8 +60,7 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
         return Ok(());
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
     }
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);
@@ -125,18 +119,13 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
     })
 }
 
-async fn revoke_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    session: SessionId,
-    now: UnixTime,
-) -> Result<bool, StoreError> {
-    let done =
-        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now.0)
-            .bind(session.to_string())
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
+async fn revoke_in(tx: &mut Transaction<'_, Sqlite>, session: SessionId, now: UnixTime) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        .bind(now.0)
+        .bind(session.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -150,10 +139,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
-            .await
-            .map_err(backend)?;
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(backend)?;
         Ok(())
     }
 
@@ -209,9 +195,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT ? OFFSET ?"
-        );
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT ? OFFSET ?");
         let rows = sqlx::query(&sql)
             .bind(i64::from(limit))
             .bind(i64::from(offset))
@@ -242,14 +226,12 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         if update.is_active == Some(false) {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-            )
-            .bind(now.0)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+                .bind(now.0)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
         let row = sqlx::query(&sql)
@@ -271,11 +253,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn list_sessions(
-        &self,
-        user: UserId,
-        now: UnixTime,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
+    async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ?
              ORDER BY s.last_used_at DESC, s.created_at DESC"
@@ -316,10 +294,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn session_with_user(
-        &self,
-        id: SessionId,
-    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+    async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
         );
@@ -360,11 +335,7 @@ impl Store for SqliteStore {
             let Some(prior) = prior else {
                 return Ok(Rotation::Rejected);
             };
-            if prior
-                .try_get::<Option<i64>, _>("used_at")
-                .map_err(backend)?
-                .is_none()
-            {
+            if prior.try_get::<Option<i64>, _>("used_at").map_err(backend)?.is_none() {
                 return Ok(Rotation::Rejected); // merely expired
             }
             // A spent token came back: someone holds a copy. Kill the whole session.
@@ -372,10 +343,7 @@ impl Store for SqliteStore {
             let user_id: UserId = parse_col(&prior, "user_id")?;
             revoke_in(&mut tx, session_id, req.now).await?;
             tx.commit().await.map_err(backend)?;
-            return Ok(Rotation::Reused {
-                user_id,
-                session_id,
-            });
+            return Ok(Rotation::Reused { user_id, session_id });
         };
 
         let session_id: SessionId = parse_col(&spent, "session_id")?;
@@ -411,56 +379,49 @@ impl Store for SqliteStore {
         Ok(Rotation::Rotated { user, session_id })
     }
 
-    async fn revoke_session(
-        &self,
-        user: UserId,
-        id: SessionId,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
-            .bind(now.0)
-            .bind(id.to_string())
-            .bind(user.to_string())
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+    async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
+                .bind(now.0)
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .execute(&self.write)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn revoke_session_of_refresh(
         &self,
-        user: UserId,
+        user: Option<UserId>,
         refresh: &RefreshTokenHash,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        let user = user.map(|u| u.to_string());
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ?
-             WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?) AND user_id = ? AND revoked_at IS NULL",
+             WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)
+               AND (? IS NULL OR user_id = ?) AND revoked_at IS NULL",
         )
         .bind(now.0)
         .bind(refresh.as_str())
-        .bind(user.to_string())
+        .bind(&user)
+        .bind(&user)
         .execute(&self.write)
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revoke_sessions(
-        &self,
-        user: UserId,
-        keep: Option<SessionId>,
-        now: UnixTime,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
-        )
-        .bind(now.0)
-        .bind(user.to_string())
-        .bind(keep.map(|k| k.to_string()))
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
+    async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?")
+                .bind(now.0)
+                .bind(user.to_string())
+                .bind(keep.map(|k| k.to_string()))
+                .execute(&self.write)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected())
     }
 

@@ -31,9 +31,7 @@ pub enum Backend {
 pub fn test_settings(db: &Path) -> Settings {
     Settings {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: DatabaseUrl::Sqlite {
-            path: db.to_path_buf(),
-        },
+        database_url: DatabaseUrl::Sqlite { path: db.to_path_buf() },
         secret_key: Some(check_secret(TEST_SECRET).expect("test secret is valid")),
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
@@ -92,9 +90,7 @@ impl TestServer {
         let state = build_state(&settings, Arc::new(clock.clone()))
             .await
             .expect("server state builds");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn({
@@ -183,10 +179,7 @@ impl TestServer {
     /// Log in with JSON; the token pair.
     pub async fn login(&self, username: &str, password: &str) -> Tokens {
         let res = self
-            .post_json(
-                "/auth/login",
-                json!({"username": username, "password": password}),
-            )
+            .post_json("/auth/login", json!({"username": username, "password": password}))
             .await;
         assert_eq!(res.status(), StatusCode::OK, "login {username}");
         Tokens::from(res.json::<Value>().await.expect("json"))
@@ -205,12 +198,7 @@ impl TestServer {
 
     /// Replace a user's roles, as the operator's `tokengate user set-roles` does.
     pub async fn set_roles(&self, username: &str, roles: &[&str]) {
-        let user = self
-            .state
-            .auth
-            .user_named(username)
-            .await
-            .expect("user exists");
+        let user = self.state.auth.user_named(username).await.expect("user exists");
         let roles = roles
             .iter()
             .map(|r| tokengate::domain::Role::parse(r).expect("role"))
@@ -265,10 +253,7 @@ impl From<Value> for Tokens {
     fn from(v: Value) -> Self {
         Self {
             access: v["access_token"].as_str().expect("access_token").to_owned(),
-            refresh: v["refresh_token"]
-                .as_str()
-                .expect("refresh_token")
-                .to_owned(),
+            refresh: v["refresh_token"].as_str().expect("refresh_token").to_owned(),
         }
     }
 }
@@ -277,9 +262,7 @@ impl From<Value> for Tokens {
 pub async fn assert_invalid_token(res: Response) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        res.headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok()),
+        res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
         Some("Bearer error=\"invalid_token\"")
     );
     let body: Value = res.json().await.expect("json");

@@ -15,17 +15,7 @@ pub async fn register_returns_user_read_without_hash(b: Backend) {
     let body: Value = res.json().await.unwrap();
     let mut keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
     keys.sort();
-    assert_eq!(
-        keys,
-        [
-            "created_at",
-            "email",
-            "id",
-            "is_active",
-            "roles",
-            "username"
-        ]
-    );
+    assert_eq!(keys, ["created_at", "email", "id", "is_active", "roles", "username"]);
     assert_eq!(body["username"], "alzy");
     assert_eq!(body["email"], "Alzy@example.com");
     assert_eq!(body["is_active"], true);
@@ -76,9 +66,7 @@ pub async fn register_validation_lists_every_field(b: Backend) {
         assert!(e["msg"].is_string() && e["type"].is_string());
     }
 
-    let res = srv
-        .post_json("/auth/register", json!({"username": "alzy"}))
-        .await;
+    let res = srv.post_json("/auth/register", json!({"username": "alzy"})).await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let v: Value = res.json().await.unwrap();
     let types: Vec<_> = v["detail"]
@@ -126,10 +114,7 @@ pub async fn register_counts_password_characters_not_bytes(b: Backend) {
     let mut other = "🔑".repeat(99);
     other.push('x');
     let res = srv
-        .post_json(
-            "/auth/login",
-            json!({"username": "emoji", "password": other}),
-        )
+        .post_json("/auth/login", json!({"username": "emoji", "password": other}))
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
@@ -180,10 +165,7 @@ pub async fn password_change_keeps_current_session_and_revokes_others(b: Backend
     assert_invalid_token(srv.refresh(&there.refresh).await).await;
     // Old password no longer works; the new one does.
     let res = srv
-        .post_json(
-            "/auth/login",
-            json!({"username": "alzy", "password": PASSWORD}),
-        )
+        .post_json("/auth/login", json!({"username": "alzy", "password": PASSWORD}))
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     srv.login("alzy", "a-brand-new-pass").await;
@@ -196,9 +178,7 @@ pub async fn password_change_refuses_wrong_current_and_weak_new(b: Backend) {
         .post_auth(
             "/auth/password",
             &t.access,
-            Some(
-                json!({"current_password": "not-my-password", "new_password": "a-brand-new-pass"}),
-            ),
+            Some(json!({"current_password": "not-my-password", "new_password": "a-brand-new-pass"})),
         )
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

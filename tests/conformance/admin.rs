@@ -4,11 +4,7 @@ use serde_json::{Value, json};
 use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token, jwt_parts};
 
 async fn user_id(srv: &TestServer, t: &Tokens) -> String {
-    srv.get_auth("/me", &t.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
+    srv.get_auth("/me", &t.access).await.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -20,31 +16,18 @@ pub async fn non_admin_gets_403_and_anonymous_401(b: Backend) {
     let id = user_id(&srv, &alzy).await;
     let responses = [
         srv.get_auth("/admin/users", &alzy.access).await,
-        srv.patch_auth(
-            &format!("/admin/users/{id}"),
-            &alzy.access,
-            json!({"roles": ["admin"]}),
-        )
-        .await,
-        srv.delete_auth(&format!("/admin/users/{id}"), &alzy.access)
+        srv.patch_auth(&format!("/admin/users/{id}"), &alzy.access, json!({"roles": ["admin"]}))
             .await,
+        srv.delete_auth(&format!("/admin/users/{id}"), &alzy.access).await,
     ];
     for res in responses {
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
-        assert_eq!(
-            res.text().await.unwrap(),
-            r#"{"detail":"Insufficient role"}"#
-        );
+        assert_eq!(res.text().await.unwrap(), r#"{"detail":"Insufficient role"}"#);
     }
     let res = srv.http.get(srv.url("/admin/users")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     // Nothing changed.
-    let me: Value = srv
-        .get_auth("/me", &alzy.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = srv.get_auth("/me", &alzy.access).await.json().await.unwrap();
     assert_eq!(me["roles"], json!([]));
 }
 
@@ -54,12 +37,7 @@ pub async fn admin_lists_users_with_bounded_paging(b: Backend) {
     for i in 0..5 {
         srv.register(&format!("user{i}")).await;
     }
-    let all: Vec<Value> = srv
-        .get_auth("/admin/users", &admin.access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let all: Vec<Value> = srv.get_auth("/admin/users", &admin.access).await.json().await.unwrap();
     assert_eq!(all.len(), 6);
     assert!(all.iter().all(|u| u.get("password_hash").is_none()));
     let page: Vec<Value> = srv
@@ -70,16 +48,8 @@ pub async fn admin_lists_users_with_bounded_paging(b: Backend) {
         .unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!(page[0]["id"], all[2]["id"]);
-    for bad in [
-        "limit=-1",
-        "limit=abc",
-        "offset=-3",
-        "limit=100000",
-        "limit=0",
-    ] {
-        let res = srv
-            .get_auth(&format!("/admin/users?{bad}"), &admin.access)
-            .await;
+    for bad in ["limit=-1", "limit=abc", "offset=-3", "limit=100000", "limit=0"] {
+        let res = srv.get_auth(&format!("/admin/users?{bad}"), &admin.access).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
         let v: Value = res.json().await.unwrap();
         assert_eq!(v["detail"][0]["loc"][0], "query");
@@ -106,21 +76,10 @@ pub async fn role_change_applies_at_next_refresh(b: Backend) {
         srv.get_auth("/admin/users", &alzy.access).await.status(),
         StatusCode::FORBIDDEN
     );
-    let refreshed = Tokens::from(
-        srv.refresh(&alzy.refresh)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let refreshed = Tokens::from(srv.refresh(&alzy.refresh).await.json::<Value>().await.unwrap());
+    assert_eq!(jwt_parts(&refreshed.access).1["roles"], json!(["editor", "admin"]));
     assert_eq!(
-        jwt_parts(&refreshed.access).1["roles"],
-        json!(["editor", "admin"])
-    );
-    assert_eq!(
-        srv.get_auth("/admin/users", &refreshed.access)
-            .await
-            .status(),
+        srv.get_auth("/admin/users", &refreshed.access).await.status(),
         StatusCode::OK
     );
     // Removing the role takes effect at once, even for a token that still lists it.
@@ -131,9 +90,7 @@ pub async fn role_change_applies_at_next_refresh(b: Backend) {
     )
     .await;
     assert_eq!(
-        srv.get_auth("/admin/users", &refreshed.access)
-            .await
-            .status(),
+        srv.get_auth("/admin/users", &refreshed.access).await.status(),
         StatusCode::FORBIDDEN
     );
 }
@@ -160,9 +117,7 @@ pub async fn patch_validates_its_body(b: Backend) {
         "/admin/users/not-a-uuid",
         "/admin/users/00000000-0000-4000-8000-000000000000",
     ] {
-        let res = srv
-            .patch_auth(path, &admin.access, json!({"is_active": false}))
-            .await;
+        let res = srv.patch_auth(path, &admin.access, json!({"is_active": false})).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
         assert_eq!(
             srv.delete_auth(path, &admin.access).await.status(),
@@ -192,21 +147,12 @@ pub async fn deactivation_kills_every_token_and_reactivation_revives_none(b: Bac
     }
     // Inactive: the right password gets 403, a wrong one the same 401 as anyone.
     let res = srv
-        .post_json(
-            "/auth/login",
-            json!({"username": "alzy", "password": PASSWORD}),
-        )
+        .post_json("/auth/login", json!({"username": "alzy", "password": PASSWORD}))
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["detail"],
-        "Inactive user"
-    );
+    assert_eq!(res.json::<Value>().await.unwrap()["detail"], "Inactive user");
     let res = srv
-        .post_json(
-            "/auth/login",
-            json!({"username": "alzy", "password": "wrong-password"}),
-        )
+        .post_json("/auth/login", json!({"username": "alzy", "password": "wrong-password"}))
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -215,11 +161,7 @@ pub async fn deactivation_kills_every_token_and_reactivation_revives_none(b: Bac
     );
     // Reactivated: a new login works; the old tokens stay dead.
     let res = srv
-        .patch_auth(
-            &format!("/admin/users/{id}"),
-            &admin.access,
-            json!({"is_active": true}),
-        )
+        .patch_auth(&format!("/admin/users/{id}"), &admin.access, json!({"is_active": true}))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let again = srv.login("alzy", PASSWORD).await;
@@ -235,17 +177,12 @@ pub async fn deleting_a_user_kills_their_tokens(b: Backend) {
     let admin = srv.admin("root").await;
     let alzy = srv.user("alzy").await;
     let id = user_id(&srv, &alzy).await;
-    let res = srv
-        .delete_auth(&format!("/admin/users/{id}"), &admin.access)
-        .await;
+    let res = srv.delete_auth(&format!("/admin/users/{id}"), &admin.access).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_invalid_token(srv.get_auth("/me", &alzy.access).await).await;
     assert_invalid_token(srv.refresh(&alzy.refresh).await).await;
     let res = srv
-        .post_json(
-            "/auth/login",
-            json!({"username": "alzy", "password": PASSWORD}),
-        )
+        .post_json("/auth/login", json!({"username": "alzy", "password": PASSWORD}))
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(

@@ -7,12 +7,7 @@ use crate::common::{Backend, TestServer};
 
 pub async fn unknown_route_is_json_404(b: Backend) {
     let srv = TestServer::start(b).await;
-    let res = srv
-        .http
-        .get(srv.url("/no/such/route"))
-        .send()
-        .await
-        .unwrap();
+    let res = srv.http.get(srv.url("/no/such/route")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.text().await.unwrap(), r#"{"detail":"Not Found"}"#);
 }
@@ -22,10 +17,7 @@ pub async fn wrong_method_is_json_405(b: Backend) {
     let res = srv.http.get(srv.url("/auth/login")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "POST");
-    assert_eq!(
-        res.text().await.unwrap(),
-        r#"{"detail":"Method Not Allowed"}"#
-    );
+    assert_eq!(res.text().await.unwrap(), r#"{"detail":"Method Not Allowed"}"#);
     let res = srv.http.delete(srv.url("/me")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
@@ -139,10 +131,7 @@ pub async fn no_client_input_causes_a_5xx(b: Backend) {
     for path in paths {
         for (ct, body) in &bodies {
             for auth in [None, Some(t.access.as_str())] {
-                let mut req = srv
-                    .http
-                    .request(Method::POST, srv.url(path))
-                    .body(body.clone());
+                let mut req = srv.http.request(Method::POST, srv.url(path)).body(body.clone());
                 if !ct.is_empty() {
                     req = req.header("content-type", *ct);
                 }
@@ -150,11 +139,7 @@ pub async fn no_client_input_causes_a_5xx(b: Backend) {
                     req = req.bearer_auth(a);
                 }
                 let res = req.send().await.unwrap();
-                assert!(
-                    res.status().as_u16() < 500,
-                    "{path} {ct} -> {}",
-                    res.status()
-                );
+                assert!(res.status().as_u16() < 500, "{path} {ct} -> {}", res.status());
                 let v: Value = res.json().await.unwrap_or(json!({"detail": "no body"}));
                 if res_is_error(&v) {
                     assert!(v.get("detail").is_some(), "{path} {ct}: {v}");
@@ -162,13 +147,7 @@ pub async fn no_client_input_causes_a_5xx(b: Backend) {
             }
         }
     }
-    for header in [
-        "Bearer",
-        "Bearer ",
-        "Bearer \u{7f}",
-        "bearer a b c",
-        "Basic Og==",
-    ] {
+    for header in ["Bearer", "Bearer ", "Bearer \u{7f}", "bearer a b c", "Basic Og=="] {
         let res = srv
             .http
             .get(srv.url("/me"))

@@ -13,17 +13,8 @@ fn rate(count: u32, window_secs: u64) -> Rate {
 }
 
 /// Log in as if from `ip` (believed only when 127.0.0.1 is a trusted proxy).
-async fn login_from(
-    srv: &TestServer,
-    ip: &str,
-    username: &str,
-    password: &str,
-    form: bool,
-) -> Response {
-    let req = srv
-        .http
-        .post(srv.url("/auth/login"))
-        .header("x-forwarded-for", ip);
+async fn login_from(srv: &TestServer, ip: &str, username: &str, password: &str, form: bool) -> Response {
+    let req = srv.http.post(srv.url("/auth/login")).header("x-forwarded-for", ip);
     let req = if form {
         req.form(&[("username", username), ("password", password)])
     } else {
@@ -34,11 +25,7 @@ async fn login_from(
 
 async fn assert_limited(res: Response) {
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = res.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     let v: Value = res.json().await.unwrap();
     assert!(v["detail"].is_string());
@@ -62,9 +49,7 @@ pub async fn login_is_limited_per_ip(b: Backend) {
     assert_limited(login_from(&srv, "203.0.113.7", "alzy", PASSWORD, true).await).await;
     // Another client IP is unaffected.
     assert_eq!(
-        login_from(&srv, "203.0.113.8", "alzy", PASSWORD, true)
-            .await
-            .status(),
+        login_from(&srv, "203.0.113.8", "alzy", PASSWORD, true).await.status(),
         StatusCode::OK
     );
 }
@@ -77,10 +62,7 @@ pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: 
     .await;
     srv.register("alzy").await;
     srv.register("bob").await;
-    for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
-        .iter()
-        .enumerate()
-    {
+    for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"].iter().enumerate() {
         let res = login_from(&srv, ip, "alzy", "wrong-password", i % 2 == 0).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
@@ -89,9 +71,7 @@ pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: 
     assert_limited(login_from(&srv, "198.51.100.5", "ALZY", PASSWORD, false).await).await;
     // Another username from another IP is unaffected.
     assert_eq!(
-        login_from(&srv, "198.51.100.6", "bob", PASSWORD, false)
-            .await
-            .status(),
+        login_from(&srv, "198.51.100.6", "bob", PASSWORD, false).await.status(),
         StatusCode::OK
     );
 }
@@ -101,19 +81,13 @@ pub async fn limit_lifts_when_the_window_passes(b: Backend) {
     srv.register("alzy").await;
     for _ in 0..2 {
         let res = srv
-            .post_json(
-                "/auth/login",
-                json!({"username": "alzy", "password": "wrong-password"}),
-            )
+            .post_json("/auth/login", json!({"username": "alzy", "password": "wrong-password"}))
             .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     assert_limited(
-        srv.post_json(
-            "/auth/login",
-            json!({"username": "alzy", "password": PASSWORD}),
-        )
-        .await,
+        srv.post_json("/auth/login", json!({"username": "alzy", "password": PASSWORD}))
+            .await,
     )
     .await;
     // 2 per second: one attempt is back after half a second.
@@ -155,12 +129,7 @@ pub async fn session_ip_comes_from_trusted_proxies_only(b: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let sessions: Vec<Value> = plain
-        .get_auth("/auth/sessions", &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions: Vec<Value> = plain.get_auth("/auth/sessions", &access).await.json().await.unwrap();
     assert_eq!(sessions[0]["ip"], "127.0.0.1");
 
     let proxied = TestServer::start_with(b, trusting_loopback).await;
@@ -170,12 +139,7 @@ pub async fn session_ip_comes_from_trusted_proxies_only(b: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    let sessions: Vec<Value> = proxied
-        .get_auth("/auth/sessions", &access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions: Vec<Value> = proxied.get_auth("/auth/sessions", &access).await.json().await.unwrap();
     assert_eq!(sessions[0]["ip"], "203.0.113.50");
     assert_eq!(sessions[0]["id"], jwt_parts(&access).1["sid"]);
 }

@@ -20,10 +20,7 @@ pub async fn login_accepts_oauth2_form_and_json(b: Backend) {
         .unwrap();
     assert_eq!(form.status(), StatusCode::OK);
     let json_res = srv
-        .post_json(
-            "/auth/login",
-            json!({"username": "alzy", "password": PASSWORD}),
-        )
+        .post_json("/auth/login", json!({"username": "alzy", "password": PASSWORD}))
         .await;
     assert_eq!(json_res.status(), StatusCode::OK);
     for res in [form, json_res] {
@@ -33,14 +30,8 @@ pub async fn login_accepts_oauth2_form_and_json(b: Backend) {
         assert_eq!(v["expires_in"], 900);
         let refresh = v["refresh_token"].as_str().unwrap();
         assert_eq!(refresh.len(), 43, "32 bytes, base64url");
-        assert!(
-            !refresh.contains('.'),
-            "the refresh token is opaque, not a JWT"
-        );
-        assert_eq!(
-            srv.me_status(v["access_token"].as_str().unwrap()).await,
-            StatusCode::OK
-        );
+        assert!(!refresh.contains('.'), "the refresh token is opaque, not a JWT");
+        assert_eq!(srv.me_status(v["access_token"].as_str().unwrap()).await, StatusCode::OK);
     }
 }
 
@@ -48,11 +39,7 @@ pub async fn login_unknown_user_and_wrong_password_look_the_same(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
     let mut answers = Vec::new();
-    for (u, p) in [
-        ("alzy", "wrong-password"),
-        ("nobody", PASSWORD),
-        ("nobody", "x"),
-    ] {
+    for (u, p) in [("alzy", "wrong-password"), ("nobody", PASSWORD), ("nobody", "x")] {
         let res = srv
             .post_json("/auth/login", json!({"username": u, "password": p}))
             .await;
@@ -107,18 +94,13 @@ pub async fn access_token_has_the_contract_shape(b: Backend) {
     keys.sort();
     assert_eq!(
         keys,
-        [
-            "aud", "exp", "iat", "iss", "jti", "nbf", "roles", "sid", "sub", "type"
-        ]
+        ["aud", "exp", "iat", "iss", "jti", "nbf", "roles", "sid", "sub", "type"]
     );
     assert_eq!(claims["sub"], user["id"]);
     assert_eq!(claims["type"], "access");
     assert_eq!(claims["iss"], ISSUER);
     assert_eq!(claims["aud"], AUDIENCE);
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        900
-    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
     assert_eq!(claims["nbf"], claims["iat"]);
     // Two logins: two sessions, two distinct jtis.
     let t2 = srv.login("alzy", PASSWORD).await;

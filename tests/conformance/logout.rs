@@ -7,13 +7,7 @@ pub async fn logout_kills_the_session_not_only_the_token(b: Backend) {
     let srv = TestServer::start(b).await;
     let first = srv.user("alzy").await;
     // A second access token of the same session, from a refresh.
-    let second = Tokens::from(
-        srv.refresh(&first.refresh)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let second = Tokens::from(srv.refresh(&first.refresh).await.json::<Value>().await.unwrap());
     let res = srv.post_auth("/auth/logout", &second.access, None).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(res.text().await.unwrap().is_empty());
@@ -57,11 +51,7 @@ pub async fn logout_with_refresh_token_of_another_session(b: Backend) {
     assert_eq!(srv.me_status(&b2.access).await, StatusCode::OK);
     // Alzy can end both of their sessions at once.
     let res = srv
-        .post_auth(
-            "/auth/logout",
-            &a.access,
-            Some(json!({"refresh_token": b2.refresh})),
-        )
+        .post_auth("/auth/logout", &a.access, Some(json!({"refresh_token": b2.refresh})))
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_invalid_token(srv.get_auth("/me", &b2.access).await).await;
@@ -69,11 +59,7 @@ pub async fn logout_with_refresh_token_of_another_session(b: Backend) {
     // A malformed body is still a client error, never a 5xx.
     let m2 = srv.login("mallory", PASSWORD).await;
     let res = srv
-        .post_auth(
-            "/auth/logout",
-            &m2.access,
-            Some(json!({"refresh_token": 7})),
-        )
+        .post_auth("/auth/logout", &m2.access, Some(json!({"refresh_token": 7})))
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
@@ -86,9 +72,7 @@ pub async fn logout_all_kills_every_session(b: Backend) {
         srv.login("alzy", PASSWORD).await,
     ];
     let bystander = srv.user("bystander").await;
-    let res = srv
-        .post_auth("/auth/logout-all", &sessions[1].access, None)
-        .await;
+    let res = srv.post_auth("/auth/logout-all", &sessions[1].access, None).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     for s in &sessions {
         assert_invalid_token(srv.get_auth("/me", &s.access).await).await;

@@ -7,6 +7,7 @@ mod common;
 mod accounts;
 mod admin;
 mod conventions;
+mod cookies;
 mod forward_auth;
 mod limits;
 mod login;
@@ -107,6 +108,17 @@ conformance! {
         verify_answers_identity_headers,
         verify_refuses_missing_invalid_and_revoked,
         verify_checks_a_required_role,
+    ],
+    cookies: [
+        cookie_login_sets_the_three_cookies_and_no_token_in_the_body,
+        protected_routes_accept_the_access_cookie,
+        unsafe_cookie_requests_need_the_csrf_header,
+        cookie_refresh_rotates_and_reuse_kills_the_session,
+        cookie_logout_clears_cookies_and_kills_the_session,
+        cookie_logout_after_access_expiry_uses_the_refresh_cookie,
+        insecure_cookies_only_when_configured,
+        cors_allows_configured_origins_only,
+        account_page_is_served_with_strict_security_headers,
     ],
     restart: [
         state_survives_a_restart,

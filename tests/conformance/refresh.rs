@@ -28,13 +28,7 @@ pub async fn refresh_reuse_revokes_the_whole_session(b: Backend) {
     let srv = TestServer::start(b).await;
     let first = srv.user("alzy").await;
     let other_device = srv.login("alzy", crate::common::PASSWORD).await;
-    let second = Tokens::from(
-        srv.refresh(&first.refresh)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let second = Tokens::from(srv.refresh(&first.refresh).await.json::<Value>().await.unwrap());
     // The rotated token comes back: a thief or a replay.
     assert_invalid_token(srv.refresh(&first.refresh).await).await;
     // Everything of that session is dead at once: the new access and refresh tokens.
@@ -43,10 +37,7 @@ pub async fn refresh_reuse_revokes_the_whole_session(b: Backend) {
     assert_invalid_token(srv.refresh(&second.refresh).await).await;
     // Another session of the same user is untouched.
     assert_eq!(srv.me_status(&other_device.access).await, StatusCode::OK);
-    assert_eq!(
-        srv.refresh(&other_device.refresh).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(srv.refresh(&other_device.refresh).await.status(), StatusCode::OK);
 }
 
 pub async fn parallel_refresh_issues_exactly_one_pair(b: Backend) {
@@ -64,10 +55,7 @@ pub async fn parallel_refresh_issues_exactly_one_pair(b: Backend) {
         statuses.push(s.unwrap());
     }
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    let unauthorized = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
+    let unauthorized = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
     assert_eq!((ok, unauthorized), (1, 19), "{statuses:?}");
 }
 
@@ -110,11 +98,7 @@ pub async fn refresh_refuses_malformed_and_unknown_tokens(b: Backend) {
 
 pub async fn refresh_validation_errors(b: Backend) {
     let srv = TestServer::start(b).await;
-    for body in [
-        json!({}),
-        json!({"refresh_token": 5}),
-        json!({"token": "x"}),
-    ] {
+    for body in [json!({}), json!({"refresh_token": 5}), json!({"token": "x"})] {
         let res = srv.post_json("/auth/refresh", body.clone()).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         let v: Value = res.json().await.unwrap();
@@ -132,8 +116,5 @@ pub async fn access_token_expires_and_refresh_renews_it(b: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["expires_in"], 2);
-    assert_eq!(
-        srv.me_status(v["access_token"].as_str().unwrap()).await,
-        StatusCode::OK
-    );
+    assert_eq!(srv.me_status(v["access_token"].as_str().unwrap()).await, StatusCode::OK);
 }

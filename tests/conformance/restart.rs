@@ -8,10 +8,7 @@ use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token}
 pub async fn state_survives_a_restart(b: Backend) {
     let first = TestServer::start_with(b, |s| s.secret_key = None).await;
     let secret_file = tokengate::server::secret_path(&first.db_path);
-    assert!(
-        secret_file.exists(),
-        "the generated secret is kept beside the database"
-    );
+    assert!(secret_file.exists(), "the generated secret is kept beside the database");
 
     let s1 = first.user("alzy").await;
     let res = first
@@ -23,20 +20,10 @@ pub async fn state_survives_a_restart(b: Backend) {
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let s2 = first.login("alzy", "changed-pass-42").await;
-    let s2b = Tokens::from(
-        first
-            .refresh(&s2.refresh)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let s2b = Tokens::from(first.refresh(&s2.refresh).await.json::<Value>().await.unwrap());
     let s3 = first.login("alzy", "changed-pass-42").await;
     assert_eq!(
-        first
-            .post_auth("/auth/logout", &s3.access, None)
-            .await
-            .status(),
+        first.post_auth("/auth/logout", &s3.access, None).await.status(),
         StatusCode::NO_CONTENT
     );
 
@@ -52,22 +39,12 @@ pub async fn state_survives_a_restart(b: Backend) {
     assert_invalid_token(again.get_auth("/me", &s3.access).await).await;
     // The password change held.
     let res = again
-        .post_json(
-            "/auth/login",
-            json!({"username": "alzy", "password": PASSWORD}),
-        )
+        .post_json("/auth/login", json!({"username": "alzy", "password": PASSWORD}))
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     again.login("alzy", "changed-pass-42").await;
     // The refresh chain continues; the spent token is still recognised as a reuse.
-    let s2c = Tokens::from(
-        again
-            .refresh(&s2b.refresh)
-            .await
-            .json::<Value>()
-            .await
-            .unwrap(),
-    );
+    let s2c = Tokens::from(again.refresh(&s2b.refresh).await.json::<Value>().await.unwrap());
     assert_eq!(again.me_status(&s2c.access).await, StatusCode::OK);
     assert_invalid_token(again.refresh(&s2.refresh).await).await;
     assert_invalid_token(again.get_auth("/me", &s2c.access).await).await;

@@ -31,14 +31,8 @@ pub async fn sessions_list_marks_current_and_hides_dead_ones(b: Backend) {
 
     let sessions = list(&srv, &phone.access).await;
     assert_eq!(sessions.len(), 2, "{sessions:?}");
-    let mine = sessions
-        .iter()
-        .find(|s| s["id"] == sid(&phone).as_str())
-        .unwrap();
-    let theirs = sessions
-        .iter()
-        .find(|s| s["id"] == sid(&laptop).as_str())
-        .unwrap();
+    let mine = sessions.iter().find(|s| s["id"] == sid(&phone).as_str()).unwrap();
+    let theirs = sessions.iter().find(|s| s["id"] == sid(&laptop).as_str()).unwrap();
     assert_eq!(mine["current"], true);
     assert_eq!(theirs["current"], false);
     assert_eq!(theirs["user_agent"], "Laptop/1.0");
@@ -102,10 +96,7 @@ pub async fn another_users_session_is_not_found_and_stays_alive(b: Backend) {
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let unknown = srv
-        .delete_auth(
-            "/auth/sessions/00000000-0000-4000-8000-000000000000",
-            &mallory.access,
-        )
+        .delete_auth("/auth/sessions/00000000-0000-4000-8000-000000000000", &mallory.access)
         .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     // Indistinguishable from an unknown id.
@@ -114,9 +105,7 @@ pub async fn another_users_session_is_not_found_and_stays_alive(b: Backend) {
     assert_eq!(a, b2);
     assert_eq!(srv.me_status(&alzy.access).await, StatusCode::OK);
     for bad in ["not-a-uuid", "1", "%00", "..%2F..%2Fetc"] {
-        let res = srv
-            .delete_auth(&format!("/auth/sessions/{bad}"), &mallory.access)
-            .await;
+        let res = srv.delete_auth(&format!("/auth/sessions/{bad}"), &mallory.access).await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{bad}");
     }
     let res = srv

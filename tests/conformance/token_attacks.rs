@@ -36,10 +36,7 @@ pub async fn missing_or_non_bearer_credentials_are_not_authenticated(b: Backend)
     let res = srv.http.get(srv.url("/me")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
-    assert_eq!(
-        res.text().await.unwrap(),
-        r#"{"detail":"Not authenticated"}"#
-    );
+    assert_eq!(res.text().await.unwrap(), r#"{"detail":"Not authenticated"}"#);
     let res = srv
         .http
         .get(srv.url("/me"))
@@ -54,10 +51,7 @@ pub async fn resigned_genuine_claims_are_accepted(b: Backend) {
     // The control for every test below: the forging itself is right.
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
-    assert_eq!(
-        srv.me_status(&sign_good(&kid, &claims)).await,
-        StatusCode::OK
-    );
+    assert_eq!(srv.me_status(&sign_good(&kid, &claims)).await, StatusCode::OK);
 }
 
 pub async fn alg_none_is_refused(b: Backend) {
@@ -78,38 +72,22 @@ pub async fn other_algorithm_with_the_same_secret_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
     for alg in [Algorithm::HS384, Algorithm::HS512] {
-        refused(
-            &srv,
-            &sign(alg, Some(&kid), &claims, TEST_SECRET.as_bytes()),
-        )
-        .await;
+        refused(&srv, &sign(alg, Some(&kid), &claims, TEST_SECRET.as_bytes())).await;
     }
 }
 
 pub async fn guessed_key_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
-    for key in [
-        "secret",
-        "changeme",
-        "test-secret-for-tokengate-tests-0123456789abcdeF",
-    ] {
-        refused(
-            &srv,
-            &sign(Algorithm::HS256, Some(&kid), &claims, key.as_bytes()),
-        )
-        .await;
+    for key in ["secret", "changeme", "test-secret-for-tokengate-tests-0123456789abcdeF"] {
+        refused(&srv, &sign(Algorithm::HS256, Some(&kid), &claims, key.as_bytes())).await;
     }
 }
 
 pub async fn unknown_or_missing_kid_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (_, claims) = genuine(&srv).await;
-    refused(
-        &srv,
-        &sign(Algorithm::HS256, None, &claims, TEST_SECRET.as_bytes()),
-    )
-    .await;
+    refused(&srv, &sign(Algorithm::HS256, None, &claims, TEST_SECRET.as_bytes())).await;
     refused(
         &srv,
         &sign(
@@ -149,9 +127,7 @@ pub async fn wrong_token_type_is_refused(b: Backend) {
 pub async fn missing_claims_are_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
-    for field in [
-        "sub", "type", "iat", "nbf", "exp", "jti", "iss", "aud", "roles", "sid",
-    ] {
+    for field in ["sub", "type", "iat", "nbf", "exp", "jti", "iss", "aud", "roles", "sid"] {
         let mut c = claims.clone();
         c.as_object_mut().unwrap().remove(field);
         let res = srv.get_auth("/me", &sign_good(&kid, &c)).await;
@@ -277,10 +253,7 @@ pub async fn previous_secret_still_verifies(b: Backend) {
     for k in ["sub", "sid"] {
         c[k] = fresh[k].clone();
     }
-    assert_eq!(
-        rotated.me_status(&sign_good(&old_kid, &c)).await,
-        StatusCode::OK
-    );
+    assert_eq!(rotated.me_status(&sign_good(&old_kid, &c)).await, StatusCode::OK);
     // Restarted on the same database without the previous secret: the old-secret
     // token is refused, the new-secret token still works.
     let mut settings = rotated.settings.clone();

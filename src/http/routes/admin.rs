@@ -61,20 +61,14 @@ pub async fn delete(
 
 /// `limit` (1..=200, default 50) and `offset` (>= 0, default 0) from the query string.
 fn page(query: Option<&str>) -> Result<(u32, u32), ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default())
-        .map_err(|_| {
-            ApiError::Validation(vec![FieldError {
-                loc: vec![json!("query")],
-                msg: "The query string could not be decoded".into(),
-                kind: "query_invalid",
-            }])
-        })?;
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|_| {
+        ApiError::Validation(vec![FieldError {
+            loc: vec![json!("query")],
+            msg: "The query string could not be decoded".into(),
+            kind: "query_invalid",
+        }])
+    })?;
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let mut errors = Vec::new();
     let mut number = |name: &'static str, default: u32, min: u32, max: u32| match get(name) {
         None => default,
@@ -115,10 +109,7 @@ mod tests {
             "offset=-5",
             "offset=1.5",
         ] {
-            assert!(
-                matches!(page(Some(bad)), Err(ApiError::Validation(_))),
-                "{bad}"
-            );
+            assert!(matches!(page(Some(bad)), Err(ApiError::Validation(_))), "{bad}");
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::auth::TokenPair;
 use crate::domain::{Email, Password, Username};
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::http::body::{Checker, FormOrJsonFields, JsonFields, OptionalJsonFields};
+use crate::http::body::{Checker, Fields, FormOrJsonFields, JsonFields, OptionalJsonFields};
 use crate::http::extract::{Authenticated, Client};
 
 #[derive(Serialize)]
@@ -46,11 +46,27 @@ pub async fn register(
     let (Some(username), Some(email), Some(password)) = (username, email, password) else {
         return Err(ApiError::internal("checked fields missing"));
     };
-    let user = state
-        .auth
-        .register(username, email, password, &client)
-        .await?;
+    let user = state.auth.register(username, email, password, &client).await?;
     Ok((StatusCode::CREATED, Json(UserRead::from(&user))))
+}
+
+/// `username` and `password` of a login body (form or JSON), with `grant_type`
+/// checked as OAuth2's password grant.
+pub fn login_fields(body: &Fields) -> Result<(&str, &str), ApiError> {
+    let mut c = Checker::new(body);
+    let username = c.string("username");
+    let password = c.string("password");
+    if c.optional_string("grant_type").is_some_and(|g| g != "password") {
+        c.fail(
+            "grant_type",
+            "String should match pattern '^password$'",
+            "string_pattern_mismatch",
+        );
+    }
+    c.finish()?;
+    username
+        .zip(password)
+        .ok_or_else(|| ApiError::internal("checked fields missing"))
 }
 
 /// `POST /auth/login`: an OAuth2 password-grant form or JSON `{username, password}`.
@@ -59,22 +75,7 @@ pub async fn login(
     Client(client): Client,
     FormOrJsonFields(body): FormOrJsonFields,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let mut c = Checker::new(&body);
-    let username = c.string("username");
-    let password = c.string("password");
-    if c.optional_string("grant_type")
-        .is_some_and(|g| g != "password")
-    {
-        c.fail(
-            "grant_type",
-            "String should match pattern '^password$'",
-            "string_pattern_mismatch",
-        );
-    }
-    c.finish()?;
-    let (Some(username), Some(password)) = (username, password) else {
-        return Err(ApiError::internal("checked fields missing"));
-    };
+    let (username, password) = login_fields(&body)?;
     let pair = state.auth.login(username, password, &client).await?;
     Ok(Json(pair.into()))
 }
@@ -138,9 +139,6 @@ pub async fn change_password(
         return Err(ApiError::internal("checked fields missing"));
     };
     let current = Password::candidate(current).ok_or(ApiError::WrongPassword)?;
-    state
-        .auth
-        .change_password(&who, current, new, &client)
-        .await?;
+    state.auth.change_password(&who, current, new, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,7 +1,9 @@
 //! Route handlers, one file per area. Each extracts, calls the service, maps.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod cookie;
 pub mod forward_auth;
 pub mod health;
 pub mod me;

@@ -1,0 +1,161 @@
+// The account page: the cookie flow from a browser. Tokens stay in HttpOnly cookies
+// this script cannot read; it reads only the CSRF cookie, and repeats it in the
+// X-CSRF-Token header of every state-changing request.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function csrfToken() {
+  const m = document.cookie.match(/(?:^|;\s*)tokengate_csrf=([^;]+)/);
+  return m ? m[1] : "";
+}
+
+// fetch with cookies; on a 401, one silent cookie refresh, then one retry.
+async function call(method, path, body, retry = true) {
+  const headers = {};
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 401 && retry && csrfToken()) {
+    const refreshed = await fetch("/auth/cookie/refresh", {
+      method: "POST",
+      headers: { "X-CSRF-Token": csrfToken() },
+      credentials: "same-origin",
+    });
+    if (refreshed.ok) return call(method, path, body, false);
+  }
+  return res;
+}
+
+async function detail(res) {
+  try {
+    const j = await res.json();
+    if (typeof j.detail === "string") return j.detail;
+    return (j.detail || []).map((e) => e.msg).join("; ");
+  } catch {
+    return `${res.status} ${res.statusText}`;
+  }
+}
+
+function say(text, kind = "") {
+  $("status").textContent = text;
+  $("status").className = kind;
+}
+
+function show(signedIn) {
+  $("signin").hidden = signedIn;
+  $("account").hidden = !signedIn;
+}
+
+function when(iso) {
+  return new Date(iso).toLocaleString();
+}
+
+function cell(text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  return td;
+}
+
+async function loadSessions() {
+  const res = await call("GET", "/auth/sessions");
+  if (!res.ok) return say(await detail(res), "error");
+  const tbody = $("sessions").querySelector("tbody");
+  tbody.replaceChildren();
+  const sessions = await res.json();
+  // This browser first, then the others by last use (as the server orders them).
+  sessions.sort((a, b) => Number(b.current) - Number(a.current));
+  for (const s of sessions) {
+    const tr = document.createElement("tr");
+    tr.dataset.sessionId = s.id;
+    if (s.current) tr.className = "current";
+    const device = (s.user_agent || "unknown device") + (s.current ? " (this browser)" : "");
+    tr.append(cell(device), cell(s.ip || ""), cell(when(s.created_at)), cell(when(s.last_used_at)));
+    const actions = document.createElement("td");
+    if (!s.current) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "revoke";
+      button.textContent = "Revoke";
+      button.addEventListener("click", () => revoke(s.id));
+      actions.append(button);
+    }
+    tr.append(actions);
+    tbody.append(tr);
+  }
+}
+
+async function load() {
+  const res = await call("GET", "/me");
+  if (!res.ok) {
+    show(false);
+    return;
+  }
+  const me = await res.json();
+  const roles = me.roles.length ? me.roles.join(", ") : "none";
+  $("whoami").textContent = `You are ${me.username} with roles: ${roles}`;
+  show(true);
+  await loadSessions();
+}
+
+async function revoke(id) {
+  const res = await call("DELETE", `/auth/sessions/${encodeURIComponent(id)}`);
+  if (res.status === 204) say("Session revoked.", "ok");
+  else say(await detail(res), "error");
+  await loadSessions();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const res = await fetch("/auth/cookie/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify({ username: $("username").value, password: $("password").value }),
+  });
+  $("password").value = "";
+  if (!res.ok) return say(await detail(res), "error");
+  say("Signed in.", "ok");
+  await load();
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  const res = await call("POST", "/auth/password", {
+    current_password: $("current-password").value,
+    new_password: $("new-password").value,
+  });
+  $("current-password").value = "";
+  $("new-password").value = "";
+  if (res.status === 204) say("Password changed. Your other sessions are signed out.", "ok");
+  else say(await detail(res), "error");
+  await loadSessions();
+}
+
+async function signOut() {
+  await call("POST", "/auth/cookie/logout", undefined, false);
+  show(false);
+  say("Signed out.", "ok");
+}
+
+async function signOutEverywhere() {
+  const res = await call("POST", "/auth/logout-all");
+  // Drop this browser's (now dead) cookies too.
+  await call("POST", "/auth/cookie/logout", undefined, false);
+  show(false);
+  if (res.status === 204) say("Signed out on every device.", "ok");
+  else say(await detail(res), "error");
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("signin-form").addEventListener("submit", signIn);
+  $("password-form").addEventListener("submit", changePassword);
+  $("signout").addEventListener("click", signOut);
+  $("signout-all").addEventListener("click", signOutEverywhere);
+  load();
+});

@@ -1,0 +1,215 @@
+//! The account page in a real browser: headless Chromium driven over WebDriver signs
+//! in through the cookie flow, sees its sessions, revokes another one, signs out, and
+//! never sees the access or refresh token in `document.cookie`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them). Without
+//! them the test says why and skips, except under CI, where it fails.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, PASSWORD, TestServer, jwt_parts};
+use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_driver() -> (Driver, u16) {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (Driver(child), port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        let why = "SKIPPED browser test: /usr/bin/chromium and /usr/bin/chromedriver are not installed \
+                   (apt-get install chromium chromium-driver; .ci/run does this)";
+        assert!(std::env::var_os("CI").is_none(), "{why}");
+        eprintln!("{why}");
+        return;
+    }
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.register("alzy").await;
+    // Another device of the same user, to be revoked from the page.
+    let other = srv.login("alzy", PASSWORD).await;
+    let other_sid = jwt_parts(&other.access).1["sid"].as_str().unwrap().to_owned();
+    // Browsers treat localhost as a secure context, so Secure cookies work over http.
+    let base = srv.base.replace("127.0.0.1", "localhost");
+
+    let (_driver, port) = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1100,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    });
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session");
+
+    client.goto(&format!("{base}/account")).await.unwrap();
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#signin:not([hidden])"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .send_keys("alzy")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("#signin-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#account:not([hidden])"))
+        .await
+        .unwrap();
+    let who = client
+        .find(Locator::Css("#whoami"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(who, "You are alzy with roles: none");
+    let other_row = format!("#sessions tr[data-session-id=\"{other_sid}\"]");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&other_row))
+        .await
+        .unwrap();
+    let rows = client.find_all(Locator::Css("#sessions tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let current = client
+        .find(Locator::Css("#sessions tr.current"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(current.contains("(this browser)"), "{current}");
+
+    // The page can read the CSRF cookie, never the tokens.
+    let cookie = client.execute("return document.cookie", vec![]).await.unwrap();
+    let cookie = cookie.as_str().unwrap().to_owned();
+    assert!(cookie.contains("tokengate_csrf="), "{cookie}");
+    assert!(
+        !cookie.contains("tokengate_access") && !cookie.contains("tokengate_refresh"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("eyJ"), "no JWT in document.cookie: {cookie}");
+
+    let shot = client.screenshot().await.unwrap();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("account.png"), &shot).unwrap();
+    eprintln!("screenshot: {}", out.join("account.png").display());
+
+    // Revoke the other device from the page: its tokens die at once.
+    client
+        .find(Locator::Css(&format!("{other_row} button.revoke")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !client.find_all(Locator::Css(&other_row)).await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the revoked session is still listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = client
+        .find(Locator::Css("#status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(status, "Session revoked.");
+    assert_eq!(srv.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
+
+    // Sign out: back to the sign-in form, cookies gone.
+    client
+        .find(Locator::Css("#signout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#signin:not([hidden])"))
+        .await
+        .unwrap();
+    let cookie = client.execute("return document.cookie", vec![]).await.unwrap();
+    assert_eq!(cookie.as_str().unwrap(), "");
+    client.goto(&format!("{base}/account")).await.unwrap();
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#signin:not([hidden])"))
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+}
