@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Backend, PASSWORD, TestServer, jwt_parts};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -89,69 +89,22 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
         .expect("WebDriver session");
 
     client.goto(&format!("{base}/account")).await.unwrap();
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#signin:not([hidden])"))
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#username"))
-        .await
-        .unwrap()
-        .send_keys("alzy")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#password"))
-        .await
-        .unwrap()
-        .send_keys(PASSWORD)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#signin-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    wait_for(&client, "#signin:not([hidden])").await;
+    type_into(&client, "#username", "alzy").await;
+    type_into(&client, "#password", PASSWORD).await;
+    click(&client, "#signin-button").await;
 
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#account:not([hidden])"))
-        .await
-        .unwrap();
-    let who = client
-        .find(Locator::Css("#whoami"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(who, "You are alzy with roles: none");
+    wait_for(&client, "#account:not([hidden])").await;
+    assert_eq!(text(&client, "#whoami").await, "You are alzy with roles: none");
     let other_row = format!("#sessions tr[data-session-id=\"{other_sid}\"]");
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(&other_row))
-        .await
-        .unwrap();
+    wait_for(&client, &other_row).await;
     let rows = client.find_all(Locator::Css("#sessions tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 2);
-    let current = client
-        .find(Locator::Css("#sessions tr.current"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let current = text(&client, "#sessions tr.current").await;
     assert!(current.contains("(this browser)"), "{current}");
 
     // The page can read the CSRF cookie, never the tokens.
-    let cookie = client.execute("return document.cookie", vec![]).await.unwrap();
-    let cookie = cookie.as_str().unwrap().to_owned();
+    let cookie = document_cookie(&client).await;
     assert!(cookie.contains("tokengate_csrf="), "{cookie}");
     assert!(
         !cookie.contains("tokengate_access") && !cookie.contains("tokengate_refresh"),
@@ -166,50 +119,52 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     eprintln!("screenshot: {}", out.join("account.png").display());
 
     // Revoke the other device from the page: its tokens die at once.
-    client
-        .find(Locator::Css(&format!("{other_row} button.revoke")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &format!("{other_row} button.revoke")).await;
     let deadline = Instant::now() + WAIT;
     while !client.find_all(Locator::Css(&other_row)).await.unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the revoked session is still listed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = client
-        .find(Locator::Css("#status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(status, "Session revoked.");
+    assert_eq!(text(&client, "#status").await, "Session revoked.");
     assert_eq!(srv.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
 
-    // Sign out: back to the sign-in form, cookies gone.
+    // Sign out: back to the sign-in form, cookies gone, and still signed out on reload.
+    click(&client, "#signout").await;
+    wait_for(&client, "#signin:not([hidden])").await;
+    assert_eq!(document_cookie(&client).await, "");
+    client.goto(&format!("{base}/account")).await.unwrap();
+    wait_for(&client, "#signin:not([hidden])").await;
+    client.close().await.unwrap();
+}
+
+async fn wait_for(client: &Client, css: &str) {
     client
-        .find(Locator::Css("#signout"))
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap();
+}
+
+async fn click(client: &Client, css: &str) {
+    client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+async fn type_into(client: &Client, css: &str, keys: &str) {
+    client
+        .find(Locator::Css(css))
         .await
         .unwrap()
-        .click()
+        .send_keys(keys)
         .await
         .unwrap();
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#signin:not([hidden])"))
-        .await
-        .unwrap();
-    let cookie = client.execute("return document.cookie", vec![]).await.unwrap();
-    assert_eq!(cookie.as_str().unwrap(), "");
-    client.goto(&format!("{base}/account")).await.unwrap();
-    client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("#signin:not([hidden])"))
-        .await
-        .unwrap();
-    client.close().await.unwrap();
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+async fn document_cookie(client: &Client) -> String {
+    let v = client.execute("return document.cookie", vec![]).await.unwrap();
+    v.as_str().unwrap_or_default().to_owned()
 }

@@ -14,6 +14,14 @@ const PASSWORD: &str = "log-scan-password-1";
 const NEW_PASSWORD: &str = "log-scan-password-2";
 const WRONG_PASSWORD: &str = "log-scan-wrong-pass";
 
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+async fn status_of(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.unwrap().status().as_u16()
+}
+
 fn field(v: &Value, name: &str) -> String {
     v[name].as_str().unwrap_or_default().to_owned()
 }
@@ -56,134 +64,57 @@ async fn logs_never_contain_secrets_and_record_every_event() {
 
     let http = reqwest::Client::builder().user_agent("log-scan/1.0").build().unwrap();
     let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body);
+    let login = |password: &'static str| post("/auth/login", json!({"username": "scan", "password": password}));
     let mut secrets: Vec<String> = vec![PASSWORD.into(), NEW_PASSWORD.into(), WRONG_PASSWORD.into()];
 
-    let res = post(
+    let user = json_of(post(
         "/auth/register",
         json!({"username": "scan", "email": "scan@example.com", "password": PASSWORD}),
+    ))
+    .await;
+    let user_id = field(&user, "id");
+    assert_eq!(status_of(login(WRONG_PASSWORD)).await, 401);
+    let first = json_of(
+        http.post(format!("{base}/auth/login"))
+            .form(&[("username", "scan"), ("password", PASSWORD)]),
     )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 201);
-    let user_id = field(&res.json().await.unwrap(), "id");
-    let res = post("/auth/login", json!({"username": "scan", "password": WRONG_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
-    let form = http
-        .post(format!("{base}/auth/login"))
-        .form(&[("username", "scan"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    let first: Value = form.json().await.unwrap();
-    let second: Value = post("/auth/login", json!({"username": "scan", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    .await;
+    let second = json_of(login(PASSWORD)).await;
     let access = field(&first, "access_token");
-    let me = http
-        .get(format!("{base}/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
-    let rotated: Value = post(
-        "/auth/refresh",
-        json!({"refresh_token": field(&first, "refresh_token")}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    assert_eq!(
+        status_of(http.get(format!("{base}/me")).bearer_auth(&access)).await,
+        200
+    );
+    let spent = json!({"refresh_token": field(&first, "refresh_token")});
+    let rotated = json_of(post("/auth/refresh", spent.clone())).await;
     // Reuse of the spent token: the first session dies.
-    let reuse = post(
-        "/auth/refresh",
-        json!({"refresh_token": field(&first, "refresh_token")}),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(reuse.status(), 401);
-    let third: Value = post("/auth/login", json!({"username": "scan", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(status_of(post("/auth/refresh", spent)).await, 401);
+    let third = json_of(login(PASSWORD)).await;
     let a3 = field(&third, "access_token");
-    let sessions: Vec<Value> = http
-        .get(format!("{base}/auth/sessions"))
-        .bearer_auth(&a3)
-        .send()
-        .await
+    let sessions = json_of(http.get(format!("{base}/auth/sessions")).bearer_auth(&a3)).await;
+    let other = sessions
+        .as_array()
         .unwrap()
-        .json()
-        .await
+        .iter()
+        .find(|s| s["current"] == false)
         .unwrap();
-    let other = sessions.iter().find(|s| s["current"] == false).unwrap();
-    let del = http
-        .delete(format!("{base}/auth/sessions/{}", field(other, "id")))
-        .bearer_auth(&a3)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(del.status(), 204);
-    let pw = post(
-        "/auth/password",
-        json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
-    )
-    .bearer_auth(&a3)
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(pw.status(), 204);
-    let verify = http
-        .get(format!("{base}/auth/verify"))
-        .bearer_auth(&a3)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(verify.status(), 200);
-    let fourth: Value = post("/auth/login", json!({"username": "scan", "password": NEW_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let revoke = http.delete(format!("{base}/auth/sessions/{}", field(other, "id")));
+    assert_eq!(status_of(revoke.bearer_auth(&a3)).await, 204);
+    let change = json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
+    assert_eq!(status_of(post("/auth/password", change).bearer_auth(&a3)).await, 204);
+    assert_eq!(
+        status_of(http.get(format!("{base}/auth/verify")).bearer_auth(&a3)).await,
+        200
+    );
+    let fourth = json_of(login(NEW_PASSWORD)).await;
     let out = post(
         "/auth/logout",
         json!({"refresh_token": field(&fourth, "refresh_token")}),
-    )
-    .bearer_auth(&a3)
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(out.status(), 204);
-    let fifth: Value = post("/auth/login", json!({"username": "scan", "password": NEW_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let all = http
-        .post(format!("{base}/auth/logout-all"))
-        .bearer_auth(field(&fifth, "access_token"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(all.status(), 204);
+    );
+    assert_eq!(status_of(out.bearer_auth(&a3)).await, 204);
+    let fifth = json_of(login(NEW_PASSWORD)).await;
+    let all = http.post(format!("{base}/auth/logout-all"));
+    assert_eq!(status_of(all.bearer_auth(field(&fifth, "access_token"))).await, 204);
 
     for pair in [&first, &second, &rotated, &third, &fourth, &fifth] {
         for key in ["access_token", "refresh_token"] {
