@@ -38,6 +38,11 @@ impl ManualClock {
     pub fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
+
+    /// The current reading, in Unix seconds.
+    pub fn now_secs(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 impl Default for ManualClock {

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| Some("database schema is up to date".to_owned())),
             Command::User(cmd) => tokengate::cli::run_user(&settings, cmd).await.map(Some),
+            Command::Keys(cmd) => tokengate::cli::run_keys(&settings, cmd).await.map(Some),
         }
     });
     match result {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::auth::AuthService;
+use crate::auth::keys::{Ensured, KeyAdminError, KeyMode, ensure_active_key, load_ring};
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, Settings, SigningAlgorithm};
 use crate::crypto::keys::{KeyRing, SecretSource, load_or_create_secret};
@@ -95,17 +96,48 @@ pub fn secret_path(db: &std::path::Path) -> PathBuf {
     db.with_extension("secret")
 }
 
+/// The key ring and where it comes from: the HS256 secret, or keys in the store
+/// (generated at first start, shared by every instance).
+async fn signing_keys(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    clock: &Arc<dyn Clock>,
+) -> Result<(KeyRing, KeyMode), StartError> {
+    if settings.algorithm == SigningAlgorithm::Hs256 {
+        let secret = signing_secret(settings)?;
+        return Ok((KeyRing::hs256(&secret, &settings.previous_secret_keys), KeyMode::Hs256));
+    }
+    let runtime = |e: KeyAdminError| StartError::Runtime(e.to_string());
+    let now = clock.now();
+    match ensure_active_key(store.as_ref(), settings.algorithm, settings.access_ttl_secs, now)
+        .await
+        .map_err(runtime)?
+    {
+        Ensured::Generated(kid) => {
+            tracing::info!(%kid, "signing key: generated a new {:?} key (kept in the database)", settings.algorithm)
+        }
+        Ensured::Rotated(kid) => {
+            tracing::info!(%kid, "signing key: algorithm changed; new active key, the old one retired")
+        }
+        Ensured::Existing(_) => tracing::info!("signing key: {:?} keys loaded from the database", settings.algorithm),
+    }
+    let ring = load_ring(store.as_ref(), now, &settings.previous_secret_keys)
+        .await
+        .map_err(runtime)?;
+    let mode = KeyMode::Stored {
+        algorithm: settings.algorithm,
+        hs256_previous: settings.previous_secret_keys.clone(),
+    };
+    Ok((ring, mode))
+}
+
 /// Everything the routes need, from validated settings.
 pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
-    if settings.algorithm != SigningAlgorithm::Hs256 {
-        return Err(ConfigError::new("TOKENGATE_ALGORITHM", "only HS256 is supported by this version yet").into());
-    }
     if settings.redis_url.is_some() {
         tracing::warn!("TOKENGATE_REDIS_URL is set but not used by this version yet");
     }
     let store = open_store(settings).await?;
-    let secret = signing_secret(settings)?;
-    let keys = KeyRing::hs256(&secret, &settings.previous_secret_keys);
+    let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;
     let tokens = AccessTokens::new(
         keys,
         settings.issuer.clone(),
@@ -120,7 +152,15 @@ pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<A
         settings.refresh_rate,
         crate::state::memory::DEFAULT_MAX_KEYS,
     ));
-    let auth = AuthService::new(store, hasher, tokens, limiter, clock, settings.refresh_ttl_secs);
+    let auth = AuthService::new(
+        store,
+        hasher,
+        tokens,
+        limiter,
+        clock,
+        settings.refresh_ttl_secs,
+        key_mode,
+    );
     if !settings.cookie_secure {
         tracing::warn!(
             "TOKENGATE_COOKIE_SECURE=false: cookies lack the Secure attribute; use this only for plain-HTTP local development"
@@ -182,13 +222,27 @@ pub async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), Star
     tracing::info!(address = %addr, "listening on http://{addr}");
     let store = state.auth.store().clone();
     let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.refresh_ttl_secs));
+    let reload = tokio::spawn(reload_loop(state.auth.clone()));
     serve_on(listener, state, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     purge.abort();
+    reload.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Re-read the signing keys every few seconds: a `keys rotate` run anywhere applies
+/// here without a restart.
+async fn reload_loop(auth: Arc<AuthService>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(crate::auth::keys::KEY_RELOAD_SECS));
+    loop {
+        tick.tick().await;
+        if let Err(e) = auth.reload_keys().await {
+            tracing::warn!(error = %e, "reloading signing keys failed; keeping the current ones");
+        }
+    }
 }
 
 /// Hourly: drop refresh tokens and sessions long expired (kept one refresh lifetime

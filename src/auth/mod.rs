@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+pub mod keys;
 mod sessions;
 
 pub use sessions::SessionView;
@@ -58,6 +59,7 @@ pub struct AuthService {
     limiter: Arc<dyn Limiter>,
     clock: Arc<dyn Clock>,
     refresh_ttl_secs: u64,
+    keys: keys::KeyMode,
 }
 
 impl AuthService {
@@ -68,6 +70,7 @@ impl AuthService {
         limiter: Arc<dyn Limiter>,
         clock: Arc<dyn Clock>,
         refresh_ttl_secs: u64,
+        keys: keys::KeyMode,
     ) -> Self {
         Self {
             store,
@@ -76,6 +79,7 @@ impl AuthService {
             limiter,
             clock,
             refresh_ttl_secs,
+            keys,
         }
     }
 

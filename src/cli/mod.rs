@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate`, `user ...`. Parsing lives here; `main.rs`
 //! only dispatches.
 
+mod keys;
 mod user;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,19 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage signing keys (EdDSA, ES256, RS256; HS256 uses TOKENGATE_SECRET_KEY).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create the active signing key when there is none.
+    Generate,
+    /// Make a new active key; the old one keeps verifying for one access-token lifetime.
+    Rotate,
+    /// List keys: kid, algorithm, state, created, retires at.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,4 +84,5 @@ pub enum UserCommand {
     },
 }
 
+pub use keys::run as run_keys;
 pub use user::run as run_user;

@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::domain::Secret;
+use crate::crypto::keygen::AsymmetricKey;
+use crate::domain::{Secret, UnixTime};
 
 /// The key that signs new tokens.
 pub struct SigningKey {
@@ -15,37 +17,85 @@ pub struct SigningKey {
     pub encoding: EncodingKey,
 }
 
-/// A key that verifies tokens carrying its `kid`, for exactly one algorithm.
+/// A key that verifies tokens carrying its `kid`, for exactly one algorithm, until
+/// `valid_until` (a retired key: until every token it signed has expired).
 pub struct VerifyingKey {
     pub alg: Algorithm,
     pub decoding: DecodingKey,
+    pub valid_until: Option<UnixTime>,
 }
 
 pub struct KeyRing {
     signing: SigningKey,
     verifying: HashMap<String, VerifyingKey>,
+    /// Public JWKs of the asymmetric keys, with their end of validity.
+    public: Vec<(Value, Option<UnixTime>)>,
 }
 
 impl KeyRing {
     /// HS256: `current` signs and verifies; `previous` secrets only verify.
     pub fn hs256(current: &Secret, previous: &[Secret]) -> Self {
-        let mut verifying = HashMap::new();
-        for s in previous.iter().chain(std::iter::once(current)) {
-            verifying.insert(
-                hs256_kid(s),
-                VerifyingKey {
-                    alg: Algorithm::HS256,
-                    decoding: DecodingKey::from_secret(s.expose()),
-                },
-            );
-        }
-        Self {
+        let mut ring = Self {
             signing: SigningKey {
                 kid: hs256_kid(current),
                 alg: Algorithm::HS256,
                 encoding: EncodingKey::from_secret(current.expose()),
             },
+            verifying: HashMap::new(),
+            public: Vec::new(),
+        };
+        ring.add_hs256_verifiers(previous.iter().chain(std::iter::once(current)));
+        ring
+    }
+
+    /// Asymmetric: `active` signs; it and the `retired` keys (each until its time)
+    /// verify. Previous HS256 secrets may still verify during a switch of algorithm.
+    pub fn asymmetric(
+        active: AsymmetricKey,
+        retired: Vec<(AsymmetricKey, UnixTime)>,
+        hs256_previous: &[Secret],
+    ) -> Self {
+        let mut verifying = HashMap::new();
+        let mut public = Vec::new();
+        let all = std::iter::once((active.kid.clone(), active.alg, active.decoding, active.jwk, None)).chain(
+            retired
+                .into_iter()
+                .map(|(k, until)| (k.kid, k.alg, k.decoding, k.jwk, Some(until))),
+        );
+        for (kid, alg, decoding, jwk, valid_until) in all {
+            public.push((jwk, valid_until));
+            verifying.insert(
+                kid,
+                VerifyingKey {
+                    alg,
+                    decoding,
+                    valid_until,
+                },
+            );
+        }
+        let mut ring = Self {
+            signing: SigningKey {
+                kid: active.kid,
+                alg: active.alg,
+                encoding: active.encoding,
+            },
             verifying,
+            public,
+        };
+        ring.add_hs256_verifiers(hs256_previous.iter());
+        ring
+    }
+
+    fn add_hs256_verifiers<'a>(&mut self, secrets: impl Iterator<Item = &'a Secret>) {
+        for s in secrets {
+            self.verifying.insert(
+                hs256_kid(s),
+                VerifyingKey {
+                    alg: Algorithm::HS256,
+                    decoding: DecodingKey::from_secret(s.expose()),
+                    valid_until: None,
+                },
+            );
         }
     }
 
@@ -53,8 +103,23 @@ impl KeyRing {
         &self.signing
     }
 
-    pub fn verifying(&self, kid: &str) -> Option<&VerifyingKey> {
-        self.verifying.get(kid)
+    /// The key for `kid`, if it still verifies at `now`.
+    pub fn verifying(&self, kid: &str, now: UnixTime) -> Option<&VerifyingKey> {
+        self.verifying
+            .get(kid)
+            .filter(|k| k.valid_until.is_none_or(|until| now < until))
+    }
+
+    /// The JWK Set: public keys only (never an HS256 secret), retired ones while they
+    /// still verify.
+    pub fn jwks(&self, now: UnixTime) -> Value {
+        let keys: Vec<&Value> = self
+            .public
+            .iter()
+            .filter(|(_, until)| until.is_none_or(|u| now < u))
+            .map(|(jwk, _)| jwk)
+            .collect();
+        json!({ "keys": keys })
     }
 }
 
@@ -140,8 +205,31 @@ mod tests {
         let old = Secret::new(b"previous-secret-previous-secret-0123456789".to_vec());
         let ring = KeyRing::hs256(&cur, std::slice::from_ref(&old));
         assert_eq!(ring.signing().kid, hs256_kid(&cur));
-        assert!(ring.verifying(&hs256_kid(&old)).is_some());
-        assert!(ring.verifying(&hs256_kid(&cur)).is_some());
-        assert!(ring.verifying("hs256-0000000000000000").is_none());
+        let now = UnixTime(1_800_000_000);
+        assert!(ring.verifying(&hs256_kid(&old), now).is_some());
+        assert!(ring.verifying(&hs256_kid(&cur), now).is_some());
+        assert!(ring.verifying("hs256-0000000000000000", now).is_none());
+        assert_eq!(ring.jwks(now), json!({"keys": []}), "never an HS256 secret in the JWKS");
+    }
+
+    #[test]
+    fn retired_keys_verify_until_their_time() {
+        use crate::config::SigningAlgorithm;
+        use crate::crypto::keygen::{generate, load};
+        let (k1, d1) = generate(SigningAlgorithm::EdDsa).unwrap();
+        let (k2, d2) = generate(SigningAlgorithm::EdDsa).unwrap();
+        let until = UnixTime(1_800_000_900);
+        let ring = KeyRing::asymmetric(
+            load(&k2, SigningAlgorithm::EdDsa, &d2).unwrap(),
+            vec![(load(&k1, SigningAlgorithm::EdDsa, &d1).unwrap(), until)],
+            &[],
+        );
+        assert_eq!(ring.signing().kid, k2);
+        let before = UnixTime(until.0 - 1);
+        assert!(ring.verifying(&k1, before).is_some());
+        assert!(ring.verifying(&k1, until).is_none());
+        assert_eq!(ring.jwks(before)["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(ring.jwks(until)["keys"].as_array().unwrap().len(), 1);
+        assert!(ring.verifying(&k2, UnixTime(i64::MAX)).is_some());
     }
 }

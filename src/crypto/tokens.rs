@@ -1,5 +1,7 @@
 //! Access tokens (JWT) and refresh tokens (opaque, stored only as SHA-256).
 
+use std::sync::{Arc, RwLock};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Header, Validation};
@@ -56,9 +58,9 @@ pub enum TokenError {
     Signing(String),
 }
 
-/// Signs and verifies access tokens with the key ring.
+/// Signs and verifies access tokens with the key ring (replaced whole on a reload).
 pub struct AccessTokens {
-    keys: KeyRing,
+    keys: RwLock<Arc<KeyRing>>,
     issuer: String,
     audience: String,
     ttl_secs: u64,
@@ -67,7 +69,7 @@ pub struct AccessTokens {
 impl AccessTokens {
     pub fn new(keys: KeyRing, issuer: String, audience: String, ttl_secs: u64) -> Self {
         Self {
-            keys,
+            keys: RwLock::new(Arc::new(keys)),
             issuer,
             audience,
             ttl_secs,
@@ -78,6 +80,37 @@ impl AccessTokens {
         self.ttl_secs
     }
 
+    fn ring(&self) -> Arc<KeyRing> {
+        // A poisoned lock only means a panic elsewhere; the ring inside is whole.
+        match self.keys.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Swap in a freshly loaded key ring (rotation picked up without a restart).
+    pub fn replace_keys(&self, ring: KeyRing) {
+        let ring = Arc::new(ring);
+        match self.keys.write() {
+            Ok(mut g) => *g = ring,
+            Err(p) => *p.into_inner() = ring,
+        }
+    }
+
+    /// The public JWK Set at `now`.
+    pub fn jwks(&self, now: UnixTime) -> serde_json::Value {
+        self.ring().jwks(now)
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The JOSE name of the signing algorithm.
+    pub fn signing_algorithm(&self) -> String {
+        format!("{:?}", self.ring().signing().alg)
+    }
+
     pub fn sign(
         &self,
         user: UserId,
@@ -85,7 +118,8 @@ impl AccessTokens {
         roles: &[Role],
         now: UnixTime,
     ) -> Result<SignedAccess, TokenError> {
-        let key = self.keys.signing();
+        let ring = self.ring();
+        let key = ring.signing();
         let mut header = Header::new(key.alg);
         header.kid = Some(key.kid.clone());
         let jti = Jti::new();
@@ -113,8 +147,15 @@ impl AccessTokens {
             return Err(TokenError::Rejected("too long"));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Rejected("malformed header"))?;
+        // Key-locating headers are never followed, and tokens we sign never carry them.
+        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+            return Err(TokenError::Rejected("key-locating header"));
+        }
         let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
-        let key = self.keys.verifying(&kid).ok_or(TokenError::Rejected("unknown kid"))?;
+        let ring = self.ring();
+        let key = ring
+            .verifying(&kid, now)
+            .ok_or(TokenError::Rejected("unknown or retired kid"))?;
         if header.alg != key.alg {
             return Err(TokenError::Rejected("algorithm does not match the key"));
         }

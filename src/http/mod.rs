@@ -74,6 +74,11 @@ pub fn router(state: AppState) -> Router {
             "/admin/users/{id}",
             axum::routing::patch(routes::admin::update).delete(routes::admin::delete),
         )
+        .route("/.well-known/jwks.json", get(routes::discovery::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(routes::discovery::openid_configuration),
+        )
         .route("/me", get(routes::me::me))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

@@ -92,6 +92,19 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// An asymmetric signing key as stored.
+#[derive(Clone, Debug)]
+pub struct StoredKey {
+    pub kid: String,
+    /// JOSE name: `EdDSA`, `ES256`, `RS256`.
+    pub algorithm: String,
+    pub private_der: Vec<u8>,
+    pub active: bool,
+    pub created_at: UnixTime,
+    /// For a retired key: when it stops verifying (every token it signed has expired).
+    pub retires_at: Option<UnixTime>,
+}
+
 /// An admin's change to a user; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct UserUpdate {
@@ -154,6 +167,14 @@ pub trait Store: Send + Sync + 'static {
         keep: SessionId,
         now: UnixTime,
     ) -> Result<(), StoreError>;
+    /// Every signing key, active first, then the newest retired.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Store `key` as the active key; `Conflict` when one is active already.
+    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
+    /// Retire the active key (verifying until `retires_at`) and make `key` active, in
+    /// one transaction.
+    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
+
     /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 }

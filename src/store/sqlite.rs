@@ -8,13 +8,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    NewSession, NewUser, RotateRequest, Rotation, SessionRecord, Store, StoreError, UserRecord, UserUpdate,
+    NewSession, NewUser, RotateRequest, Rotation, SessionRecord, Store, StoreError, StoredKey, UserRecord, UserUpdate,
     roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
@@ -117,6 +119,20 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         user_agent: row.try_get("user_agent").map_err(backend)?,
         ip: row.try_get("ip").map_err(backend)?,
     })
+}
+
+async fn insert_key<'e, E: sqlx::Executor<'e, Database = Sqlite>>(db: E, key: &StoredKey) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, algorithm, private_key, state, created_at) VALUES (?, ?, ?, 'active', ?)",
+    )
+    .bind(&key.kid)
+    .bind(&key.algorithm)
+    .bind(B64.encode(&key.private_der))
+    .bind(key.created_at.0)
+    .execute(db)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 async fn revoke_in(tx: &mut Transaction<'_, Sqlite>, session: SessionId, now: UnixTime) -> Result<bool, StoreError> {
@@ -450,9 +466,56 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, algorithm, private_key, state, created_at, retires_at FROM signing_keys
+             ORDER BY state = 'active' DESC, created_at DESC",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let b64: String = r.try_get("private_key").map_err(backend)?;
+                Ok(StoredKey {
+                    kid: r.try_get("kid").map_err(backend)?,
+                    algorithm: r.try_get("algorithm").map_err(backend)?,
+                    private_der: B64.decode(b64).map_err(backend)?,
+                    active: r.try_get::<String, _>("state").map_err(backend)? == "active",
+                    created_at: UnixTime(r.try_get("created_at").map_err(backend)?),
+                    retires_at: r
+                        .try_get::<Option<i64>, _>("retires_at")
+                        .map_err(backend)?
+                        .map(UnixTime),
+                })
+            })
+            .collect()
+    }
+
+    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError> {
+        insert_key(&self.write, &key).await
+    }
+
+    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = ?, retires_at = ? WHERE state = 'active'")
+            .bind(now.0)
+            .bind(retires_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        insert_key(&mut *tx, &key).await?;
+        tx.commit().await.map_err(backend)
+    }
+
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
+            .bind(cutoff.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM signing_keys WHERE state = 'retired' AND retires_at < ?")
             .bind(cutoff.0)
             .execute(&mut *tx)
             .await

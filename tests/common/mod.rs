@@ -210,6 +210,23 @@ impl TestServer {
             .expect("set roles");
     }
 
+    /// The service behind the server (operator actions, store inspection).
+    pub fn auth(&self) -> &tokengate::auth::AuthService {
+        &self.state.auth
+    }
+
+    /// `tokengate keys rotate`, then the reload a running server does on its own.
+    pub async fn rotate_keys(&self) -> String {
+        self.state.auth.rotate_keys().await.expect("rotate keys")
+    }
+
+    /// `GET` a JSON document.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.http.get(self.url(path)).send().await.expect("request");
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        res.json().await.expect("json")
+    }
+
     /// A user with the `admin` role, logged in after the grant.
     pub async fn admin(&self, username: &str) -> Tokens {
         self.register(username).await;

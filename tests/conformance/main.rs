@@ -15,6 +15,7 @@ mod logout;
 mod refresh;
 mod restart;
 mod sessions;
+mod signing_keys;
 mod token_attacks;
 
 /// Instantiate every listed test once per backend.
@@ -119,6 +120,15 @@ conformance! {
         insecure_cookies_only_when_configured,
         cors_allows_configured_origins_only,
         account_page_is_served_with_strict_security_headers,
+    ],
+    signing_keys: [
+        asymmetric_tokens_verify_through_the_jwks,
+        rotation_keeps_old_tokens_valid_then_retires_the_key,
+        algorithm_confusion_is_refused,
+        forged_kid_jku_and_jwk_headers_are_refused,
+        hs256_publishes_no_key_and_discovery_describes_the_server,
+        instances_on_one_database_share_keys_and_rotations,
+        switching_from_hs256_accepts_previous_secret_tokens,
     ],
     restart: [
         state_survives_a_restart,

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod cookie;
+pub mod discovery;
 pub mod forward_auth;
 pub mod health;
 pub mod me;

@@ -1,0 +1,193 @@
+//! Signing-key rules: exactly one active key; a rotation retires the active key, which
+//! keeps verifying until every token it signed has expired (one access lifetime);
+//! every instance loads the same keys from the store and picks up a rotation at its
+//! next reload.
+
+use serde_json::Value;
+
+use super::AuthService;
+use crate::clock::Clock;
+use crate::config::SigningAlgorithm;
+use crate::crypto::keygen::{self, jose_algorithm};
+use crate::crypto::keys::KeyRing;
+use crate::domain::{Secret, UnixTime};
+use crate::error::ApiError;
+use crate::store::{Store, StoreError, StoredKey};
+
+/// How often a running server re-reads the keys (so a rotation applies everywhere).
+pub const KEY_RELOAD_SECS: u64 = 5;
+
+/// Where signing keys come from.
+#[derive(Clone, Debug)]
+pub enum KeyMode {
+    /// A configured HS256 secret (and previous secrets); nothing in the store.
+    Hs256,
+    /// Asymmetric keys kept in the store, shared by every instance.
+    Stored {
+        algorithm: SigningAlgorithm,
+        /// HS256 secrets still accepted while moving from HS256 to this algorithm.
+        hs256_previous: Vec<Secret>,
+    },
+}
+
+/// A key-management failure, worded for an operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyAdminError(pub String);
+
+impl From<StoreError> for KeyAdminError {
+    fn from(e: StoreError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+fn jose_name(alg: SigningAlgorithm) -> Result<String, KeyAdminError> {
+    jose_algorithm(alg)
+        .map(|a| format!("{a:?}"))
+        .ok_or_else(|| KeyAdminError("HS256 uses TOKENGATE_SECRET_KEY; there are no stored keys to manage".into()))
+}
+
+fn parse_jose(name: &str) -> Option<SigningAlgorithm> {
+    match name {
+        "EdDSA" => Some(SigningAlgorithm::EdDsa),
+        "ES256" => Some(SigningAlgorithm::Es256),
+        "RS256" => Some(SigningAlgorithm::Rs256),
+        _ => None,
+    }
+}
+
+fn new_key(alg: SigningAlgorithm, now: UnixTime) -> Result<StoredKey, KeyAdminError> {
+    let algorithm = jose_name(alg)?;
+    let (kid, private_der) = keygen::generate(alg).map_err(|e| KeyAdminError(e.to_string()))?;
+    Ok(StoredKey {
+        kid,
+        algorithm,
+        private_der,
+        active: true,
+        created_at: now,
+        retires_at: None,
+    })
+}
+
+/// What [`ensure_active_key`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ensured {
+    Existing(String),
+    Generated(String),
+    /// The configured algorithm changed: the old key was retired.
+    Rotated(String),
+}
+
+/// Make sure an active key of `alg` exists: generate one at first start, rotate when
+/// the configured algorithm changed. Safe when several instances start at once.
+pub async fn ensure_active_key(
+    store: &dyn Store,
+    alg: SigningAlgorithm,
+    access_ttl_secs: u64,
+    now: UnixTime,
+) -> Result<Ensured, KeyAdminError> {
+    let want = jose_name(alg)?;
+    let active = store.signing_keys().await?.into_iter().find(|k| k.active);
+    match active {
+        Some(k) if k.algorithm == want => Ok(Ensured::Existing(k.kid)),
+        Some(_) => rotate_key(store, alg, access_ttl_secs, now).await.map(Ensured::Rotated),
+        None => {
+            let key = new_key(alg, now)?;
+            let kid = key.kid.clone();
+            match store.add_active_key(key).await {
+                Ok(()) => Ok(Ensured::Generated(kid)),
+                // Another instance won the race: use its key.
+                Err(StoreError::Conflict) => Ok(Ensured::Existing(String::new())),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Make a new active key; the old one verifies for one more access lifetime.
+pub async fn rotate_key(
+    store: &dyn Store,
+    alg: SigningAlgorithm,
+    access_ttl_secs: u64,
+    now: UnixTime,
+) -> Result<String, KeyAdminError> {
+    let key = new_key(alg, now)?;
+    let kid = key.kid.clone();
+    store.rotate_key(key, now, now.plus(access_ttl_secs)).await?;
+    Ok(kid)
+}
+
+/// The ring of stored keys at `now`: the active key signs, live retired keys verify.
+pub async fn load_ring(store: &dyn Store, now: UnixTime, hs256_previous: &[Secret]) -> Result<KeyRing, KeyAdminError> {
+    let mut active = None;
+    let mut retired = Vec::new();
+    for k in store.signing_keys().await? {
+        let alg = parse_jose(&k.algorithm)
+            .ok_or_else(|| KeyAdminError(format!("key {} has an unknown algorithm {:?}", k.kid, k.algorithm)))?;
+        let live_until = k.retires_at.filter(|t| now < *t);
+        if !k.active && live_until.is_none() {
+            continue;
+        }
+        let loaded = keygen::load(&k.kid, alg, &k.private_der).map_err(|e| KeyAdminError(format!("{}: {e}", k.kid)))?;
+        match (k.active, live_until) {
+            (true, _) => active = Some(loaded),
+            (false, Some(until)) => retired.push((loaded, until)),
+            (false, None) => {}
+        }
+    }
+    let active = active.ok_or_else(|| KeyAdminError("no active signing key (run: tokengate keys generate)".into()))?;
+    Ok(KeyRing::asymmetric(active, retired, hs256_previous))
+}
+
+impl AuthService {
+    /// Re-read the stored keys (asymmetric modes); HS256 keys come from configuration.
+    pub async fn reload_keys(&self) -> Result<(), KeyAdminError> {
+        if let KeyMode::Stored { hs256_previous, .. } = &self.keys {
+            let ring = load_ring(self.store.as_ref(), self.clock.now(), hs256_previous).await?;
+            self.tokens.replace_keys(ring);
+        }
+        Ok(())
+    }
+
+    /// The public JWK Set (empty for HS256).
+    pub fn jwks(&self) -> Value {
+        self.tokens.jwks(self.clock.now())
+    }
+
+    /// The JOSE name of the algorithm new tokens are signed with.
+    pub fn signing_algorithm(&self) -> String {
+        self.tokens.signing_algorithm()
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.tokens.issuer()
+    }
+
+    /// The access-token lifetime (JWKS caching must stay below it).
+    pub fn access_ttl_secs(&self) -> u64 {
+        self.tokens.ttl_secs()
+    }
+
+    /// Rotate now (the operator's `keys rotate`, also used by tests), then reload.
+    pub async fn rotate_keys(&self) -> Result<String, ApiError> {
+        let KeyMode::Stored { algorithm, .. } = &self.keys else {
+            return Err(ApiError::internal(
+                "HS256 keys rotate through TOKENGATE_PREVIOUS_SECRET_KEYS",
+            ));
+        };
+        let kid = rotate_key(
+            self.store.as_ref(),
+            *algorithm,
+            self.tokens.ttl_secs(),
+            self.clock.now(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+        self.reload_keys().await.map_err(ApiError::internal)?;
+        Ok(kid)
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+}

@@ -1,0 +1,146 @@
+//! `tokengate keys generate|rotate|list` against the configured database. Running
+//! servers pick a rotation up within `KEY_RELOAD_SECS` seconds.
+
+use super::KeysCommand;
+use crate::auth::keys::{KEY_RELOAD_SECS, KeyAdminError, rotate_key};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Settings, SigningAlgorithm};
+use crate::crypto::keygen::{self, jose_algorithm};
+use crate::crypto::keys::hs256_kid;
+use crate::domain::{Secret, UnixTime};
+use crate::server::{StartError, open_store, secret_path};
+use crate::store::StoredKey;
+
+fn fail(e: impl std::fmt::Display) -> StartError {
+    StartError::Runtime(e.to_string())
+}
+
+/// Run one `keys` subcommand; the text to print on success.
+pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
+    if settings.algorithm == SigningAlgorithm::Hs256 {
+        return hs256(settings, cmd);
+    }
+    let store = open_store(settings).await?;
+    let now = SystemClock.now();
+    let alg = settings.algorithm;
+    match cmd {
+        KeysCommand::Generate => {
+            let keys = store.signing_keys().await.map_err(fail)?;
+            if let Some(active) = keys.iter().find(|k| k.active) {
+                return Err(fail(format!(
+                    "an active key exists already ({} {}); use `tokengate keys rotate` for a new one",
+                    active.kid, active.algorithm
+                )));
+            }
+            let (kid, der) = keygen::generate(alg).map_err(fail)?;
+            let algorithm = jose_algorithm(alg).map(|a| format!("{a:?}")).unwrap_or_default();
+            let key = StoredKey {
+                kid: kid.clone(),
+                algorithm: algorithm.clone(),
+                private_der: der,
+                active: true,
+                created_at: now,
+                retires_at: None,
+            };
+            store.add_active_key(key).await.map_err(fail)?;
+            Ok(format!("generated active {algorithm} key {kid}"))
+        }
+        KeysCommand::Rotate => {
+            let old = store.signing_keys().await.map_err(fail)?.into_iter().find(|k| k.active);
+            let kid = rotate_key(store.as_ref(), alg, settings.access_ttl_secs, now)
+                .await
+                .map_err(|e: KeyAdminError| fail(e))?;
+            let retired = match old {
+                Some(k) => format!(
+                    "; {} retired, verifying until {}",
+                    k.kid,
+                    now.plus(settings.access_ttl_secs).to_rfc3339()
+                ),
+                None => String::new(),
+            };
+            Ok(format!(
+                "new active key {kid}{retired}; running servers switch within {KEY_RELOAD_SECS} s"
+            ))
+        }
+        KeysCommand::List => {
+            let keys = store.signing_keys().await.map_err(fail)?;
+            Ok(table(keys.iter().map(|k| Row {
+                kid: k.kid.clone(),
+                algorithm: k.algorithm.clone(),
+                state: state_of(k, now).into(),
+                created: k.created_at.to_rfc3339(),
+                retires: k.retires_at.map(UnixTime::to_rfc3339).unwrap_or_else(|| "-".into()),
+            })))
+        }
+    }
+}
+
+fn state_of(k: &StoredKey, now: UnixTime) -> &'static str {
+    match (k.active, k.retires_at) {
+        (true, _) => "active",
+        (false, Some(t)) if now < t => "retired (verifying)",
+        (false, _) => "expired",
+    }
+}
+
+/// HS256 keys are the configured secrets: listed, never generated or rotated here.
+fn hs256(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
+    match cmd {
+        KeysCommand::Generate | KeysCommand::Rotate => Err(fail(
+            "HS256 signs with TOKENGATE_SECRET_KEY: to rotate, set a new secret and move the old one into \
+             TOKENGATE_PREVIOUS_SECRET_KEYS until its tokens expire (or choose TOKENGATE_ALGORITHM=EdDSA, ES256 or RS256)",
+        )),
+        KeysCommand::List => {
+            let current: Option<(Secret, &str)> = match (&settings.secret_key, &settings.database_url) {
+                (Some(s), _) => Some((s.clone(), "TOKENGATE_SECRET_KEY")),
+                (None, crate::config::DatabaseUrl::Sqlite { path }) => std::fs::read_to_string(secret_path(path))
+                    .ok()
+                    .and_then(|t| crate::config::check_secret(t.trim()).ok())
+                    .map(|s| (s, "secret file")),
+                (None, _) => None,
+            };
+            let mut rows = Vec::new();
+            if let Some((s, source)) = current {
+                rows.push(Row {
+                    kid: hs256_kid(&s),
+                    algorithm: "HS256".into(),
+                    state: format!("active ({source})"),
+                    created: "-".into(),
+                    retires: "-".into(),
+                });
+            }
+            for s in &settings.previous_secret_keys {
+                rows.push(Row {
+                    kid: hs256_kid(s),
+                    algorithm: "HS256".into(),
+                    state: "verify only (TOKENGATE_PREVIOUS_SECRET_KEYS)".into(),
+                    created: "-".into(),
+                    retires: "when removed".into(),
+                });
+            }
+            Ok(table(rows.into_iter()))
+        }
+    }
+}
+
+struct Row {
+    kid: String,
+    algorithm: String,
+    state: String,
+    created: String,
+    retires: String,
+}
+
+fn table(rows: impl Iterator<Item = Row>) -> String {
+    let mut out = format!(
+        "{:<24}  {:<9}  {:<22}  {:<20}  retires at\n",
+        "kid", "algorithm", "state", "created"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24}  {:<9}  {:<22}  {:<20}  {}\n",
+            r.kid, r.algorithm, r.state, r.created, r.retires
+        ));
+    }
+    out.trim_end().to_owned()
+}

@@ -1,0 +1,67 @@
+//! `/.well-known/*`: the JWK Set and OpenID-style discovery, so other services can
+//! verify tokengate's tokens without being able to mint them.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use crate::http::AppState;
+
+/// JWKS caches live at most this long, and always less than a retired key's overlap
+/// (one access-token lifetime), so verifiers see a rotation in time.
+const MAX_JWKS_CACHE_SECS: u64 = 300;
+
+/// `GET /.well-known/jwks.json`: public keys only; empty for HS256.
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    let max_age = MAX_JWKS_CACHE_SECS.min(state.auth.access_ttl_secs() / 2);
+    let cache =
+        HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-cache"));
+    ([(header::CACHE_CONTROL, cache)], Json(state.auth.jwks()))
+}
+
+/// `GET /.well-known/openid-configuration`.
+pub async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+    let issuer = state.auth.issuer().to_owned();
+    let base = public_base(&issuer, &headers);
+    Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "token_endpoint": format!("{base}/auth/login"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": ["token"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [state.auth.signing_algorithm()],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "jti", "type", "roles", "sid"],
+    }))
+}
+
+/// Where this server is reached: the issuer when it is a URL, else this request's host.
+fn public_base(issuer: &str, headers: &HeaderMap) -> String {
+    if issuer.starts_with("https://") || issuer.starts_with("http://") {
+        return issuer.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+        .unwrap_or("localhost:8000");
+    format!("http://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("auth.internal:8000"));
+        assert_eq!(public_base("tokengate", &h), "http://auth.internal:8000");
+        assert_eq!(public_base("https://auth.example.com/", &h), "https://auth.example.com");
+        h.insert(header::HOST, HeaderValue::from_static("evil.com/<script>"));
+        assert_eq!(public_base("tokengate", &h), "http://localhost:8000");
+    }
+}
