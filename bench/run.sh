@@ -84,6 +84,24 @@ wrk -t2 -c8 -d"$DUR" --latency -s bench/login.lua http://127.0.0.1:8100/auth/log
 kill $TG_PID; wait $TG_PID 2>/dev/null || true
 rm -rf "$TG_DIR"
 
+# --- tokengate, GET /me with asymmetric tokens (verification cost per algorithm)
+for ALG in EdDSA ES256 RS256; do
+  TG_DIR=$(mktemp -d)
+  TOKENGATE_LOG=warn TOKENGATE_BIND=127.0.0.1:8100 TOKENGATE_ALGORITHM=$ALG \
+    TOKENGATE_DATABASE_URL="sqlite://$TG_DIR/tokengate.db" \
+    TOKENGATE_LOGIN_RATE=1000000/1s target/release/tokengate serve 2>>"$OUT/tokengate.log" &
+  TG_PID=$!
+  wait_up http://127.0.0.1:8100
+  curl -sf -X POST http://127.0.0.1:8100/auth/register -H 'Content-Type: application/json' \
+    -d '{"username":"benchuser","email":"bench@example.com","password":"benchpass123"}' >/dev/null
+  access=$(curl -sf -X POST http://127.0.0.1:8100/auth/login -d 'username=benchuser&password=benchpass123' \
+    | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  wrk -t2 -c32 -d"$DUR" --latency -H "Authorization: Bearer $access" http://127.0.0.1:8100/me \
+    > "$OUT/tokengate-me_$ALG.txt"
+  kill $TG_PID; wait $TG_PID 2>/dev/null || true
+  rm -rf "$TG_DIR"
+done
+
 # --- the peer: FastAPI + uvicorn (2 workers), SQLite + Redis
 PEER_RESET_DB=1 "$PEER_DIR/run.sh" 8101 2 > "$OUT/peer.log" 2>&1 &
 PEER_PID=$!
@@ -103,6 +121,10 @@ kill $PEER_PID; wait $PEER_PID 2>/dev/null || true
   done
   read -r rps p50 p99 err < <(summarise "$OUT/tokengate-login_peer_cost.txt")
   echo "| login (peer's argon2 cost) | tokengate | $rps | $p50 | $p99 | $err |"
+  for ALG in EdDSA ES256 RS256; do
+    read -r rps p50 p99 err < <(summarise "$OUT/tokengate-me_$ALG.txt")
+    echo "| me ($ALG token) | tokengate | $rps | $p50 | $p99 | $err |"
+  done
   for s in me login refresh me_under_login_storm; do
     a=$(summarise "$OUT/tokengate-$s.txt" | cut -d' ' -f1)
     b=$(summarise "$OUT/fastapi_seed-$s.txt" | cut -d' ' -f1)

@@ -76,7 +76,13 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
 
 /// Start `serve` in `dir`, wait for "listening on", return the child and the log so far.
 fn start_server(dir: &Path) -> (std::process::Child, String) {
-    let mut child = tokengate(dir)
+    let (child, log, _) = start_server_with(tokengate(dir));
+    (child, log)
+}
+
+/// Start `cmd serve` on a free port; the child, its log so far and its base URL.
+fn start_server_with(mut cmd: Command) -> (std::process::Child, String, String) {
+    let mut child = cmd
         .args(["serve", "--bind", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -93,9 +99,14 @@ fn start_server(dir: &Path) -> (std::process::Child, String) {
         }
         log.push_str(&line);
     }
+    let addr = log
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|a| a.split_whitespace().next());
+    let base = format!("http://{}", addr.unwrap_or_default());
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
-    (child, log)
+    (child, log, base)
 }
 
 fn terminate(child: &mut std::process::Child) -> i32 {
@@ -225,4 +236,90 @@ fn operator_creates_the_first_admin_and_lists_users() {
     let rows: Vec<_> = out.lines().collect();
     assert_eq!(rows.len(), 2, "{out}");
     assert!(rows[1].contains("root") && rows[1].contains("admin,auditor") && rows[1].contains("true"));
+}
+
+#[test]
+fn keys_commands_and_a_running_server_picks_up_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let ed = |c: &mut Command| {
+        c.env("TOKENGATE_ALGORITHM", "EdDSA");
+    };
+    let mut cmd = tokengate(dir.path());
+    ed(&mut cmd);
+    let (code, out, err) = run(cmd.args(["keys", "generate"]), "");
+    assert_eq!(code, 0, "{err}");
+    let first_kid = out.split_whitespace().last().unwrap().to_owned();
+    assert!(out.contains("EdDSA"), "{out}");
+    let mut cmd = tokengate(dir.path());
+    ed(&mut cmd);
+    let (code, _, err) = run(cmd.args(["keys", "generate"]), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("keys rotate"), "{err}");
+
+    // A server on the same database, started before the rotation.
+    let mut server = tokengate(dir.path());
+    ed(&mut server);
+    let (mut child, _, base) = start_server_with(server);
+    let jwks = || -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&http_get(&base, "/.well-known/jwks.json")).unwrap();
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(jwks(), vec![first_kid.clone()]);
+
+    let mut cmd = tokengate(dir.path());
+    ed(&mut cmd);
+    let (code, out, err) = run(cmd.args(["keys", "rotate"]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{first_kid} retired")), "{out}");
+    // Picked up without a restart, within the reload interval.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while jwks().len() != 2 {
+        assert!(Instant::now() < deadline, "the server did not pick up the rotation");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut cmd = tokengate(dir.path());
+    ed(&mut cmd);
+    let (code, out, _) = run(cmd.args(["keys", "list"]), "");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("next (published)") && out.contains("retired (verifying)") && out.contains(&first_kid),
+        "{out}"
+    );
+    assert_eq!(terminate(&mut child), 0);
+
+    // HS256: listed from configuration, never rotated here.
+    let (code, _, err) = run(tokengate(dir.path()).args(["keys", "rotate"]), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("TOKENGATE_PREVIOUS_SECRET_KEYS"), "{err}");
+    let (code, out, _) = run(
+        tokengate(dir.path())
+            .args(["keys", "list"])
+            .env("TOKENGATE_SECRET_KEY", "q3vJ9c1XkP0sZb7Lr2mYt8Wn5Hd4Ga6Fe"),
+        "",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("hs256-") && !out.contains("q3vJ9c1X"), "{out}");
+}
+
+/// The body of a plain HTTP/1.0 GET (no client library needed in a sync test).
+fn http_get(base: &str, path: &str) -> String {
+    use std::io::Read as _;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }

@@ -6,6 +6,9 @@ CREATE TABLE signing_keys (
     private_key TEXT NOT NULL,
     state       TEXT NOT NULL CHECK (state IN ('active', 'retired')),
     created_at  INTEGER NOT NULL,
+    -- Published (JWKS) from created_at, signing from signs_from: verifiers see a new
+    -- key before any token carries it.
+    signs_from  INTEGER NOT NULL,
     retired_at  INTEGER,
     retires_at  INTEGER
 );

@@ -17,6 +17,13 @@ use crate::store::{Store, StoreError, StoredKey};
 /// How often a running server re-reads the keys (so a rotation applies everywhere).
 pub const KEY_RELOAD_SECS: u64 = 5;
 
+/// How long a rotated-in key is published before it signs, and how long verifiers may
+/// cache the JWKS: a verifier that honours the cache lifetime knows every key before
+/// its first token. At most 5 minutes, and half an access-token lifetime.
+pub fn publish_ahead_secs(access_ttl_secs: u64) -> u64 {
+    300.min(access_ttl_secs / 2)
+}
+
 /// Where signing keys come from.
 #[derive(Clone, Debug)]
 pub enum KeyMode {
@@ -56,7 +63,7 @@ fn parse_jose(name: &str) -> Option<SigningAlgorithm> {
     }
 }
 
-fn new_key(alg: SigningAlgorithm, now: UnixTime) -> Result<StoredKey, KeyAdminError> {
+fn new_key(alg: SigningAlgorithm, now: UnixTime, signs_from: UnixTime) -> Result<StoredKey, KeyAdminError> {
     let algorithm = jose_name(alg)?;
     let (kid, private_der) = keygen::generate(alg).map_err(|e| KeyAdminError(e.to_string()))?;
     Ok(StoredKey {
@@ -65,6 +72,7 @@ fn new_key(alg: SigningAlgorithm, now: UnixTime) -> Result<StoredKey, KeyAdminEr
         private_der,
         active: true,
         created_at: now,
+        signs_from,
         retires_at: None,
     })
 }
@@ -90,9 +98,12 @@ pub async fn ensure_active_key(
     let active = store.signing_keys().await?.into_iter().find(|k| k.active);
     match active {
         Some(k) if k.algorithm == want => Ok(Ensured::Existing(k.kid)),
-        Some(_) => rotate_key(store, alg, access_ttl_secs, now).await.map(Ensured::Rotated),
+        // A new algorithm comes with a restart anyway: switch at once.
+        Some(_) => rotate_key(store, alg, access_ttl_secs, now, true)
+            .await
+            .map(|k| Ensured::Rotated(k.kid)),
         None => {
-            let key = new_key(alg, now)?;
+            let key = new_key(alg, now, now)?;
             let kid = key.kid.clone();
             match store.add_active_key(key).await {
                 Ok(()) => Ok(Ensured::Generated(kid)),
@@ -104,22 +115,32 @@ pub async fn ensure_active_key(
     }
 }
 
-/// Make a new active key; the old one verifies for one more access lifetime.
+/// Make a new active key. It is published at once and signs after the publish-ahead
+/// time (`immediate`: at once, for a compromised key; verifiers may then refuse new
+/// tokens until they refetch the JWKS). The old key signs until then and verifies for
+/// one more access lifetime.
 pub async fn rotate_key(
     store: &dyn Store,
     alg: SigningAlgorithm,
     access_ttl_secs: u64,
     now: UnixTime,
-) -> Result<String, KeyAdminError> {
-    let key = new_key(alg, now)?;
-    let kid = key.kid.clone();
-    store.rotate_key(key, now, now.plus(access_ttl_secs)).await?;
-    Ok(kid)
+    immediate: bool,
+) -> Result<StoredKey, KeyAdminError> {
+    let signs_from = if immediate {
+        now
+    } else {
+        now.plus(publish_ahead_secs(access_ttl_secs))
+    };
+    let key = new_key(alg, now, signs_from)?;
+    store
+        .rotate_key(key.clone(), now, signs_from.plus(access_ttl_secs))
+        .await?;
+    Ok(key)
 }
 
 /// The ring of stored keys at `now`: the active key signs, live retired keys verify.
 pub async fn load_ring(store: &dyn Store, now: UnixTime, hs256_previous: &[Secret]) -> Result<KeyRing, KeyAdminError> {
-    let mut active = None;
+    let mut active: Option<(_, UnixTime)> = None;
     let mut retired = Vec::new();
     for k in store.signing_keys().await? {
         let alg = parse_jose(&k.algorithm)
@@ -130,13 +151,13 @@ pub async fn load_ring(store: &dyn Store, now: UnixTime, hs256_previous: &[Secre
         }
         let loaded = keygen::load(&k.kid, alg, &k.private_der).map_err(|e| KeyAdminError(format!("{}: {e}", k.kid)))?;
         match (k.active, live_until) {
-            (true, _) => active = Some(loaded),
+            (true, _) => active = Some((loaded, k.signs_from)),
             (false, Some(until)) => retired.push((loaded, until)),
             (false, None) => {}
         }
     }
     let active = active.ok_or_else(|| KeyAdminError("no active signing key (run: tokengate keys generate)".into()))?;
-    Ok(KeyRing::asymmetric(active, retired, hs256_previous))
+    Ok(KeyRing::asymmetric(active.0, active.1, retired, hs256_previous))
 }
 
 impl AuthService {
@@ -168,23 +189,24 @@ impl AuthService {
         self.tokens.ttl_secs()
     }
 
-    /// Rotate now (the operator's `keys rotate`, also used by tests), then reload.
-    pub async fn rotate_keys(&self) -> Result<String, ApiError> {
+    /// Rotate (the operator's `keys rotate`, also used by tests), then reload; the new kid.
+    pub async fn rotate_keys(&self, immediate: bool) -> Result<String, ApiError> {
         let KeyMode::Stored { algorithm, .. } = &self.keys else {
             return Err(ApiError::internal(
                 "HS256 keys rotate through TOKENGATE_PREVIOUS_SECRET_KEYS",
             ));
         };
-        let kid = rotate_key(
+        let key = rotate_key(
             self.store.as_ref(),
             *algorithm,
             self.tokens.ttl_secs(),
             self.clock.now(),
+            immediate,
         )
         .await
         .map_err(ApiError::internal)?;
         self.reload_keys().await.map_err(ApiError::internal)?;
-        Ok(kid)
+        Ok(key.kid)
     }
 
     pub fn clock(&self) -> &dyn Clock {

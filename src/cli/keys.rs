@@ -40,26 +40,29 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
                 private_der: der,
                 active: true,
                 created_at: now,
+                signs_from: now,
                 retires_at: None,
             };
             store.add_active_key(key).await.map_err(fail)?;
             Ok(format!("generated active {algorithm} key {kid}"))
         }
-        KeysCommand::Rotate => {
+        KeysCommand::Rotate { now: immediate } => {
             let old = store.signing_keys().await.map_err(fail)?.into_iter().find(|k| k.active);
-            let kid = rotate_key(store.as_ref(), alg, settings.access_ttl_secs, now)
+            let key = rotate_key(store.as_ref(), alg, settings.access_ttl_secs, now, immediate)
                 .await
                 .map_err(|e: KeyAdminError| fail(e))?;
             let retired = match old {
                 Some(k) => format!(
                     "; {} retired, verifying until {}",
                     k.kid,
-                    now.plus(settings.access_ttl_secs).to_rfc3339()
+                    key.signs_from.plus(settings.access_ttl_secs).to_rfc3339()
                 ),
                 None => String::new(),
             };
             Ok(format!(
-                "new active key {kid}{retired}; running servers switch within {KEY_RELOAD_SECS} s"
+                "new active key {} (published within {KEY_RELOAD_SECS} s, signing from {}){retired}",
+                key.kid,
+                key.signs_from.to_rfc3339()
             ))
         }
         KeysCommand::List => {
@@ -77,6 +80,7 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
 
 fn state_of(k: &StoredKey, now: UnixTime) -> &'static str {
     match (k.active, k.retires_at) {
+        (true, _) if now < k.signs_from => "next (published)",
         (true, _) => "active",
         (false, Some(t)) if now < t => "retired (verifying)",
         (false, _) => "expired",
@@ -86,7 +90,7 @@ fn state_of(k: &StoredKey, now: UnixTime) -> &'static str {
 /// HS256 keys are the configured secrets: listed, never generated or rotated here.
 fn hs256(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
     match cmd {
-        KeysCommand::Generate | KeysCommand::Rotate => Err(fail(
+        KeysCommand::Generate | KeysCommand::Rotate { .. } => Err(fail(
             "HS256 signs with TOKENGATE_SECRET_KEY: to rotate, set a new secret and move the old one into \
              TOKENGATE_PREVIOUS_SECRET_KEYS until its tokens expire (or choose TOKENGATE_ALGORITHM=EdDSA, ES256 or RS256)",
         )),

@@ -36,8 +36,14 @@ pub enum Command {
 pub enum KeysCommand {
     /// Create the active signing key when there is none.
     Generate,
-    /// Make a new active key; the old one keeps verifying for one access-token lifetime.
-    Rotate,
+    /// Make a new active key: published now, signing after the JWKS cache time (at most
+    /// 5 minutes); the old key verifies one access-token lifetime longer.
+    Rotate {
+        /// Sign with the new key at once (a compromised key); verifiers may refuse new
+        /// tokens until they refetch the JWKS.
+        #[arg(long)]
+        now: bool,
+    },
     /// List keys: kid, algorithm, state, created, retires at.
     List,
 }

@@ -26,7 +26,8 @@ pub struct VerifyingKey {
 }
 
 pub struct KeyRing {
-    signing: SigningKey,
+    /// Newest first, each with the time it signs from; the first due one signs.
+    signers: Vec<(SigningKey, UnixTime)>,
     verifying: HashMap<String, VerifyingKey>,
     /// Public JWKs of the asymmetric keys, with their end of validity.
     public: Vec<(Value, Option<UnixTime>)>,
@@ -36,11 +37,14 @@ impl KeyRing {
     /// HS256: `current` signs and verifies; `previous` secrets only verify.
     pub fn hs256(current: &Secret, previous: &[Secret]) -> Self {
         let mut ring = Self {
-            signing: SigningKey {
-                kid: hs256_kid(current),
-                alg: Algorithm::HS256,
-                encoding: EncodingKey::from_secret(current.expose()),
-            },
+            signers: vec![(
+                SigningKey {
+                    kid: hs256_kid(current),
+                    alg: Algorithm::HS256,
+                    encoding: EncodingKey::from_secret(current.expose()),
+                },
+                UnixTime(i64::MIN),
+            )],
             verifying: HashMap::new(),
             public: Vec::new(),
         };
@@ -48,37 +52,41 @@ impl KeyRing {
         ring
     }
 
-    /// Asymmetric: `active` signs; it and the `retired` keys (each until its time)
-    /// verify. Previous HS256 secrets may still verify during a switch of algorithm.
+    /// Asymmetric: `active` signs from `signs_from` on; until then the newest
+    /// `retired` key still signs. All of them verify (retired ones until their time) and
+    /// are published, so a pre-published key is known before its first token. Previous
+    /// HS256 secrets may still verify during a switch of algorithm.
     pub fn asymmetric(
         active: AsymmetricKey,
+        signs_from: UnixTime,
         retired: Vec<(AsymmetricKey, UnixTime)>,
         hs256_previous: &[Secret],
     ) -> Self {
+        let signer = |k: &AsymmetricKey| SigningKey {
+            kid: k.kid.clone(),
+            alg: k.alg,
+            encoding: k.encoding.clone(),
+        };
+        let mut signers = vec![(signer(&active), signs_from)];
+        if let Some((newest_retired, _)) = retired.first() {
+            signers.push((signer(newest_retired), UnixTime(i64::MIN)));
+        }
+        let all = std::iter::once((active, None)).chain(retired.into_iter().map(|(k, until)| (k, Some(until))));
         let mut verifying = HashMap::new();
         let mut public = Vec::new();
-        let all = std::iter::once((active.kid.clone(), active.alg, active.decoding, active.jwk, None)).chain(
-            retired
-                .into_iter()
-                .map(|(k, until)| (k.kid, k.alg, k.decoding, k.jwk, Some(until))),
-        );
-        for (kid, alg, decoding, jwk, valid_until) in all {
-            public.push((jwk, valid_until));
+        for (k, valid_until) in all {
+            public.push((k.jwk, valid_until));
             verifying.insert(
-                kid,
+                k.kid,
                 VerifyingKey {
-                    alg,
-                    decoding,
+                    alg: k.alg,
+                    decoding: k.decoding,
                     valid_until,
                 },
             );
         }
         let mut ring = Self {
-            signing: SigningKey {
-                kid: active.kid,
-                alg: active.alg,
-                encoding: active.encoding,
-            },
+            signers,
             verifying,
             public,
         };
@@ -99,8 +107,16 @@ impl KeyRing {
         }
     }
 
-    pub fn signing(&self) -> &SigningKey {
-        &self.signing
+    /// The key that signs at `now`: the newest one due (the oldest if none is).
+    pub fn signing(&self, now: UnixTime) -> &SigningKey {
+        let due = self.signers.iter().find(|(_, from)| *from <= now);
+        let (key, _) = due.unwrap_or_else(|| &self.signers[self.signers.len() - 1]);
+        key
+    }
+
+    /// The key configured to sign (possibly not yet due).
+    pub fn active(&self) -> &SigningKey {
+        &self.signers[0].0
     }
 
     /// The key for `kid`, if it still verifies at `now`.
@@ -204,7 +220,7 @@ mod tests {
         let cur = Secret::new(b"current-secret-current-secret-0123456789".to_vec());
         let old = Secret::new(b"previous-secret-previous-secret-0123456789".to_vec());
         let ring = KeyRing::hs256(&cur, std::slice::from_ref(&old));
-        assert_eq!(ring.signing().kid, hs256_kid(&cur));
+        assert_eq!(ring.signing(UnixTime(0)).kid, hs256_kid(&cur));
         let now = UnixTime(1_800_000_000);
         assert!(ring.verifying(&hs256_kid(&old), now).is_some());
         assert!(ring.verifying(&hs256_kid(&cur), now).is_some());
@@ -219,12 +235,16 @@ mod tests {
         let (k1, d1) = generate(SigningAlgorithm::EdDsa).unwrap();
         let (k2, d2) = generate(SigningAlgorithm::EdDsa).unwrap();
         let until = UnixTime(1_800_000_900);
+        let signs_from = UnixTime(1_800_000_000);
         let ring = KeyRing::asymmetric(
             load(&k2, SigningAlgorithm::EdDsa, &d2).unwrap(),
+            signs_from,
             vec![(load(&k1, SigningAlgorithm::EdDsa, &d1).unwrap(), until)],
             &[],
         );
-        assert_eq!(ring.signing().kid, k2);
+        // Pre-published: the old key signs until the new one is due.
+        assert_eq!(ring.signing(UnixTime(signs_from.0 - 1)).kid, k1);
+        assert_eq!(ring.signing(signs_from).kid, k2);
         let before = UnixTime(until.0 - 1);
         assert!(ring.verifying(&k1, before).is_some());
         assert!(ring.verifying(&k1, until).is_none());

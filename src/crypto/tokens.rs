@@ -108,7 +108,7 @@ impl AccessTokens {
 
     /// The JOSE name of the signing algorithm.
     pub fn signing_algorithm(&self) -> String {
-        format!("{:?}", self.ring().signing().alg)
+        format!("{:?}", self.ring().active().alg)
     }
 
     pub fn sign(
@@ -119,7 +119,7 @@ impl AccessTokens {
         now: UnixTime,
     ) -> Result<SignedAccess, TokenError> {
         let ring = self.ring();
-        let key = ring.signing();
+        let key = ring.signing(now);
         let mut header = Header::new(key.alg);
         header.kid = Some(key.kid.clone());
         let jti = Jti::new();

@@ -101,6 +101,8 @@ pub struct StoredKey {
     pub private_der: Vec<u8>,
     pub active: bool,
     pub created_at: UnixTime,
+    /// The active key signs from this time on (published in the JWKS before).
+    pub signs_from: UnixTime,
     /// For a retired key: when it stops verifying (every token it signed has expired).
     pub retires_at: Option<UnixTime>,
 }
@@ -171,8 +173,8 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Store `key` as the active key; `Conflict` when one is active already.
     async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
-    /// Retire the active key (verifying until `retires_at`) and make `key` active, in
-    /// one transaction.
+    /// Retire the active key (it signs until `key.signs_from`, then verifies until
+    /// `retires_at`) and make `key` active, in one transaction.
     async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
 
     /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.

@@ -123,12 +123,14 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
 
 async fn insert_key<'e, E: sqlx::Executor<'e, Database = Sqlite>>(db: E, key: &StoredKey) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO signing_keys (kid, algorithm, private_key, state, created_at) VALUES (?, ?, ?, 'active', ?)",
+        "INSERT INTO signing_keys (kid, algorithm, private_key, state, created_at, signs_from)
+         VALUES (?, ?, ?, 'active', ?, ?)",
     )
     .bind(&key.kid)
     .bind(&key.algorithm)
     .bind(B64.encode(&key.private_der))
     .bind(key.created_at.0)
+    .bind(key.signs_from.0)
     .execute(db)
     .await
     .map_err(db_err)?;
@@ -468,7 +470,7 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kid, algorithm, private_key, state, created_at, retires_at FROM signing_keys
+            "SELECT kid, algorithm, private_key, state, created_at, signs_from, retires_at FROM signing_keys
              ORDER BY state = 'active' DESC, created_at DESC",
         )
         .fetch_all(&self.read)
@@ -483,6 +485,7 @@ impl Store for SqliteStore {
                     private_der: B64.decode(b64).map_err(backend)?,
                     active: r.try_get::<String, _>("state").map_err(backend)? == "active",
                     created_at: UnixTime(r.try_get("created_at").map_err(backend)?),
+                    signs_from: UnixTime(r.try_get("signs_from").map_err(backend)?),
                     retires_at: r
                         .try_get::<Option<i64>, _>("retires_at")
                         .map_err(backend)?

@@ -215,9 +215,15 @@ impl TestServer {
         &self.state.auth
     }
 
-    /// `tokengate keys rotate`, then the reload a running server does on its own.
+    /// `tokengate keys rotate` (the new key signs after the publish-ahead time), then
+    /// the reload a running server does on its own; the new kid.
     pub async fn rotate_keys(&self) -> String {
-        self.state.auth.rotate_keys().await.expect("rotate keys")
+        self.state.auth.rotate_keys(false).await.expect("rotate keys")
+    }
+
+    /// `tokengate keys rotate --now`: the new key signs at once.
+    pub async fn rotate_keys_now(&self) -> String {
+        self.state.auth.rotate_keys(true).await.expect("rotate keys")
     }
 
     /// `GET` a JSON document.

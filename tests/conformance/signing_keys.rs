@@ -113,6 +113,19 @@ pub async fn rotation_keeps_old_tokens_valid_then_retires_the_key(b: Backend) {
         srv.clock.advance(100);
         let new_kid = srv.rotate_keys().await;
         assert_ne!(new_kid, old_kid);
+        // Published at once, signing only after the JWKS cache time (300 s here), so
+        // verifiers that cache the JWKS know the key before its first token.
+        let jwks = srv.get_json("/.well-known/jwks.json").await;
+        assert!(
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == new_kid.as_str())
+        );
+        let early = srv.login("alzy", PASSWORD).await;
+        assert_eq!(jwt_parts(&early.access).0["kid"], old_kid.as_str());
+        srv.clock.advance(300);
         let new = srv.login("alzy", PASSWORD).await;
         assert_eq!(jwt_parts(&new.access).0["kid"], new_kid.as_str());
         // Overlap: both verify, here and through the JWKS; both keys are published.
@@ -129,8 +142,8 @@ pub async fn rotation_keeps_old_tokens_valid_then_retires_the_key(b: Backend) {
         assert_eq!(kids.len(), 2);
         assert!(kids.contains(&json!(old_kid)) && kids.contains(&json!(new_kid)));
 
-        // One access lifetime after the rotation the retired key is gone: from the JWKS,
-        // and for verification, even for a fresh token it would sign.
+        // One access lifetime after the new key took over, the retired key is gone: from
+        // the JWKS, and for verification, even for a fresh token it would sign.
         srv.clock.advance(900);
         srv.auth().reload_keys().await.unwrap();
         let keys = srv.get_json("/.well-known/jwks.json").await;
@@ -273,7 +286,7 @@ pub async fn instances_on_one_database_share_keys_and_rotations(b: Backend) {
         StatusCode::OK,
         "B verifies A's token"
     );
-    let kid = a.rotate_keys().await;
+    let kid = a.rotate_keys_now().await;
     // B picks the rotation up at its next reload (every few seconds when serving).
     second.auth().reload_keys().await.unwrap();
     let t2 = second.login("alzy", PASSWORD).await;

@@ -7,15 +7,14 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use crate::auth::keys::publish_ahead_secs;
 use crate::http::AppState;
-
-/// JWKS caches live at most this long, and always less than a retired key's overlap
-/// (one access-token lifetime), so verifiers see a rotation in time.
-const MAX_JWKS_CACHE_SECS: u64 = 300;
 
 /// `GET /.well-known/jwks.json`: public keys only; empty for HS256.
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let max_age = MAX_JWKS_CACHE_SECS.min(state.auth.access_ttl_secs() / 2);
+    // No longer than a new key is published before it signs (and so shorter than the
+    // overlap a retired key keeps verifying): verifiers see every rotation in time.
+    let max_age = publish_ahead_secs(state.auth.access_ttl_secs());
     let cache =
         HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-cache"));
     ([(header::CACHE_CONTROL, cache)], Json(state.auth.jwks()))
