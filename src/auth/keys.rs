@@ -6,7 +6,6 @@
 use serde_json::Value;
 
 use super::AuthService;
-use crate::clock::Clock;
 use crate::config::SigningAlgorithm;
 use crate::crypto::keygen::{self, jose_algorithm};
 use crate::crypto::keys::KeyRing;
@@ -207,9 +206,5 @@ impl AuthService {
         .map_err(ApiError::internal)?;
         self.reload_keys().await.map_err(ApiError::internal)?;
         Ok(key.kid)
-    }
-
-    pub fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
     }
 }
