@@ -136,15 +136,9 @@ struct Row {
 }
 
 fn table(rows: impl Iterator<Item = Row>) -> String {
-    let mut out = format!(
-        "{:<24}  {:<9}  {:<22}  {:<20}  retires at\n",
-        "kid", "algorithm", "state", "created"
-    );
-    for r in rows {
-        out.push_str(&format!(
-            "{:<24}  {:<9}  {:<22}  {:<20}  {}\n",
-            r.kid, r.algorithm, r.state, r.created, r.retires
-        ));
-    }
-    out.trim_end().to_owned()
+    super::table::render(
+        &["kid", "algorithm", "state", "created", "retires at"],
+        &[24, 9, 22, 20],
+        rows.map(|r| vec![r.kid, r.algorithm, r.state, r.created, r.retires]),
+    )
 }

@@ -2,6 +2,7 @@
 //! only dispatches.
 
 mod keys;
+mod table;
 mod user;
 
 use clap::{Parser, Subcommand};

@@ -76,21 +76,19 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 .list_users(limit.min(10_000), offset)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
-            let mut out = format!(
-                "{:<36}  {:<20}  {:<30}  {:<6}  roles\n",
-                "id", "username", "email", "active"
-            );
-            for u in users {
-                out.push_str(&format!(
-                    "{:<36}  {:<20}  {:<30}  {:<6}  {}\n",
-                    u.id,
-                    u.username.as_str(),
-                    u.email.as_str(),
-                    u.is_active,
-                    u.roles.iter().map(Role::as_str).collect::<Vec<_>>().join(",")
-                ));
-            }
-            Ok(out.trim_end().to_owned())
+            Ok(super::table::render(
+                &["id", "username", "email", "active", "roles"],
+                &[36, 20, 30, 6],
+                users.iter().map(|u| {
+                    vec![
+                        u.id.to_string(),
+                        u.username.as_str().to_owned(),
+                        u.email.as_str().to_owned(),
+                        u.is_active.to_string(),
+                        u.roles.iter().map(Role::as_str).collect::<Vec<_>>().join(","),
+                    ]
+                }),
+            ))
         }
     }
 }
