@@ -4,6 +4,7 @@ use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
 use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
+use crate::state::LimitKey;
 use crate::store::{NewUser, StoreError, UserRecord};
 
 impl AuthService {
@@ -53,6 +54,11 @@ impl AuthService {
         new: Password,
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
+        // Guessing the current password with a stolen access token spends the same
+        // per-username budget as guessing it at login.
+        let user_key = who.user.username.as_str().to_lowercase();
+        self.limit(LimitKey::LoginUser(user_key), AuthEvent::LoginLimited, client)
+            .await?;
         let ok = self
             .hasher
             .verify(current, Some(who.user.password_hash.clone()))

@@ -143,3 +143,20 @@ pub async fn session_ip_comes_from_trusted_proxies_only(b: Backend) {
     assert_eq!(sessions[0]["ip"], "203.0.113.50");
     assert_eq!(sessions[0]["id"], jwt_parts(&access).1["sid"]);
 }
+
+pub async fn password_change_guesses_share_the_login_limit(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.login_rate = rate(4, 60)).await;
+    let t = srv.user("alzy").await; // one login attempt spent
+    let guess = json!({"current_password": "guess-one-two", "new_password": "a-brand-new-pass"});
+    for _ in 0..3 {
+        let res = srv.post_auth("/auth/password", &t.access, Some(guess.clone())).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let right = json!({"current_password": PASSWORD, "new_password": "a-brand-new-pass"});
+    assert_limited(srv.post_auth("/auth/password", &t.access, Some(right)).await).await;
+    assert_limited(
+        srv.post_json("/auth/login", json!({"username": "alzy", "password": PASSWORD}))
+            .await,
+    )
+    .await;
+}

@@ -104,6 +104,7 @@ conformance! {
         refresh_is_limited_per_ip,
         forged_forwarded_for_is_ignored_by_default,
         session_ip_comes_from_trusted_proxies_only,
+        password_change_guesses_share_the_login_limit,
     ],
     forward_auth: [
         verify_answers_identity_headers,
