@@ -121,6 +121,25 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
     })
 }
 
+/// A session and its user, read together (the per-request check, and rotation).
+async fn load_session_with_user<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
+    db: E,
+    id: SessionId,
+) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(db)
+        .await
+        .map_err(backend)?;
+    match row {
+        None => Ok(None),
+        Some(r) => Ok(Some((session_from_row(&r)?, user_from_row(&r)?))),
+    }
+}
+
 async fn insert_key<'e, E: sqlx::Executor<'e, Database = Sqlite>>(db: E, key: &StoredKey) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO signing_keys (kid, algorithm, private_key, state, created_at, signs_from)
@@ -313,18 +332,7 @@ impl Store for SqliteStore {
     }
 
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some((session_from_row(&r)?, user_from_row(&r)?))),
-        }
+        load_session_with_user(&self.read, id).await
     }
 
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
@@ -365,15 +373,9 @@ impl Store for SqliteStore {
         };
 
         let session_id: SessionId = parse_col(&spent, "session_id")?;
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(session_id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let (session, user) = (session_from_row(&row)?, user_from_row(&row)?);
+        let (session, user) = load_session_with_user(&mut *tx, session_id)
+            .await?
+            .ok_or_else(|| StoreError::Backend("refresh token without its session".into()))?;
         if !session.is_live(req.now) || !user.is_active {
             tx.rollback().await.map_err(backend)?;
             return Ok(Rotation::Rejected);
