@@ -177,6 +177,11 @@ pub struct Role(String);
 impl Role {
     pub const ADMIN: &'static str = "admin";
 
+    /// The built-in `admin` role.
+    pub fn admin() -> Self {
+        Self(Self::ADMIN.to_owned())
+    }
+
     /// 1-50 characters of `[a-z0-9_:.-]`.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let ok = (1..=50).contains(&raw.len())

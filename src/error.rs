@@ -6,6 +6,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+/// Why a presented access token was refused, as far as the client is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenProblem {
+    Expired,
+    Revoked,
+    BadSignature,
+    Invalid,
+}
+
 /// One entry of a 422 `detail` list, shaped like FastAPI's.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FieldError {
@@ -35,7 +44,7 @@ pub enum ApiError {
     NotAuthenticated,
     /// A token was sent and refused (bad signature, expired, revoked, wrong type...).
     #[error("invalid token")]
-    InvalidToken,
+    InvalidToken(TokenProblem),
     #[error("bad credentials")]
     BadCredentials,
     #[error("invalid refresh token")]
@@ -50,6 +59,12 @@ pub enum ApiError {
     /// A cookie-authenticated unsafe request without the matching CSRF header.
     #[error("csrf check failed")]
     CsrfFailed,
+    /// Refused for a reason the detail states (e.g. a cross-site cookie login).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// A malformed request that is not a body field's fault (e.g. a repeated cookie).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
     #[error("conflict: {0}")]
     Conflict(&'static str),
     #[error("not found")]
@@ -64,6 +79,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// Overloaded right now (the password-hashing queue is full); retry shortly.
+    #[error("busy")]
+    Busy { retry_after_secs: u64 },
     /// A bug or an infrastructure failure; logged, answered with a generic 500.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,18 +96,21 @@ impl ApiError {
         match self {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotAuthenticated
-            | Self::InvalidToken
+            | Self::InvalidToken(_)
             | Self::BadCredentials
             | Self::InvalidRefreshToken
             | Self::WrongPassword => StatusCode::UNAUTHORIZED,
-            Self::InactiveUser | Self::InsufficientRole | Self::CsrfFailed => StatusCode::FORBIDDEN,
+            Self::InactiveUser | Self::InsufficientRole | Self::CsrfFailed | Self::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,13 +119,14 @@ impl ApiError {
         let text = match self {
             Self::Validation(errors) => return json!(errors),
             Self::NotAuthenticated => "Not authenticated",
-            Self::InvalidToken => "Could not validate credentials",
+            Self::InvalidToken(_) => "Could not validate credentials",
             Self::BadCredentials => "Incorrect username or password",
             Self::InvalidRefreshToken => "Invalid or expired refresh token",
             Self::WrongPassword => "Incorrect password",
             Self::InactiveUser => "Inactive user",
             Self::InsufficientRole => "Insufficient role",
             Self::CsrfFailed => "CSRF token missing or invalid",
+            Self::Forbidden(msg) | Self::BadRequest(msg) => msg,
             Self::Conflict(msg) => msg,
             Self::NotFound => "Not Found",
             Self::MethodNotAllowed => "Method Not Allowed",
@@ -112,15 +134,28 @@ impl ApiError {
             Self::UnsupportedMediaType(msg) => msg,
             Self::RateLimited { .. } => "Too many requests",
             Self::Unavailable(msg) => msg,
+            Self::Busy { .. } => "Server busy, retry shortly",
             Self::Internal(_) => "Internal Server Error",
         };
         json!(text)
     }
 
-    /// The `WWW-Authenticate` challenge every 401 carries.
+    /// The `WWW-Authenticate` challenge every 401 carries; a refused token says why
+    /// (RFC 6750 §3).
     fn challenge(&self) -> Option<&'static str> {
         match self {
-            Self::InvalidToken | Self::InvalidRefreshToken => Some("Bearer error=\"invalid_token\""),
+            Self::InvalidToken(TokenProblem::Expired) => {
+                Some("Bearer error=\"invalid_token\", error_description=\"token expired\"")
+            }
+            Self::InvalidToken(TokenProblem::Revoked) => {
+                Some("Bearer error=\"invalid_token\", error_description=\"token revoked\"")
+            }
+            Self::InvalidToken(TokenProblem::BadSignature) => {
+                Some("Bearer error=\"invalid_token\", error_description=\"invalid signature\"")
+            }
+            Self::InvalidToken(TokenProblem::Invalid) | Self::InvalidRefreshToken => {
+                Some("Bearer error=\"invalid_token\"")
+            }
             Self::NotAuthenticated | Self::BadCredentials | Self::WrongPassword => Some("Bearer"),
             _ => None,
         }
@@ -137,7 +172,7 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs } = self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
         }
@@ -153,7 +188,10 @@ mod tests {
     fn every_401_has_a_challenge() {
         for e in [
             ApiError::NotAuthenticated,
-            ApiError::InvalidToken,
+            ApiError::InvalidToken(TokenProblem::Invalid),
+            ApiError::InvalidToken(TokenProblem::Expired),
+            ApiError::InvalidToken(TokenProblem::Revoked),
+            ApiError::InvalidToken(TokenProblem::BadSignature),
             ApiError::BadCredentials,
             ApiError::InvalidRefreshToken,
             ApiError::WrongPassword,

@@ -16,6 +16,7 @@ pub struct ClientInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthEvent {
     Register,
+    RegisterLimited,
     LoginOk,
     LoginFailed,
     LoginInactive,
@@ -28,6 +29,7 @@ pub enum AuthEvent {
     LogoutAll,
     PasswordChanged,
     PasswordChangeFailed,
+    PasswordReset,
     SessionRevoked,
     RolesChanged,
     UserDeactivated,
@@ -40,6 +42,7 @@ impl AuthEvent {
     pub fn name(self) -> &'static str {
         match self {
             Self::Register => "register",
+            Self::RegisterLimited => "register.limited",
             Self::LoginOk => "login.ok",
             Self::LoginFailed => "login.failed",
             Self::LoginInactive => "login.inactive",
@@ -52,6 +55,7 @@ impl AuthEvent {
             Self::LogoutAll => "logout.all",
             Self::PasswordChanged => "password.changed",
             Self::PasswordChangeFailed => "password.change_failed",
+            Self::PasswordReset => "password.reset",
             Self::SessionRevoked => "session.revoked",
             Self::RolesChanged => "user.roles_changed",
             Self::UserDeactivated => "user.deactivated",

@@ -1,23 +1,28 @@
 //! Start-up and shutdown: open the store, load keys, build the service, serve.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
 
-use crate::auth::AuthService;
-use crate::auth::keys::{Ensured, KeyAdminError, KeyMode, ensure_active_key, load_ring};
+use crate::auth::keys::{Ensured, KeyAdminError, KeyMode, ensure_active_key, load_ring, resolve_algorithm};
+use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
 use crate::clock::Clock;
-use crate::config::{ConfigError, DatabaseUrl, Settings, SigningAlgorithm};
+use crate::config::{ConfigError, DatabaseUrl, HttpLimits, Settings, SigningAlgorithm};
 use crate::crypto::keys::{KeyRing, SecretSource, load_or_create_secret};
+use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::AccessTokens;
 use crate::domain::Secret;
 use crate::http::AppState;
-use crate::state::memory::MemoryLimiter;
+use crate::state::memory::{MemoryLimiter, Rates};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 
@@ -40,14 +45,36 @@ impl StartError {
     }
 }
 
+/// Whether opening a database may create it. Only `serve` and `migrate` may: an
+/// operator command pointed at the wrong directory must not make an empty database
+/// and report "no such user".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    CreateIfMissing,
+    MustExist,
+}
+
+/// An absolute form of `path` for logs and messages (as given if that fails).
+pub fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Open the configured database and bring its schema up to date.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
+pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn Store>, StartError> {
     let store: Arc<dyn Store> = match &settings.database_url {
         DatabaseUrl::Sqlite { path } => {
+            let shown = absolute(path);
+            if mode == OpenMode::MustExist && !path.exists() {
+                return Err(StartError::Runtime(format!(
+                    "no database at {}; run this where `tokengate serve` runs, or point TOKENGATE_DATABASE_URL \
+                     (or --database-url) at its file",
+                    shown.display()
+                )));
+            }
             let s = SqliteStore::open(path)
                 .await
-                .map_err(|e| StartError::Runtime(format!("cannot open {}: {e}", path.display())))?;
-            tracing::info!(path = %path.display(), "database: embedded SQLite");
+                .map_err(|e| StartError::Runtime(format!("cannot open {}: {e}", shown.display())))?;
+            tracing::info!(path = %shown.display(), "database: embedded SQLite");
             Arc::new(s)
         }
         DatabaseUrl::Postgres(_) => {
@@ -82,10 +109,10 @@ fn signing_secret(settings: &Settings) -> Result<Secret, StartError> {
     let (secret, source) = load_or_create_secret(&file).map_err(StartError::Runtime)?;
     match source {
         SecretSource::Generated => {
-            tracing::info!(path = %file.display(), "signing key: generated a new HS256 secret (mode 0600)")
+            tracing::info!(path = %absolute(&file).display(), "signing key: generated a new HS256 secret (mode 0600)")
         }
         SecretSource::Loaded => {
-            tracing::info!(path = %file.display(), "signing key: HS256 secret loaded")
+            tracing::info!(path = %absolute(&file).display(), "signing key: HS256 secret loaded")
         }
     }
     Ok(secret)
@@ -103,40 +130,72 @@ async fn signing_keys(
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
 ) -> Result<(KeyRing, KeyMode), StartError> {
-    if settings.algorithm == SigningAlgorithm::Hs256 {
+    let algorithm = signing_algorithm(settings, store.as_ref()).await?;
+    if algorithm == SigningAlgorithm::Hs256 {
         let secret = signing_secret(settings)?;
         return Ok((KeyRing::hs256(&secret, &settings.previous_secret_keys), KeyMode::Hs256));
     }
     let runtime = |e: KeyAdminError| StartError::Runtime(e.to_string());
     let now = clock.now();
-    match ensure_active_key(store.as_ref(), settings.algorithm, settings.access_ttl_secs, now)
+    match ensure_active_key(store.as_ref(), algorithm, settings.access_ttl_secs, now)
         .await
         .map_err(runtime)?
     {
         Ensured::Generated(kid) => {
-            tracing::info!(%kid, "signing key: generated a new {:?} key (kept in the database)", settings.algorithm)
+            tracing::info!(%kid, "signing key: generated a new {} key (kept in the database)", algorithm.jose_name())
         }
         Ensured::Rotated(kid) => {
             tracing::info!(%kid, "signing key: algorithm changed; new active key, the old one retired")
         }
-        Ensured::Existing(_) => tracing::info!("signing key: {:?} keys loaded from the database", settings.algorithm),
+        Ensured::Existing(_) => tracing::info!("signing key: {} keys loaded from the database", algorithm.jose_name()),
     }
     let ring = load_ring(store.as_ref(), now, &settings.previous_secret_keys)
         .await
         .map_err(runtime)?;
     let mode = KeyMode::Stored {
-        algorithm: settings.algorithm,
+        algorithm,
         hs256_previous: settings.previous_secret_keys.clone(),
     };
     Ok((ring, mode))
 }
 
+/// The algorithm to sign with: configured, or decided by the database's active key.
+pub async fn signing_algorithm(settings: &Settings, store: &dyn Store) -> Result<SigningAlgorithm, StartError> {
+    resolve_algorithm(store, settings.algorithm).await.map_err(|e| {
+        let text = e.to_string();
+        match text.strip_prefix("TOKENGATE_ALGORITHM: ") {
+            Some(message) => StartError::Config(ConfigError::new("TOKENGATE_ALGORITHM", message)),
+            None => StartError::Runtime(text),
+        }
+    })
+}
+
+/// An HMAC key kept in the database (made at first start, shared by every instance).
+async fn server_mac(store: &dyn Store, name: &'static str, clock: &Arc<dyn Clock>) -> Result<MacKey, StartError> {
+    let mut fresh = vec![0u8; 32];
+    getrandom::fill(&mut fresh).map_err(|e| StartError::Runtime(e.to_string()))?;
+    let key = store
+        .server_secret(name, fresh, clock.now())
+        .await
+        .map_err(|e| StartError::Runtime(format!("cannot load the {name} key: {e}")))?;
+    Ok(MacKey::new(Secret::new(key), name))
+}
+
 /// Everything the routes need, from validated settings.
 pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
+    build_state_opening(settings, clock, OpenMode::CreateIfMissing).await
+}
+
+/// [`build_state`], opening the database as `mode` says (operator commands: must exist).
+pub async fn build_state_opening(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    mode: OpenMode,
+) -> Result<AppState, StartError> {
     if settings.redis_url.is_some() {
         tracing::warn!("TOKENGATE_REDIS_URL is set but not used by this version yet");
     }
-    let store = open_store(settings).await?;
+    let store = open_store(settings, mode).await?;
     let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;
     let tokens = AccessTokens::new(
         keys,
@@ -145,22 +204,33 @@ pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<A
         settings.access_ttl_secs,
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hasher = PasswordHasher::new(settings.argon2, cores)
+    let hasher = PasswordHasher::new(settings.argon2, cores, settings.hash_queue_max)
         .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ARGON2_MEMORY_KIB", e.to_string())))?;
     let limiter = Arc::new(MemoryLimiter::new(
-        settings.login_rate,
-        settings.refresh_rate,
+        Rates {
+            login: settings.login_rate,
+            refresh: settings.refresh_rate,
+            register: settings.register_rate,
+        },
         crate::state::memory::DEFAULT_MAX_KEYS,
     ));
-    let auth = AuthService::new(
+    let macs = ServerMacs {
+        csrf: server_mac(store.as_ref(), "csrf", &clock).await?,
+        device: server_mac(store.as_ref(), "device", &clock).await?,
+    };
+    let auth = AuthService::new(AuthParts {
         store,
         hasher,
         tokens,
         limiter,
         clock,
-        settings.refresh_ttl_secs,
-        key_mode,
-    );
+        sessions: SessionPolicy {
+            refresh_ttl_secs: settings.refresh_ttl_secs,
+            max_lifetime_secs: settings.session_max_lifetime_secs,
+        },
+        keys: key_mode,
+        macs,
+    });
     if !settings.cookie_secure {
         tracing::warn!(
             "TOKENGATE_COOKIE_SECURE=false: cookies lack the Secure attribute; use this only for plain-HTTP local development"
@@ -171,59 +241,106 @@ pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<A
         .iter()
         .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
         .collect::<Vec<_>>();
+    // Configured, else an issuer that is a URL, else the bind address.
+    let public_url = settings.public_url.clone().unwrap_or_else(|| {
+        let issuer = &settings.issuer;
+        if issuer.starts_with("https://") || issuer.starts_with("http://") {
+            issuer.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{}", settings.bind)
+        }
+    });
     Ok(AppState {
         auth: Arc::new(auth),
+        public_url: public_url.into(),
         trusted_proxies: settings.trusted_proxies.clone().into(),
         cookies: crate::http::cookies::CookiePolicy {
             secure: settings.cookie_secure,
             access_ttl_secs: settings.access_ttl_secs,
             refresh_ttl_secs: settings.refresh_ttl_secs,
+            device_ttl_secs: crate::auth::DEVICE_TOKEN_TTL_SECS,
         },
         cors_origins: cors_origins.into(),
     })
 }
 
 /// Serve `state` on `listener` until `shutdown` resolves, then finish in-flight
-/// requests for up to 10 seconds.
+/// requests for up to 10 seconds. Each connection must send a request's headers
+/// within `limits.header_timeout_secs` (also the keep-alive idle time), and at most
+/// `limits.max_connections` are open at once: slow or idle clients cannot pile up.
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut server = Box::pin(server.into_future());
-    let mut stop_rx = stop_rx;
-    tokio::select! {
-        res = &mut server => return res,
-        _ = stop_rx.wait_for(|stop| *stop) => {}
+    let app = crate::http::router(state).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(limits.request_timeout_secs),
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that vanishes or times out is not our error.
+            let _ = conn.await;
+            drop(slot);
+        });
     }
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(res) => res,
-        Err(_) => {
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(10)) => {
             tracing::warn!("in-flight requests still running after 10 s; stopping anyway");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// `tokengate serve`.
-pub async fn serve(settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartError> {
-    let state = build_state(&settings, clock.clone()).await?;
-    let shutdown = shutdown_signal();
+pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartError> {
     let listener = TcpListener::bind(settings.bind)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", settings.bind)))?;
     let addr = listener.local_addr().map_err(|e| StartError::Runtime(e.to_string()))?;
-    tracing::info!(address = %addr, "listening on http://{addr}");
+    // Port 0 picks one: URLs we emit name the one we got.
+    settings.bind = addr;
+    let state = build_state(&settings, clock.clone()).await?;
+    let shutdown = shutdown_signal();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %addr, "tokengate {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
     let store = state.auth.store().clone();
     let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.refresh_ttl_secs));
     let reload = tokio::spawn(reload_loop(state.auth.clone()));
-    serve_on(listener, state, shutdown)
+    serve_on(listener, state, settings.http, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     purge.abort();

@@ -38,7 +38,11 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str)] = &[
         ("TOKENGATE_ACCESS_TTL", "soon"),
+        // A bare number could be seconds or minutes: refused, not guessed.
+        ("TOKENGATE_ACCESS_TTL", "15"),
         ("TOKENGATE_SECRET_KEY", "changeme"),
+        ("TOKENGATE_SECRET_KEY", "password1234password1234password"),
+        ("TOKENGATE_PUBLIC_URL", "auth.example.com"),
         (
             "TOKENGATE_SECRET_KEY",
             "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
@@ -72,6 +76,25 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
         !dir.path().join("tokengate.db").exists(),
         "nothing is created on bad config"
     );
+}
+
+#[test]
+fn misspelled_variables_and_malformed_env_lines_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "TOKENGATE_LOGIN_RATE=20/1m\nthis line is not a setting\nTOKENGATE_REFRESH_RATE=30/1m\n",
+    )
+    .unwrap();
+    let mut cmd = tokengate(dir.path());
+    cmd.env("TOKENGATE_ACESS_TTL", "5m");
+    let (mut child, log, _) = start_server_with(cmd);
+    assert!(
+        log.contains("unknown variable TOKENGATE_ACESS_TTL is ignored; did you mean TOKENGATE_ACCESS_TTL?"),
+        "{log}"
+    );
+    assert!(log.contains(".env: ignored a malformed line"), "{log}");
+    assert_eq!(terminate(&mut child), 0);
 }
 
 /// Start `serve` in `dir`, wait for "listening on", return the child and the log so far.
@@ -123,6 +146,11 @@ fn zero_config_start_creates_database_and_private_secret_then_reuses_them() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, log) = start_server(dir.path());
     assert!(log.contains("tokengate.db"), "{log}");
+    // The version, and absolute paths: an operator sees which files are in use.
+    assert!(log.contains(env!("CARGO_PKG_VERSION")), "{log}");
+    let abs = std::path::absolute(dir.path()).unwrap();
+    assert!(log.contains(&format!("{}/tokengate.db", abs.display())), "{log}");
+    assert!(log.contains(&format!("{}/tokengate.secret", abs.display())), "{log}");
     assert!(log.contains("generated a new HS256 secret"), "{log}");
     assert!(log.contains("tokengate.secret"), "{log}");
     let secret_path = dir.path().join("tokengate.secret");
@@ -146,11 +174,36 @@ fn zero_config_start_creates_database_and_private_secret_then_reuses_them() {
 }
 
 #[test]
+fn operator_commands_never_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["user", "list"],
+        vec!["keys", "list"],
+        vec!["user", "deactivate", "--username", "x"],
+    ] {
+        let (code, out, err) = run(tokengate(dir.path()).args(&args), "");
+        assert_eq!(code, 1, "{args:?}: {out}");
+        assert!(err.contains("no database at") && err.contains("tokengate.db"), "{err}");
+        assert!(
+            err.contains("TOKENGATE_DATABASE_URL"),
+            "says how to point at the right one: {err}"
+        );
+        let shown = dir.path().canonicalize().unwrap();
+        assert!(
+            err.contains(shown.to_str().unwrap()) || err.contains(dir.path().to_str().unwrap()),
+            "absolute path: {err}"
+        );
+    }
+    assert!(!dir.path().join("tokengate.db").exists());
+}
+
+#[test]
 fn operator_creates_the_first_admin_and_lists_users() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = run(tokengate(dir.path()).arg("migrate"), "");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("up to date"));
+    assert!(!err.contains("INFO"), "operator commands print no INFO lines: {err}");
 
     let create = [
         "user",
@@ -167,6 +220,7 @@ fn operator_creates_the_first_admin_and_lists_users() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("created user root") && out.contains("[admin]"), "{out}");
     assert!(!err.contains("a-long-admin-password") && !out.contains("a-long-admin-password"));
+    assert_eq!(err, "", "a successful command prints its result only");
 
     let (code, _, err) = run(tokengate(dir.path()).args(create), "a-long-admin-password\n");
     assert_eq!(code, 1);
@@ -214,15 +268,41 @@ fn operator_creates_the_first_admin_and_lists_users() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("[admin, auditor]"), "{out}");
+    // root is the only admin: nothing may leave the server without one.
+    for args in [vec!["deactivate"], vec!["set-roles", "--role", "auditor"]] {
+        let mut full = vec!["user", args[0], "--username", "root"];
+        full.extend(&args[1..]);
+        let (code, _, err) = run(tokengate(dir.path()).args(&full), "");
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains("no active admin"), "{err}");
+    }
+    let (code, _, err) = run(
+        tokengate(dir.path()).args(["user", "create", "--username", "bob", "--email", "bob@example.com"]),
+        "bobs-password-1\n",
+    );
+    assert_eq!(code, 0, "{err}");
     for cmd in [["deactivate"], ["activate"]] {
-        let (code, out, err) = run(tokengate(dir.path()).args(["user", cmd[0], "--username", "root"]), "");
+        let (code, out, err) = run(tokengate(dir.path()).args(["user", cmd[0], "--username", "bob"]), "");
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(cmd[0]), "{out}");
     }
+    let (code, out, err) = run(
+        tokengate(dir.path()).args(["user", "set-password", "--username", "bob", "--password-stdin"]),
+        "a-brand-new-password\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reset") && !out.contains("a-brand-new-password"), "{out}");
+    let (code, _, err) = run(
+        tokengate(dir.path()).args(["user", "set-password", "--username", "bob"]),
+        "short\n",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("password"), "{err}");
     for cmd in [
         vec!["set-roles", "--role", "admin"],
         vec!["deactivate"],
         vec!["activate"],
+        vec!["set-password"],
     ] {
         let mut args = vec!["user", cmd[0], "--username", "ghost"];
         args.extend(&cmd[1..]);
@@ -234,8 +314,9 @@ fn operator_creates_the_first_admin_and_lists_users() {
     let (code, out, _) = run(tokengate(dir.path()).args(["user", "list"]), "");
     assert_eq!(code, 0);
     let rows: Vec<_> = out.lines().collect();
-    assert_eq!(rows.len(), 2, "{out}");
-    assert!(rows[1].contains("root") && rows[1].contains("admin,auditor") && rows[1].contains("true"));
+    assert_eq!(rows.len(), 3, "{out}");
+    let root = rows.iter().find(|r| r.contains("root")).expect("root listed");
+    assert!(root.contains("admin,auditor") && root.contains("true"), "{out}");
 }
 
 #[test]
@@ -244,6 +325,8 @@ fn keys_commands_and_a_running_server_picks_up_a_rotation() {
     let ed = |c: &mut Command| {
         c.env("TOKENGATE_ALGORITHM", "EdDSA");
     };
+    let (code, _, err) = run(tokengate(dir.path()).arg("migrate"), "");
+    assert_eq!(code, 0, "{err}");
     let mut cmd = tokengate(dir.path());
     ed(&mut cmd);
     let (code, out, err) = run(cmd.args(["keys", "generate"]), "");
@@ -290,20 +373,69 @@ fn keys_commands_and_a_running_server_picks_up_a_rotation() {
         out.contains("next (published)") && out.contains("retired (verifying)") && out.contains(&first_kid),
         "{out}"
     );
+
+    // A compromised key: revoked at once, out of the running server's JWKS.
+    let (code, out, err) = run(cmd_ed(dir.path()).args(["keys", "revoke", &first_kid]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while jwks().contains(&first_kid) {
+        assert!(Instant::now() < deadline, "the revoked key is still published");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _, err) = run(cmd_ed(dir.path()).args(["keys", "revoke", "no-such-kid"]), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("no signing key"), "{err}");
     assert_eq!(terminate(&mut child), 0);
 
+    // Without TOKENGATE_ALGORITHM the database's key decides: never a silent HS256.
+    let (code, out, err) = run(tokengate(dir.path()).args(["keys", "list"]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("EdDSA") && !out.contains("hs256-"), "{out}");
+    let (mut child, log, base) = start_server_with(tokengate(dir.path()));
+    assert!(log.contains("EdDSA keys loaded"), "{log}");
+    let v: serde_json::Value = serde_json::from_str(&http_get(&base, "/.well-known/jwks.json")).unwrap();
+    assert!(!v["keys"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(terminate(&mut child), 0);
+    // Asking for HS256 over it is refused at start, naming what to set.
+    let (code, _, err) = run(
+        tokengate(dir.path()).arg("serve").env("TOKENGATE_ALGORITHM", "HS256"),
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("TOKENGATE_ALGORITHM=EdDSA"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error: ")).count(), 1, "{err}");
+    assert!(
+        err.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("error: TOKENGATE_ALGORITHM"),
+        "{err}"
+    );
+
     // HS256: listed from configuration, never rotated here.
-    let (code, _, err) = run(tokengate(dir.path()).args(["keys", "rotate"]), "");
+    let hs = tempfile::tempdir().unwrap();
+    let (code, _, _) = run(tokengate(hs.path()).arg("migrate"), "");
+    assert_eq!(code, 0);
+    let (code, _, err) = run(tokengate(hs.path()).args(["keys", "rotate"]), "");
     assert_eq!(code, 1);
     assert!(err.contains("TOKENGATE_PREVIOUS_SECRET_KEYS"), "{err}");
     let (code, out, _) = run(
-        tokengate(dir.path())
+        tokengate(hs.path())
             .args(["keys", "list"])
             .env("TOKENGATE_SECRET_KEY", "q3vJ9c1XkP0sZb7Lr2mYt8Wn5Hd4Ga6Fe"),
         "",
     );
     assert_eq!(code, 0);
     assert!(out.contains("hs256-") && !out.contains("q3vJ9c1X"), "{out}");
+}
+
+/// The binary with `TOKENGATE_ALGORITHM=EdDSA`.
+fn cmd_ed(dir: &Path) -> Command {
+    let mut c = tokengate(dir);
+    c.env("TOKENGATE_ALGORITHM", "EdDSA");
+    c
 }
 
 /// The body of a plain HTTP/1.0 GET (no client library needed in a sync test).

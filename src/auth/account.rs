@@ -1,5 +1,6 @@
 //! Accounts: registration and password change.
 
+use super::sessions::net_of;
 use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
 use crate::error::ApiError;
@@ -7,8 +8,12 @@ use crate::events::{AuthEvent, ClientInfo, emit};
 use crate::state::LimitKey;
 use crate::store::{NewUser, StoreError, UserRecord};
 
+const TAKEN: ApiError = ApiError::Conflict("Username or email already registered");
+
 impl AuthService {
     /// Create an account. Registration never grants roles: those come from an admin.
+    /// Both refusals that cost nothing (the client's limit, a taken name) come before
+    /// the hash, so a flood of registrations costs the server no argon2 work.
     pub async fn register(
         &self,
         username: Username,
@@ -16,6 +21,8 @@ impl AuthService {
         password: Password,
         client: &ClientInfo,
     ) -> Result<UserRecord, ApiError> {
+        self.limit(LimitKey::RegisterIp(net_of(client)), AuthEvent::RegisterLimited, client)
+            .await?;
         let user = self.create_user(username, email, password, Vec::new()).await?;
         emit(AuthEvent::Register, Some(user.id), None, client);
         Ok(user)
@@ -29,6 +36,9 @@ impl AuthService {
         password: Password,
         roles: Vec<Role>,
     ) -> Result<UserRecord, ApiError> {
+        if self.store.username_or_email_taken(&username, &email).await? {
+            return Err(TAKEN);
+        }
         let password_hash = self.hasher.hash(password).await?;
         let new = NewUser {
             id: UserId::new(),
@@ -40,7 +50,7 @@ impl AuthService {
         };
         match self.store.create_user(new).await {
             Ok(u) => Ok(u),
-            Err(StoreError::Conflict) => Err(ApiError::Conflict("Username or email already registered")),
+            Err(StoreError::Conflict) => Err(TAKEN),
             Err(e) => Err(e.into()),
         }
     }
@@ -74,7 +84,7 @@ impl AuthService {
         }
         let hash = self.hasher.hash(new).await?;
         self.store
-            .change_password(who.user.id, hash, who.session.id, self.clock.now())
+            .change_password(who.user.id, hash, Some(who.session.id), self.clock.now())
             .await?;
         emit(
             AuthEvent::PasswordChanged,
@@ -82,6 +92,17 @@ impl AuthService {
             Some(who.session.id),
             client,
         );
+        Ok(())
+    }
+
+    /// Reset a user's password (the operator's `user set-password`, for a user who
+    /// lost theirs): every session of theirs is revoked, and logins in flight fail.
+    pub async fn set_password(&self, id: UserId, new: Password, client: &ClientInfo) -> Result<(), ApiError> {
+        let hash = self.hasher.hash(new).await?;
+        if !self.store.change_password(id, hash, None, self.clock.now()).await? {
+            return Err(ApiError::NotFound);
+        }
+        emit(AuthEvent::PasswordReset, Some(id), None, client);
         Ok(())
     }
 }

@@ -5,7 +5,20 @@ use super::{AuthService, Principal};
 use crate::domain::{Role, UserId};
 use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
-use crate::store::{UserRecord, UserUpdate};
+use crate::store::{UserRecord, UserUpdate, UserWrite};
+
+/// Nobody could administer the server any more: refused.
+const LAST_ADMIN: ApiError =
+    ApiError::Conflict("This change would leave no active admin; give another user the admin role first");
+
+/// The result of a guarded change, as the routes answer it.
+fn applied<T>(w: UserWrite<T>) -> Result<T, ApiError> {
+    match w {
+        UserWrite::Done(t) => Ok(t),
+        UserWrite::NotFound => Err(ApiError::NotFound),
+        UserWrite::LastHolder => Err(LAST_ADMIN),
+    }
+}
 
 impl AuthService {
     pub async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, ApiError> {
@@ -13,20 +26,24 @@ impl AuthService {
     }
 
     /// Change roles and/or activity. Deactivation kills every session and token of the
-    /// user at once; reactivation lets them log in again but revives nothing old.
+    /// user at once; reactivation lets them log in again but revives nothing old. A
+    /// role change or deactivation also voids logins in flight (the security stamp),
+    /// and no change may leave the server without an active admin.
     pub async fn update_user(
         &self,
         actor: Option<&Principal>,
         id: UserId,
-        update: UserUpdate,
+        mut update: UserUpdate,
         client: &ClientInfo,
     ) -> Result<UserRecord, ApiError> {
         let before = self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)?;
-        let after = self
-            .store
-            .update_user(id, update, self.clock.now())
-            .await?
-            .ok_or(ApiError::NotFound)?;
+        update.bump_stamp = update.roles.is_some() || update.is_active == Some(false);
+        let admin = Role::admin();
+        let after = applied(
+            self.store
+                .update_user(id, update, Some(&admin), self.clock.now())
+                .await?,
+        )?;
         let by_session = actor.map(|a| a.session.id);
         if before.roles != after.roles {
             emit(AuthEvent::RolesChanged, Some(id), by_session, client);
@@ -46,9 +63,7 @@ impl AuthService {
         id: UserId,
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
-        if !self.store.delete_user(id).await? {
-            return Err(ApiError::NotFound);
-        }
+        applied(self.store.delete_user(id, Some(&Role::admin())).await?)?;
         emit(AuthEvent::UserDeleted, Some(id), actor.map(|a| a.session.id), client);
         Ok(())
     }
@@ -62,7 +77,7 @@ impl AuthService {
     pub async fn set_roles(&self, id: UserId, roles: Vec<Role>, client: &ClientInfo) -> Result<UserRecord, ApiError> {
         let update = UserUpdate {
             roles: Some(roles),
-            is_active: None,
+            ..UserUpdate::default()
         };
         self.update_user(None, id, update, client).await
     }

@@ -76,6 +76,20 @@ fn new_key(alg: SigningAlgorithm, now: UnixTime, signs_from: UnixTime) -> Result
     })
 }
 
+/// How a new key takes over from the active one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotateMode {
+    /// Routine: published now, signing after the publish-ahead time; the old key
+    /// verifies one more access lifetime after that.
+    Scheduled,
+    /// The configured algorithm changed: the new key signs at once; the old one still
+    /// verifies the tokens it signed for one access lifetime.
+    SignNow,
+    /// The old key is compromised: the new key signs at once and the old one stops
+    /// verifying and leaves the JWKS at once; every token it signed is refused.
+    Revoke,
+}
+
 /// What [`ensure_active_key`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ensured {
@@ -98,7 +112,7 @@ pub async fn ensure_active_key(
     match active {
         Some(k) if k.algorithm == want => Ok(Ensured::Existing(k.kid)),
         // A new algorithm comes with a restart anyway: switch at once.
-        Some(_) => rotate_key(store, alg, access_ttl_secs, now, true)
+        Some(_) => rotate_key(store, alg, access_ttl_secs, now, RotateMode::SignNow)
             .await
             .map(|k| Ensured::Rotated(k.kid)),
         None => {
@@ -114,27 +128,74 @@ pub async fn ensure_active_key(
     }
 }
 
-/// Make a new active key. It is published at once and signs after the publish-ahead
-/// time (`immediate`: at once, for a compromised key; verifiers may then refuse new
-/// tokens until they refetch the JWKS). The old key signs until then and verifies for
-/// one more access lifetime.
+/// Make a new active key, retiring the active one as `mode` says. A key that signs at
+/// once may be refused by verifiers until they refetch the JWKS.
 pub async fn rotate_key(
     store: &dyn Store,
     alg: SigningAlgorithm,
     access_ttl_secs: u64,
     now: UnixTime,
-    immediate: bool,
+    mode: RotateMode,
 ) -> Result<StoredKey, KeyAdminError> {
-    let signs_from = if immediate {
-        now
-    } else {
-        now.plus(publish_ahead_secs(access_ttl_secs))
+    let (signs_from, old_retires_at) = match mode {
+        RotateMode::Scheduled => {
+            let from = now.plus(publish_ahead_secs(access_ttl_secs));
+            (from, from.plus(access_ttl_secs))
+        }
+        RotateMode::SignNow => (now, now.plus(access_ttl_secs)),
+        RotateMode::Revoke => (now, now),
     };
     let key = new_key(alg, now, signs_from)?;
-    store
-        .rotate_key(key.clone(), now, signs_from.plus(access_ttl_secs))
-        .await?;
+    store.rotate_key(key.clone(), now, old_retires_at).await?;
     Ok(key)
+}
+
+/// Stop trusting key `kid` at once (it leaves the JWKS, its tokens are refused): the
+/// active key is replaced by a new one that signs at once; a retired key just ends.
+/// The new active kid, when the active key was revoked.
+pub async fn revoke_key(
+    store: &dyn Store,
+    kid: &str,
+    access_ttl_secs: u64,
+    now: UnixTime,
+) -> Result<Option<StoredKey>, KeyAdminError> {
+    let keys = store.signing_keys().await?;
+    let Some(key) = keys.iter().find(|k| k.kid == kid) else {
+        return Err(KeyAdminError(format!(
+            "no signing key with kid {kid:?} (see: tokengate keys list)"
+        )));
+    };
+    if key.active {
+        let alg = parse_jose(&key.algorithm)
+            .ok_or_else(|| KeyAdminError(format!("key {kid} has an unknown algorithm {:?}", key.algorithm)))?;
+        return rotate_key(store, alg, access_ttl_secs, now, RotateMode::Revoke)
+            .await
+            .map(Some);
+    }
+    store.retire_key_at(kid, now).await?;
+    Ok(None)
+}
+
+/// The algorithm to sign with: the configured one, or else that of the database's
+/// active key, or else HS256. Configured HS256 over an active asymmetric key would
+/// silently void every outstanding token, so it is refused.
+pub async fn resolve_algorithm(
+    store: &dyn Store,
+    configured: Option<SigningAlgorithm>,
+) -> Result<SigningAlgorithm, KeyAdminError> {
+    let active = store.signing_keys().await?.into_iter().find(|k| k.active);
+    let stored = active.as_ref().and_then(|k| parse_jose(&k.algorithm));
+    match (configured, stored) {
+        (Some(SigningAlgorithm::Hs256), Some(alg)) => Err(KeyAdminError(format!(
+            "TOKENGATE_ALGORITHM: HS256 is set, but this database signs with {} key {}; set TOKENGATE_ALGORITHM={} (or unset it)",
+            jose_name(alg)?,
+            active.map(|k| k.kid).unwrap_or_default(),
+            jose_name(alg)?,
+        ))),
+        (Some(alg), _) => Ok(alg),
+        (None, Some(alg)) => Ok(alg),
+        (None, None) => Ok(SigningAlgorithm::Hs256),
+    }
 }
 
 /// The ring of stored keys at `now`: the active key signs, live retired keys verify.
@@ -188,8 +249,16 @@ impl AuthService {
         self.tokens.ttl_secs()
     }
 
+    /// Revoke key `kid` (the operator's `keys revoke`), then reload.
+    pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), ApiError> {
+        revoke_key(self.store.as_ref(), kid, self.tokens.ttl_secs(), self.clock.now())
+            .await
+            .map_err(ApiError::internal)?;
+        self.reload_keys().await.map_err(ApiError::internal)
+    }
+
     /// Rotate (the operator's `keys rotate`, also used by tests), then reload; the new kid.
-    pub async fn rotate_keys(&self, immediate: bool) -> Result<String, ApiError> {
+    pub async fn rotate_keys(&self, mode: RotateMode) -> Result<String, ApiError> {
         let KeyMode::Stored { algorithm, .. } = &self.keys else {
             return Err(ApiError::internal(
                 "HS256 keys rotate through TOKENGATE_PREVIOUS_SECRET_KEYS",
@@ -200,7 +269,7 @@ impl AuthService {
             *algorithm,
             self.tokens.ttl_secs(),
             self.clock.now(),
-            immediate,
+            mode,
         )
         .await
         .map_err(ApiError::internal)?;

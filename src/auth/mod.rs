@@ -6,14 +6,16 @@ mod admin;
 pub mod keys;
 mod sessions;
 
-pub use sessions::SessionView;
+pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
 
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::{HashError, PasswordHasher};
-use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, TokenError};
-use crate::error::ApiError;
+use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal, TokenError};
+use crate::domain::SessionId;
+use crate::error::{ApiError, TokenProblem};
 use crate::events::{AuthEvent, ClientInfo, emit};
 use crate::state::{LimitKey, Limiter};
 use crate::store::{SessionRecord, Store, StoreError, UserRecord};
@@ -50,6 +52,25 @@ pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: RefreshToken,
     pub expires_in: u64,
+    pub session_id: SessionId,
+    /// After a successful login: the client's device token (see `crypto::device`).
+    pub device_token: Option<String>,
+}
+
+/// How long sessions live.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionPolicy {
+    /// Each refresh token lives this long (and each rotation starts a new one)...
+    pub refresh_ttl_secs: u64,
+    /// ...but no session outlives its login by more than this.
+    pub max_lifetime_secs: u64,
+}
+
+/// The HMAC keys of values the server hands out and checks later.
+#[derive(Clone, Debug)]
+pub struct ServerMacs {
+    pub csrf: MacKey,
+    pub device: MacKey,
 }
 
 pub struct AuthService {
@@ -58,28 +79,34 @@ pub struct AuthService {
     tokens: AccessTokens,
     limiter: Arc<dyn Limiter>,
     clock: Arc<dyn Clock>,
-    refresh_ttl_secs: u64,
+    sessions: SessionPolicy,
     keys: keys::KeyMode,
+    macs: ServerMacs,
+}
+
+/// What an [`AuthService`] is made of.
+pub struct AuthParts {
+    pub store: Arc<dyn Store>,
+    pub hasher: PasswordHasher,
+    pub tokens: AccessTokens,
+    pub limiter: Arc<dyn Limiter>,
+    pub clock: Arc<dyn Clock>,
+    pub sessions: SessionPolicy,
+    pub keys: keys::KeyMode,
+    pub macs: ServerMacs,
 }
 
 impl AuthService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        hasher: PasswordHasher,
-        tokens: AccessTokens,
-        limiter: Arc<dyn Limiter>,
-        clock: Arc<dyn Clock>,
-        refresh_ttl_secs: u64,
-        keys: keys::KeyMode,
-    ) -> Self {
+    pub fn new(p: AuthParts) -> Self {
         Self {
-            store,
-            hasher,
-            tokens,
-            limiter,
-            clock,
-            refresh_ttl_secs,
-            keys,
+            store: p.store,
+            hasher: p.hasher,
+            tokens: p.tokens,
+            limiter: p.limiter,
+            clock: p.clock,
+            sessions: p.sessions,
+            keys: p.keys,
+            macs: p.macs,
         }
     }
 
@@ -101,19 +128,45 @@ impl AuthService {
     /// belongs to the token's user, and the user is active. One indexed read, no write.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, ApiError> {
         let now = self.clock.now();
-        let token = self.tokens.verify(bearer, now).map_err(|e| {
-            tracing::debug!(reason = %e, "access token refused");
-            ApiError::InvalidToken
+        let token = self.tokens.verify_why(bearer, now).map_err(|(why, refusal)| {
+            tracing::debug!(reason = why, "access token refused");
+            ApiError::InvalidToken(match refusal {
+                Refusal::Expired => TokenProblem::Expired,
+                Refusal::BadSignature => TokenProblem::BadSignature,
+                Refusal::Invalid => TokenProblem::Invalid,
+            })
         })?;
-        let (session, user) = self
-            .store
-            .session_with_user(token.session_id)
-            .await?
-            .ok_or(ApiError::InvalidToken)?;
-        if session.user_id != token.user_id || !session.is_live(now) || !user.is_active {
-            return Err(ApiError::InvalidToken);
+        let revoked = ApiError::InvalidToken(TokenProblem::Revoked);
+        let Some((session, user)) = self.store.session_with_user(token.session_id).await? else {
+            return Err(revoked);
+        };
+        if session.user_id != token.user_id {
+            return Err(ApiError::InvalidToken(TokenProblem::Invalid));
+        }
+        if !session.is_live(now) || !user.is_active {
+            return Err(revoked);
         }
         Ok(Principal { user, session, token })
+    }
+
+    /// The CSRF token of a cookie session: an HMAC of its id, so it is the same for the
+    /// session's whole life and a token planted from elsewhere never matches.
+    pub fn csrf_token(&self, session: SessionId) -> String {
+        self.macs.csrf.tag(session.to_string().as_bytes())
+    }
+
+    /// Is `presented` the CSRF token of `session`? Constant time.
+    pub fn csrf_matches(&self, session: SessionId, presented: &str) -> bool {
+        self.macs.csrf.verify(session.to_string().as_bytes(), presented)
+    }
+
+    /// The session a refresh token belongs to (for the CSRF check of cookie refresh and
+    /// logout, which carry no access token).
+    pub async fn session_of_refresh(&self, presented: &str) -> Result<Option<SessionId>, ApiError> {
+        match crate::crypto::tokens::RefreshTokenHash::of_presented(presented) {
+            Some(hash) => Ok(self.store.session_of_refresh(&hash).await?),
+            None => Ok(None),
+        }
     }
 }
 
@@ -125,14 +178,17 @@ impl From<StoreError> for ApiError {
 
 impl From<HashError> for ApiError {
     fn from(e: HashError) -> Self {
-        ApiError::internal(e)
+        match e {
+            HashError::Busy => ApiError::Busy { retry_after_secs: 1 },
+            other => ApiError::internal(other),
+        }
     }
 }
 
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::Rejected(_) => ApiError::InvalidToken,
+            TokenError::Rejected(_) => ApiError::InvalidToken(TokenProblem::Invalid),
             TokenError::Signing(m) => ApiError::Internal(m),
         }
     }

@@ -1,14 +1,19 @@
 //! Sessions: login opens one, refresh rotates its token, logout closes it.
 
-use super::{AuthService, Principal, TokenPair};
-use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::{AuthService, Principal, TokenPair};
+use crate::crypto::device;
+use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use crate::domain::{Password, SessionId};
 use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
-use crate::state::LimitKey;
-use crate::store::{NewSession, RotateRequest, Rotation, SessionRecord, UserRecord};
+use crate::state::{ClientNet, LimitKey};
+use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
+
+/// A device token stays good this long after the login that issued it (each login
+/// issues a fresh one).
+pub const DEVICE_TOKEN_TTL_SECS: u64 = 90 * 24 * 3600;
 
 /// A session as its owner sees it.
 #[derive(Clone, Debug)]
@@ -18,27 +23,47 @@ pub struct SessionView {
     pub current: bool,
 }
 
-fn ip_of(client: &ClientInfo) -> IpAddr {
-    client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+/// The client's network as limits key it.
+pub(super) fn net_of(client: &ClientInfo) -> ClientNet {
+    ClientNet::of(client.ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)))
 }
 
 impl AuthService {
     /// Check a username and password and open a session. An unknown user and a wrong
     /// password get the same answer after the same work (one argon2 verification).
-    pub async fn login(&self, username: &str, password: &str, client: &ClientInfo) -> Result<TokenPair, ApiError> {
-        // Limits first: a limited attempt costs no hash and, once a username is
-        // limited, even its right password waits.
-        self.limit(LimitKey::LoginIp(ip_of(client)), AuthEvent::LoginLimited, client)
+    ///
+    /// Limits: every attempt counts against the client's network. An attempt that will
+    /// be verified also counts against the username's budget, shared by every client
+    /// that has not logged in as this user before; a client presenting a valid device
+    /// token for the username counts against that token's own budget instead, so a
+    /// stranger hammering the username cannot lock the real user out.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        device_token: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, ApiError> {
+        self.limit(LimitKey::LoginIp(net_of(client)), AuthEvent::LoginLimited, client)
             .await?;
-        // Valid usernames are at most 50 characters; a longer key names no one and
-        // must not let a client grow the limiter's memory.
-        let user_key = username.chars().take(64).collect::<String>().to_lowercase();
-        self.limit(LimitKey::LoginUser(user_key), AuthEvent::LoginLimited, client)
-            .await?;
+        // Refused before any hash, so it counts against no username.
         let Some(password) = Password::candidate(password) else {
             emit(AuthEvent::LoginFailed, None, None, client);
             return Err(ApiError::BadCredentials);
         };
+        // Valid usernames are at most 50 characters; a longer key names no one and
+        // must not let a client grow the limiter's memory.
+        let user_key = username.chars().take(64).collect::<String>().to_lowercase();
+        let now = self.clock.now();
+        let known_device = device_token
+            .and_then(|t| device::verify(&self.macs.device, t, now))
+            .filter(|d| d.username == user_key);
+        let budget = match known_device {
+            Some(d) => LimitKey::LoginDevice(d.nonce),
+            None => LimitKey::LoginUser(user_key),
+        };
+        // Before the hash: once a budget is spent, even the right password waits.
+        self.limit(budget, AuthEvent::LoginLimited, client).await?;
         let user = self.store.user_by_username(username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password, stored).await?;
@@ -57,25 +82,43 @@ impl AuthService {
         let session_id = SessionId::new();
         let now = self.clock.now();
         let (refresh, refresh_hash) = RefreshToken::generate().map_err(ApiError::internal)?;
-        self.store
+        let max_expires_at = now.plus(self.sessions.max_lifetime_secs);
+        let opened = self
+            .store
             .create_session(NewSession {
                 id: session_id,
                 user_id: user.id,
+                expected_stamp: user.security_stamp,
                 now,
-                expires_at: now.plus(self.refresh_ttl_secs),
+                expires_at: now.plus(self.sessions.refresh_ttl_secs).min(max_expires_at),
+                max_expires_at,
                 user_agent: client.user_agent.clone(),
                 ip: client.ip.map(|i| i.to_string()),
                 refresh_hash,
             })
             .await?;
+        if opened == SessionOpen::UserChanged {
+            // The password changed, or the user was deactivated, demoted or deleted,
+            // while this login was hashing: what it verified no longer holds.
+            emit(AuthEvent::LoginFailed, Some(user.id), None, client);
+            return Err(ApiError::BadCredentials);
+        }
         emit(AuthEvent::LoginOk, Some(user.id), Some(session_id), client);
-        self.pair(&user, session_id, refresh)
+        let device_token = device::issue(
+            &self.macs.device,
+            user.username.as_str(),
+            now.plus(DEVICE_TOKEN_TTL_SECS),
+        )
+        .map_err(ApiError::internal)?;
+        let mut pair = self.pair(&user, session_id, refresh)?;
+        pair.device_token = Some(device_token);
+        Ok(pair)
     }
 
     /// Spend a refresh token for a new pair. A token that was already spent is a
     /// reuse: somebody holds a stolen copy, so its whole session dies.
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, ApiError> {
-        self.limit(LimitKey::RefreshIp(ip_of(client)), AuthEvent::RefreshLimited, client)
+        self.limit(LimitKey::RefreshIp(net_of(client)), AuthEvent::RefreshLimited, client)
             .await?;
         let Some(hash) = RefreshTokenHash::of_presented(presented) else {
             emit(AuthEvent::RefreshRejected, None, None, client);
@@ -88,7 +131,7 @@ impl AuthService {
             .rotate_refresh(RotateRequest {
                 presented: hash,
                 successor: successor_hash,
-                successor_expires_at: now.plus(self.refresh_ttl_secs),
+                successor_expires_at: now.plus(self.sessions.refresh_ttl_secs),
                 now,
             })
             .await?;
@@ -174,6 +217,8 @@ impl AuthService {
             access_token: signed.token,
             refresh_token: refresh,
             expires_in: self.tokens.ttl_secs(),
+            session_id: session,
+            device_token: None,
         })
     }
 }

@@ -2,13 +2,13 @@
 //! servers pick a rotation up within `KEY_RELOAD_SECS` seconds.
 
 use super::KeysCommand;
-use crate::auth::keys::{KEY_RELOAD_SECS, KeyAdminError, rotate_key};
+use crate::auth::keys::{KEY_RELOAD_SECS, KeyAdminError, RotateMode, revoke_key, rotate_key};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, SigningAlgorithm};
 use crate::crypto::keygen::{self, jose_algorithm};
 use crate::crypto::keys::hs256_kid;
 use crate::domain::{Secret, UnixTime};
-use crate::server::{StartError, open_store, secret_path};
+use crate::server::{OpenMode, StartError, open_store, secret_path, signing_algorithm};
 use crate::store::StoredKey;
 
 fn fail(e: impl std::fmt::Display) -> StartError {
@@ -17,12 +17,12 @@ fn fail(e: impl std::fmt::Display) -> StartError {
 
 /// Run one `keys` subcommand; the text to print on success.
 pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
-    if settings.algorithm == SigningAlgorithm::Hs256 {
+    let store = open_store(settings, OpenMode::MustExist).await?;
+    let alg = signing_algorithm(settings, store.as_ref()).await?;
+    if alg == SigningAlgorithm::Hs256 {
         return hs256(settings, cmd);
     }
-    let store = open_store(settings).await?;
     let now = SystemClock.now();
-    let alg = settings.algorithm;
     match cmd {
         KeysCommand::Generate => {
             let keys = store.signing_keys().await.map_err(fail)?;
@@ -46,23 +46,44 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
             store.add_active_key(key).await.map_err(fail)?;
             Ok(format!("generated active {algorithm} key {kid}"))
         }
-        KeysCommand::Rotate { now: immediate } => {
+        KeysCommand::Rotate { now: compromised } => {
             let old = store.signing_keys().await.map_err(fail)?.into_iter().find(|k| k.active);
-            let key = rotate_key(store.as_ref(), alg, settings.access_ttl_secs, now, immediate)
+            let mode = if compromised {
+                RotateMode::Revoke
+            } else {
+                RotateMode::Scheduled
+            };
+            let key = rotate_key(store.as_ref(), alg, settings.access_ttl_secs, now, mode)
                 .await
                 .map_err(|e: KeyAdminError| fail(e))?;
-            let retired = match old {
-                Some(k) => format!(
+            let retired = match (old, compromised) {
+                (Some(k), false) => format!(
                     "; {} retired, verifying until {}",
                     k.kid,
                     key.signs_from.plus(settings.access_ttl_secs).to_rfc3339()
                 ),
-                None => String::new(),
+                (Some(k), true) => format!(
+                    "; {} revoked: it left the JWKS and every token it signed is refused (within {KEY_RELOAD_SECS} s on running servers)",
+                    k.kid
+                ),
+                (None, _) => String::new(),
             };
             Ok(format!(
                 "new active key {} (published within {KEY_RELOAD_SECS} s, signing from {}){retired}",
                 key.kid,
                 key.signs_from.to_rfc3339()
+            ))
+        }
+        KeysCommand::Revoke { kid } => {
+            let replacement = revoke_key(store.as_ref(), &kid, settings.access_ttl_secs, now)
+                .await
+                .map_err(fail)?;
+            let then = match replacement {
+                Some(k) => format!("; new active key {} signs from now", k.kid),
+                None => String::new(),
+            };
+            Ok(format!(
+                "key {kid} revoked: it left the JWKS and every token it signed is refused (within {KEY_RELOAD_SECS} s on running servers){then}"
             ))
         }
         KeysCommand::List => {
@@ -90,7 +111,7 @@ fn state_of(k: &StoredKey, now: UnixTime) -> &'static str {
 /// HS256 keys are the configured secrets: listed, never generated or rotated here.
 fn hs256(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
     match cmd {
-        KeysCommand::Generate | KeysCommand::Rotate { .. } => Err(fail(
+        KeysCommand::Generate | KeysCommand::Rotate { .. } | KeysCommand::Revoke { .. } => Err(fail(
             "HS256 signs with TOKENGATE_SECRET_KEY: to rotate, set a new secret and move the old one into \
              TOKENGATE_PREVIOUS_SECRET_KEYS until its tokens expire (or choose TOKENGATE_ALGORITHM=EdDSA, ES256 or RS256)",
         )),

@@ -40,10 +40,16 @@ pub enum KeysCommand {
     /// Make a new active key: published now, signing after the JWKS cache time (at most
     /// 5 minutes); the old key verifies one access-token lifetime longer.
     Rotate {
-        /// Sign with the new key at once (a compromised key); verifiers may refuse new
-        /// tokens until they refetch the JWKS.
+        /// The active key is compromised: the new key signs at once, and the old one
+        /// leaves the JWKS and stops verifying at once (every token it signed is refused).
         #[arg(long)]
         now: bool,
+    },
+    /// Stop trusting one key at once (see `keys list`): it leaves the JWKS and every
+    /// token it signed is refused; if it is the active key, a new one replaces it.
+    Revoke {
+        /// The key's kid.
+        kid: String,
     },
     /// List keys: kid, algorithm, state, created, retires at.
     List,
@@ -51,7 +57,8 @@ pub enum KeysCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
-    /// Create a user; the password is read from standard input.
+    /// Create a user. The password is prompted for (not echoed) at a terminal, else
+    /// read as one line from standard input.
     Create {
         #[arg(long)]
         username: String,
@@ -60,7 +67,16 @@ pub enum UserCommand {
         /// A role to grant (repeatable), e.g. --role admin
         #[arg(long = "role")]
         roles: Vec<String>,
-        /// Read the password from standard input (the default; kept for scripts).
+        /// Read the password from standard input even at a terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Reset a user's password (for a user who lost theirs): every session of theirs
+    /// is revoked at once. Prompted for at a terminal, else read from standard input.
+    SetPassword {
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input even at a terminal.
         #[arg(long)]
         password_stdin: bool,
     },

@@ -1,6 +1,6 @@
 //! `tokengate user create|list` against the configured database.
 
-use std::io::BufRead as _;
+use std::io::{BufRead as _, IsTerminal as _};
 use std::sync::Arc;
 
 use super::UserCommand;
@@ -9,7 +9,7 @@ use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
 use crate::error::ApiError;
 use crate::events::ClientInfo;
-use crate::server::{StartError, build_state};
+use crate::server::{OpenMode, StartError, build_state_opening};
 use crate::store::{UserRecord, UserUpdate};
 
 fn roles_text(u: &UserRecord) -> String {
@@ -25,19 +25,19 @@ fn parse_roles(roles: &[String]) -> Result<Vec<Role>, StartError> {
 
 /// Run one `user` subcommand; the text to print on success.
 pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartError> {
-    let state = build_state(settings, Arc::new(SystemClock)).await?;
+    let state = build_state_opening(settings, Arc::new(SystemClock), OpenMode::MustExist).await?;
     let fail = |m: String| StartError::Runtime(m);
     match cmd {
         UserCommand::Create {
             username,
             email,
             roles,
-            password_stdin: _,
+            password_stdin,
         } => {
             let username = Username::parse(&username).map_err(|m| fail(format!("--username: {m}")))?;
             let email = Email::parse(&email).map_err(|m| fail(format!("--email: {m}")))?;
             let roles = parse_roles(&roles)?;
-            let password = read_password().map_err(fail)?;
+            let password = read_password(password_stdin).map_err(fail)?;
             let user = state
                 .auth
                 .create_user(username, email, password, roles)
@@ -60,11 +60,27 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 .auth
                 .set_roles(user.id, roles, &ClientInfo::default())
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(operator_error)?;
             Ok(format!(
                 "user {} now has roles [{}]",
                 user.username.as_str(),
                 roles_text(&user)
+            ))
+        }
+        UserCommand::SetPassword {
+            username,
+            password_stdin,
+        } => {
+            let user = named(&state.auth, &username).await?;
+            let password = read_password(password_stdin).map_err(fail)?;
+            state
+                .auth
+                .set_password(user.id, password, &ClientInfo::default())
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(format!(
+                "password of {} reset; every session of theirs is revoked",
+                user.username.as_str()
             ))
         }
         UserCommand::Deactivate { username } => set_active(&state.auth, &username, false).await,
@@ -103,13 +119,13 @@ async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<UserRe
 async fn set_active(auth: &crate::auth::AuthService, username: &str, active: bool) -> Result<String, StartError> {
     let user = named(auth, username).await?;
     let update = UserUpdate {
-        roles: None,
         is_active: Some(active),
+        ..UserUpdate::default()
     };
     let user = auth
         .update_user(None, user.id, update, &ClientInfo::default())
         .await
-        .map_err(|e| StartError::Runtime(e.to_string()))?;
+        .map_err(operator_error)?;
     let what = if active {
         "activated"
     } else {
@@ -118,8 +134,27 @@ async fn set_active(auth: &crate::auth::AuthService, username: &str, active: boo
     Ok(format!("user {} {what}", user.username.as_str()))
 }
 
-/// One line from standard input, without its line ending.
-fn read_password() -> Result<Password, String> {
+/// A refusal worded for the operator: a conflict says why in its own words.
+fn operator_error(e: ApiError) -> StartError {
+    match e {
+        ApiError::Conflict(m) => StartError::Runtime(m.to_string()),
+        other => StartError::Runtime(other.to_string()),
+    }
+}
+
+/// The new password: prompted for twice without echo at a terminal (unless
+/// `from_stdin`), else one line from standard input.
+fn read_password(from_stdin: bool) -> Result<Password, String> {
+    if !from_stdin && std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"))?;
+        let password = Password::parse(&first).map_err(|m| format!("password: {m}"))?;
+        let again =
+            rpassword::prompt_password("Repeat password: ").map_err(|e| format!("cannot read the password: {e}"))?;
+        if again != first {
+            return Err("the two passwords differ; nothing was changed".into());
+        }
+        return Ok(password);
+    }
     let mut line = String::new();
     std::io::stdin()
         .lock()

@@ -1,7 +1,9 @@
 //! Cryptography, all of it from well-kept crates: argon2id password hashing, JWT
 //! signing and verification, refresh-token generation and hashing, signing keys.
 
+pub mod device;
 pub mod keygen;
 pub mod keys;
+pub mod mac;
 pub mod passwords;
 pub mod tokens;

@@ -5,8 +5,14 @@
 //! hash makes glibc keep freed blocks around (its mmap threshold grows to the block
 //! size), and resident memory climbed to ~0.5 GiB under a login load. So working
 //! memory is pooled: one buffer per permit, reused, and memory stays at cores x m.
+//!
+//! The queue in front of the cores is bounded (a depth and a deadline): past either, a
+//! hash is refused at once (`Busy`, a 503), so a flood on one route cannot make every
+//! other route's hash wait without bound.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
@@ -26,7 +32,13 @@ pub enum HashError {
     Argon2(String),
     #[error("hashing task failed: {0}")]
     Join(String),
+    /// The queue is full, or the wait for a core ran past its deadline.
+    #[error("password hashing queue is full")]
+    Busy,
 }
+
+/// How long a hash may wait for a core before it is refused.
+const QUEUE_DEADLINE: Duration = Duration::from_secs(5);
 
 fn argon2_err(e: impl std::fmt::Display) -> HashError {
     HashError::Argon2(e.to_string())
@@ -41,11 +53,17 @@ pub struct PasswordHasher {
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     /// Verified against when the user does not exist, so that costs one hash too.
     dummy: Arc<PasswordHashString>,
+    /// Hashes waiting for a permit now, and the most that may wait.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    /// Hashes refused because the queue was full (for logs and metrics).
+    refused: Arc<AtomicU64>,
 }
 
 impl PasswordHasher {
-    /// `concurrency` hashes at most run at once (the number of cores is right).
-    pub fn new(params: Argon2Params, concurrency: usize) -> Result<Self, HashError> {
+    /// `concurrency` hashes at most run at once (the number of cores is right), and at
+    /// most `max_waiting` wait for their turn.
+    pub fn new(params: Argon2Params, concurrency: usize, max_waiting: usize) -> Result<Self, HashError> {
         let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None).map_err(argon2_err)?;
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(argon2_err)?;
@@ -56,6 +74,43 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             buffers: Arc::new(Mutex::new(Vec::new())),
             dummy: Arc::new(dummy),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
+            refused: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Hashes refused so far because the queue was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Wait for a core, unless too many wait already or the wait runs too long.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HashError> {
+        if let Ok(p) = self.permits.try_acquire() {
+            return Ok(p);
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let permit = if queued >= self.max_waiting {
+            None
+        } else {
+            tokio::time::timeout(QUEUE_DEADLINE, self.permits.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        };
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.ok_or_else(|| {
+            let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            // The first refusal and every 100th after it: a flood must not flood the log.
+            if n % 100 == 1 {
+                tracing::warn!(
+                    refused_total = n,
+                    waiting = queued,
+                    "password hashing queue full; answering 503"
+                );
+            }
+            HashError::Busy
         })
     }
 
@@ -84,11 +139,7 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError::Join(e.to_string()))?;
+        let _permit = self.permit().await?;
         let buffers = self.buffers.clone();
         tokio::task::spawn_blocking(move || {
             let mut mem = buffers.lock().map(|mut b| b.pop()).ok().flatten().unwrap_or_default();
@@ -176,8 +227,44 @@ mod tests {
                 parallelism: 1,
             },
             2,
+            8,
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_instead_of_waiting() {
+        // One core, one waiting slot, a hash that takes a while.
+        let h = PasswordHasher::new(
+            Argon2Params {
+                memory_kib: 32 * 1024,
+                iterations: 4,
+                parallelism: 1,
+            },
+            1,
+            1,
+        )
+        .unwrap();
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.hash(Password::parse("queue test pw").unwrap()).await })
+            })
+            .collect();
+        let mut busy = 0;
+        let mut done = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => done += 1,
+                Err(HashError::Busy) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // One runs, one waits: the other four are refused, and counted.
+        assert!(done >= 2, "done {done}");
+        assert!(busy >= 1, "busy {busy}");
+        assert_eq!(done + busy, 6);
+        assert_eq!(h.refused(), busy as u64);
     }
 
     #[tokio::test]

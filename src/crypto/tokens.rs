@@ -50,6 +50,16 @@ pub struct SignedAccess {
     pub expires_at: UnixTime,
 }
 
+/// Why a token was refused, as far as a client may be told (RFC 6750 §3's
+/// `error_description`); the precise reason goes to the debug log only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Expired,
+    BadSignature,
+    /// Malformed, wrong claims, wrong key or algorithm, not yet valid.
+    Invalid,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("token rejected: {0}")]
@@ -143,21 +153,30 @@ impl AccessTokens {
 
     /// Verify everything that the token itself proves. Times use the injected clock.
     pub fn verify(&self, token: &str, now: UnixTime) -> Result<AccessToken, TokenError> {
+        self.verify_why(token, now)
+            .map_err(|(why, _)| TokenError::Rejected(why))
+    }
+
+    /// [`AccessTokens::verify`], with what the client may be told on refusal.
+    pub fn verify_why(&self, token: &str, now: UnixTime) -> Result<AccessToken, (&'static str, Refusal)> {
+        let invalid = |why: &'static str| (why, Refusal::Invalid);
         if token.len() > MAX_TOKEN_LEN {
-            return Err(TokenError::Rejected("too long"));
+            return Err(invalid("too long"));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Rejected("malformed header"))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed header"))?;
         // Key-locating headers are never followed, and tokens we sign never carry them.
         if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() {
-            return Err(TokenError::Rejected("key-locating header"));
+            return Err(invalid("key-locating header"));
         }
-        let kid = header.kid.ok_or(TokenError::Rejected("no kid"))?;
+        // RFC 7515 §4.1.11: we understand no extension, so any `crit` makes it invalid.
+        if header.crit.is_some() {
+            return Err(invalid("crit header"));
+        }
+        let kid = header.kid.ok_or(invalid("no kid"))?;
         let ring = self.ring();
-        let key = ring
-            .verifying(&kid, now)
-            .ok_or(TokenError::Rejected("unknown or retired kid"))?;
+        let key = ring.verifying(&kid, now).ok_or(invalid("unknown or retired kid"))?;
         if header.alg != key.alg {
-            return Err(TokenError::Rejected("algorithm does not match the key"));
+            return Err(invalid("algorithm does not match the key"));
         }
         let mut v = Validation::new(key.alg);
         v.set_issuer(&[&self.issuer]);
@@ -167,36 +186,30 @@ impl AccessTokens {
         // issuer and verifier are the same process.
         v.validate_exp = false;
         v.validate_nbf = false;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v)
-            .map_err(|_| TokenError::Rejected("signature or claims"))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => ("signature", Refusal::BadSignature),
+            _ => invalid("claims"),
+        })?;
         let c = data.claims;
         if c.token_type != ACCESS_TYPE {
-            return Err(TokenError::Rejected("not an access token"));
+            return Err(invalid("not an access token"));
         }
         if now.0 >= c.exp {
-            return Err(TokenError::Rejected("expired"));
+            return Err(("expired", Refusal::Expired));
         }
         if now.0 < c.nbf {
-            return Err(TokenError::Rejected("not yet valid"));
+            return Err(invalid("not yet valid"));
         }
-        let parse = |s: &str| s.parse().map_err(|_| TokenError::Rejected("malformed id claim"));
+        let parse = |s: &str| s.parse().map_err(|_| invalid("malformed id claim"));
         Ok(AccessToken {
             user_id: parse(&c.sub)?,
-            session_id: c.sid.parse().map_err(|_| TokenError::Rejected("malformed sid"))?,
-            jti: c.jti.parse().map_err(|_| TokenError::Rejected("malformed jti"))?,
+            session_id: c.sid.parse().map_err(|_| invalid("malformed sid"))?,
+            jti: c.jti.parse().map_err(|_| invalid("malformed jti"))?,
             roles: c.roles,
             issued_at: UnixTime(c.iat),
             expires_at: UnixTime(c.exp),
         })
     }
-}
-
-/// A CSRF token for cookie mode: 32 OS-random bytes, base64url. Not a secret from the
-/// page (it reads it), only from other origins.
-pub fn csrf_token() -> Result<String, getrandom::Error> {
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw)?;
-    Ok(URL_SAFE_NO_PAD.encode(raw))
 }
 
 /// An opaque refresh token as the client holds it: 32 OS-random bytes, base64url.

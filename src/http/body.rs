@@ -24,6 +24,8 @@ pub struct FormOrJsonFields(pub Fields);
 enum Encoding {
     Json,
     Form,
+    /// `multipart/form-data` (browsers' `FormData`), with its boundary.
+    Multipart(String),
 }
 
 fn encoding(req: &Request) -> Result<Option<Encoding>, ApiError> {
@@ -42,6 +44,11 @@ fn encoding(req: &Request) -> Result<Option<Encoding>, ApiError> {
         Ok(Some(Encoding::Json))
     } else if mime == "application/x-www-form-urlencoded" {
         Ok(Some(Encoding::Form))
+    } else if mime == "multipart/form-data" {
+        let raw = ct.to_str().unwrap_or_default();
+        multer::parse_boundary(raw)
+            .map(|b| Some(Encoding::Multipart(b)))
+            .map_err(|_| ApiError::UnsupportedMediaType("multipart/form-data needs a boundary parameter"))
     } else {
         Err(ApiError::UnsupportedMediaType(
             "Unsupported Content-Type: send application/json (or a form where the route takes one)",
@@ -79,6 +86,39 @@ fn parse_json(bytes: &[u8]) -> Result<Fields, ApiError> {
     }
 }
 
+/// A form body that is really JSON (`curl -d '{...}'` sends it as a form): say so,
+/// instead of answering "Field required" for fields that were sent.
+fn json_sent_as_form(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii_start();
+    trimmed.starts_with(b"{") || trimmed.starts_with(b"[")
+}
+
+const JSON_WITHOUT_CONTENT_TYPE: ApiError = ApiError::UnsupportedMediaType(
+    "The body is JSON but its Content-Type is not: send it with Content-Type: application/json",
+);
+
+/// Text fields of a multipart form; the first value of a repeated field wins.
+async fn parse_multipart(bytes: Bytes, boundary: String) -> Result<Fields, ApiError> {
+    let bad = || {
+        ApiError::Validation(vec![FieldError {
+            loc: vec![json!("body")],
+            msg: "The multipart body could not be decoded".into(),
+            kind: "form_invalid",
+        }])
+    };
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(bytes) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut map = Map::new();
+    while let Some(field) = multipart.next_field().await.map_err(|_| bad())? {
+        let name = field.name().map(str::to_owned);
+        let text = field.text().await.map_err(|_| bad())?;
+        if let Some(name) = name {
+            map.entry(name).or_insert(Value::String(text));
+        }
+    }
+    Ok(Fields(map))
+}
+
 fn parse_form(bytes: &[u8]) -> Result<Fields, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).map_err(|_| {
         ApiError::Validation(vec![FieldError {
@@ -101,7 +141,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonFields {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match encoding(&req)? {
             Some(Encoding::Json) | None => {}
-            Some(Encoding::Form) => {
+            Some(Encoding::Form | Encoding::Multipart(_)) => {
                 return Err(ApiError::UnsupportedMediaType("This route takes a JSON body"));
             }
         }
@@ -119,7 +159,7 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonFields {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match encoding(&req)? {
             Some(Encoding::Json) | None => {}
-            Some(Encoding::Form) => {
+            Some(Encoding::Form | Encoding::Multipart(_)) => {
                 return Err(ApiError::UnsupportedMediaType("This route takes a JSON body"));
             }
         }
@@ -141,7 +181,9 @@ impl<S: Send + Sync> FromRequest<S> for FormOrJsonFields {
             return Err(missing_body());
         }
         match enc {
+            Some(Encoding::Form) if json_sent_as_form(&bytes) => Err(JSON_WITHOUT_CONTENT_TYPE),
             Some(Encoding::Form) => parse_form(&bytes).map(Self),
+            Some(Encoding::Multipart(boundary)) => parse_multipart(bytes, boundary).await.map(Self),
             Some(Encoding::Json) | None => parse_json(&bytes).map(Self),
         }
     }
@@ -297,6 +339,23 @@ mod tests {
         let kinds: Vec<_> = errs.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["string_type", "missing"]);
         assert_eq!(errs[1].loc, vec![json!("body"), json!("b")]);
+    }
+
+    #[test]
+    fn json_in_a_form_is_recognised() {
+        assert!(json_sent_as_form(br#" {"username":"a"}"#));
+        assert!(!json_sent_as_form(b"username=a&password=b"));
+    }
+
+    #[tokio::test]
+    async fn multipart_text_fields() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalzy\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\ns3cret pw\r\n--XyZ--\r\n";
+        let f = parse_multipart(Bytes::from(body), "XyZ".into()).await.unwrap();
+        let mut c = Checker::new(&f);
+        assert_eq!(c.string("username"), Some("alzy"));
+        assert_eq!(c.string("password"), Some("s3cret pw"));
+        assert!(parse_multipart(Bytes::from("garbage"), "XyZ".into()).await.is_err());
     }
 
     #[test]

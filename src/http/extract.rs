@@ -71,22 +71,45 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = credential(parts)?;
-        state.auth.authenticate(&token).await.map(Authenticated)
+        let unsafe_method = cookies::is_unsafe(&parts.method);
+        authenticate(&parts.headers, state, unsafe_method)
+            .await
+            .map(Authenticated)
     }
+}
+
+/// How the access token came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    Bearer,
+    Cookie,
+}
+
+/// Authenticate a request's headers. A cookie-authenticated request for an unsafe
+/// method must carry the CSRF token of its session (`X-CSRF-Token`).
+pub async fn authenticate(headers: &HeaderMap, state: &AppState, unsafe_method: bool) -> Result<Principal, ApiError> {
+    let (token, via) = credential(headers, state)?;
+    let who = state.auth.authenticate(&token).await?;
+    if via == Via::Cookie && unsafe_method {
+        let presented = cookies::csrf_header(headers).ok_or(ApiError::CsrfFailed)?;
+        if !state.auth.csrf_matches(who.session.id, presented) {
+            return Err(ApiError::CsrfFailed);
+        }
+    }
+    Ok(who)
 }
 
 /// The access token a request carries. A Bearer header wins (and needs no CSRF token:
 /// a browser never adds one on its own); a bad header is not rescued by a cookie.
-fn credential(parts: &Parts) -> Result<String, ApiError> {
-    if parts.headers.contains_key(AUTHORIZATION) {
-        return bearer_token(&parts.headers).map(str::to_owned);
+fn credential(headers: &HeaderMap, state: &AppState) -> Result<(String, Via), ApiError> {
+    if headers.contains_key(AUTHORIZATION) {
+        return bearer_token(headers).map(|t| (t.to_owned(), Via::Bearer));
     }
-    let token = cookies::read(&parts.headers, cookies::ACCESS).ok_or(ApiError::NotAuthenticated)?;
-    if cookies::is_unsafe(&parts.method) {
-        cookies::check_csrf(&parts.headers)?;
-    }
-    Ok(token)
+    let token = state
+        .cookies
+        .read(headers, cookies::Kind::Access)?
+        .ok_or(ApiError::NotAuthenticated)?;
+    Ok((token, Via::Cookie))
 }
 
 /// A role that a route requires.
@@ -133,7 +156,9 @@ impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers.get(AUTHORIZATION).ok_or(ApiError::NotAuthenticated)?;
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken(crate::error::TokenProblem::Invalid))?;
     let (scheme, token) = value.split_once(' ').ok_or(ApiError::NotAuthenticated)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::NotAuthenticated);

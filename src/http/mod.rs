@@ -29,6 +29,9 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<AuthService>,
+    /// The external base URL (`TOKENGATE_PUBLIC_URL`, else `http://` + the bind
+    /// address): every absolute URL we emit starts with it; never a request header.
+    pub public_url: Arc<str>,
     pub trusted_proxies: Arc<[IpNet]>,
     pub cookies: CookiePolicy,
     /// Exact origins allowed by CORS (with credentials); empty: same-origin only.

@@ -1,107 +1,169 @@
 //! In-process rate limits with `governor` (GCRA), one keyed limiter per kind of key.
 //!
-//! Memory is bounded: keys whose state is back to "fresh" are swept out at least once
-//! a minute, and past `max_keys` live keys per kind, new keys share one overflow
-//! bucket instead of growing the map (an attacker cycling usernames then limits only
-//! the overflow bucket, and the per-IP limit still applies to them).
+//! Memory is bounded by our own state store: keys untouched for a whole window (their
+//! budget is full again, the same as a fresh key) are swept out at least once a minute,
+//! and while `max_keys` keys are live, keys already in the map keep their own budget
+//! and only new keys share one overflow budget. An attacker cycling usernames or
+//! addresses then throttles only other newcomers, never a client already counted.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use governor::clock::{Clock as _, DefaultClock};
-use governor::state::keyed::HashMapStateStore;
+use governor::nanos::Nanos;
+use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 
-use super::{LimitKey, Limiter, RetryAfter};
+use super::{ClientNet, LimitKey, Limiter, RetryAfter};
 use crate::config::Rate;
 
-type Keyed<K> = RateLimiter<K, HashMapStateStore<K>, DefaultClock>;
+/// One key's GCRA state (governor's "theoretical arrival time") and its last use.
+struct Slot {
+    tat: Nanos,
+    touched: Instant,
+}
 
-/// A keyed limiter with a bounded number of keys.
-struct Bounded<K: Hash + Eq + Clone> {
-    limiter: Keyed<K>,
-    overflow: K,
+/// A keyed state store with at most `max_keys` keys.
+struct BoundedStore<K> {
+    map: Arc<Mutex<HashMap<K, Slot>>>,
+    /// The budget new keys share while the map is full.
+    overflow: Mutex<Option<Nanos>>,
     max_keys: usize,
+    /// A key untouched this long has a full budget again (one window).
+    forget_after: Duration,
     last_sweep: Mutex<Instant>,
 }
 
-impl<K: Hash + Eq + Clone> Bounded<K> {
-    fn new(rate: Rate, overflow: K, max_keys: usize) -> Self {
-        let count = NonZeroU32::new(rate.count).unwrap_or(NonZeroU32::MIN);
-        let period = Duration::from_secs(rate.window_secs.max(1)) / count.get();
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(count))
-            .allow_burst(count);
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; the counters inside are whole.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<K: Hash + Eq + Clone> BoundedStore<K> {
+    fn new(max_keys: usize, forget_after: Duration) -> Self {
         Self {
-            limiter: RateLimiter::hashmap(quota),
-            overflow,
+            map: Arc::new(Mutex::new(HashMap::new())),
+            overflow: Mutex::new(None),
             max_keys,
+            forget_after,
             last_sweep: Mutex::new(Instant::now()),
         }
     }
 
-    fn hit(&self, key: &K) -> Result<(), RetryAfter> {
-        self.sweep_if_due();
-        let key = if self.limiter.len() >= self.max_keys {
-            // Sweep now (rarely: at most once a second), then decide.
-            self.sweep(Duration::from_secs(1));
-            if self.limiter.len() >= self.max_keys {
-                &self.overflow
-            } else {
-                key
-            }
-        } else {
-            key
-        };
-        self.limiter
-            .check_key(key)
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(DefaultClock::default().now())))
-    }
-
-    fn sweep_if_due(&self) {
-        self.sweep(Duration::from_secs(60));
-    }
-
-    /// Drop keys that are back to a fresh state, if the last sweep is `min_gap` old.
-    fn sweep(&self, min_gap: Duration) {
-        let Ok(mut last) = self.last_sweep.try_lock() else {
-            return; // another request is sweeping
-        };
+    /// Drop keys back to a fresh state, if the last sweep is `min_gap` old.
+    fn sweep(&self, map: &mut HashMap<K, Slot>, min_gap: Duration) {
+        let mut last = lock(&self.last_sweep);
         if last.elapsed() < min_gap {
             return;
         }
         *last = Instant::now();
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
+        map.retain(|_, slot| slot.touched.elapsed() < self.forget_after);
+        map.shrink_to_fit();
+    }
+}
+
+impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut map = lock(&self.map);
+        if let Some(slot) = map.get_mut(key) {
+            let (out, tat) = f(Some(slot.tat))?;
+            *slot = Slot {
+                tat,
+                touched: Instant::now(),
+            };
+            return Ok(out);
+        }
+        self.sweep(&mut map, Duration::from_secs(60));
+        if map.len() >= self.max_keys {
+            // Full: sweep now (at most once a second), then decide.
+            self.sweep(&mut map, Duration::from_secs(1));
+        }
+        if map.len() >= self.max_keys {
+            let mut shared = lock(&self.overflow);
+            let (out, tat) = f(*shared)?;
+            *shared = Some(tat);
+            return Ok(out);
+        }
+        let (out, tat) = f(None)?;
+        map.insert(
+            key.clone(),
+            Slot {
+                tat,
+                touched: Instant::now(),
+            },
+        );
+        Ok(out)
+    }
+}
+
+/// A keyed limiter with a bounded number of keys.
+struct Bounded<K: Hash + Eq + Clone> {
+    limiter: RateLimiter<K, BoundedStore<K>, DefaultClock>,
+    /// The store's map, for its size.
+    #[cfg_attr(not(test), allow(dead_code))]
+    map: Arc<Mutex<HashMap<K, Slot>>>,
+}
+
+impl<K: Hash + Eq + Clone> Bounded<K> {
+    fn new(rate: Rate, max_keys: usize) -> Self {
+        let count = NonZeroU32::new(rate.count).unwrap_or(NonZeroU32::MIN);
+        let window = Duration::from_secs(rate.window_secs.max(1));
+        let period = window / count.get();
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(count))
+            .allow_burst(count);
+        let store = BoundedStore::new(max_keys, window);
+        let map = store.map.clone();
+        Self {
+            limiter: RateLimiter::new(quota, store, DefaultClock::default()),
+            map,
+        }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.limiter.len()
+    fn hit(&self, key: &K) -> Result<(), RetryAfter> {
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| RetryAfter(not_until.wait_time_from(DefaultClock::default().now())))
     }
 }
 
 /// Rate limits kept in this process.
 pub struct MemoryLimiter {
-    login_ip: Bounded<std::net::IpAddr>,
+    login_ip: Bounded<ClientNet>,
     login_user: Bounded<String>,
-    refresh_ip: Bounded<std::net::IpAddr>,
+    login_device: Bounded<String>,
+    refresh_ip: Bounded<ClientNet>,
+    register_ip: Bounded<ClientNet>,
 }
 
-/// Live keys per kind before new ones share the overflow bucket (~100 bytes each).
+/// Live keys per kind before new ones share the overflow budget (~100 bytes each).
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
+/// The rates of each kind of key.
+#[derive(Clone, Copy, Debug)]
+pub struct Rates {
+    pub login: Rate,
+    pub refresh: Rate,
+    pub register: Rate,
+}
+
 impl MemoryLimiter {
-    pub fn new(login: Rate, refresh: Rate, max_keys: usize) -> Self {
-        let unspecified = std::net::IpAddr::from([0, 0, 0, 0]);
+    pub fn new(rates: Rates, max_keys: usize) -> Self {
         Self {
-            login_ip: Bounded::new(login, unspecified, max_keys),
-            // No valid username contains a space, so this key is no one's.
-            login_user: Bounded::new(login, " overflow".to_owned(), max_keys),
-            refresh_ip: Bounded::new(refresh, unspecified, max_keys),
+            login_ip: Bounded::new(rates.login, max_keys),
+            login_user: Bounded::new(rates.login, max_keys),
+            login_device: Bounded::new(rates.login, max_keys),
+            refresh_ip: Bounded::new(rates.refresh, max_keys),
+            register_ip: Bounded::new(rates.register, max_keys),
         }
     }
 }
@@ -110,9 +172,11 @@ impl MemoryLimiter {
 impl Limiter for MemoryLimiter {
     async fn hit(&self, key: &LimitKey) -> Result<(), RetryAfter> {
         match key {
-            LimitKey::LoginIp(ip) => self.login_ip.hit(ip),
+            LimitKey::LoginIp(net) => self.login_ip.hit(net),
             LimitKey::LoginUser(name) => self.login_user.hit(name),
-            LimitKey::RefreshIp(ip) => self.refresh_ip.hit(ip),
+            LimitKey::LoginDevice(nonce) => self.login_device.hit(nonce),
+            LimitKey::RefreshIp(net) => self.refresh_ip.hit(net),
+            LimitKey::RegisterIp(net) => self.register_ip.hit(net),
         }
     }
 }
@@ -126,9 +190,17 @@ mod tests {
         window_secs: 60,
     };
 
+    fn rates(r: Rate) -> Rates {
+        Rates {
+            login: r,
+            refresh: r,
+            register: r,
+        }
+    }
+
     #[tokio::test]
     async fn burst_then_limited_with_retry_after() {
-        let l = MemoryLimiter::new(TEN_PER_MINUTE, TEN_PER_MINUTE, 1000);
+        let l = MemoryLimiter::new(rates(TEN_PER_MINUTE), 1000);
         let key = LimitKey::LoginUser("alzy".into());
         for _ in 0..10 {
             assert!(l.hit(&key).await.is_ok());
@@ -138,16 +210,40 @@ mod tests {
         assert!((1..=6).contains(&retry.secs()), "{retry:?}");
         // Keys are independent.
         assert!(l.hit(&LimitKey::LoginUser("other".into())).await.is_ok());
-        assert!(l.hit(&LimitKey::LoginIp([127, 0, 0, 1].into())).await.is_ok());
+        let ip = ClientNet::of([127, 0, 0, 1].into());
+        assert!(l.hit(&LimitKey::LoginIp(ip)).await.is_ok());
     }
 
     #[test]
     fn keys_are_bounded() {
-        let b = Bounded::new(TEN_PER_MINUTE, "overflow".to_owned(), 100);
+        let b = Bounded::new(TEN_PER_MINUTE, 100);
         for i in 0..1000 {
             let _ = b.hit(&format!("user{i}"));
         }
-        assert!(b.len() <= 101, "{}", b.len());
+        assert!(b.limiter_len() <= 100, "{}", b.limiter_len());
+    }
+
+    #[test]
+    fn a_full_map_throttles_only_new_keys() {
+        let b = Bounded::new(
+            Rate {
+                count: 2,
+                window_secs: 60,
+            },
+            3,
+        );
+        for k in ["a", "b", "c"] {
+            assert!(b.hit(&k.to_owned()).is_ok());
+        }
+        // The map is full. Newcomers share one budget of 2...
+        assert!(b.hit(&"new1".to_owned()).is_ok());
+        assert!(b.hit(&"new2".to_owned()).is_ok());
+        assert!(b.hit(&"new3".to_owned()).is_err());
+        // ...while every key already counted keeps its own.
+        for k in ["a", "b", "c"] {
+            assert!(b.hit(&k.to_owned()).is_ok(), "{k}");
+            assert!(b.hit(&k.to_owned()).is_err(), "{k}");
+        }
     }
 
     #[test]
@@ -155,5 +251,11 @@ mod tests {
         assert_eq!(RetryAfter(Duration::from_millis(1)).secs(), 1);
         assert_eq!(RetryAfter(Duration::from_millis(5001)).secs(), 6);
         assert_eq!(RetryAfter(Duration::from_secs(6)).secs(), 6);
+    }
+
+    impl<K: Hash + Eq + Clone> Bounded<K> {
+        fn limiter_len(&self) -> usize {
+            lock(&self.map).len()
+        }
     }
 }

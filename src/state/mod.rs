@@ -8,15 +8,39 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-/// What an attempt is counted against.
+/// What an attempt is counted against. Client addresses are [`ClientNet`]s.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum LimitKey {
-    /// Login attempts from one client IP.
-    LoginIp(IpAddr),
-    /// Login attempts for one username (lower-cased), from anywhere.
+    /// Login attempts from one client network.
+    LoginIp(ClientNet),
+    /// Login attempts for one username (lower-cased) from clients without a device token.
     LoginUser(String),
-    /// Refreshes from one client IP.
-    RefreshIp(IpAddr),
+    /// Login attempts from one device that logged in before (its device token's nonce).
+    LoginDevice(String),
+    /// Refreshes from one client network.
+    RefreshIp(ClientNet),
+    /// Registrations from one client network.
+    RegisterIp(ClientNet),
+}
+
+/// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6
+/// host is routinely given a whole /64, so keying by /128 would hand it 2^64 budgets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientNet(IpAddr);
+
+impl ClientNet {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    Self(IpAddr::V6(prefix.into()))
+                }
+            },
+        }
+    }
 }
 
 /// An attempt over the limit may be retried after this long.
@@ -35,4 +59,21 @@ impl RetryAfter {
 #[async_trait]
 pub trait Limiter: Send + Sync + 'static {
     async fn hit(&self, key: &LimitKey) -> Result<(), RetryAfter>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a = ClientNet::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = ClientNet::of("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        let other = ClientNet::of("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        let v4 = ClientNet::of("203.0.113.9".parse().unwrap());
+        assert_ne!(v4, ClientNet::of("203.0.113.10".parse().unwrap()));
+        assert_eq!(v4, ClientNet::of("::ffff:203.0.113.9".parse().unwrap()));
+    }
 }

@@ -19,6 +19,8 @@ pub struct UserRecord {
     pub is_active: bool,
     pub roles: Vec<Role>,
     pub created_at: UnixTime,
+    /// Changes whenever the password, activity or roles change (see `NewSession`).
+    pub security_stamp: i64,
 }
 
 /// A user to insert.
@@ -57,11 +59,34 @@ impl SessionRecord {
 pub struct NewSession {
     pub id: SessionId,
     pub user_id: UserId,
+    /// The user's `security_stamp` as the login read it: the session opens only if the
+    /// user still exists, is active and has this stamp.
+    pub expected_stamp: i64,
     pub now: UnixTime,
     pub expires_at: UnixTime,
+    /// No rotation extends the session (or its refresh tokens) past this.
+    pub max_expires_at: UnixTime,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub refresh_hash: RefreshTokenHash,
+}
+
+/// What opening a session found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionOpen {
+    Opened,
+    /// The user is gone, inactive, or their stamp moved since it was read. Nothing written.
+    UserChanged,
+}
+
+/// What a guarded change to a user found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserWrite<T> {
+    Done(T),
+    NotFound,
+    /// The user was an active holder of the guarded role and no active holder would
+    /// remain. Nothing written.
+    LastHolder,
 }
 
 /// Rotate `presented` into `successor`, atomically.
@@ -69,6 +94,7 @@ pub struct NewSession {
 pub struct RotateRequest {
     pub presented: RefreshTokenHash,
     pub successor: RefreshTokenHash,
+    /// Capped by the store at the session's `max_expires_at`.
     pub successor_expires_at: UnixTime,
     pub now: UnixTime,
 }
@@ -112,6 +138,8 @@ pub struct StoredKey {
 pub struct UserUpdate {
     pub roles: Option<Vec<Role>>,
     pub is_active: Option<bool>,
+    /// Move the user's `security_stamp` (void logins in flight).
+    pub bump_stamp: bool,
 }
 
 /// Every storage backend implements this, and passes the one conformance suite.
@@ -126,28 +154,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Insert a user; `Conflict` when the username or email is taken (case-insensitively).
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
+    /// Is the username or the email taken (case-insensitively)? A read, no lock: the
+    /// insert still answers `Conflict` for a race.
+    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// Users by creation time.
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
 
     /// Apply `update`; deactivating revokes every session of the user in the same
-    /// transaction. `None` when there is no such user.
+    /// transaction. With `guard`, one transaction also checks that an active holder of
+    /// that role remains if the user was one (else nothing is written: `LastHolder`).
     async fn update_user(
         &self,
         id: UserId,
         update: UserUpdate,
+        guard: Option<&Role>,
         now: UnixTime,
-    ) -> Result<Option<UserRecord>, StoreError>;
-    /// Delete a user with their sessions and refresh tokens; `false` when unknown.
-    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+    ) -> Result<UserWrite<UserRecord>, StoreError>;
+    /// Delete a user with their sessions and refresh tokens, under the same `guard`.
+    async fn delete_user(&self, id: UserId, guard: Option<&Role>) -> Result<UserWrite<()>, StoreError>;
 
-    /// Open a session with its first refresh token, in one transaction.
-    async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
+    /// Open a session with its first refresh token, in one transaction, only if the
+    /// user is as the login read it (`expected_stamp`, active).
+    async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError>;
     /// The session and its user, read together: the per-request revocation check.
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
     /// `user`'s live sessions (not revoked, not expired), most recently used first.
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
+    /// The session a refresh token belongs to (spent or not), if any. A read.
+    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError>;
     /// One conditional write: two concurrent rotations of one token cannot both win.
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
     /// Revoke one of `user`'s sessions; `false` when it is not theirs, unknown or already dead.
@@ -161,14 +197,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Revoke every live session of `user`, except `keep`; the count revoked.
     async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<u64, StoreError>;
-    /// Store a new password hash and revoke every other session, in one transaction.
+    /// Store a new password hash, move the security stamp and revoke every session but
+    /// `keep`, in one transaction; `false` when there is no such user.
     async fn change_password(
         &self,
         user: UserId,
         hash: PasswordHashString,
-        keep: SessionId,
+        keep: Option<SessionId>,
         now: UnixTime,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+    /// The secret stored under `name`; `fresh` is stored first if there is none (one
+    /// atomic insert-if-absent, so every instance ends up with the same value).
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
     /// Every signing key, active first, then the newest retired.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     /// Store `key` as the active key; `Conflict` when one is active already.
@@ -176,6 +216,8 @@ pub trait Store: Send + Sync + 'static {
     /// Retire the active key (it signs until `key.signs_from`, then verifies until
     /// `retires_at`) and make `key` active, in one transaction.
     async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
+    /// Make retired key `kid` stop verifying at `at`; `false` when no retired key has that kid.
+    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;
 
     /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;

@@ -16,19 +16,20 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    NewSession, NewUser, RotateRequest, Rotation, SessionRecord, Store, StoreError, StoredKey, UserRecord, UserUpdate,
-    roles_from_json, roles_to_json,
+    NewSession, NewUser, RotateRequest, Rotation, SessionOpen, SessionRecord, Store, StoreError, StoredKey, UserRecord,
+    UserUpdate, UserWrite, roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{Email, SessionId, UnixTime, UserId, Username};
+use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
 
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
 }
 
-const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at";
+const USER_COLUMNS: &str =
+    "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp";
 const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
 
 impl SqliteStore {
@@ -102,6 +103,7 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord, StoreError> {
         is_active: row.try_get::<i64, _>("is_active").map_err(backend)? != 0,
         roles: roles_from_json(&roles),
         created_at: UnixTime(row.try_get("created_at").map_err(backend)?),
+        security_stamp: row.try_get("security_stamp").map_err(backend)?,
     })
 }
 
@@ -156,6 +158,40 @@ async fn insert_key<'e, E: sqlx::Executor<'e, Database = Sqlite>>(db: E, key: &S
     Ok(())
 }
 
+async fn user_in(tx: &mut Transaction<'_, Sqlite>, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// Active users holding `role`.
+async fn active_holders(tx: &mut Transaction<'_, Sqlite>, role: &Role) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT count(*) FROM users u, json_each(u.roles) r WHERE u.is_active = 1 AND r.value = ?")
+        .bind(role.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)
+}
+
+/// Was `before` an active holder of `guard`'s role, and is none left now?
+async fn leaves_no_holder(
+    tx: &mut Transaction<'_, Sqlite>,
+    before: &UserRecord,
+    guard: Option<&Role>,
+) -> Result<bool, StoreError> {
+    let Some(role) = guard else {
+        return Ok(false);
+    };
+    if !before.is_active || !before.roles.contains(role) {
+        return Ok(false);
+    }
+    Ok(active_holders(tx, role).await? == 0)
+}
+
 async fn revoke_in(tx: &mut Transaction<'_, Sqlite>, session: SessionId, now: UnixTime) -> Result<bool, StoreError> {
     let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
         .bind(now.0)
@@ -208,7 +244,20 @@ impl Store for SqliteStore {
             is_active: true,
             roles: user.roles,
             created_at: user.created_at,
+            security_stamp: 0,
         })
+    }
+
+    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {
+        let taken: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM users WHERE lower(username) = lower(?) OR lower(email) = lower(?) LIMIT 1",
+        )
+        .bind(username.as_str())
+        .bind(email.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(taken.is_some())
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -246,21 +295,28 @@ impl Store for SqliteStore {
         &self,
         id: UserId,
         update: UserUpdate,
+        guard: Option<&Role>,
         now: UnixTime,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    ) -> Result<UserWrite<UserRecord>, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let done = sqlx::query(
-            "UPDATE users SET roles = coalesce(?, roles), is_active = coalesce(?, is_active), updated_at = ? WHERE id = ?",
+        let Some(before) = user_in(&mut tx, id).await? else {
+            return Ok(UserWrite::NotFound);
+        };
+        sqlx::query(
+            "UPDATE users SET roles = coalesce(?, roles), is_active = coalesce(?, is_active),
+                 security_stamp = security_stamp + ?, updated_at = ? WHERE id = ?",
         )
         .bind(update.roles.as_deref().map(roles_to_json))
         .bind(update.is_active.map(i64::from))
+        .bind(i64::from(update.bump_stamp))
         .bind(now.0)
         .bind(id.to_string())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
+        if leaves_no_holder(&mut tx, &before, guard).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(UserWrite::LastHolder);
         }
         if update.is_active == Some(false) {
             sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
@@ -270,24 +326,29 @@ impl Store for SqliteStore {
                 .await
                 .map_err(backend)?;
         }
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let user = user_from_row(&row)?;
+        let user = user_in(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Backend("updated user vanished".into()))?;
         tx.commit().await.map_err(backend)?;
-        Ok(Some(user))
+        Ok(UserWrite::Done(user))
     }
 
-    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+    async fn delete_user(&self, id: UserId, guard: Option<&Role>) -> Result<UserWrite<()>, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let Some(before) = user_in(&mut tx, id).await? else {
+            return Ok(UserWrite::NotFound);
+        };
+        sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.to_string())
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        if leaves_no_holder(&mut tx, &before, guard).await? {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(UserWrite::LastHolder);
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(UserWrite::Done(()))
     }
 
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError> {
@@ -304,22 +365,31 @@ impl Store for SqliteStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn create_session(&self, s: NewSession) -> Result<(), StoreError> {
+    async fn create_session(&self, s: NewSession) -> Result<SessionOpen, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, user_agent, ip)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        // The conditional insert: only while the user is as the login read them.
+        let opened = sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, ip)
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = ? AND is_active = 1 AND security_stamp = ?)",
         )
         .bind(s.id.to_string())
         .bind(s.user_id.to_string())
         .bind(s.now.0)
         .bind(s.now.0)
         .bind(s.expires_at.0)
+        .bind(s.max_expires_at.0)
         .bind(&s.user_agent)
         .bind(&s.ip)
+        .bind(s.user_id.to_string())
+        .bind(s.expected_stamp)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        if opened.rows_affected() == 0 {
+            tx.rollback().await.map_err(backend)?;
+            return Ok(SessionOpen::UserChanged);
+        }
         sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(s.refresh_hash.as_str())
             .bind(s.id.to_string())
@@ -328,11 +398,25 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        Ok(SessionOpen::Opened)
     }
 
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
         load_session_with_user(&self.read, id).await
+    }
+
+    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError> {
+        let id: Option<String> = sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = ?")
+            .bind(refresh.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        id.map(|i| {
+            i.parse()
+                .map_err(|_| StoreError::Backend("malformed session_id in database".into()))
+        })
+        .transpose()
     }
 
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
@@ -380,21 +464,29 @@ impl Store for SqliteStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(Rotation::Rejected);
         }
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(req.successor.as_str())
-            .bind(session_id.to_string())
-            .bind(req.now.0)
-            .bind(req.successor_expires_at.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("UPDATE sessions SET last_used_at = ?, expires_at = ? WHERE id = ?")
-            .bind(req.now.0)
-            .bind(req.successor_expires_at.0)
-            .bind(session_id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        // Nothing outlives the session's absolute end.
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
+             SELECT ?, id, ?, min(?, coalesce(max_expires_at, ?)) FROM sessions WHERE id = ?",
+        )
+        .bind(req.successor.as_str())
+        .bind(req.now.0)
+        .bind(req.successor_expires_at.0)
+        .bind(req.successor_expires_at.0)
+        .bind(session_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = ?, expires_at = min(?, coalesce(max_expires_at, ?)) WHERE id = ?",
+        )
+        .bind(req.now.0)
+        .bind(req.successor_expires_at.0)
+        .bind(req.successor_expires_at.0)
+        .bind(session_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Rotation::Rotated { user, session_id })
     }
@@ -449,25 +541,49 @@ impl Store for SqliteStore {
         &self,
         user: UserId,
         hash: PasswordHashString,
-        keep: SessionId,
+        keep: Option<SessionId>,
         now: UnixTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
-            .bind(&hash.0)
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?, security_stamp = security_stamp + 1, updated_at = ? WHERE id = ?",
+        )
+        .bind(&hash.0)
+        .bind(now.0)
+        .bind(user.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?")
             .bind(now.0)
             .bind(user.to_string())
+            .bind(keep.map(|k| k.to_string()))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id <> ?")
-            .bind(now.0)
-            .bind(user.to_string())
-            .bind(keep.to_string())
-            .execute(&mut *tx)
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(B64.encode(&fresh))
+        .bind(now.0)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.write)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        B64.decode(stored).map_err(backend)
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
@@ -511,6 +627,19 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         insert_key(&mut *tx, &key).await?;
         tx.commit().await.map_err(backend)
+    }
+
+    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET retires_at = min(coalesce(retires_at, ?), ?) WHERE kid = ? AND state = 'retired'",
+        )
+        .bind(at.0)
+        .bind(at.0)
+        .bind(kid)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {

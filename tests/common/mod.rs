@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+use tokengate::auth::keys::RotateMode;
 use tokengate::clock::ManualClock;
 use tokengate::config::check_secret;
 use tokengate::config::{Argon2Params, DatabaseUrl, Rate, Settings};
@@ -49,6 +50,10 @@ pub fn test_settings(db: &Path) -> Settings {
             count: 1000,
             window_secs: 60,
         },
+        register_rate: Rate {
+            count: 1000,
+            window_secs: 60,
+        },
         ..Settings::default()
     }
 }
@@ -86,17 +91,20 @@ impl TestServer {
     }
 
     /// Start with exactly these settings and this clock.
-    pub async fn start_settings(settings: Settings, clock: ManualClock) -> Self {
+    pub async fn start_settings(mut settings: Settings, clock: ManualClock) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // As `serve` does: the address actually bound is the one URLs are made from.
+        settings.bind = addr;
+        let limits = settings.http;
         let state = build_state(&settings, Arc::new(clock.clone()))
             .await
             .expect("server state builds");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn({
             let state = state.clone();
             async move {
-                let _ = serve_on(listener, state, async {
+                let _ = serve_on(listener, state, limits, async {
                     let _ = rx.await;
                 })
                 .await;
@@ -218,12 +226,20 @@ impl TestServer {
     /// `tokengate keys rotate` (the new key signs after the publish-ahead time), then
     /// the reload a running server does on its own; the new kid.
     pub async fn rotate_keys(&self) -> String {
-        self.state.auth.rotate_keys(false).await.expect("rotate keys")
+        self.state
+            .auth
+            .rotate_keys(RotateMode::Scheduled)
+            .await
+            .expect("rotate keys")
     }
 
-    /// `tokengate keys rotate --now`: the new key signs at once.
+    /// `tokengate keys rotate --now`: the new key signs at once, the old one is revoked.
     pub async fn rotate_keys_now(&self) -> String {
-        self.state.auth.rotate_keys(true).await.expect("rotate keys")
+        self.state
+            .auth
+            .rotate_keys(RotateMode::Revoke)
+            .await
+            .expect("rotate keys")
     }
 
     /// `GET` a JSON document.
@@ -281,15 +297,40 @@ impl From<Value> for Tokens {
     }
 }
 
-/// Assert a 401 that refuses a presented token, with the contract's challenge.
+/// Assert a 401 that refuses a presented token, with the contract's challenge (which
+/// may say why: RFC 6750's `error_description`).
 pub async fn assert_invalid_token(res: Response) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        res.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
-        Some("Bearer error=\"invalid_token\"")
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let described = ["token expired", "token revoked", "invalid signature"]
+        .iter()
+        .any(|d| challenge == format!("Bearer error=\"invalid_token\", error_description=\"{d}\""));
+    assert!(
+        challenge == "Bearer error=\"invalid_token\"" || described,
+        "{challenge}"
     );
     let body: Value = res.json().await.expect("json");
     assert!(body["detail"].is_string(), "{body}");
+}
+
+/// Assert a refused token whose challenge names exactly this reason.
+pub async fn assert_refused_because(res: Response, description: &str) {
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        challenge,
+        format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
+    );
+    assert_invalid_token(res).await;
 }
 
 /// Decode a JWT's header and claims without verifying (for inspecting shapes).

@@ -8,6 +8,12 @@ use serde_json::{Value, json};
 
 use crate::common::{Backend, PASSWORD, TestServer, assert_invalid_token};
 
+/// The cookie names with `Secure` on (the default): prefixed so no subdomain can toss them.
+const ACCESS: &str = "__Host-tokengate_access";
+const REFRESH: &str = "__Secure-tokengate_refresh";
+const CSRF: &str = "__Host-tokengate_csrf";
+const DEVICE: &str = "__Host-tokengate_device";
+
 /// name -> full Set-Cookie line, from a response.
 fn set_cookies(res: &Response) -> HashMap<String, String> {
     res.headers()
@@ -44,14 +50,14 @@ impl Jar {
     fn header(&self, path: &str) -> String {
         self.0
             .iter()
-            .filter(|(k, _)| k.as_str() != "tokengate_refresh" || path.starts_with("/auth/cookie"))
+            .filter(|(k, _)| k.as_str() != REFRESH || path.starts_with("/auth/cookie"))
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ")
     }
 
     fn csrf(&self) -> String {
-        self.0["tokengate_csrf"].clone()
+        self.0[CSRF].clone()
     }
 }
 
@@ -91,9 +97,16 @@ pub async fn cookie_login_sets_the_three_cookies_and_no_token_in_the_body(b: Bac
         .unwrap();
     assert_eq!(form.status(), StatusCode::OK);
     let c = set_cookies(&form);
-    let access = &c["tokengate_access"];
-    let refresh = &c["tokengate_refresh"];
-    let csrf = &c["tokengate_csrf"];
+    let access = &c[ACCESS];
+    let refresh = &c[REFRESH];
+    let csrf = &c[CSRF];
+    let device = &c[DEVICE];
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(
+            device.split("; ").any(|a| a == attr),
+            "device cookie lacks {attr}: {device}"
+        );
+    }
     for attr in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=900"] {
         assert!(
             access.split("; ").any(|a| a == attr),
@@ -125,7 +138,7 @@ pub async fn cookie_login_sets_the_three_cookies_and_no_token_in_the_body(b: Bac
     assert!(!body.contains(&value(access)) && !body.contains(&value(refresh)));
 
     let (jar, _) = cookie_login(&srv, "alzy").await;
-    assert_eq!(jar.0.len(), 3);
+    assert_eq!(jar.0.len(), 4);
 }
 
 pub async fn protected_routes_accept_the_access_cookie(b: Backend) {
@@ -214,8 +227,9 @@ pub async fn cookie_refresh_rotates_and_reuse_kills_the_session(b: Backend) {
     let v: Value = res.json().await.unwrap();
     assert!(v.get("refresh_token").is_none() && v.get("access_token").is_none());
     assert_eq!(v["csrf_token"], second.csrf().as_str());
-    assert_ne!(second.0["tokengate_refresh"], first.0["tokengate_refresh"]);
-    assert_ne!(second.0["tokengate_access"], first.0["tokengate_access"]);
+    assert_ne!(second.0[REFRESH], first.0[REFRESH]);
+    assert_ne!(second.0[ACCESS], first.0[ACCESS]);
+    assert_eq!(second.csrf(), first.csrf(), "the CSRF token belongs to the session");
     assert_eq!(
         send(&srv, &second, Method::GET, "/me", None).await.status(),
         StatusCode::OK
@@ -249,10 +263,14 @@ pub async fn cookie_logout_clears_cookies_and_kills_the_session(b: Backend) {
     let res = send(&srv, &jar, Method::POST, "/auth/cookie/logout", Some(&jar.csrf())).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let cleared = set_cookies(&res);
-    for name in ["tokengate_access", "tokengate_refresh", "tokengate_csrf"] {
+    for name in [ACCESS, REFRESH, CSRF] {
         assert!(cleared[name].contains("Max-Age=0"), "{name}");
     }
-    assert!(cleared["tokengate_refresh"].contains("Path=/auth/cookie"));
+    assert!(cleared[REFRESH].contains("Path=/auth/cookie"));
+    assert!(
+        !cleared.contains_key(DEVICE),
+        "signing out keeps the browser a known device"
+    );
     // The old cookies are dead even if a client kept them.
     assert_eq!(
         send(&srv, &jar, Method::GET, "/me", None).await.status(),
@@ -267,7 +285,7 @@ pub async fn cookie_logout_after_access_expiry_uses_the_refresh_cookie(b: Backen
     srv.register("alzy").await;
     let (mut jar, _) = cookie_login(&srv, "alzy").await;
     // The browser dropped the expired access cookie.
-    jar.0.remove("tokengate_access");
+    jar.0.remove(ACCESS);
     let keep = jar.clone();
     let res = send(&srv, &jar, Method::POST, "/auth/cookie/logout", Some(&jar.csrf())).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
@@ -284,6 +302,10 @@ pub async fn insecure_cookies_only_when_configured(b: Backend) {
     for line in set_cookies(&res).values() {
         assert!(!line.contains("Secure"), "{line}");
         assert!(line.contains("SameSite"), "{line}");
+        assert!(
+            line.starts_with("tokengate_"),
+            "browsers refuse prefixed cookies without Secure: {line}"
+        );
     }
 }
 
@@ -357,4 +379,90 @@ pub async fn account_page_is_served_with_strict_security_headers(b: Backend) {
         .await
         .unwrap();
     assert!(!html.contains("<script>") && !html.contains("style=") && !html.contains("onclick"));
+}
+
+pub async fn a_cookie_sent_twice_is_refused(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    let (jar, _) = cookie_login(&srv, "alzy").await;
+    // A second cookie of the same name (tossed by a sibling subdomain, say): which is
+    // ours cannot be told, so neither is used.
+    let header = format!("{}; {ACCESS}=planted.by.someone", jar.header("/me"));
+    let res = srv
+        .http
+        .get(srv.url("/me"))
+        .header("cookie", header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let v: Value = res.json().await.unwrap();
+    assert!(v["detail"].as_str().unwrap().contains("twice"), "{v}");
+}
+
+pub async fn csrf_token_is_bound_to_its_session(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("victim").await;
+    srv.register("mallory").await;
+    let (victim, _) = cookie_login(&srv, "victim").await;
+    let (mallory, _) = cookie_login(&srv, "mallory").await;
+    // Mallory plants her own CSRF cookie in the victim's browser and sends the matching
+    // header: the double submit matches, but the token is not the victim session's.
+    let mut tossed = victim.clone();
+    tossed.0.insert(CSRF.into(), mallory.csrf());
+    for path in ["/auth/logout-all", "/auth/cookie/refresh", "/auth/cookie/logout"] {
+        let res = send(&srv, &tossed, Method::POST, path, Some(&mallory.csrf())).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(
+        send(&srv, &victim, Method::GET, "/me", None).await.status(),
+        StatusCode::OK
+    );
+    // The session's own token works.
+    let res = send(&srv, &victim, Method::POST, "/auth/logout-all", Some(&victim.csrf())).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
+pub async fn cross_site_cookie_login_is_refused(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.cors_origins = vec!["https://app.example.com".into()]).await;
+    srv.register("mallory").await;
+    let login = |headers: &[(&'static str, &'static str)]| {
+        let mut req = srv
+            .http
+            .post(srv.url("/auth/cookie/login"))
+            .form(&[("username", "mallory"), ("password", PASSWORD)]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    // A form on evil.example posting the attacker's credentials (login CSRF).
+    for hint in [
+        vec![("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")],
+        vec![("origin", "null")],
+        vec![("sec-fetch-site", "cross-site")],
+    ] {
+        let res = login(&hint).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{hint:?}");
+        assert!(set_cookies(&res).is_empty(), "no cookie for a cross-site login");
+        let v: Value = res.json().await.unwrap();
+        assert!(v["detail"].as_str().unwrap().contains("Cross-site"), "{v}");
+    }
+    // Our own page, an allowed origin, and non-browser clients sign in.
+    let own = format!("http://{}", srv.base.trim_start_matches("http://"));
+    let res = srv
+        .http
+        .post(srv.url("/auth/cookie/login"))
+        .header("origin", own)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("username", "mallory"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = login(&[("origin", "https://app.example.com"), ("sec-fetch-site", "same-site")])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(login(&[]).await.unwrap().status(), StatusCode::OK);
 }

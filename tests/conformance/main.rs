@@ -121,6 +121,9 @@ conformance! {
         insecure_cookies_only_when_configured,
         cors_allows_configured_origins_only,
         account_page_is_served_with_strict_security_headers,
+        a_cookie_sent_twice_is_refused,
+        csrf_token_is_bound_to_its_session,
+        cross_site_cookie_login_is_refused,
     ],
     signing_keys: [
         asymmetric_tokens_verify_through_the_jwks,
@@ -130,6 +133,8 @@ conformance! {
         hs256_publishes_no_key_and_discovery_describes_the_server,
         instances_on_one_database_share_keys_and_rotations,
         switching_from_hs256_accepts_previous_secret_tokens,
+        revoking_a_retired_key_ends_it_at_once,
+        discovery_urls_never_come_from_the_host_header,
     ],
     restart: [
         state_survives_a_restart,

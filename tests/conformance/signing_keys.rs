@@ -19,7 +19,7 @@ const ASYMMETRIC: [(SigningAlgorithm, &str); 3] = [
 
 async fn server(b: Backend, alg: SigningAlgorithm) -> TestServer {
     TestServer::start_with(b, |s| {
-        s.algorithm = alg;
+        s.algorithm = Some(alg);
         s.secret_key = None;
     })
     .await
@@ -278,7 +278,7 @@ pub async fn hs256_publishes_no_key_and_discovery_describes_the_server(b: Backen
 pub async fn instances_on_one_database_share_keys_and_rotations(b: Backend) {
     let a = server(b, SigningAlgorithm::Es256).await;
     let mut settings = a.settings.clone();
-    settings.algorithm = SigningAlgorithm::Es256;
+    settings.algorithm = Some(SigningAlgorithm::Es256);
     let second = TestServer::start_settings(settings, a.clock.clone()).await;
     let t = a.user("alzy").await;
     assert_eq!(
@@ -286,17 +286,68 @@ pub async fn instances_on_one_database_share_keys_and_rotations(b: Backend) {
         StatusCode::OK,
         "B verifies A's token"
     );
+    let old_kid = jwt_parts(&t.access).0["kid"].as_str().unwrap().to_owned();
+    // A compromised key: `keys rotate --now` on A.
     let kid = a.rotate_keys_now().await;
     // B picks the rotation up at its next reload (every few seconds when serving).
     second.auth().reload_keys().await.unwrap();
     let t2 = second.login("alzy", PASSWORD).await;
     assert_eq!(jwt_parts(&t2.access).0["kid"], kid.as_str());
     assert_eq!(a.me_status(&t2.access).await, StatusCode::OK);
-    assert_eq!(
-        second.me_status(&t.access).await,
-        StatusCode::OK,
-        "old key still verifies"
-    );
+    // The compromised key verifies nothing any more, on either instance, and is gone
+    // from both JWKS.
+    for srv in [&a, &second] {
+        assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
+        let kids: Vec<Value> = srv.get_json("/.well-known/jwks.json").await["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].clone())
+            .collect();
+        assert_eq!(kids, vec![json!(kid)], "{old_kid} unpublished");
+    }
+}
+
+pub async fn revoking_a_retired_key_ends_it_at_once(b: Backend) {
+    let srv = server(b, SigningAlgorithm::EdDsa).await;
+    let t = srv.user("alzy").await;
+    let old_kid = jwt_parts(&t.access).0["kid"].as_str().unwrap().to_owned();
+    srv.rotate_keys().await;
+    // Routine rotation: the old key still verifies and is published...
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+    // ...until it is revoked.
+    srv.auth().revoke_signing_key(&old_kid).await.expect("revoke");
+    assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
+    let jwks = srv.get_json("/.well-known/jwks.json").await;
+    assert!(!jwks.to_string().contains(&old_kid), "{jwks}");
+}
+
+pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let conf: Value = srv
+        .http
+        .get(srv.url("/.well-known/openid-configuration"))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conf["jwks_uri"], format!("{}/.well-known/jwks.json", srv.base));
+    let public = TestServer::start_with(b, |s| s.public_url = Some("https://auth.example.com".into())).await;
+    let conf: Value = public
+        .http
+        .get(public.url("/.well-known/openid-configuration"))
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conf["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
+    assert_eq!(conf["token_endpoint"], "https://auth.example.com/auth/login");
 }
 
 pub async fn switching_from_hs256_accepts_previous_secret_tokens(b: Backend) {
@@ -305,7 +356,7 @@ pub async fn switching_from_hs256_accepts_previous_secret_tokens(b: Backend) {
     let mut settings = hs.settings.clone();
     let clock = hs.clock.clone();
     let _dir = hs.stop().await;
-    settings.algorithm = SigningAlgorithm::EdDsa;
+    settings.algorithm = Some(SigningAlgorithm::EdDsa);
     settings.secret_key = None;
     settings.previous_secret_keys = vec![tokengate::config::check_secret(TEST_SECRET).unwrap()];
     let ed = TestServer::start_settings(settings.clone(), clock.clone()).await;

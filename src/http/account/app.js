@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 
 function csrfToken() {
-  const m = document.cookie.match(/(?:^|;\s*)tokengate_csrf=([^;]+)/);
+  const m = document.cookie.match(/(?:^|;\s*)(?:__Host-)?tokengate_csrf=([^;]+)/);
   return m ? m[1] : "";
 }
 

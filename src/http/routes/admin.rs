@@ -43,7 +43,16 @@ pub async fn update(
     c.finish()?;
     let user = state
         .auth
-        .update_user(Some(&admin), id, UserUpdate { roles, is_active }, &client)
+        .update_user(
+            Some(&admin),
+            id,
+            UserUpdate {
+                roles,
+                is_active,
+                ..UserUpdate::default()
+            },
+            &client,
+        )
         .await?;
     Ok(Json(UserRead::from(&user)))
 }

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 use super::UserRead;
@@ -19,6 +19,10 @@ pub struct TokenResponse {
     refresh_token: String,
     token_type: &'static str,
     expires_in: u64,
+    /// After a login: send it back (`X-Device-Token` header or `device_token` field) on
+    /// later logins, so a flood of guesses at this username does not lock this client out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<String>,
 }
 
 impl From<TokenPair> for TokenResponse {
@@ -28,8 +32,20 @@ impl From<TokenPair> for TokenResponse {
             refresh_token: p.refresh_token.expose().to_owned(),
             token_type: "bearer",
             expires_in: p.expires_in,
+            device_token: p.device_token,
         }
     }
+}
+
+/// The header in which API clients send their device token back.
+pub const DEVICE_TOKEN_HEADER: &str = "x-device-token";
+
+/// A login's credentials, from a form or JSON body.
+pub struct LoginFields<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// The device token, if the body carries one (`device_token`).
+    pub device_token: Option<&'a str>,
 }
 
 /// `POST /auth/register`: JSON `{username, email, password}`.
@@ -52,10 +68,11 @@ pub async fn register(
 
 /// `username` and `password` of a login body (form or JSON), with `grant_type`
 /// checked as OAuth2's password grant.
-pub fn login_fields(body: &Fields) -> Result<(&str, &str), ApiError> {
+pub fn login_fields(body: &Fields) -> Result<LoginFields<'_>, ApiError> {
     let mut c = Checker::new(body);
     let username = c.string("username");
     let password = c.string("password");
+    let device_token = c.optional_string("device_token");
     if c.optional_string("grant_type").is_some_and(|g| g != "password") {
         c.fail(
             "grant_type",
@@ -64,19 +81,31 @@ pub fn login_fields(body: &Fields) -> Result<(&str, &str), ApiError> {
         );
     }
     c.finish()?;
-    username
+    let (username, password) = username
         .zip(password)
-        .ok_or_else(|| ApiError::internal("checked fields missing"))
+        .ok_or_else(|| ApiError::internal("checked fields missing"))?;
+    Ok(LoginFields {
+        username,
+        password,
+        device_token,
+    })
 }
 
 /// `POST /auth/login`: an OAuth2 password-grant form or JSON `{username, password}`.
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
+    headers: HeaderMap,
     FormOrJsonFields(body): FormOrJsonFields,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let (username, password) = login_fields(&body)?;
-    let pair = state.auth.login(username, password, &client).await?;
+    let fields = login_fields(&body)?;
+    let device = fields
+        .device_token
+        .or_else(|| headers.get(DEVICE_TOKEN_HEADER).and_then(|v| v.to_str().ok()));
+    let pair = state
+        .auth
+        .login(fields.username, fields.password, device, &client)
+        .await?;
     Ok(Json(pair.into()))
 }
 

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
@@ -20,10 +20,11 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, cache)], Json(state.auth.jwks()))
 }
 
-/// `GET /.well-known/openid-configuration`.
-pub async fn openid_configuration(State(state): State<AppState>, headers: HeaderMap) -> Json<Value> {
+/// `GET /.well-known/openid-configuration`. URLs start with the configured public
+/// URL, never with a request's `Host` header (which a client chooses).
+pub async fn openid_configuration(State(state): State<AppState>) -> Json<Value> {
     let issuer = state.auth.issuer().to_owned();
-    let base = public_base(&issuer, &headers);
+    let base = &state.public_url;
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
@@ -35,32 +36,4 @@ pub async fn openid_configuration(State(state): State<AppState>, headers: Header
         "id_token_signing_alg_values_supported": [state.auth.signing_algorithm()],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "jti", "type", "roles", "sid"],
     }))
-}
-
-/// Where this server is reached: the issuer when it is a URL, else this request's host.
-fn public_base(issuer: &str, headers: &HeaderMap) -> String {
-    if issuer.starts_with("https://") || issuer.starts_with("http://") {
-        return issuer.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
-        .unwrap_or("localhost:8000");
-    format!("http://{host}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_url() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("auth.internal:8000"));
-        assert_eq!(public_base("tokengate", &h), "http://auth.internal:8000");
-        assert_eq!(public_base("https://auth.example.com/", &h), "https://auth.example.com");
-        h.insert(header::HOST, HeaderValue::from_static("evil.com/<script>"));
-        assert_eq!(public_base("tokengate", &h), "http://localhost:8000");
-    }
 }

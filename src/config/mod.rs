@@ -9,6 +9,11 @@ use ipnet::IpNet;
 
 use crate::domain::Secret;
 
+pub mod environment;
+mod secret;
+
+pub use secret::check_secret;
+
 /// A configuration problem: which variable, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -42,6 +47,18 @@ pub enum SigningAlgorithm {
     EdDsa,
     Es256,
     Rs256,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE name (`alg` header).
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+        }
+    }
 }
 
 /// `N` attempts per `window_secs` seconds.
@@ -82,7 +99,10 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub database_url: DatabaseUrl,
     pub redis_url: Option<String>,
-    pub algorithm: SigningAlgorithm,
+    /// `None`: not configured, so an active key in the database decides (else HS256).
+    pub algorithm: Option<SigningAlgorithm>,
+    /// The external base URL (`https://auth.example.com`), for every absolute URL we emit.
+    pub public_url: Option<String>,
     /// `None`: generate one and keep it beside the SQLite file.
     pub secret_key: Option<Secret>,
     pub previous_secret_keys: Vec<Secret>,
@@ -90,13 +110,42 @@ pub struct Settings {
     pub audience: String,
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
+    /// A session ends this long after its login, however often it refreshes.
+    pub session_max_lifetime_secs: u64,
     pub cookie_secure: bool,
     pub cors_origins: Vec<String>,
     pub login_rate: Rate,
     pub refresh_rate: Rate,
+    pub register_rate: Rate,
     pub trusted_proxies: Vec<IpNet>,
     pub log_format: LogFormat,
     pub argon2: Argon2Params,
+    /// Password hashes waiting for a core, at most; past that, 503 with `Retry-After`.
+    pub hash_queue_max: usize,
+    pub http: HttpLimits,
+}
+
+/// Connection-level limits: what a slow or idle client may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this time, or the connection is closed.
+    /// The same clock runs while a keep-alive connection waits for its next request, so
+    /// it is the idle timeout too.
+    pub header_timeout_secs: u64,
+    /// A request whose body and answer take longer is answered 408 (a slow body).
+    pub request_timeout_secs: u64,
+    /// Open connections at most; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 4096,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -107,13 +156,15 @@ impl Default for Settings {
                 path: PathBuf::from("tokengate.db"),
             },
             redis_url: None,
-            algorithm: SigningAlgorithm::Hs256,
+            algorithm: None,
+            public_url: None,
             secret_key: None,
             previous_secret_keys: Vec::new(),
             issuer: "tokengate".into(),
             audience: "tokengate".into(),
             access_ttl_secs: 15 * 60,
             refresh_ttl_secs: 7 * 24 * 3600,
+            session_max_lifetime_secs: 30 * 24 * 3600,
             cookie_secure: true,
             cors_origins: Vec::new(),
             login_rate: Rate {
@@ -124,9 +175,15 @@ impl Default for Settings {
                 count: 60,
                 window_secs: 60,
             },
+            register_rate: Rate {
+                count: 5,
+                window_secs: 60,
+            },
             trusted_proxies: Vec::new(),
             log_format: LogFormat::Pretty,
             argon2: Argon2Params::default(),
+            hash_queue_max: 64,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -154,6 +211,9 @@ pub struct RawSettings {
     /// Comma-separated HS256 secrets still accepted for verification
     #[arg(long, env = "TOKENGATE_PREVIOUS_SECRET_KEYS", global = true, hide_env_values = true)]
     pub previous_secret_keys: Option<String>,
+    /// External base URL, e.g. https://auth.example.com [default: http://BIND]
+    #[arg(long, env = "TOKENGATE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
     /// `iss` claim [default: tokengate]
     #[arg(long, env = "TOKENGATE_ISSUER", global = true)]
     pub issuer: Option<String>,
@@ -166,6 +226,9 @@ pub struct RawSettings {
     /// Refresh token lifetime [default: 7d]
     #[arg(long, env = "TOKENGATE_REFRESH_TTL", global = true)]
     pub refresh_ttl: Option<String>,
+    /// A session ends this long after login, however often it refreshes [default: 30d]
+    #[arg(long, env = "TOKENGATE_SESSION_MAX_LIFETIME", global = true)]
+    pub session_max_lifetime: Option<String>,
     /// Secure attribute on cookies; false only for plain-HTTP local development [default: true]
     #[arg(long, env = "TOKENGATE_COOKIE_SECURE", global = true)]
     pub cookie_secure: Option<String>,
@@ -178,6 +241,9 @@ pub struct RawSettings {
     /// Refreshes per IP, N/WINDOW [default: 60/1m]
     #[arg(long, env = "TOKENGATE_REFRESH_RATE", global = true)]
     pub refresh_rate: Option<String>,
+    /// Registrations per IP, N/WINDOW [default: 5/1m]
+    #[arg(long, env = "TOKENGATE_REGISTER_RATE", global = true)]
+    pub register_rate: Option<String>,
     /// Comma-separated CIDRs whose X-Forwarded-For is believed [default: none]
     #[arg(long, env = "TOKENGATE_TRUSTED_PROXIES", global = true)]
     pub trusted_proxies: Option<String>,
@@ -193,21 +259,19 @@ pub struct RawSettings {
     /// argon2id lanes [default: 1]
     #[arg(long, env = "TOKENGATE_ARGON2_PARALLELISM", global = true)]
     pub argon2_parallelism: Option<String>,
+    /// Password hashes that may wait for a core before 503 [default: 64]
+    #[arg(long, env = "TOKENGATE_HASH_QUEUE", global = true)]
+    pub hash_queue: Option<String>,
+    /// Time a client has to send a request's headers; also the keep-alive idle timeout [default: 10s]
+    #[arg(long, env = "TOKENGATE_HEADER_TIMEOUT", global = true)]
+    pub header_timeout: Option<String>,
+    /// Time a request's body and answer may take before 408 [default: 30s]
+    #[arg(long, env = "TOKENGATE_REQUEST_TIMEOUT", global = true)]
+    pub request_timeout: Option<String>,
+    /// Open connections at most [default: 4096]
+    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<String>,
 }
-
-/// Values that must never be used as a signing secret.
-const PLACEHOLDER_SECRETS: &[&str] = &[
-    "secret",
-    "changeme",
-    "change_me",
-    "change-me",
-    "your-secret-key",
-    "your_secret_key",
-    "supersecret",
-    "mysecret",
-    // The example key of FastAPI's security tutorial, copied into countless apps.
-    "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
-];
 
 impl RawSettings {
     /// Validate every value; the first problem found is returned.
@@ -234,7 +298,12 @@ impl RawSettings {
                     ));
                 }
             },
-            algorithm: opt("TOKENGATE_ALGORITHM", &self.algorithm, d.algorithm, parse_algorithm)?,
+            algorithm: opt("TOKENGATE_ALGORITHM", &self.algorithm, None, |v| {
+                parse_algorithm(v).map(Some)
+            })?,
+            public_url: opt("TOKENGATE_PUBLIC_URL", &self.public_url, None, |v| {
+                parse_public_url(v).map(Some)
+            })?,
             secret_key: match non_empty(&self.secret_key) {
                 None => None,
                 Some(v) => Some(check_secret(v).map_err(|m| ConfigError::new("TOKENGATE_SECRET_KEY", m))?),
@@ -263,6 +332,12 @@ impl RawSettings {
                 d.refresh_ttl_secs,
                 parse_duration,
             )?,
+            session_max_lifetime_secs: opt(
+                "TOKENGATE_SESSION_MAX_LIFETIME",
+                &self.session_max_lifetime,
+                d.session_max_lifetime_secs,
+                parse_duration,
+            )?,
             cookie_secure: opt(
                 "TOKENGATE_COOKIE_SECURE",
                 &self.cookie_secure,
@@ -281,6 +356,12 @@ impl RawSettings {
             },
             login_rate: opt("TOKENGATE_LOGIN_RATE", &self.login_rate, d.login_rate, parse_rate)?,
             refresh_rate: opt("TOKENGATE_REFRESH_RATE", &self.refresh_rate, d.refresh_rate, parse_rate)?,
+            register_rate: opt(
+                "TOKENGATE_REGISTER_RATE",
+                &self.register_rate,
+                d.register_rate,
+                parse_rate,
+            )?,
             trusted_proxies: match non_empty(&self.trusted_proxies) {
                 None => Vec::new(),
                 Some(v) => v
@@ -316,11 +397,40 @@ impl RawSettings {
                     |v| parse_in_range(v, 1, 64),
                 )?,
             },
+            hash_queue_max: opt("TOKENGATE_HASH_QUEUE", &self.hash_queue, d.hash_queue_max, |v| {
+                parse_in_range(v, 1, 100_000).map(|n| n as usize)
+            })?,
+            http: HttpLimits {
+                header_timeout_secs: opt(
+                    "TOKENGATE_HEADER_TIMEOUT",
+                    &self.header_timeout,
+                    d.http.header_timeout_secs,
+                    parse_duration,
+                )?,
+                request_timeout_secs: opt(
+                    "TOKENGATE_REQUEST_TIMEOUT",
+                    &self.request_timeout,
+                    d.http.request_timeout_secs,
+                    parse_duration,
+                )?,
+                max_connections: opt(
+                    "TOKENGATE_MAX_CONNECTIONS",
+                    &self.max_connections,
+                    d.http.max_connections,
+                    |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
+                )?,
+            },
         };
         if s.argon2.memory_kib < 8 * s.argon2.parallelism {
             return Err(ConfigError::new(
                 "TOKENGATE_ARGON2_MEMORY_KIB",
                 "must be at least 8 KiB per lane (TOKENGATE_ARGON2_PARALLELISM)",
+            ));
+        }
+        if s.session_max_lifetime_secs < s.access_ttl_secs {
+            return Err(ConfigError::new(
+                "TOKENGATE_SESSION_MAX_LIFETIME",
+                "must not be shorter than TOKENGATE_ACCESS_TTL",
             ));
         }
         if s.refresh_ttl_secs < s.access_ttl_secs {
@@ -391,38 +501,16 @@ fn parse_algorithm(v: &str) -> Result<SigningAlgorithm, String> {
     }
 }
 
-/// Refuse short secrets and the placeholders that tutorials ship.
-pub fn check_secret(v: &str) -> Result<Secret, String> {
-    let lowered = v.to_ascii_lowercase();
-    let squashed: String = lowered.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let placeholder = PLACEHOLDER_SECRETS.contains(&lowered.as_str())
-        || squashed.contains("changeme")
-        || squashed.contains("yoursecret")
-        || squashed.contains("replaceme");
-    if placeholder {
-        return Err("is a known placeholder; generate one with: openssl rand -base64 48".into());
-    }
-    if v.len() < 32 {
-        return Err(format!(
-            "must be at least 32 bytes (got {}); generate one with: openssl rand -base64 48",
-            v.len()
-        ));
-    }
-    let distinct = v.bytes().collect::<std::collections::BTreeSet<_>>().len();
-    if distinct < 8 {
-        return Err("has too little variety to be a random secret; generate one with: openssl rand -base64 48".into());
-    }
-    Ok(Secret::new(v.as_bytes().to_vec()))
-}
-
-/// `2s`, `10m`, `1h`, `7d` (or bare seconds) into seconds, at least 1.
+/// `2s`, `10m`, `1h`, `7d` into seconds, at least 1. A bare number is refused: `15`
+/// could mean seconds or minutes, and guessing wrong is a silent 60x error.
 pub fn parse_duration(v: &str) -> Result<u64, String> {
     let bad = || format!("{v:?} is not a duration like 30s, 15m, 1h or 7d");
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult = match unit {
-        "" | "s" => 1,
+        "" => return Err(format!("{v:?} has no unit; write {v}s, {v}m, {v}h or {v}d")),
+        "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
@@ -452,6 +540,20 @@ fn parse_rate(v: &str) -> Result<Rate, String> {
     }
     let window_secs = parse_duration(w.trim()).map_err(|_| bad())?;
     Ok(Rate { count, window_secs })
+}
+
+/// `https://auth.example.com` or `http://host:port/prefix`: scheme, host, optional
+/// port and path; no query, fragment or credentials. Kept without a trailing slash.
+fn parse_public_url(v: &str) -> Result<String, String> {
+    let bad = || format!("{v:?} is not a base URL like https://auth.example.com");
+    let (scheme, rest) = v.split_once("://").ok_or_else(bad)?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    let rest_ok = !rest.contains(['?', '#', '@', ' ', '"', '<', '>', '\\']);
+    if !(scheme == "http" || scheme == "https") || !host_ok || !rest_ok {
+        return Err(bad());
+    }
+    Ok(v.trim_end_matches('/').to_owned())
 }
 
 fn parse_cidr(v: &str) -> Result<IpNet, String> {
@@ -512,24 +614,9 @@ mod tests {
         assert_eq!(parse_duration("10m"), Ok(600));
         assert_eq!(parse_duration("1h"), Ok(3600));
         assert_eq!(parse_duration("7d"), Ok(604_800));
-        for bad in ["", "0s", "m", "5x", "-1s", "1.5h"] {
+        for bad in ["", "0s", "m", "5x", "-1s", "1.5h", "15", "900"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn secrets_refused() {
-        for bad in [
-            "changeme",
-            "secret",
-            "CHANGE_ME_TO_A_LONG_RANDOM_STRING_PLEASE",
-            "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
-            "short-but-random-9f8a",
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        ] {
-            assert!(check_secret(bad).is_err(), "{bad}");
-        }
-        assert!(check_secret("q3vJ9c1XkP0sZb7Lr2mYt8Wn5Hd4Ga6Fe").is_ok());
     }
 
     #[test]
