@@ -208,3 +208,104 @@ pub async fn password_change_refuses_wrong_current_and_weak_new(b: Backend) {
     // Nothing changed.
     srv.login("alzy", PASSWORD).await;
 }
+
+/// Settings whose hash takes long enough (tens of ms) that requests overlap, with one
+/// waiting slot in front of the cores.
+fn slow_hash_one_waiting(s: &mut tokengate::config::Settings) {
+    s.argon2 = tokengate::config::Argon2Params {
+        memory_kib: 32 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+    s.hash_queue_max = 1;
+}
+
+async fn register_many(srv: &TestServer, names: impl Iterator<Item = String>) -> Vec<reqwest::Response> {
+    let sends = names.map(|name| {
+        srv.http
+            .post(srv.url("/auth/register"))
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}))
+            .send()
+    });
+    futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("response"))
+        .collect()
+}
+
+pub async fn a_taken_name_costs_no_hash(b: Backend) {
+    let srv = TestServer::start_with(b, slow_hash_one_waiting).await;
+    srv.register("alzy").await;
+    // Twelve at once: if each hashed, all but three would find the queue full (503).
+    let answers = register_many(&srv, (0..12).map(|_| "alzy".to_owned())).await;
+    for res in answers {
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+    }
+}
+
+pub async fn a_full_hash_queue_answers_503_at_once(b: Backend) {
+    let srv = TestServer::start_with(b, slow_hash_one_waiting).await;
+    let answers = register_many(&srv, (0..12).map(|i| format!("user{i}"))).await;
+    let mut busy = 0;
+    for res in answers {
+        match res.status() {
+            StatusCode::CREATED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert_eq!(res.headers()["retry-after"], "1");
+                let v: Value = res.json().await.unwrap();
+                assert!(v["detail"].as_str().unwrap().contains("busy"), "{v}");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(busy > 0, "some of twelve simultaneous hashes found the queue full");
+    // Nothing waits behind them: the next request is served normally.
+    srv.register("after").await;
+    srv.login("after", PASSWORD).await;
+}
+
+pub async fn a_login_in_flight_during_a_password_change_opens_no_session(b: Backend) {
+    use tokengate::crypto::tokens::RefreshToken;
+    use tokengate::domain::SessionId;
+    use tokengate::store::{NewSession, SessionOpen};
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    let store = srv.auth().store().clone();
+    // What a login read before hashing the old password...
+    let read = store.user_by_username("alzy").await.unwrap().unwrap();
+    let session = |stamp: i64| {
+        let now = tokengate::domain::UnixTime(srv.clock.now_secs());
+        NewSession {
+            id: SessionId::new(),
+            user_id: read.id,
+            expected_stamp: stamp,
+            now,
+            expires_at: now.plus(3600),
+            max_expires_at: now.plus(3600),
+            user_agent: None,
+            ip: None,
+            refresh_hash: RefreshToken::generate().unwrap().1,
+        }
+    };
+    // ...then the password changes, while it hashes.
+    let res = srv
+        .post_auth(
+            "/auth/password",
+            &t.access,
+            Some(json!({"current_password": PASSWORD, "new_password": "a-new-password-1"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // The login's session must not open on what it verified.
+    let opened = store.create_session(session(read.security_stamp)).await.unwrap();
+    assert_eq!(opened, SessionOpen::UserChanged);
+    // A login that read the user after the change opens one.
+    let now = store.user_by_username("alzy").await.unwrap().unwrap();
+    assert_ne!(now.security_stamp, read.security_stamp);
+    assert_eq!(
+        store.create_session(session(now.security_stamp)).await.unwrap(),
+        SessionOpen::Opened
+    );
+}

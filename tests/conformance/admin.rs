@@ -194,3 +194,113 @@ pub async fn deleting_a_user_kills_their_tokens(b: Backend) {
     // The name is free again.
     srv.register("alzy").await;
 }
+
+pub async fn the_last_admin_cannot_leave_the_server_without_one(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let root = srv.admin("root").await;
+    let me = format!("/admin/users/{}", user_id(&srv, &root).await);
+    let refused = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+        let v: Value = res.json().await.unwrap();
+        assert!(v["detail"].as_str().unwrap().contains("no active admin"), "{v}");
+    };
+    refused(srv.patch_auth(&me, &root.access, json!({"roles": []})).await).await;
+    refused(srv.patch_auth(&me, &root.access, json!({"roles": ["auditor"]})).await).await;
+    refused(srv.patch_auth(&me, &root.access, json!({"is_active": false})).await).await;
+    refused(srv.delete_auth(&me, &root.access).await).await;
+    // Nothing changed: root is still an active admin.
+    let res = srv.get_auth("/admin/users", &root.access).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // With a second admin, stepping down is fine.
+    let bob = srv.admin("bob").await;
+    let res = srv.patch_auth(&me, &root.access, json!({"roles": []})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Now bob is the last one.
+    let bobs = format!("/admin/users/{}", user_id(&srv, &bob).await);
+    refused(srv.delete_auth(&bobs, &bob.access).await).await;
+    // Changes to non-admins are never held up.
+    let alzy = srv.user("alzy").await;
+    let res = srv
+        .patch_auth(
+            &format!("/admin/users/{}", user_id(&srv, &alzy).await),
+            &bob.access,
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// A server whose password hash takes a few hundred milliseconds, so a login is still
+/// hashing when an admin acts.
+async fn slow_login_server(b: Backend) -> TestServer {
+    TestServer::start_with(b, |s| {
+        s.argon2 = tokengate::config::Argon2Params {
+            memory_kib: 128 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
+    })
+    .await
+}
+
+pub async fn a_login_racing_a_deactivation_opens_no_session(b: Backend) {
+    let srv = slow_login_server(b).await;
+    let admin = srv.admin("root").await;
+    let alzy = srv.user("alzy").await;
+    let id = user_id(&srv, &alzy).await;
+    let racing = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .json(&json!({"username": "alzy", "password": PASSWORD}))
+        .send();
+    let deactivate = async {
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        srv.patch_auth(
+            &format!("/admin/users/{id}"),
+            &admin.access,
+            json!({"is_active": false}),
+        )
+        .await
+    };
+    let (login, deactivated) = tokio::join!(racing, deactivate);
+    assert_eq!(deactivated.status(), StatusCode::OK);
+    let login = login.unwrap();
+    assert_ne!(
+        login.status(),
+        StatusCode::OK,
+        "the login finished after the deactivation"
+    );
+    assert!(login.status().is_client_error(), "{}", login.status());
+    // Reactivation revives nothing from before.
+    let res = srv
+        .patch_auth(&format!("/admin/users/{id}"), &admin.access, json!({"is_active": true}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let list = srv.login("alzy", PASSWORD).await;
+    let sessions: Vec<Value> = srv.get_auth("/auth/sessions", &list.access).await.json().await.unwrap();
+    assert_eq!(sessions.len(), 1, "only the new login's session: {sessions:?}");
+}
+
+pub async fn a_login_racing_a_deletion_is_refused_not_a_500(b: Backend) {
+    let srv = slow_login_server(b).await;
+    let admin = srv.admin("root").await;
+    let alzy = srv.user("alzy").await;
+    let id = user_id(&srv, &alzy).await;
+    let racing = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .json(&json!({"username": "alzy", "password": PASSWORD}))
+        .send();
+    let delete = async {
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        srv.delete_auth(&format!("/admin/users/{id}"), &admin.access).await
+    };
+    let (login, deleted) = tokio::join!(racing, delete);
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let login = login.unwrap();
+    assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login.text().await.unwrap(),
+        r#"{"detail":"Incorrect username or password"}"#
+    );
+}

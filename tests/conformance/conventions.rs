@@ -163,3 +163,81 @@ pub async fn no_client_input_causes_a_5xx(b: Backend) {
 fn res_is_error(v: &Value) -> bool {
     v.get("access_token").is_none() && v.get("id").is_none()
 }
+
+/// Does the server close `stream` within `within`? (A read that ends, not one that waits.)
+fn closed_within(stream: &mut std::net::TcpStream, within: std::time::Duration) -> bool {
+    use std::io::Read as _;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a response (408, say), then the close
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false, // timed out: still open
+        }
+    }
+}
+
+pub async fn slow_and_idle_clients_cannot_hold_connections(b: Backend) {
+    use std::io::Write as _;
+    let srv = TestServer::start_with(b, |s| {
+        s.http.header_timeout_secs = 1;
+        s.http.max_connections = 4;
+    })
+    .await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let t = std::time::Duration::from_secs(6);
+        // Slowloris: headers that never end, on every connection we allow.
+        let mut slow: Vec<_> = (0..4)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+                    .unwrap();
+                s
+            })
+            .collect();
+        // An idle keep-alive connection after one full request.
+        let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let all_slow_closed = slow.iter_mut().all(|s| closed_within(s, t));
+        let idle_closed = closed_within(&mut idle, t);
+        (all_slow_closed, idle_closed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome, (true, true), "(slow, idle) connections closed by the server");
+    // The server serves again.
+    let res = srv.http.get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+pub async fn a_slow_body_gets_408(b: Backend) {
+    use std::io::{Read as _, Write as _};
+    let srv = TestServer::start_with(b, |s| s.http.request_timeout_secs = 1).await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    let response = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user",
+        )
+        .unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(6))).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+            if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+}

@@ -54,3 +54,61 @@ pub async fn verify_checks_a_required_role(b: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["x-auth-roles"], "admin");
 }
+
+pub async fn verify_applies_csrf_to_the_method_the_proxy_names(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    let res = srv
+        .post_json(
+            "/auth/cookie/login",
+            serde_json::json!({"username": "alzy", "password": crate::common::PASSWORD}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .filter(|c| !c.contains("refresh"))
+        .collect();
+    let csrf = res.json::<serde_json::Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = |extra: &[(&'static str, String)]| {
+        let mut req = srv
+            .http
+            .get(srv.url("/auth/verify"))
+            .header("cookie", cookies.join("; "));
+        for (k, v) in extra {
+            req = req.header(*k, v);
+        }
+        req.send()
+    };
+    // nginx's auth_request always sends GET; the snippets pass the real method on.
+    assert_eq!(verify(&[]).await.unwrap().status(), StatusCode::OK);
+    for header in ["x-original-method", "x-forwarded-method"] {
+        for method in ["POST", "DELETE", "PATCH"] {
+            let res = verify(&[(header, method.to_owned())]).await.unwrap();
+            assert_eq!(res.status(), StatusCode::FORBIDDEN, "{header}: {method}");
+            let res = verify(&[(header, method.to_owned()), ("x-csrf-token", csrf.clone())])
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{header}: {method} with its token");
+        }
+        let res = verify(&[(header, "GET".to_owned())]).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    // Bearer callers need no CSRF token, whatever the method.
+    let t = srv.login("alzy", crate::common::PASSWORD).await;
+    let res = srv
+        .http
+        .get(srv.url("/auth/verify"))
+        .bearer_auth(&t.access)
+        .header("x-forwarded-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}

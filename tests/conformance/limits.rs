@@ -160,3 +160,147 @@ pub async fn password_change_guesses_share_the_login_limit(b: Backend) {
     )
     .await;
 }
+
+/// The right password for `username` with a device token in `X-Device-Token`.
+async fn login_with_device(srv: &TestServer, ip: &str, username: &str, password: &str, device: &str) -> Response {
+    srv.http
+        .post(srv.url("/auth/login"))
+        .header("x-forwarded-for", ip)
+        .header("x-device-token", device)
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn oversized_passwords_spend_no_username_budget(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.login_rate = rate(3, 60);
+        trusting_loopback(s);
+    })
+    .await;
+    srv.register("alzy").await;
+    // Refused before any hash, from many addresses: none of it counts against alzy.
+    let huge = "x".repeat(2000);
+    for i in 0..10 {
+        let res = login_from(&srv, &format!("203.0.113.{i}"), "alzy", &huge, i % 2 == 0).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login_from(&srv, "198.51.100.200", "alzy", PASSWORD, true)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+pub async fn a_known_device_is_not_locked_out_by_strangers(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.login_rate = rate(3, 60);
+        trusting_loopback(s);
+    })
+    .await;
+    srv.register("alzy").await;
+    srv.register("bob").await;
+    // The real user logged in before, from their laptop: it holds a device token.
+    let res = login_from(&srv, "198.51.100.1", "alzy", PASSWORD, false).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let device = res.json::<Value>().await.unwrap()["device_token"]
+        .as_str()
+        .expect("a login hands out a device token")
+        .to_owned();
+    let res = login_from(&srv, "198.51.100.1", "bob", PASSWORD, false).await;
+    let bobs_device = res.json::<Value>().await.unwrap()["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A stranger guesses alzy's password from many addresses until the username's
+    // shared budget (3, one of them spent by the first login) is gone.
+    for i in 0..2 {
+        let res = login_from(&srv, &format!("203.0.113.{i}"), "alzy", "wrong-password", true).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_limited(login_from(&srv, "203.0.113.9", "alzy", "wrong-password", true).await).await;
+    // Unknown clients wait, even with the right password (the documented trade-off)...
+    assert_limited(login_from(&srv, "198.51.100.2", "alzy", PASSWORD, true).await).await;
+    // ...and so does a device token issued for someone else, or a forged one.
+    assert_limited(login_with_device(&srv, "198.51.100.3", "alzy", PASSWORD, &bobs_device).await).await;
+    let forged = format!("{device}x");
+    assert_limited(login_with_device(&srv, "198.51.100.3", "alzy", PASSWORD, &forged).await).await;
+    // The real user's device has its own budget: they get in.
+    let res = login_with_device(&srv, "198.51.100.4", "alzy", PASSWORD, &device).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The same token in the JSON body works too.
+    let res = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .header("x-forwarded-for", "198.51.100.5")
+        .json(&json!({"username": "alzy", "password": PASSWORD, "device_token": device}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // A device guessing wrong spends its own budget, not the stranger's.
+    let mine = res.json::<Value>().await.unwrap()["device_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        let res = login_with_device(&srv, "198.51.100.6", "alzy", "wrong-password", &mine).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_limited(login_with_device(&srv, "198.51.100.6", "alzy", PASSWORD, &mine).await).await;
+}
+
+pub async fn register_is_limited_per_ip(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.register_rate = rate(2, 60);
+        trusting_loopback(s);
+    })
+    .await;
+    let register = |ip: &'static str, name: &'static str| {
+        srv.http
+            .post(srv.url("/auth/register"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}))
+            .send()
+    };
+    assert_eq!(
+        register("203.0.113.1", "user1").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    // A taken name still counts: a flood of 409s is a flood.
+    assert_eq!(
+        register("203.0.113.1", "user1").await.unwrap().status(),
+        StatusCode::CONFLICT
+    );
+    assert_limited(register("203.0.113.1", "user2").await.unwrap()).await;
+    assert_eq!(
+        register("203.0.113.2", "user2").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+}
+
+pub async fn ipv6_clients_share_a_budget_per_64(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.login_rate = rate(2, 60);
+        trusting_loopback(s);
+    })
+    .await;
+    srv.register("alzy").await;
+    // Two addresses of one /64 (one host can have them all): one budget.
+    for (ip, name) in [("2001:db8:0:1::1", "n1"), ("2001:db8:0:1:ffff::2", "n2")] {
+        assert_eq!(
+            login_from(&srv, ip, name, "wrong-password", true).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_limited(login_from(&srv, "2001:db8:0:1:abcd::3", "alzy", PASSWORD, true).await).await;
+    // Another /64 is another client.
+    assert_eq!(
+        login_from(&srv, "2001:db8:0:2::1", "alzy", PASSWORD, true)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

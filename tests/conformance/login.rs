@@ -119,3 +119,53 @@ pub async fn me_returns_the_caller(b: Backend) {
     let me: Value = res.json().await.unwrap();
     assert_eq!(me, user);
 }
+
+pub async fn login_accepts_multipart_form_data(b: Backend) {
+    // Browsers' FormData sends multipart; FastAPI's OAuth2PasswordRequestForm takes it.
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    let body = format!(
+        "--tgboundary\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalzy\r\n\
+         --tgboundary\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{PASSWORD}\r\n--tgboundary--\r\n"
+    );
+    for path in ["/auth/login", "/auth/cookie/login"] {
+        let res = srv
+            .http
+            .post(srv.url(path))
+            .header("content-type", "multipart/form-data; boundary=tgboundary")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    let res = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .header("content-type", "multipart/form-data")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "no boundary");
+}
+
+pub async fn json_sent_as_a_form_is_a_415_that_says_so(b: Backend) {
+    // `curl -d '{...}'` sends JSON labelled as a form.
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    let res = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(r#"{{"username":"alzy","password":"{PASSWORD}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let v: Value = res.json().await.unwrap();
+    assert!(
+        v["detail"].as_str().unwrap().contains("Content-Type: application/json"),
+        "{v}"
+    );
+}

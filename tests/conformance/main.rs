@@ -41,6 +41,9 @@ conformance! {
         register_never_grants_roles_from_the_body,
         password_change_keeps_current_session_and_revokes_others,
         password_change_refuses_wrong_current_and_weak_new,
+        a_taken_name_costs_no_hash,
+        a_full_hash_queue_answers_503_at_once,
+        a_login_in_flight_during_a_password_change_opens_no_session,
     ],
     login: [
         login_accepts_oauth2_form_and_json,
@@ -48,6 +51,8 @@ conformance! {
         login_validation_errors,
         access_token_has_the_contract_shape,
         me_returns_the_caller,
+        login_accepts_multipart_form_data,
+        json_sent_as_a_form_is_a_415_that_says_so,
     ],
     token_attacks: [
         missing_or_non_bearer_credentials_are_not_authenticated,
@@ -66,6 +71,8 @@ conformance! {
         garbage_tokens_are_refused,
         token_in_query_string_is_ignored,
         previous_secret_still_verifies,
+        crit_header_is_refused,
+        refusals_say_why_in_the_challenge,
     ],
     refresh: [
         refresh_rotates_and_old_token_dies,
@@ -75,6 +82,8 @@ conformance! {
         refresh_refuses_malformed_and_unknown_tokens,
         refresh_validation_errors,
         access_token_expires_and_refresh_renews_it,
+        sessions_end_at_their_absolute_lifetime,
+        the_session_lifetime_is_configurable,
     ],
     logout: [
         logout_kills_the_session_not_only_the_token,
@@ -96,6 +105,9 @@ conformance! {
         patch_validates_its_body,
         deactivation_kills_every_token_and_reactivation_revives_none,
         deleting_a_user_kills_their_tokens,
+        the_last_admin_cannot_leave_the_server_without_one,
+        a_login_racing_a_deactivation_opens_no_session,
+        a_login_racing_a_deletion_is_refused_not_a_500,
     ],
     limits: [
         login_is_limited_per_ip,
@@ -105,11 +117,16 @@ conformance! {
         forged_forwarded_for_is_ignored_by_default,
         session_ip_comes_from_trusted_proxies_only,
         password_change_guesses_share_the_login_limit,
+        oversized_passwords_spend_no_username_budget,
+        a_known_device_is_not_locked_out_by_strangers,
+        register_is_limited_per_ip,
+        ipv6_clients_share_a_budget_per_64,
     ],
     forward_auth: [
         verify_answers_identity_headers,
         verify_refuses_missing_invalid_and_revoked,
         verify_checks_a_required_role,
+        verify_applies_csrf_to_the_method_the_proxy_names,
     ],
     cookies: [
         cookie_login_sets_the_three_cookies_and_no_token_in_the_body,
@@ -147,5 +164,7 @@ conformance! {
         wrong_content_type_is_415,
         health_and_readiness,
         no_client_input_causes_a_5xx,
+        slow_and_idle_clients_cannot_hold_connections,
+        a_slow_body_gets_408,
     ],
 }

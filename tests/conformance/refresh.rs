@@ -118,3 +118,42 @@ pub async fn access_token_expires_and_refresh_renews_it(b: Backend) {
     assert_eq!(v["expires_in"], 2);
     assert_eq!(srv.me_status(v["access_token"].as_str().unwrap()).await, StatusCode::OK);
 }
+
+pub async fn sessions_end_at_their_absolute_lifetime(b: Backend) {
+    // 7-day refresh tokens, 30-day sessions (the defaults): refreshing every 6 days
+    // keeps a session going only until 30 days after its login.
+    let srv = TestServer::start(b).await;
+    let mut t = srv.user("alzy").await;
+    const DAY: i64 = 86_400;
+    for _ in 0..4 {
+        srv.clock.advance(6 * DAY);
+        let res = srv.refresh(&t.refresh).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        t = Tokens::from(res.json::<Value>().await.unwrap());
+    }
+    // Day 24: the session ends on day 30, not a week from now.
+    let sessions: Vec<Value> = srv.get_auth("/auth/sessions", &t.access).await.json().await.unwrap();
+    let secs = |field: &str| {
+        let text = sessions[0][field].as_str().unwrap();
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+    };
+    assert_eq!(secs("expires_at") - secs("created_at"), 30 * DAY);
+    srv.clock.advance(6 * DAY);
+    assert_invalid_token(srv.refresh(&t.refresh).await).await;
+    // A fresh login starts a new 30 days.
+    let again = srv.login("alzy", crate::common::PASSWORD).await;
+    assert_eq!(srv.refresh(&again.refresh).await.status(), StatusCode::OK);
+}
+
+pub async fn the_session_lifetime_is_configurable(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.session_max_lifetime_secs = 3600).await;
+    let t = srv.user("alzy").await;
+    srv.clock.advance(1800);
+    let res = srv.refresh(&t.refresh).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let t = Tokens::from(res.json::<Value>().await.unwrap());
+    srv.clock.advance(1800);
+    assert_invalid_token(srv.refresh(&t.refresh).await).await;
+}

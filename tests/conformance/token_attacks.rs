@@ -7,7 +7,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{Backend, PASSWORD, TEST_SECRET, TestServer, assert_invalid_token, jwt_parts};
+use crate::common::{
+    Backend, PASSWORD, TEST_SECRET, TestServer, assert_invalid_token, assert_refused_because, jwt_parts,
+};
 
 /// A live session's genuine header and claims, to be bent by each test.
 async fn genuine(srv: &TestServer) -> (String, Value) {
@@ -263,4 +265,41 @@ pub async fn previous_secret_still_verifies(b: Backend) {
     let forgot = TestServer::start_settings(settings, clock).await;
     refused(&forgot, &sign_good(&old_kid, &c)).await;
     assert_eq!(forgot.me_status(&t.access).await, StatusCode::OK);
+}
+
+pub async fn crit_header_is_refused(b: Backend) {
+    // RFC 7515 §4.1.11: a `crit` extension we do not understand makes the token invalid,
+    // even when everything else about it is genuine.
+    let srv = TestServer::start(b).await;
+    let (kid, claims) = genuine(&srv).await;
+    for crit in [vec!["exp".to_owned()], vec!["b64".to_owned()], vec![]] {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid.clone());
+        h.crit = Some(crit);
+        let token = jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(TEST_SECRET.as_bytes())).unwrap();
+        refused(&srv, &token).await;
+    }
+}
+
+pub async fn refusals_say_why_in_the_challenge(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let (kid, claims) = genuine(&srv).await;
+    let t = srv.login("alzy", PASSWORD).await;
+    let wrong_key = sign(
+        Algorithm::HS256,
+        Some(&kid),
+        &claims,
+        b"another-key-another-key-0123456789",
+    );
+    assert_refused_because(srv.get_auth("/me", &wrong_key).await, "invalid signature").await;
+    let res = srv.post_auth("/auth/logout", &t.access, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_refused_because(srv.get_auth("/me", &t.access).await, "token revoked").await;
+    let fresh = srv.login("alzy", PASSWORD).await;
+    srv.clock.advance(900);
+    assert_refused_because(srv.get_auth("/me", &fresh.access).await, "token expired").await;
+    // Anything else says only that the token is invalid.
+    let res = srv.get_auth("/me", "not-a-jwt").await;
+    assert_eq!(res.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
+    assert_invalid_token(res).await;
 }
