@@ -464,19 +464,8 @@ impl Store for SqliteStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(Rotation::Rejected);
         }
-        // Nothing outlives the session's absolute end.
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
-             SELECT ?, id, ?, min(?, coalesce(max_expires_at, ?)) FROM sessions WHERE id = ?",
-        )
-        .bind(req.successor.as_str())
-        .bind(req.now.0)
-        .bind(req.successor_expires_at.0)
-        .bind(req.successor_expires_at.0)
-        .bind(session_id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        // Nothing outlives the session's absolute end: the session's expiry is capped
+        // first, and the successor token takes the session's expiry.
         sqlx::query(
             "UPDATE sessions SET last_used_at = ?, expires_at = min(?, coalesce(max_expires_at, ?)) WHERE id = ?",
         )
@@ -487,6 +476,16 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
+             SELECT ?, id, ?, expires_at FROM sessions WHERE id = ?",
+        )
+        .bind(req.successor.as_str())
+        .bind(req.now.0)
+        .bind(session_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         tx.commit().await.map_err(backend)?;
         Ok(Rotation::Rotated { user, session_id })
     }

@@ -297,16 +297,20 @@ impl From<Value> for Tokens {
     }
 }
 
+/// The `WWW-Authenticate` header of a response ("" when there is none).
+fn challenge(res: &Response) -> String {
+    res.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Assert a 401 that refuses a presented token, with the contract's challenge (which
 /// may say why: RFC 6750's `error_description`).
 pub async fn assert_invalid_token(res: Response) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let challenge = res
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let challenge = challenge(&res);
     let described = ["token expired", "token revoked", "invalid signature"]
         .iter()
         .any(|d| challenge == format!("Bearer error=\"invalid_token\", error_description=\"{d}\""));
@@ -320,14 +324,8 @@ pub async fn assert_invalid_token(res: Response) {
 
 /// Assert a refused token whose challenge names exactly this reason.
 pub async fn assert_refused_because(res: Response, description: &str) {
-    let challenge = res
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
     assert_eq!(
-        challenge,
+        challenge(&res),
         format!("Bearer error=\"invalid_token\", error_description=\"{description}\"")
     );
     assert_invalid_token(res).await;

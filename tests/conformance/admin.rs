@@ -243,28 +243,33 @@ async fn slow_login_server(b: Backend) -> TestServer {
     .await
 }
 
-pub async fn a_login_racing_a_deactivation_opens_no_session(b: Backend) {
-    let srv = slow_login_server(b).await;
-    let admin = srv.admin("root").await;
-    let alzy = srv.user("alzy").await;
-    let id = user_id(&srv, &alzy).await;
+/// Log alzy in while `act` runs 40 ms later (the login is still hashing then); both
+/// answers.
+async fn login_racing<F: std::future::Future<Output = reqwest::Response>>(
+    srv: &TestServer,
+    act: F,
+) -> (reqwest::Response, reqwest::Response) {
     let racing = srv
         .http
         .post(srv.url("/auth/login"))
         .json(&json!({"username": "alzy", "password": PASSWORD}))
         .send();
-    let deactivate = async {
+    let later = async {
         tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-        srv.patch_auth(
-            &format!("/admin/users/{id}"),
-            &admin.access,
-            json!({"is_active": false}),
-        )
-        .await
+        act.await
     };
-    let (login, deactivated) = tokio::join!(racing, deactivate);
+    let (login, acted) = tokio::join!(racing, later);
+    (login.unwrap(), acted)
+}
+
+pub async fn a_login_racing_a_deactivation_opens_no_session(b: Backend) {
+    let srv = slow_login_server(b).await;
+    let admin = srv.admin("root").await;
+    let alzy = srv.user("alzy").await;
+    let user = format!("/admin/users/{}", user_id(&srv, &alzy).await);
+    let (login, deactivated) =
+        login_racing(&srv, srv.patch_auth(&user, &admin.access, json!({"is_active": false}))).await;
     assert_eq!(deactivated.status(), StatusCode::OK);
-    let login = login.unwrap();
     assert_ne!(
         login.status(),
         StatusCode::OK,
@@ -272,9 +277,7 @@ pub async fn a_login_racing_a_deactivation_opens_no_session(b: Backend) {
     );
     assert!(login.status().is_client_error(), "{}", login.status());
     // Reactivation revives nothing from before.
-    let res = srv
-        .patch_auth(&format!("/admin/users/{id}"), &admin.access, json!({"is_active": true}))
-        .await;
+    let res = srv.patch_auth(&user, &admin.access, json!({"is_active": true})).await;
     assert_eq!(res.status(), StatusCode::OK);
     let list = srv.login("alzy", PASSWORD).await;
     let sessions: Vec<Value> = srv.get_auth("/auth/sessions", &list.access).await.json().await.unwrap();
@@ -285,19 +288,9 @@ pub async fn a_login_racing_a_deletion_is_refused_not_a_500(b: Backend) {
     let srv = slow_login_server(b).await;
     let admin = srv.admin("root").await;
     let alzy = srv.user("alzy").await;
-    let id = user_id(&srv, &alzy).await;
-    let racing = srv
-        .http
-        .post(srv.url("/auth/login"))
-        .json(&json!({"username": "alzy", "password": PASSWORD}))
-        .send();
-    let delete = async {
-        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-        srv.delete_auth(&format!("/admin/users/{id}"), &admin.access).await
-    };
-    let (login, deleted) = tokio::join!(racing, delete);
+    let user = format!("/admin/users/{}", user_id(&srv, &alzy).await);
+    let (login, deleted) = login_racing(&srv, srv.delete_auth(&user, &admin.access)).await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    let login = login.unwrap();
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         login.text().await.unwrap(),

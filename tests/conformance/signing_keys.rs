@@ -322,10 +322,9 @@ pub async fn revoking_a_retired_key_ends_it_at_once(b: Backend) {
     assert!(!jwks.to_string().contains(&old_kid), "{jwks}");
 }
 
-pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
-    let srv = TestServer::start(b).await;
-    let conf: Value = srv
-        .http
+/// The discovery document as a client claiming `Host: attacker.example` gets it.
+async fn discovery_for_a_forged_host(srv: &TestServer) -> Value {
+    srv.http
         .get(srv.url("/.well-known/openid-configuration"))
         .header("host", "attacker.example")
         .send()
@@ -333,19 +332,15 @@ pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let conf = discovery_for_a_forged_host(&srv).await;
     assert_eq!(conf["jwks_uri"], format!("{}/.well-known/jwks.json", srv.base));
     let public = TestServer::start_with(b, |s| s.public_url = Some("https://auth.example.com".into())).await;
-    let conf: Value = public
-        .http
-        .get(public.url("/.well-known/openid-configuration"))
-        .header("host", "attacker.example")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let conf = discovery_for_a_forged_host(&public).await;
     assert_eq!(conf["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
     assert_eq!(conf["token_endpoint"], "https://auth.example.com/auth/login");
 }
