@@ -12,7 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
-use crate::auth::keys::{Ensured, KeyAdminError, KeyMode, ensure_active_key, load_ring, resolve_algorithm};
+use crate::auth::keys::{
+    Ensured, KeyAdminError, KeyMode, ResolveError, ensure_active_key, load_ring, resolve_algorithm,
+};
 use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, HttpLimits, Settings, SigningAlgorithm};
@@ -161,12 +163,9 @@ async fn signing_keys(
 
 /// The algorithm to sign with: configured, or decided by the database's active key.
 pub async fn signing_algorithm(settings: &Settings, store: &dyn Store) -> Result<SigningAlgorithm, StartError> {
-    resolve_algorithm(store, settings.algorithm).await.map_err(|e| {
-        let text = e.to_string();
-        match text.strip_prefix("TOKENGATE_ALGORITHM: ") {
-            Some(message) => StartError::Config(ConfigError::new("TOKENGATE_ALGORITHM", message)),
-            None => StartError::Runtime(text),
-        }
+    resolve_algorithm(store, settings.algorithm).await.map_err(|e| match e {
+        ResolveError::Conflicting(message) => StartError::Config(ConfigError::new("TOKENGATE_ALGORITHM", message)),
+        ResolveError::Store(e) => StartError::Runtime(e.to_string()),
     })
 }
 

@@ -176,24 +176,34 @@ pub async fn revoke_key(
     Ok(None)
 }
 
+/// Why [`resolve_algorithm`] found no algorithm.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// HS256 is configured over an active asymmetric key: the message says what to set.
+    #[error("{0}")]
+    Conflicting(String),
+    #[error("{0}")]
+    Store(#[from] KeyAdminError),
+}
+
 /// The algorithm to sign with: the configured one, or else that of the database's
 /// active key, or else HS256. Configured HS256 over an active asymmetric key would
 /// silently void every outstanding token, so it is refused.
 pub async fn resolve_algorithm(
     store: &dyn Store,
     configured: Option<SigningAlgorithm>,
-) -> Result<SigningAlgorithm, KeyAdminError> {
-    let active = store.signing_keys().await?.into_iter().find(|k| k.active);
+) -> Result<SigningAlgorithm, ResolveError> {
+    let keys = store.signing_keys().await.map_err(KeyAdminError::from)?;
+    let active = keys.into_iter().find(|k| k.active);
     let stored = active.as_ref().and_then(|k| parse_jose(&k.algorithm));
     match (configured, stored) {
-        (Some(SigningAlgorithm::Hs256), Some(alg)) => Err(KeyAdminError(format!(
-            "TOKENGATE_ALGORITHM: HS256 is set, but this database signs with {} key {}; set TOKENGATE_ALGORITHM={} (or unset it)",
-            jose_name(alg)?,
+        (Some(SigningAlgorithm::Hs256), Some(alg)) => Err(ResolveError::Conflicting(format!(
+            "HS256 is set, but this database signs with {} key {}; set TOKENGATE_ALGORITHM={} (or unset it)",
+            alg.jose_name(),
             active.map(|k| k.kid).unwrap_or_default(),
-            jose_name(alg)?,
+            alg.jose_name(),
         ))),
-        (Some(alg), _) => Ok(alg),
-        (None, Some(alg)) => Ok(alg),
+        (Some(alg), _) | (None, Some(alg)) => Ok(alg),
         (None, None) => Ok(SigningAlgorithm::Hs256),
     }
 }
