@@ -35,12 +35,18 @@ fn trusting_loopback(s: &mut tokengate::config::Settings) {
     s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
 }
 
-pub async fn login_is_limited_per_ip(b: Backend) {
-    let srv = TestServer::start_with(b, |s| {
-        s.login_rate = rate(3, 60);
+/// A server allowing `count` login attempts a minute per budget, believing the
+/// `X-Forwarded-For` the tests send (they play many clients from 127.0.0.1).
+async fn login_limited_server(b: Backend, count: u32) -> TestServer {
+    TestServer::start_with(b, |s| {
+        s.login_rate = rate(count, 60);
         trusting_loopback(s);
     })
-    .await;
+    .await
+}
+
+pub async fn login_is_limited_per_ip(b: Backend) {
+    let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
     for name in ["a1", "a2", "a3"] {
         let res = login_from(&srv, "203.0.113.7", name, "wrong-password", true).await;
@@ -55,11 +61,7 @@ pub async fn login_is_limited_per_ip(b: Backend) {
 }
 
 pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: Backend) {
-    let srv = TestServer::start_with(b, |s| {
-        s.login_rate = rate(3, 60);
-        trusting_loopback(s);
-    })
-    .await;
+    let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
     srv.register("bob").await;
     for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"].iter().enumerate() {
@@ -174,11 +176,7 @@ async fn login_with_device(srv: &TestServer, ip: &str, username: &str, password:
 }
 
 pub async fn oversized_passwords_spend_no_username_budget(b: Backend) {
-    let srv = TestServer::start_with(b, |s| {
-        s.login_rate = rate(3, 60);
-        trusting_loopback(s);
-    })
-    .await;
+    let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
     // Refused before any hash, from many addresses: none of it counts against alzy.
     let huge = "x".repeat(2000);
@@ -195,11 +193,7 @@ pub async fn oversized_passwords_spend_no_username_budget(b: Backend) {
 }
 
 pub async fn a_known_device_is_not_locked_out_by_strangers(b: Backend) {
-    let srv = TestServer::start_with(b, |s| {
-        s.login_rate = rate(3, 60);
-        trusting_loopback(s);
-    })
-    .await;
+    let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
     srv.register("bob").await;
     // The real user logged in before, from their laptop: it holds a device token.
@@ -282,11 +276,7 @@ pub async fn register_is_limited_per_ip(b: Backend) {
 }
 
 pub async fn ipv6_clients_share_a_budget_per_64(b: Backend) {
-    let srv = TestServer::start_with(b, |s| {
-        s.login_rate = rate(2, 60);
-        trusting_loopback(s);
-    })
-    .await;
+    let srv = login_limited_server(b, 2).await;
     srv.register("alzy").await;
     // Two addresses of one /64 (one host can have them all): one budget.
     for (ip, name) in [("2001:db8:0:1::1", "n1"), ("2001:db8:0:1:ffff::2", "n2")] {

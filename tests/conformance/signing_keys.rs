@@ -133,12 +133,7 @@ pub async fn rotation_keeps_old_tokens_valid_then_retires_the_key(b: Backend) {
             assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
             assert!(verify_via_jwks(&srv, &t.access).await.is_ok());
         }
-        let kids: Vec<Value> = srv.get_json("/.well-known/jwks.json").await["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].clone())
-            .collect();
+        let kids = published_kids(&srv).await;
         assert_eq!(kids.len(), 2);
         assert!(kids.contains(&json!(old_kid)) && kids.contains(&json!(new_kid)));
 
@@ -298,12 +293,7 @@ pub async fn instances_on_one_database_share_keys_and_rotations(b: Backend) {
     // from both JWKS.
     for srv in [&a, &second] {
         assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
-        let kids: Vec<Value> = srv.get_json("/.well-known/jwks.json").await["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].clone())
-            .collect();
+        let kids = published_kids(srv).await;
         assert_eq!(kids, vec![json!(kid)], "{old_kid} unpublished");
     }
 }
@@ -320,6 +310,16 @@ pub async fn revoking_a_retired_key_ends_it_at_once(b: Backend) {
     assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
     let jwks = srv.get_json("/.well-known/jwks.json").await;
     assert!(!jwks.to_string().contains(&old_kid), "{jwks}");
+}
+
+/// The kids in the server's JWKS, in order.
+async fn published_kids(srv: &TestServer) -> Vec<Value> {
+    srv.get_json("/.well-known/jwks.json").await["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].clone())
+        .collect()
 }
 
 /// The discovery document as a client claiming `Host: attacker.example` gets it.
