@@ -2,13 +2,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::domain::UnixTime;
 
 /// Where "now" comes from.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> UnixTime;
+
+    /// Now since the Unix epoch, as finely as the clock knows it (rate limits count in
+    /// fractions of a second).
+    fn now_precise(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.now().0).unwrap_or(0))
+    }
 }
 
 /// The operating system's wall clock.
@@ -22,6 +28,10 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         UnixTime(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    fn now_precise(&self) -> Duration {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
     }
 }
 

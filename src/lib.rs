@@ -12,8 +12,8 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod limits;
 pub mod server;
-pub mod state;
 pub mod store;
 
 pub use http::{AppState, router as app};

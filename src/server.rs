@@ -24,9 +24,8 @@ use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::AccessTokens;
 use crate::domain::Secret;
 use crate::http::AppState;
-use crate::state::memory::{MemoryLimiter, Rates};
+use crate::limits::memory::{MemoryLimiter, Rates};
 use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
 
 /// Why the server (or a command) could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +62,7 @@ pub fn absolute(path: &std::path::Path) -> PathBuf {
 
 /// Open the configured database and bring its schema up to date.
 pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn Store>, StartError> {
-    let store: Arc<dyn Store> = match &settings.database_url {
+    let described = match &settings.database_url {
         DatabaseUrl::Sqlite { path } => {
             let shown = absolute(path);
             if mode == OpenMode::MustExist && !path.exists() {
@@ -73,11 +72,7 @@ pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn S
                     shown.display()
                 )));
             }
-            let s = SqliteStore::open(path)
-                .await
-                .map_err(|e| StartError::Runtime(format!("cannot open {}: {e}", shown.display())))?;
-            tracing::info!(path = %shown.display(), "database: embedded SQLite");
-            Arc::new(s)
+            shown.display().to_string()
         }
         DatabaseUrl::Postgres(_) => {
             return Err(ConfigError::new(
@@ -87,10 +82,10 @@ pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn S
             .into());
         }
     };
-    store
-        .migrate()
+    let store = crate::store::open(&settings.database_url)
         .await
-        .map_err(|e| StartError::Runtime(format!("migration failed: {e}")))?;
+        .map_err(|e| StartError::Runtime(format!("cannot open {described}: {e}")))?;
+    tracing::info!(path = %described, "database: embedded SQLite");
     Ok(store)
 }
 
@@ -211,7 +206,8 @@ pub async fn build_state_opening(
             refresh: settings.refresh_rate,
             register: settings.register_rate,
         },
-        crate::state::memory::DEFAULT_MAX_KEYS,
+        crate::limits::memory::DEFAULT_MAX_KEYS,
+        clock.clone(),
     ));
     let macs = ServerMacs {
         csrf: server_mac(store.as_ref(), "csrf", &clock).await?,

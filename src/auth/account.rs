@@ -5,7 +5,7 @@ use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
 use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
-use crate::state::LimitKey;
+use crate::limits::LimitKey;
 use crate::store::{NewUser, StoreError, UserRecord};
 
 const TAKEN: ApiError = ApiError::Conflict("Username or email already registered");
@@ -99,7 +99,12 @@ impl AuthService {
     /// lost theirs): every session of theirs is revoked, and logins in flight fail.
     pub async fn set_password(&self, id: UserId, new: Password, client: &ClientInfo) -> Result<(), ApiError> {
         let hash = self.hasher.hash(new).await?;
-        if !self.store.change_password(id, hash, None, self.clock.now()).await? {
+        if self
+            .store
+            .change_password(id, hash, None, self.clock.now())
+            .await?
+            .is_none()
+        {
             return Err(ApiError::NotFound);
         }
         emit(AuthEvent::PasswordReset, Some(id), None, client);

@@ -37,13 +37,16 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<UserRecord, ApiError> {
         let before = self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)?;
-        update.bump_stamp = update.roles.is_some() || update.is_active == Some(false);
+        let deactivating = update.is_active == Some(false);
+        update.bump_stamp = update.roles.is_some() || deactivating;
+        update.revoke_sessions = deactivating;
         let admin = Role::admin();
         let after = applied(
             self.store
                 .update_user(id, update, Some(&admin), self.clock.now())
                 .await?,
-        )?;
+        )?
+        .user;
         let by_session = actor.map(|a| a.session.id);
         if before.roles != after.roles {
             emit(AuthEvent::RolesChanged, Some(id), by_session, client);
@@ -63,7 +66,11 @@ impl AuthService {
         id: UserId,
         client: &ClientInfo,
     ) -> Result<(), ApiError> {
-        applied(self.store.delete_user(id, Some(&Role::admin())).await?)?;
+        applied(
+            self.store
+                .delete_user(id, Some(&Role::admin()), self.clock.now())
+                .await?,
+        )?;
         emit(AuthEvent::UserDeleted, Some(id), actor.map(|a| a.session.id), client);
         Ok(())
     }

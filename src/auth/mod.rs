@@ -17,7 +17,7 @@ use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal, To
 use crate::domain::SessionId;
 use crate::error::{ApiError, TokenProblem};
 use crate::events::{AuthEvent, ClientInfo, emit};
-use crate::state::{LimitKey, Limiter};
+use crate::limits::{Decision, LimitKey, Limiter};
 use crate::store::{SessionRecord, Store, StoreError, UserRecord};
 
 /// A caller whose access token verified and whose session and account are live.
@@ -110,14 +110,24 @@ impl AuthService {
         }
     }
 
-    /// Count an attempt against `key`; over the limit it is refused (and logged).
+    /// Count an attempt against `key`; over the limit it is refused (and logged). A
+    /// limiter that cannot count lets the attempt through, logged: every other check
+    /// still applies, and refusing every login while a counter is unreachable would
+    /// turn its outage into ours.
     async fn limit(&self, key: LimitKey, event: AuthEvent, client: &ClientInfo) -> Result<(), ApiError> {
-        self.limiter.hit(&key).await.map_err(|retry| {
-            emit(event, None, None, client);
-            ApiError::RateLimited {
-                retry_after_secs: retry.secs(),
+        match self.limiter.hit(&key).await {
+            Ok(Decision::Allowed) => Ok(()),
+            Ok(Decision::Limited(retry)) => {
+                emit(event, None, None, client);
+                Err(ApiError::RateLimited {
+                    retry_after_secs: retry.secs(),
+                })
             }
-        })
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limit not counted");
+                Ok(())
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -172,7 +182,13 @@ impl AuthService {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            StoreError::Unavailable(why) => {
+                tracing::warn!(error = %why, "database unavailable");
+                ApiError::Unavailable("Database unavailable, retry shortly")
+            }
+            other => ApiError::internal(other),
+        }
     }
 }
 
@@ -191,5 +207,20 @@ impl From<TokenError> for ApiError {
             TokenError::Rejected(_) => ApiError::InvalidToken(TokenProblem::Invalid),
             TokenError::Signing(m) => ApiError::Internal(m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_database_is_a_503_not_a_500() {
+        let e = ApiError::from(StoreError::Unavailable("connection reset".into()));
+        assert_eq!(e.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let e = ApiError::from(StoreError::Backend("no such table".into()));
+        assert_eq!(e.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let e = ApiError::from(HashError::Busy);
+        assert_eq!(e.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

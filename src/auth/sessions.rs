@@ -8,7 +8,7 @@ use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use crate::domain::{Password, SessionId};
 use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
-use crate::state::{ClientNet, LimitKey};
+use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
 
 /// A device token stays good this long after the login that issued it (each login
@@ -136,16 +136,20 @@ impl AuthService {
             })
             .await?;
         match outcome {
-            Rotation::Rotated { user, session_id } => {
-                emit(AuthEvent::Refresh, Some(user.id), Some(session_id), client);
-                self.pair(&user, session_id, successor)
+            Rotation::Spent { session, user } if session.is_live(now) && user.is_active => {
+                emit(AuthEvent::Refresh, Some(user.id), Some(session.id), client);
+                self.pair(&user, session.id, successor)
             }
-            Rotation::Reused { user_id, session_id } => {
-                emit(AuthEvent::RefreshReuse, Some(user_id), Some(session_id), client);
+            // A token of a revoked or expired session, or of a deactivated user: its
+            // successor lives in a dead session and is refused like it.
+            Rotation::Spent { .. } | Rotation::Unknown => {
+                emit(AuthEvent::RefreshRejected, None, None, client);
                 Err(ApiError::InvalidRefreshToken)
             }
-            Rotation::Rejected => {
-                emit(AuthEvent::RefreshRejected, None, None, client);
+            Rotation::AlreadySpent { user_id, session_id } => {
+                // A spent token came back: someone holds a copy. The whole session dies.
+                self.store.revoke_session(user_id, session_id, now).await?;
+                emit(AuthEvent::RefreshReuse, Some(user_id), Some(session_id), client);
                 Err(ApiError::InvalidRefreshToken)
             }
         }
@@ -173,6 +177,7 @@ impl AuthService {
                 .store
                 .revoke_session_of_refresh(None, &hash, self.clock.now())
                 .await?
+                .is_some()
             {
                 emit(AuthEvent::Logout, None, None, client);
             }

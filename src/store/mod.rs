@@ -1,10 +1,17 @@
 //! Durable state: users, sessions and refresh tokens. One trait, one file per backend.
 //! The database is the source of truth for every revocation.
+//!
+//! A backend holds no product rule: it offers atomic primitives (each method's doc says
+//! what it does in one transaction) and reports what it found; `auth/` decides what
+//! that means (a reused refresh token: auth revokes the session).
 
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
+use crate::config::DatabaseUrl;
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
@@ -99,23 +106,41 @@ pub struct RotateRequest {
     pub now: UnixTime,
 }
 
-/// What a rotation did.
+/// What a rotation found.
 #[derive(Clone, Debug)]
 pub enum Rotation {
-    /// The presented token was live and is now spent; the successor is stored.
-    Rotated { user: UserRecord, session_id: SessionId },
-    /// The presented token had already been rotated: its session is now revoked.
-    Reused { user_id: UserId, session_id: SessionId },
-    /// Unknown, expired, or its session or user is no longer valid. Nothing changed.
-    Rejected,
+    /// The presented token was unspent and unexpired and is now spent; the successor
+    /// is stored in its session. `session` and `user` are as they were before: the
+    /// caller judges whether they are still valid (a successor in a dead session is
+    /// refused like its session).
+    Spent {
+        session: Box<SessionRecord>,
+        user: Box<UserRecord>,
+    },
+    /// The presented token had been spent before. Nothing written.
+    AlreadySpent { user_id: UserId, session_id: SessionId },
+    /// Unknown or expired. Nothing written.
+    Unknown,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("already exists")]
     Conflict,
+    /// The database cannot be reached right now, or refused the transaction for a
+    /// reason a retry may cure (a lost connection, a busy or serialisation failure).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database: {0}")]
     Backend(String),
+}
+
+/// A user as a change left them, and the sessions it revoked (a cache above the
+/// store must know what to forget).
+#[derive(Clone, Debug)]
+pub struct UserChanged {
+    pub user: UserRecord,
+    pub revoked: Vec<SessionId>,
 }
 
 /// An asymmetric signing key as stored.
@@ -140,6 +165,8 @@ pub struct UserUpdate {
     pub is_active: Option<bool>,
     /// Move the user's `security_stamp` (void logins in flight).
     pub bump_stamp: bool,
+    /// Revoke every live session of the user in the same transaction.
+    pub revoke_sessions: bool,
 }
 
 /// Every storage backend implements this, and passes the one conformance suite.
@@ -162,8 +189,8 @@ pub trait Store: Send + Sync + 'static {
     /// Users by creation time.
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
 
-    /// Apply `update`; deactivating revokes every session of the user in the same
-    /// transaction. With `guard`, one transaction also checks that an active holder of
+    /// Apply `update` (and, if it says so, revoke every live session of the user) in one
+    /// transaction. With `guard`, the same transaction checks that an active holder of
     /// that role remains if the user was one (else nothing is written: `LastHolder`).
     async fn update_user(
         &self,
@@ -171,9 +198,15 @@ pub trait Store: Send + Sync + 'static {
         update: UserUpdate,
         guard: Option<&Role>,
         now: UnixTime,
-    ) -> Result<UserWrite<UserRecord>, StoreError>;
-    /// Delete a user with their sessions and refresh tokens, under the same `guard`.
-    async fn delete_user(&self, id: UserId, guard: Option<&Role>) -> Result<UserWrite<()>, StoreError>;
+    ) -> Result<UserWrite<UserChanged>, StoreError>;
+    /// Delete a user with their sessions and refresh tokens in one transaction, under
+    /// the same `guard`; the sessions that were live.
+    async fn delete_user(
+        &self,
+        id: UserId,
+        guard: Option<&Role>,
+        now: UnixTime,
+    ) -> Result<UserWrite<Vec<SessionId>>, StoreError>;
 
     /// Open a session with its first refresh token, in one transaction, only if the
     /// user is as the login read it (`expected_stamp`, active).
@@ -184,28 +217,38 @@ pub trait Store: Send + Sync + 'static {
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
     /// The session a refresh token belongs to (spent or not), if any. A read.
     async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError>;
-    /// One conditional write: two concurrent rotations of one token cannot both win.
+    /// Spend `presented` and store its successor in one transaction. The spend is one
+    /// conditional write ("spent now, if not spent before"): of two concurrent
+    /// rotations of one token exactly one gets `Spent`. A session that is revoked or
+    /// expired is never extended.
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
-    /// Revoke one of `user`'s sessions; `false` when it is not theirs, unknown or already dead.
+    /// Revoke one of `user`'s sessions (one conditional write); `false` when it is not
+    /// theirs, unknown or already revoked.
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
-    /// Revoke the session that `refresh` belongs to (if `user` is given: only if it is theirs).
+    /// Revoke the session that `refresh` belongs to (if `user` is given: only if it is
+    /// theirs), in one write; which user and session it revoked.
     async fn revoke_session_of_refresh(
         &self,
         user: Option<UserId>,
         refresh: &RefreshTokenHash,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
-    /// Revoke every live session of `user`, except `keep`; the count revoked.
-    async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<u64, StoreError>;
+    ) -> Result<Option<(UserId, SessionId)>, StoreError>;
+    /// Revoke every live session of `user`, except `keep`, in one write; those revoked.
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError>;
     /// Store a new password hash, move the security stamp and revoke every session but
-    /// `keep`, in one transaction; `false` when there is no such user.
+    /// `keep`, in one transaction; the sessions revoked, `None` when there is no such user.
     async fn change_password(
         &self,
         user: UserId,
         hash: PasswordHashString,
         keep: Option<SessionId>,
         now: UnixTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<Vec<SessionId>>, StoreError>;
     /// The secret stored under `name`; `fresh` is stored first if there is none (one
     /// atomic insert-if-absent, so every instance ends up with the same value).
     async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
@@ -221,6 +264,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
+}
+
+/// Open the database at `url` with its backend, and bring its schema up to date.
+pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = match url {
+        DatabaseUrl::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path).await?),
+        DatabaseUrl::Postgres(_) => {
+            return Err(StoreError::Backend(
+                "PostgreSQL is not supported by this version yet; use sqlite://FILE".into(),
+            ));
+        }
+    };
+    store.migrate().await?;
+    Ok(store)
 }
 
 /// Roles are stored as a JSON array of strings in every backend.

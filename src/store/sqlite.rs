@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    NewSession, NewUser, RotateRequest, Rotation, SessionOpen, SessionRecord, Store, StoreError, StoredKey, UserRecord,
-    UserUpdate, UserWrite, roles_from_json, roles_to_json,
+    NewSession, NewUser, RotateRequest, Rotation, SessionOpen, SessionRecord, Store, StoreError, StoredKey,
+    UserChanged, UserRecord, UserUpdate, UserWrite, roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -76,8 +76,23 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A database error as the store reports it: retryable conditions (no connection,
+/// the file locked past the busy timeout) are `Unavailable`, the rest `Backend`.
+fn backend(e: sqlx::Error) -> StoreError {
+    let retryable = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with any extended code.
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    };
+    if retryable {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
 }
 
 fn db_err(e: sqlx::Error) -> StoreError {
@@ -85,6 +100,10 @@ fn db_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
         _ => backend(e),
     }
+}
+
+fn malformed(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
 }
 
 fn parse_col<T: FromStr>(row: &SqliteRow, col: &str) -> Result<T, StoreError> {
@@ -192,14 +211,28 @@ async fn leaves_no_holder(
     Ok(active_holders(tx, role).await? == 0)
 }
 
-async fn revoke_in(tx: &mut Transaction<'_, Sqlite>, session: SessionId, now: UnixTime) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(now.0)
-        .bind(session.to_string())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(done.rows_affected() == 1)
+/// Revoke every live session of `user` but `keep`; the sessions revoked.
+async fn revoke_all_in(
+    conn: &mut sqlx::SqliteConnection,
+    user: UserId,
+    keep: Option<SessionId>,
+    now: UnixTime,
+) -> Result<Vec<SessionId>, StoreError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ? RETURNING id",
+    )
+    .bind(now.0)
+    .bind(user.to_string())
+    .bind(keep.map(|k| k.to_string()))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    ids.iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| StoreError::Backend("malformed session id in database".into()))
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -208,7 +241,10 @@ impl Store for SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.write)
             .await
-            .map_err(backend)
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => backend(e),
+                other => malformed(other),
+            })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -297,7 +333,7 @@ impl Store for SqliteStore {
         update: UserUpdate,
         guard: Option<&Role>,
         now: UnixTime,
-    ) -> Result<UserWrite<UserRecord>, StoreError> {
+    ) -> Result<UserWrite<UserChanged>, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let Some(before) = user_in(&mut tx, id).await? else {
             return Ok(UserWrite::NotFound);
@@ -318,26 +354,35 @@ impl Store for SqliteStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(UserWrite::LastHolder);
         }
-        if update.is_active == Some(false) {
-            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
-                .bind(now.0)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        let revoked = if update.revoke_sessions {
+            revoke_all_in(&mut tx, id, None, now).await?
+        } else {
+            Vec::new()
+        };
         let user = user_in(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Backend("updated user vanished".into()))?;
         tx.commit().await.map_err(backend)?;
-        Ok(UserWrite::Done(user))
+        Ok(UserWrite::Done(UserChanged { user, revoked }))
     }
 
-    async fn delete_user(&self, id: UserId, guard: Option<&Role>) -> Result<UserWrite<()>, StoreError> {
+    async fn delete_user(
+        &self,
+        id: UserId,
+        guard: Option<&Role>,
+        now: UnixTime,
+    ) -> Result<UserWrite<Vec<SessionId>>, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let Some(before) = user_in(&mut tx, id).await? else {
             return Ok(UserWrite::NotFound);
         };
+        let live: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?")
+                .bind(id.to_string())
+                .bind(now.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
         sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -348,7 +393,13 @@ impl Store for SqliteStore {
             return Ok(UserWrite::LastHolder);
         }
         tx.commit().await.map_err(backend)?;
-        Ok(UserWrite::Done(()))
+        live.iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| StoreError::Backend("malformed session id in database".into()))
+            })
+            .collect::<Result<_, _>>()
+            .map(UserWrite::Done)
     }
 
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError> {
@@ -442,37 +493,33 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-            let Some(prior) = prior else {
-                return Ok(Rotation::Rejected);
+            return match prior {
+                Some(prior) if prior.try_get::<Option<i64>, _>("used_at").map_err(backend)?.is_some() => {
+                    Ok(Rotation::AlreadySpent {
+                        user_id: parse_col(&prior, "user_id")?,
+                        session_id: parse_col(&prior, "session_id")?,
+                    })
+                }
+                _ => Ok(Rotation::Unknown), // never issued, or merely expired
             };
-            if prior.try_get::<Option<i64>, _>("used_at").map_err(backend)?.is_none() {
-                return Ok(Rotation::Rejected); // merely expired
-            }
-            // A spent token came back: someone holds a copy. Kill the whole session.
-            let session_id: SessionId = parse_col(&prior, "session_id")?;
-            let user_id: UserId = parse_col(&prior, "user_id")?;
-            revoke_in(&mut tx, session_id, req.now).await?;
-            tx.commit().await.map_err(backend)?;
-            return Ok(Rotation::Reused { user_id, session_id });
         };
 
         let session_id: SessionId = parse_col(&spent, "session_id")?;
         let (session, user) = load_session_with_user(&mut *tx, session_id)
             .await?
             .ok_or_else(|| StoreError::Backend("refresh token without its session".into()))?;
-        if !session.is_live(req.now) || !user.is_active {
-            tx.rollback().await.map_err(backend)?;
-            return Ok(Rotation::Rejected);
-        }
-        // Nothing outlives the session's absolute end: the session's expiry is capped
-        // first, and the successor token takes the session's expiry.
+        // Nothing outlives the session's absolute end, and a dead session is never
+        // extended: the session's expiry is capped first, and the successor token takes
+        // the session's expiry.
         sqlx::query(
-            "UPDATE sessions SET last_used_at = ?, expires_at = min(?, coalesce(max_expires_at, ?)) WHERE id = ?",
+            "UPDATE sessions SET last_used_at = ?, expires_at = min(?, coalesce(max_expires_at, ?))
+             WHERE id = ? AND revoked_at IS NULL AND expires_at > ?",
         )
         .bind(req.now.0)
         .bind(req.successor_expires_at.0)
         .bind(req.successor_expires_at.0)
         .bind(session_id.to_string())
+        .bind(req.now.0)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -487,7 +534,10 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         tx.commit().await.map_err(backend)?;
-        Ok(Rotation::Rotated { user, session_id })
+        Ok(Rotation::Spent {
+            session: Box::new(session),
+            user: Box::new(user),
+        })
     }
 
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
@@ -507,33 +557,33 @@ impl Store for SqliteStore {
         user: Option<UserId>,
         refresh: &RefreshTokenHash,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<(UserId, SessionId)>, StoreError> {
         let user = user.map(|u| u.to_string());
-        let done = sqlx::query(
+        let row = sqlx::query(
             "UPDATE sessions SET revoked_at = ?
              WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)
-               AND (? IS NULL OR user_id = ?) AND revoked_at IS NULL",
+               AND (? IS NULL OR user_id = ?) AND revoked_at IS NULL
+             RETURNING id, user_id",
         )
         .bind(now.0)
         .bind(refresh.as_str())
         .bind(&user)
         .bind(&user)
-        .execute(&self.write)
+        .fetch_optional(&self.write)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        row.map(|r| Ok((parse_col(&r, "user_id")?, parse_col(&r, "id")?)))
+            .transpose()
     }
 
-    async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?")
-                .bind(now.0)
-                .bind(user.to_string())
-                .bind(keep.map(|k| k.to_string()))
-                .execute(&self.write)
-                .await
-                .map_err(backend)?;
-        Ok(done.rows_affected())
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut conn = self.write.acquire().await.map_err(backend)?;
+        revoke_all_in(&mut conn, user, keep, now).await
     }
 
     async fn change_password(
@@ -542,7 +592,7 @@ impl Store for SqliteStore {
         hash: PasswordHashString,
         keep: Option<SessionId>,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Vec<SessionId>>, StoreError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let done = sqlx::query(
             "UPDATE users SET password_hash = ?, security_stamp = security_stamp + 1, updated_at = ? WHERE id = ?",
@@ -554,17 +604,11 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
-            return Ok(false);
+            return Ok(None);
         }
-        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?")
-            .bind(now.0)
-            .bind(user.to_string())
-            .bind(keep.map(|k| k.to_string()))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let revoked = revoke_all_in(&mut tx, user, keep, now).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(Some(revoked))
     }
 
     async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError> {
@@ -582,7 +626,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.write)
             .await
             .map_err(backend)?;
-        B64.decode(stored).map_err(backend)
+        B64.decode(stored).map_err(malformed)
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
@@ -599,7 +643,7 @@ impl Store for SqliteStore {
                 Ok(StoredKey {
                     kid: r.try_get("kid").map_err(backend)?,
                     algorithm: r.try_get("algorithm").map_err(backend)?,
-                    private_der: B64.decode(b64).map_err(backend)?,
+                    private_der: B64.decode(b64).map_err(malformed)?,
                     active: r.try_get::<String, _>("state").map_err(backend)? == "active",
                     created_at: UnixTime(r.try_get("created_at").map_err(backend)?),
                     signs_from: UnixTime(r.try_get("signs_from").map_err(backend)?),

@@ -1,5 +1,6 @@
-//! Fast, shared-nothing-or-shared state: rate limits. `memory.rs` serves one instance;
-//! a Redis-backed implementation for many instances is one more file.
+//! Rate limits: what an attempt is counted against, and the `Limiter` backends that
+//! count. `memory.rs` serves one instance; a shared backend for many instances is one
+//! more file. A backend counts and reports; `auth/` decides what a failure means.
 
 pub mod memory;
 
@@ -55,10 +56,24 @@ impl RetryAfter {
     }
 }
 
-/// Counts attempts; `Err` once a key is over its rate.
+/// What counting one attempt found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// Over the rate: may be retried after this long.
+    Limited(RetryAfter),
+}
+
+/// The backend could not count (a lost connection, say).
+#[derive(Debug, thiserror::Error)]
+#[error("rate-limit backend: {0}")]
+pub struct LimitError(pub String);
+
+/// Counts attempts against keys.
 #[async_trait]
 pub trait Limiter: Send + Sync + 'static {
-    async fn hit(&self, key: &LimitKey) -> Result<(), RetryAfter>;
+    /// Count one attempt against `key`, atomically, and say whether it is within the rate.
+    async fn hit(&self, key: &LimitKey) -> Result<Decision, LimitError>;
 }
 
 #[cfg(test)]

@@ -10,21 +10,34 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 
-use super::{ClientNet, LimitKey, Limiter, RetryAfter};
+use super::{ClientNet, Decision, LimitError, LimitKey, Limiter, RetryAfter};
+use crate::clock::Clock;
 use crate::config::Rate;
+
+/// The injected clock, as governor reads time: a duration since the Unix epoch.
+#[derive(Clone)]
+struct LimiterClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.now_precise()
+    }
+}
 
 /// One key's GCRA state (governor's "theoretical arrival time") and its last use.
 struct Slot {
     tat: Nanos,
-    touched: Instant,
+    touched: Duration,
 }
 
 /// A keyed state store with at most `max_keys` keys.
@@ -35,7 +48,8 @@ struct BoundedStore<K> {
     max_keys: usize,
     /// A key untouched this long has a full budget again (one window).
     forget_after: Duration,
-    last_sweep: Mutex<Instant>,
+    last_sweep: Mutex<Duration>,
+    clock: LimiterClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,24 +58,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<K: Hash + Eq + Clone> BoundedStore<K> {
-    fn new(max_keys: usize, forget_after: Duration) -> Self {
+    fn new(max_keys: usize, forget_after: Duration, clock: LimiterClock) -> Self {
+        let now = governor::clock::Clock::now(&clock);
         Self {
             map: Arc::new(Mutex::new(HashMap::new())),
             overflow: Mutex::new(None),
             max_keys,
             forget_after,
-            last_sweep: Mutex::new(Instant::now()),
+            last_sweep: Mutex::new(now),
+            clock,
         }
+    }
+
+    fn now(&self) -> Duration {
+        governor::clock::Clock::now(&self.clock)
     }
 
     /// Drop keys back to a fresh state, if the last sweep is `min_gap` old.
     fn sweep(&self, map: &mut HashMap<K, Slot>, min_gap: Duration) {
+        let now = self.now();
         let mut last = lock(&self.last_sweep);
-        if last.elapsed() < min_gap {
+        if now.saturating_sub(*last) < min_gap {
             return;
         }
-        *last = Instant::now();
-        map.retain(|_, slot| slot.touched.elapsed() < self.forget_after);
+        *last = now;
+        map.retain(|_, slot| now.saturating_sub(slot.touched) < self.forget_after);
         map.shrink_to_fit();
     }
 }
@@ -73,13 +94,11 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
+        let now = self.now();
         let mut map = lock(&self.map);
         if let Some(slot) = map.get_mut(key) {
             let (out, tat) = f(Some(slot.tat))?;
-            *slot = Slot {
-                tat,
-                touched: Instant::now(),
-            };
+            *slot = Slot { tat, touched: now };
             return Ok(out);
         }
         self.sweep(&mut map, Duration::from_secs(60));
@@ -94,45 +113,45 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
             return Ok(out);
         }
         let (out, tat) = f(None)?;
-        map.insert(
-            key.clone(),
-            Slot {
-                tat,
-                touched: Instant::now(),
-            },
-        );
+        map.insert(key.clone(), Slot { tat, touched: now });
         Ok(out)
     }
 }
 
 /// A keyed limiter with a bounded number of keys.
 struct Bounded<K: Hash + Eq + Clone> {
-    limiter: RateLimiter<K, BoundedStore<K>, DefaultClock>,
+    limiter: RateLimiter<K, BoundedStore<K>, LimiterClock, NoOpMiddleware<Duration>>,
+    clock: LimiterClock,
     /// The store's map, for its size.
     #[cfg_attr(not(test), allow(dead_code))]
     map: Arc<Mutex<HashMap<K, Slot>>>,
 }
 
 impl<K: Hash + Eq + Clone> Bounded<K> {
-    fn new(rate: Rate, max_keys: usize) -> Self {
+    fn new(rate: Rate, max_keys: usize, clock: LimiterClock) -> Self {
         let count = NonZeroU32::new(rate.count).unwrap_or(NonZeroU32::MIN);
         let window = Duration::from_secs(rate.window_secs.max(1));
         let period = window / count.get();
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(count))
             .allow_burst(count);
-        let store = BoundedStore::new(max_keys, window);
+        let store = BoundedStore::new(max_keys, window, clock.clone());
         let map = store.map.clone();
         Self {
-            limiter: RateLimiter::new(quota, store, DefaultClock::default()),
+            limiter: RateLimiter::new(quota, store, clock.clone()),
+            clock,
             map,
         }
     }
 
-    fn hit(&self, key: &K) -> Result<(), RetryAfter> {
-        self.limiter
-            .check_key(key)
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(DefaultClock::default().now())))
+    fn hit(&self, key: &K) -> Decision {
+        match self.limiter.check_key(key) {
+            Ok(()) => Decision::Allowed,
+            Err(not_until) => {
+                let now = governor::clock::Clock::now(&self.clock);
+                Decision::Limited(RetryAfter(not_until.wait_time_from(now)))
+            }
+        }
     }
 }
 
@@ -157,20 +176,20 @@ pub struct Rates {
 }
 
 impl MemoryLimiter {
-    pub fn new(rates: Rates, max_keys: usize) -> Self {
+    /// Limits on `clock`'s time (the server's clock; tests pass their manual one).
+    pub fn new(rates: Rates, max_keys: usize, clock: Arc<dyn Clock>) -> Self {
+        let clock = LimiterClock(clock);
         Self {
-            login_ip: Bounded::new(rates.login, max_keys),
-            login_user: Bounded::new(rates.login, max_keys),
-            login_device: Bounded::new(rates.login, max_keys),
-            refresh_ip: Bounded::new(rates.refresh, max_keys),
-            register_ip: Bounded::new(rates.register, max_keys),
+            login_ip: Bounded::new(rates.login, max_keys, clock.clone()),
+            login_user: Bounded::new(rates.login, max_keys, clock.clone()),
+            login_device: Bounded::new(rates.login, max_keys, clock.clone()),
+            refresh_ip: Bounded::new(rates.refresh, max_keys, clock.clone()),
+            register_ip: Bounded::new(rates.register, max_keys, clock),
         }
     }
-}
 
-#[async_trait]
-impl Limiter for MemoryLimiter {
-    async fn hit(&self, key: &LimitKey) -> Result<(), RetryAfter> {
+    /// The decision for `key`; in memory, counting cannot fail.
+    pub fn decide(&self, key: &LimitKey) -> Decision {
         match key {
             LimitKey::LoginIp(net) => self.login_ip.hit(net),
             LimitKey::LoginUser(name) => self.login_user.hit(name),
@@ -181,9 +200,17 @@ impl Limiter for MemoryLimiter {
     }
 }
 
+#[async_trait]
+impl Limiter for MemoryLimiter {
+    async fn hit(&self, key: &LimitKey) -> Result<Decision, LimitError> {
+        Ok(self.decide(key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
 
     const TEN_PER_MINUTE: Rate = Rate {
         count: 10,
@@ -198,25 +225,41 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn burst_then_limited_with_retry_after() {
-        let l = MemoryLimiter::new(rates(TEN_PER_MINUTE), 1000);
+    fn manual() -> (ManualClock, LimiterClock) {
+        let clock = ManualClock::new();
+        (clock.clone(), LimiterClock(Arc::new(clock)))
+    }
+
+    #[test]
+    fn burst_then_limited_then_back_as_the_clock_moves() {
+        let clock = ManualClock::new();
+        let l = MemoryLimiter::new(rates(TEN_PER_MINUTE), 1000, Arc::new(clock.clone()));
         let key = LimitKey::LoginUser("alzy".into());
         for _ in 0..10 {
-            assert!(l.hit(&key).await.is_ok());
+            assert_eq!(l.decide(&key), Decision::Allowed);
         }
-        let retry = l.hit(&key).await.unwrap_err();
+        let Decision::Limited(retry) = l.decide(&key) else {
+            panic!("the 11th attempt in a minute is limited")
+        };
         // One attempt comes back every 6 s under 10/1m.
-        assert!((1..=6).contains(&retry.secs()), "{retry:?}");
+        assert_eq!(retry.secs(), 6);
         // Keys are independent.
-        assert!(l.hit(&LimitKey::LoginUser("other".into())).await.is_ok());
+        assert_eq!(l.decide(&LimitKey::LoginUser("other".into())), Decision::Allowed);
         let ip = ClientNet::of([127, 0, 0, 1].into());
-        assert!(l.hit(&LimitKey::LoginIp(ip)).await.is_ok());
+        assert_eq!(l.decide(&LimitKey::LoginIp(ip)), Decision::Allowed);
+        // Six seconds later, one more attempt; a minute later, the whole burst.
+        clock.advance(6);
+        assert_eq!(l.decide(&key), Decision::Allowed);
+        assert!(matches!(l.decide(&key), Decision::Limited(_)));
+        clock.advance(60);
+        for _ in 0..10 {
+            assert_eq!(l.decide(&key), Decision::Allowed);
+        }
     }
 
     #[test]
     fn keys_are_bounded() {
-        let b = Bounded::new(TEN_PER_MINUTE, 100);
+        let b = Bounded::new(TEN_PER_MINUTE, 100, manual().1);
         for i in 0..1000 {
             let _ = b.hit(&format!("user{i}"));
         }
@@ -225,25 +268,30 @@ mod tests {
 
     #[test]
     fn a_full_map_throttles_only_new_keys() {
-        let b = Bounded::new(
-            Rate {
-                count: 2,
-                window_secs: 60,
-            },
-            3,
-        );
+        let (clock, limiter_clock) = manual();
+        let two_a_minute = Rate {
+            count: 2,
+            window_secs: 60,
+        };
+        let b = Bounded::new(two_a_minute, 3, limiter_clock);
+        let allowed = |k: &str| b.hit(&k.to_owned()) == Decision::Allowed;
         for k in ["a", "b", "c"] {
-            assert!(b.hit(&k.to_owned()).is_ok());
+            assert!(allowed(k));
         }
         // The map is full. Newcomers share one budget of 2...
-        assert!(b.hit(&"new1".to_owned()).is_ok());
-        assert!(b.hit(&"new2".to_owned()).is_ok());
-        assert!(b.hit(&"new3".to_owned()).is_err());
+        assert!(allowed("new1"));
+        assert!(allowed("new2"));
+        assert!(!allowed("new3"));
         // ...while every key already counted keeps its own.
         for k in ["a", "b", "c"] {
-            assert!(b.hit(&k.to_owned()).is_ok(), "{k}");
-            assert!(b.hit(&k.to_owned()).is_err(), "{k}");
+            assert!(allowed(k), "{k}");
+            assert!(!allowed(k), "{k}");
         }
+        // A window later the old keys are swept out and newcomers get their own again.
+        clock.advance(61);
+        assert!(allowed("new3"));
+        assert!(allowed("new3"));
+        assert!(!allowed("new3"));
     }
 
     #[test]
