@@ -17,14 +17,17 @@ use crate::auth::keys::{
 };
 use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
 use crate::clock::Clock;
-use crate::config::{ConfigError, DatabaseUrl, HttpLimits, Settings, SigningAlgorithm};
+use crate::config::{ConfigError, Settings};
+use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::keys::{KeyRing, SecretSource, load_or_create_secret};
 use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::AccessTokens;
 use crate::domain::Secret;
 use crate::http::AppState;
+use crate::http::ConnectionLimits;
 use crate::limits::memory::{MemoryLimiter, Rates};
+use crate::store::DatabaseUrl;
 use crate::store::Store;
 
 /// Why the server (or a command) could not start.
@@ -62,7 +65,7 @@ pub fn absolute(path: &std::path::Path) -> PathBuf {
 
 /// Open the configured database and bring its schema up to date.
 pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn Store>, StartError> {
-    let described = match &settings.database_url {
+    let described = match &settings.store.database_url {
         DatabaseUrl::Sqlite { path } => {
             let shown = absolute(path);
             if mode == OpenMode::MustExist && !path.exists() {
@@ -82,7 +85,7 @@ pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn S
             .into());
         }
     };
-    let store = crate::store::open(&settings.database_url)
+    let store = crate::store::open(&settings.store.database_url)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot open {described}: {e}")))?;
     tracing::info!(path = %described, "database: embedded SQLite");
@@ -91,11 +94,11 @@ pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn S
 
 /// The HS256 secret: configured, or kept in a file beside the SQLite database.
 fn signing_secret(settings: &Settings) -> Result<Secret, StartError> {
-    if let Some(s) = &settings.secret_key {
+    if let Some(s) = &settings.tokens.secret_key {
         tracing::info!("signing key: HS256 secret from TOKENGATE_SECRET_KEY");
         return Ok(s.clone());
     }
-    let DatabaseUrl::Sqlite { path } = &settings.database_url else {
+    let DatabaseUrl::Sqlite { path } = &settings.store.database_url else {
         return Err(ConfigError::new(
             "TOKENGATE_SECRET_KEY",
             "must be set with a shared database (every instance needs the same key)",
@@ -130,11 +133,14 @@ async fn signing_keys(
     let algorithm = signing_algorithm(settings, store.as_ref()).await?;
     if algorithm == SigningAlgorithm::Hs256 {
         let secret = signing_secret(settings)?;
-        return Ok((KeyRing::hs256(&secret, &settings.previous_secret_keys), KeyMode::Hs256));
+        return Ok((
+            KeyRing::hs256(&secret, &settings.tokens.previous_secret_keys),
+            KeyMode::Hs256,
+        ));
     }
     let runtime = |e: KeyAdminError| StartError::Runtime(e.to_string());
     let now = clock.now();
-    match ensure_active_key(store.as_ref(), algorithm, settings.access_ttl_secs, now)
+    match ensure_active_key(store.as_ref(), algorithm, settings.tokens.access_ttl_secs, now)
         .await
         .map_err(runtime)?
     {
@@ -146,22 +152,24 @@ async fn signing_keys(
         }
         Ensured::Existing(_) => tracing::info!("signing key: {} keys loaded from the database", algorithm.jose_name()),
     }
-    let ring = load_ring(store.as_ref(), now, &settings.previous_secret_keys)
+    let ring = load_ring(store.as_ref(), now, &settings.tokens.previous_secret_keys)
         .await
         .map_err(runtime)?;
     let mode = KeyMode::Stored {
         algorithm,
-        hs256_previous: settings.previous_secret_keys.clone(),
+        hs256_previous: settings.tokens.previous_secret_keys.clone(),
     };
     Ok((ring, mode))
 }
 
 /// The algorithm to sign with: configured, or decided by the database's active key.
 pub async fn signing_algorithm(settings: &Settings, store: &dyn Store) -> Result<SigningAlgorithm, StartError> {
-    resolve_algorithm(store, settings.algorithm).await.map_err(|e| match e {
-        ResolveError::Conflicting(message) => StartError::Config(ConfigError::new("TOKENGATE_ALGORITHM", message)),
-        ResolveError::Store(e) => StartError::Runtime(e.to_string()),
-    })
+    resolve_algorithm(store, settings.tokens.algorithm)
+        .await
+        .map_err(|e| match e {
+            ResolveError::Conflicting(message) => StartError::Config(ConfigError::new("TOKENGATE_ALGORITHM", message)),
+            ResolveError::Store(e) => StartError::Runtime(e.to_string()),
+        })
 }
 
 /// An HMAC key kept in the database (made at first start, shared by every instance).
@@ -186,25 +194,25 @@ pub async fn build_state_opening(
     clock: Arc<dyn Clock>,
     mode: OpenMode,
 ) -> Result<AppState, StartError> {
-    if settings.redis_url.is_some() {
+    if settings.redis.url.is_some() {
         tracing::warn!("TOKENGATE_REDIS_URL is set but not used by this version yet");
     }
     let store = open_store(settings, mode).await?;
     let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;
     let tokens = AccessTokens::new(
         keys,
-        settings.issuer.clone(),
-        settings.audience.clone(),
-        settings.access_ttl_secs,
+        settings.tokens.issuer.clone(),
+        settings.tokens.audience.clone(),
+        settings.tokens.access_ttl_secs,
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let hasher = PasswordHasher::new(settings.argon2, cores, settings.hash_queue_max)
+    let hasher = PasswordHasher::new(settings.argon2, cores, settings.limits.hash_queue_max)
         .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ARGON2_MEMORY_KIB", e.to_string())))?;
     let limiter = Arc::new(MemoryLimiter::new(
         Rates {
-            login: settings.login_rate,
-            refresh: settings.refresh_rate,
-            register: settings.register_rate,
+            login: settings.limits.login,
+            refresh: settings.limits.refresh,
+            register: settings.limits.register,
         },
         crate::limits::memory::DEFAULT_MAX_KEYS,
         clock.clone(),
@@ -220,39 +228,40 @@ pub async fn build_state_opening(
         limiter,
         clock,
         sessions: SessionPolicy {
-            refresh_ttl_secs: settings.refresh_ttl_secs,
-            max_lifetime_secs: settings.session_max_lifetime_secs,
+            refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
+            max_lifetime_secs: settings.tokens.session_max_lifetime_secs,
         },
         keys: key_mode,
         macs,
     });
-    if !settings.cookie_secure {
+    if !settings.http.cookie_secure {
         tracing::warn!(
             "TOKENGATE_COOKIE_SECURE=false: cookies lack the Secure attribute; use this only for plain-HTTP local development"
         );
     }
     let cors_origins = settings
+        .http
         .cors_origins
         .iter()
         .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
         .collect::<Vec<_>>();
     // Configured, else an issuer that is a URL, else the bind address.
-    let public_url = settings.public_url.clone().unwrap_or_else(|| {
-        let issuer = &settings.issuer;
+    let public_url = settings.http.public_url.clone().unwrap_or_else(|| {
+        let issuer = &settings.tokens.issuer;
         if issuer.starts_with("https://") || issuer.starts_with("http://") {
             issuer.trim_end_matches('/').to_owned()
         } else {
-            format!("http://{}", settings.bind)
+            format!("http://{}", settings.http.bind)
         }
     });
     Ok(AppState {
         auth: Arc::new(auth),
         public_url: public_url.into(),
-        trusted_proxies: settings.trusted_proxies.clone().into(),
+        trusted_proxies: settings.http.trusted_proxies.clone().into(),
         cookies: crate::http::cookies::CookiePolicy {
-            secure: settings.cookie_secure,
-            access_ttl_secs: settings.access_ttl_secs,
-            refresh_ttl_secs: settings.refresh_ttl_secs,
+            secure: settings.http.cookie_secure,
+            access_ttl_secs: settings.tokens.access_ttl_secs,
+            refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
             device_ttl_secs: crate::auth::DEVICE_TOKEN_TTL_SECS,
         },
         cors_origins: cors_origins.into(),
@@ -266,7 +275,7 @@ pub async fn build_state_opening(
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
-    limits: HttpLimits,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = crate::http::router(state).layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -323,19 +332,19 @@ pub async fn serve_on(
 
 /// `tokengate serve`.
 pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartError> {
-    let listener = TcpListener::bind(settings.bind)
+    let listener = TcpListener::bind(settings.http.bind)
         .await
-        .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", settings.bind)))?;
+        .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", settings.http.bind)))?;
     let addr = listener.local_addr().map_err(|e| StartError::Runtime(e.to_string()))?;
     // Port 0 picks one: URLs we emit name the one we got.
-    settings.bind = addr;
+    settings.http.bind = addr;
     let state = build_state(&settings, clock.clone()).await?;
     let shutdown = shutdown_signal();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %addr, "tokengate {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
     let store = state.auth.store().clone();
-    let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.refresh_ttl_secs));
+    let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.tokens.refresh_ttl_secs));
     let reload = tokio::spawn(reload_loop(state.auth.clone()));
-    serve_on(listener, state, settings.http, shutdown)
+    serve_on(listener, state, settings.http.connections, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     purge.abort();

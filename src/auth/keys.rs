@@ -6,9 +6,9 @@
 use serde_json::Value;
 
 use super::AuthService;
-use crate::config::SigningAlgorithm;
 use crate::crypto::keygen::{self, jose_algorithm};
 use crate::crypto::keys::KeyRing;
+use crate::crypto::keys::SigningAlgorithm;
 use crate::domain::{Secret, UnixTime};
 use crate::error::ApiError;
 use crate::store::{Store, StoreError, StoredKey};

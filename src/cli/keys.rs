@@ -4,8 +4,9 @@
 use super::KeysCommand;
 use crate::auth::keys::{KEY_RELOAD_SECS, KeyAdminError, RotateMode, revoke_key, rotate_key};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Settings, SigningAlgorithm};
+use crate::config::Settings;
 use crate::crypto::keygen::{self, jose_algorithm};
+use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::keys::hs256_kid;
 use crate::domain::{Secret, UnixTime};
 use crate::server::{OpenMode, StartError, open_store, secret_path, signing_algorithm};
@@ -53,14 +54,14 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
             } else {
                 RotateMode::Scheduled
             };
-            let key = rotate_key(store.as_ref(), alg, settings.access_ttl_secs, now, mode)
+            let key = rotate_key(store.as_ref(), alg, settings.tokens.access_ttl_secs, now, mode)
                 .await
                 .map_err(|e: KeyAdminError| fail(e))?;
             let retired = match (old, compromised) {
                 (Some(k), false) => format!(
                     "; {} retired, verifying until {}",
                     k.kid,
-                    key.signs_from.plus(settings.access_ttl_secs).to_rfc3339()
+                    key.signs_from.plus(settings.tokens.access_ttl_secs).to_rfc3339()
                 ),
                 (Some(k), true) => format!(
                     "; {} revoked: it left the JWKS and every token it signed is refused (within {KEY_RELOAD_SECS} s on running servers)",
@@ -75,7 +76,7 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
             ))
         }
         KeysCommand::Revoke { kid } => {
-            let replacement = revoke_key(store.as_ref(), &kid, settings.access_ttl_secs, now)
+            let replacement = revoke_key(store.as_ref(), &kid, settings.tokens.access_ttl_secs, now)
                 .await
                 .map_err(fail)?;
             let then = match replacement {
@@ -116,9 +117,9 @@ fn hs256(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
              TOKENGATE_PREVIOUS_SECRET_KEYS until its tokens expire (or choose TOKENGATE_ALGORITHM=EdDSA, ES256 or RS256)",
         )),
         KeysCommand::List => {
-            let current: Option<(Secret, &str)> = match (&settings.secret_key, &settings.database_url) {
+            let current: Option<(Secret, &str)> = match (&settings.tokens.secret_key, &settings.store.database_url) {
                 (Some(s), _) => Some((s.clone(), "TOKENGATE_SECRET_KEY")),
-                (None, crate::config::DatabaseUrl::Sqlite { path }) => std::fs::read_to_string(secret_path(path))
+                (None, crate::store::DatabaseUrl::Sqlite { path }) => std::fs::read_to_string(secret_path(path))
                     .ok()
                     .and_then(|t| crate::config::check_secret(t.trim()).ok())
                     .map(|s| (s, "secret file")),
@@ -134,7 +135,7 @@ fn hs256(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
                     retires: "-".into(),
                 });
             }
-            for s in &settings.previous_secret_keys {
+            for s in &settings.tokens.previous_secret_keys {
                 rows.push(Row {
                     kid: hs256_kid(s),
                     algorithm: "HS256".into(),

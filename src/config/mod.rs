@@ -7,7 +7,12 @@ use std::path::PathBuf;
 use clap::Args;
 use ipnet::IpNet;
 
+use crate::crypto::keys::SigningAlgorithm;
+use crate::crypto::passwords::Argon2Params;
 use crate::domain::Secret;
+use crate::http::ConnectionLimits;
+use crate::limits::Rate;
+use crate::store::DatabaseUrl;
 
 pub mod environment;
 mod secret;
@@ -31,78 +36,59 @@ impl ConfigError {
     }
 }
 
-/// Where state lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// An embedded SQLite file.
-    Sqlite { path: PathBuf },
-    /// A PostgreSQL server.
-    Postgres(String),
-}
-
-/// The JWT signing algorithm of the active key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SigningAlgorithm {
-    Hs256,
-    EdDsa,
-    Es256,
-    Rs256,
-}
-
-impl SigningAlgorithm {
-    /// The JOSE name (`alg` header).
-    pub fn jose_name(self) -> &'static str {
-        match self {
-            Self::Hs256 => "HS256",
-            Self::EdDsa => "EdDSA",
-            Self::Es256 => "ES256",
-            Self::Rs256 => "RS256",
-        }
-    }
-}
-
-/// `N` attempts per `window_secs` seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rate {
-    pub count: u32,
-    pub window_secs: u64,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-/// argon2id cost parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Argon2Params {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl Default for Argon2Params {
-    /// OWASP's argon2id baseline: m=19 MiB, t=2, p=1.
-    fn default() -> Self {
-        Self {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
-    }
-}
-
-/// Every setting of the server, validated.
+/// Every setting of the server, validated, by the part of the server it configures.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    pub http: HttpSettings,
+    pub store: StoreSettings,
+    pub redis: RedisSettings,
+    pub tokens: TokenSettings,
+    pub limits: LimitSettings,
+    pub argon2: Argon2Params,
+    pub log_format: LogFormat,
+}
+
+/// The HTTP surface.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
     pub bind: SocketAddr,
-    pub database_url: DatabaseUrl,
-    pub redis_url: Option<String>,
-    /// `None`: not configured, so an active key in the database decides (else HS256).
-    pub algorithm: Option<SigningAlgorithm>,
     /// The external base URL (`https://auth.example.com`), for every absolute URL we emit.
     pub public_url: Option<String>,
+    pub cookie_secure: bool,
+    pub cors_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub connections: ConnectionLimits,
+}
+
+/// Where durable state lives.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub database_url: DatabaseUrl,
+    /// Connections to a database server (PostgreSQL), at most.
+    pub pool_size: u32,
+    /// How long opening a connection may take.
+    pub connect_timeout_secs: u64,
+}
+
+/// The shared cache and counters (optional).
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: Option<String>,
+    /// Every key starts with this, so deployments can share one Redis.
+    pub prefix: String,
+}
+
+/// What tokens are signed with and how long they live.
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    /// `None`: not configured, so an active key in the database decides (else HS256).
+    pub algorithm: Option<SigningAlgorithm>,
     /// `None`: generate one and keep it beside the SQLite file.
     pub secret_key: Option<Secret>,
     pub previous_secret_keys: Vec<Secret>,
@@ -112,78 +98,59 @@ pub struct Settings {
     pub refresh_ttl_secs: u64,
     /// A session ends this long after its login, however often it refreshes.
     pub session_max_lifetime_secs: u64,
-    pub cookie_secure: bool,
-    pub cors_origins: Vec<String>,
-    pub login_rate: Rate,
-    pub refresh_rate: Rate,
-    pub register_rate: Rate,
-    pub trusted_proxies: Vec<IpNet>,
-    pub log_format: LogFormat,
-    pub argon2: Argon2Params,
+}
+
+/// Abuse limits.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitSettings {
+    pub login: Rate,
+    pub refresh: Rate,
+    pub register: Rate,
     /// Password hashes waiting for a core, at most; past that, 503 with `Retry-After`.
     pub hash_queue_max: usize,
-    pub http: HttpLimits,
-}
-
-/// Connection-level limits: what a slow or idle client may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// A request's headers must arrive within this time, or the connection is closed.
-    /// The same clock runs while a keep-alive connection waits for its next request, so
-    /// it is the idle timeout too.
-    pub header_timeout_secs: u64,
-    /// A request whose body and answer take longer is answered 408 (a slow body).
-    pub request_timeout_secs: u64,
-    /// Open connections at most; more wait in the kernel's accept queue.
-    pub max_connections: usize,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self {
-            header_timeout_secs: 10,
-            request_timeout_secs: 30,
-            max_connections: 4096,
-        }
-    }
 }
 
 impl Default for Settings {
     fn default() -> Self {
+        let per_minute = |count| Rate { count, window_secs: 60 };
         Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            database_url: DatabaseUrl::Sqlite {
-                path: PathBuf::from("tokengate.db"),
+            http: HttpSettings {
+                bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+                public_url: None,
+                cookie_secure: true,
+                cors_origins: Vec::new(),
+                trusted_proxies: Vec::new(),
+                connections: ConnectionLimits::default(),
             },
-            redis_url: None,
-            algorithm: None,
-            public_url: None,
-            secret_key: None,
-            previous_secret_keys: Vec::new(),
-            issuer: "tokengate".into(),
-            audience: "tokengate".into(),
-            access_ttl_secs: 15 * 60,
-            refresh_ttl_secs: 7 * 24 * 3600,
-            session_max_lifetime_secs: 30 * 24 * 3600,
-            cookie_secure: true,
-            cors_origins: Vec::new(),
-            login_rate: Rate {
-                count: 10,
-                window_secs: 60,
+            store: StoreSettings {
+                database_url: DatabaseUrl::Sqlite {
+                    path: PathBuf::from("tokengate.db"),
+                },
+                pool_size: 10,
+                connect_timeout_secs: 5,
             },
-            refresh_rate: Rate {
-                count: 60,
-                window_secs: 60,
+            redis: RedisSettings {
+                url: None,
+                prefix: "tokengate:".into(),
             },
-            register_rate: Rate {
-                count: 5,
-                window_secs: 60,
+            tokens: TokenSettings {
+                algorithm: None,
+                secret_key: None,
+                previous_secret_keys: Vec::new(),
+                issuer: "tokengate".into(),
+                audience: "tokengate".into(),
+                access_ttl_secs: 15 * 60,
+                refresh_ttl_secs: 7 * 24 * 3600,
+                session_max_lifetime_secs: 30 * 24 * 3600,
             },
-            trusted_proxies: Vec::new(),
-            log_format: LogFormat::Pretty,
+            limits: LimitSettings {
+                login: per_minute(10),
+                refresh: per_minute(60),
+                register: per_minute(5),
+                hash_queue_max: 64,
+            },
             argon2: Argon2Params::default(),
-            hash_queue_max: 64,
-            http: HttpLimits::default(),
+            log_format: LogFormat::Pretty,
         }
     }
 }
@@ -199,9 +166,18 @@ pub struct RawSettings {
     /// sqlite://FILE or postgres://... [default: sqlite://tokengate.db]
     #[arg(long, env = "TOKENGATE_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// Database connections at most (PostgreSQL) [default: 10]
+    #[arg(long, env = "TOKENGATE_DB_POOL_SIZE", global = true)]
+    pub db_pool_size: Option<String>,
+    /// Time to open a database connection [default: 5s]
+    #[arg(long, env = "TOKENGATE_DB_CONNECT_TIMEOUT", global = true)]
+    pub db_connect_timeout: Option<String>,
     /// redis://... for shared revocation and rate limits across instances
     #[arg(long, env = "TOKENGATE_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key [default: tokengate:]
+    #[arg(long, env = "TOKENGATE_REDIS_PREFIX", global = true)]
+    pub redis_prefix: Option<String>,
     /// HS256 (default), EdDSA, ES256 or RS256
     #[arg(long, env = "TOKENGATE_ALGORITHM", global = true)]
     pub algorithm: Option<String>,
@@ -278,48 +254,139 @@ impl RawSettings {
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let d = Settings::default();
         let s = Settings {
+            http: self.http(&d.http)?,
+            store: StoreSettings {
+                database_url: opt(
+                    "TOKENGATE_DATABASE_URL",
+                    &self.database_url,
+                    d.store.database_url,
+                    parse_database_url,
+                )?,
+                pool_size: opt("TOKENGATE_DB_POOL_SIZE", &self.db_pool_size, d.store.pool_size, |v| {
+                    parse_in_range(v, 1, 1000)
+                })?,
+                connect_timeout_secs: opt(
+                    "TOKENGATE_DB_CONNECT_TIMEOUT",
+                    &self.db_connect_timeout,
+                    d.store.connect_timeout_secs,
+                    parse_duration,
+                )?,
+            },
+            redis: RedisSettings {
+                url: opt("TOKENGATE_REDIS_URL", &self.redis_url, None, |v| {
+                    if v.starts_with("redis://") || v.starts_with("rediss://") {
+                        Ok(Some(v.to_owned()))
+                    } else {
+                        Err(format!("{:?} is not a redis:// or rediss:// URL", redact_url(v)))
+                    }
+                })?,
+                prefix: opt("TOKENGATE_REDIS_PREFIX", &self.redis_prefix, d.redis.prefix, |v| {
+                    if v.len() <= 64 && !v.contains(char::is_whitespace) {
+                        Ok(v.to_owned())
+                    } else {
+                        Err(format!("{v:?} must be at most 64 characters without spaces"))
+                    }
+                })?,
+            },
+            tokens: self.tokens(&d.tokens)?,
+            limits: LimitSettings {
+                login: opt("TOKENGATE_LOGIN_RATE", &self.login_rate, d.limits.login, parse_rate)?,
+                refresh: opt(
+                    "TOKENGATE_REFRESH_RATE",
+                    &self.refresh_rate,
+                    d.limits.refresh,
+                    parse_rate,
+                )?,
+                register: opt(
+                    "TOKENGATE_REGISTER_RATE",
+                    &self.register_rate,
+                    d.limits.register,
+                    parse_rate,
+                )?,
+                hash_queue_max: opt("TOKENGATE_HASH_QUEUE", &self.hash_queue, d.limits.hash_queue_max, |v| {
+                    parse_in_range(v, 1, 100_000).map(|n| n as usize)
+                })?,
+            },
+            argon2: self.argon2(&d.argon2)?,
+            log_format: opt("TOKENGATE_LOG_FORMAT", &self.log_format, d.log_format, |v| match v {
+                "json" => Ok(LogFormat::Json),
+                "pretty" => Ok(LogFormat::Pretty),
+                _ => Err(format!("{v:?} is not json or pretty")),
+            })?,
+        };
+        let t = &s.tokens;
+        if t.session_max_lifetime_secs < t.access_ttl_secs {
+            return Err(ConfigError::new(
+                "TOKENGATE_SESSION_MAX_LIFETIME",
+                "must not be shorter than TOKENGATE_ACCESS_TTL",
+            ));
+        }
+        if t.refresh_ttl_secs < t.access_ttl_secs {
+            return Err(ConfigError::new(
+                "TOKENGATE_REFRESH_TTL",
+                "must not be shorter than TOKENGATE_ACCESS_TTL",
+            ));
+        }
+        Ok(s)
+    }
+
+    fn http(&self, d: &HttpSettings) -> Result<HttpSettings, ConfigError> {
+        Ok(HttpSettings {
             bind: opt("TOKENGATE_BIND", &self.bind, d.bind, |v| {
                 v.parse()
                     .map_err(|_| format!("{v:?} is not an address like 127.0.0.1:8000"))
             })?,
-            database_url: opt(
-                "TOKENGATE_DATABASE_URL",
-                &self.database_url,
-                d.database_url,
-                parse_database_url,
-            )?,
-            redis_url: match non_empty(&self.redis_url) {
-                None => None,
-                Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(v.to_owned()),
-                Some(v) => {
-                    return Err(ConfigError::new(
-                        "TOKENGATE_REDIS_URL",
-                        format!("{:?} is not a redis:// or rediss:// URL", redact_url(v)),
-                    ));
-                }
-            },
-            algorithm: opt("TOKENGATE_ALGORITHM", &self.algorithm, None, |v| {
-                parse_algorithm(v).map(Some)
-            })?,
             public_url: opt("TOKENGATE_PUBLIC_URL", &self.public_url, None, |v| {
                 parse_public_url(v).map(Some)
             })?,
-            secret_key: match non_empty(&self.secret_key) {
-                None => None,
-                Some(v) => Some(check_secret(v).map_err(|m| ConfigError::new("TOKENGATE_SECRET_KEY", m))?),
+            cookie_secure: opt(
+                "TOKENGATE_COOKIE_SECURE",
+                &self.cookie_secure,
+                d.cookie_secure,
+                parse_bool,
+            )?,
+            cors_origins: list("TOKENGATE_CORS_ORIGINS", &self.cors_origins, parse_origin)?,
+            trusted_proxies: list("TOKENGATE_TRUSTED_PROXIES", &self.trusted_proxies, parse_cidr)?,
+            connections: ConnectionLimits {
+                header_timeout_secs: opt(
+                    "TOKENGATE_HEADER_TIMEOUT",
+                    &self.header_timeout,
+                    d.connections.header_timeout_secs,
+                    parse_duration,
+                )?,
+                request_timeout_secs: opt(
+                    "TOKENGATE_REQUEST_TIMEOUT",
+                    &self.request_timeout,
+                    d.connections.request_timeout_secs,
+                    parse_duration,
+                )?,
+                max_connections: opt(
+                    "TOKENGATE_MAX_CONNECTIONS",
+                    &self.max_connections,
+                    d.connections.max_connections,
+                    |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
+                )?,
             },
-            previous_secret_keys: match non_empty(&self.previous_secret_keys) {
-                None => Vec::new(),
-                Some(v) => v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(check_secret)
-                    .collect::<Result<_, _>>()
-                    .map_err(|m| ConfigError::new("TOKENGATE_PREVIOUS_SECRET_KEYS", m))?,
-            },
-            issuer: opt("TOKENGATE_ISSUER", &self.issuer, d.issuer, |v| Ok(v.to_owned()))?,
-            audience: opt("TOKENGATE_AUDIENCE", &self.audience, d.audience, |v| Ok(v.to_owned()))?,
+        })
+    }
+
+    fn tokens(&self, d: &TokenSettings) -> Result<TokenSettings, ConfigError> {
+        Ok(TokenSettings {
+            algorithm: opt("TOKENGATE_ALGORITHM", &self.algorithm, None, |v| {
+                parse_algorithm(v).map(Some)
+            })?,
+            secret_key: opt("TOKENGATE_SECRET_KEY", &self.secret_key, None, |v| {
+                check_secret(v).map(Some)
+            })?,
+            previous_secret_keys: list(
+                "TOKENGATE_PREVIOUS_SECRET_KEYS",
+                &self.previous_secret_keys,
+                check_secret,
+            )?,
+            issuer: opt("TOKENGATE_ISSUER", &self.issuer, d.issuer.clone(), |v| Ok(v.to_owned()))?,
+            audience: opt("TOKENGATE_AUDIENCE", &self.audience, d.audience.clone(), |v| {
+                Ok(v.to_owned())
+            })?,
             access_ttl_secs: opt(
                 "TOKENGATE_ACCESS_TTL",
                 &self.access_ttl,
@@ -338,108 +405,55 @@ impl RawSettings {
                 d.session_max_lifetime_secs,
                 parse_duration,
             )?,
-            cookie_secure: opt(
-                "TOKENGATE_COOKIE_SECURE",
-                &self.cookie_secure,
-                d.cookie_secure,
-                parse_bool,
+        })
+    }
+
+    fn argon2(&self, d: &Argon2Params) -> Result<Argon2Params, ConfigError> {
+        let p = Argon2Params {
+            memory_kib: opt(
+                "TOKENGATE_ARGON2_MEMORY_KIB",
+                &self.argon2_memory_kib,
+                d.memory_kib,
+                |v| parse_in_range(v, 8, 4 * 1024 * 1024),
             )?,
-            cors_origins: match non_empty(&self.cors_origins) {
-                None => Vec::new(),
-                Some(v) => v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(parse_origin)
-                    .collect::<Result<_, _>>()
-                    .map_err(|m| ConfigError::new("TOKENGATE_CORS_ORIGINS", m))?,
-            },
-            login_rate: opt("TOKENGATE_LOGIN_RATE", &self.login_rate, d.login_rate, parse_rate)?,
-            refresh_rate: opt("TOKENGATE_REFRESH_RATE", &self.refresh_rate, d.refresh_rate, parse_rate)?,
-            register_rate: opt(
-                "TOKENGATE_REGISTER_RATE",
-                &self.register_rate,
-                d.register_rate,
-                parse_rate,
+            iterations: opt(
+                "TOKENGATE_ARGON2_ITERATIONS",
+                &self.argon2_iterations,
+                d.iterations,
+                |v| parse_in_range(v, 1, 100),
             )?,
-            trusted_proxies: match non_empty(&self.trusted_proxies) {
-                None => Vec::new(),
-                Some(v) => v
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(parse_cidr)
-                    .collect::<Result<_, _>>()
-                    .map_err(|m| ConfigError::new("TOKENGATE_TRUSTED_PROXIES", m))?,
-            },
-            log_format: opt("TOKENGATE_LOG_FORMAT", &self.log_format, d.log_format, |v| match v {
-                "json" => Ok(LogFormat::Json),
-                "pretty" => Ok(LogFormat::Pretty),
-                _ => Err(format!("{v:?} is not json or pretty")),
-            })?,
-            argon2: Argon2Params {
-                memory_kib: opt(
-                    "TOKENGATE_ARGON2_MEMORY_KIB",
-                    &self.argon2_memory_kib,
-                    d.argon2.memory_kib,
-                    |v| parse_in_range(v, 8, 4 * 1024 * 1024),
-                )?,
-                iterations: opt(
-                    "TOKENGATE_ARGON2_ITERATIONS",
-                    &self.argon2_iterations,
-                    d.argon2.iterations,
-                    |v| parse_in_range(v, 1, 100),
-                )?,
-                parallelism: opt(
-                    "TOKENGATE_ARGON2_PARALLELISM",
-                    &self.argon2_parallelism,
-                    d.argon2.parallelism,
-                    |v| parse_in_range(v, 1, 64),
-                )?,
-            },
-            hash_queue_max: opt("TOKENGATE_HASH_QUEUE", &self.hash_queue, d.hash_queue_max, |v| {
-                parse_in_range(v, 1, 100_000).map(|n| n as usize)
-            })?,
-            http: HttpLimits {
-                header_timeout_secs: opt(
-                    "TOKENGATE_HEADER_TIMEOUT",
-                    &self.header_timeout,
-                    d.http.header_timeout_secs,
-                    parse_duration,
-                )?,
-                request_timeout_secs: opt(
-                    "TOKENGATE_REQUEST_TIMEOUT",
-                    &self.request_timeout,
-                    d.http.request_timeout_secs,
-                    parse_duration,
-                )?,
-                max_connections: opt(
-                    "TOKENGATE_MAX_CONNECTIONS",
-                    &self.max_connections,
-                    d.http.max_connections,
-                    |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
-                )?,
-            },
+            parallelism: opt(
+                "TOKENGATE_ARGON2_PARALLELISM",
+                &self.argon2_parallelism,
+                d.parallelism,
+                |v| parse_in_range(v, 1, 64),
+            )?,
         };
-        if s.argon2.memory_kib < 8 * s.argon2.parallelism {
+        if p.memory_kib < 8 * p.parallelism {
             return Err(ConfigError::new(
                 "TOKENGATE_ARGON2_MEMORY_KIB",
                 "must be at least 8 KiB per lane (TOKENGATE_ARGON2_PARALLELISM)",
             ));
         }
-        if s.session_max_lifetime_secs < s.access_ttl_secs {
-            return Err(ConfigError::new(
-                "TOKENGATE_SESSION_MAX_LIFETIME",
-                "must not be shorter than TOKENGATE_ACCESS_TTL",
-            ));
-        }
-        if s.refresh_ttl_secs < s.access_ttl_secs {
-            return Err(ConfigError::new(
-                "TOKENGATE_REFRESH_TTL",
-                "must not be shorter than TOKENGATE_ACCESS_TTL",
-            ));
-        }
-        Ok(s)
+        Ok(p)
+    }
+}
+
+/// A comma-separated list, each item parsed by `parse`; unset or empty is no items.
+fn list<T>(
+    var: &'static str,
+    raw: &Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    match non_empty(raw) {
+        None => Ok(Vec::new()),
+        Some(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(parse)
+            .collect::<Result<_, _>>()
+            .map_err(|m| ConfigError::new(var, m)),
     }
 }
 
@@ -596,16 +610,17 @@ mod tests {
     #[test]
     fn defaults_validate() {
         let s = raw().validate().unwrap();
-        assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
-        assert_eq!(s.access_ttl_secs, 900);
-        assert_eq!(s.refresh_ttl_secs, 604_800);
+        assert_eq!(s.http.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.tokens.access_ttl_secs, 900);
+        assert_eq!(s.tokens.refresh_ttl_secs, 604_800);
         assert_eq!(
-            s.login_rate,
+            s.limits.login,
             Rate {
                 count: 10,
                 window_secs: 60
             }
         );
+        assert_eq!(s.redis.prefix, "tokengate:");
     }
 
     #[test]
@@ -726,6 +741,34 @@ mod tests {
                     ..raw()
                 },
                 "TOKENGATE_ARGON2_MEMORY_KIB",
+            ),
+            (
+                RawSettings {
+                    db_pool_size: Some("0".into()),
+                    ..raw()
+                },
+                "TOKENGATE_DB_POOL_SIZE",
+            ),
+            (
+                RawSettings {
+                    redis_prefix: Some("has space".into()),
+                    ..raw()
+                },
+                "TOKENGATE_REDIS_PREFIX",
+            ),
+            (
+                RawSettings {
+                    public_url: Some("ftp://auth.example.com".into()),
+                    ..raw()
+                },
+                "TOKENGATE_PUBLIC_URL",
+            ),
+            (
+                RawSettings {
+                    session_max_lifetime: Some("1s".into()),
+                    ..raw()
+                },
+                "TOKENGATE_SESSION_MAX_LIFETIME",
             ),
         ];
         for (r, var) in cases {

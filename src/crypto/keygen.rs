@@ -11,7 +11,7 @@ use rsa::pkcs1::{DecodeRsaPrivateKey as _, EncodeRsaPrivateKey as _};
 use rsa::traits::PublicKeyParts as _;
 use serde_json::{Value, json};
 
-use crate::config::SigningAlgorithm;
+use crate::crypto::keys::SigningAlgorithm;
 
 /// Smallest RSA modulus we sign with or load.
 pub const RSA_BITS: usize = 2048;

@@ -10,6 +10,27 @@ use sha2::{Digest, Sha256};
 use crate::crypto::keygen::AsymmetricKey;
 use crate::domain::{Secret, UnixTime};
 
+/// The JWT signing algorithm of the active key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Hs256,
+    EdDsa,
+    Es256,
+    Rs256,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE name (`alg` header).
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+        }
+    }
+}
+
 /// The key that signs new tokens.
 pub struct SigningKey {
     pub kid: String,
@@ -230,7 +251,6 @@ mod tests {
 
     #[test]
     fn retired_keys_verify_until_their_time() {
-        use crate::config::SigningAlgorithm;
         use crate::crypto::keygen::{generate, load};
         let (k1, d1) = generate(SigningAlgorithm::EdDsa).unwrap();
         let (k2, d2) = generate(SigningAlgorithm::EdDsa).unwrap();

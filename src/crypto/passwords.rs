@@ -19,8 +19,26 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
 
-use crate::config::Argon2Params;
 use crate::domain::Password;
+
+/// argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP's argon2id baseline: m=19 MiB, t=2, p=1.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
 
 /// A PHC string (`$argon2id$v=19$m=...`), as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

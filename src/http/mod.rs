@@ -25,6 +25,29 @@ use crate::error::ApiError;
 /// Bodies larger than this are answered 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Connection-level limits: what a slow or idle client may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request's headers must arrive within this time, or the connection is closed.
+    /// The same clock runs while a keep-alive connection waits for its next request, so
+    /// it is the idle timeout too.
+    pub header_timeout_secs: u64,
+    /// A request whose body and answer take longer is answered 408 (a slow body).
+    pub request_timeout_secs: u64,
+    /// Open connections at most; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 4096,
+        }
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

@@ -18,9 +18,8 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{Quota, RateLimiter};
 
-use super::{ClientNet, Decision, LimitError, LimitKey, Limiter, RetryAfter};
+use super::{ClientNet, Decision, LimitError, LimitKey, Limiter, Rate, RetryAfter};
 use crate::clock::Clock;
-use crate::config::Rate;
 
 /// The injected clock, as governor reads time: a duration since the Unix epoch.
 #[derive(Clone)]

@@ -9,6 +9,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// `N` attempts per `window_secs` seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub window_secs: u64,
+}
+
 /// What an attempt is counted against. Client addresses are [`ClientNet`]s.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum LimitKey {

@@ -11,10 +11,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::DatabaseUrl;
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+
+/// Where state lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An embedded SQLite file.
+    Sqlite { path: std::path::PathBuf },
+    /// A PostgreSQL server.
+    Postgres(String),
+}
 
 /// A user as stored.
 #[derive(Clone, Debug)]

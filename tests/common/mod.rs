@@ -10,9 +10,12 @@ use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokengate::auth::keys::RotateMode;
 use tokengate::clock::ManualClock;
+use tokengate::config::Settings;
 use tokengate::config::check_secret;
-use tokengate::config::{Argon2Params, DatabaseUrl, Rate, Settings};
+use tokengate::crypto::passwords::Argon2Params;
+use tokengate::limits::Rate;
 use tokengate::server::{build_state, serve_on};
+use tokengate::store::DatabaseUrl;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -30,32 +33,26 @@ pub enum Backend {
 
 /// Settings every test server starts from: cheap argon2 so tests stay quick.
 pub fn test_settings(db: &Path) -> Settings {
-    Settings {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: DatabaseUrl::Sqlite { path: db.to_path_buf() },
-        secret_key: Some(check_secret(TEST_SECRET).expect("test secret is valid")),
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        argon2: Argon2Params {
-            memory_kib: 256,
-            iterations: 1,
-            parallelism: 1,
-        },
-        // Out of the way, except in the tests of the limits themselves.
-        login_rate: Rate {
-            count: 1000,
-            window_secs: 60,
-        },
-        refresh_rate: Rate {
-            count: 1000,
-            window_secs: 60,
-        },
-        register_rate: Rate {
-            count: 1000,
-            window_secs: 60,
-        },
-        ..Settings::default()
-    }
+    let mut s = Settings::default();
+    s.http.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    s.store.database_url = DatabaseUrl::Sqlite { path: db.to_path_buf() };
+    s.tokens.secret_key = Some(check_secret(TEST_SECRET).expect("test secret is valid"));
+    s.tokens.issuer = ISSUER.into();
+    s.tokens.audience = AUDIENCE.into();
+    s.argon2 = Argon2Params {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
+    // Out of the way, except in the tests of the limits themselves.
+    let plenty = Rate {
+        count: 1000,
+        window_secs: 60,
+    };
+    s.limits.login = plenty;
+    s.limits.refresh = plenty;
+    s.limits.register = plenty;
+    s
 }
 
 pub struct TestServer {
@@ -95,8 +92,8 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         // As `serve` does: the address actually bound is the one URLs are made from.
-        settings.bind = addr;
-        let limits = settings.http;
+        settings.http.bind = addr;
+        let limits = settings.http.connections;
         let state = build_state(&settings, Arc::new(clock.clone()))
             .await
             .expect("server state builds");
@@ -110,7 +107,7 @@ impl TestServer {
                 .await;
             }
         });
-        let db_path = match &settings.database_url {
+        let db_path = match &settings.store.database_url {
             DatabaseUrl::Sqlite { path } => path.clone(),
             DatabaseUrl::Postgres(_) => PathBuf::new(),
         };

@@ -212,12 +212,12 @@ pub async fn password_change_refuses_wrong_current_and_weak_new(b: Backend) {
 /// Settings whose hash takes long enough (tens of ms) that requests overlap, with one
 /// waiting slot in front of the cores.
 fn slow_hash_one_waiting(s: &mut tokengate::config::Settings) {
-    s.argon2 = tokengate::config::Argon2Params {
+    s.argon2 = tokengate::crypto::passwords::Argon2Params {
         memory_kib: 32 * 1024,
         iterations: 2,
         parallelism: 1,
     };
-    s.hash_queue_max = 1;
+    s.limits.hash_queue_max = 1;
 }
 
 async fn register_many(srv: &TestServer, names: impl Iterator<Item = String>) -> Vec<reqwest::Response> {

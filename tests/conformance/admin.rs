@@ -234,7 +234,7 @@ pub async fn the_last_admin_cannot_leave_the_server_without_one(b: Backend) {
 /// hashing when an admin acts.
 async fn slow_login_server(b: Backend) -> TestServer {
     TestServer::start_with(b, |s| {
-        s.argon2 = tokengate::config::Argon2Params {
+        s.argon2 = tokengate::crypto::passwords::Argon2Params {
             memory_kib: 128 * 1024,
             iterations: 3,
             parallelism: 1,

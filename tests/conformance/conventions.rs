@@ -182,8 +182,8 @@ fn closed_within(stream: &mut std::net::TcpStream, within: std::time::Duration) 
 pub async fn slow_and_idle_clients_cannot_hold_connections(b: Backend) {
     use std::io::Write as _;
     let srv = TestServer::start_with(b, |s| {
-        s.http.header_timeout_secs = 1;
-        s.http.max_connections = 4;
+        s.http.connections.header_timeout_secs = 1;
+        s.http.connections.max_connections = 4;
     })
     .await;
     let addr = srv.base.trim_start_matches("http://").to_owned();
@@ -215,7 +215,7 @@ pub async fn slow_and_idle_clients_cannot_hold_connections(b: Backend) {
 
 pub async fn a_slow_body_gets_408(b: Backend) {
     use std::io::{Read as _, Write as _};
-    let srv = TestServer::start_with(b, |s| s.http.request_timeout_secs = 1).await;
+    let srv = TestServer::start_with(b, |s| s.http.connections.request_timeout_secs = 1).await;
     let addr = srv.base.trim_start_matches("http://").to_owned();
     let response = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();

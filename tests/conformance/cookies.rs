@@ -294,7 +294,7 @@ pub async fn cookie_logout_after_access_expiry_uses_the_refresh_cookie(b: Backen
 }
 
 pub async fn insecure_cookies_only_when_configured(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.cookie_secure = false).await;
+    let srv = TestServer::start_with(b, |s| s.http.cookie_secure = false).await;
     srv.register("alzy").await;
     let res = srv
         .post_json("/auth/cookie/login", json!({"username": "alzy", "password": PASSWORD}))
@@ -310,7 +310,7 @@ pub async fn insecure_cookies_only_when_configured(b: Backend) {
 }
 
 pub async fn cors_allows_configured_origins_only(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.cors_origins = vec!["https://app.example.com".into()]).await;
+    let srv = TestServer::start_with(b, |s| s.http.cors_origins = vec!["https://app.example.com".into()]).await;
     let preflight = |origin: &'static str| {
         srv.http
             .request(Method::OPTIONS, srv.url("/auth/cookie/login"))
@@ -424,7 +424,7 @@ pub async fn csrf_token_is_bound_to_its_session(b: Backend) {
 }
 
 pub async fn cross_site_cookie_login_is_refused(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.cors_origins = vec!["https://app.example.com".into()]).await;
+    let srv = TestServer::start_with(b, |s| s.http.cors_origins = vec!["https://app.example.com".into()]).await;
     srv.register("mallory").await;
     let login = |headers: &[(&'static str, &'static str)]| {
         let mut req = srv

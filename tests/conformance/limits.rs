@@ -2,7 +2,7 @@
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use tokengate::config::Rate;
+use tokengate::limits::Rate;
 
 use crate::common::{Backend, PASSWORD, TestServer, jwt_parts};
 
@@ -30,14 +30,14 @@ async fn assert_limited(res: Response) {
 }
 
 fn trusting_loopback(s: &mut tokengate::config::Settings) {
-    s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
 }
 
 /// A server allowing `count` login attempts a minute per budget, believing the
 /// `X-Forwarded-For` the tests send (they play many clients from 127.0.0.1).
 async fn login_limited_server(b: Backend, count: u32) -> TestServer {
     TestServer::start_with(b, |s| {
-        s.login_rate = rate(count, 60);
+        s.limits.login = rate(count, 60);
         trusting_loopback(s);
     })
     .await
@@ -77,7 +77,7 @@ pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: 
 }
 
 pub async fn limit_lifts_when_the_window_passes(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.login_rate = rate(2, 60)).await;
+    let srv = TestServer::start_with(b, |s| s.limits.login = rate(2, 60)).await;
     srv.register("alzy").await;
     for _ in 0..2 {
         let res = srv
@@ -95,7 +95,7 @@ pub async fn limit_lifts_when_the_window_passes(b: Backend) {
 }
 
 pub async fn refresh_is_limited_per_ip(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.refresh_rate = rate(2, 60)).await;
+    let srv = TestServer::start_with(b, |s| s.limits.refresh = rate(2, 60)).await;
     let t = srv.user("alzy").await;
     let mut refresh = t.refresh;
     for _ in 0..2 {
@@ -110,7 +110,7 @@ pub async fn refresh_is_limited_per_ip(b: Backend) {
 }
 
 pub async fn forged_forwarded_for_is_ignored_by_default(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.login_rate = rate(3, 60)).await;
+    let srv = TestServer::start_with(b, |s| s.limits.login = rate(3, 60)).await;
     srv.register("alzy").await;
     for (i, ip) in ["10.1.1.1", "10.2.2.2", "10.3.3.3"].iter().enumerate() {
         let res = login_from(&srv, ip, &format!("nobody{i}"), "wrong-password", true).await;
@@ -144,7 +144,7 @@ pub async fn session_ip_comes_from_trusted_proxies_only(b: Backend) {
 }
 
 pub async fn password_change_guesses_share_the_login_limit(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.login_rate = rate(4, 60)).await;
+    let srv = TestServer::start_with(b, |s| s.limits.login = rate(4, 60)).await;
     let t = srv.user("alzy").await; // one login attempt spent
     let guess = json!({"current_password": "guess-one-two", "new_password": "a-brand-new-pass"});
     for _ in 0..3 {
@@ -245,7 +245,7 @@ pub async fn a_known_device_is_not_locked_out_by_strangers(b: Backend) {
 
 pub async fn register_is_limited_per_ip(b: Backend) {
     let srv = TestServer::start_with(b, |s| {
-        s.register_rate = rate(2, 60);
+        s.limits.register = rate(2, 60);
         trusting_loopback(s);
     })
     .await;

@@ -60,7 +60,7 @@ pub async fn parallel_refresh_issues_exactly_one_pair(b: Backend) {
 }
 
 pub async fn refresh_token_expires(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.refresh_ttl_secs = 3600).await;
+    let srv = TestServer::start_with(b, |s| s.tokens.refresh_ttl_secs = 3600).await;
     let t = srv.user("alzy").await;
     srv.clock.advance(3599);
     let res = srv.refresh(&t.refresh).await;
@@ -107,7 +107,7 @@ pub async fn refresh_validation_errors(b: Backend) {
 }
 
 pub async fn access_token_expires_and_refresh_renews_it(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.access_ttl_secs = 2).await;
+    let srv = TestServer::start_with(b, |s| s.tokens.access_ttl_secs = 2).await;
     let t = srv.user("alzy").await;
     assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
     srv.clock.advance(2);
@@ -148,7 +148,7 @@ pub async fn sessions_end_at_their_absolute_lifetime(b: Backend) {
 }
 
 pub async fn the_session_lifetime_is_configurable(b: Backend) {
-    let srv = TestServer::start_with(b, |s| s.session_max_lifetime_secs = 3600).await;
+    let srv = TestServer::start_with(b, |s| s.tokens.session_max_lifetime_secs = 3600).await;
     let t = srv.user("alzy").await;
     srv.clock.advance(1800);
     let res = srv.refresh(&t.refresh).await;

@@ -6,7 +6,7 @@ use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token}
 /// State built, server stopped, started again on the same database (and the secret
 /// it generated beside it): tokens, rotations, revocations and passwords all hold.
 pub async fn state_survives_a_restart(b: Backend) {
-    let first = TestServer::start_with(b, |s| s.secret_key = None).await;
+    let first = TestServer::start_with(b, |s| s.tokens.secret_key = None).await;
     let secret_file = tokengate::server::secret_path(&first.db_path);
     assert!(secret_file.exists(), "the generated secret is kept beside the database");
 

@@ -6,8 +6,8 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokengate::config::SigningAlgorithm;
 use tokengate::crypto::keygen;
+use tokengate::crypto::keys::SigningAlgorithm;
 
 use crate::common::{AUDIENCE, Backend, ISSUER, PASSWORD, TEST_SECRET, TestServer, assert_invalid_token, jwt_parts};
 
@@ -19,8 +19,8 @@ const ASYMMETRIC: [(SigningAlgorithm, &str); 3] = [
 
 async fn server(b: Backend, alg: SigningAlgorithm) -> TestServer {
     TestServer::start_with(b, |s| {
-        s.algorithm = Some(alg);
-        s.secret_key = None;
+        s.tokens.algorithm = Some(alg);
+        s.tokens.secret_key = None;
     })
     .await
 }
@@ -273,7 +273,7 @@ pub async fn hs256_publishes_no_key_and_discovery_describes_the_server(b: Backen
 pub async fn instances_on_one_database_share_keys_and_rotations(b: Backend) {
     let a = server(b, SigningAlgorithm::Es256).await;
     let mut settings = a.settings.clone();
-    settings.algorithm = Some(SigningAlgorithm::Es256);
+    settings.tokens.algorithm = Some(SigningAlgorithm::Es256);
     let second = TestServer::start_settings(settings, a.clock.clone()).await;
     let t = a.user("alzy").await;
     assert_eq!(
@@ -339,7 +339,7 @@ pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
     let srv = TestServer::start(b).await;
     let conf = discovery_for_a_forged_host(&srv).await;
     assert_eq!(conf["jwks_uri"], format!("{}/.well-known/jwks.json", srv.base));
-    let public = TestServer::start_with(b, |s| s.public_url = Some("https://auth.example.com".into())).await;
+    let public = TestServer::start_with(b, |s| s.http.public_url = Some("https://auth.example.com".into())).await;
     let conf = discovery_for_a_forged_host(&public).await;
     assert_eq!(conf["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
     assert_eq!(conf["token_endpoint"], "https://auth.example.com/auth/login");
@@ -351,9 +351,9 @@ pub async fn switching_from_hs256_accepts_previous_secret_tokens(b: Backend) {
     let mut settings = hs.settings.clone();
     let clock = hs.clock.clone();
     let _dir = hs.stop().await;
-    settings.algorithm = Some(SigningAlgorithm::EdDsa);
-    settings.secret_key = None;
-    settings.previous_secret_keys = vec![tokengate::config::check_secret(TEST_SECRET).unwrap()];
+    settings.tokens.algorithm = Some(SigningAlgorithm::EdDsa);
+    settings.tokens.secret_key = None;
+    settings.tokens.previous_secret_keys = vec![tokengate::config::check_secret(TEST_SECRET).unwrap()];
     let ed = TestServer::start_settings(settings.clone(), clock.clone()).await;
     assert_eq!(
         ed.me_status(&t.access).await,
@@ -370,7 +370,7 @@ pub async fn switching_from_hs256_accepts_previous_secret_tokens(b: Backend) {
         1
     );
     let _dir2 = ed.stop().await;
-    settings.previous_secret_keys.clear();
+    settings.tokens.previous_secret_keys.clear();
     let done = TestServer::start_settings(settings, clock).await;
     assert_invalid_token(done.get_auth("/me", &t.access).await).await;
     assert_eq!(done.me_status(&new.access).await, StatusCode::OK);

@@ -243,8 +243,8 @@ pub async fn previous_secret_still_verifies(b: Backend) {
     };
     let new_secret = "a-completely-new-secret-for-rotation-0123456789";
     let rotated = TestServer::start_with(b, |s| {
-        s.secret_key = Some(tokengate::config::check_secret(new_secret).unwrap());
-        s.previous_secret_keys = vec![tokengate::config::check_secret(TEST_SECRET).unwrap()];
+        s.tokens.secret_key = Some(tokengate::config::check_secret(new_secret).unwrap());
+        s.tokens.previous_secret_keys = vec![tokengate::config::check_secret(TEST_SECRET).unwrap()];
     })
     .await;
     let t = rotated.user("alzy").await;
@@ -261,7 +261,7 @@ pub async fn previous_secret_still_verifies(b: Backend) {
     let mut settings = rotated.settings.clone();
     let clock = rotated.clock.clone();
     let _dir = rotated.stop().await;
-    settings.previous_secret_keys.clear();
+    settings.tokens.previous_secret_keys.clear();
     let forgot = TestServer::start_settings(settings, clock).await;
     refused(&forgot, &sign_good(&old_kid, &c)).await;
     assert_eq!(forgot.me_status(&t.access).await, StatusCode::OK);
