@@ -75,20 +75,14 @@ pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn S
                     shown.display()
                 )));
             }
-            shown.display().to_string()
+            format!("embedded SQLite at {}", shown.display())
         }
-        DatabaseUrl::Postgres(_) => {
-            return Err(ConfigError::new(
-                "TOKENGATE_DATABASE_URL",
-                "PostgreSQL is not supported by this version yet; use sqlite://FILE",
-            )
-            .into());
-        }
+        DatabaseUrl::Postgres(url) => format!("PostgreSQL at {}", crate::config::redact_url(url)),
     };
-    let store = crate::store::open(&settings.store.database_url)
+    let store = crate::store::open(&settings.store)
         .await
-        .map_err(|e| StartError::Runtime(format!("cannot open {described}: {e}")))?;
-    tracing::info!(path = %described, "database: embedded SQLite");
+        .map_err(|e| StartError::Runtime(format!("cannot open the database ({described}): {e}")))?;
+    tracing::info!("database: {described}");
     Ok(store)
 }
 
@@ -196,6 +190,11 @@ pub async fn build_state_opening(
 ) -> Result<AppState, StartError> {
     if settings.redis.url.is_some() {
         tracing::warn!("TOKENGATE_REDIS_URL is set but not used by this version yet");
+    }
+    if matches!(settings.store.database_url, DatabaseUrl::Postgres(_)) {
+        // Revocation holds across instances (every request checks the shared
+        // database); the counters of the rate limits do not yet.
+        tracing::warn!("rate limits are counted per instance: with several instances, each allows the full rate");
     }
     let store = open_store(settings, mode).await?;
     let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;

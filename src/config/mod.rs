@@ -493,8 +493,8 @@ fn parse_database_url(v: &str) -> Result<DatabaseUrl, String> {
     ))
 }
 
-/// A URL without its password, fit for an error message.
-fn redact_url(v: &str) -> String {
+/// A URL without its password, fit for an error message or a log line.
+pub fn redact_url(v: &str) -> String {
     match (v.find("://"), v.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &v[s + 3..at];

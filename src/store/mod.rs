@@ -5,12 +5,14 @@
 //! what it does in one transaction) and reports what it found; `auth/` decides what
 //! that means (a reused refresh token: auth revokes the session).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::config::StoreSettings;
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
@@ -274,15 +276,18 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 }
 
-/// Open the database at `url` with its backend, and bring its schema up to date.
-pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
-    let store: Arc<dyn Store> = match url {
+/// Open the configured database with its backend, and bring its schema up to date.
+pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = match &settings.database_url {
         DatabaseUrl::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path).await?),
-        DatabaseUrl::Postgres(_) => {
-            return Err(StoreError::Backend(
-                "PostgreSQL is not supported by this version yet; use sqlite://FILE".into(),
-            ));
-        }
+        DatabaseUrl::Postgres(url) => Arc::new(
+            postgres::PgStore::connect(
+                url,
+                settings.pool_size,
+                std::time::Duration::from_secs(settings.connect_timeout_secs),
+            )
+            .await?,
+        ),
     };
     store.migrate().await?;
     Ok(store)

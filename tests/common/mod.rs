@@ -26,9 +26,85 @@ pub const AUDIENCE: &str = "tokengate-test-clients";
 pub const PASSWORD: &str = "strongpass123";
 
 /// Which storage the server runs on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    /// The server of `TOKENGATE_TEST_PG_URL`, a fresh schema per test server.
+    Postgres,
+}
+
+/// The PostgreSQL server for the tests, if `TOKENGATE_TEST_PG_URL` names one.
+pub fn pg_url() -> Option<String> {
+    std::env::var("TOKENGATE_TEST_PG_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Say once per test binary why the PostgreSQL tests do nothing here.
+pub fn say_pg_skipped() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Written to stderr directly: the test harness captures `eprintln!`.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "PostgreSQL conformance tests skipped: TOKENGATE_TEST_PG_URL is not set (.ci/run sets it)"
+        );
+    });
+}
+
+/// A schema of its own on the test PostgreSQL server, dropped when the last holder
+/// lets go of it (the test is over), so runs never collide and leave nothing behind.
+pub struct PgSchema {
+    admin_url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    async fn create(admin_url: &str) -> Arc<Self> {
+        let name = format!("tg_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url)
+            .await
+            .expect("connect to TOKENGATE_TEST_PG_URL");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create schema");
+        Arc::new(Self {
+            admin_url: admin_url.to_owned(),
+            name,
+        })
+    }
+
+    /// The database URL that puts a server in this schema.
+    fn url(&self) -> String {
+        let sep = if self.admin_url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options[search_path]={}", self.admin_url, self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: clean up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                            .execute(&mut conn)
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// What a stopped server leaves for the next one on the same database.
+pub struct Leftovers {
+    _dir: Option<tempfile::TempDir>,
+    _schema: Option<Arc<PgSchema>>,
 }
 
 /// Settings every test server starts from: cheap argon2 so tests stay quick.
@@ -65,6 +141,7 @@ pub struct TestServer {
     task: Option<JoinHandle<()>>,
     state: tokengate::AppState,
     _dir: Option<tempfile::TempDir>,
+    _schema: Option<Arc<PgSchema>>,
 }
 
 impl TestServer {
@@ -82,6 +159,17 @@ impl TestServer {
                 tweak(&mut s);
                 let mut srv = Self::start_settings(s, ManualClock::new()).await;
                 srv._dir = Some(dir);
+                srv
+            }
+            Backend::Postgres => {
+                let admin = pg_url().expect("TOKENGATE_TEST_PG_URL");
+                let schema = PgSchema::create(&admin).await;
+                let mut s = test_settings(Path::new("unused"));
+                s.store.database_url = DatabaseUrl::Postgres(schema.url());
+                s.store.pool_size = 4;
+                tweak(&mut s);
+                let mut srv = Self::start_settings(s, ManualClock::new()).await;
+                srv._schema = Some(schema);
                 srv
             }
         }
@@ -124,11 +212,12 @@ impl TestServer {
             task: Some(task),
             state,
             _dir: None,
+            _schema: None,
         }
     }
 
-    /// Stop serving and close the database, keeping its files (restart tests).
-    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+    /// Stop serving and close the database, keeping its files or schema (restart tests).
+    pub async fn stop(mut self) -> Leftovers {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -136,7 +225,10 @@ impl TestServer {
             let _ = task.await;
         }
         self.state.auth.store().close().await;
-        self._dir.take()
+        Leftovers {
+            _dir: self._dir.take(),
+            _schema: self._schema.take(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -297,3 +297,29 @@ pub async fn a_login_racing_a_deletion_is_refused_not_a_500(b: Backend) {
         r#"{"detail":"Incorrect username or password"}"#
     );
 }
+
+pub async fn two_admins_demoting_each_other_at_once_leave_one(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let root = srv.admin("root").await;
+    let bob = srv.admin("bob").await;
+    let root_path = format!("/admin/users/{}", user_id(&srv, &root).await);
+    let bob_path = format!("/admin/users/{}", user_id(&srv, &bob).await);
+    for _ in 0..5 {
+        // Each demotes the other (and itself: roles [] on both) at the same instant.
+        let (a, b2) = tokio::join!(
+            srv.patch_auth(&bob_path, &root.access, json!({"roles": []})),
+            srv.patch_auth(&root_path, &bob.access, json!({"roles": []})),
+        );
+        let ok = [a.status(), b2.status()]
+            .iter()
+            .filter(|s| **s == StatusCode::OK)
+            .count();
+        assert!(ok <= 1, "both demotions went through: no admin is left");
+        // Restore both for the next round, through whoever is still admin.
+        let still = if a.status() == StatusCode::OK { &root } else { &bob };
+        for path in [&root_path, &bob_path] {
+            let res = srv.patch_auth(path, &still.access, json!({"roles": ["admin"]})).await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+}

@@ -18,7 +18,8 @@ mod sessions;
 mod signing_keys;
 mod token_attacks;
 
-/// Instantiate every listed test once per backend.
+/// Instantiate every listed test once per backend: SQLite always, PostgreSQL when
+/// `TOKENGATE_TEST_PG_URL` names a server (else they say why they skip).
 macro_rules! conformance {
     ($($module:ident: [$($name:ident),* $(,)?]),* $(,)?) => {
         mod sqlite {
@@ -26,6 +27,18 @@ macro_rules! conformance {
                 $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     crate::$module::$name(crate::common::Backend::Sqlite).await;
+                })*
+            })*
+        }
+        mod postgres {
+            $(mod $module {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if crate::common::pg_url().is_none() {
+                        crate::common::say_pg_skipped();
+                        return;
+                    }
+                    crate::$module::$name(crate::common::Backend::Postgres).await;
                 })*
             })*
         }
@@ -108,6 +121,7 @@ conformance! {
         the_last_admin_cannot_leave_the_server_without_one,
         a_login_racing_a_deactivation_opens_no_session,
         a_login_racing_a_deletion_is_refused_not_a_500,
+        two_admins_demoting_each_other_at_once_leave_one,
     ],
     limits: [
         login_is_limited_per_ip,
