@@ -26,7 +26,9 @@ use crate::crypto::tokens::AccessTokens;
 use crate::domain::Secret;
 use crate::http::AppState;
 use crate::http::ConnectionLimits;
+use crate::limits::Limiter;
 use crate::limits::memory::{MemoryLimiter, Rates};
+use crate::limits::redis::RedisLimiter;
 use crate::store::DatabaseUrl;
 use crate::store::Store;
 
@@ -188,13 +190,12 @@ pub async fn build_state_opening(
     clock: Arc<dyn Clock>,
     mode: OpenMode,
 ) -> Result<AppState, StartError> {
-    if settings.redis.url.is_some() {
-        tracing::warn!("TOKENGATE_REDIS_URL is set but not used by this version yet");
-    }
-    if matches!(settings.store.database_url, DatabaseUrl::Postgres(_)) {
+    if matches!(settings.store.database_url, DatabaseUrl::Postgres(_)) && settings.redis.url.is_none() {
         // Revocation holds across instances (every request checks the shared
         // database); the counters of the rate limits do not yet.
-        tracing::warn!("rate limits are counted per instance: with several instances, each allows the full rate");
+        tracing::warn!(
+            "rate limits are counted per instance (no TOKENGATE_REDIS_URL): with several instances, each allows the full rate"
+        );
     }
     let store = open_store(settings, mode).await?;
     let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;
@@ -207,15 +208,21 @@ pub async fn build_state_opening(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hasher = PasswordHasher::new(settings.argon2, cores, settings.limits.hash_queue_max)
         .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ARGON2_MEMORY_KIB", e.to_string())))?;
-    let limiter = Arc::new(MemoryLimiter::new(
-        Rates {
-            login: settings.limits.login,
-            refresh: settings.limits.refresh,
-            register: settings.limits.register,
-        },
-        crate::limits::memory::DEFAULT_MAX_KEYS,
-        clock.clone(),
-    ));
+    let rates = Rates {
+        login: settings.limits.login,
+        refresh: settings.limits.refresh,
+        register: settings.limits.register,
+    };
+    let max_keys = crate::limits::memory::DEFAULT_MAX_KEYS;
+    let limiter: Arc<dyn Limiter> = match &settings.redis.url {
+        Some(url) => {
+            tracing::info!(url = %crate::config::redact_url(url), "rate limits: shared in Redis");
+            RedisLimiter::connect(url, settings.redis.prefix.clone(), rates, max_keys, clock.clone())
+                .await
+                .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_REDIS_URL", e.to_string())))?
+        }
+        None => Arc::new(MemoryLimiter::new(rates, max_keys, clock.clone())),
+    };
     let macs = ServerMacs {
         csrf: server_mac(store.as_ref(), "csrf", &clock).await?,
         device: server_mac(store.as_ref(), "device", &clock).await?,

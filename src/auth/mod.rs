@@ -134,6 +134,11 @@ impl AuthService {
         &self.store
     }
 
+    /// The shared rate-limit backend's state, if there is one ("ok" / "degraded").
+    pub fn limiter_health(&self) -> Option<&'static str> {
+        self.limiter.health()
+    }
+
     /// Verify a bearer access token and its revocation state: the session is live and
     /// belongs to the token's user, and the user is active. One indexed read, no write.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, ApiError> {

@@ -3,6 +3,7 @@
 //! more file. A backend counts and reports; `auth/` decides what a failure means.
 
 pub mod memory;
+pub mod redis;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -37,6 +38,11 @@ pub enum LimitKey {
 pub struct ClientNet(IpAddr);
 
 impl ClientNet {
+    /// The address that stands for the network (an IPv6 /64 as its first address).
+    pub fn as_ip(&self) -> IpAddr {
+        self.0
+    }
+
     pub fn of(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(_) => Self(ip),
@@ -81,6 +87,12 @@ pub struct LimitError(pub String);
 pub trait Limiter: Send + Sync + 'static {
     /// Count one attempt against `key`, atomically, and say whether it is within the rate.
     async fn hit(&self, key: &LimitKey) -> Result<Decision, LimitError>;
+
+    /// For `/readyz`: the state of a shared backend ("ok", "degraded"); `None` when
+    /// the limits live in this process.
+    fn health(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 #[cfg(test)]

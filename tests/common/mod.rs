@@ -38,6 +38,11 @@ pub fn pg_url() -> Option<String> {
     std::env::var("TOKENGATE_TEST_PG_URL").ok().filter(|u| !u.is_empty())
 }
 
+/// The Redis server for the tests, if `TOKENGATE_TEST_REDIS_URL` names one.
+pub fn redis_url() -> Option<String> {
+    std::env::var("TOKENGATE_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
 /// Say once per test binary why the PostgreSQL tests do nothing here.
 pub fn say_pg_skipped() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -167,6 +172,12 @@ impl TestServer {
                 let mut s = test_settings(Path::new("unused"));
                 s.store.database_url = DatabaseUrl::Postgres(schema.url());
                 s.store.pool_size = 4;
+                // The scaled-out deployment: PostgreSQL with Redis when there is one,
+                // under a prefix of this test's own.
+                if let Some(redis) = redis_url() {
+                    s.redis.url = Some(redis);
+                    s.redis.prefix = format!("tokengate-test:{}:", schema.name);
+                }
                 tweak(&mut s);
                 let mut srv = Self::start_settings(s, ManualClock::new()).await;
                 srv._schema = Some(schema);

@@ -1,0 +1,133 @@
+//! Several instances on one PostgreSQL and one Redis, and Redis failing: the rules hold
+//! across instances, and an instance without Redis still serves every request. Needs
+//! `TOKENGATE_TEST_PG_URL` and `TOKENGATE_TEST_REDIS_URL` (`.ci/run` sets both); without
+//! them each test says why it skips.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::Write as _;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokengate::limits::Rate;
+
+use common::{Backend, PASSWORD, TestServer, assert_invalid_token, pg_url, redis_url};
+
+/// Both services configured, or a printed reason and `false`.
+fn services() -> bool {
+    let ok = pg_url().is_some() && redis_url().is_some();
+    if !ok {
+        let _ = writeln!(
+            std::io::stderr(),
+            "scale-out test skipped: TOKENGATE_TEST_PG_URL and TOKENGATE_TEST_REDIS_URL must both be set (.ci/run sets them)"
+        );
+    }
+    ok
+}
+
+fn login_limited(s: &mut tokengate::config::Settings) {
+    s.limits.login = Rate {
+        count: 3,
+        window_secs: 60,
+    };
+    s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+async fn login_from(srv: &TestServer, ip: &str, password: &str) -> reqwest::Response {
+    srv.http
+        .post(srv.url("/auth/login"))
+        .header("x-forwarded-for", ip)
+        .form(&[("username", "alzy"), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_tokens_revocations_and_limits() {
+    if !services() {
+        return;
+    }
+    let a = TestServer::start_with(Backend::Postgres, login_limited).await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let c = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let t = a.user("alzy").await;
+    // A token from A works on B and C; sessions are listed from any node.
+    for srv in [&b, &c] {
+        assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+        let sessions: Vec<Value> = srv.get_auth("/auth/sessions", &t.access).await.json().await.unwrap();
+        assert_eq!(sessions.len(), 1);
+    }
+    // Rotation on A, reuse on B: the session dies everywhere.
+    let rotated: Value = a.refresh(&t.refresh).await.json().await.unwrap();
+    let fresh = rotated["access_token"].as_str().unwrap().to_owned();
+    assert_invalid_token(b.refresh(&t.refresh).await).await;
+    for srv in [&a, &b, &c] {
+        assert_invalid_token(srv.get_auth("/me", &fresh).await).await;
+    }
+    // Logout on A is refused on B and C.
+    let t2 = b.login("alzy", PASSWORD).await;
+    assert_eq!(
+        a.post_auth("/auth/logout", &t2.access, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    for srv in [&b, &c] {
+        assert_invalid_token(srv.get_auth("/me", &t2.access).await).await;
+    }
+    // The login limit is counted across instances: logins on A and B above, one wrong
+    // guess on A, and the username's budget of 3 is gone on every node, C included
+    // (which has counted nothing itself).
+    assert_eq!(
+        login_from(&a, "203.0.113.1", "wrong-password").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    for srv in [&c, &a, &b] {
+        assert_eq!(
+            login_from(srv, "203.0.113.3", PASSWORD).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    let ready: Value = a.get_json("/readyz").await;
+    assert_eq!(ready, json!({"status": "ok", "database": "ok", "redis": "ok"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_requests_work_and_limits_count_locally() {
+    if pg_url().is_none() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "scale-out test skipped: TOKENGATE_TEST_PG_URL is not set"
+        );
+        return;
+    }
+    // A Redis that is not there (nothing listens on port 1).
+    let srv = TestServer::start_with(Backend::Postgres, |s| {
+        login_limited(s);
+        s.redis.url = Some("redis://127.0.0.1:1".into());
+    })
+    .await;
+    let t = srv.user("alzy").await;
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+    assert_eq!(
+        srv.post_auth("/auth/logout", &t.access, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
+    // Limits still hold, counted in this instance (the login above spent one).
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(
+            login_from(&srv, ip, "wrong-password").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login_from(&srv, "203.0.113.3", PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let ready: Value = srv.get_json("/readyz").await;
+    assert_eq!(
+        ready,
+        json!({"status": "degraded", "database": "ok", "redis": "degraded"})
+    );
+}
