@@ -31,6 +31,7 @@ use crate::limits::memory::{MemoryLimiter, Rates};
 use crate::limits::redis::RedisLimiter;
 use crate::store::DatabaseUrl;
 use crate::store::Store;
+use crate::store::cache::CachedStore;
 
 /// Why the server (or a command) could not start.
 #[derive(Debug, thiserror::Error)]
@@ -197,7 +198,8 @@ pub async fn build_state_opening(
             "rate limits are counted per instance (no TOKENGATE_REDIS_URL): with several instances, each allows the full rate"
         );
     }
-    let store = open_store(settings, mode).await?;
+    // The per-request check is served from a cache that follows the revocation log.
+    let store: Arc<dyn Store> = CachedStore::start(open_store(settings, mode).await?, clock.clone()).await;
     let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;
     let tokens = AccessTokens::new(
         keys,
@@ -385,6 +387,15 @@ async fn purge_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, grace_secs: u6
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        // Instances catch up on the revocation log within a second; an hour of it
+        // covers any instance that is merely slow (one that was away longer starts
+        // its cache from empty).
+        if let Err(e) = store
+            .purge_revocations(crate::domain::UnixTime(clock.now().0 - 3600))
+            .await
+        {
+            tracing::warn!(error = %e, "purging the revocation log failed");
         }
     }
 }

@@ -14,6 +14,24 @@ use tokengate::limits::Rate;
 
 use common::{Backend, PASSWORD, TestServer, assert_invalid_token, pg_url, redis_url};
 
+/// `GET /me` with `token` on `srv` is refused within one second (each instance honours
+/// a revocation made elsewhere once it has read the revocation log).
+async fn refused_within_a_second(srv: &TestServer, token: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let res = srv.get_auth("/me", token).await;
+        if res.status() == StatusCode::UNAUTHORIZED {
+            assert_invalid_token(res).await;
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted a second after its revocation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Both services configured, or a printed reason and `false`.
 fn services() -> bool {
     let ok = pg_url().is_some() && redis_url().is_some();
@@ -34,11 +52,11 @@ fn login_limited(s: &mut tokengate::config::Settings) {
     s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
 }
 
-async fn login_from(srv: &TestServer, ip: &str, password: &str) -> reqwest::Response {
+async fn login_from(srv: &TestServer, ip: &str, username: &str, password: &str) -> reqwest::Response {
     srv.http
         .post(srv.url("/auth/login"))
         .header("x-forwarded-for", ip)
-        .form(&[("username", "alzy"), ("password", password)])
+        .form(&[("username", username), ("password", password)])
         .send()
         .await
         .unwrap()
@@ -62,29 +80,50 @@ async fn three_instances_share_tokens_revocations_and_limits() {
     // Rotation on A, reuse on B: the session dies everywhere.
     let rotated: Value = a.refresh(&t.refresh).await.json().await.unwrap();
     let fresh = rotated["access_token"].as_str().unwrap().to_owned();
+    for srv in [&a, &b, &c] {
+        assert_eq!(srv.me_status(&fresh).await, StatusCode::OK, "cached everywhere");
+    }
     assert_invalid_token(b.refresh(&t.refresh).await).await;
     for srv in [&a, &b, &c] {
-        assert_invalid_token(srv.get_auth("/me", &fresh).await).await;
+        refused_within_a_second(srv, &fresh).await;
     }
-    // Logout on A is refused on B and C.
+    // Logout on A is refused on B and C, which had the session cached.
     let t2 = b.login("alzy", PASSWORD).await;
+    for srv in [&b, &c] {
+        assert_eq!(srv.me_status(&t2.access).await, StatusCode::OK);
+    }
     assert_eq!(
         a.post_auth("/auth/logout", &t2.access, None).await.status(),
         StatusCode::NO_CONTENT
     );
+    assert_invalid_token(a.get_auth("/me", &t2.access).await).await;
     for srv in [&b, &c] {
-        assert_invalid_token(srv.get_auth("/me", &t2.access).await).await;
+        refused_within_a_second(srv, &t2.access).await;
     }
-    // The login limit is counted across instances: logins on A and B above, one wrong
-    // guess on A, and the username's budget of 3 is gone on every node, C included
-    // (which has counted nothing itself).
+    // Deactivation on A blocks C.
+    let t3 = c.login("alzy", PASSWORD).await;
+    assert_eq!(c.me_status(&t3.access).await, StatusCode::OK);
+    a.set_active("alzy", false).await;
+    refused_within_a_second(&c, &t3.access).await;
+    // The login limit is counted across instances: bob logs in on A and B, one wrong
+    // guess on A, and his budget of 3 is gone on every node, C included (which has
+    // counted nothing itself).
+    a.register("bob").await;
     assert_eq!(
-        login_from(&a, "203.0.113.1", "wrong-password").await.status(),
+        login_from(&a, "203.0.113.1", "bob", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_from(&b, "203.0.113.2", "bob", PASSWORD).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        login_from(&a, "203.0.113.3", "bob", "wrong-password").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    for srv in [&c, &a, &b] {
+    for (srv, ip) in [(&c, "203.0.113.4"), (&a, "203.0.113.5"), (&b, "203.0.113.6")] {
         assert_eq!(
-            login_from(srv, "203.0.113.3", PASSWORD).await.status(),
+            login_from(srv, ip, "bob", PASSWORD).await.status(),
             StatusCode::TOO_MANY_REQUESTS
         );
     }
@@ -117,12 +156,12 @@ async fn without_redis_requests_work_and_limits_count_locally() {
     // Limits still hold, counted in this instance (the login above spent one).
     for ip in ["203.0.113.1", "203.0.113.2"] {
         assert_eq!(
-            login_from(&srv, ip, "wrong-password").await.status(),
+            login_from(&srv, ip, "alzy", "wrong-password").await.status(),
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(
-        login_from(&srv, "203.0.113.3", PASSWORD).await.status(),
+        login_from(&srv, "203.0.113.3", "alzy", PASSWORD).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
     let ready: Value = srv.get_json("/readyz").await;

@@ -5,6 +5,7 @@
 //! what it does in one transaction) and reports what it found; `auth/` decides what
 //! that means (a reused refresh token: auth revokes the session).
 
+pub mod cache;
 pub mod postgres;
 pub mod sqlite;
 
@@ -114,6 +115,22 @@ pub struct RotateRequest {
     /// Capped by the store at the session's `max_expires_at`.
     pub successor_expires_at: UnixTime,
     pub now: UnixTime,
+}
+
+/// What a logged revocation says to forget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// This session.
+    Session(SessionId),
+    /// The user's record and every session of theirs.
+    User(UserId),
+}
+
+/// One row of the revocation log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoggedRevocation {
+    pub seq: i64,
+    pub what: Revoked,
 }
 
 /// What a rotation found.
@@ -274,6 +291,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
+
+    /// The revocation log after `seq`, and any row written at or after `since` (rows can
+    /// commit out of sequence order; reading them twice is harmless). Every method above
+    /// that revokes a session or changes a user writes its rows in its own transaction.
+    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError>;
+    /// Drop log rows written before `cutoff`.
+    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 }
 
 /// Open the configured database with its backend, and bring its schema up to date.

@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
-    NewSession, NewUser, RotateRequest, Rotation, SessionOpen, SessionRecord, Store, StoreError, StoredKey,
-    UserChanged, UserRecord, UserUpdate, UserWrite,
+    LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
+    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -178,7 +178,25 @@ async fn lock_guarded_changes(tx: &mut Transaction<'_, Postgres>) -> Result<(), 
     Ok(())
 }
 
-/// Revoke every live session of `user` but `keep`; the sessions revoked.
+/// Write a revocation-log row (inside the caller's transaction).
+async fn log_revocation(conn: &mut PgConnection, what: Revoked, now: UnixTime) -> Result<(), StoreError> {
+    let (session, user) = match what {
+        Revoked::Session(s) => (Some(s.to_string()), None),
+        Revoked::User(u) => (None, Some(u.to_string())),
+    };
+    sqlx::query(
+        "INSERT INTO revocations (session_id, user_id, created_at) VALUES ($1::uuid, $2::uuid, to_timestamp($3))",
+    )
+    .bind(session)
+    .bind(user)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Revoke every live session of `user` but `keep` and log each; the sessions revoked.
 async fn revoke_all_in(
     conn: &mut PgConnection,
     user: UserId,
@@ -193,10 +211,14 @@ async fn revoke_all_in(
     .bind(now.0)
     .bind(user.to_string())
     .bind(keep.map(|k| k.to_string()))
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    session_ids(ids)
+    let ids = session_ids(ids)?;
+    for id in &ids {
+        log_revocation(conn, Revoked::Session(*id), now).await?;
+    }
+    Ok(ids)
 }
 
 async fn insert_key(conn: &mut PgConnection, key: &StoredKey) -> Result<(), StoreError> {
@@ -345,6 +367,7 @@ impl Store for PgStore {
         let user = user_locked(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Backend("updated user vanished".into()))?;
+        log_revocation(&mut tx, Revoked::User(id), now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(UserWrite::Done(UserChanged { user, revoked }))
     }
@@ -379,6 +402,7 @@ impl Store for PgStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(UserWrite::LastHolder);
         }
+        log_revocation(&mut tx, Revoked::User(id), now).await?;
         tx.commit().await.map_err(backend)?;
         session_ids(live).map(UserWrite::Done)
     }
@@ -525,6 +549,7 @@ impl Store for PgStore {
     }
 
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = to_timestamp($1)
              WHERE id = $2::uuid AND user_id = $3::uuid AND revoked_at IS NULL",
@@ -532,10 +557,15 @@ impl Store for PgStore {
         .bind(now.0)
         .bind(id.to_string())
         .bind(user.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        let revoked = done.rows_affected() == 1;
+        if revoked {
+            log_revocation(&mut tx, Revoked::Session(id), now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
     }
 
     async fn revoke_session_of_refresh(
@@ -544,6 +574,7 @@ impl Store for PgStore {
         refresh: &RefreshTokenHash,
         now: UnixTime,
     ) -> Result<Option<(UserId, SessionId)>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(
             "UPDATE sessions SET revoked_at = to_timestamp($1)
              WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $2)
@@ -553,11 +584,17 @@ impl Store for PgStore {
         .bind(now.0)
         .bind(refresh.as_str())
         .bind(user.map(|u| u.to_string()))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        row.map(|r| Ok((parse_col(&r, "user_id")?, parse_col(&r, "id")?)))
-            .transpose()
+        let revoked: Option<(UserId, SessionId)> = row
+            .map(|r| Ok::<_, StoreError>((parse_col(&r, "user_id")?, parse_col(&r, "id")?)))
+            .transpose()?;
+        if let Some((_, session)) = revoked {
+            log_revocation(&mut tx, Revoked::Session(session), now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
     }
 
     async fn revoke_sessions(
@@ -566,8 +603,10 @@ impl Store for PgStore {
         keep: Option<SessionId>,
         now: UnixTime,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
-        revoke_all_in(&mut conn, user, keep, now).await
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let revoked = revoke_all_in(&mut tx, user, keep, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
     }
 
     async fn change_password(
@@ -594,6 +633,7 @@ impl Store for PgStore {
             return Ok(None);
         }
         let revoked = revoke_all_in(&mut tx, user, keep, now).await?;
+        log_revocation(&mut tx, Revoked::User(user), now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }
@@ -676,6 +716,40 @@ impl Store for PgStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, session_id::text AS session_id, user_id::text AS user_id FROM revocations
+             WHERE seq > $1 OR created_at >= to_timestamp($2) ORDER BY seq",
+        )
+        .bind(seq)
+        .bind(since.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get("seq").map_err(backend)?;
+                let session: Option<String> = r.try_get("session_id").map_err(backend)?;
+                let user: Option<String> = r.try_get("user_id").map_err(backend)?;
+                let what = match (session, user) {
+                    (Some(s), _) => Revoked::Session(s.parse().map_err(|_| malformed("revocation session"))?),
+                    (None, Some(u)) => Revoked::User(u.parse().map_err(|_| malformed("revocation user"))?),
+                    (None, None) => return Err(malformed("revocation row")),
+                };
+                Ok(LoggedRevocation { seq, what })
+            })
+            .collect()
+    }
+
+    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM revocations WHERE created_at < to_timestamp($1)")
+            .bind(cutoff.0)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {

@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    NewSession, NewUser, RotateRequest, Rotation, SessionOpen, SessionRecord, Store, StoreError, StoredKey,
-    UserChanged, UserRecord, UserUpdate, UserWrite, roles_from_json, roles_to_json,
+    LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
+    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite, roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -211,7 +211,23 @@ async fn leaves_no_holder(
     Ok(active_holders(tx, role).await? == 0)
 }
 
-/// Revoke every live session of `user` but `keep`; the sessions revoked.
+/// Write a revocation-log row (inside the caller's transaction).
+async fn log_revocation(conn: &mut sqlx::SqliteConnection, what: Revoked, now: UnixTime) -> Result<(), StoreError> {
+    let (session, user) = match what {
+        Revoked::Session(s) => (Some(s.to_string()), None),
+        Revoked::User(u) => (None, Some(u.to_string())),
+    };
+    sqlx::query("INSERT INTO revocations (session_id, user_id, created_at) VALUES (?, ?, ?)")
+        .bind(session)
+        .bind(user)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// Revoke every live session of `user` but `keep` and log each; the sessions revoked.
 async fn revoke_all_in(
     conn: &mut sqlx::SqliteConnection,
     user: UserId,
@@ -362,6 +378,7 @@ impl Store for SqliteStore {
         let user = user_in(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Backend("updated user vanished".into()))?;
+        log_revocation(&mut tx, Revoked::User(id), now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(UserWrite::Done(UserChanged { user, revoked }))
     }
@@ -392,6 +409,7 @@ impl Store for SqliteStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(UserWrite::LastHolder);
         }
+        log_revocation(&mut tx, Revoked::User(id), now).await?;
         tx.commit().await.map_err(backend)?;
         live.iter()
             .map(|s| {
@@ -541,15 +559,21 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let done =
             sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL")
                 .bind(now.0)
                 .bind(id.to_string())
                 .bind(user.to_string())
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        let revoked = done.rows_affected() == 1;
+        if revoked {
+            log_revocation(&mut tx, Revoked::Session(id), now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
     }
 
     async fn revoke_session_of_refresh(
@@ -559,6 +583,7 @@ impl Store for SqliteStore {
         now: UnixTime,
     ) -> Result<Option<(UserId, SessionId)>, StoreError> {
         let user = user.map(|u| u.to_string());
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let row = sqlx::query(
             "UPDATE sessions SET revoked_at = ?
              WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = ?)
@@ -569,11 +594,17 @@ impl Store for SqliteStore {
         .bind(refresh.as_str())
         .bind(&user)
         .bind(&user)
-        .fetch_optional(&self.write)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        row.map(|r| Ok((parse_col(&r, "user_id")?, parse_col(&r, "id")?)))
-            .transpose()
+        let revoked: Option<(UserId, SessionId)> = row
+            .map(|r| Ok::<_, StoreError>((parse_col(&r, "user_id")?, parse_col(&r, "id")?)))
+            .transpose()?;
+        if let Some((_, session)) = revoked {
+            log_revocation(&mut tx, Revoked::Session(session), now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
     }
 
     async fn revoke_sessions(
@@ -582,8 +613,10 @@ impl Store for SqliteStore {
         keep: Option<SessionId>,
         now: UnixTime,
     ) -> Result<Vec<SessionId>, StoreError> {
-        let mut conn = self.write.acquire().await.map_err(backend)?;
-        revoke_all_in(&mut conn, user, keep, now).await
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let revoked = revoke_all_in(&mut tx, user, keep, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(revoked)
     }
 
     async fn change_password(
@@ -607,6 +640,7 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         let revoked = revoke_all_in(&mut tx, user, keep, now).await?;
+        log_revocation(&mut tx, Revoked::User(user), now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }
@@ -683,6 +717,40 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError> {
+        // Read from the writer: a reader connection could be a snapshot behind it.
+        let rows = sqlx::query(
+            "SELECT seq, session_id, user_id FROM revocations WHERE seq > ? OR created_at >= ? ORDER BY seq",
+        )
+        .bind(seq)
+        .bind(since.0)
+        .fetch_all(&self.write)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get("seq").map_err(backend)?;
+                let session: Option<String> = r.try_get("session_id").map_err(backend)?;
+                let user: Option<String> = r.try_get("user_id").map_err(backend)?;
+                let what = match (session, user) {
+                    (Some(s), _) => Revoked::Session(s.parse().map_err(|_| malformed("revocation session"))?),
+                    (None, Some(u)) => Revoked::User(u.parse().map_err(|_| malformed("revocation user"))?),
+                    (None, None) => return Err(malformed("revocation row")),
+                };
+                Ok(LoggedRevocation { seq, what })
+            })
+            .collect()
+    }
+
+    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM revocations WHERE created_at < ?")
+            .bind(cutoff.0)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
     }
 
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {

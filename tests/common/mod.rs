@@ -318,6 +318,20 @@ impl TestServer {
             .expect("set roles");
     }
 
+    /// Deactivate or reactivate a user, as `tokengate user deactivate|activate` does.
+    pub async fn set_active(&self, username: &str, active: bool) {
+        let user = self.state.auth.user_named(username).await.expect("user exists");
+        let update = tokengate::store::UserUpdate {
+            is_active: Some(active),
+            ..Default::default()
+        };
+        self.state
+            .auth
+            .update_user(None, user.id, update, &Default::default())
+            .await
+            .expect("set active");
+    }
+
     /// The service behind the server (operator actions, store inspection).
     pub fn auth(&self) -> &tokengate::auth::AuthService {
         &self.state.auth

@@ -1,0 +1,350 @@
+//! A per-instance cache of the per-request check (session + user), as a layer over any
+//! `Store`. It holds no rule: it answers `session_with_user` from memory while it can
+//! prove it is fresh, and forgets what the database says was revoked.
+//!
+//! How it stays correct across instances:
+//! - every revocation writes a row to the revocation log in its own transaction (the
+//!   backends do this), and this instance applies its own revocations at once;
+//! - a catch-up task reads the log every `CATCH_UP` (rows after the last sequence seen,
+//!   plus every row of the last `OVERLAP`, since sequence numbers can commit out of
+//!   order; applying a row twice is harmless);
+//! - a lease: the cache is used only while the last successful catch-up started less
+//!   than `LEASE` ago, so a revocation committed anywhere is honoured here within
+//!   `LEASE` (plus one catch-up). When the database is slow or gone the cache is
+//!   bypassed (every request reads the database), and after such a gap it starts empty;
+//! - a read that began before an invalidation is never cached after it (an epoch).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{
+    LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
+    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite,
+};
+use crate::clock::Clock;
+use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::tokens::RefreshTokenHash;
+use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+
+/// How often the revocation log is read.
+pub const CATCH_UP: Duration = Duration::from_millis(200);
+/// How old the last successful catch-up may be for the cache to be trusted.
+pub const LEASE: Duration = Duration::from_millis(750);
+/// Every catch-up rereads the log rows this recent (seconds).
+const OVERLAP_SECS: u64 = 10;
+/// An entry is reread after this long anyway (its session's expiry may have moved).
+const MAX_AGE: Duration = Duration::from_secs(60);
+/// Entries at most; past that, new ones are not cached until old ones age out.
+const MAX_ENTRIES: usize = 100_000;
+
+struct Entry {
+    session: SessionRecord,
+    user: UserRecord,
+    loaded: Instant,
+}
+
+/// The cached store.
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    entries: Mutex<HashMap<SessionId, Entry>>,
+    /// Moves on every invalidation: a read that started before it is not cached.
+    epoch: AtomicU64,
+    /// The highest log sequence applied.
+    last_seq: AtomicI64,
+    /// When the last successful catch-up started (ms since `started`), if it is recent.
+    fresh_since_ms: AtomicU64,
+    /// A catch-up failed or is overdue: the next successful one starts from empty.
+    gap: AtomicBool,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl CachedStore {
+    /// Wrap `inner`, catch up once, and keep catching up in the background for as long
+    /// as the returned store lives.
+    pub async fn start(inner: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let store = Arc::new(Self {
+            inner,
+            clock,
+            entries: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            last_seq: AtomicI64::new(0),
+            fresh_since_ms: AtomicU64::new(0),
+            gap: AtomicBool::new(true),
+            started: Instant::now(),
+        });
+        let _ = store.catch_up().await;
+        tokio::spawn(catch_up_loop(Arc::downgrade(&store)));
+        store
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Is the last successful catch-up recent enough to trust the cache?
+    fn is_fresh(&self) -> bool {
+        let since = self.fresh_since_ms.load(Ordering::Acquire);
+        since > 0 && self.elapsed_ms().saturating_sub(since) < LEASE.as_millis() as u64
+    }
+
+    /// Read the log and forget what it names. Public for tests that drive it by hand.
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        // +1 so that 0 means "never".
+        let started_ms = self.elapsed_ms() + 1;
+        let since = UnixTime(self.clock.now().0 - OVERLAP_SECS as i64);
+        let rows = match self
+            .inner
+            .revocations_since(self.last_seq.load(Ordering::Acquire), since)
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.gap.store(true, Ordering::Release);
+                return Err(e);
+            }
+        };
+        if self.gap.swap(false, Ordering::AcqRel) {
+            // Whatever happened while we could not read the log, we no longer know.
+            self.clear();
+        }
+        for LoggedRevocation { seq, what } in rows {
+            self.forget(what);
+            self.last_seq.fetch_max(seq, Ordering::AcqRel);
+        }
+        self.fresh_since_ms.store(started_ms, Ordering::Release);
+        Ok(())
+    }
+
+    fn forget(&self, what: Revoked) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut entries = lock(&self.entries);
+        match what {
+            Revoked::Session(id) => {
+                entries.remove(&id);
+            }
+            Revoked::User(user) => entries.retain(|_, e| e.user.id != user),
+        }
+    }
+
+    fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        lock(&self.entries).clear();
+    }
+
+    /// Drop entries past their age (the catch-up loop calls this now and then).
+    fn sweep(&self) {
+        lock(&self.entries).retain(|_, e| e.loaded.elapsed() < MAX_AGE);
+    }
+
+    fn cached(&self, id: SessionId) -> Option<(SessionRecord, UserRecord)> {
+        let entries = lock(&self.entries);
+        let e = entries.get(&id)?;
+        // An entry whose session looks expired may only be stale: ask the database.
+        let usable = e.loaded.elapsed() < MAX_AGE && e.session.is_live(self.clock.now());
+        usable.then(|| (e.session.clone(), e.user.clone()))
+    }
+
+    /// Cache a read, unless an invalidation happened since it began (`epoch`).
+    fn remember(&self, epoch: u64, session: &SessionRecord, user: &UserRecord) {
+        let mut entries = lock(&self.entries);
+        if self.epoch.load(Ordering::Acquire) != epoch || entries.len() >= MAX_ENTRIES {
+            return;
+        }
+        entries.insert(
+            session.id,
+            Entry {
+                session: session.clone(),
+                user: user.clone(),
+                loaded: Instant::now(),
+            },
+        );
+    }
+}
+
+async fn catch_up_loop(store: Weak<CachedStore>) {
+    let mut tick = tokio::time::interval(CATCH_UP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        let Some(s) = store.upgrade() else { return };
+        if let Err(e) = s.catch_up().await {
+            // Once a minute at most: the cache is bypassed meanwhile, which is correct.
+            if rounds % 300 == 0 {
+                tracing::warn!(error = %e, "revocation log unreadable; checking every request in the database");
+            }
+        }
+        rounds += 1;
+        if rounds % 50 == 0 {
+            s.sweep();
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
+        self.inner.create_user(user).await
+    }
+    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {
+        self.inner.username_or_email_taken(username, email).await
+    }
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_username(username).await
+    }
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_id(id).await
+    }
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError> {
+        self.inner.list_users(limit, offset).await
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        guard: Option<&Role>,
+        now: UnixTime,
+    ) -> Result<UserWrite<UserChanged>, StoreError> {
+        let out = self.inner.update_user(id, update, guard, now).await?;
+        if matches!(out, UserWrite::Done(_)) {
+            self.forget(Revoked::User(id));
+        }
+        Ok(out)
+    }
+
+    async fn delete_user(
+        &self,
+        id: UserId,
+        guard: Option<&Role>,
+        now: UnixTime,
+    ) -> Result<UserWrite<Vec<SessionId>>, StoreError> {
+        let out = self.inner.delete_user(id, guard, now).await?;
+        if matches!(out, UserWrite::Done(_)) {
+            self.forget(Revoked::User(id));
+        }
+        Ok(out)
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError> {
+        self.inner.create_session(session).await
+    }
+
+    async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+        if !self.is_fresh() {
+            return self.inner.session_with_user(id).await;
+        }
+        if let Some(hit) = self.cached(id) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let read = self.inner.session_with_user(id).await?;
+        if let Some((session, user)) = &read {
+            if session.is_live(self.clock.now()) && user.is_active {
+                self.remember(epoch, session, user);
+            }
+        }
+        Ok(read)
+    }
+
+    async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.list_sessions(user, now).await
+    }
+    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError> {
+        self.inner.session_of_refresh(refresh).await
+    }
+    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
+        self.inner.rotate_refresh(req).await
+    }
+
+    async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
+        let revoked = self.inner.revoke_session(user, id, now).await?;
+        if revoked {
+            self.forget(Revoked::Session(id));
+        }
+        Ok(revoked)
+    }
+
+    async fn revoke_session_of_refresh(
+        &self,
+        user: Option<UserId>,
+        refresh: &RefreshTokenHash,
+        now: UnixTime,
+    ) -> Result<Option<(UserId, SessionId)>, StoreError> {
+        let revoked = self.inner.revoke_session_of_refresh(user, refresh, now).await?;
+        if let Some((_, session)) = revoked {
+            self.forget(Revoked::Session(session));
+        }
+        Ok(revoked)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let revoked = self.inner.revoke_sessions(user, keep, now).await?;
+        for id in &revoked {
+            self.forget(Revoked::Session(*id));
+        }
+        Ok(revoked)
+    }
+
+    async fn change_password(
+        &self,
+        user: UserId,
+        hash: PasswordHashString,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let out = self.inner.change_password(user, hash, keep, now).await?;
+        if out.is_some() {
+            self.forget(Revoked::User(user));
+        }
+        Ok(out)
+    }
+
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError> {
+        self.inner.server_secret(name, fresh, now).await
+    }
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.inner.signing_keys().await
+    }
+    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError> {
+        self.inner.add_active_key(key).await
+    }
+    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError> {
+        self.inner.rotate_key(key, now, retires_at).await
+    }
+    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError> {
+        self.inner.retire_key_at(kid, at).await
+    }
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_expired(cutoff).await
+    }
+    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError> {
+        self.inner.revocations_since(seq, since).await
+    }
+    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_revocations(cutoff).await
+    }
+}
