@@ -93,3 +93,37 @@ pub async fn logout_requires_a_valid_token(b: Backend) {
         assert_invalid_token(srv.post_auth(path, "not.a.token", None).await).await;
     }
 }
+
+pub async fn a_revocation_on_another_instance_holds_within_a_second(b: Backend) {
+    // Two instances on one database (on SQLite: another process, such as the operator's
+    // `tokengate user deactivate`, writes the same file).
+    let a = TestServer::start(b).await;
+    let other = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let t = a.user("alzy").await;
+    // Both have the session in their cache now.
+    assert_eq!(a.me_status(&t.access).await, StatusCode::OK);
+    assert_eq!(other.me_status(&t.access).await, StatusCode::OK);
+    let res = other.post_auth("/auth/logout", &t.access, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while a.me_status(&t.access).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a logout elsewhere still accepted after 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A role removal elsewhere applies just as fast.
+    let admin = a.admin("root").await;
+    assert_eq!(a.get_auth("/admin/users", &admin.access).await.status(), StatusCode::OK);
+    other.set_roles("alzy", &["admin"]).await;
+    other.set_roles("root", &[]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while a.get_auth("/admin/users", &admin.access).await.status() != StatusCode::FORBIDDEN {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a removed role still counted after 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -104,6 +104,7 @@ conformance! {
         logout_with_refresh_token_of_another_session,
         logout_all_kills_every_session,
         logout_requires_a_valid_token,
+        a_revocation_on_another_instance_holds_within_a_second,
     ],
     sessions: [
         sessions_list_marks_current_and_hides_dead_ones,
