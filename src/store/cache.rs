@@ -348,3 +348,75 @@ impl Store for CachedStore {
         self.inner.purge_revocations(cutoff).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::crypto::tokens::RefreshToken;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn store_with_a_session(dir: &std::path::Path) -> (Arc<dyn Store>, SessionId, UserId) {
+        let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("t.db")).await.unwrap());
+        inner.migrate().await.unwrap();
+        let now = SystemClock.now();
+        let user = inner
+            .create_user(NewUser {
+                id: UserId::new(),
+                username: Username::parse("alzy").unwrap(),
+                email: Email::parse("alzy@example.com").unwrap(),
+                password_hash: PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
+                roles: Vec::new(),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        let session = SessionId::new();
+        let opened = inner
+            .create_session(NewSession {
+                id: session,
+                user_id: user.id,
+                expected_stamp: 0,
+                now,
+                expires_at: now.plus(3600),
+                max_expires_at: now.plus(3600),
+                user_agent: None,
+                ip: None,
+                refresh_hash: RefreshToken::generate().unwrap().1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(opened, SessionOpen::Opened);
+        (inner, session, user.id)
+    }
+
+    #[tokio::test]
+    async fn a_revocation_written_elsewhere_is_forgotten_at_the_next_catch_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inner, session, user) = store_with_a_session(dir.path()).await;
+        let cache = CachedStore::start(inner.clone(), Arc::new(SystemClock)).await;
+        assert!(cache.session_with_user(session).await.unwrap().is_some());
+        assert!(cache.cached(session).is_some(), "the check is now cached");
+        // Another instance revokes (straight into the database, past this cache).
+        assert!(inner.revoke_session(user, session, SystemClock.now()).await.unwrap());
+        cache.catch_up().await.unwrap();
+        assert!(cache.cached(session).is_none());
+        let (s, _) = cache.session_with_user(session).await.unwrap().unwrap();
+        assert!(s.revoked_at.is_some(), "read again from the database");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_log_makes_every_check_go_to_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inner, session, _) = store_with_a_session(dir.path()).await;
+        let cache = CachedStore::start(inner.clone(), Arc::new(SystemClock)).await;
+        assert!(cache.session_with_user(session).await.unwrap().is_some());
+        assert!(cache.cached(session).is_some());
+        // The database goes away: catch-ups fail, and once the lease has run out the
+        // cached answer is no longer given (the check fails instead of trusting it).
+        inner.close().await;
+        tokio::time::sleep(LEASE + CATCH_UP).await;
+        assert!(!cache.is_fresh());
+        assert!(cache.session_with_user(session).await.is_err());
+    }
+}
