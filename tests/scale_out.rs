@@ -170,3 +170,150 @@ async fn without_redis_requests_work_and_limits_count_locally() {
         json!({"status": "degraded", "database": "ok", "redis": "degraded"})
     );
 }
+
+/// A redis-server of this test's own on a free port: the fault tests stop and restart
+/// it, never the machine's shared one.
+struct PrivateRedis {
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let mut r = Self { child: None, port };
+        r.restart().then_some(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)start it; `true` once it accepts connections.
+    fn restart(&mut self) -> bool {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn flushall(&self) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("redis");
+        s.write_all(b"*1\r\n$8\r\nFLUSHALL\r\n").expect("flushall");
+        let mut reply = [0u8; 5];
+        std::io::Read::read_exact(&mut s, &mut reply).expect("reply");
+        assert_eq!(&reply, b"+OK\r\n");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `/readyz`'s `redis` field becomes `want` within 10 s (a login makes the limiter
+/// touch Redis, which is how an instance notices).
+async fn redis_becomes(srv: &TestServer, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let _ = login_from(srv, "198.51.100.9", "nobody", "wrong-password").await;
+        let ready: Value = srv.get_json("/readyz").await;
+        if ready["redis"] == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis never became {want}: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_restarted_or_flushed_never_lets_a_revoked_token_through() {
+    if pg_url().is_none() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "scale-out test skipped: TOKENGATE_TEST_PG_URL is not set"
+        );
+        return;
+    }
+    let Some(mut redis) = PrivateRedis::start() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "scale-out fault test skipped: no redis-server to start"
+        );
+        return;
+    };
+    let url = redis.url();
+    let a = TestServer::start_with(Backend::Postgres, |s| s.redis.url = Some(url)).await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let t = a.user("alzy").await;
+    let t2 = b.login("alzy", PASSWORD).await;
+    for srv in [&a, &b] {
+        for tok in [&t, &t2] {
+            assert_eq!(srv.me_status(&tok.access).await, StatusCode::OK);
+        }
+    }
+    redis_becomes(&a, "ok").await;
+
+    // Redis stops: logins and /me go on; a logout on A is refused on B within 1 s.
+    redis.stop();
+    redis_becomes(&a, "degraded").await;
+    let t3 = a.login("alzy", PASSWORD).await;
+    assert_eq!(b.me_status(&t3.access).await, StatusCode::OK);
+    assert_eq!(
+        a.post_auth("/auth/logout", &t.access, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    refused_within_a_second(&b, &t.access).await;
+
+    // Redis comes back (empty): the instances use it again; nothing revoked revives.
+    assert!(redis.restart(), "redis-server restarts");
+    redis_becomes(&a, "ok").await;
+    for srv in [&a, &b] {
+        assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
+    }
+    // FLUSHALL wipes every counter: revocation does not live there.
+    assert_eq!(
+        b.post_auth("/auth/logout", &t2.access, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    redis.flushall();
+    for srv in [&a, &b] {
+        refused_within_a_second(srv, &t2.access).await;
+        assert_eq!(srv.me_status(&t3.access).await, StatusCode::OK);
+    }
+}
