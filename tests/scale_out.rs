@@ -317,3 +317,112 @@ async fn redis_stopped_restarted_or_flushed_never_lets_a_revoked_token_through()
         assert_eq!(srv.me_status(&t3.access).await, StatusCode::OK);
     }
 }
+
+/// A real `tokengate serve` process on a free port; killed when dropped.
+struct Instance {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Instance {
+    fn start(database_url: &str, redis_url: &str, redis_prefix: &str, secret: &str) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokengate"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env_clear()
+            .env("TOKENGATE_DATABASE_URL", database_url)
+            .env("TOKENGATE_REDIS_URL", redis_url)
+            .env("TOKENGATE_REDIS_PREFIX", redis_prefix)
+            .env("TOKENGATE_SECRET_KEY", secret)
+            .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn tokengate");
+        let mut reader = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut log = String::new();
+        while !log.contains("listening on") {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).expect("log") > 0, "tokengate exited: {log}");
+            log.push_str(&line);
+        }
+        let addr = log
+            .split("listening on http://")
+            .nth(1)
+            .and_then(|a| a.split_whitespace().next())
+            .expect("address")
+            .to_owned();
+        // Keep draining the log so the process never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_real_processes_on_one_postgres_and_redis() {
+    if !services() {
+        return;
+    }
+    let schema = common::PgSchema::create(&pg_url().unwrap()).await;
+    let secret = "k7Qz0pL3vX9bN2mC5rT8wY1aS4dF6gH0";
+    // A Redis prefix of this test's own: runs never share counters.
+    let prefix = format!("tokengate-test:{}:", schema.name);
+    let nodes: Vec<Instance> = (0..3)
+        .map(|_| Instance::start(&schema.url(), &redis_url().unwrap(), &prefix, secret))
+        .collect();
+    let http = reqwest::Client::new();
+    let res = http
+        .post(nodes[0].url("/auth/register"))
+        .json(&json!({"username": "alzy", "email": "alzy@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let tokens: Value = http
+        .post(nodes[1].url("/auth/login"))
+        .form(&[("username", "alzy"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let me = |node: &Instance| http.get(node.url("/me")).bearer_auth(&access).send();
+    for node in &nodes {
+        assert_eq!(me(node).await.unwrap().status(), StatusCode::OK);
+    }
+    // Logout on the third; the others refuse within a second.
+    let res = http
+        .post(nodes[2].url("/auth/logout"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    for node in &nodes[..2] {
+        while me(node).await.unwrap().status() != StatusCode::UNAUTHORIZED {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a logout on another process still accepted after 1 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    drop(nodes);
+}

@@ -64,7 +64,7 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
-    async fn create(admin_url: &str) -> Arc<Self> {
+    pub async fn create(admin_url: &str) -> Arc<Self> {
         let name = format!("tg_{}", uuid::Uuid::new_v4().simple());
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin_url)
             .await
@@ -80,7 +80,7 @@ impl PgSchema {
     }
 
     /// The database URL that puts a server in this schema.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let sep = if self.admin_url.contains('?') { '&' } else { '?' };
         format!("{}{sep}options[search_path]={}", self.admin_url, self.name)
     }
