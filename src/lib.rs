@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod fanout;
 pub mod http;
 pub mod limits;
 pub mod server;

@@ -24,6 +24,7 @@ use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::AccessTokens;
 use crate::domain::Secret;
+use crate::fanout::RedisFanout;
 use crate::http::AppState;
 use crate::http::ConnectionLimits;
 use crate::limits::Limiter;
@@ -198,8 +199,16 @@ pub async fn build_state_opening(
             "rate limits are counted per instance (no TOKENGATE_REDIS_URL): with several instances, each allows the full rate"
         );
     }
-    // The per-request check is served from a cache that follows the revocation log.
-    let store: Arc<dyn Store> = CachedStore::start(open_store(settings, mode).await?, clock.clone()).await;
+    // The per-request check is served from a cache that follows the revocation log;
+    // with Redis, revocations are also pushed so other instances read the log at once.
+    let cache = CachedStore::start(open_store(settings, mode).await?, clock.clone()).await;
+    if let Some(url) = &settings.redis.url {
+        let fanout = RedisFanout::new(url, &settings.redis.prefix)
+            .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_REDIS_URL", e.to_string())))?;
+        fanout.listen(Arc::downgrade(&cache));
+        cache.announce_through(fanout);
+    }
+    let store: Arc<dyn Store> = cache;
     let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;
     let tokens = AccessTokens::new(
         keys,

@@ -426,3 +426,24 @@ async fn three_real_processes_on_one_postgres_and_redis() {
     }
     drop(nodes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_is_pushed_to_the_other_instances() {
+    use futures_util::StreamExt as _;
+    if !services() {
+        return;
+    }
+    let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
+    let channel = tokengate::fanout::channel(&a.settings.redis.prefix);
+    let client = redis::Client::open(redis_url().unwrap()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&channel).await.unwrap();
+    let mut messages = pubsub.on_message();
+    let t = a.user("alzy").await;
+    assert_eq!(
+        a.post_auth("/auth/logout", &t.access, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
+    assert!(matches!(heard, Ok(Some(_))), "no push on {channel} after a logout");
+}

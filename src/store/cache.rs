@@ -41,6 +41,11 @@ const MAX_AGE: Duration = Duration::from_secs(60);
 /// Entries at most; past that, new ones are not cached until old ones age out.
 const MAX_ENTRIES: usize = 100_000;
 
+/// Tells the other instances that this one revoked something (a push; see `fanout`).
+pub trait RevocationSignal: Send + Sync + 'static {
+    fn announce(self: Arc<Self>);
+}
+
 struct Entry {
     session: SessionRecord,
     user: UserRecord,
@@ -61,6 +66,10 @@ pub struct CachedStore {
     /// A catch-up failed or is overdue: the next successful one starts from empty.
     gap: AtomicBool,
     started: Instant,
+    /// Wakes the catch-up task before its tick (another instance said it revoked).
+    wake: tokio::sync::Notify,
+    /// Announces this instance's revocations to the others, if there is a channel.
+    signal: Mutex<Option<Arc<dyn RevocationSignal>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,10 +89,31 @@ impl CachedStore {
             fresh_since_ms: AtomicU64::new(0),
             gap: AtomicBool::new(true),
             started: Instant::now(),
+            wake: tokio::sync::Notify::new(),
+            signal: Mutex::new(None),
         });
         let _ = store.catch_up().await;
         tokio::spawn(catch_up_loop(Arc::downgrade(&store)));
         store
+    }
+
+    /// Announce this instance's revocations through `signal` from now on.
+    pub fn announce_through(&self, signal: Arc<dyn RevocationSignal>) {
+        *lock(&self.signal) = Some(signal);
+    }
+
+    /// Read the log now rather than at the next tick.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Forget what this instance itself revoked, and tell the others.
+    fn revoked_here(&self, what: Revoked) {
+        self.forget(what);
+        let signal = lock(&self.signal).clone();
+        if let Some(s) = signal {
+            s.announce();
+        }
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -175,8 +205,11 @@ async fn catch_up_loop(store: Weak<CachedStore>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds: u64 = 0;
     loop {
-        tick.tick().await;
         let Some(s) = store.upgrade() else { return };
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = s.wake.notified() => {}
+        }
         if let Err(e) = s.catch_up().await {
             // Once a minute at most: the cache is bypassed meanwhile, which is correct.
             if rounds % 300 == 0 {
@@ -226,7 +259,7 @@ impl Store for CachedStore {
     ) -> Result<UserWrite<UserChanged>, StoreError> {
         let out = self.inner.update_user(id, update, guard, now).await?;
         if matches!(out, UserWrite::Done(_)) {
-            self.forget(Revoked::User(id));
+            self.revoked_here(Revoked::User(id));
         }
         Ok(out)
     }
@@ -239,7 +272,7 @@ impl Store for CachedStore {
     ) -> Result<UserWrite<Vec<SessionId>>, StoreError> {
         let out = self.inner.delete_user(id, guard, now).await?;
         if matches!(out, UserWrite::Done(_)) {
-            self.forget(Revoked::User(id));
+            self.revoked_here(Revoked::User(id));
         }
         Ok(out)
     }
@@ -278,7 +311,7 @@ impl Store for CachedStore {
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
         let revoked = self.inner.revoke_session(user, id, now).await?;
         if revoked {
-            self.forget(Revoked::Session(id));
+            self.revoked_here(Revoked::Session(id));
         }
         Ok(revoked)
     }
@@ -291,7 +324,7 @@ impl Store for CachedStore {
     ) -> Result<Option<(UserId, SessionId)>, StoreError> {
         let revoked = self.inner.revoke_session_of_refresh(user, refresh, now).await?;
         if let Some((_, session)) = revoked {
-            self.forget(Revoked::Session(session));
+            self.revoked_here(Revoked::Session(session));
         }
         Ok(revoked)
     }
@@ -304,7 +337,7 @@ impl Store for CachedStore {
     ) -> Result<Vec<SessionId>, StoreError> {
         let revoked = self.inner.revoke_sessions(user, keep, now).await?;
         for id in &revoked {
-            self.forget(Revoked::Session(*id));
+            self.revoked_here(Revoked::Session(*id));
         }
         Ok(revoked)
     }
@@ -318,7 +351,7 @@ impl Store for CachedStore {
     ) -> Result<Option<Vec<SessionId>>, StoreError> {
         let out = self.inner.change_password(user, hash, keep, now).await?;
         if out.is_some() {
-            self.forget(Revoked::User(user));
+            self.revoked_here(Revoked::User(user));
         }
         Ok(out)
     }
