@@ -318,6 +318,16 @@ async fn redis_stopped_restarted_or_flushed_never_lets_a_revoked_token_through()
     }
 }
 
+/// The binary with exactly these settings (and a cheap argon2 cost).
+fn tokengate_with(env: &[(&str, String)]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tokengate"));
+    c.env_clear().env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
 /// A real `tokengate serve` process on a free port; killed when dropped.
 struct Instance {
     child: std::process::Child,
@@ -325,16 +335,10 @@ struct Instance {
 }
 
 impl Instance {
-    fn start(database_url: &str, redis_url: &str, redis_prefix: &str, secret: &str) -> Self {
+    fn start(env: &[(&str, String)]) -> Self {
         use std::io::BufRead as _;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokengate"))
+        let mut child = tokengate_with(env)
             .args(["serve", "--bind", "127.0.0.1:0"])
-            .env_clear()
-            .env("TOKENGATE_DATABASE_URL", database_url)
-            .env("TOKENGATE_REDIS_URL", redis_url)
-            .env("TOKENGATE_REDIS_PREFIX", redis_prefix)
-            .env("TOKENGATE_SECRET_KEY", secret)
-            .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -378,53 +382,174 @@ async fn three_real_processes_on_one_postgres_and_redis() {
         return;
     }
     let schema = common::PgSchema::create(&pg_url().unwrap()).await;
-    let secret = "k7Qz0pL3vX9bN2mC5rT8wY1aS4dF6gH0";
-    // A Redis prefix of this test's own: runs never share counters.
-    let prefix = format!("tokengate-test:{}:", schema.name);
-    let nodes: Vec<Instance> = (0..3)
-        .map(|_| Instance::start(&schema.url(), &redis_url().unwrap(), &prefix, secret))
-        .collect();
+    let env = vec![
+        ("TOKENGATE_DATABASE_URL", schema.url()),
+        ("TOKENGATE_REDIS_URL", redis_url().unwrap()),
+        // A Redis prefix of this test's own: runs never share counters.
+        ("TOKENGATE_REDIS_PREFIX", format!("tokengate-test:{}:", schema.name)),
+        ("TOKENGATE_SECRET_KEY", "k7Qz0pL3vX9bN2mC5rT8wY1aS4dF6gH0".to_owned()),
+        ("TOKENGATE_LOGIN_RATE", "4/1m".to_owned()),
+        ("TOKENGATE_TRUSTED_PROXIES", "127.0.0.1".to_owned()),
+    ];
+    let nodes: Vec<Instance> = (0..3).map(|_| Instance::start(&env)).collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // An admin, made by the operator's command against the same database.
+    let mut create = tokengate_with(&env);
+    create
+        .args([
+            "user",
+            "create",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+            "--role",
+            "admin",
+        ])
+        .args(["--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = create.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"root-password-1\n").unwrap();
+    assert!(child.wait().unwrap().success());
+
     let http = reqwest::Client::new();
+    let login = |node: &Instance, user: &'static str, password: &'static str, ip: &'static str| {
+        http.post(node.url("/auth/login"))
+            .header("x-forwarded-for", ip)
+            .form(&[("username", user), ("password", password)])
+            .send()
+    };
+    let pair = |res: reqwest::Response| async move {
+        assert_eq!(res.status(), StatusCode::OK);
+        let v: Value = res.json().await.unwrap();
+        (
+            v["access_token"].as_str().unwrap().to_owned(),
+            v["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let status = |res: Result<reqwest::Response, reqwest::Error>| res.unwrap().status();
+    let me = |node: &Instance, token: &str| http.get(node.url("/me")).bearer_auth(token).send();
+    async fn refused_soon(http: &reqwest::Client, node: &Instance, token: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let s = http
+                .get(node.url("/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if s == StatusCode::UNAUTHORIZED {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still accepted 1 s after its revocation"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     let res = http
-        .post(nodes[0].url("/auth/register"))
+        .post(a.url("/auth/register"))
         .json(&json!({"username": "alzy", "email": "alzy@example.com", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
-    let tokens: Value = http
-        .post(nodes[1].url("/auth/login"))
-        .form(&[("username", "alzy"), ("password", PASSWORD)])
+    // A token from A works on B and C; the session is listed from any node.
+    let (access, refresh) = pair(login(a, "alzy", PASSWORD, "203.0.113.1").await.unwrap()).await;
+    for node in [b, c] {
+        assert_eq!(status(me(node, &access).await), StatusCode::OK);
+        let sessions: Vec<Value> = http
+            .get(node.url("/auth/sessions"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(sessions.len(), 1);
+    }
+    // Rotated on A, reused on B: the session dies on every node.
+    let rotated: Value = http
+        .post(a.url("/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
-    let me = |node: &Instance| http.get(node.url("/me")).bearer_auth(&access).send();
-    for node in &nodes {
-        assert_eq!(me(node).await.unwrap().status(), StatusCode::OK);
+    let fresh = rotated["access_token"].as_str().unwrap().to_owned();
+    for node in [a, b, c] {
+        assert_eq!(status(me(node, &fresh).await), StatusCode::OK);
     }
-    // Logout on the third; the others refuse within a second.
-    let res = http
-        .post(nodes[2].url("/auth/logout"))
-        .bearer_auth(&access)
+    let reuse = http
+        .post(b.url("/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    for node in &nodes[..2] {
-        while me(node).await.unwrap().status() != StatusCode::UNAUTHORIZED {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a logout on another process still accepted after 1 s"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+    assert_eq!(reuse.status(), StatusCode::UNAUTHORIZED);
+    for node in [a, b, c] {
+        refused_soon(&http, node, &fresh).await;
     }
-    drop(nodes);
+    // Logout on A: refused on B and C within a second.
+    let (access2, _) = pair(login(b, "alzy", PASSWORD, "203.0.113.2").await.unwrap()).await;
+    for node in [b, c] {
+        assert_eq!(status(me(node, &access2).await), StatusCode::OK);
+    }
+    let out = http
+        .post(a.url("/auth/logout"))
+        .bearer_auth(&access2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    for node in [b, c] {
+        refused_soon(&http, node, &access2).await;
+    }
+    // Deactivation on A (by the admin) blocks C.
+    let (access3, _) = pair(login(c, "alzy", PASSWORD, "203.0.113.3").await.unwrap()).await;
+    assert_eq!(status(me(c, &access3).await), StatusCode::OK);
+    let (root, _) = pair(login(a, "root", "root-password-1", "203.0.113.4").await.unwrap()).await;
+    let me_body: Value = me(c, &access3).await.unwrap().json().await.unwrap();
+    let id = me_body["id"].as_str().unwrap().to_owned();
+    let res = http
+        .patch(a.url(&format!("/admin/users/{id}")))
+        .bearer_auth(&root)
+        .json(&json!({"is_active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    refused_soon(&http, c, &access3).await;
+    // The login limit (4 a minute per username) is counted across the processes: bob
+    // logs in on A, B and C, one wrong guess on A spends the last attempt, and every
+    // node refuses the next, C included.
+    let res = http
+        .post(b.url("/auth/register"))
+        .json(&json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    for (node, ip) in [(a, "198.51.100.1"), (b, "198.51.100.2"), (c, "198.51.100.3")] {
+        assert_eq!(status(login(node, "bob", PASSWORD, ip).await), StatusCode::OK);
+    }
+    assert_eq!(
+        status(login(a, "bob", "wrong-password", "198.51.100.4").await),
+        StatusCode::UNAUTHORIZED
+    );
+    for (node, ip) in [(c, "198.51.100.5"), (a, "198.51.100.6"), (b, "198.51.100.7")] {
+        assert_eq!(
+            status(login(node, "bob", PASSWORD, ip).await),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,4 +571,26 @@ async fn a_revocation_is_pushed_to_the_other_instances() {
     );
     let heard = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
     assert!(matches!(heard, Ok(Some(_))), "no push on {channel} after a logout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_refreshing_one_token_at_once_issue_one_pair() {
+    if !services() {
+        return;
+    }
+    let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let t = a.user("alzy").await;
+    let sends = (0..20).map(|i| {
+        let srv = if i % 2 == 0 { &a } else { &b };
+        srv.refresh(&t.refresh)
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let won = answers.iter().filter(|r| r.status() == StatusCode::OK).count();
+    assert_eq!(won, 1, "exactly one of 20 concurrent refreshes on two instances wins");
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status() == StatusCode::OK || r.status() == StatusCode::UNAUTHORIZED)
+    );
 }
