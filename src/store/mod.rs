@@ -317,6 +317,19 @@ pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
     Ok(store)
 }
 
+impl LoggedRevocation {
+    /// A log row as every backend reads it: a sequence, and a session or a user id.
+    pub(crate) fn from_columns(seq: i64, session: Option<String>, user: Option<String>) -> Result<Self, StoreError> {
+        let bad = |what: &str| StoreError::Backend(format!("malformed revocation {what} in database"));
+        let what = match (session, user) {
+            (Some(s), _) => Revoked::Session(s.parse().map_err(|_| bad("session"))?),
+            (None, Some(u)) => Revoked::User(u.parse().map_err(|_| bad("user"))?),
+            (None, None) => return Err(bad("row")),
+        };
+        Ok(Self { seq, what })
+    }
+}
+
 /// Roles are stored as a JSON array of strings in every backend.
 pub(crate) fn roles_to_json(roles: &[Role]) -> String {
     serde_json::to_string(roles).unwrap_or_else(|_| "[]".into())

@@ -733,12 +733,7 @@ impl Store for PgStore {
                 let seq: i64 = r.try_get("seq").map_err(backend)?;
                 let session: Option<String> = r.try_get("session_id").map_err(backend)?;
                 let user: Option<String> = r.try_get("user_id").map_err(backend)?;
-                let what = match (session, user) {
-                    (Some(s), _) => Revoked::Session(s.parse().map_err(|_| malformed("revocation session"))?),
-                    (None, Some(u)) => Revoked::User(u.parse().map_err(|_| malformed("revocation user"))?),
-                    (None, None) => return Err(malformed("revocation row")),
-                };
-                Ok(LoggedRevocation { seq, what })
+                LoggedRevocation::from_columns(seq, session, user)
             })
             .collect()
     }
