@@ -76,6 +76,7 @@ async fn logs_never_contain_secrets_and_record_every_event() {
     assert_eq!(status_of(login(WRONG_PASSWORD)).await, 401);
     let first = json_of(
         http.post(format!("{base}/auth/login"))
+            .header("x-request-id", "log-scan-request-1")
             .form(&[("username", "scan"), ("password", PASSWORD)]),
     )
     .await;
@@ -177,5 +178,16 @@ async fn logs_never_contain_secrets_and_record_every_event() {
         events
             .iter()
             .any(|e| e["fields"]["event"] == "refresh.reuse_detected" && e["fields"]["session_id"].is_string())
+    );
+    // Every line of a request carries its id: the login sent with one says so.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["event"] == "login.ok" && e["span"]["request_id"] == "log-scan-request-1"),
+        "no login.ok event with the request's id"
+    );
+    assert!(
+        events.iter().all(|e| e["span"]["request_id"].is_string()),
+        "an event outside a request span"
     );
 }

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod cookies;
 pub mod extract;
+pub mod request_id;
 pub mod routes;
 
 use std::sync::Arc;
@@ -127,7 +128,16 @@ pub fn router(state: AppState) -> Router {
     } else {
         app.layer(cors(&cors_origins))
     };
-    app.layer(TraceLayer::new_for_http()).layer(CatchPanicLayer::custom(
+    // Every log line of a request carries its id (set by `request_id::assign`, outside).
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+        let id = req
+            .extensions()
+            .get::<request_id::RequestId>()
+            .map(|r| r.0.as_str())
+            .unwrap_or_default();
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+    });
+    app.layer(trace).layer(CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| -> Response { ApiError::internal("handler panicked").into_response() },
     ))
 }

@@ -241,3 +241,40 @@ pub async fn a_slow_body_gets_408(b: Backend) {
     .unwrap();
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 }
+
+pub async fn every_response_carries_a_request_id(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let id_of = |res: &reqwest::Response| {
+        res.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // None sent: a new UUID, on every kind of answer.
+    for path in ["/healthz", "/no-such-route", "/me"] {
+        let res = srv.http.get(srv.url(path)).send().await.unwrap();
+        let id = id_of(&res);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{path}: {id:?}");
+    }
+    // A sane one is kept; anything else is replaced.
+    let res = srv
+        .http
+        .get(srv.url("/healthz"))
+        .header("x-request-id", "abc-123_X.y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&res), "abc-123_X.y");
+    for bad in ["a".repeat(65), "has space".to_owned(), "<script>".to_owned()] {
+        let res = srv
+            .http
+            .get(srv.url("/healthz"))
+            .header("x-request-id", &bad)
+            .send()
+            .await
+            .unwrap();
+        let id = id_of(&res);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{bad:?} -> {id:?}");
+    }
+}

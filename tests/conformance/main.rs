@@ -181,5 +181,6 @@ conformance! {
         no_client_input_causes_a_5xx,
         slow_and_idle_clients_cannot_hold_connections,
         a_slow_body_gets_408,
+        every_response_carries_a_request_id,
     ],
 }
