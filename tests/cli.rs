@@ -455,3 +455,63 @@ fn http_get(base: &str, path: &str) -> String {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default()
 }
+
+/// SIGTERM in the middle of a burst: every request the server had started on is
+/// answered completely, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_burst_answers_every_accepted_request_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokengate(dir.path());
+    // Hashes slow enough that the burst is still in flight when the signal comes.
+    cmd.env("TOKENGATE_ARGON2_MEMORY_KIB", "16384")
+        .env("TOKENGATE_LOGIN_RATE", "10000/1m")
+        .env("TOKENGATE_REGISTER_RATE", "10000/1m");
+    let (mut child, _, base) = start_server_with(cmd);
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({"username": "alzy", "email": "alzy@example.com", "password": "burst-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let burst: Vec<_> = (0..40)
+        .map(|_| {
+            let req = http
+                .post(format!("{base}/auth/login"))
+                .form(&[("username", "alzy"), ("password", "burst-password-1")]);
+            tokio::spawn(async move {
+                match req.send().await {
+                    // A response that started must arrive whole.
+                    Ok(res) => {
+                        let status = res.status();
+                        res.bytes().await.map(|_| Some(status)).map_err(|e| e.to_string())
+                    }
+                    // Never accepted, or closed before the server read it: not answered,
+                    // but never half-answered.
+                    Err(e) if !e.is_body() && !e.is_decode() && !e.is_timeout() => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut answered = 0;
+    for task in burst {
+        match task.await.unwrap() {
+            Ok(Some(status)) => {
+                assert!(status.is_success() || status.as_u16() == 503, "{status}");
+                answered += 1;
+            }
+            Ok(None) => {}
+            Err(e) => panic!("a request was cut off mid-answer: {e}"),
+        }
+    }
+    assert!(answered > 0, "the burst was in flight when the signal came");
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap().code())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}
