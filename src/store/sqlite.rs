@@ -720,13 +720,14 @@ impl Store for SqliteStore {
     }
 
     async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError> {
-        // Read from the writer: a reader connection could be a snapshot behind it.
+        // A reader: each statement outside a transaction sees every commit before it,
+        // and the catch-up never queues behind the one writer.
         let rows = sqlx::query(
             "SELECT seq, session_id, user_id FROM revocations WHERE seq > ? OR created_at >= ? ORDER BY seq",
         )
         .bind(seq)
         .bind(since.0)
-        .fetch_all(&self.write)
+        .fetch_all(&self.read)
         .await
         .map_err(backend)?;
         rows.iter()
