@@ -255,6 +255,18 @@ impl Drop for PrivateRedis {
 struct Client(reqwest::Client);
 
 impl Client {
+    /// Register `user` (with [`PASSWORD`]) on `node`.
+    async fn register(&self, node: &Instance, user: &str) {
+        let res = self
+            .0
+            .post(node.url("/auth/register"))
+            .json(&json!({"username": user, "email": format!("{user}@example.com"), "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+
     /// Log `user` in on `node`; the access token.
     async fn login(&self, node: &Instance, user: &str) -> String {
         let res = self
@@ -356,14 +368,7 @@ async fn redis_stopped_restarted_or_flushed_never_lets_a_revoked_token_through()
     ];
     let (a, b) = (Instance::start(&env), Instance::start(&env));
     let http = Client(reqwest::Client::new());
-    let res = http
-        .0
-        .post(a.url("/auth/register"))
-        .json(&json!({"username": "alzy", "email": "alzy@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
+    http.register(&a, "alzy").await;
     let t = http.login(&a, "alzy").await;
     let t2 = http.login(&b, "alzy").await;
     for node in [&a, &b] {
@@ -509,13 +514,7 @@ async fn three_real_processes_on_one_postgres_and_redis() {
     };
     let status = |res: Result<reqwest::Response, reqwest::Error>| res.unwrap().status();
     let me = |node: &Instance, token: &str| http.get(node.url("/me")).bearer_auth(token).send();
-    let res = http
-        .post(a.url("/auth/register"))
-        .json(&json!({"username": "alzy", "email": "alzy@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
+    Client(http.clone()).register(a, "alzy").await;
     // A token from A works on B and C; the session is listed from any node.
     let (access, refresh) = pair(login(a, "alzy", PASSWORD, "203.0.113.1").await.unwrap()).await;
     for node in [b, c] {
@@ -588,13 +587,7 @@ async fn three_real_processes_on_one_postgres_and_redis() {
     // The login limit (4 a minute per username) is counted across the processes: bob
     // logs in on A, B and C, one wrong guess on A spends the last attempt, and every
     // node refuses the next, C included.
-    let res = http
-        .post(b.url("/auth/register"))
-        .json(&json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED);
+    Client(http.clone()).register(b, "bob").await;
     for (node, ip) in [(a, "198.51.100.1"), (b, "198.51.100.2"), (c, "198.51.100.3")] {
         assert_eq!(status(login(node, "bob", PASSWORD, ip).await), StatusCode::OK);
     }
