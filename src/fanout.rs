@@ -42,14 +42,14 @@ impl RedisFanout {
                 if cache.strong_count() == 0 {
                     return;
                 }
-                if let Ok(mut pubsub) = this.client.get_async_pubsub().await {
-                    if pubsub.subscribe(&this.channel).await.is_ok() {
-                        let mut messages = pubsub.on_message();
-                        while messages.next().await.is_some() {
-                            match cache.upgrade() {
-                                Some(c) => c.nudge(),
-                                None => return,
-                            }
+                if let Ok(mut pubsub) = this.client.get_async_pubsub().await
+                    && pubsub.subscribe(&this.channel).await.is_ok()
+                {
+                    let mut messages = pubsub.on_message();
+                    while messages.next().await.is_some() {
+                        match cache.upgrade() {
+                            Some(c) => c.nudge(),
+                            None => return,
                         }
                     }
                 }

@@ -9,7 +9,6 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
-pub mod error;
 pub mod events;
 pub mod fanout;
 pub mod http;

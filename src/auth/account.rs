@@ -1,14 +1,12 @@
 //! Accounts: registration and password change.
 
+use super::AuthError;
 use super::sessions::net_of;
 use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
-use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
 use crate::limits::LimitKey;
 use crate::store::{NewUser, StoreError, UserRecord};
-
-const TAKEN: ApiError = ApiError::Conflict("Username or email already registered");
 
 impl AuthService {
     /// Create an account. Registration never grants roles: those come from an admin.
@@ -20,7 +18,7 @@ impl AuthService {
         email: Email,
         password: Password,
         client: &ClientInfo,
-    ) -> Result<UserRecord, ApiError> {
+    ) -> Result<UserRecord, AuthError> {
         self.limit(LimitKey::RegisterIp(net_of(client)), AuthEvent::RegisterLimited, client)
             .await?;
         let user = self.create_user(username, email, password, Vec::new()).await?;
@@ -35,9 +33,9 @@ impl AuthService {
         email: Email,
         password: Password,
         roles: Vec<Role>,
-    ) -> Result<UserRecord, ApiError> {
+    ) -> Result<UserRecord, AuthError> {
         if self.store.username_or_email_taken(&username, &email).await? {
-            return Err(TAKEN);
+            return Err(AuthError::Taken);
         }
         let password_hash = self.hasher.hash(password).await?;
         let new = NewUser {
@@ -50,7 +48,7 @@ impl AuthService {
         };
         match self.store.create_user(new).await {
             Ok(u) => Ok(u),
-            Err(StoreError::Conflict) => Err(TAKEN),
+            Err(StoreError::Conflict) => Err(AuthError::Taken),
             Err(e) => Err(e.into()),
         }
     }
@@ -63,7 +61,7 @@ impl AuthService {
         current: Password,
         new: Password,
         client: &ClientInfo,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         // Guessing the current password with a stolen access token spends the same
         // per-username budget as guessing it at login.
         let user_key = who.user.username.as_str().to_lowercase();
@@ -80,7 +78,7 @@ impl AuthService {
                 Some(who.session.id),
                 client,
             );
-            return Err(ApiError::WrongPassword);
+            return Err(AuthError::WrongPassword);
         }
         let hash = self.hasher.hash(new).await?;
         self.store
@@ -97,7 +95,7 @@ impl AuthService {
 
     /// Reset a user's password (the operator's `user set-password`, for a user who
     /// lost theirs): every session of theirs is revoked, and logins in flight fail.
-    pub async fn set_password(&self, id: UserId, new: Password, client: &ClientInfo) -> Result<(), ApiError> {
+    pub async fn set_password(&self, id: UserId, new: Password, client: &ClientInfo) -> Result<(), AuthError> {
         let hash = self.hasher.hash(new).await?;
         if self
             .store
@@ -105,7 +103,7 @@ impl AuthService {
             .await?
             .is_none()
         {
-            return Err(ApiError::NotFound);
+            return Err(AuthError::NotFound);
         }
         emit(AuthEvent::PasswordReset, Some(id), None, client);
         Ok(())

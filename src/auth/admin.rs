@@ -1,27 +1,23 @@
 //! Administration: list, change and delete users. Callers are checked for the
 //! `admin` role by the HTTP layer's `RequireRole` guard before they get here.
 
+use super::AuthError;
 use super::{AuthService, Principal};
 use crate::domain::{Role, UserId};
-use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
 use crate::store::{UserRecord, UserUpdate, UserWrite};
 
-/// Nobody could administer the server any more: refused.
-const LAST_ADMIN: ApiError =
-    ApiError::Conflict("This change would leave no active admin; give another user the admin role first");
-
 /// The result of a guarded change, as the routes answer it.
-fn applied<T>(w: UserWrite<T>) -> Result<T, ApiError> {
+fn applied<T>(w: UserWrite<T>) -> Result<T, AuthError> {
     match w {
         UserWrite::Done(t) => Ok(t),
-        UserWrite::NotFound => Err(ApiError::NotFound),
-        UserWrite::LastHolder => Err(LAST_ADMIN),
+        UserWrite::NotFound => Err(AuthError::NotFound),
+        UserWrite::LastHolder => Err(AuthError::LastAdmin),
     }
 }
 
 impl AuthService {
-    pub async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, ApiError> {
+    pub async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, AuthError> {
         Ok(self.store.list_users(limit, offset).await?)
     }
 
@@ -35,8 +31,8 @@ impl AuthService {
         id: UserId,
         mut update: UserUpdate,
         client: &ClientInfo,
-    ) -> Result<UserRecord, ApiError> {
-        let before = self.store.user_by_id(id).await?.ok_or(ApiError::NotFound)?;
+    ) -> Result<UserRecord, AuthError> {
+        let before = self.store.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
         let deactivating = update.is_active == Some(false);
         update.bump_stamp = update.roles.is_some() || deactivating;
         update.revoke_sessions = deactivating;
@@ -65,7 +61,7 @@ impl AuthService {
         actor: Option<&Principal>,
         id: UserId,
         client: &ClientInfo,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         applied(
             self.store
                 .delete_user(id, Some(&Role::admin()), self.clock.now())
@@ -76,12 +72,12 @@ impl AuthService {
     }
 
     /// Find a user by name, for the operator's commands.
-    pub async fn user_named(&self, username: &str) -> Result<UserRecord, ApiError> {
-        self.store.user_by_username(username).await?.ok_or(ApiError::NotFound)
+    pub async fn user_named(&self, username: &str) -> Result<UserRecord, AuthError> {
+        self.store.user_by_username(username).await?.ok_or(AuthError::NotFound)
     }
 
     /// Replace a user's roles (operator command).
-    pub async fn set_roles(&self, id: UserId, roles: Vec<Role>, client: &ClientInfo) -> Result<UserRecord, ApiError> {
+    pub async fn set_roles(&self, id: UserId, roles: Vec<Role>, client: &ClientInfo) -> Result<UserRecord, AuthError> {
         let update = UserUpdate {
             roles: Some(roles),
             ..UserUpdate::default()

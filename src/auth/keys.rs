@@ -5,12 +5,12 @@
 
 use serde_json::Value;
 
+use super::AuthError;
 use super::AuthService;
 use crate::crypto::keygen::{self, jose_algorithm};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::keys::SigningAlgorithm;
 use crate::domain::{Secret, UnixTime};
-use crate::error::ApiError;
 use crate::store::{Store, StoreError, StoredKey};
 
 /// How often a running server re-reads the keys (so a rotation applies everywhere).
@@ -260,17 +260,17 @@ impl AuthService {
     }
 
     /// Revoke key `kid` (the operator's `keys revoke`), then reload.
-    pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), ApiError> {
+    pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), AuthError> {
         revoke_key(self.store.as_ref(), kid, self.tokens.ttl_secs(), self.clock.now())
             .await
-            .map_err(ApiError::internal)?;
-        self.reload_keys().await.map_err(ApiError::internal)
+            .map_err(AuthError::internal)?;
+        self.reload_keys().await.map_err(AuthError::internal)
     }
 
     /// Rotate (the operator's `keys rotate`, also used by tests), then reload; the new kid.
-    pub async fn rotate_keys(&self, mode: RotateMode) -> Result<String, ApiError> {
+    pub async fn rotate_keys(&self, mode: RotateMode) -> Result<String, AuthError> {
         let KeyMode::Stored { algorithm, .. } = &self.keys else {
-            return Err(ApiError::internal(
+            return Err(AuthError::internal(
                 "HS256 keys rotate through TOKENGATE_PREVIOUS_SECRET_KEYS",
             ));
         };
@@ -282,8 +282,8 @@ impl AuthService {
             mode,
         )
         .await
-        .map_err(ApiError::internal)?;
-        self.reload_keys().await.map_err(ApiError::internal)?;
+        .map_err(AuthError::internal)?;
+        self.reload_keys().await.map_err(AuthError::internal)?;
         Ok(key.kid)
     }
 }

@@ -3,22 +3,23 @@
 
 mod account;
 mod admin;
+mod error;
 pub mod keys;
 mod sessions;
 
+pub use error::{AuthError, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
 
 use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::crypto::mac::MacKey;
-use crate::crypto::passwords::{HashError, PasswordHasher};
-use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal, TokenError};
+use crate::crypto::passwords::PasswordHasher;
+use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal};
 use crate::domain::SessionId;
-use crate::error::{ApiError, TokenProblem};
 use crate::events::{AuthEvent, ClientInfo, emit};
 use crate::limits::{Decision, LimitKey, Limiter};
-use crate::store::{SessionRecord, Store, StoreError, UserRecord};
+use crate::store::{SessionRecord, Store, UserRecord};
 
 /// A caller whose access token verified and whose session and account are live.
 #[derive(Clone, Debug)]
@@ -114,12 +115,12 @@ impl AuthService {
     /// limiter that cannot count lets the attempt through, logged: every other check
     /// still applies, and refusing every login while a counter is unreachable would
     /// turn its outage into ours.
-    async fn limit(&self, key: LimitKey, event: AuthEvent, client: &ClientInfo) -> Result<(), ApiError> {
+    async fn limit(&self, key: LimitKey, event: AuthEvent, client: &ClientInfo) -> Result<(), AuthError> {
         match self.limiter.hit(&key).await {
             Ok(Decision::Allowed) => Ok(()),
             Ok(Decision::Limited(retry)) => {
                 emit(event, None, None, client);
-                Err(ApiError::RateLimited {
+                Err(AuthError::RateLimited {
                     retry_after_secs: retry.secs(),
                 })
             }
@@ -141,22 +142,22 @@ impl AuthService {
 
     /// Verify a bearer access token and its revocation state: the session is live and
     /// belongs to the token's user, and the user is active. One indexed read, no write.
-    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, ApiError> {
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
         let now = self.clock.now();
         let token = self.tokens.verify_why(bearer, now).map_err(|(why, refusal)| {
             tracing::debug!(reason = why, "access token refused");
-            ApiError::InvalidToken(match refusal {
+            AuthError::InvalidToken(match refusal {
                 Refusal::Expired => TokenProblem::Expired,
                 Refusal::BadSignature => TokenProblem::BadSignature,
                 Refusal::Invalid => TokenProblem::Invalid,
             })
         })?;
-        let revoked = ApiError::InvalidToken(TokenProblem::Revoked);
+        let revoked = AuthError::InvalidToken(TokenProblem::Revoked);
         let Some((session, user)) = self.store.session_with_user(token.session_id).await? else {
             return Err(revoked);
         };
         if session.user_id != token.user_id {
-            return Err(ApiError::InvalidToken(TokenProblem::Invalid));
+            return Err(AuthError::InvalidToken(TokenProblem::Invalid));
         }
         if !session.is_live(now) || !user.is_active {
             return Err(revoked);
@@ -177,55 +178,10 @@ impl AuthService {
 
     /// The session a refresh token belongs to (for the CSRF check of cookie refresh and
     /// logout, which carry no access token).
-    pub async fn session_of_refresh(&self, presented: &str) -> Result<Option<SessionId>, ApiError> {
+    pub async fn session_of_refresh(&self, presented: &str) -> Result<Option<SessionId>, AuthError> {
         match crate::crypto::tokens::RefreshTokenHash::of_presented(presented) {
             Some(hash) => Ok(self.store.session_of_refresh(&hash).await?),
             None => Ok(None),
         }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(why) => {
-                tracing::warn!(error = %why, "database unavailable");
-                ApiError::Unavailable("Database unavailable, retry shortly")
-            }
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<HashError> for ApiError {
-    fn from(e: HashError) -> Self {
-        match e {
-            HashError::Busy => ApiError::Busy { retry_after_secs: 1 },
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<TokenError> for ApiError {
-    fn from(e: TokenError) -> Self {
-        match e {
-            TokenError::Rejected(_) => ApiError::InvalidToken(TokenProblem::Invalid),
-            TokenError::Signing(m) => ApiError::Internal(m),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unavailable_database_is_a_503_not_a_500() {
-        let e = ApiError::from(StoreError::Unavailable("connection reset".into()));
-        assert_eq!(e.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        let e = ApiError::from(StoreError::Backend("no such table".into()));
-        assert_eq!(e.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        let e = ApiError::from(HashError::Busy);
-        assert_eq!(e.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -2,11 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::AuthError;
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use crate::domain::{Password, SessionId};
-use crate::error::ApiError;
 use crate::events::{AuthEvent, ClientInfo, emit};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
@@ -43,13 +43,13 @@ impl AuthService {
         password: &str,
         device_token: Option<&str>,
         client: &ClientInfo,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<TokenPair, AuthError> {
         self.limit(LimitKey::LoginIp(net_of(client)), AuthEvent::LoginLimited, client)
             .await?;
         // Refused before any hash, so it counts against no username.
         let Some(password) = Password::candidate(password) else {
             emit(AuthEvent::LoginFailed, None, None, client);
-            return Err(ApiError::BadCredentials);
+            return Err(AuthError::BadCredentials);
         };
         // Valid usernames are at most 50 characters; a longer key names no one and
         // must not let a client grow the limiter's memory.
@@ -71,17 +71,17 @@ impl AuthService {
             Some(u) if ok => u,
             other => {
                 emit(AuthEvent::LoginFailed, other.map(|u| u.id), None, client);
-                return Err(ApiError::BadCredentials);
+                return Err(AuthError::BadCredentials);
             }
         };
         // Only someone who knows the password learns that the account is disabled.
         if !user.is_active {
             emit(AuthEvent::LoginInactive, Some(user.id), None, client);
-            return Err(ApiError::InactiveUser);
+            return Err(AuthError::InactiveUser);
         }
         let session_id = SessionId::new();
         let now = self.clock.now();
-        let (refresh, refresh_hash) = RefreshToken::generate().map_err(ApiError::internal)?;
+        let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
         let max_expires_at = now.plus(self.sessions.max_lifetime_secs);
         let opened = self
             .store
@@ -101,7 +101,7 @@ impl AuthService {
             // The password changed, or the user was deactivated, demoted or deleted,
             // while this login was hashing: what it verified no longer holds.
             emit(AuthEvent::LoginFailed, Some(user.id), None, client);
-            return Err(ApiError::BadCredentials);
+            return Err(AuthError::BadCredentials);
         }
         emit(AuthEvent::LoginOk, Some(user.id), Some(session_id), client);
         let device_token = device::issue(
@@ -109,7 +109,7 @@ impl AuthService {
             user.username.as_str(),
             now.plus(DEVICE_TOKEN_TTL_SECS),
         )
-        .map_err(ApiError::internal)?;
+        .map_err(AuthError::internal)?;
         let mut pair = self.pair(&user, session_id, refresh)?;
         pair.device_token = Some(device_token);
         Ok(pair)
@@ -117,15 +117,15 @@ impl AuthService {
 
     /// Spend a refresh token for a new pair. A token that was already spent is a
     /// reuse: somebody holds a stolen copy, so its whole session dies.
-    pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, ApiError> {
+    pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, AuthError> {
         self.limit(LimitKey::RefreshIp(net_of(client)), AuthEvent::RefreshLimited, client)
             .await?;
         let Some(hash) = RefreshTokenHash::of_presented(presented) else {
             emit(AuthEvent::RefreshRejected, None, None, client);
-            return Err(ApiError::InvalidRefreshToken);
+            return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
-        let (successor, successor_hash) = RefreshToken::generate().map_err(ApiError::internal)?;
+        let (successor, successor_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
         let outcome = self
             .store
             .rotate_refresh(RotateRequest {
@@ -144,20 +144,20 @@ impl AuthService {
             // successor lives in a dead session and is refused like it.
             Rotation::Spent { .. } | Rotation::Unknown => {
                 emit(AuthEvent::RefreshRejected, None, None, client);
-                Err(ApiError::InvalidRefreshToken)
+                Err(AuthError::InvalidRefreshToken)
             }
             Rotation::AlreadySpent { user_id, session_id } => {
                 // A spent token came back: someone holds a copy. The whole session dies.
                 self.store.revoke_session(user_id, session_id, now).await?;
                 emit(AuthEvent::RefreshReuse, Some(user_id), Some(session_id), client);
-                Err(ApiError::InvalidRefreshToken)
+                Err(AuthError::InvalidRefreshToken)
             }
         }
     }
 
     /// Close the caller's session (every token of it dies at once) and, if a refresh
     /// token of the caller's is given, that token's session too.
-    pub async fn logout(&self, who: &Principal, refresh: Option<&str>, client: &ClientInfo) -> Result<(), ApiError> {
+    pub async fn logout(&self, who: &Principal, refresh: Option<&str>, client: &ClientInfo) -> Result<(), AuthError> {
         let now = self.clock.now();
         self.store.revoke_session(who.user.id, who.session.id, now).await?;
         if let Some(hash) = refresh.and_then(RefreshTokenHash::of_presented) {
@@ -171,29 +171,28 @@ impl AuthService {
 
     /// Close the session a refresh token belongs to (a browser whose access cookie has
     /// already expired signs out with its refresh cookie). Unknown tokens are a no-op.
-    pub async fn logout_by_refresh(&self, refresh: &str, client: &ClientInfo) -> Result<(), ApiError> {
-        if let Some(hash) = RefreshTokenHash::of_presented(refresh) {
-            if self
+    pub async fn logout_by_refresh(&self, refresh: &str, client: &ClientInfo) -> Result<(), AuthError> {
+        if let Some(hash) = RefreshTokenHash::of_presented(refresh)
+            && self
                 .store
                 .revoke_session_of_refresh(None, &hash, self.clock.now())
                 .await?
                 .is_some()
-            {
-                emit(AuthEvent::Logout, None, None, client);
-            }
+        {
+            emit(AuthEvent::Logout, None, None, client);
         }
         Ok(())
     }
 
     /// Close every session of the caller, on every device.
-    pub async fn logout_all(&self, who: &Principal, client: &ClientInfo) -> Result<(), ApiError> {
+    pub async fn logout_all(&self, who: &Principal, client: &ClientInfo) -> Result<(), AuthError> {
         self.store.revoke_sessions(who.user.id, None, self.clock.now()).await?;
         emit(AuthEvent::LogoutAll, Some(who.user.id), Some(who.session.id), client);
         Ok(())
     }
 
     /// The caller's live sessions, theirs marked `current`.
-    pub async fn sessions(&self, who: &Principal) -> Result<Vec<SessionView>, ApiError> {
+    pub async fn sessions(&self, who: &Principal) -> Result<Vec<SessionView>, AuthError> {
         let list = self.store.list_sessions(who.user.id, self.clock.now()).await?;
         Ok(list
             .into_iter()
@@ -206,9 +205,9 @@ impl AuthService {
 
     /// Revoke one of the caller's sessions. Another user's session is "not found",
     /// exactly like an unknown one: its existence is never revealed.
-    pub async fn revoke_session(&self, who: &Principal, id: SessionId, client: &ClientInfo) -> Result<(), ApiError> {
+    pub async fn revoke_session(&self, who: &Principal, id: SessionId, client: &ClientInfo) -> Result<(), AuthError> {
         if !self.store.revoke_session(who.user.id, id, self.clock.now()).await? {
-            return Err(ApiError::NotFound);
+            return Err(AuthError::NotFound);
         }
         emit(AuthEvent::SessionRevoked, Some(who.user.id), Some(id), client);
         Ok(())
@@ -216,7 +215,7 @@ impl AuthService {
 
     /// Sign an access token for the session; roles come from the store, never from an
     /// older token, so a role change applies at the next refresh.
-    fn pair(&self, user: &UserRecord, session: SessionId, refresh: RefreshToken) -> Result<TokenPair, ApiError> {
+    fn pair(&self, user: &UserRecord, session: SessionId, refresh: RefreshToken) -> Result<TokenPair, AuthError> {
         let signed = self.tokens.sign(user.id, session, &user.roles, self.clock.now())?;
         Ok(TokenPair {
             access_token: signed.token,

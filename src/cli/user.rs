@@ -4,10 +4,10 @@ use std::io::{BufRead as _, IsTerminal as _};
 use std::sync::Arc;
 
 use super::UserCommand;
+use crate::auth::AuthError;
 use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
-use crate::error::ApiError;
 use crate::events::ClientInfo;
 use crate::server::{OpenMode, StartError, build_state_opening};
 use crate::store::{UserRecord, UserUpdate};
@@ -42,10 +42,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 .auth
                 .create_user(username, email, password, roles)
                 .await
-                .map_err(|e| match e {
-                    ApiError::Conflict(m) => fail(m.to_string()),
-                    other => fail(other.to_string()),
-                })?;
+                .map_err(operator_error)?;
             Ok(format!(
                 "created user {} ({}) with roles [{}]",
                 user.username.as_str(),
@@ -77,7 +74,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 .auth
                 .set_password(user.id, password, &ClientInfo::default())
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(operator_error)?;
             Ok(format!(
                 "password of {} reset; every session of theirs is revoked",
                 user.username.as_str()
@@ -111,7 +108,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
 
 async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<UserRecord, StartError> {
     auth.user_named(username).await.map_err(|e| match e {
-        ApiError::NotFound => StartError::Runtime(format!("no user named {username:?}")),
+        AuthError::NotFound => StartError::Runtime(format!("no user named {username:?}")),
         other => StartError::Runtime(other.to_string()),
     })
 }
@@ -134,12 +131,9 @@ async fn set_active(auth: &crate::auth::AuthService, username: &str, active: boo
     Ok(format!("user {} {what}", user.username.as_str()))
 }
 
-/// A refusal worded for the operator: a conflict says why in its own words.
-fn operator_error(e: ApiError) -> StartError {
-    match e {
-        ApiError::Conflict(m) => StartError::Runtime(m.to_string()),
-        other => StartError::Runtime(other.to_string()),
-    }
+/// A refusal worded for the operator: the domain error says why in its own words.
+fn operator_error(e: AuthError) -> StartError {
+    StartError::Runtime(e.to_string())
 }
 
 /// The new password: prompted for twice without echo at a terminal (unless

@@ -1,25 +1,75 @@
 //! Request bodies: JSON objects or OAuth2 forms, read under the body limit and
-//! checked field by field into FastAPI-shaped 422 errors.
+//! checked field by field into FastAPI-shaped 422 errors. Routes take typed bodies
+//! (`JsonBody<T>`, `FormOrJsonBody<T>`, `OptionalJsonBody<T>`) whose `T` says how it
+//! is read ([`FromFields`]) and what it looks like in the OpenAPI document.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use serde_json::{Map, Value, json};
 
-use crate::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, FieldError};
 
 /// The fields of a body, whichever encoding it came in.
 #[derive(Debug, Default)]
 pub struct Fields(Map<String, Value>);
 
-/// A JSON object body (`Content-Type: application/json`, or none at all).
-pub struct JsonFields(pub Fields);
+/// A body type: read out of checked fields, every problem collected into one 422.
+pub trait FromFields: Sized {
+    /// Read `Self`; `None` only after `c` has recorded why.
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self>;
+}
 
-/// An empty body or a JSON object.
-pub struct OptionalJsonFields(pub Option<Fields>);
+/// Read a `T` out of `fields`, or every problem with them.
+fn read_fields<T: FromFields>(fields: &Fields) -> Result<T, ApiError> {
+    let mut c = Checker::new(fields);
+    let value = T::from_fields(&mut c);
+    c.finish()?;
+    value.ok_or_else(|| ApiError::internal("a body reader refused without saying why"))
+}
 
-/// A JSON object or an `application/x-www-form-urlencoded` form (OAuth2 password grant).
-pub struct FormOrJsonFields(pub Fields);
+/// A JSON object body (`Content-Type: application/json`, or none at all) read as `T`.
+pub struct JsonBody<T>(pub T);
+
+/// An empty body, or a JSON object read as `T`.
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+/// A JSON object, an `application/x-www-form-urlencoded` form (OAuth2 password grant)
+/// or a multipart form, read as `T`.
+pub struct FormOrJsonBody<T>(pub T);
+
+struct JsonFields(Fields);
+struct OptionalJsonFields(Option<Fields>);
+struct FormOrJsonFields(Fields);
+
+impl<S: Send + Sync, T: FromFields> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonFields(fields) = JsonFields::from_request(req, state).await?;
+        read_fields(&fields).map(Self)
+    }
+}
+
+impl<S: Send + Sync, T: FromFields> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match OptionalJsonFields::from_request(req, state).await? {
+            OptionalJsonFields(Some(fields)) => read_fields(&fields).map(|t| Self(Some(t))),
+            OptionalJsonFields(None) => Ok(Self(None)),
+        }
+    }
+}
+
+impl<S: Send + Sync, T: FromFields> FromRequest<S> for FormOrJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let FormOrJsonFields(fields) = FormOrJsonFields::from_request(req, state).await?;
+        read_fields(&fields).map(Self)
+    }
+}
 
 enum Encoding {
     Json,
@@ -210,6 +260,11 @@ impl<'a> Checker<'a> {
             fields,
             errors: Vec::new(),
         }
+    }
+
+    /// A required string field, owned.
+    pub fn owned(&mut self, name: &str) -> Option<String> {
+        self.string(name).map(str::to_owned)
     }
 
     /// A required string field.

@@ -16,7 +16,7 @@
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use cookie::{Cookie, SameSite};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The header that must carry the CSRF token on unsafe cookie-authenticated requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";

@@ -12,8 +12,8 @@ use ipnet::IpNet;
 
 use super::{AppState, cookies};
 use crate::auth::Principal;
-use crate::error::ApiError;
 use crate::events::ClientInfo;
+use crate::http::error::ApiError;
 
 /// The client's IP and user agent. `X-Forwarded-For` is believed only when the peer
 /// is a trusted proxy.
@@ -158,7 +158,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers.get(AUTHORIZATION).ok_or(ApiError::NotAuthenticated)?;
     let value = value
         .to_str()
-        .map_err(|_| ApiError::InvalidToken(crate::error::TokenProblem::Invalid))?;
+        .map_err(|_| ApiError::InvalidToken(crate::auth::TokenProblem::Invalid))?;
     let (scheme, token) = value.split_once(' ').ok_or(ApiError::NotAuthenticated)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::NotAuthenticated);

@@ -2,7 +2,9 @@
 
 pub mod body;
 pub mod cookies;
+pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod request_id;
 pub mod routes;
 
@@ -12,7 +14,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::get;
 use cookies::CookiePolicy;
 use ipnet::IpNet;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -21,7 +23,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::AuthService;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Bodies larger than this are answered 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -76,39 +78,25 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// The documented API and its OpenAPI document, as JSON.
+pub fn api() -> (Router<AppState>, String) {
+    let (router, doc) = routes::api().split_for_parts();
+    let json = doc.to_json().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the OpenAPI document could not be rendered");
+        "{}".to_owned()
+    });
+    (router, json)
+}
+
 /// The whole application as a router (tests serve exactly this).
 pub fn router(state: AppState) -> Router {
     let cors_origins = state.cors_origins.clone();
-    let app = Router::new()
-        .route("/auth/cookie/login", post(routes::cookie::login))
-        .route("/auth/cookie/refresh", post(routes::cookie::refresh))
-        .route("/auth/cookie/logout", post(routes::cookie::logout))
+    let (api, document) = api();
+    let app = api
+        .merge(routes::docs::router(document.into()))
         .route("/account", get(routes::account::index))
         .route("/account/app.js", get(routes::account::script))
         .route("/account/app.css", get(routes::account::style))
-        .route("/auth/register", post(routes::auth::register))
-        .route("/auth/login", post(routes::auth::login))
-        .route("/auth/refresh", post(routes::auth::refresh))
-        .route("/auth/logout", post(routes::auth::logout))
-        .route("/auth/logout-all", post(routes::auth::logout_all))
-        .route("/auth/password", post(routes::auth::change_password))
-        .route("/auth/sessions", get(routes::sessions::list))
-        .route("/auth/sessions/{id}", axum::routing::delete(routes::sessions::revoke))
-        // Any method: proxies may send the subrequest with the original request's method.
-        .route("/auth/verify", any(routes::forward_auth::verify))
-        .route("/admin/users", get(routes::admin::list))
-        .route(
-            "/admin/users/{id}",
-            axum::routing::patch(routes::admin::update).delete(routes::admin::delete),
-        )
-        .route("/.well-known/jwks.json", get(routes::discovery::jwks))
-        .route(
-            "/.well-known/openid-configuration",
-            get(routes::discovery::openid_configuration),
-        )
-        .route("/me", get(routes::me::me))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -212,12 +212,12 @@ async fn catch_up_loop(store: Weak<CachedStore>) {
         }
         if let Err(e) = s.catch_up().await {
             // Once a minute at most: the cache is bypassed meanwhile, which is correct.
-            if rounds % 300 == 0 {
+            if rounds.is_multiple_of(300) {
                 tracing::warn!(error = %e, "revocation log unreadable; checking every request in the database");
             }
         }
         rounds += 1;
-        if rounds % 50 == 0 {
+        if rounds.is_multiple_of(50) {
             s.sweep();
         }
     }
@@ -290,10 +290,11 @@ impl Store for CachedStore {
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let read = self.inner.session_with_user(id).await?;
-        if let Some((session, user)) = &read {
-            if session.is_live(self.clock.now()) && user.is_active {
-                self.remember(epoch, session, user);
-            }
+        if let Some((session, user)) = &read
+            && session.is_live(self.clock.now())
+            && user.is_active
+        {
+            self.remember(epoch, session, user);
         }
         Ok(read)
     }

@@ -4,20 +4,61 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::UserRead;
 use crate::domain::{Role, UserId};
-use crate::error::{ApiError, FieldError};
 use crate::http::AppState;
-use crate::http::body::{Checker, JsonFields};
+use crate::http::body::{Checker, FromFields, JsonBody};
+use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::{Admin, Client, IdPath, RequireRole};
+use crate::http::openapi::{
+    Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 use crate::store::UserUpdate;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(update, delete))
+}
+
+/// `PATCH /admin/users/{id}`: what to change; other fields are refused.
+#[derive(ToSchema)]
+pub struct UserUpdateRequest {
+    /// The user's whole new role list (replaces the old one).
+    #[schema(value_type = Option<Vec<String>>, example = json!(["admin"]))]
+    roles: Option<Vec<Role>>,
+    /// `false` revokes every session of the user at once.
+    is_active: Option<bool>,
+}
+
+impl FromFields for UserUpdateRequest {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        c.forbid_others(&["roles", "is_active"]);
+        Some(Self {
+            roles: c.optional_list("roles", Role::parse),
+            is_active: c.optional_bool("is_active"),
+        })
+    }
+}
 
 /// Page size bounds for `GET /admin/users`.
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
-/// `GET /admin/users?limit&offset`.
+/// Users, oldest first, a page at a time.
+#[utoipa::path(
+    get, path = "/admin/users", tag = "admin",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
+        ("offset" = Option<u32>, Query, description = "Users to skip (default 0)"),
+    ),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "A page of users", body = Vec<UserRead>), Unauthorized, Forbidden, Unprocessable, Unavailable)
+)]
 pub async fn list(
     State(state): State<AppState>,
     _admin: RequireRole<Admin>,
@@ -28,19 +69,26 @@ pub async fn list(
     Ok(Json(users.iter().map(UserRead::from).collect()))
 }
 
-/// `PATCH /admin/users/{id}`: JSON `{roles?, is_active?}`.
+/// Change a user's roles and/or activity. Deactivating revokes every session of
+/// theirs at once; no change may leave the server without an active admin.
+#[utoipa::path(
+    patch, path = "/admin/users/{id}", tag = "admin",
+    params(("id" = String, Path, format = Uuid)),
+    request_body = UserUpdateRequest,
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The user as changed", body = UserRead),
+        Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Client(client): Client,
     RequireRole(admin, ..): RequireRole<Admin>,
     IdPath(id): IdPath<UserId>,
-    JsonFields(body): JsonFields,
+    JsonBody(body): JsonBody<UserUpdateRequest>,
 ) -> Result<Json<UserRead>, ApiError> {
-    let mut c = Checker::new(&body);
-    c.forbid_others(&["roles", "is_active"]);
-    let roles = c.optional_list("roles", Role::parse);
-    let is_active = c.optional_bool("is_active");
-    c.finish()?;
+    let UserUpdateRequest { roles, is_active } = body;
     let user = state
         .auth
         .update_user(
@@ -57,7 +105,13 @@ pub async fn update(
     Ok(Json(UserRead::from(&user)))
 }
 
-/// `DELETE /admin/users/{id}`.
+/// Delete a user and every session of theirs.
+#[utoipa::path(
+    delete, path = "/admin/users/{id}", tag = "admin",
+    params(("id" = String, Path, format = Uuid)),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict, Unavailable)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Client(client): Client,

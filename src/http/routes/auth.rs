@@ -4,20 +4,42 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::UserRead;
 use crate::auth::TokenPair;
 use crate::domain::{Email, Password, Username};
-use crate::error::ApiError;
 use crate::http::AppState;
-use crate::http::body::{Checker, Fields, FormOrJsonFields, JsonFields, OptionalJsonFields};
+use crate::http::body::{Checker, FormOrJsonBody, FromFields, JsonBody, OptionalJsonBody};
+use crate::http::error::ApiError;
 use crate::http::extract::{Authenticated, Client};
+use crate::http::openapi::{
+    Conflict, PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 
-#[derive(Serialize)]
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(change_password))
+}
+
+/// A token pair: the access JWT for `Authorization: Bearer`, the refresh token for
+/// `/auth/refresh`.
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     access_token: String,
+    /// Opaque; single use: each refresh spends it and returns a new one.
     refresh_token: String,
+    #[schema(example = "bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
     expires_in: u64,
     /// After a login: send it back (`X-Device-Token` header or `device_token` field) on
     /// later logins, so a flood of guesses at this username does not lock this client out.
@@ -40,110 +62,221 @@ impl From<TokenPair> for TokenResponse {
 /// The header in which API clients send their device token back.
 pub const DEVICE_TOKEN_HEADER: &str = "x-device-token";
 
-/// A login's credentials, from a form or JSON body.
-pub struct LoginFields<'a> {
-    pub username: &'a str,
-    pub password: &'a str,
-    /// The device token, if the body carries one (`device_token`).
-    pub device_token: Option<&'a str>,
+/// `POST /auth/register`.
+#[derive(ToSchema)]
+pub struct RegisterRequest {
+    /// 3-50 characters of letters, digits, `_`, `.` and `-`.
+    #[schema(value_type = String, min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9_.-]{3,50}$", example = "alice")]
+    username: Username,
+    #[schema(value_type = String, format = Email, example = "alice@example.com")]
+    email: Email,
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
+    password: Password,
 }
 
-/// `POST /auth/register`: JSON `{username, email, password}`.
+impl FromFields for RegisterRequest {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        let username = c.parsed("username", Username::parse);
+        let email = c.parsed("email", Email::parse);
+        let password = c.parsed("password", Password::parse);
+        Some(Self {
+            username: username?,
+            email: email?,
+            password: password?,
+        })
+    }
+}
+
+/// A login: OAuth2's password grant as a form (what `OAuth2PasswordRequestForm`
+/// clients and Swagger UI send), or the same fields as JSON.
+#[derive(ToSchema)]
+pub struct LoginRequest {
+    /// `password` if sent (OAuth2 password grant); checked while reading.
+    #[schema(pattern = "^password$", example = "password")]
+    #[allow(dead_code)]
+    grant_type: Option<String>,
+    #[schema(example = "alice")]
+    pub username: String,
+    #[schema(format = Password)]
+    pub password: String,
+    /// The device token a previous login returned (or send `X-Device-Token`).
+    pub device_token: Option<String>,
+}
+
+impl FromFields for LoginRequest {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        let username = c.owned("username");
+        let password = c.owned("password");
+        let device_token = c.optional_string("device_token").map(str::to_owned);
+        let grant_type = c.optional_string("grant_type").map(str::to_owned);
+        if grant_type.as_deref().is_some_and(|g| g != "password") {
+            c.fail(
+                "grant_type",
+                "String should match pattern '^password$'",
+                "string_pattern_mismatch",
+            );
+        }
+        Some(Self {
+            grant_type,
+            username: username?,
+            password: password?,
+            device_token,
+        })
+    }
+}
+
+/// `POST /auth/refresh`.
+#[derive(ToSchema)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+impl FromFields for RefreshRequest {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        Some(Self {
+            refresh_token: c.owned("refresh_token")?,
+        })
+    }
+}
+
+/// `POST /auth/logout`: the session's refresh token, optionally (it is found from the
+/// access token anyway; sent, it must belong to that session).
+#[derive(ToSchema)]
+pub struct LogoutRequest {
+    refresh_token: Option<String>,
+}
+
+impl FromFields for LogoutRequest {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        Some(Self {
+            refresh_token: c.optional_string("refresh_token").map(str::to_owned),
+        })
+    }
+}
+
+/// `POST /auth/password`.
+#[derive(ToSchema)]
+pub struct PasswordChangeRequest {
+    #[schema(format = Password)]
+    current_password: String,
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
+    new_password: Password,
+}
+
+impl FromFields for PasswordChangeRequest {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        let current_password = c.owned("current_password");
+        let new_password = c.parsed("new_password", Password::parse);
+        Some(Self {
+            current_password: current_password?,
+            new_password: new_password?,
+        })
+    }
+}
+
+/// Create an account (no roles; an admin grants them).
+#[utoipa::path(
+    post, path = "/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Created", body = UserRead),
+        Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     Client(client): Client,
-    JsonFields(body): JsonFields,
+    JsonBody(body): JsonBody<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserRead>), ApiError> {
-    let mut c = Checker::new(&body);
-    let username = c.parsed("username", Username::parse);
-    let email = c.parsed("email", Email::parse);
-    let password = c.parsed("password", Password::parse);
-    c.finish()?;
-    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
-        return Err(ApiError::internal("checked fields missing"));
-    };
-    let user = state.auth.register(username, email, password, &client).await?;
+    let user = state
+        .auth
+        .register(body.username, body.email, body.password, &client)
+        .await?;
     Ok((StatusCode::CREATED, Json(UserRead::from(&user))))
 }
 
-/// `username` and `password` of a login body (form or JSON), with `grant_type`
-/// checked as OAuth2's password grant.
-pub fn login_fields(body: &Fields) -> Result<LoginFields<'_>, ApiError> {
-    let mut c = Checker::new(body);
-    let username = c.string("username");
-    let password = c.string("password");
-    let device_token = c.optional_string("device_token");
-    if c.optional_string("grant_type").is_some_and(|g| g != "password") {
-        c.fail(
-            "grant_type",
-            "String should match pattern '^password$'",
-            "string_pattern_mismatch",
-        );
-    }
-    c.finish()?;
-    let (username, password) = username
-        .zip(password)
-        .ok_or_else(|| ApiError::internal("checked fields missing"))?;
-    Ok(LoginFields {
-        username,
-        password,
-        device_token,
-    })
+/// The device token of a login: the body's field, else the header.
+pub fn device_token<'a>(body: &'a LoginRequest, headers: &'a HeaderMap) -> Option<&'a str> {
+    body.device_token
+        .as_deref()
+        .or_else(|| headers.get(DEVICE_TOKEN_HEADER).and_then(|v| v.to_str().ok()))
 }
 
-/// `POST /auth/login`: an OAuth2 password-grant form or JSON `{username, password}`.
+/// Exchange a username and password for a token pair (OAuth2 password grant).
+#[utoipa::path(
+    post, path = "/auth/login", tag = "auth",
+    request_body(content(
+        (LoginRequest = "application/x-www-form-urlencoded"),
+        (LoginRequest = "application/json"),
+    )),
+    params(("X-Device-Token" = Option<String>, Header, description = "The device token of an earlier login")),
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+        (status = 403, description = "Inactive user", body = crate::http::openapi::ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    FormOrJsonFields(body): FormOrJsonFields,
+    FormOrJsonBody(body): FormOrJsonBody<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let fields = login_fields(&body)?;
-    let device = fields
-        .device_token
-        .or_else(|| headers.get(DEVICE_TOKEN_HEADER).and_then(|v| v.to_str().ok()));
+    let device = device_token(&body, &headers);
     let pair = state
         .auth
-        .login(fields.username, fields.password, device, &client)
+        .login(&body.username, &body.password, device, &client)
         .await?;
     Ok(Json(pair.into()))
 }
 
-/// `POST /auth/refresh`: JSON `{refresh_token}`; the old token is spent.
+/// Spend a refresh token for a new pair. Presenting a spent token again revokes the
+/// whole session (reuse detection).
+#[utoipa::path(
+    post, path = "/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "Rotated", body = TokenResponse),
+        Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
-    JsonFields(body): JsonFields,
+    JsonBody(body): JsonBody<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let mut c = Checker::new(&body);
-    let token = c.string("refresh_token");
-    c.finish()?;
-    let token = token.unwrap_or_default();
-    let pair = state.auth.refresh(token, &client).await?;
+    let pair = state.auth.refresh(&body.refresh_token, &client).await?;
     Ok(Json(pair.into()))
 }
 
-/// `POST /auth/logout`: Bearer, optional JSON `{refresh_token}`.
+/// End the caller's session: its access token stops working at once, its refresh
+/// token is spent.
+#[utoipa::path(
+    post, path = "/auth/logout", tag = "auth",
+    request_body(content = Option<LogoutRequest>, description = "Optional"),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     Client(client): Client,
     Authenticated(who): Authenticated,
-    OptionalJsonFields(body): OptionalJsonFields,
+    OptionalJsonBody(body): OptionalJsonBody<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let refresh = match &body {
-        Some(fields) => {
-            let mut c = Checker::new(fields);
-            let r = c.optional_string("refresh_token");
-            c.finish()?;
-            r
-        }
-        None => None,
-    };
+    let refresh = body.as_ref().and_then(|b| b.refresh_token.as_deref());
     state.auth.logout(&who, refresh, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /auth/logout-all`: every session of the caller.
+/// End every session of the caller, on every device.
+#[utoipa::path(
+    post, path = "/auth/logout-all", tag = "auth",
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 204, description = "Every session ended"), Unauthorized, Unavailable)
+)]
 pub async fn logout_all(
     State(state): State<AppState>,
     Client(client): Client,
@@ -153,21 +286,26 @@ pub async fn logout_all(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /auth/password`: JSON `{current_password, new_password}`.
+/// Change the caller's password; every other session of theirs is revoked.
+#[utoipa::path(
+    post, path = "/auth/password", tag = "auth",
+    request_body = PasswordChangeRequest,
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Changed"),
+        Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+    )
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     Client(client): Client,
     Authenticated(who): Authenticated,
-    JsonFields(body): JsonFields,
+    JsonBody(body): JsonBody<PasswordChangeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let mut c = Checker::new(&body);
-    let current = c.string("current_password");
-    let new = c.parsed("new_password", Password::parse);
-    c.finish()?;
-    let (Some(current), Some(new)) = (current, new) else {
-        return Err(ApiError::internal("checked fields missing"));
-    };
-    let current = Password::candidate(current).ok_or(ApiError::WrongPassword)?;
-    state.auth.change_password(&who, current, new, &client).await?;
+    let current = Password::candidate(&body.current_password).ok_or(ApiError::WrongPassword)?;
+    state
+        .auth
+        .change_password(&who, current, body.new_password, &client)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,21 +6,38 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::auth::{DEVICE_TOKEN_HEADER, login_fields};
-use crate::auth::TokenPair;
+use super::auth::{LoginRequest, device_token};
+use crate::auth::{AuthError, TokenPair};
 use crate::domain::SessionId;
-use crate::error::ApiError;
 use crate::http::AppState;
-use crate::http::body::FormOrJsonFields;
+use crate::http::body::FormOrJsonBody;
 use crate::http::cookies::{Kind, csrf_header, is_cross_site};
+use crate::http::error::ApiError;
 use crate::http::extract::Client;
+use crate::http::openapi::{
+    Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 
-/// The body of a cookie login or refresh: what the page needs, no token.
-#[derive(Serialize)]
-struct CookieSession {
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+}
+
+/// The body of a cookie login or refresh: what the page needs, no token (the tokens
+/// are in HttpOnly cookies).
+#[derive(Serialize, ToSchema)]
+pub struct CookieSession {
+    /// Send it as `X-CSRF-Token` on every unsafe cookie-authenticated request.
     csrf_token: String,
+    #[schema(example = "cookie")]
     token_type: &'static str,
+    /// Seconds until the access cookie's token expires.
     expires_in: u64,
 }
 
@@ -55,34 +72,54 @@ fn check_csrf(state: &AppState, headers: &HeaderMap, session: SessionId) -> Resu
     }
 }
 
-/// `POST /auth/cookie/login`: the same bodies as `/auth/login`. A login posted from
-/// another site is refused: it would sign the victim's browser in as the attacker.
+/// Log a browser in: the same bodies as `/auth/login`; the tokens are set as HttpOnly
+/// cookies. A login posted from another site is refused: it would sign the victim's
+/// browser in as the attacker.
+#[utoipa::path(
+    post, path = "/auth/cookie/login", tag = "cookie",
+    request_body(content(
+        (LoginRequest = "application/x-www-form-urlencoded"),
+        (LoginRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Logged in; cookies set", body = CookieSession),
+        Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    FormOrJsonFields(body): FormOrJsonFields,
+    FormOrJsonBody(body): FormOrJsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
     if is_cross_site(&headers, &state.public_url, &state.cors_origins) {
         return Err(ApiError::Forbidden(
             "Cross-site login refused: sign in from this site or an allowed origin",
         ));
     }
-    let fields = login_fields(&body)?;
     let device_cookie = state.cookies.read(&headers, Kind::Device)?;
-    let device = fields
+    let device = body
         .device_token
+        .as_deref()
         .or(device_cookie.as_deref())
-        .or_else(|| headers.get(DEVICE_TOKEN_HEADER).and_then(|v| v.to_str().ok()));
+        .or_else(|| device_token(&body, &headers));
     let pair = state
         .auth
-        .login(fields.username, fields.password, device, &client)
+        .login(&body.username, &body.password, device, &client)
         .await?;
     Ok(signed_in(&state, pair))
 }
 
-/// `POST /auth/cookie/refresh`: rotate the refresh cookie. A refused refresh also
-/// clears the cookies, so the page starts clean.
+/// Rotate the refresh cookie (needs `X-CSRF-Token`). A refused refresh also clears
+/// the cookies, so the page starts clean.
+#[utoipa::path(
+    post, path = "/auth/cookie/refresh", tag = "cookie",
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses(
+        (status = 200, description = "Rotated; cookies set", body = CookieSession),
+        Unauthorized, Forbidden, TooManyRequests, Unavailable,
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
@@ -101,13 +138,21 @@ pub async fn refresh(
     check_csrf(&state, &headers, session)?;
     match state.auth.refresh(&token, &client).await {
         Ok(pair) => Ok(signed_in(&state, pair)),
-        Err(e @ ApiError::InvalidRefreshToken) => Ok(with_cookies(e.into_response(), state.cookies.cleared())),
-        Err(e) => Err(e),
+        Err(AuthError::InvalidRefreshToken) => Ok(with_cookies(
+            ApiError::InvalidRefreshToken.into_response(),
+            state.cookies.cleared(),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// `POST /auth/cookie/logout`: end the browser's session (by its access cookie, or by
-/// its refresh cookie once the access cookie has expired) and clear its cookies.
+/// End the browser's session (by its access cookie, or by its refresh cookie once the
+/// access cookie has expired) and clear its cookies (needs `X-CSRF-Token`).
+#[utoipa::path(
+    post, path = "/auth/cookie/logout", tag = "cookie",
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses((status = 204, description = "Logged out; cookies cleared"), Forbidden, Unavailable)
+)]
 pub async fn logout(
     State(state): State<AppState>,
     Client(client): Client,

@@ -4,10 +4,24 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
-use crate::error::ApiError;
+use axum::routing::any;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
 use crate::http::AppState;
 use crate::http::cookies::is_unsafe;
+use crate::http::error::ApiError;
 use crate::http::extract::authenticate;
+use crate::http::openapi::{Forbidden, Unauthorized, Unavailable};
+
+/// Any method is routed (a proxy may send the subrequest with the original request's
+/// method); the document lists the usual ones.
+pub fn router() -> OpenApiRouter<AppState> {
+    #[derive(OpenApi)]
+    #[openapi(paths(verify))]
+    struct Doc;
+    OpenApiRouter::with_openapi(Doc::openapi()).route("/auth/verify", any(verify))
+}
 
 /// Headers in which proxies pass the method of the request they are checking: nginx's
 /// `auth_request` always sends GET (our snippets add `X-Original-Method`), Traefik
@@ -31,9 +45,26 @@ fn original_is_unsafe(method: &Method, headers: &HeaderMap) -> bool {
         })
 }
 
-/// 200 with the caller's identity in headers and an empty body; 401 without valid
-/// credentials; 403 when `?role=R` is asked and the caller lacks it, or when a
-/// cookie-authenticated state-changing request lacks its CSRF token.
+/// Forward-auth: 200 with the caller's identity in `X-Auth-*` headers and an empty
+/// body; 401 without valid credentials; 403 when `?role=R` is asked and the caller
+/// lacks it, or when a cookie-authenticated state-changing request lacks its CSRF token.
+#[utoipa::path(
+    method(get, head, post, put, patch, delete), path = "/auth/verify", tag = "operations",
+    params(
+        ("role" = Option<String>, Query, description = "A role the caller must hold"),
+        ("X-Forwarded-Method" = Option<String>, Header, description = "The method of the request being authorised (Traefik)"),
+        ("X-Original-Method" = Option<String>, Header, description = "The same, as the nginx snippets send it"),
+    ),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = []), ()),
+    responses(
+        (status = 200, description = "Allowed", headers(
+            ("X-Auth-User-Id" = String), ("X-Auth-Username" = String),
+            ("X-Auth-Roles" = String, description = "Comma-separated effective roles"),
+            ("X-Auth-Session-Id" = String),
+        )),
+        Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn verify(
     State(state): State<AppState>,
     method: Method,
@@ -44,10 +75,10 @@ pub async fn verify(
     let who = authenticate(&request_headers, &state, unsafe_method).await?;
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
-    if let Some((_, role)) = pairs.iter().find(|(k, _)| k == "role") {
-        if !who.has_role(role) {
-            return Err(ApiError::InsufficientRole);
-        }
+    if let Some((_, role)) = pairs.iter().find(|(k, _)| k == "role")
+        && !who.has_role(role)
+    {
+        return Err(ApiError::InsufficientRole);
     }
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {

@@ -1,27 +1,52 @@
-//! Route handlers, one file per area. Each extracts, calls the service, maps.
+//! Route handlers, one file per area. Each extracts, calls the service, maps, and
+//! exports its own `router()`: the routes and their OpenAPI description in one place.
 
 pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod cookie;
 pub mod discovery;
+pub mod docs;
 pub mod forward_auth;
 pub mod health;
 pub mod me;
 pub mod sessions;
 
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
 
+use super::AppState;
+use super::openapi::ApiDoc;
 use crate::store::UserRecord;
 
+/// Every documented route, with the document describing them.
+pub fn api() -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi as _;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(cookie::router())
+        .merge(sessions::router())
+        .merge(me::router())
+        .merge(admin::router())
+        .merge(discovery::router())
+        .merge(health::router())
+        .merge(forward_auth::router())
+}
+
 /// The contract's `UserRead`: never a hash.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserRead {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(example = "alice")]
     pub username: String,
+    #[schema(format = Email, example = "alice@example.com")]
     pub email: String,
     pub is_active: bool,
+    #[schema(example = json!(["admin"]))]
     pub roles: Vec<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 

@@ -4,21 +4,36 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::SessionView;
 use crate::domain::SessionId;
-use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::http::extract::{Authenticated, Client, IdPath};
+use crate::http::openapi::{NotFound, Unauthorized, Unavailable};
 
-#[derive(Serialize)]
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list)).routes(routes!(revoke))
+}
+
+/// One live session (a device).
+#[derive(Serialize, ToSchema)]
 pub struct SessionRead {
+    #[schema(format = Uuid)]
     id: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     last_used_at: String,
+    /// When its current refresh token expires (unless refreshed before).
+    #[schema(format = DateTime)]
     expires_at: String,
     user_agent: Option<String>,
     ip: Option<String>,
+    /// The session of the token that asked.
     current: bool,
 }
 
@@ -37,7 +52,12 @@ impl From<SessionView> for SessionRead {
     }
 }
 
-/// `GET /auth/sessions`: live sessions, the caller's own marked `current`.
+/// The caller's live sessions, its own marked `current`.
+#[utoipa::path(
+    get, path = "/auth/sessions", tag = "sessions",
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "Live sessions", body = Vec<SessionRead>), Unauthorized, Unavailable)
+)]
 pub async fn list(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
@@ -46,7 +66,14 @@ pub async fn list(
     Ok(Json(views.into_iter().map(SessionRead::from).collect()))
 }
 
-/// `DELETE /auth/sessions/{id}`: 204, or 404 for unknown and for other users' sessions.
+/// Revoke one of the caller's sessions: its tokens stop working at once. Unknown ids
+/// and other users' sessions are both 404.
+#[utoipa::path(
+    delete, path = "/auth/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, format = Uuid, description = "A session id from the list")),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 204, description = "Revoked"), Unauthorized, NotFound, Unavailable)
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Client(client): Client,

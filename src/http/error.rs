@@ -6,18 +6,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Why a presented access token was refused, as far as the client is told.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenProblem {
-    Expired,
-    Revoked,
-    BadSignature,
-    Invalid,
-}
+use crate::auth::{AuthError, TokenProblem};
 
 /// One entry of a 422 `detail` list, shaped like FastAPI's.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// Where: `["body", "<field>"]`, `["query", "<name>"]`, list items by index.
+    #[schema(value_type = Vec<Object>, example = json!(["body", "username"]))]
     pub loc: Vec<Value>,
     pub msg: String,
     #[serde(rename = "type")]
@@ -162,6 +157,36 @@ impl ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidToken(why) => Self::InvalidToken(why),
+            AuthError::BadCredentials => Self::BadCredentials,
+            AuthError::InvalidRefreshToken => Self::InvalidRefreshToken,
+            AuthError::WrongPassword => Self::WrongPassword,
+            AuthError::InactiveUser => Self::InactiveUser,
+            AuthError::Taken => Self::Conflict("Username or email already registered"),
+            AuthError::LastAdmin => {
+                Self::Conflict("This change would leave no active admin; give another user the admin role first")
+            }
+            AuthError::NotFound => Self::NotFound,
+            AuthError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
+            AuthError::Busy { retry_after_secs } => Self::Busy { retry_after_secs },
+            AuthError::Unavailable(why) => {
+                tracing::warn!(error = %why, "database unavailable");
+                Self::Unavailable("Database unavailable, retry shortly")
+            }
+            AuthError::Internal(msg) => Self::Internal(msg),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        AuthError::from(e).into()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(msg) = &self {
@@ -199,5 +224,22 @@ mod tests {
             assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
             assert!(e.challenge().is_some_and(|c| c.starts_with("Bearer")));
         }
+    }
+
+    #[test]
+    fn an_unavailable_database_or_a_full_queue_is_a_503_not_a_500() {
+        use crate::crypto::passwords::HashError;
+        use crate::store::StoreError;
+        let status = |e: AuthError| ApiError::from(e).status();
+        assert_eq!(
+            status(StoreError::Unavailable("connection reset".into()).into()),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(StoreError::Backend("no such table".into()).into()),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(status(HashError::Busy.into()), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(AuthError::LastAdmin), StatusCode::CONFLICT);
     }
 }

@@ -1,0 +1,81 @@
+//! `AuthError`: why the rules refused, in the domain's words. No status codes here:
+//! the HTTP edge (`http::error::ApiError`) and the CLI each word it for their audience.
+
+use crate::crypto::passwords::HashError;
+use crate::crypto::tokens::TokenError;
+use crate::store::StoreError;
+
+/// Why a presented access token was refused, as far as the client is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenProblem {
+    Expired,
+    Revoked,
+    BadSignature,
+    Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("access token refused ({0:?})")]
+    InvalidToken(TokenProblem),
+    #[error("incorrect username or password")]
+    BadCredentials,
+    #[error("invalid or expired refresh token")]
+    InvalidRefreshToken,
+    /// The current password given to a password change is wrong.
+    #[error("incorrect current password")]
+    WrongPassword,
+    #[error("inactive user")]
+    InactiveUser,
+    #[error("username or email already registered")]
+    Taken,
+    /// The change would leave nobody able to administer the server.
+    #[error("this change would leave no active admin; give another user the admin role first")]
+    LastAdmin,
+    #[error("not found")]
+    NotFound,
+    #[error("too many attempts; retry in {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
+    /// The password-hashing queue is full; retry shortly.
+    #[error("server busy; retry in {retry_after_secs}s")]
+    Busy { retry_after_secs: u64 },
+    /// The database cannot be reached right now.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an infrastructure failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AuthError {
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Self::Internal(err.to_string())
+    }
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => Self::Unavailable(why),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<HashError> for AuthError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Busy { retry_after_secs: 1 },
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<TokenError> for AuthError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Rejected(_) => Self::InvalidToken(TokenProblem::Invalid),
+            TokenError::Signing(m) => Self::Internal(m),
+        }
+    }
+}
