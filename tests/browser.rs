@@ -36,6 +36,64 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether Chromium and its driver are here; without them the test says so and is
+/// skipped, except under CI, where it fails.
+fn chromium_installed() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        eprintln!("browser test running in {CHROMIUM}");
+        return true;
+    }
+    let why = "SKIPPED browser test: /usr/bin/chromium and /usr/bin/chromedriver are not installed \
+               (apt-get install chromium chromium-driver; .ci/run does this)";
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    eprintln!("{why}");
+    false
+}
+
+/// A headless Chromium with a fresh profile, driven over WebDriver.
+struct Browser {
+    client: Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let (driver, port) = start_driver().await;
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1100,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps.as_object().unwrap().clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("WebDriver session");
+        Self {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+}
+
+/// Save a screenshot under the target folder and say where.
+async fn screenshot(client: &Client, name: &str) {
+    let shot = client.screenshot().await.unwrap();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join(name), &shot).unwrap();
+    eprintln!("screenshot: {}", out.join(name).display());
+}
+
 async fn start_driver() -> (Driver, u16) {
     let port = free_port();
     let child = Command::new(CHROMEDRIVER)
@@ -54,11 +112,7 @@ async fn start_driver() -> (Driver, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        let why = "SKIPPED browser test: /usr/bin/chromium and /usr/bin/chromedriver are not installed \
-                   (apt-get install chromium chromium-driver; .ci/run does this)";
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("{why}");
+    if !chromium_installed() {
         return;
     }
     let srv = TestServer::start(Backend::Sqlite).await;
@@ -69,25 +123,8 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     // Browsers treat localhost as a secure context, so Secure cookies work over http.
     let base = srv.base.replace("127.0.0.1", "localhost");
 
-    let (_driver, port) = start_driver().await;
-    let profile = tempfile::tempdir().unwrap();
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1100,900",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }
-    });
-    let client = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session");
-
+    let browser = Browser::start().await;
+    let client = &browser.client;
     client.goto(&format!("{base}/account")).await.unwrap();
     wait_for(&client, "#signin:not([hidden])").await;
     type_into(&client, "#username", "alzy").await;
@@ -112,11 +149,7 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     );
     assert!(!cookie.contains("eyJ"), "no JWT in document.cookie: {cookie}");
 
-    let shot = client.screenshot().await.unwrap();
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("account.png"), &shot).unwrap();
-    eprintln!("screenshot: {}", out.join("account.png").display());
+    screenshot(client, "account.png").await;
 
     // Revoke the other device from the page: its tokens die at once.
     click(&client, &format!("{other_row} button.revoke")).await;
@@ -134,7 +167,57 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     assert_eq!(document_cookie(&client).await, "");
     client.goto(&format!("{base}/account")).await.unwrap();
     wait_for(&client, "#signin:not([hidden])").await;
-    client.close().await.unwrap();
+    client.clone().close().await.unwrap();
+}
+
+/// Swagger UI at `/docs`, offline from the binary: Authorize with a username and
+/// password (the OAuth2 password flow against `/auth/login`), then run `GET /me`
+/// from the page and see 200 with the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_authorizes_with_a_password_and_runs_me_in_chromium() {
+    if !chromium_installed() {
+        return;
+    }
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.register("alzy").await;
+    let browser = Browser::start().await;
+    let client = &browser.client;
+
+    client.goto(&format!("{}/docs", srv.base)).await.unwrap();
+    wait_for(client, "button.authorize").await;
+    click(client, "button.authorize").await;
+    let oauth = ".auth-container:has(#oauth_username)";
+    wait_for(client, &format!("{oauth} #oauth_password")).await;
+    type_into(client, &format!("{oauth} #oauth_username"), "alzy").await;
+    type_into(client, &format!("{oauth} #oauth_password"), PASSWORD).await;
+    click(client, &format!("{oauth} button.authorize")).await;
+    // Authorized: the OAuth2 form (the first) now offers to log out.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let form = text(client, ".auth-container").await;
+        if form.contains("Logout") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the password flow did not authorize: {form}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    click(client, ".auth-container button.btn-done").await;
+
+    let me = "#operations-auth-me";
+    click(client, &format!("{me} .opblock-summary-control")).await;
+    wait_for(client, &format!("{me} button.execute")).await;
+    click(client, &format!("{me} button.execute")).await;
+    let status = format!("{me} .live-responses-table .response .response-col_status");
+    wait_for(client, &status).await;
+    assert_eq!(text(client, &status).await.trim(), "200");
+    let body = text(
+        client,
+        &format!("{me} .live-responses-table tbody .response-col_description"),
+    )
+    .await;
+    assert!(body.contains("\"username\": \"alzy\""), "{body}");
+    screenshot(client, "docs.png").await;
+    client.clone().close().await.unwrap();
 }
 
 async fn wait_for(client: &Client, css: &str) {

@@ -51,7 +51,7 @@ const MAX_LIMIT: u32 = 200;
 
 /// Users, oldest first, a page at a time.
 #[utoipa::path(
-    get, path = "/admin/users", tag = "admin",
+    get, path = "/admin/users", operation_id = "list_users", tag = "admin",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
         ("offset" = Option<u32>, Query, description = "Users to skip (default 0)"),
@@ -72,7 +72,7 @@ pub async fn list(
 /// Change a user's roles and/or activity. Deactivating revokes every session of
 /// theirs at once; no change may leave the server without an active admin.
 #[utoipa::path(
-    patch, path = "/admin/users/{id}", tag = "admin",
+    patch, path = "/admin/users/{id}", operation_id = "update_user", tag = "admin",
     params(("id" = String, Path, format = Uuid)),
     request_body = UserUpdateRequest,
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
@@ -107,7 +107,7 @@ pub async fn update(
 
 /// Delete a user and every session of theirs.
 #[utoipa::path(
-    delete, path = "/admin/users/{id}", tag = "admin",
+    delete, path = "/admin/users/{id}", operation_id = "delete_user", tag = "admin",
     params(("id" = String, Path, format = Uuid)),
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict, Unavailable)

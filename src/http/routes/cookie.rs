@@ -76,7 +76,7 @@ fn check_csrf(state: &AppState, headers: &HeaderMap, session: SessionId) -> Resu
 /// cookies. A login posted from another site is refused: it would sign the victim's
 /// browser in as the attacker.
 #[utoipa::path(
-    post, path = "/auth/cookie/login", tag = "cookie",
+    post, path = "/auth/cookie/login", operation_id = "cookie_login", tag = "cookie",
     request_body(content(
         (LoginRequest = "application/x-www-form-urlencoded"),
         (LoginRequest = "application/json"),
@@ -113,7 +113,7 @@ pub async fn login(
 /// Rotate the refresh cookie (needs `X-CSRF-Token`). A refused refresh also clears
 /// the cookies, so the page starts clean.
 #[utoipa::path(
-    post, path = "/auth/cookie/refresh", tag = "cookie",
+    post, path = "/auth/cookie/refresh", operation_id = "cookie_refresh", tag = "cookie",
     params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
     responses(
         (status = 200, description = "Rotated; cookies set", body = CookieSession),
@@ -149,7 +149,7 @@ pub async fn refresh(
 /// End the browser's session (by its access cookie, or by its refresh cookie once the
 /// access cookie has expired) and clear its cookies (needs `X-CSRF-Token`).
 #[utoipa::path(
-    post, path = "/auth/cookie/logout", tag = "cookie",
+    post, path = "/auth/cookie/logout", operation_id = "cookie_logout", tag = "cookie",
     params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
     responses((status = 204, description = "Logged out; cookies cleared"), Forbidden, Unavailable)
 )]

@@ -15,7 +15,8 @@ use crate::http::extract::authenticate;
 use crate::http::openapi::{Forbidden, Unauthorized, Unavailable};
 
 /// Any method is routed (a proxy may send the subrequest with the original request's
-/// method); the document lists the usual ones.
+/// method); the document lists GET, what nginx's `auth_request` sends (one operation
+/// id per operation keeps generated clients valid).
 pub fn router() -> OpenApiRouter<AppState> {
     #[derive(OpenApi)]
     #[openapi(paths(verify))]
@@ -45,11 +46,11 @@ fn original_is_unsafe(method: &Method, headers: &HeaderMap) -> bool {
         })
 }
 
-/// Forward-auth: 200 with the caller's identity in `X-Auth-*` headers and an empty
+/// Forward-auth (any method is accepted): 200 with the caller's identity in `X-Auth-*` headers and an empty
 /// body; 401 without valid credentials; 403 when `?role=R` is asked and the caller
 /// lacks it, or when a cookie-authenticated state-changing request lacks its CSRF token.
 #[utoipa::path(
-    method(get, head, post, put, patch, delete), path = "/auth/verify", tag = "operations",
+    get, path = "/auth/verify", tag = "operations",
     params(
         ("role" = Option<String>, Query, description = "A role the caller must hold"),
         ("X-Forwarded-Method" = Option<String>, Header, description = "The method of the request being authorised (Traefik)"),

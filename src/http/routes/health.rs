@@ -34,7 +34,7 @@ pub struct Readiness {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -45,7 +45,7 @@ pub async fn healthz() -> Json<Health> {
 /// degraded`).
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Readiness), Unavailable)
+    responses((status = 200, description = "Ready (or degraded but serving)", body = Readiness), Unavailable)
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.auth.store().ping().await.map_err(|e| {

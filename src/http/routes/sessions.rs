@@ -54,7 +54,7 @@ impl From<SessionView> for SessionRead {
 
 /// The caller's live sessions, its own marked `current`.
 #[utoipa::path(
-    get, path = "/auth/sessions", tag = "sessions",
+    get, path = "/auth/sessions", operation_id = "list_sessions", tag = "sessions",
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses((status = 200, description = "Live sessions", body = Vec<SessionRead>), Unauthorized, Unavailable)
 )]
@@ -69,7 +69,7 @@ pub async fn list(
 /// Revoke one of the caller's sessions: its tokens stop working at once. Unknown ids
 /// and other users' sessions are both 404.
 #[utoipa::path(
-    delete, path = "/auth/sessions/{id}", tag = "sessions",
+    delete, path = "/auth/sessions/{id}", operation_id = "revoke_session", tag = "sessions",
     params(("id" = String, Path, format = Uuid, description = "A session id from the list")),
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses((status = 204, description = "Revoked"), Unauthorized, NotFound, Unavailable)
