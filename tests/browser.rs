@@ -126,18 +126,18 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     let browser = Browser::start().await;
     let client = &browser.client;
     client.goto(&format!("{base}/account")).await.unwrap();
-    wait_for(&client, "#signin:not([hidden])").await;
-    type_into(&client, "#username", "alzy").await;
-    type_into(&client, "#password", PASSWORD).await;
-    click(&client, "#signin-button").await;
+    wait_for(client, "#signin:not([hidden])").await;
+    type_into(client, "#username", "alzy").await;
+    type_into(client, "#password", PASSWORD).await;
+    click(client, "#signin-button").await;
 
-    wait_for(&client, "#account:not([hidden])").await;
-    assert_eq!(text(&client, "#whoami").await, "You are alzy with roles: none");
+    wait_for(client, "#account:not([hidden])").await;
+    assert_eq!(text(client, "#whoami").await, "You are alzy with roles: none");
     let other_row = format!("#sessions tr[data-session-id=\"{other_sid}\"]");
-    wait_for(&client, &other_row).await;
+    wait_for(client, &other_row).await;
     let rows = client.find_all(Locator::Css("#sessions tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 2);
-    let current = text(&client, "#sessions tr.current").await;
+    let current = text(client, "#sessions tr.current").await;
     assert!(current.contains("(this browser)"), "{current}");
 
     // The page can read the CSRF cookie, never the tokens.
@@ -152,21 +152,21 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     screenshot(client, "account.png").await;
 
     // Revoke the other device from the page: its tokens die at once.
-    click(&client, &format!("{other_row} button.revoke")).await;
+    click(client, &format!("{other_row} button.revoke")).await;
     let deadline = Instant::now() + WAIT;
     while !client.find_all(Locator::Css(&other_row)).await.unwrap().is_empty() {
         assert!(Instant::now() < deadline, "the revoked session is still listed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(text(&client, "#status").await, "Session revoked.");
+    assert_eq!(text(client, "#status").await, "Session revoked.");
     assert_eq!(srv.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
 
     // Sign out: back to the sign-in form, cookies gone, and still signed out on reload.
-    click(&client, "#signout").await;
-    wait_for(&client, "#signin:not([hidden])").await;
+    click(client, "#signout").await;
+    wait_for(client, "#signin:not([hidden])").await;
     assert_eq!(document_cookie(&client).await, "");
     client.goto(&format!("{base}/account")).await.unwrap();
-    wait_for(&client, "#signin:not([hidden])").await;
+    wait_for(client, "#signin:not([hidden])").await;
     client.clone().close().await.unwrap();
 }
 
