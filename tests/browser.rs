@@ -141,7 +141,7 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     assert!(current.contains("(this browser)"), "{current}");
 
     // The page can read the CSRF cookie, never the tokens.
-    let cookie = document_cookie(&client).await;
+    let cookie = document_cookie(client).await;
     assert!(cookie.contains("tokengate_csrf="), "{cookie}");
     assert!(
         !cookie.contains("tokengate_access") && !cookie.contains("tokengate_refresh"),
@@ -164,7 +164,7 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     // Sign out: back to the sign-in form, cookies gone, and still signed out on reload.
     click(client, "#signout").await;
     wait_for(client, "#signin:not([hidden])").await;
-    assert_eq!(document_cookie(&client).await, "");
+    assert_eq!(document_cookie(client).await, "");
     client.goto(&format!("{base}/account")).await.unwrap();
     wait_for(client, "#signin:not([hidden])").await;
     client.clone().close().await.unwrap();
