@@ -1,5 +1,7 @@
 //! Auth events: one structured log line per security-relevant event, with ids and
-//! client facts only: never a password, token or secret.
+//! client facts only: never a password, token or secret. `auth` reports each event to
+//! an injected [`EventSink`]; the server's sink logs and counts in one place, so the
+//! log and the metrics can never disagree.
 
 use std::net::IpAddr;
 
@@ -72,15 +74,26 @@ impl AuthEvent {
     }
 }
 
-/// Log one auth event.
-pub fn emit(event: AuthEvent, user: Option<UserId>, session: Option<SessionId>, client: &ClientInfo) {
-    let user_id = user.map(|u| u.to_string());
-    let session_id = session.map(|s| s.to_string());
-    let ip = client.ip.map(|i| i.to_string());
-    let ua = client.user_agent.as_deref();
-    if event.is_warning() {
-        tracing::warn!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
-    } else {
-        tracing::info!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
+/// Where `auth` reports what happened.
+pub trait EventSink: Send + Sync {
+    fn record(&self, event: AuthEvent, user: Option<UserId>, session: Option<SessionId>, client: &ClientInfo);
+}
+
+/// The server's sink: one `tokengate::event` log line and one increment of
+/// `tokengate_auth_events_total{event}` per event.
+pub struct LogAndCount;
+
+impl EventSink for LogAndCount {
+    fn record(&self, event: AuthEvent, user: Option<UserId>, session: Option<SessionId>, client: &ClientInfo) {
+        metrics::counter!(crate::metrics::AUTH_EVENTS, "event" => event.name()).increment(1);
+        let user_id = user.map(|u| u.to_string());
+        let session_id = session.map(|s| s.to_string());
+        let ip = client.ip.map(|i| i.to_string());
+        let ua = client.user_agent.as_deref();
+        if event.is_warning() {
+            tracing::warn!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
+        } else {
+            tracing::info!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

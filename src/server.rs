@@ -33,6 +33,7 @@ use crate::limits::redis::RedisLimiter;
 use crate::store::DatabaseUrl;
 use crate::store::Store;
 use crate::store::cache::CachedStore;
+use crate::store::metered::MeteredStore;
 
 /// Why the server (or a command) could not start.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +193,8 @@ pub async fn build_state_opening(
     clock: Arc<dyn Clock>,
     mode: OpenMode,
 ) -> Result<AppState, StartError> {
+    // The recorder first, so nothing counted from here on is lost.
+    let _ = crate::metrics::handle();
     if matches!(settings.store.database_url, DatabaseUrl::Postgres(_)) && settings.redis.url.is_none() {
         // Revocation holds across instances (every request checks the shared
         // database); the counters of the rate limits do not yet.
@@ -201,7 +204,8 @@ pub async fn build_state_opening(
     }
     // The per-request check is served from a cache that follows the revocation log;
     // with Redis, revocations are also pushed so other instances read the log at once.
-    let cache = CachedStore::start(open_store(settings, mode).await?, clock.clone()).await;
+    let metered: Arc<dyn crate::store::Store> = Arc::new(MeteredStore::new(open_store(settings, mode).await?));
+    let cache = CachedStore::start(metered, clock.clone()).await;
     if let Some(url) = &settings.redis.url {
         let fanout = RedisFanout::new(url, &settings.redis.prefix)
             .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_REDIS_URL", e.to_string())))?;
@@ -250,6 +254,7 @@ pub async fn build_state_opening(
         },
         keys: key_mode,
         macs,
+        events: Arc::new(crate::events::LogAndCount),
     });
     if !settings.http.cookie_secure {
         tracing::warn!(
@@ -282,6 +287,7 @@ pub async fn build_state_opening(
             device_ttl_secs: crate::auth::DEVICE_TOKEN_TTL_SECS,
         },
         cors_origins: cors_origins.into(),
+        metrics_here: settings.http.metrics_bind.is_none(),
     })
 }
 
@@ -364,14 +370,35 @@ pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), 
     let store = state.auth.store().clone();
     let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.tokens.refresh_ttl_secs));
     let reload = tokio::spawn(reload_loop(state.auth.clone()));
+    let metrics = match settings.http.metrics_bind {
+        Some(bind) => Some(serve_metrics(bind, state.clone()).await?),
+        None => None,
+    };
     serve_on(listener, state, settings.http.connections, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     purge.abort();
     reload.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `/metrics` alone on its own address (`TOKENGATE_METRICS_BIND`).
+async fn serve_metrics(bind: std::net::SocketAddr, state: AppState) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|e| StartError::Runtime(format!("cannot listen on {bind} (TOKENGATE_METRICS_BIND): {e}")))?;
+    tracing::info!(address = %bind, "metrics on http://{bind}/metrics");
+    let app = crate::http::metrics_router(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    }))
 }
 
 /// Re-read the signing keys every few seconds: a `keys rotate` run anywhere applies

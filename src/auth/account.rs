@@ -4,7 +4,7 @@ use super::AuthError;
 use super::sessions::net_of;
 use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
-use crate::events::{AuthEvent, ClientInfo, emit};
+use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::store::{NewUser, StoreError, UserRecord};
 
@@ -22,7 +22,7 @@ impl AuthService {
         self.limit(LimitKey::RegisterIp(net_of(client)), AuthEvent::RegisterLimited, client)
             .await?;
         let user = self.create_user(username, email, password, Vec::new()).await?;
-        emit(AuthEvent::Register, Some(user.id), None, client);
+        self.events.record(AuthEvent::Register, Some(user.id), None, client);
         Ok(user)
     }
 
@@ -72,7 +72,7 @@ impl AuthService {
             .verify(current, Some(who.user.password_hash.clone()))
             .await?;
         if !ok {
-            emit(
+            self.events.record(
                 AuthEvent::PasswordChangeFailed,
                 Some(who.user.id),
                 Some(who.session.id),
@@ -84,7 +84,7 @@ impl AuthService {
         self.store
             .change_password(who.user.id, hash, Some(who.session.id), self.clock.now())
             .await?;
-        emit(
+        self.events.record(
             AuthEvent::PasswordChanged,
             Some(who.user.id),
             Some(who.session.id),
@@ -105,7 +105,7 @@ impl AuthService {
         {
             return Err(AuthError::NotFound);
         }
-        emit(AuthEvent::PasswordReset, Some(id), None, client);
+        self.events.record(AuthEvent::PasswordReset, Some(id), None, client);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use super::AuthError;
 use super::{AuthService, Principal};
 use crate::domain::{Role, UserId};
-use crate::events::{AuthEvent, ClientInfo, emit};
+use crate::events::{AuthEvent, ClientInfo};
 use crate::store::{UserRecord, UserUpdate, UserWrite};
 
 /// The result of a guarded change, as the routes answer it.
@@ -45,11 +45,16 @@ impl AuthService {
         .user;
         let by_session = actor.map(|a| a.session.id);
         if before.roles != after.roles {
-            emit(AuthEvent::RolesChanged, Some(id), by_session, client);
+            self.events
+                .record(AuthEvent::RolesChanged, Some(id), by_session, client);
         }
         match (before.is_active, after.is_active) {
-            (true, false) => emit(AuthEvent::UserDeactivated, Some(id), by_session, client),
-            (false, true) => emit(AuthEvent::UserActivated, Some(id), by_session, client),
+            (true, false) => self
+                .events
+                .record(AuthEvent::UserDeactivated, Some(id), by_session, client),
+            (false, true) => self
+                .events
+                .record(AuthEvent::UserActivated, Some(id), by_session, client),
             _ => {}
         }
         Ok(after)
@@ -67,7 +72,8 @@ impl AuthService {
                 .delete_user(id, Some(&Role::admin()), self.clock.now())
                 .await?,
         )?;
-        emit(AuthEvent::UserDeleted, Some(id), actor.map(|a| a.session.id), client);
+        self.events
+            .record(AuthEvent::UserDeleted, Some(id), actor.map(|a| a.session.id), client);
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal};
 use crate::domain::SessionId;
-use crate::events::{AuthEvent, ClientInfo, emit};
+use crate::events::{AuthEvent, ClientInfo, EventSink};
 use crate::limits::{Decision, LimitKey, Limiter};
 use crate::store::{SessionRecord, Store, UserRecord};
 
@@ -83,6 +83,7 @@ pub struct AuthService {
     sessions: SessionPolicy,
     keys: keys::KeyMode,
     macs: ServerMacs,
+    events: Arc<dyn EventSink>,
 }
 
 /// What an [`AuthService`] is made of.
@@ -95,6 +96,8 @@ pub struct AuthParts {
     pub sessions: SessionPolicy,
     pub keys: keys::KeyMode,
     pub macs: ServerMacs,
+    /// Where auth events go (the server logs and counts them).
+    pub events: Arc<dyn EventSink>,
 }
 
 impl AuthService {
@@ -108,6 +111,7 @@ impl AuthService {
             sessions: p.sessions,
             keys: p.keys,
             macs: p.macs,
+            events: p.events,
         }
     }
 
@@ -119,7 +123,7 @@ impl AuthService {
         match self.limiter.hit(&key).await {
             Ok(Decision::Allowed) => Ok(()),
             Ok(Decision::Limited(retry)) => {
-                emit(event, None, None, client);
+                self.events.record(event, None, None, client);
                 Err(AuthError::RateLimited {
                     retry_after_secs: retry.secs(),
                 })
@@ -133,6 +137,11 @@ impl AuthService {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// What password hashing is doing now (for metrics).
+    pub fn hash_load(&self) -> crate::crypto::passwords::HashLoad {
+        self.hasher.load()
     }
 
     /// The shared rate-limit backend's state, if there is one ("ok" / "degraded").

@@ -7,7 +7,7 @@ use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use crate::domain::{Password, SessionId};
-use crate::events::{AuthEvent, ClientInfo, emit};
+use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
 
@@ -48,7 +48,7 @@ impl AuthService {
             .await?;
         // Refused before any hash, so it counts against no username.
         let Some(password) = Password::candidate(password) else {
-            emit(AuthEvent::LoginFailed, None, None, client);
+            self.events.record(AuthEvent::LoginFailed, None, None, client);
             return Err(AuthError::BadCredentials);
         };
         // Valid usernames are at most 50 characters; a longer key names no one and
@@ -70,13 +70,15 @@ impl AuthService {
         let user = match user {
             Some(u) if ok => u,
             other => {
-                emit(AuthEvent::LoginFailed, other.map(|u| u.id), None, client);
+                self.events
+                    .record(AuthEvent::LoginFailed, other.map(|u| u.id), None, client);
                 return Err(AuthError::BadCredentials);
             }
         };
         // Only someone who knows the password learns that the account is disabled.
         if !user.is_active {
-            emit(AuthEvent::LoginInactive, Some(user.id), None, client);
+            self.events
+                .record(AuthEvent::LoginInactive, Some(user.id), None, client);
             return Err(AuthError::InactiveUser);
         }
         let session_id = SessionId::new();
@@ -100,10 +102,11 @@ impl AuthService {
         if opened == SessionOpen::UserChanged {
             // The password changed, or the user was deactivated, demoted or deleted,
             // while this login was hashing: what it verified no longer holds.
-            emit(AuthEvent::LoginFailed, Some(user.id), None, client);
+            self.events.record(AuthEvent::LoginFailed, Some(user.id), None, client);
             return Err(AuthError::BadCredentials);
         }
-        emit(AuthEvent::LoginOk, Some(user.id), Some(session_id), client);
+        self.events
+            .record(AuthEvent::LoginOk, Some(user.id), Some(session_id), client);
         let device_token = device::issue(
             &self.macs.device,
             user.username.as_str(),
@@ -121,7 +124,7 @@ impl AuthService {
         self.limit(LimitKey::RefreshIp(net_of(client)), AuthEvent::RefreshLimited, client)
             .await?;
         let Some(hash) = RefreshTokenHash::of_presented(presented) else {
-            emit(AuthEvent::RefreshRejected, None, None, client);
+            self.events.record(AuthEvent::RefreshRejected, None, None, client);
             return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
@@ -137,19 +140,21 @@ impl AuthService {
             .await?;
         match outcome {
             Rotation::Spent { session, user } if session.is_live(now) && user.is_active => {
-                emit(AuthEvent::Refresh, Some(user.id), Some(session.id), client);
+                self.events
+                    .record(AuthEvent::Refresh, Some(user.id), Some(session.id), client);
                 self.pair(&user, session.id, successor)
             }
             // A token of a revoked or expired session, or of a deactivated user: its
             // successor lives in a dead session and is refused like it.
             Rotation::Spent { .. } | Rotation::Unknown => {
-                emit(AuthEvent::RefreshRejected, None, None, client);
+                self.events.record(AuthEvent::RefreshRejected, None, None, client);
                 Err(AuthError::InvalidRefreshToken)
             }
             Rotation::AlreadySpent { user_id, session_id } => {
                 // A spent token came back: someone holds a copy. The whole session dies.
                 self.store.revoke_session(user_id, session_id, now).await?;
-                emit(AuthEvent::RefreshReuse, Some(user_id), Some(session_id), client);
+                self.events
+                    .record(AuthEvent::RefreshReuse, Some(user_id), Some(session_id), client);
                 Err(AuthError::InvalidRefreshToken)
             }
         }
@@ -165,7 +170,8 @@ impl AuthService {
                 .revoke_session_of_refresh(Some(who.user.id), &hash, now)
                 .await?;
         }
-        emit(AuthEvent::Logout, Some(who.user.id), Some(who.session.id), client);
+        self.events
+            .record(AuthEvent::Logout, Some(who.user.id), Some(who.session.id), client);
         Ok(())
     }
 
@@ -179,7 +185,7 @@ impl AuthService {
                 .await?
                 .is_some()
         {
-            emit(AuthEvent::Logout, None, None, client);
+            self.events.record(AuthEvent::Logout, None, None, client);
         }
         Ok(())
     }
@@ -187,7 +193,8 @@ impl AuthService {
     /// Close every session of the caller, on every device.
     pub async fn logout_all(&self, who: &Principal, client: &ClientInfo) -> Result<(), AuthError> {
         self.store.revoke_sessions(who.user.id, None, self.clock.now()).await?;
-        emit(AuthEvent::LogoutAll, Some(who.user.id), Some(who.session.id), client);
+        self.events
+            .record(AuthEvent::LogoutAll, Some(who.user.id), Some(who.session.id), client);
         Ok(())
     }
 
@@ -209,7 +216,8 @@ impl AuthService {
         if !self.store.revoke_session(who.user.id, id, self.clock.now()).await? {
             return Err(AuthError::NotFound);
         }
-        emit(AuthEvent::SessionRevoked, Some(who.user.id), Some(id), client);
+        self.events
+            .record(AuthEvent::SessionRevoked, Some(who.user.id), Some(id), client);
         Ok(())
     }
 

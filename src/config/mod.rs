@@ -64,6 +64,9 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     pub trusted_proxies: Vec<IpNet>,
     pub connections: ConnectionLimits,
+    /// Serve `/metrics` on this address instead of the main one (e.g. only inside the
+    /// cluster); `None`: on the main address.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Where durable state lives.
@@ -121,6 +124,7 @@ impl Default for Settings {
                 cors_origins: Vec::new(),
                 trusted_proxies: Vec::new(),
                 connections: ConnectionLimits::default(),
+                metrics_bind: None,
             },
             store: StoreSettings {
                 database_url: DatabaseUrl::Sqlite {
@@ -187,6 +191,9 @@ pub struct RawSettings {
     /// Comma-separated HS256 secrets still accepted for verification
     #[arg(long, env = "TOKENGATE_PREVIOUS_SECRET_KEYS", global = true, hide_env_values = true)]
     pub previous_secret_keys: Option<String>,
+    /// Serve /metrics only on this address, e.g. 0.0.0.0:9100 [default: on TOKENGATE_BIND]
+    #[arg(long, env = "TOKENGATE_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
     /// External base URL, e.g. https://auth.example.com [default: http://BIND]
     #[arg(long, env = "TOKENGATE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
@@ -367,6 +374,11 @@ impl RawSettings {
                     |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
                 )?,
             },
+            metrics_bind: opt("TOKENGATE_METRICS_BIND", &self.metrics_bind, None, |v| {
+                v.parse()
+                    .map(Some)
+                    .map_err(|_| format!("{v:?} is not an address like 0.0.0.0:9100"))
+            })?,
         })
     }
 

@@ -76,6 +76,15 @@ pub struct PasswordHasher {
     max_waiting: usize,
     /// Hashes refused because the queue was full (for logs and metrics).
     refused: Arc<AtomicU64>,
+    concurrency: usize,
+}
+
+/// What the hashing pool is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashLoad {
+    pub in_flight: usize,
+    pub waiting: usize,
+    pub refused: u64,
 }
 
 impl PasswordHasher {
@@ -95,12 +104,22 @@ impl PasswordHasher {
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
             refused: Arc::new(AtomicU64::new(0)),
+            concurrency: concurrency.max(1),
         })
     }
 
     /// Hashes refused so far because the queue was full.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Hashes running and waiting now, for metrics.
+    pub fn load(&self) -> HashLoad {
+        HashLoad {
+            in_flight: self.concurrency.saturating_sub(self.permits.available_permits()),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            refused: self.refused(),
+        }
     }
 
     /// Wait for a core, unless too many wait already or the wait runs too long.
@@ -161,7 +180,9 @@ impl PasswordHasher {
         let buffers = self.buffers.clone();
         tokio::task::spawn_blocking(move || {
             let mut mem = buffers.lock().map(|mut b| b.pop()).ok().flatten().unwrap_or_default();
+            let started = std::time::Instant::now();
             let out = job(&mut mem);
+            metrics::histogram!(crate::metrics::HASH_DURATION).record(started.elapsed().as_secs_f64());
             if let Ok(mut b) = buffers.lock() {
                 b.push(mem);
             }

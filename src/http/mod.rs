@@ -4,6 +4,7 @@ pub mod body;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod observe;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub cookies: CookiePolicy,
     /// Exact origins allowed by CORS (with credentials); empty: same-origin only.
     pub cors_origins: Arc<[HeaderValue]>,
+    /// Whether this router serves `/metrics` (else a separate address does).
+    pub metrics_here: bool,
 }
 
 /// CORS for the configured origins only: credentials allowed, so never `*`.
@@ -78,6 +81,14 @@ fn cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// Only `/metrics`, for `TOKENGATE_METRICS_BIND`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(routes::metrics::scrape))
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
 /// The documented API and its OpenAPI document, as JSON.
 pub fn api() -> (Router<AppState>, String) {
     let (router, doc) = routes::api().split_for_parts();
@@ -92,6 +103,11 @@ pub fn api() -> (Router<AppState>, String) {
 pub fn router(state: AppState) -> Router {
     let cors_origins = state.cors_origins.clone();
     let (api, document) = api();
+    let api = if state.metrics_here {
+        api.route("/metrics", get(routes::metrics::scrape))
+    } else {
+        api
+    };
     let app = api
         .merge(routes::docs::router(document.into()))
         .route("/account", get(routes::account::index))
@@ -99,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account/app.css", get(routes::account::style))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(observe::track))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Token responses must not be cached by anything in between (RFC 6749 5.1).
         .layer(SetResponseHeaderLayer::if_not_present(

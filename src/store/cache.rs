@@ -234,6 +234,9 @@ impl Store for CachedStore {
     async fn close(&self) {
         self.inner.close().await;
     }
+    fn pool_stats(&self) -> Vec<super::PoolStats> {
+        self.inner.pool_stats()
+    }
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
         self.inner.create_user(user).await
     }

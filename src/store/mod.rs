@@ -6,6 +6,7 @@
 //! that means (a reused refresh token: auth revokes the session).
 
 pub mod cache;
+pub mod metered;
 pub mod postgres;
 pub mod sqlite;
 
@@ -196,6 +197,23 @@ pub struct UserUpdate {
     pub revoke_sessions: bool,
 }
 
+/// One connection pool's occupancy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    pub pool: &'static str,
+    pub size: u32,
+    pub idle: u32,
+}
+
+impl PoolStats {
+    pub fn of<DB: sqlx::Database>(pool: &'static str, p: &sqlx::Pool<DB>) -> Self {
+        let size = p.size();
+        // `num_idle` is a usize; a pool never holds anywhere near u32::MAX connections.
+        let idle = u32::try_from(p.num_idle()).unwrap_or(size).min(size);
+        Self { pool, size, idle }
+    }
+}
+
 /// Every storage backend implements this, and passes the one conformance suite.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -205,6 +223,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Close connections (graceful shutdown).
     async fn close(&self);
+    /// Connection pools now, for metrics; none for a store without pools.
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        Vec::new()
+    }
 
     /// Insert a user; `Conflict` when the username or email is taken (case-insensitively).
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;

@@ -260,6 +260,10 @@ impl Store for PgStore {
         self.pool.close().await;
     }
 
+    fn pool_stats(&self) -> Vec<super::PoolStats> {
+        vec![super::PoolStats::of("postgres", &self.pool)]
+    }
+
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
         sqlx::query(
             "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)

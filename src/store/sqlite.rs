@@ -273,6 +273,13 @@ impl Store for SqliteStore {
         self.write.close().await;
     }
 
+    fn pool_stats(&self) -> Vec<super::PoolStats> {
+        vec![
+            super::PoolStats::of("sqlite_read", &self.read),
+            super::PoolStats::of("sqlite_write", &self.write),
+        ]
+    }
+
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
         sqlx::query(
             "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)

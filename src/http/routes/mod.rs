@@ -10,6 +10,7 @@ pub mod docs;
 pub mod forward_auth;
 pub mod health;
 pub mod me;
+pub mod metrics;
 pub mod sessions;
 
 use serde::Serialize;

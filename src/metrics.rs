@@ -1,0 +1,105 @@
+//! Prometheus metrics: one process-wide recorder (the `metrics` facade), rendered by
+//! `GET /metrics`. Labels are route templates, methods, statuses, event kinds and
+//! store operations: never a username, address, token or id.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "tokengate_http_requests_total";
+pub const HTTP_DURATION: &str = "tokengate_http_request_duration_seconds";
+pub const AUTH_EVENTS: &str = "tokengate_auth_events_total";
+pub const HASH_DURATION: &str = "tokengate_password_hash_duration_seconds";
+pub const HASHES_IN_FLIGHT: &str = "tokengate_password_hashes_in_flight";
+pub const HASHES_WAITING: &str = "tokengate_password_hashes_waiting";
+pub const HASHES_REFUSED: &str = "tokengate_password_hashes_refused_total";
+pub const STORE_DURATION: &str = "tokengate_store_operation_duration_seconds";
+pub const STORE_ERRORS: &str = "tokengate_store_errors_total";
+pub const DB_CONNECTIONS: &str = "tokengate_db_connections";
+pub const BUILD_INFO: &str = "tokengate_build_info";
+
+/// Buckets for request and store latencies: sub-millisecond cache hits to slow writes.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// argon2 at the recommended parameters takes tens to hundreds of milliseconds.
+const HASH_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process's recorder, installed on first use. `None` if another recorder was
+/// installed first (an embedding program's): then `/metrics` says so instead.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE.get_or_init(install).as_ref()
+}
+
+fn install() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &LATENCY_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STORE_DURATION.into()), &LATENCY_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(HASH_DURATION.into()), &HASH_BUCKETS));
+    let handle = match builder.map(PrometheusBuilder::install_recorder) {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) | Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed; /metrics will be empty");
+            return None;
+        }
+    };
+    describe();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Histogram samples wait in a buffer until upkeep folds them into buckets; without
+    // it an unscraped server would grow. A plain thread: it outlives any one runtime.
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                upkeep.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread not started; upkeep runs at each scrape only");
+    }
+    Some(handle)
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request latency, by method, route template and status"
+    );
+    describe_counter!(AUTH_EVENTS, "Auth events (the same as the event log lines), by kind");
+    describe_histogram!(HASH_DURATION, Unit::Seconds, "Time of one argon2 hash or verification");
+    describe_gauge!(HASHES_IN_FLIGHT, "argon2 computations running now");
+    describe_gauge!(HASHES_WAITING, "argon2 computations waiting for a core");
+    describe_counter!(
+        HASHES_REFUSED,
+        "argon2 computations refused because the queue was full (answered 503)"
+    );
+    describe_histogram!(STORE_DURATION, Unit::Seconds, "Storage operation latency, by operation");
+    describe_counter!(STORE_ERRORS, "Storage operations that failed, by operation");
+    describe_gauge!(
+        DB_CONNECTIONS,
+        "Database pool connections, by pool and state (in_use, idle)"
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs");
+}
+
+/// The exposition text, after folding pending samples in.
+pub fn render() -> String {
+    match handle() {
+        Some(h) => {
+            h.run_upkeep();
+            h.render()
+        }
+        None => "# metrics recorder unavailable (another recorder was installed first)\n".to_owned(),
+    }
+}

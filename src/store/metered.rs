@@ -1,0 +1,88 @@
+//! A layer over any `Store` that times each operation into
+//! `tokengate_store_operation_duration_seconds{op}` and counts failures. It sits below
+//! the cache, so it measures what reaches the database.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{
+    LoggedRevocation, NewSession, NewUser, PoolStats, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
+    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite,
+};
+use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::tokens::RefreshTokenHash;
+use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use crate::metrics::{STORE_DURATION, STORE_ERRORS};
+
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+}
+
+impl MeteredStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self { inner }
+    }
+}
+
+fn observe(op: &'static str, started: Instant, failed: bool) {
+    metrics::histogram!(STORE_DURATION, "op" => op).record(started.elapsed().as_secs_f64());
+    if failed {
+        metrics::counter!(STORE_ERRORS, "op" => op).increment(1);
+    }
+}
+
+/// Each listed method: call the inner store, time it under the method's name.
+macro_rules! metered {
+    ($(async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl Store for MeteredStore {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    let started = Instant::now();
+                    let out = self.inner.$name($($arg),*).await;
+                    observe(stringify!($name), started, out.is_err());
+                    out
+                }
+            )*
+
+            async fn close(&self) {
+                self.inner.close().await;
+            }
+
+            fn pool_stats(&self) -> Vec<PoolStats> {
+                self.inner.pool_stats()
+            }
+        }
+    };
+}
+
+metered! {
+    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
+    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
+    async fn update_user(&self, id: UserId, update: UserUpdate, guard: Option<&Role>, now: UnixTime) -> Result<UserWrite<UserChanged>, StoreError>;
+    async fn delete_user(&self, id: UserId, guard: Option<&Role>, now: UnixTime) -> Result<UserWrite<Vec<SessionId>>, StoreError>;
+    async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError>;
+    async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
+    async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError>;
+    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
+    async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
+    async fn revoke_session_of_refresh(&self, user: Option<UserId>, refresh: &RefreshTokenHash, now: UnixTime) -> Result<Option<(UserId, SessionId)>, StoreError>;
+    async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<Vec<SessionId>, StoreError>;
+    async fn change_password(&self, user: UserId, hash: PasswordHashString, keep: Option<SessionId>, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError>;
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
+    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
+    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
+    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError>;
+    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
+}

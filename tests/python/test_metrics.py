@@ -1,0 +1,77 @@
+"""`GET /metrics`: Prometheus text that a real parser reads, counters that move with
+what happens, and no personal data in any label."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import PASSWORD, Tokengate, free_port
+
+
+def scrape(tg: Tokengate, base: str | None = None) -> dict:
+    res = tg.request("GET", "/metrics", base=base)
+    assert res.status == 200
+    assert res.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(res.body.decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_login_and_failed_login_move_their_counters(tokengate):
+    tokengate.register("metrics-user")
+    before = scrape(tokengate)
+    assert tokengate.login("metrics-user").status == 200
+    assert tokengate.login("metrics-user", "wrong-password").status == 401
+    after = scrape(tokengate)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("tokengate_auth_events_total", event="login.ok") == 1
+    assert moved("tokengate_auth_events_total", event="login.failed") == 1
+    login = {"method": "POST", "route": "/auth/login"}
+    assert moved("tokengate_http_requests_total", status="200", **login) == 1
+    assert moved("tokengate_http_requests_total", status="401", **login) == 1
+    assert moved("tokengate_http_request_duration_seconds_count", status="200", **login) == 1
+    # Two verifications (the good and the wrong password), each timed.
+    assert moved("tokengate_password_hash_duration_seconds_count") == 2
+    assert value(after, "tokengate_password_hashes_in_flight") == 0
+    assert value(after, "tokengate_store_operation_duration_seconds_count", op="create_session") >= 1
+    assert value(after, "tokengate_db_connections", pool="sqlite_write", state="idle") >= 0
+    assert value(after, "tokengate_build_info", version=value_label(after, "tokengate_build_info")) == 1
+
+
+def value_label(samples: dict, name: str) -> str:
+    return next(dict(labels)["version"] for (n, labels) in samples if n == name)
+
+
+def test_no_label_carries_a_username_ip_token_or_id(tokengate):
+    tokengate.register("secret-name")
+    tokens = tokengate.login("secret-name").json()
+    tokengate.request("GET", "/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    tokengate.request("DELETE", "/auth/sessions/5b2c3bd6-2f4e-4a4e-9d55-3a8f7b0c1d2e",
+                      headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    tokengate.request("GET", "/no/such/path/secret-name")
+    text = tokengate.request("GET", "/metrics").body.decode()
+    for needle in ("secret-name", "127.0.0.1", tokens["access_token"][:20], tokens["refresh_token"][:20],
+                   "5b2c3bd6", PASSWORD):
+        assert needle not in text, needle
+    assert 'route="/auth/sessions/{id}"' in text
+    assert 'route="unmatched"' in text
+
+
+def test_metrics_bind_moves_metrics_off_the_public_address():
+    port = free_port()
+    tg = Tokengate(TOKENGATE_METRICS_BIND=f"127.0.0.1:{port}")
+    try:
+        assert tg.request("GET", "/metrics").status == 404
+        samples = scrape(tg, base=f"http://127.0.0.1:{port}")
+        assert any(name == "tokengate_build_info" for name, _ in samples)
+    finally:
+        tg.stop()
