@@ -16,5 +16,6 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 pub use http::{AppState, router as app};

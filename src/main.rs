@@ -1,13 +1,12 @@
 //! The `tokengate` binary: parse the command line, set up logging, dispatch.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser as _;
 use tokengate::cli::{Cli, Command};
 use tokengate::clock::SystemClock;
-use tokengate::config::{LogFormat, environment};
+use tokengate::config::environment;
 use tokengate::server::{self, StartError};
 
 fn main() -> ExitCode {
@@ -28,7 +27,14 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(settings.log_format, default_level);
+    let telemetry = tokengate::telemetry::init(
+        settings.log_format,
+        default_level,
+        settings
+            .otlp_endpoint
+            .as_deref()
+            .filter(|_| matches!(cli.command, Command::Serve)),
+    );
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
             Command::Keys(cmd) => tokengate::cli::run_keys(&settings, cmd).await.map(Some),
         }
     });
+    // Outside the runtime's context: the exporter's client blocks while it flushes.
+    drop(telemetry);
     match result {
         Ok(out) => {
             if let Some(text) = out {
@@ -62,18 +70,5 @@ fn main() -> ExitCode {
                 StartError::Config(_) | StartError::Runtime(_) => e.exit_code(),
             })
         }
-    }
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOKENGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
     }
 }

@@ -515,3 +515,106 @@ async fn sigterm_during_a_burst_answers_every_accepted_request_and_exits_0() {
         .unwrap();
     assert_eq!(code, Some(0));
 }
+
+/// With `TOKENGATE_OTLP_ENDPOINT`, a login's spans reach an OTLP/HTTP receiver (flushed
+/// at shutdown): the request span named after its route, and under it the password
+/// verification, the storage operations and the signing; no attribute carries a
+/// password, a token, a username or an address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_of_a_login_reach_an_otlp_receiver_without_secrets() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message as _;
+    use std::sync::{Arc, Mutex};
+
+    let bodies: Arc<Mutex<Vec<axum::body::Bytes>>> = Arc::default();
+    let sink = bodies.clone();
+    let receiver = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            sink.lock().unwrap().push(body);
+            async { axum::http::StatusCode::OK }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokengate(dir.path());
+    cmd.env("TOKENGATE_OTLP_ENDPOINT", &collector);
+    let (mut child, log, base) = tokio::task::spawn_blocking(move || start_server_with(cmd))
+        .await
+        .unwrap();
+    assert!(log.contains("exporting traces over OTLP/HTTP"), "{log}");
+    let http = reqwest::Client::new();
+    let password = "trace-password-1";
+    let res = http
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({"username": "tracee", "email": "tracee@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let tokens: serde_json::Value = http
+        .post(format!("{base}/auth/login"))
+        .form(&[("username", "tracee"), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let code = tokio::task::spawn_blocking(move || terminate(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+
+    // Every span received: (name, id, parent id, attribute values).
+    let mut spans = Vec::new();
+    for body in bodies.lock().unwrap().iter() {
+        let export = ExportTraceServiceRequest::decode(body.as_ref()).expect("OTLP protobuf");
+        for resource in export.resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.clone());
+            assert_eq!(service, Some(Any::StringValue("tokengate".into())));
+            for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+                let values: Vec<String> = span
+                    .attributes
+                    .iter()
+                    .filter_map(|kv| kv.value.as_ref()?.value.as_ref())
+                    .map(|v| format!("{v:?}"))
+                    .collect();
+                spans.push((span.name, span.span_id, span.parent_span_id, values));
+            }
+        }
+    }
+    let names: Vec<&str> = spans.iter().map(|s| s.0.as_str()).collect();
+    for expected in [
+        "POST /auth/register",
+        "POST /auth/login",
+        "password.hash",
+        "password.verify",
+        "db.user_by_username",
+        "db.create_session",
+        "token.sign",
+    ] {
+        assert!(names.contains(&expected), "no {expected} span in {names:?}");
+    }
+    let login = spans.iter().find(|s| s.0 == "POST /auth/login").unwrap();
+    let verify = spans.iter().find(|s| s.0 == "password.verify").unwrap();
+    assert_eq!(verify.2, login.1, "password.verify is a child of the login request");
+    for (name, _, _, values) in &spans {
+        for v in values {
+            for secret in [password, access.as_str(), refresh.as_str(), "tracee", "127.0.0.1"] {
+                assert!(!v.contains(secret), "span {name} carries {secret:?} in {v}");
+            }
+        }
+    }
+}

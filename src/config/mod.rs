@@ -52,6 +52,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub argon2: Argon2Params,
     pub log_format: LogFormat,
+    /// Where traces go (the OTLP/HTTP traces URL, `.../v1/traces`); `None`: nowhere.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The HTTP surface.
@@ -155,6 +157,7 @@ impl Default for Settings {
             },
             argon2: Argon2Params::default(),
             log_format: LogFormat::Pretty,
+            otlp_endpoint: None,
         }
     }
 }
@@ -233,6 +236,9 @@ pub struct RawSettings {
     /// json or pretty [default: pretty]
     #[arg(long, env = "TOKENGATE_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
+    /// OTLP/HTTP collector, e.g. http://127.0.0.1:4318: export traces there [default: off]
+    #[arg(long, env = "TOKENGATE_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
     /// argon2id memory cost in KiB [default: 19456]
     #[arg(long, env = "TOKENGATE_ARGON2_MEMORY_KIB", global = true)]
     pub argon2_memory_kib: Option<String>,
@@ -319,6 +325,9 @@ impl RawSettings {
                 "json" => Ok(LogFormat::Json),
                 "pretty" => Ok(LogFormat::Pretty),
                 _ => Err(format!("{v:?} is not json or pretty")),
+            })?,
+            otlp_endpoint: opt("TOKENGATE_OTLP_ENDPOINT", &self.otlp_endpoint, None, |v| {
+                parse_otlp_endpoint(v).map(Some)
             })?,
         };
         let t = &s.tokens;
@@ -582,6 +591,24 @@ fn parse_public_url(v: &str) -> Result<String, String> {
     Ok(v.trim_end_matches('/').to_owned())
 }
 
+/// An OTLP/HTTP collector: its base URL (`/v1/traces` is appended, as the OTLP spec
+/// does for `OTEL_EXPORTER_OTLP_ENDPOINT`) or the full traces URL. Plain HTTP only: the
+/// exporter is built without TLS, so an `https://` collector is refused here rather than
+/// failing at every export.
+fn parse_otlp_endpoint(v: &str) -> Result<String, String> {
+    if v.starts_with("https://") {
+        return Err(format!(
+            "{v:?}: only http:// collectors are supported (run an OpenTelemetry Collector beside tokengate)"
+        ));
+    }
+    let base = parse_public_url(v).map_err(|_| format!("{v:?} is not a URL like http://127.0.0.1:4318"))?;
+    Ok(if base.ends_with("/v1/traces") {
+        base
+    } else {
+        format!("{base}/v1/traces")
+    })
+}
+
 fn parse_cidr(v: &str) -> Result<IpNet, String> {
     v.parse::<IpNet>()
         .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
@@ -644,6 +671,20 @@ mod tests {
         for bad in ["", "0s", "m", "5x", "-1s", "1.5h", "15", "900"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn otlp_endpoints() {
+        assert_eq!(
+            parse_otlp_endpoint("http://127.0.0.1:4318").unwrap(),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(
+            parse_otlp_endpoint("http://collector:4318/v1/traces").unwrap(),
+            "http://collector:4318/v1/traces"
+        );
+        assert!(parse_otlp_endpoint("https://collector:4318").is_err());
+        assert!(parse_otlp_endpoint("collector:4318").is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::domain::Password;
 
@@ -154,7 +155,8 @@ impl PasswordHasher {
     /// Hash a new password with a fresh random salt.
     pub async fn hash(&self, password: Password) -> Result<PasswordHashString, HashError> {
         let params = self.params.clone();
-        self.run(move |mem| hash_new(&params, &password, mem)).await?
+        self.run("password.hash", move |mem| hash_new(&params, &password, mem))
+            .await?
     }
 
     /// Check a password against a stored hash. `None` (no such user) still costs one
@@ -166,13 +168,25 @@ impl PasswordHasher {
         };
         // A stored hash we cannot parse verifies nothing; it is not the client's fault.
         let ok = self
-            .run(move |mem| verify_with(&password, &target, mem).unwrap_or(false))
+            .run("password.verify", move |mem| {
+                verify_with(&password, &target, mem).unwrap_or(false)
+            })
             .await?;
         Ok(ok && real)
     }
 
-    /// Run `job` on the blocking pool, holding a permit and a pooled buffer.
+    /// Run `job` on the blocking pool, holding a permit and a pooled buffer; traced as
+    /// `name` (the wait for a core included).
     async fn run<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let span = tracing::debug_span!("password", otel.name = name);
+        self.run_job(job).instrument(span).await
+    }
+
+    async fn run_job<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {

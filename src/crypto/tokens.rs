@@ -128,10 +128,12 @@ impl AccessTokens {
         roles: &[Role],
         now: UnixTime,
     ) -> Result<SignedAccess, TokenError> {
+        let span = tracing::debug_span!("token.sign", alg = tracing::field::Empty).entered();
         let ring = self.ring();
         let key = ring.signing(now);
         let mut header = Header::new(key.alg);
         header.kid = Some(key.kid.clone());
+        span.record("alg", format!("{:?}", key.alg));
         let jti = Jti::new();
         let expires_at = now.plus(self.ttl_secs);
         let claims = AccessClaims {

@@ -133,15 +133,33 @@ pub fn router(state: AppState) -> Router {
     } else {
         app.layer(cors(&cors_origins))
     };
-    // Every log line of a request carries its id (set by `request_id::assign`, outside).
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-        let id = req
-            .extensions()
-            .get::<request_id::RequestId>()
-            .map(|r| r.0.as_str())
-            .unwrap_or_default();
-        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-    });
+    // Every log line of a request carries its id (set by `request_id::assign`, outside);
+    // as a trace, the span is named after the route template, never the concrete path.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &axum::http::Request<_>| {
+            let id = req
+                .extensions()
+                .get::<request_id::RequestId>()
+                .map(|r| r.0.as_str())
+                .unwrap_or_default();
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map_or("unmatched", |p| p.as_str());
+            tracing::info_span!(
+                "request",
+                request_id = %id,
+                method = %req.method(),
+                path = %req.uri().path(),
+                otel.name = format!("{} {route}", req.method()),
+                otel.kind = "server",
+                http.route = route,
+                http.response.status_code = tracing::field::Empty,
+            )
+        })
+        .on_response(|res: &Response, _latency: std::time::Duration, span: &tracing::Span| {
+            span.record("http.response.status_code", res.status().as_u16());
+        });
     app.layer(trace).layer(CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| -> Response { ApiError::internal("handler panicked").into_response() },
     ))

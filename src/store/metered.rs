@@ -1,11 +1,13 @@
 //! A layer over any `Store` that times each operation into
-//! `tokengate_store_operation_duration_seconds{op}` and counts failures. It sits below
-//! the cache, so it measures what reaches the database.
+//! `tokengate_store_operation_duration_seconds{op}`, counts failures, and traces each
+//! as a `db.<op>` span. It sits below the cache, so it measures what reaches the
+//! database.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use tracing::Instrument as _;
 
 use super::{
     LoggedRevocation, NewSession, NewUser, PoolStats, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
@@ -41,7 +43,12 @@ macro_rules! metered {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     let started = Instant::now();
-                    let out = self.inner.$name($($arg),*).await;
+                    let span = tracing::debug_span!(
+                        "db",
+                        otel.name = concat!("db.", stringify!($name)),
+                        db.operation.name = stringify!($name),
+                    );
+                    let out = self.inner.$name($($arg),*).instrument(span).await;
                     observe(stringify!($name), started, out.is_err());
                     out
                 }
