@@ -38,6 +38,19 @@ fn main() -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    if matches!(cli.command, Command::Healthcheck) {
+        let addr = tokengate::cli::healthcheck::target(settings.http.bind);
+        return match tokengate::cli::healthcheck::check(addr) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("{why}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -53,6 +66,7 @@ fn main() -> ExitCode {
                 .map(|_| Some("database schema is up to date".to_owned())),
             Command::User(cmd) => tokengate::cli::run_user(&settings, cmd).await.map(Some),
             Command::Keys(cmd) => tokengate::cli::run_keys(&settings, cmd).await.map(Some),
+            Command::Healthcheck => Ok(None),
         }
     });
     // Outside the runtime's context: the exporter's client blocks while it flushes.

@@ -618,3 +618,19 @@ async fn traces_of_a_login_reach_an_otlp_receiver_without_secrets() {
         }
     }
 }
+
+/// `tokengate healthcheck` (the container HEALTHCHECK): 0 while the server at
+/// `TOKENGATE_BIND` answers `/healthz`, 1 once it is gone.
+#[test]
+fn healthcheck_command_exits_0_while_serving_and_1_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, base) = start_server_with(tokengate(dir.path()));
+    let addr = base.trim_start_matches("http://").to_owned();
+    let (code, out, err) = run(tokengate(dir.path()).args(["healthcheck", "--bind", &addr]), "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("healthy"), "{out}");
+    assert_eq!(terminate(&mut child), 0);
+    let (code, _, err) = run(tokengate(dir.path()).args(["healthcheck", "--bind", &addr]), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect"), "{err}");
+}

@@ -1,6 +1,7 @@
-//! The command line: `serve`, `migrate`, `user ...`. Parsing lives here; `main.rs`
+//! The command line: `serve`, `migrate`, `user ...`, `keys ...`, `healthcheck`. Parsing lives here; `main.rs`
 //! only dispatches.
 
+pub mod healthcheck;
 mod keys;
 mod table;
 mod user;
@@ -31,6 +32,9 @@ pub enum Command {
     /// Manage signing keys (EdDSA, ES256, RS256; HS256 uses TOKENGATE_SECRET_KEY).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Ask the server at TOKENGATE_BIND for /healthz; exit 0 when healthy (container
+    /// health checks without curl).
+    Healthcheck,
 }
 
 #[derive(Subcommand, Debug)]
