@@ -110,9 +110,7 @@ pub fn router(state: AppState) -> Router {
     };
     let app = api
         .merge(routes::docs::router(document.into()))
-        .route("/account", get(routes::account::index))
-        .route("/account/app.js", get(routes::account::script))
-        .route("/account/app.css", get(routes::account::style))
+        .merge(routes::account::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(observe::track))

@@ -2,8 +2,20 @@
 //! password, sign out). Plain HTML + JS embedded in the binary; no inline script or
 //! style, so its Content-Security-Policy needs no `unsafe-inline`.
 
+use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::http::AppState;
+
+/// The page and its two files (HTML, not part of the JSON API's document).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/account", get(index))
+        .route("/account/app.js", get(script))
+        .route("/account/app.css", get(style))
+}
 
 const INDEX: &str = include_str!("../account/index.html");
 const SCRIPT: &str = include_str!("../account/app.js");
