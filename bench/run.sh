@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark: the same wrk load against tokengate and the fastapi_seed peer, one at
-# a time, on this machine. Prints a markdown table (also saved in bench/out/).
+# a time, on this machine, plus the two physical yardsticks: the HTTP floor (a bare axum
+# hello-world, bench/floor, under the same wrk settings as `me`) and the argon2 bound
+# (cores / one hash's time, `cargo bench --bench argon2_bound`). Prints a markdown
+# table with the ratios (also saved in bench/out/).
 #   bench/run.sh            # 10 s per scenario
 #   BENCH_DURATION=30s bench/run.sh
 set -euo pipefail
@@ -16,6 +19,9 @@ if ! command -v wrk >/dev/null; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 cargo build --release -q
+cargo build --release -q --manifest-path bench/floor/Cargo.toml --target-dir "$ROOT/target/floor"
+BOUND_LINE=$(cargo bench -q --bench argon2_bound 2>/dev/null | grep bound_per_s)
+BOUND=$(sed -E 's/.*bound_per_s=([0-9.]+).*/\1/' <<<"$BOUND_LINE")
 
 wait_up() { # URL
   for _ in $(seq 300); do curl -sf "$1/healthz" >/dev/null && return 0; sleep 0.1; done
@@ -41,6 +47,8 @@ scenarios() { # NAME BASE
   access=$(login | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 
   wrk -t2 -c32 -d"$DUR" --latency -H "Authorization: Bearer $access" "$base/me" > "$OUT/$name-me.txt"
+  # The same load as /me under the login storm below, without the storm: its baseline.
+  wrk -t1 -c16 -d"$DUR" --latency -H "Authorization: Bearer $access" "$base/me" > "$OUT/$name-me_c16.txt"
   wrk -t2 -c8 -d"$DUR" --latency -s bench/login.lua "$base/auth/login" > "$OUT/$name-login.txt"
   # /me while a login storm runs: does password hashing starve token checks?
   wrk -t1 -c8 -d"$DUR" -s bench/login.lua "$base/auth/login" > "$OUT/$name-storm-login.txt" &
@@ -54,6 +62,14 @@ scenarios() { # NAME BASE
   BENCH_TOKENS="$OUT/$name-tokens.txt" wrk -t4 -c4 -d"$DUR" --latency -s bench/refresh.lua \
     "$base/auth/refresh" > "$OUT/$name-refresh.txt"
 }
+
+# --- the HTTP floor: a bare axum hello-world, same wrk settings as `me`
+target/floor/release/tokengate-bench-floor 127.0.0.1:8102 &
+FLOOR_PID=$!
+trap 'kill $FLOOR_PID 2>/dev/null || true' EXIT
+wait_up http://127.0.0.1:8102
+wrk -t2 -c32 -d"$DUR" --latency http://127.0.0.1:8102/me > "$OUT/floor-me.txt"
+kill $FLOOR_PID; wait $FLOOR_PID 2>/dev/null || true
 
 # --- tokengate (release build, fresh SQLite file, default argon2id cost)
 TG_DIR=$(mktemp -d)
@@ -113,7 +129,9 @@ kill $PEER_PID; wait $PEER_PID 2>/dev/null || true
 {
   echo "| scenario | server | req/s | p50 | p99 | non-2xx |"
   echo "|---|---|---|---|---|---|"
-  for s in me login refresh me_under_login_storm; do
+  read -r rps p50 p99 err < <(summarise "$OUT/floor-me.txt")
+  echo "| me (HTTP floor: bare axum) | floor | $rps | $p50 | $p99 | $err |"
+  for s in me me_c16 login refresh me_under_login_storm; do
     for n in tokengate fastapi_seed; do
       read -r rps p50 p99 err < <(summarise "$OUT/$n-$s.txt")
       echo "| $s | $n | $rps | $p50 | $p99 | $err |"
@@ -130,5 +148,15 @@ kill $PEER_PID; wait $PEER_PID 2>/dev/null || true
     b=$(summarise "$OUT/fastapi_seed-$s.txt" | cut -d' ' -f1)
     awk -v s="$s" -v a="$a" -v b="$b" 'BEGIN {printf "ratio %s: tokengate/fastapi_seed = %.1fx\n", s, a/b}'
   done
-  echo "tokengate peak RSS: ${TG_RSS} KiB"
+  echo "tokengate peak RSS (VmHWM, after me, login, storm, refresh): ${TG_RSS} KiB ($((TG_RSS / 1024)) MiB)"
+  me=$(summarise "$OUT/tokengate-me.txt" | cut -d' ' -f1)
+  floor=$(summarise "$OUT/floor-me.txt" | cut -d' ' -f1)
+  login=$(summarise "$OUT/tokengate-login.txt" | cut -d' ' -f1)
+  awk -v a="$me" -v b="$floor" 'BEGIN {printf "ratio me/floor = %.2f\n", a/b}'
+  echo "argon2 bound: $BOUND_LINE"
+  awk -v a="$login" -v b="$BOUND" 'BEGIN {printf "ratio login/bound = %.2f\n", a/b}'
+  p99_ms() { awk '/^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"; }
+  quiet=$(p99_ms "$OUT/tokengate-me_c16.txt")
+  storm=$(p99_ms "$OUT/tokengate-me_under_login_storm.txt")
+  awk -v a="$storm" -v b="$quiet" 'BEGIN {printf "ratio me p99 under login storm / unloaded (same -t1 -c16) = %.2f (%.2f ms / %.2f ms)\n", a/b, a, b}'
 } | tee "$OUT/results.md"
