@@ -301,13 +301,7 @@ pub async fn serve_on(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::http::router(state)
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(limits.request_timeout_secs),
-        ))
-        // Outermost, so every answer (a 408 too) carries the request id.
-        .layer(axum::middleware::from_fn(crate::http::request_id::assign));
+    let app = crate::http::app(state, Duration::from_secs(limits.request_timeout_secs));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(limits.header_timeout_secs));

@@ -7,3 +7,4 @@ pub mod keys;
 pub mod mac;
 pub mod passwords;
 pub mod tokens;
+pub mod verified;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::keys::KeyRing;
+use crate::crypto::verified::{Verified, VerifiedTokens};
 use crate::domain::{Jti, Role, SessionId, UnixTime, UserId};
 
 /// The claims of an access token, exactly as signed.
@@ -40,7 +41,20 @@ pub struct AccessToken {
     pub jti: Jti,
     pub roles: Vec<String>,
     pub issued_at: UnixTime,
+    pub not_before: UnixTime,
     pub expires_at: UnixTime,
+}
+
+/// `exp` and `nbf` against `now`, with no leeway: issuer and verifier are the same
+/// process.
+fn check_times(token: AccessToken, now: UnixTime) -> Result<AccessToken, (&'static str, Refusal)> {
+    if now.0 >= token.expires_at.0 {
+        return Err(("expired", Refusal::Expired));
+    }
+    if now.0 < token.not_before.0 {
+        return Err(("not yet valid", Refusal::Invalid));
+    }
+    Ok(token)
 }
 
 /// A freshly signed access token.
@@ -71,6 +85,8 @@ pub enum TokenError {
 /// Signs and verifies access tokens with the key ring (replaced whole on a reload).
 pub struct AccessTokens {
     keys: RwLock<Arc<KeyRing>>,
+    /// Tokens already verified in full (see `crypto::verified`).
+    verified: VerifiedTokens,
     issuer: String,
     audience: String,
     ttl_secs: u64,
@@ -80,6 +96,7 @@ impl AccessTokens {
     pub fn new(keys: KeyRing, issuer: String, audience: String, ttl_secs: u64) -> Self {
         Self {
             keys: RwLock::new(Arc::new(keys)),
+            verified: VerifiedTokens::default(),
             issuer,
             audience,
             ttl_secs,
@@ -105,6 +122,8 @@ impl AccessTokens {
             Ok(mut g) => *g = ring,
             Err(p) => *p.into_inner() = ring,
         }
+        // Every hit checks its key against the ring anyway; this also frees the memory.
+        self.verified.clear();
     }
 
     /// The public JWK Set at `now`.
@@ -159,8 +178,29 @@ impl AccessTokens {
             .map_err(|(why, _)| TokenError::Rejected(why))
     }
 
-    /// [`AccessTokens::verify`], with what the client may be told on refusal.
+    /// [`AccessTokens::verify`], with what the client may be told on refusal. A token
+    /// verified before is not parsed or checked for its signature again, but its key
+    /// must still verify and its times are checked again.
     pub fn verify_why(&self, token: &str, now: UnixTime) -> Result<AccessToken, (&'static str, Refusal)> {
+        if let Some(hit) = self.verified.get(token)
+            && self.ring().verifying(&hit.kid, now).is_some()
+        {
+            return check_times(hit.token, now);
+        }
+        let (kid, verified) = self.verify_in_full(token, now)?;
+        self.verified.insert(
+            token,
+            Verified {
+                token: verified.clone(),
+                kid: kid.into(),
+            },
+        );
+        check_times(verified, now)
+    }
+
+    /// Everything but the times: size, header, key, algorithm, signature, claims. The
+    /// key's id with what the token says.
+    fn verify_in_full(&self, token: &str, now: UnixTime) -> Result<(String, AccessToken), (&'static str, Refusal)> {
         let invalid = |why: &'static str| (why, Refusal::Invalid);
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("too long"));
@@ -196,21 +236,17 @@ impl AccessTokens {
         if c.token_type != ACCESS_TYPE {
             return Err(invalid("not an access token"));
         }
-        if now.0 >= c.exp {
-            return Err(("expired", Refusal::Expired));
-        }
-        if now.0 < c.nbf {
-            return Err(invalid("not yet valid"));
-        }
         let parse = |s: &str| s.parse().map_err(|_| invalid("malformed id claim"));
-        Ok(AccessToken {
+        let verified = AccessToken {
             user_id: parse(&c.sub)?,
             session_id: c.sid.parse().map_err(|_| invalid("malformed sid"))?,
             jti: c.jti.parse().map_err(|_| invalid("malformed jti"))?,
             roles: c.roles,
             issued_at: UnixTime(c.iat),
+            not_before: UnixTime(c.nbf),
             expires_at: UnixTime(c.exp),
-        })
+        };
+        Ok((kid, verified))
     }
 }
 
@@ -289,6 +325,54 @@ mod tests {
         assert!(t.verify(&signed.token, now.plus(59)).is_ok());
         assert!(t.verify(&signed.token, now.plus(60)).is_err());
         assert!(t.verify(&signed.token, UnixTime(now.0 - 1)).is_err(), "nbf");
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_refused_when_its_key_goes_or_its_time_is_up() {
+        let t = tokens(60);
+        let now = UnixTime(1_800_000_000);
+        let signed = t.sign(UserId::new(), SessionId::new(), &[], now).unwrap();
+        assert!(t.verify(&signed.token, now).is_ok());
+        assert_eq!(t.verified.len(), 1, "remembered after a full verification");
+        // Remembered, yet the times are checked on every use.
+        assert!(t.verify(&signed.token, now.plus(30)).is_ok());
+        assert!(matches!(
+            t.verify_why(&signed.token, now.plus(60)),
+            Err((_, Refusal::Expired))
+        ));
+        assert!(t.verify(&signed.token, UnixTime(now.0 - 1)).is_err(), "nbf");
+        // Other bytes never match a remembered token: a tampered copy takes the full path.
+        let mut tampered = signed.token.clone();
+        tampered.pop();
+        tampered.push(if signed.token.ends_with('A') { 'B' } else { 'A' });
+        assert!(t.verify(&tampered, now).is_err());
+        // The signing secret replaced (not kept as a previous one): refused at once.
+        let other = Secret::new(b"another-unit-test-secret-0123456789ab".to_vec());
+        t.replace_keys(KeyRing::hs256(&other, &[]));
+        assert!(t.verify(&signed.token, now.plus(1)).is_err());
+    }
+
+    #[test]
+    fn a_hit_checks_the_key_even_if_the_memo_was_not_cleared() {
+        let t = tokens(60);
+        let now = UnixTime(1_800_000_000);
+        let signed = t.sign(UserId::new(), SessionId::new(), &[], now).unwrap();
+        let first = t.verify(&signed.token, now).unwrap();
+        // Plant the entry under a kid the ring does not know: the hit must not count.
+        t.verified.insert(
+            &signed.token,
+            Verified {
+                token: first,
+                kid: "no-such-kid".into(),
+            },
+        );
+        assert!(
+            t.verify(&signed.token, now).is_ok(),
+            "falls back to a full verification"
+        );
+        let other = Secret::new(b"another-unit-test-secret-0123456789ab".to_vec());
+        *t.keys.write().unwrap() = Arc::new(KeyRing::hs256(&other, &[]));
+        assert!(t.verify(&signed.token, now).is_err(), "its key is gone from the ring");
     }
 
     #[test]

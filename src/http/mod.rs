@@ -9,19 +9,23 @@ pub mod openapi;
 pub mod request_id;
 pub mod routes;
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cookies::CookiePolicy;
 use ipnet::IpNet;
+use tower::{Service, ServiceBuilder, ServiceExt as _};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::AuthService;
 use crate::http::error::ApiError;
@@ -99,22 +103,47 @@ pub fn api() -> (Router<AppState>, String) {
     (router, json)
 }
 
-/// The whole application as a router (tests serve exactly this).
+/// The routes. Only what needs the matched route runs per route (`observe::track`:
+/// the request's span and metrics); every other layer wraps the router once, in
+/// [`app`]: a layer added with `Router::layer` wraps each route separately and costs
+/// a boxed clone per request.
 pub fn router(state: AppState) -> Router {
-    let cors_origins = state.cors_origins.clone();
     let (api, document) = api();
     let api = if state.metrics_here {
         api.route("/metrics", get(routes::metrics::scrape))
     } else {
         api
     };
-    let app = api
-        .merge(routes::docs::router(document.into()))
+    api.merge(routes::docs::router(document.into()))
         .merge(routes::account::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(observe::track))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The whole application as one service (what the server and the tests serve): the
+/// router inside the layers every request passes, outermost first.
+pub fn app(
+    state: AppState,
+    request_timeout: Duration,
+) -> impl Service<Request<Body>, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
+{
+    let cors_origins = state.cors_origins.clone();
+    // CORS answers preflights before anything else sees them; with no origins
+    // configured it is left out (same-origin only).
+    let cors = (!cors_origins.is_empty()).then(|| cors(&cors_origins));
+    ServiceBuilder::new()
+        // Every answer (a 408 or a panic's 500 too) carries the request id.
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| -> Response { ApiError::internal("handler panicked").into_response() },
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .option_layer(cors)
         // Token responses must not be cached by anything in between (RFC 6749 5.1).
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -124,41 +153,7 @@ pub fn router(state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .with_state(state);
-    // CORS answers preflights before anything else sees them.
-    let app = if cors_origins.is_empty() {
-        app
-    } else {
-        app.layer(cors(&cors_origins))
-    };
-    // Every log line of a request carries its id (set by `request_id::assign`, outside);
-    // as a trace, the span is named after the route template, never the concrete path.
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|req: &axum::http::Request<_>| {
-            let id = req
-                .extensions()
-                .get::<request_id::RequestId>()
-                .map(|r| r.0.as_str())
-                .unwrap_or_default();
-            let route = req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map_or("unmatched", |p| p.as_str());
-            tracing::info_span!(
-                "request",
-                request_id = %id,
-                method = %req.method(),
-                path = %req.uri().path(),
-                otel.name = format!("{} {route}", req.method()),
-                otel.kind = "server",
-                http.route = route,
-                http.response.status_code = tracing::field::Empty,
-            )
-        })
-        .on_response(|res: &Response, _latency: std::time::Duration, span: &tracing::Span| {
-            span.record("http.response.status_code", res.status().as_u16());
-        });
-    app.layer(trace).layer(CatchPanicLayer::custom(
-        |_: Box<dyn std::any::Any + Send>| -> Response { ApiError::internal("handler panicked").into_response() },
-    ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .service(router(state))
+        .map_response(IntoResponse::into_response)
 }

@@ -1,0 +1,58 @@
+//! A bounded memo of access tokens whose signature and claims have been verified. A
+//! client presents the same access token on every call for its whole life, and
+//! checking it again finds nothing new: the bytes, and so the signature and claims,
+//! are the same. What can change is checked on every hit by the caller: the time
+//! (`exp`, `nbf`) and whether the signing key still verifies (retired, revoked or
+//! rotated away). Revocation of the session is checked after this, as for any token.
+//!
+//! A layer, not a rule: with the memo empty every token takes the full path.
+
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
+use super::tokens::AccessToken;
+
+/// Entries at most; a full memo is emptied and starts over (cheap, and bounded).
+const CAPACITY: usize = 4096;
+
+/// What a verified token said, and the key that verified it.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub token: AccessToken,
+    pub kid: Box<str>,
+}
+
+#[derive(Default)]
+pub struct VerifiedTokens {
+    entries: RwLock<HashMap<Box<str>, Verified>>,
+}
+
+impl VerifiedTokens {
+    /// The earlier verification of exactly these bytes, if remembered.
+    pub fn get(&self, token: &str) -> Option<Verified> {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        entries.get(token).cloned()
+    }
+
+    /// Remember a token that verified in full.
+    pub fn insert(&self, token: &str, verified: Verified) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(token.into(), verified);
+    }
+
+    /// Forget everything (the keys changed).
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
