@@ -2,6 +2,7 @@
 //! signing and verification, refresh-token generation and hashing, signing keys.
 
 pub mod device;
+pub mod hash_pool;
 pub mod keygen;
 pub mod keys;
 pub mod mac;

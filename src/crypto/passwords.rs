@@ -1,25 +1,29 @@
-//! argon2id password hashing on a bounded blocking pool, so a login storm cannot
-//! starve the async threads that verify tokens.
+//! argon2id password hashing on its own threads (`crypto::hash_pool`: one per core,
+//! at a lower scheduling priority), so a login storm cannot starve the async threads
+//! that verify tokens.
 //!
 //! Each hash needs `m` KiB of working memory (19 MiB by default). Allocating it per
 //! hash makes glibc keep freed blocks around (its mmap threshold grows to the block
-//! size), and resident memory climbed to ~0.5 GiB under a login load. So working
-//! memory is pooled: one buffer per permit, reused, and memory stays at cores x m.
+//! size), and resident memory climbed to ~0.5 GiB under a login load. So each hashing
+//! thread keeps one buffer for good, and memory stays at cores x m. A permit is held
+//! until the hash has finished, not until its caller stops waiting: a client that
+//! disconnects cannot make room for more hashes than there are threads.
 //!
 //! The queue in front of the cores is bounded (a depth and a deadline): past either, a
 //! hash is refused at once (`Busy`, a 503), so a flood on one route cannot make every
 //! other route's hash wait without bound.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument as _;
 
+use super::hash_pool::HashPool;
 use crate::domain::Password;
 
 /// argon2id cost parameters.
@@ -68,8 +72,8 @@ fn argon2_err(e: impl std::fmt::Display) -> HashError {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
-    /// Reusable working memory, at most one buffer per permit.
-    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// The hashing threads, one per permit.
+    pool: Arc<HashPool>,
     /// Verified against when the user does not exist, so that costs one hash too.
     dummy: Arc<PasswordHashString>,
     /// Hashes waiting for a permit now, and the most that may wait.
@@ -96,11 +100,23 @@ impl PasswordHasher {
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(argon2_err)?;
         let dummy_password = Password::candidate(&hex(&raw)).ok_or_else(|| argon2_err("dummy password"))?;
-        let dummy = hash_new(&params, &dummy_password, &mut Vec::new())?;
+        let pool = HashPool::start(concurrency.max(1)).map_err(argon2_err)?;
+        // On a hashing thread, whose working memory it becomes: a buffer this big,
+        // allocated and freed here, would raise glibc's mmap threshold, after which
+        // big buffers come from heap arenas that keep what they once held.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let dummy_params = params.clone();
+        let started = pool.submit(Box::new(move |mem| {
+            let _ = sender.send(hash_new(&dummy_params, &dummy_password, mem));
+        }));
+        let dummy = match receiver.recv() {
+            Ok(result) if started => result?,
+            _ => return Err(HashError::Join("the hashing threads did not start".into())),
+        };
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            buffers: Arc::new(Mutex::new(Vec::new())),
+            pool: Arc::new(pool),
             dummy: Arc::new(dummy),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
@@ -124,15 +140,15 @@ impl PasswordHasher {
     }
 
     /// Wait for a core, unless too many wait already or the wait runs too long.
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HashError> {
-        if let Ok(p) = self.permits.try_acquire() {
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, HashError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
             return Ok(p);
         }
         let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
         let permit = if queued >= self.max_waiting {
             None
         } else {
-            tokio::time::timeout(QUEUE_DEADLINE, self.permits.acquire())
+            tokio::time::timeout(QUEUE_DEADLINE, self.permits.clone().acquire_owned())
                 .await
                 .ok()
                 .and_then(Result::ok)
@@ -190,20 +206,22 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self.permit().await?;
-        let buffers = self.buffers.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut mem = buffers.lock().map(|mut b| b.pop()).ok().flatten().unwrap_or_default();
+        let permit = self.permit().await?;
+        let (done, result) = tokio::sync::oneshot::channel();
+        let submitted = self.pool.submit(Box::new(move |mem| {
             let started = std::time::Instant::now();
-            let out = job(&mut mem);
+            let out = job(mem);
             metrics::histogram!(crate::metrics::HASH_DURATION).record(started.elapsed().as_secs_f64());
-            if let Ok(mut b) = buffers.lock() {
-                b.push(mem);
-            }
-            out
-        })
-        .await
-        .map_err(|e| HashError::Join(e.to_string()))
+            // Only now may another hash start, whether or not anyone still waits.
+            drop(permit);
+            let _ = done.send(out);
+        }));
+        if !submitted {
+            return Err(HashError::Join("the hashing threads are gone".into()));
+        }
+        result
+            .await
+            .map_err(|_| HashError::Join("a hashing thread stopped mid-hash".into()))
     }
 }
 
