@@ -43,14 +43,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // No ping before each use (sqlx's default): a connection to a local file does
+        // not go stale, and the ping is one more round trip to the SQLite thread per
+        // operation.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await
             .map_err(backend)?;
         let readers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) as u32 * 2;
         let read = SqlitePoolOptions::new()
             .max_connections(readers)
+            .test_before_acquire(false)
             .connect_with(opts.read_only(true))
             .await
             .map_err(backend)?;
