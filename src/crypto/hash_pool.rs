@@ -16,7 +16,7 @@ pub const HASH_NICE: i32 = 10;
 pub type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 pub struct HashPool {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
 }
 
 impl HashPool {
@@ -30,16 +30,12 @@ impl HashPool {
                 .name(format!("argon2-{i}"))
                 .spawn(move || work(&queue))?;
         }
-        Ok(Self { jobs: Mutex::new(jobs) })
+        Ok(Self { jobs })
     }
 
     /// Queue `job`; `false` if the threads are gone (they never exit while the pool lives).
     pub fn submit(&self, job: Job) -> bool {
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(job)
-            .is_ok()
+        self.jobs.send(job).is_ok()
     }
 }
 

@@ -333,7 +333,7 @@ mod tests {
         let now = UnixTime(1_800_000_000);
         let signed = t.sign(UserId::new(), SessionId::new(), &[], now).unwrap();
         assert!(t.verify(&signed.token, now).is_ok());
-        assert_eq!(t.verified.len(), 1, "remembered after a full verification");
+        assert_eq!(t.verified.remembered(), 1, "remembered after a full verification");
         // Remembered, yet the times are checked on every use.
         assert!(t.verify(&signed.token, now.plus(30)).is_ok());
         assert!(matches!(

@@ -48,11 +48,9 @@ impl VerifiedTokens {
         self.entries.write().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
-    pub fn len(&self) -> usize {
+    /// How many tokens are remembered (for tests).
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
         self.entries.read().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

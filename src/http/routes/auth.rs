@@ -195,11 +195,9 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(UserRead::from(&user))))
 }
 
-/// The device token of a login: the body's field, else the header.
-pub fn device_token<'a>(body: &'a LoginRequest, headers: &'a HeaderMap) -> Option<&'a str> {
-    body.device_token
-        .as_deref()
-        .or_else(|| headers.get(DEVICE_TOKEN_HEADER).and_then(|v| v.to_str().ok()))
+/// The device token an API client sends in the `X-Device-Token` header.
+pub fn device_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(DEVICE_TOKEN_HEADER).and_then(|v| v.to_str().ok())
 }
 
 /// Exchange a username and password for a token pair (OAuth2 password grant).
@@ -222,7 +220,7 @@ pub async fn login(
     headers: HeaderMap,
     FormOrJsonBody(body): FormOrJsonBody<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let device = device_token(&body, &headers);
+    let device = body.device_token.as_deref().or_else(|| device_header(&headers));
     let pair = state
         .auth
         .login(&body.username, &body.password, device, &client)

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{LoginRequest, device_token};
+use super::auth::{LoginRequest, device_header};
 use crate::auth::{AuthError, TokenPair};
 use crate::domain::SessionId;
 use crate::http::AppState;
@@ -102,7 +102,7 @@ pub async fn login(
         .device_token
         .as_deref()
         .or(device_cookie.as_deref())
-        .or_else(|| device_token(&body, &headers));
+        .or_else(|| device_header(&headers));
     let pair = state
         .auth
         .login(&body.username, &body.password, device, &client)

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -25,7 +26,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
 /// The two routes, serving `document` (the OpenAPI JSON, rendered once).
-pub fn router(document: Arc<str>) -> Router<AppState> {
+pub fn router(document: Bytes) -> Router<AppState> {
     let config = Arc::new(
         Config::new([OPENAPI_PATH])
             // A login in the page lasts as long as the tab, never in localStorage.
@@ -39,7 +40,7 @@ pub fn router(document: Arc<str>) -> Router<AppState> {
             get(move || async move {
                 (
                     [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                    document.to_string(),
+                    document.clone(),
                 )
             }),
         )
