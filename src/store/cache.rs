@@ -390,47 +390,12 @@ impl Store for CachedStore {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::crypto::tokens::RefreshToken;
-    use crate::store::sqlite::SqliteStore;
-
-    async fn store_with_a_session(dir: &std::path::Path) -> (Arc<dyn Store>, SessionId, UserId) {
-        let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("t.db")).await.unwrap());
-        inner.migrate().await.unwrap();
-        let now = SystemClock.now();
-        let user = inner
-            .create_user(NewUser {
-                id: UserId::new(),
-                username: Username::parse("alzy").unwrap(),
-                email: Email::parse("alzy@example.com").unwrap(),
-                password_hash: PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
-                roles: Vec::new(),
-                created_at: now,
-            })
-            .await
-            .unwrap();
-        let session = SessionId::new();
-        let opened = inner
-            .create_session(NewSession {
-                id: session,
-                user_id: user.id,
-                expected_stamp: 0,
-                now,
-                expires_at: now.plus(3600),
-                max_expires_at: now.plus(3600),
-                user_agent: None,
-                ip: None,
-                refresh_hash: RefreshToken::generate().unwrap().1,
-            })
-            .await
-            .unwrap();
-        assert_eq!(opened, SessionOpen::Opened);
-        (inner, session, user.id)
-    }
+    use crate::store::test_support::store_with_a_session;
 
     #[tokio::test]
     async fn a_revocation_written_elsewhere_is_forgotten_at_the_next_catch_up() {
         let dir = tempfile::tempdir().unwrap();
-        let (inner, session, user) = store_with_a_session(dir.path()).await;
+        let (inner, session, user, _) = store_with_a_session(dir.path()).await;
         let cache = CachedStore::start(inner.clone(), Arc::new(SystemClock)).await;
         assert!(cache.session_with_user(session).await.unwrap().is_some());
         assert!(cache.cached(session).is_some(), "the check is now cached");
@@ -445,7 +410,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreadable_log_makes_every_check_go_to_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let (inner, session, _) = store_with_a_session(dir.path()).await;
+        let (inner, session, _, _) = store_with_a_session(dir.path()).await;
         let cache = CachedStore::start(inner.clone(), Arc::new(SystemClock)).await;
         assert!(cache.session_with_user(session).await.unwrap().is_some());
         assert!(cache.cached(session).is_some());

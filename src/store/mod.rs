@@ -9,6 +9,8 @@ pub mod cache;
 pub mod metered;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod test_support;
 
 use std::sync::Arc;
 
@@ -138,9 +140,9 @@ pub struct LoggedRevocation {
 #[derive(Clone, Debug)]
 pub enum Rotation {
     /// The presented token was unspent and unexpired and is now spent; the successor
-    /// is stored in its session. `session` and `user` are as they were before: the
-    /// caller judges whether they are still valid (a successor in a dead session is
-    /// refused like its session).
+    /// is stored in its session. `session` and `user` as the rotation read them (the
+    /// session's last use and expiry may already be moved): the caller judges whether
+    /// they are still valid (a successor in a dead session is refused like its session).
     Spent {
         session: Box<SessionRecord>,
         user: Box<UserRecord>,

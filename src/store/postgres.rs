@@ -23,6 +23,33 @@ pub struct PgStore {
     pool: PgPool,
 }
 
+/// A refresh rotation as one statement ($1 now, $2 the presented token's hash, $3 the
+/// successor's wanted expiry, $4 the successor's hash); a row (the session and user as
+/// they were before) only if the presented token was spent here. Nothing outlives the
+/// session's absolute end and a dead session is never extended: the session's expiry is
+/// capped first and the successor takes it.
+static ROTATE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH spent AS (
+            UPDATE refresh_tokens SET used_at = to_timestamp($1)
+            WHERE token_hash = $2 AND used_at IS NULL AND expires_at > to_timestamp($1)
+            RETURNING session_id
+         ), moved AS (
+            UPDATE sessions SET last_used_at = to_timestamp($1),
+                expires_at = least(to_timestamp($3), coalesce(max_expires_at, to_timestamp($3)))
+            WHERE id = (SELECT session_id FROM spent) AND revoked_at IS NULL AND expires_at > to_timestamp($1)
+            RETURNING id, expires_at
+         ), successor AS (
+            INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
+            SELECT $4, s.id, to_timestamp($1), coalesce(m.expires_at, s.expires_at)
+            FROM spent JOIN sessions s ON s.id = spent.session_id LEFT JOIN moved m ON m.id = s.id
+            RETURNING session_id
+         )
+         SELECT {SESSION_COLUMNS}, {USER_COLUMNS}
+         FROM successor JOIN sessions s ON s.id = successor.session_id JOIN users u ON u.id = s.user_id"
+    )
+});
+
 impl PgStore {
     /// Connect to `url` with at most `pool_size` connections.
     pub async fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> Result<Self, StoreError> {
@@ -486,70 +513,40 @@ impl Store for PgStore {
     }
 
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The conditional write. A concurrent rotation of the same token waits on the
-        // row lock, then re-checks `used_at IS NULL` and finds it spent: one winner.
-        let spent: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET used_at = to_timestamp($1)
-             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > to_timestamp($1)
-             RETURNING session_id::text",
-        )
-        .bind(req.now.0)
-        .bind(req.presented.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-
-        let Some(spent) = spent else {
-            let prior = sqlx::query(
-                "SELECT r.session_id::text AS session_id, r.used_at IS NOT NULL AS spent, s.user_id::text AS user_id
-                 FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
-            )
+        // One statement, so one round trip and its own transaction. A concurrent
+        // rotation of the same token waits on the row lock, then re-checks
+        // `used_at IS NULL` and finds it spent: one winner.
+        let row = sqlx::query(&ROTATE_SQL)
+            .bind(req.now.0)
             .bind(req.presented.as_str())
-            .fetch_optional(&mut *tx)
+            .bind(req.successor_expires_at.0)
+            .bind(req.successor.as_str())
+            .fetch_optional(&self.pool)
             .await
-            .map_err(backend)?;
-            return match prior {
-                Some(prior) if prior.try_get::<bool, _>("spent").map_err(backend)? => Ok(Rotation::AlreadySpent {
-                    user_id: parse_col(&prior, "user_id")?,
-                    session_id: parse_col(&prior, "session_id")?,
-                }),
-                _ => Ok(Rotation::Unknown), // never issued, or merely expired
-            };
-        };
-
-        let session_id: SessionId = spent.parse().map_err(|_| malformed("session_id"))?;
-        let (session, user) = load_session_with_user(&mut tx, session_id)
-            .await?
-            .ok_or_else(|| StoreError::Backend("refresh token without its session".into()))?;
-        // Nothing outlives the session's absolute end, and a dead session is never
-        // extended: the session's expiry is capped first, and the successor takes it.
-        sqlx::query(
-            "UPDATE sessions SET last_used_at = to_timestamp($1),
-                 expires_at = least(to_timestamp($2), coalesce(max_expires_at, to_timestamp($2)))
-             WHERE id = $3::uuid AND revoked_at IS NULL AND expires_at > to_timestamp($1)",
+            .map_err(db_err)?;
+        if let Some(row) = row {
+            return Ok(Rotation::Spent {
+                session: Box::new(session_from_row(&row)?),
+                user: Box::new(user_from_row(&row)?),
+            });
+        }
+        // Nothing spent: a new statement (a new snapshot, so a rotation that won a race
+        // against this one is seen) says whether it had been spent before.
+        let prior = sqlx::query(
+            "SELECT r.session_id::text AS session_id, r.used_at IS NOT NULL AS spent, s.user_id::text AS user_id
+             FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
         )
-        .bind(req.now.0)
-        .bind(req.successor_expires_at.0)
-        .bind(session_id.to_string())
-        .execute(&mut *tx)
+        .bind(req.presented.as_str())
+        .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
-             SELECT $1, id, to_timestamp($2), expires_at FROM sessions WHERE id = $3::uuid",
-        )
-        .bind(req.successor.as_str())
-        .bind(req.now.0)
-        .bind(session_id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Rotation::Spent {
-            session: Box::new(session),
-            user: Box::new(user),
-        })
+        match prior {
+            Some(prior) if prior.try_get::<bool, _>("spent").map_err(backend)? => Ok(Rotation::AlreadySpent {
+                user_id: parse_col(&prior, "user_id")?,
+                session_id: parse_col(&prior, "session_id")?,
+            }),
+            _ => Ok(Rotation::Unknown), // never issued, or merely expired
+        }
     }
 
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {

@@ -32,6 +32,31 @@ const USER_COLUMNS: &str =
     "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp";
 const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
 
+/// A refresh rotation as one transaction script (?1 now, ?2 the presented token's hash,
+/// ?3 the successor's wanted expiry, ?4 the successor's hash). Nothing outlives the
+/// session's absolute end and a dead session is never extended: the session's expiry is
+/// capped first and the successor takes it. The three writes share one gate, "?2 is
+/// unspent and unexpired", which only the last of them changes, so all three happen or
+/// none does; the final read says which (the successor exists only if it was written).
+static ROTATE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "BEGIN IMMEDIATE;
+         UPDATE sessions SET last_used_at = ?1, expires_at = min(?3, coalesce(max_expires_at, ?3))
+          WHERE id = (SELECT session_id FROM refresh_tokens
+                      WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1)
+            AND revoked_at IS NULL AND expires_at > ?1;
+         INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
+          SELECT ?4, s.id, ?1, s.expires_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
+          WHERE r.token_hash = ?2 AND r.used_at IS NULL AND r.expires_at > ?1;
+         UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1;
+         SELECT r.used_at, n.token_hash IS NOT NULL AS rotated, {SESSION_COLUMNS}, {USER_COLUMNS}
+          FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id
+          LEFT JOIN refresh_tokens n ON n.token_hash = ?4
+          WHERE r.token_hash = ?2;
+         COMMIT"
+    )
+});
+
 impl SqliteStore {
     /// Open (creating it, readable by the owner only) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -145,6 +170,26 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
         user_agent: row.try_get("user_agent").map_err(backend)?,
         ip: row.try_get("ip").map_err(backend)?,
     })
+}
+
+/// Run a script that opens and commits its own transaction (`BEGIN IMMEDIATE; ...;
+/// COMMIT`) in one trip, and return its last row. A statement that fails stops the
+/// script inside the transaction: it is rolled back, and if even that fails the
+/// connection is closed rather than reused with a transaction open.
+async fn run_transaction_script<'q>(
+    pool: &SqlitePool,
+    script: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+) -> Result<Option<SqliteRow>, StoreError> {
+    let mut conn = pool.acquire().await.map_err(backend)?;
+    match script.fetch_all(&mut *conn).await {
+        Ok(mut rows) => Ok(rows.pop()),
+        Err(e) => {
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+            Err(db_err(e))
+        }
+    }
 }
 
 /// A session and its user, read together (the per-request check, and rotation).
@@ -501,73 +546,35 @@ impl Store for SqliteStore {
     }
 
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        // The conditional write: only one caller can spend a live token.
-        let spent = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
-             RETURNING session_id",
-        )
-        .bind(req.now.0)
-        .bind(req.presented.as_str())
-        .bind(req.now.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-
-        let Some(spent) = spent else {
-            let prior = sqlx::query(
-                "SELECT r.session_id, r.used_at, s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
-                 WHERE r.token_hash = ?",
-            )
-            .bind(req.presented.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            return match prior {
-                Some(prior) if prior.try_get::<Option<i64>, _>("used_at").map_err(backend)?.is_some() => {
-                    Ok(Rotation::AlreadySpent {
-                        user_id: parse_col(&prior, "user_id")?,
-                        session_id: parse_col(&prior, "session_id")?,
-                    })
-                }
-                _ => Ok(Rotation::Unknown), // never issued, or merely expired
-            };
-        };
-
-        let session_id: SessionId = parse_col(&spent, "session_id")?;
-        let (session, user) = load_session_with_user(&mut *tx, session_id)
-            .await?
-            .ok_or_else(|| StoreError::Backend("refresh token without its session".into()))?;
-        // Nothing outlives the session's absolute end, and a dead session is never
-        // extended: the session's expiry is capped first, and the successor token takes
-        // the session's expiry.
-        sqlx::query(
-            "UPDATE sessions SET last_used_at = ?, expires_at = min(?, coalesce(max_expires_at, ?))
-             WHERE id = ? AND revoked_at IS NULL AND expires_at > ?",
-        )
-        .bind(req.now.0)
-        .bind(req.successor_expires_at.0)
-        .bind(req.successor_expires_at.0)
-        .bind(session_id.to_string())
-        .bind(req.now.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at)
-             SELECT ?, id, ?, expires_at FROM sessions WHERE id = ?",
-        )
-        .bind(req.successor.as_str())
-        .bind(req.now.0)
-        .bind(session_id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Rotation::Spent {
-            session: Box::new(session),
-            user: Box::new(user),
+        // The whole transaction is one trip to the writer thread (six separate trips
+        // held the single writer three times as long). Its own task, so a client that
+        // hangs up mid-way cannot leave it half-run on the connection.
+        let write = self.write.clone();
+        let row = tokio::spawn(async move {
+            let query = sqlx::query(&ROTATE_SQL)
+                .bind(req.now.0)
+                .bind(req.presented.as_str())
+                .bind(req.successor_expires_at.0)
+                .bind(req.successor.as_str());
+            run_transaction_script(&write, query).await
         })
+        .await
+        .map_err(|e| StoreError::Backend(format!("rotation task: {e}")))??;
+        let outcome = match row {
+            None => Rotation::Unknown, // never issued
+            Some(row) if row.try_get::<i64, _>("rotated").map_err(backend)? != 0 => Rotation::Spent {
+                session: Box::new(session_from_row(&row)?),
+                user: Box::new(user_from_row(&row)?),
+            },
+            Some(row) if row.try_get::<Option<i64>, _>("used_at").map_err(backend)?.is_some() => {
+                Rotation::AlreadySpent {
+                    user_id: parse_col(&row, "s_user_id")?,
+                    session_id: parse_col(&row, "s_id")?,
+                }
+            }
+            Some(_) => Rotation::Unknown, // merely expired
+        };
+        Ok(outcome)
     }
 
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
@@ -780,5 +787,62 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(tokens.rows_affected() + sessions.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, SystemClock};
+    use crate::crypto::tokens::RefreshToken;
+    use crate::store::test_support::store_with_a_session;
+
+    fn rotate(presented: &RefreshTokenHash, successor: &RefreshTokenHash) -> RotateRequest {
+        let now = SystemClock.now();
+        RotateRequest {
+            presented: presented.clone(),
+            successor: successor.clone(),
+            successor_expires_at: now.plus(600),
+            now,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rotation_script_that_fails_midway_changes_nothing_and_frees_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session, user, first) = store_with_a_session(dir.path()).await;
+        // A successor that already exists fails the script at its INSERT, after the
+        // session was touched and before the spend.
+        let err = store.rotate_refresh(rotate(&first, &first)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict), "{err:?}");
+        let (s, _) = store.session_with_user(session).await.unwrap().unwrap();
+        assert_eq!(
+            s.expires_at,
+            s.created_at.plus(3600),
+            "the session update was rolled back"
+        );
+
+        // The writer is free and the token still unspent: it rotates once, then is spent.
+        let second = RefreshToken::generate().unwrap().1;
+        match store.rotate_refresh(rotate(&first, &second)).await.unwrap() {
+            Rotation::Spent { session: s, user: u } => {
+                assert_eq!((s.id, u.id), (session, user));
+                assert!(s.expires_at.0 <= s.created_at.0 + 3600, "never past the session's end");
+            }
+            other => panic!("expected a rotation, got {other:?}"),
+        }
+        let third = RefreshToken::generate().unwrap().1;
+        match store.rotate_refresh(rotate(&first, &third)).await.unwrap() {
+            Rotation::AlreadySpent { user_id, session_id } => assert_eq!((session_id, user_id), (session, user)),
+            other => panic!("expected a reuse, got {other:?}"),
+        }
+        assert!(matches!(
+            store.rotate_refresh(rotate(&third, &first)).await.unwrap(),
+            Rotation::Unknown
+        ));
+        assert!(matches!(
+            store.rotate_refresh(rotate(&second, &third)).await.unwrap(),
+            Rotation::Spent { .. }
+        ));
     }
 }
