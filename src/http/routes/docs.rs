@@ -4,6 +4,7 @@
 //! served under a CSP as strict as `/account`'s, which it allows because none of its
 //! scripts or styles are inline.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -64,7 +65,16 @@ fn file(name: &str, config: &Arc<Config<'static>>) -> Response {
                 (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
             ];
-            (headers, f.bytes.into_owned()).into_response()
+            let body = match f.bytes {
+                Cow::Borrowed(b) => Bytes::from_static(b),
+                Cow::Owned(b) => Bytes::from(b),
+            };
+            // The page's files are stored gzipped in the binary and sent as they are:
+            // every browser that can run Swagger UI accepts gzip.
+            let encoding = f
+                .gzpipped
+                .then_some([(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"))]);
+            (headers, encoding, body).into_response()
         }
         Ok(None) => ApiError::NotFound.into_response(),
         Err(e) => ApiError::internal(e).into_response(),
