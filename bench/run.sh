@@ -22,6 +22,8 @@ cargo build --release -q
 cargo build --release -q --manifest-path bench/floor/Cargo.toml --target-dir "$ROOT/target/floor"
 BOUND_LINE=$(cargo bench -q --bench argon2_bound 2>/dev/null | grep bound_per_s)
 BOUND=$(sed -E 's/.*bound_per_s=([0-9.]+).*/\1/' <<<"$BOUND_LINE")
+JWT_LINES=$(cargo bench -q --bench jwt_algorithms 2>/dev/null | grep '^alg=')
+declare -A MINTED
 
 wait_up() { # URL
   for _ in $(seq 300); do curl -sf "$1/healthz" >/dev/null && return 0; sleep 0.1; done
@@ -61,6 +63,13 @@ scenarios() { # NAME BASE
   done
   BENCH_TOKENS="$OUT/$name-tokens.txt" wrk -t4 -c4 -d"$DUR" --latency -s bench/refresh.lua \
     "$base/auth/refresh" > "$OUT/$name-refresh.txt"
+  # 32 chains at once (one connection each): the writer under contention.
+  : > "$OUT/$name-tokens32.txt"
+  for _ in $(seq 32); do
+    { login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/'; echo; } >> "$OUT/$name-tokens32.txt"
+  done
+  BENCH_TOKENS="$OUT/$name-tokens32.txt" wrk -t32 -c32 -d"$DUR" --latency -s bench/refresh.lua \
+    "$base/auth/refresh" > "$OUT/$name-refresh_c32.txt"
 }
 
 # --- the HTTP floor: a bare axum hello-world, same wrk settings as `me`. Run before
@@ -103,20 +112,34 @@ wrk -t2 -c8 -d"$DUR" --latency -s bench/login.lua http://127.0.0.1:8100/auth/log
 kill $TG_PID; wait $TG_PID 2>/dev/null || true
 rm -rf "$TG_DIR"
 
-# --- tokengate, GET /me with asymmetric tokens (verification cost per algorithm)
-for ALG in EdDSA ES256 RS256; do
+# --- tokengate, GET /me per signing algorithm: the same token on every request (served
+# by the verified-token memo after the first), and a different token on every request
+# (each a first verification: parse + signature check), tokens minted by refresh chains.
+for ALG in HS256 EdDSA ES256 RS256; do
   TG_DIR=$(mktemp -d)
   TOKENGATE_LOG=warn TOKENGATE_BIND=127.0.0.1:8100 TOKENGATE_ALGORITHM=$ALG \
     TOKENGATE_DATABASE_URL="sqlite://$TG_DIR/tokengate.db" \
-    TOKENGATE_LOGIN_RATE=1000000/1s target/release/tokengate serve 2>>"$OUT/tokengate.log" &
+    TOKENGATE_LOGIN_RATE=1000000/1s TOKENGATE_REFRESH_RATE=1000000/1s \
+    target/release/tokengate serve 2>>"$OUT/tokengate.log" &
   TG_PID=$!
   wait_up http://127.0.0.1:8100
   curl -sf -X POST http://127.0.0.1:8100/auth/register -H 'Content-Type: application/json' \
     -d '{"username":"benchuser","email":"bench@example.com","password":"benchpass123"}' >/dev/null
-  access=$(curl -sf -X POST http://127.0.0.1:8100/auth/login -d 'username=benchuser&password=benchpass123' \
-    | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  : > "$TG_DIR/chains.txt"
+  for _ in 1 2 3 4; do
+    curl -sf -X POST http://127.0.0.1:8100/auth/login -d 'username=benchuser&password=benchpass123' \
+      | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' >> "$TG_DIR/chains.txt"
+    echo >> "$TG_DIR/chains.txt"
+  done
+  : > "$TG_DIR/minted.txt"
+  BENCH_TOKENS="$TG_DIR/chains.txt" BENCH_MINTED="$TG_DIR/minted.txt" \
+    wrk -t4 -c4 -d4s -s bench/mint.lua http://127.0.0.1:8100/auth/refresh > /dev/null
+  access=$(tail -1 "$TG_DIR/minted.txt")
   wrk -t2 -c32 -d"$DUR" --latency -H "Authorization: Bearer $access" http://127.0.0.1:8100/me \
     > "$OUT/tokengate-me_$ALG.txt"
+  MINTED[$ALG]=$(wc -l < "$TG_DIR/minted.txt")
+  BENCH_MINTED="$TG_DIR/minted.txt" wrk -t2 -c32 -d"$DUR" --latency -s bench/me_fresh.lua \
+    http://127.0.0.1:8100/me > "$OUT/tokengate-me_fresh_$ALG.txt"
   kill $TG_PID; wait $TG_PID 2>/dev/null || true
   rm -rf "$TG_DIR"
 done
@@ -139,7 +162,7 @@ grep -E '^ +(50|99)%' "$OUT/floor-me-1.txt" >> "$OUT/floor-me.txt"
   echo "|---|---|---|---|---|---|"
   read -r rps p50 p99 err < <(summarise "$OUT/floor-me.txt")
   echo "| me (HTTP floor: bare axum, mean of a run before and after) | floor | $rps | $p50 | $p99 | $err |"
-  for s in me me_c16 login refresh me_under_login_storm; do
+  for s in me me_c16 login refresh refresh_c32 me_under_login_storm; do
     for n in tokengate fastapi_seed; do
       read -r rps p50 p99 err < <(summarise "$OUT/$n-$s.txt")
       echo "| $s | $n | $rps | $p50 | $p99 | $err |"
@@ -147,11 +170,13 @@ grep -E '^ +(50|99)%' "$OUT/floor-me-1.txt" >> "$OUT/floor-me.txt"
   done
   read -r rps p50 p99 err < <(summarise "$OUT/tokengate-login_peer_cost.txt")
   echo "| login (peer's argon2 cost) | tokengate | $rps | $p50 | $p99 | $err |"
-  for ALG in EdDSA ES256 RS256; do
+  for ALG in HS256 EdDSA ES256 RS256; do
     read -r rps p50 p99 err < <(summarise "$OUT/tokengate-me_$ALG.txt")
-    echo "| me ($ALG token) | tokengate | $rps | $p50 | $p99 | $err |"
+    echo "| me ($ALG, same token) | tokengate | $rps | $p50 | $p99 | $err |"
+    read -r rps p50 p99 err < <(summarise "$OUT/tokengate-me_fresh_$ALG.txt")
+    echo "| me ($ALG, a new token each request, ${MINTED[$ALG]} cycled) | tokengate | $rps | $p50 | $p99 | $err |"
   done
-  for s in me login refresh me_under_login_storm; do
+  for s in me login refresh refresh_c32 me_under_login_storm; do
     a=$(summarise "$OUT/tokengate-$s.txt" | cut -d' ' -f1)
     b=$(summarise "$OUT/fastapi_seed-$s.txt" | cut -d' ' -f1)
     awk -v s="$s" -v a="$a" -v b="$b" 'BEGIN {printf "ratio %s: tokengate/fastapi_seed = %.1fx\n", s, a/b}'
@@ -161,6 +186,13 @@ grep -E '^ +(50|99)%' "$OUT/floor-me-1.txt" >> "$OUT/floor-me.txt"
   floor=$(summarise "$OUT/floor-me.txt" | cut -d' ' -f1)
   login=$(summarise "$OUT/tokengate-login.txt" | cut -d' ' -f1)
   awk -v a="$me" -v b="$floor" 'BEGIN {printf "ratio me/floor = %.2f\n", a/b}'
+  hs=$(summarise "$OUT/tokengate-me_fresh_HS256.txt" | cut -d' ' -f1)
+  for ALG in EdDSA ES256 RS256; do
+    a=$(summarise "$OUT/tokengate-me_fresh_$ALG.txt" | cut -d' ' -f1)
+    awk -v s="$ALG" -v a="$a" -v b="$hs" 'BEGIN {printf "ratio me %s/HS256, a new token each request = %.2f\n", s, a/b}'
+  done
+  echo "signing and first verification (cargo bench --bench jwt_algorithms):"
+  echo "$JWT_LINES"
   echo "argon2 bound: $BOUND_LINE"
   awk -v a="$login" -v b="$BOUND" 'BEGIN {printf "ratio login/bound = %.2f\n", a/b}'
   p99_ms() { awk '/^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$1"; }

@@ -27,6 +27,9 @@ pub enum AuthEvent {
     RefreshLimited,
     RefreshRejected,
     RefreshReuse,
+    /// A token spent moments ago came back within the reuse grace and was given the
+    /// same successor again.
+    RefreshRepeated,
     Logout,
     LogoutAll,
     PasswordChanged,
@@ -53,6 +56,7 @@ impl AuthEvent {
             Self::RefreshLimited => "refresh.limited",
             Self::RefreshRejected => "refresh.rejected",
             Self::RefreshReuse => "refresh.reuse_detected",
+            Self::RefreshRepeated => "refresh.repeated_in_grace",
             Self::Logout => "logout",
             Self::LogoutAll => "logout.all",
             Self::PasswordChanged => "password.changed",

@@ -241,6 +241,7 @@ pub async fn build_state_opening(
     let macs = ServerMacs {
         csrf: server_mac(store.as_ref(), "csrf", &clock).await?,
         device: server_mac(store.as_ref(), "device", &clock).await?,
+        refresh: server_mac(store.as_ref(), "refresh", &clock).await?,
     };
     let auth = AuthService::new(AuthParts {
         store,
@@ -251,6 +252,7 @@ pub async fn build_state_opening(
         sessions: SessionPolicy {
             refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
             max_lifetime_secs: settings.tokens.session_max_lifetime_secs,
+            reuse_grace_secs: settings.tokens.refresh_reuse_grace_secs,
         },
         keys: key_mode,
         macs,

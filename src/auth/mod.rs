@@ -65,6 +65,9 @@ pub struct SessionPolicy {
     pub refresh_ttl_secs: u64,
     /// ...but no session outlives its login by more than this.
     pub max_lifetime_secs: u64,
+    /// For this long after a rotation, the token just spent is answered with the same
+    /// successor instead of counting as reuse (0: strict).
+    pub reuse_grace_secs: u64,
 }
 
 /// The HMAC keys of values the server hands out and checks later.
@@ -72,6 +75,8 @@ pub struct SessionPolicy {
 pub struct ServerMacs {
     pub csrf: MacKey,
     pub device: MacKey,
+    /// Derives a refresh token's successor (only with a reuse grace).
+    pub refresh: MacKey,
 }
 
 pub struct AuthService {
@@ -189,7 +194,7 @@ impl AuthService {
     /// logout, which carry no access token).
     pub async fn session_of_refresh(&self, presented: &str) -> Result<Option<SessionId>, AuthError> {
         match crate::crypto::tokens::RefreshTokenHash::of_presented(presented) {
-            Some(hash) => Ok(self.store.session_of_refresh(&hash).await?),
+            Some(hash) => Ok(self.store.refresh_token(&hash).await?.map(|t| t.session_id)),
             None => Ok(None),
         }
     }

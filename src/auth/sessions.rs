@@ -6,7 +6,7 @@ use super::AuthError;
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
-use crate::domain::{Password, SessionId};
+use crate::domain::{Password, SessionId, UnixTime};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
@@ -119,7 +119,10 @@ impl AuthService {
     }
 
     /// Spend a refresh token for a new pair. A token that was already spent is a
-    /// reuse: somebody holds a stolen copy, so its whole session dies.
+    /// reuse: somebody holds a stolen copy, so its whole session dies. With a reuse
+    /// grace, the token spent last in a live session is instead answered with the same
+    /// successor for that long (two tabs, a retry after a lost response): the chain
+    /// never forks.
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, AuthError> {
         self.limit(LimitKey::RefreshIp(net_of(client)), AuthEvent::RefreshLimited, client)
             .await?;
@@ -128,12 +131,19 @@ impl AuthService {
             return Err(AuthError::InvalidRefreshToken);
         };
         let now = self.clock.now();
-        let (successor, successor_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
+        let grace = self.sessions.reuse_grace_secs;
+        // With a grace the successor is derived from the token it replaces, so a late
+        // duplicate of this request can be given the same one without storing it.
+        let (successor, successor_hash) = if grace > 0 {
+            RefreshToken::successor_of(&self.macs.refresh, presented)
+        } else {
+            RefreshToken::generate().map_err(AuthError::internal)?
+        };
         let outcome = self
             .store
             .rotate_refresh(RotateRequest {
                 presented: hash,
-                successor: successor_hash,
+                successor: successor_hash.clone(),
                 successor_expires_at: now.plus(self.sessions.refresh_ttl_secs),
                 now,
             })
@@ -150,13 +160,53 @@ impl AuthService {
                 self.events.record(AuthEvent::RefreshRejected, None, None, client);
                 Err(AuthError::InvalidRefreshToken)
             }
-            Rotation::AlreadySpent { user_id, session_id } => {
+            Rotation::AlreadySpent {
+                user_id,
+                session_id,
+                spent_at,
+            } => {
+                if grace > 0
+                    && now <= spent_at.plus(grace)
+                    && let Some(pair) = self
+                        .repeat_successor(session_id, successor, &successor_hash, now)
+                        .await?
+                {
+                    self.events
+                        .record(AuthEvent::RefreshRepeated, Some(user_id), Some(session_id), client);
+                    return Ok(pair);
+                }
                 // A spent token came back: someone holds a copy. The whole session dies.
                 self.store.revoke_session(user_id, session_id, now).await?;
                 self.events
                     .record(AuthEvent::RefreshReuse, Some(user_id), Some(session_id), client);
                 Err(AuthError::InvalidRefreshToken)
             }
+        }
+    }
+
+    /// Within the grace: a new pair around `successor` (the successor of the token just
+    /// presented) if it is still the current token of that live session: unspent,
+    /// unexpired, of an active user. An older token's successor has been spent.
+    async fn repeat_successor(
+        &self,
+        session_id: SessionId,
+        successor: RefreshToken,
+        successor_hash: &RefreshTokenHash,
+        now: UnixTime,
+    ) -> Result<Option<TokenPair>, AuthError> {
+        let current = self
+            .store
+            .refresh_token(successor_hash)
+            .await?
+            .is_some_and(|t| !t.spent && t.session_id == session_id && now < t.expires_at);
+        if !current {
+            return Ok(None);
+        }
+        match self.store.session_with_user(session_id).await? {
+            Some((session, user)) if session.is_live(now) && user.is_active => {
+                Ok(Some(self.pair(&user, session_id, successor)?))
+            }
+            _ => Ok(None),
         }
     }
 

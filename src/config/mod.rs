@@ -103,6 +103,9 @@ pub struct TokenSettings {
     pub refresh_ttl_secs: u64,
     /// A session ends this long after its login, however often it refreshes.
     pub session_max_lifetime_secs: u64,
+    /// For this long after a rotation, the token just spent gets the same successor
+    /// again instead of counting as reuse (0: strict).
+    pub refresh_reuse_grace_secs: u64,
 }
 
 /// Abuse limits.
@@ -148,6 +151,7 @@ impl Default for Settings {
                 access_ttl_secs: 15 * 60,
                 refresh_ttl_secs: 7 * 24 * 3600,
                 session_max_lifetime_secs: 30 * 24 * 3600,
+                refresh_reuse_grace_secs: 0,
             },
             limits: LimitSettings {
                 login: per_minute(10),
@@ -215,6 +219,10 @@ pub struct RawSettings {
     /// A session ends this long after login, however often it refreshes [default: 30d]
     #[arg(long, env = "TOKENGATE_SESSION_MAX_LIFETIME", global = true)]
     pub session_max_lifetime: Option<String>,
+    /// Seconds after a rotation in which the spent token gets the same successor again
+    /// (two tabs, a retried request) instead of revoking the session; at most 60s [default: 0s]
+    #[arg(long, env = "TOKENGATE_REFRESH_REUSE_GRACE", global = true)]
+    pub refresh_reuse_grace: Option<String>,
     /// Secure attribute on cookies; false only for plain-HTTP local development [default: true]
     #[arg(long, env = "TOKENGATE_COOKIE_SECURE", global = true)]
     pub cookie_secure: Option<String>,
@@ -426,6 +434,12 @@ impl RawSettings {
                 d.session_max_lifetime_secs,
                 parse_duration,
             )?,
+            refresh_reuse_grace_secs: opt(
+                "TOKENGATE_REFRESH_REUSE_GRACE",
+                &self.refresh_reuse_grace,
+                d.refresh_reuse_grace_secs,
+                parse_reuse_grace,
+            )?,
         })
     }
 
@@ -558,6 +572,24 @@ pub fn parse_duration(v: &str) -> Result<u64, String> {
     Ok(secs)
 }
 
+/// Longest reuse grace: inside it, reuse detection is off for the token just spent.
+pub const MAX_REUSE_GRACE_SECS: u64 = 60;
+
+/// A duration that may be zero (`0s`, strict), and at most [`MAX_REUSE_GRACE_SECS`].
+pub fn parse_reuse_grace(v: &str) -> Result<u64, String> {
+    let number = v.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(v);
+    if number.parse::<u64>() == Ok(0) {
+        return Ok(0);
+    }
+    let secs = parse_duration(v)?;
+    if secs > MAX_REUSE_GRACE_SECS {
+        return Err(format!(
+            "{v:?} is too long: at most {MAX_REUSE_GRACE_SECS}s (reuse detection is off inside the grace)"
+        ));
+    }
+    Ok(secs)
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -670,6 +702,16 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(604_800));
         for bad in ["", "0s", "m", "5x", "-1s", "1.5h", "15", "900"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reuse_graces() {
+        for (v, secs) in [("0s", 0), ("0", 0), ("00m", 0), ("2s", 2), ("1m", 60), ("60s", 60)] {
+            assert_eq!(parse_reuse_grace(v), Ok(secs), "{v}");
+        }
+        for bad in ["", "61s", "2m", "1d", "-1s", "x", "2"] {
+            assert!(parse_reuse_grace(bad).is_err(), "{bad}");
         }
     }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::keys::KeyRing;
+use crate::crypto::mac::MacKey;
 use crate::crypto::verified::{Verified, VerifiedTokens};
 use crate::domain::{Jti, Role, SessionId, UnixTime, UserId};
 
@@ -261,6 +262,16 @@ impl RefreshToken {
         let token = URL_SAFE_NO_PAD.encode(raw);
         let hash = RefreshTokenHash::of(&token);
         Ok((Self(token), hash))
+    }
+
+    /// The successor of `presented`, derived rather than drawn: the same input always
+    /// gives the same token, so a token spent moments ago can be answered with its
+    /// successor again without the successor ever being stored. As unguessable as a
+    /// random one without `key` (HMAC-SHA256, 32 bytes, base64url).
+    pub fn successor_of(key: &MacKey, presented: &str) -> (Self, RefreshTokenHash) {
+        let token = key.tag(presented.as_bytes());
+        let hash = RefreshTokenHash::of(&token);
+        (Self(token), hash)
     }
 
     pub fn expose(&self) -> &str {

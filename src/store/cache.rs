@@ -23,7 +23,7 @@ use async_trait::async_trait;
 
 use super::{
     LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite,
+    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
 };
 use crate::clock::Clock;
 use crate::crypto::passwords::PasswordHashString;
@@ -305,8 +305,8 @@ impl Store for CachedStore {
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError> {
         self.inner.list_sessions(user, now).await
     }
-    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError> {
-        self.inner.session_of_refresh(refresh).await
+    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
+        self.inner.refresh_token(refresh).await
     }
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
         self.inner.rotate_refresh(req).await

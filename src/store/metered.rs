@@ -11,7 +11,7 @@ use tracing::Instrument as _;
 
 use super::{
     LoggedRevocation, NewSession, NewUser, PoolStats, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite,
+    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -78,7 +78,7 @@ metered! {
     async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError>;
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
-    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError>;
+    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
     async fn revoke_session_of_refresh(&self, user: Option<UserId>, refresh: &RefreshTokenHash, now: UnixTime) -> Result<Option<(UserId, SessionId)>, StoreError>;

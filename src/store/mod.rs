@@ -136,6 +136,14 @@ pub struct LoggedRevocation {
     pub what: Revoked,
 }
 
+/// A refresh token as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredRefreshToken {
+    pub session_id: SessionId,
+    pub spent: bool,
+    pub expires_at: UnixTime,
+}
+
 /// What a rotation found.
 #[derive(Clone, Debug)]
 pub enum Rotation {
@@ -147,8 +155,12 @@ pub enum Rotation {
         session: Box<SessionRecord>,
         user: Box<UserRecord>,
     },
-    /// The presented token had been spent before. Nothing written.
-    AlreadySpent { user_id: UserId, session_id: SessionId },
+    /// The presented token had been spent before, at `spent_at`. Nothing written.
+    AlreadySpent {
+        user_id: UserId,
+        session_id: SessionId,
+        spent_at: UnixTime,
+    },
     /// Unknown or expired. Nothing written.
     Unknown,
 }
@@ -266,8 +278,8 @@ pub trait Store: Send + Sync + 'static {
     async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
     /// `user`'s live sessions (not revoked, not expired), most recently used first.
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
-    /// The session a refresh token belongs to (spent or not), if any. A read.
-    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError>;
+    /// A refresh token as stored (spent or not, expired or not), if it exists. A read.
+    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
     /// Spend `presented` and store its successor in one transaction. The spend is one
     /// conditional write ("spent now, if not spent before"): of two concurrent
     /// rotations of one token exactly one gets `Spent`. A session that is revoked or

@@ -13,7 +13,7 @@ use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
     LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite,
+    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -502,14 +502,24 @@ impl Store for PgStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError> {
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT session_id::text FROM refresh_tokens WHERE token_hash = $1")
-                .bind(refresh.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        id.map(|i| i.parse().map_err(|_| malformed("session_id"))).transpose()
+    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
+        let row = sqlx::query(
+            "SELECT session_id::text AS session_id, used_at IS NOT NULL AS spent,
+                    extract(epoch from expires_at)::bigint AS expires_at
+             FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(refresh.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| {
+            Ok(StoredRefreshToken {
+                session_id: parse_col(&r, "session_id")?,
+                spent: r.try_get("spent").map_err(backend)?,
+                expires_at: UnixTime(r.try_get("expires_at").map_err(backend)?),
+            })
+        })
+        .transpose()
     }
 
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
@@ -533,19 +543,24 @@ impl Store for PgStore {
         // Nothing spent: a new statement (a new snapshot, so a rotation that won a race
         // against this one is seen) says whether it had been spent before.
         let prior = sqlx::query(
-            "SELECT r.session_id::text AS session_id, r.used_at IS NOT NULL AS spent, s.user_id::text AS user_id
+            "SELECT r.session_id::text AS session_id, extract(epoch from r.used_at)::bigint AS spent_at,
+                    s.user_id::text AS user_id
              FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = $1",
         )
         .bind(req.presented.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        match prior {
-            Some(prior) if prior.try_get::<bool, _>("spent").map_err(backend)? => Ok(Rotation::AlreadySpent {
+        let Some(prior) = prior else {
+            return Ok(Rotation::Unknown); // never issued
+        };
+        match prior.try_get::<Option<i64>, _>("spent_at").map_err(backend)? {
+            Some(spent_at) => Ok(Rotation::AlreadySpent {
                 user_id: parse_col(&prior, "user_id")?,
                 session_id: parse_col(&prior, "session_id")?,
+                spent_at: UnixTime(spent_at),
             }),
-            _ => Ok(Rotation::Unknown), // never issued, or merely expired
+            None => Ok(Rotation::Unknown), // merely expired
         }
     }
 

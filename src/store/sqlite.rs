@@ -17,7 +17,8 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
     LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, UserChanged, UserRecord, UserUpdate, UserWrite, roles_from_json, roles_to_json,
+    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite, roles_from_json,
+    roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -37,7 +38,9 @@ const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_a
 /// session's absolute end and a dead session is never extended: the session's expiry is
 /// capped first and the successor takes it. The three writes share one gate, "?2 is
 /// unspent and unexpired", which only the last of them changes, so all three happen or
-/// none does; the final read says which (the successor exists only if it was written).
+/// none does; the final read says which: `changes()` there counts the rows of the last
+/// write, the spend. (Whether the successor exists would not do: a derived successor
+/// exists already when its predecessor is presented again.)
 static ROTATE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "BEGIN IMMEDIATE;
@@ -49,9 +52,8 @@ static ROTATE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
           SELECT ?4, s.id, ?1, s.expires_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id
           WHERE r.token_hash = ?2 AND r.used_at IS NULL AND r.expires_at > ?1;
          UPDATE refresh_tokens SET used_at = ?1 WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1;
-         SELECT r.used_at, n.token_hash IS NOT NULL AS rotated, {SESSION_COLUMNS}, {USER_COLUMNS}
+         SELECT r.used_at, changes() AS rotated, {SESSION_COLUMNS}, {USER_COLUMNS}
           FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id
-          LEFT JOIN refresh_tokens n ON n.token_hash = ?4
           WHERE r.token_hash = ?2;
          COMMIT"
     )
@@ -532,15 +534,18 @@ impl Store for SqliteStore {
         load_session_with_user(&self.read, id).await
     }
 
-    async fn session_of_refresh(&self, refresh: &RefreshTokenHash) -> Result<Option<SessionId>, StoreError> {
-        let id: Option<String> = sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = ?")
+    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
+        let row = sqlx::query("SELECT session_id, used_at, expires_at FROM refresh_tokens WHERE token_hash = ?")
             .bind(refresh.as_str())
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
-        id.map(|i| {
-            i.parse()
-                .map_err(|_| StoreError::Backend("malformed session_id in database".into()))
+        row.map(|r| {
+            Ok(StoredRefreshToken {
+                session_id: parse_col(&r, "session_id")?,
+                spent: r.try_get::<Option<i64>, _>("used_at").map_err(backend)?.is_some(),
+                expires_at: UnixTime(r.try_get("expires_at").map_err(backend)?),
+            })
         })
         .transpose()
     }
@@ -566,13 +571,14 @@ impl Store for SqliteStore {
                 session: Box::new(session_from_row(&row)?),
                 user: Box::new(user_from_row(&row)?),
             },
-            Some(row) if row.try_get::<Option<i64>, _>("used_at").map_err(backend)?.is_some() => {
-                Rotation::AlreadySpent {
+            Some(row) => match row.try_get::<Option<i64>, _>("used_at").map_err(backend)? {
+                Some(spent_at) => Rotation::AlreadySpent {
                     user_id: parse_col(&row, "s_user_id")?,
                     session_id: parse_col(&row, "s_id")?,
-                }
-            }
-            Some(_) => Rotation::Unknown, // merely expired
+                    spent_at: UnixTime(spent_at),
+                },
+                None => Rotation::Unknown, // merely expired
+            },
         };
         Ok(outcome)
     }
@@ -833,7 +839,9 @@ mod tests {
         }
         let third = RefreshToken::generate().unwrap().1;
         match store.rotate_refresh(rotate(&first, &third)).await.unwrap() {
-            Rotation::AlreadySpent { user_id, session_id } => assert_eq!((session_id, user_id), (session, user)),
+            Rotation::AlreadySpent {
+                user_id, session_id, ..
+            } => assert_eq!((session_id, user_id), (session, user)),
             other => panic!("expected a reuse, got {other:?}"),
         }
         assert!(matches!(

@@ -246,6 +246,21 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// Send `request` as raw bytes (whatever an HTTP client library would refuse to
+    /// send) on a new connection, and read the answer until the server closes it.
+    pub async fn raw(&self, request: &[u8]) -> RawResponse {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = self.base.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(request).await.expect("send");
+        let mut out = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("the server answers and closes within 10 s")
+            .expect("read");
+        RawResponse::parse(&out)
+    }
+
     pub async fn post_json(&self, path: &str, body: Value) -> Response {
         self.http
             .post(self.url(path))
@@ -457,4 +472,38 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
         serde_json::from_slice::<Value>(&bytes).expect("json")
     };
     (part(), part())
+}
+
+/// An HTTP/1.1 response read off a socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn parse(bytes: &[u8]) -> Self {
+        let split = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(bytes)));
+        let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+        let status = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {head:?}"));
+        Self {
+            status,
+            head,
+            body: bytes[split + 4..].to_vec(),
+        }
+    }
+
+    /// The body as JSON (the test fails if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+    }
 }

@@ -466,3 +466,31 @@ pub async fn cross_site_cookie_login_is_refused(b: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(login(&[]).await.unwrap().status(), StatusCode::OK);
 }
+
+pub async fn cookie_refresh_in_the_reuse_grace_repeats_the_successor(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
+    srv.register("alzy").await;
+    let (first, _) = cookie_login(&srv, "alzy").await;
+    // Two tabs refresh with the same cookie, one after the other.
+    let res = send(&srv, &first, Method::POST, "/auth/cookie/refresh", Some(&first.csrf())).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut tab_a = first.clone();
+    tab_a.absorb(&res);
+    let res = send(&srv, &first, Method::POST, "/auth/cookie/refresh", Some(&first.csrf())).await;
+    assert_eq!(res.status(), StatusCode::OK, "inside the grace: not a reuse");
+    let mut tab_b = first.clone();
+    tab_b.absorb(&res);
+    assert_eq!(tab_a.0[REFRESH], tab_b.0[REFRESH], "the same successor");
+    assert_ne!(tab_b.0[REFRESH], first.0[REFRESH]);
+    for tab in [&tab_a, &tab_b] {
+        assert_eq!(send(&srv, tab, Method::GET, "/me", None).await.status(), StatusCode::OK);
+    }
+    // Past the grace, the old cookie is a reuse as ever.
+    srv.clock.advance(3);
+    let res = send(&srv, &first, Method::POST, "/auth/cookie/refresh", Some(&first.csrf())).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&srv, &tab_a, Method::GET, "/me", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

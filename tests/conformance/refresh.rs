@@ -157,3 +157,77 @@ pub async fn the_session_lifetime_is_configurable(b: Backend) {
     srv.clock.advance(1800);
     assert_invalid_token(srv.refresh(&t.refresh).await).await;
 }
+
+/// 20 parallel refreshes of one token, each answer's status and refresh token.
+async fn refresh_in_parallel(srv: &TestServer, token: &str) -> Vec<(StatusCode, Option<String>)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let http = srv.http.clone();
+        let url = srv.url("/auth/refresh");
+        let body = json!({"refresh_token": token});
+        tasks.spawn(async move {
+            let res = http.post(url).json(&body).send().await.unwrap();
+            let status = res.status();
+            let v: Value = res.json().await.unwrap();
+            (status, v["refresh_token"].as_str().map(str::to_owned))
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+pub async fn reuse_grace_gives_parallel_refreshes_one_successor(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
+    let t = srv.user("alzy").await;
+    let answers = refresh_in_parallel(&srv, &t.refresh).await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::OK), "{answers:?}");
+    let successors: HashSet<_> = answers.iter().map(|(_, r)| r.clone().unwrap()).collect();
+    assert_eq!(successors.len(), 1, "one successor for all: the chain never forks");
+    let successor = successors.into_iter().next().unwrap();
+    // The session lives, and its chain goes on from that one successor.
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+    let res = srv.refresh(&successor).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let next = Tokens::from(res.json::<Value>().await.unwrap());
+    assert_eq!(srv.me_status(&next.access).await, StatusCode::OK);
+}
+
+pub async fn reuse_after_the_grace_revokes_the_session(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
+    let t = srv.user("alzy").await;
+    let second = Tokens::from(srv.refresh(&t.refresh).await.json::<Value>().await.unwrap());
+    // Inside the grace: the same successor again.
+    srv.clock.advance(2);
+    let again = Tokens::from(srv.refresh(&t.refresh).await.json::<Value>().await.unwrap());
+    assert_eq!(again.refresh, second.refresh);
+    // Past it: reuse, and the whole session dies.
+    srv.clock.advance(1);
+    assert_invalid_token(srv.refresh(&t.refresh).await).await;
+    assert_invalid_token(srv.get_auth("/me", &second.access).await).await;
+    assert_invalid_token(srv.refresh(&second.refresh).await).await;
+}
+
+pub async fn reuse_grace_covers_only_the_token_spent_last(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
+    let t = srv.user("alzy").await;
+    let second = Tokens::from(srv.refresh(&t.refresh).await.json::<Value>().await.unwrap());
+    let third = Tokens::from(srv.refresh(&second.refresh).await.json::<Value>().await.unwrap());
+    // Still inside the grace of the first rotation, but the first token's successor
+    // has itself been spent: the first token is an older token, so this is reuse.
+    assert_invalid_token(srv.refresh(&t.refresh).await).await;
+    assert_invalid_token(srv.get_auth("/me", &third.access).await).await;
+    assert_invalid_token(srv.refresh(&third.refresh).await).await;
+}
+
+pub async fn reuse_grace_never_revives_a_revoked_session(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
+    let t = srv.user("alzy").await;
+    let second = Tokens::from(srv.refresh(&t.refresh).await.json::<Value>().await.unwrap());
+    let res = srv.post_auth("/auth/logout", &second.access, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_invalid_token(srv.refresh(&t.refresh).await).await;
+    assert_invalid_token(srv.refresh(&second.refresh).await).await;
+}
