@@ -214,7 +214,8 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonFields {
             }
         }
         let bytes = read_bytes(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or JSON `null` (an optional body left out, as FastAPI reads it).
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(Self(None));
         }
         parse_json(&bytes).map(|f| Self(Some(f)))

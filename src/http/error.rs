@@ -12,11 +12,21 @@ use crate::auth::{AuthError, TokenProblem};
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Where: `["body", "<field>"]`, `["query", "<name>"]`, list items by index.
-    #[schema(value_type = Vec<Object>, example = json!(["body", "username"]))]
+    #[schema(value_type = Vec<LocPart>, example = json!(["body", "username"]))]
     pub loc: Vec<Value>,
     pub msg: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
+}
+
+/// One step of a [`FieldError`]'s `loc`: a name, or a list index. (The schema only;
+/// `loc` is built as JSON values.)
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LocPart {
+    Name(String),
+    Index(u32),
 }
 
 impl FieldError {

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Passw
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder, response::Response};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
-use super::error::FieldError;
+use super::error::{FieldError, LocPart};
 
 /// The security scheme Swagger UI's Authorize button uses: a password grant at
 /// `/auth/login`, then the access token as a Bearer header.
@@ -39,7 +39,7 @@ pub struct ValidationErrorBody {
                        for browsers, role-based access, JWKS for resource servers.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
-    components(schemas(ErrorBody, ValidationErrorBody, FieldError)),
+    components(schemas(ErrorBody, ValidationErrorBody, FieldError, LocPart)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Register, log in, refresh, log out (Bearer tokens)"),

@@ -127,3 +127,34 @@ pub async fn a_revocation_on_another_instance_holds_within_a_second(b: Backend) 
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+pub async fn logout_takes_no_body_or_a_json_null(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    for body in ["", "null", " null\n"] {
+        let t = srv.login("alzy", PASSWORD).await;
+        let res = srv
+            .http
+            .post(srv.url("/auth/logout"))
+            .bearer_auth(&t.access)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT, "{body:?}");
+        assert_eq!(srv.me_status(&t.access).await, StatusCode::UNAUTHORIZED, "{body:?}");
+    }
+    // Any other JSON that is not an object is still refused.
+    let t = srv.login("alzy", PASSWORD).await;
+    let res = srv
+        .http
+        .post(srv.url("/auth/logout"))
+        .bearer_auth(&t.access)
+        .header("content-type", "application/json")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

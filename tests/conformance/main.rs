@@ -104,6 +104,7 @@ conformance! {
     ],
     logout: [
         logout_kills_the_session_not_only_the_token,
+        logout_takes_no_body_or_a_json_null,
         logout_leaves_other_sessions_alive,
         logout_with_refresh_token_of_another_session,
         logout_all_kills_every_session,

@@ -27,13 +27,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// `PATCH /admin/users/{id}`: what to change; other fields are refused.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserUpdateRequest {
     /// The user's whole new role list (replaces the old one).
-    #[schema(value_type = Option<Vec<String>>, example = json!(["admin"]))]
+    #[schema(value_type = Option<Vec<RoleName>>, example = json!(["admin"]))]
     roles: Option<Vec<Role>>,
     /// `false` revokes every session of the user at once.
     is_active: Option<bool>,
 }
+
+/// A role: 1-50 characters of a-z, 0-9, `_`, `:`, `.`, `-` (as `Role::parse` checks).
+#[derive(ToSchema)]
+#[schema(pattern = "^[a-z0-9_:.-]{1,50}$", example = "admin")]
+#[allow(dead_code)]
+pub struct RoleName(String);
 
 impl FromFields for UserUpdateRequest {
     fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
@@ -54,7 +61,7 @@ const MAX_LIMIT: u32 = 200;
     get, path = "/admin/users", operation_id = "list_users", tag = "admin",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
-        ("offset" = Option<u32>, Query, description = "Users to skip (default 0)"),
+        ("offset" = Option<i64>, Query, minimum = 0, maximum = 4294967295_u64, description = "Users to skip (default 0)"),
     ),
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses((status = 200, description = "A page of users", body = Vec<UserRead>), Unauthorized, Forbidden, Unprocessable, Unavailable)

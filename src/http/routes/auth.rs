@@ -92,7 +92,7 @@ impl FromFields for RegisterRequest {
 #[derive(ToSchema)]
 pub struct LoginRequest {
     /// `password` if sent (OAuth2 password grant); checked while reading.
-    #[schema(pattern = "^password$", example = "password")]
+    #[schema(pattern = "^password$", example = "password", nullable = false)]
     #[allow(dead_code)]
     grant_type: Option<String>,
     #[schema(example = "alice")]

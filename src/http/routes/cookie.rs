@@ -147,10 +147,12 @@ pub async fn refresh(
 }
 
 /// End the browser's session (by its access cookie, or by its refresh cookie once the
-/// access cookie has expired) and clear its cookies (needs `X-CSRF-Token`).
+/// access cookie has expired) and clear its cookies (needs `X-CSRF-Token` when it
+/// carries a session's cookie; without one there is nothing to end, and it only clears).
 #[utoipa::path(
     post, path = "/auth/cookie/logout", operation_id = "cookie_logout", tag = "cookie",
-    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    params(("X-CSRF-Token" = Option<String>, Header,
+            description = "The session's CSRF token; required when the request carries a session cookie")),
     responses((status = 204, description = "Logged out; cookies cleared"), Forbidden, Unavailable)
 )]
 pub async fn logout(
