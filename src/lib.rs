@@ -11,6 +11,9 @@ pub mod crypto;
 pub mod domain;
 pub mod events;
 pub mod fanout;
+/// Entry points for the `cargo fuzz` targets in `fuzz/` (built only under `--cfg fuzzing`).
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod metrics;

@@ -6,7 +6,7 @@ use super::AuthError;
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
-use crate::domain::{Password, SessionId, UnixTime};
+use crate::domain::{Password, SessionId, UnixTime, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
@@ -64,7 +64,12 @@ impl AuthService {
         };
         // Before the hash: once a budget is spent, even the right password waits.
         self.limit(budget, AuthEvent::LoginLimited, client).await?;
-        let user = self.store.user_by_username(username).await?;
+        // A string that is not a valid username names no one: it is not looked up
+        // (PostgreSQL refuses a NUL in text outright), and costs the same hash below.
+        let user = match Username::parse(username) {
+            Ok(_) => self.store.user_by_username(username).await?,
+            Err(_) => None,
+        };
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password, stored).await?;
         let user = match user {

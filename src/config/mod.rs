@@ -590,7 +590,7 @@ pub fn parse_reuse_grace(v: &str) -> Result<u64, String> {
     Ok(secs)
 }
 
-fn parse_bool(v: &str) -> Result<bool, String> {
+pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
@@ -598,7 +598,7 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_rate(v: &str) -> Result<Rate, String> {
+pub(crate) fn parse_rate(v: &str) -> Result<Rate, String> {
     let bad = || format!("{v:?} is not a rate like 10/1m");
     let (n, w) = v.split_once('/').ok_or_else(bad)?;
     let count: u32 = n.trim().parse().map_err(|_| bad())?;
@@ -611,7 +611,7 @@ fn parse_rate(v: &str) -> Result<Rate, String> {
 
 /// `https://auth.example.com` or `http://host:port/prefix`: scheme, host, optional
 /// port and path; no query, fragment or credentials. Kept without a trailing slash.
-fn parse_public_url(v: &str) -> Result<String, String> {
+pub(crate) fn parse_public_url(v: &str) -> Result<String, String> {
     let bad = || format!("{v:?} is not a base URL like https://auth.example.com");
     let (scheme, rest) = v.split_once("://").ok_or_else(bad)?;
     let host = rest.split('/').next().unwrap_or_default();
@@ -627,7 +627,7 @@ fn parse_public_url(v: &str) -> Result<String, String> {
 /// does for `OTEL_EXPORTER_OTLP_ENDPOINT`) or the full traces URL. Plain HTTP only: the
 /// exporter is built without TLS, so an `https://` collector is refused here rather than
 /// failing at every export.
-fn parse_otlp_endpoint(v: &str) -> Result<String, String> {
+pub(crate) fn parse_otlp_endpoint(v: &str) -> Result<String, String> {
     if v.starts_with("https://") {
         return Err(format!(
             "{v:?}: only http:// collectors are supported (run an OpenTelemetry Collector beside tokengate)"
@@ -641,7 +641,7 @@ fn parse_otlp_endpoint(v: &str) -> Result<String, String> {
     })
 }
 
-fn parse_cidr(v: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_cidr(v: &str) -> Result<IpNet, String> {
     v.parse::<IpNet>()
         .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{v:?} is not a CIDR like 10.0.0.0/8 or an IP address"))

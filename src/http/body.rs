@@ -21,7 +21,7 @@ pub trait FromFields: Sized {
 }
 
 /// Read a `T` out of `fields`, or every problem with them.
-fn read_fields<T: FromFields>(fields: &Fields) -> Result<T, ApiError> {
+pub(crate) fn read_fields<T: FromFields>(fields: &Fields) -> Result<T, ApiError> {
     let mut c = Checker::new(fields);
     let value = T::from_fields(&mut c);
     c.finish()?;
@@ -120,7 +120,7 @@ async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     })
 }
 
-fn parse_json(bytes: &[u8]) -> Result<Fields, ApiError> {
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Fields, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(Fields(map)),
         Ok(_) => Err(ApiError::Validation(vec![FieldError {
@@ -169,7 +169,7 @@ async fn parse_multipart(bytes: Bytes, boundary: String) -> Result<Fields, ApiEr
     Ok(Fields(map))
 }
 
-fn parse_form(bytes: &[u8]) -> Result<Fields, ApiError> {
+pub(crate) fn parse_form(bytes: &[u8]) -> Result<Fields, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).map_err(|_| {
         ApiError::Validation(vec![FieldError {
             loc: vec![json!("body")],

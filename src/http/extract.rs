@@ -36,7 +36,7 @@ impl FromRequestParts<AppState> for Client {
 
 /// Walk `X-Forwarded-For` from the right, skipping trusted proxies: the first
 /// untrusted address is the client. Anything unparsable stops the walk.
-fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -154,7 +154,7 @@ impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
-fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers.get(AUTHORIZATION).ok_or(ApiError::NotAuthenticated)?;
     let value = value
         .to_str()

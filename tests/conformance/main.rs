@@ -9,6 +9,7 @@ mod admin;
 mod conventions;
 mod cookies;
 mod forward_auth;
+mod hostile;
 mod limits;
 mod login;
 mod logout;
@@ -188,5 +189,13 @@ conformance! {
         slow_and_idle_clients_cannot_hold_connections,
         a_slow_body_gets_408,
         every_response_carries_a_request_id,
+    ],
+    hostile: [
+        one_megabyte_bodies_and_chunked_bodies_are_413_and_the_connection_lives,
+        deeply_nested_json_is_refused_without_a_crash,
+        invalid_utf8_lone_surrogates_and_control_characters_in_every_string_field,
+        huge_and_numerous_headers_are_4xx,
+        sql_and_like_wildcards_are_plain_text,
+        compressed_bodies_are_not_decompressed,
     ],
 }

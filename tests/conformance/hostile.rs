@@ -1,0 +1,264 @@
+//! Hostile input: what an attacker sends on purpose. Every answer is a clear 4xx with a
+//! `detail` (or the HTTP parser's own 4xx for bytes HTTP does not allow), never a 5xx,
+//! and the server keeps serving.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{Backend, PASSWORD, TestServer};
+
+/// Every string field of every body route, for the per-field checks below.
+const STRING_FIELDS: &[(&str, &[&str])] = &[
+    ("/auth/register", &["username", "email", "password"]),
+    ("/auth/login", &["username", "password", "device_token"]),
+    ("/auth/refresh", &["refresh_token"]),
+    ("/auth/password", &["current_password", "new_password"]),
+];
+
+/// A body for `path` whose `field` is `value` and every other field plausible.
+fn body_with(path: &str, field: &str, value: &str) -> String {
+    let mut v = match path {
+        "/auth/register" => json!({"username": "mallory", "email": "m@example.com", "password": "long enough pass"}),
+        "/auth/login" => json!({"username": "mallory", "password": "long enough pass"}),
+        "/auth/refresh" => json!({"refresh_token": "x"}),
+        _ => json!({"current_password": "long enough pass", "new_password": "another long pass"}),
+    };
+    v[field] = Value::String("@@".into());
+    // Spliced in raw, so that escapes JSON itself would refuse to produce get through.
+    v.to_string().replace("\"@@\"", value)
+}
+
+async fn assert_still_serving(srv: &TestServer) {
+    let res = srv.http.get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the server stopped serving");
+}
+
+pub async fn one_megabyte_bodies_and_chunked_bodies_are_413_and_the_connection_lives(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let mb = "x".repeat(1024 * 1024);
+    let json_body = format!(r#"{{"username":"a","password":"{mb}"}}"#);
+    let form_body = format!("username=a&password={mb}");
+    for (ct, body) in [
+        ("application/json", &json_body),
+        ("application/x-www-form-urlencoded", &form_body),
+    ] {
+        let res = srv
+            .http
+            .post(srv.url("/auth/login"))
+            .header("content-type", ct)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "{ct}");
+        assert!(res.json::<Value>().await.unwrap()["detail"].is_string());
+    }
+    // Chunked, no Content-Length: cut off at the limit all the same; then the same
+    // connection (keep-alive) still answers a second request.
+    let mut req =
+        b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for _ in 0..16 {
+        req.extend_from_slice(format!("{:x}\r\n", 64 * 1024).as_bytes());
+        req.extend_from_slice(&vec![b' '; 64 * 1024]);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req.extend_from_slice(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let res = srv.raw(&req).await;
+    assert_eq!(res.status, 413, "{}", res.head);
+    assert_still_serving(&srv).await;
+}
+
+pub async fn deeply_nested_json_is_refused_without_a_crash(b: Backend) {
+    let srv = TestServer::start(b).await;
+    for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+        let body = format!("{}1{}", open.repeat(10_000), close.repeat(10_000));
+        let res = srv
+            .http
+            .post(srv.url("/auth/register"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(res.json::<Value>().await.unwrap()["detail"].is_array());
+    }
+    assert_still_serving(&srv).await;
+}
+
+pub async fn invalid_utf8_lone_surrogates_and_control_characters_in_every_string_field(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    // (value as raw bytes, always refused): JSON with lone surrogates, a raw NUL,
+    // bytes that are not UTF-8 (never valid JSON, so always 422); escaped NUL and
+    // control characters (valid JSON: a field's own rules decide).
+    let values: &[(&[u8], bool)] = &[
+        (br#""\ud800""#, true),
+        (br#""a\udc00b""#, true),
+        (b"\"ad\x00min\"", true),
+        (b"\"\xff\xfe\"", true),
+        (b"\"\xc3\x28\"", true),
+        (br#""\u0000admin""#, false),
+        (br#""\u0007\u001b[31m""#, false),
+    ];
+    for (path, fields) in STRING_FIELDS {
+        for field in *fields {
+            for (value, refused) in values {
+                let body = body_with(path, field, "\u{0}");
+                let mut bytes = body.into_bytes();
+                let at = bytes.iter().position(|b| *b == 0).unwrap();
+                bytes.splice(at..=at, value.iter().copied());
+                let res = srv
+                    .http
+                    .post(srv.url(path))
+                    .bearer_auth(&t.access)
+                    .header("content-type", "application/json")
+                    .body(bytes)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = res.status();
+                let shown = String::from_utf8_lossy(value);
+                assert!(!status.is_server_error(), "{path} {field} {shown}: {status}");
+                if *refused {
+                    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path} {field} {shown}");
+                }
+                if status.is_client_error() {
+                    let v: Value = res.json().await.unwrap();
+                    assert!(v.get("detail").is_some(), "{path} {field} {shown}: {v}");
+                }
+            }
+        }
+    }
+    // A username with a NUL or a control character is never created.
+    for name in ["ad\u{0}min", "tab\tbed", "bell\u{7}"] {
+        let res = srv
+            .post_json(
+                "/auth/register",
+                json!({"username": name, "email": "n@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name:?}");
+    }
+    // A password may hold them (it is only ever hashed), and then must match exactly.
+    let odd = "pass\u{0}word\u{7}\u{1b}[0m!";
+    let res = srv
+        .post_json(
+            "/auth/register",
+            json!({"username": "odd", "email": "odd@example.com", "password": odd}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(
+        srv.post_json("/auth/login", json!({"username": "odd", "password": odd}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        srv.post_json("/auth/login", json!({"username": "odd", "password": "pass"}))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_still_serving(&srv).await;
+}
+
+pub async fn huge_and_numerous_headers_are_4xx(b: Backend) {
+    let srv = TestServer::start(b).await;
+    // A 100 KB Authorization header.
+    let long = format!(
+        "GET /me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let res = srv.raw(long.as_bytes()).await;
+    assert!(matches!(res.status, 401 | 431), "{}", res.head);
+    // 200 headers.
+    let mut many = String::from("GET /me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for i in 0..200 {
+        many.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    many.push_str("\r\n");
+    let res = srv.raw(many.as_bytes()).await;
+    assert!(matches!(res.status, 401 | 431), "{}", res.head);
+    assert_still_serving(&srv).await;
+}
+
+pub async fn sql_and_like_wildcards_are_plain_text(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    let t = srv.login("alzy", PASSWORD).await;
+    for hostile in [
+        "%",
+        "_",
+        "a%",
+        "alz_",
+        "' OR '1'='1",
+        "alzy'--",
+        "\"; DROP TABLE users; --",
+        "\\",
+    ] {
+        // Logging in as a pattern or an injection matches no one.
+        let res = srv
+            .post_json("/auth/login", json!({"username": hostile, "password": PASSWORD}))
+            .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{hostile:?}");
+        let res = srv.post_json("/auth/refresh", json!({"refresh_token": hostile})).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{hostile:?}");
+        // As a password it is text like any other.
+        let res = srv
+            .post_json("/auth/login", json!({"username": "alzy", "password": hostile}))
+            .await;
+        assert!(res.status().is_client_error(), "{hostile:?}");
+    }
+    // Register refuses the characters outright; the real user is untouched.
+    for hostile in ["a%b", "a_b%", "x' OR 1=1"] {
+        let res = srv
+            .post_json(
+                "/auth/register",
+                json!({"username": hostile, "email": "e@example.com", "password": PASSWORD}),
+            )
+            .await;
+        assert!(res.status().is_client_error(), "{hostile:?}");
+    }
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+    let users: Value = srv
+        .http
+        .get(srv.url("/me"))
+        .bearer_auth(&t.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users["username"], "alzy");
+}
+
+pub async fn compressed_bodies_are_not_decompressed(b: Backend) {
+    let srv = TestServer::start(b).await;
+    // A gzip "bomb" header on a JSON body: we never decompress request bodies, so the
+    // bytes are judged as they are (not JSON) instead of being inflated.
+    let res = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff, 0x03, 0])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error(), "{}", res.status());
+    // Nor is a response compressed for a client that asks (nothing to inflate on the
+    // way back either).
+    let res = srv
+        .http
+        .get(srv.url("/healthz"))
+        .header("accept-encoding", "gzip, br, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("content-encoding").is_none());
+}
