@@ -13,11 +13,12 @@ use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
 use crate::auth::keys::{
-    Ensured, KeyAdminError, KeyMode, ResolveError, ensure_active_key, load_ring, resolve_algorithm,
+    Ensured, KeyAdminError, KeyMode, KeyStore, ResolveError, ensure_active_key, load_ring, resolve_algorithm,
 };
 use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
+use crate::crypto::at_rest::{EncryptionKey, Vault};
 use crate::crypto::keys::SigningAlgorithm;
 use crate::crypto::keys::{KeyRing, SecretSource, load_or_create_secret};
 use crate::crypto::mac::MacKey;
@@ -91,8 +92,28 @@ pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn S
     Ok(store)
 }
 
+/// The encryption keys of the configuration, ready to seal and open.
+pub fn vault(settings: &Settings) -> Result<Vault, StartError> {
+    let key = |var: &'static str, s: &Secret| {
+        EncryptionKey::from_base64(&String::from_utf8_lossy(s.expose())).map_err(|m| ConfigError::new(var, m))
+    };
+    let current = settings
+        .encryption
+        .key
+        .as_ref()
+        .map(|s| key("TOKENGATE_ENCRYPTION_KEY", s))
+        .transpose()?;
+    let previous = settings
+        .encryption
+        .previous
+        .iter()
+        .map(|s| key("TOKENGATE_PREVIOUS_ENCRYPTION_KEYS", s))
+        .collect::<Result<_, _>>()?;
+    Ok(Vault::new(current, previous))
+}
+
 /// The HS256 secret: configured, or kept in a file beside the SQLite database.
-fn signing_secret(settings: &Settings) -> Result<Secret, StartError> {
+fn signing_secret(settings: &Settings, vault: &Vault) -> Result<Secret, StartError> {
     if let Some(s) = &settings.tokens.secret_key {
         tracing::info!("signing key: HS256 secret from TOKENGATE_SECRET_KEY");
         return Ok(s.clone());
@@ -105,7 +126,7 @@ fn signing_secret(settings: &Settings) -> Result<Secret, StartError> {
         .into());
     };
     let file = secret_path(path);
-    let (secret, source) = load_or_create_secret(&file).map_err(StartError::Runtime)?;
+    let (secret, source) = load_or_create_secret(&file, vault).map_err(StartError::Runtime)?;
     match source {
         SecretSource::Generated => {
             tracing::info!(path = %absolute(&file).display(), "signing key: generated a new HS256 secret (mode 0600)")
@@ -128,10 +149,11 @@ async fn signing_keys(
     settings: &Settings,
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
+    vault: &Arc<Vault>,
 ) -> Result<(KeyRing, KeyMode), StartError> {
     let algorithm = signing_algorithm(settings, store.as_ref()).await?;
     if algorithm == SigningAlgorithm::Hs256 {
-        let secret = signing_secret(settings)?;
+        let secret = signing_secret(settings, vault)?;
         return Ok((
             KeyRing::hs256(&secret, &settings.tokens.previous_secret_keys),
             KeyMode::Hs256,
@@ -139,7 +161,11 @@ async fn signing_keys(
     }
     let runtime = |e: KeyAdminError| StartError::Runtime(e.to_string());
     let now = clock.now();
-    match ensure_active_key(store.as_ref(), algorithm, settings.tokens.access_ttl_secs, now)
+    let keys = KeyStore {
+        store: store.as_ref(),
+        vault,
+    };
+    match ensure_active_key(keys, algorithm, settings.tokens.access_ttl_secs, now)
         .await
         .map_err(runtime)?
     {
@@ -151,12 +177,13 @@ async fn signing_keys(
         }
         Ensured::Existing(_) => tracing::info!("signing key: {} keys loaded from the database", algorithm.jose_name()),
     }
-    let ring = load_ring(store.as_ref(), now, &settings.tokens.previous_secret_keys)
+    let ring = load_ring(keys, now, &settings.tokens.previous_secret_keys)
         .await
         .map_err(runtime)?;
     let mode = KeyMode::Stored {
         algorithm,
         hs256_previous: settings.tokens.previous_secret_keys.clone(),
+        vault: vault.clone(),
     };
     Ok((ring, mode))
 }
@@ -172,14 +199,34 @@ pub async fn signing_algorithm(settings: &Settings, store: &dyn Store) -> Result
 }
 
 /// An HMAC key kept in the database (made at first start, shared by every instance).
-async fn server_mac(store: &dyn Store, name: &'static str, clock: &Arc<dyn Clock>) -> Result<MacKey, StartError> {
+async fn server_mac(
+    store: &dyn Store,
+    name: &'static str,
+    clock: &Arc<dyn Clock>,
+    vault: &Vault,
+) -> Result<MacKey, StartError> {
     let mut fresh = vec![0u8; 32];
     getrandom::fill(&mut fresh).map_err(|e| StartError::Runtime(e.to_string()))?;
-    let key = store
+    let context = server_secret_context(name);
+    let fresh = vault
+        .seal(&fresh, &context)
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+    let stored = store
         .server_secret(name, fresh, clock.now())
         .await
         .map_err(|e| StartError::Runtime(format!("cannot load the {name} key: {e}")))?;
+    let key = vault
+        .open(&stored, &context)
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
     Ok(MacKey::new(Secret::new(key), name))
+}
+
+/// The server's HMAC keys kept in the database, by name.
+pub const SERVER_SECRETS: [&str; 3] = ["csrf", "device", "refresh"];
+
+/// What a sealed server secret is bound to.
+pub fn server_secret_context(name: &str) -> String {
+    format!("server secret {name}")
 }
 
 /// Everything the routes need, from validated settings.
@@ -213,7 +260,17 @@ pub async fn build_state_opening(
         cache.announce_through(fanout);
     }
     let store: Arc<dyn Store> = cache;
-    let (keys, key_mode) = signing_keys(settings, &store, &clock).await?;
+    let vault = Arc::new(vault(settings)?);
+    match vault.current_id() {
+        Some(id) => tracing::info!(
+            key_id = id,
+            "secrets at rest: private keys and server secrets stored encrypted"
+        ),
+        None => tracing::info!(
+            "secrets at rest: private keys and server secrets are stored unencrypted (set TOKENGATE_ENCRYPTION_KEY)"
+        ),
+    }
+    let (keys, key_mode) = signing_keys(settings, &store, &clock, &vault).await?;
     let tokens = AccessTokens::new(
         keys,
         settings.tokens.issuer.clone(),
@@ -239,9 +296,9 @@ pub async fn build_state_opening(
         None => Arc::new(MemoryLimiter::new(rates, max_keys, clock.clone())),
     };
     let macs = ServerMacs {
-        csrf: server_mac(store.as_ref(), "csrf", &clock).await?,
-        device: server_mac(store.as_ref(), "device", &clock).await?,
-        refresh: server_mac(store.as_ref(), "refresh", &clock).await?,
+        csrf: server_mac(store.as_ref(), "csrf", &clock, &vault).await?,
+        device: server_mac(store.as_ref(), "device", &clock, &vault).await?,
+        refresh: server_mac(store.as_ref(), "refresh", &clock, &vault).await?,
     };
     let auth = AuthService::new(AuthParts {
         store,

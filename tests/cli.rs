@@ -1,21 +1,14 @@
 //! The real binary, as a user runs it: zero-config start, bad configuration, the
 //! operator's `user` and `migrate` commands.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
-
-/// The binary in `dir` with no TOKENGATE_* variables from the outside.
-fn tokengate(dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.current_dir(dir)
-        .env_clear()
-        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
-    c
-}
+#[path = "common/process.rs"]
+mod process;
+use process::{start_server_with, tokengate};
 
 fn run(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
     let mut child = cmd
@@ -101,35 +94,6 @@ fn misspelled_variables_and_malformed_env_lines_are_warned_about() {
 fn start_server(dir: &Path) -> (std::process::Child, String) {
     let (child, log, _) = start_server_with(tokengate(dir));
     (child, log)
-}
-
-/// Start `cmd serve` on a free port; the child, its log so far and its base URL.
-fn start_server_with(mut cmd: Command) -> (std::process::Child, String, String) {
-    let mut child = cmd
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut log = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log.contains("listening on") {
-        assert!(Instant::now() < deadline, "no 'listening on' in: {log}");
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("server exited: {log}");
-        }
-        log.push_str(&line);
-    }
-    let addr = log
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|a| a.split_whitespace().next());
-    let base = format!("http://{}", addr.unwrap_or_default());
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in reader.lines() {});
-    (child, log, base)
 }
 
 fn terminate(child: &mut std::process::Child) -> i32 {

@@ -7,6 +7,9 @@ use serde_json::Value;
 
 use super::AuthError;
 use super::AuthService;
+use std::sync::Arc;
+
+use crate::crypto::at_rest::Vault;
 use crate::crypto::keygen::{self, jose_algorithm};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::keys::SigningAlgorithm;
@@ -33,7 +36,45 @@ pub enum KeyMode {
         algorithm: SigningAlgorithm,
         /// HS256 secrets still accepted while moving from HS256 to this algorithm.
         hs256_previous: Vec<Secret>,
+        /// Seals private keys at rest (and opens them).
+        vault: Arc<Vault>,
     },
+}
+
+/// The stored signing keys, as auth handles them: private keys are sealed on the way
+/// into the store and opened on the way out when the vault has an encryption key.
+#[derive(Clone, Copy)]
+pub struct KeyStore<'a> {
+    pub store: &'a dyn Store,
+    pub vault: &'a Vault,
+}
+
+/// What a sealed private key is bound to (so sealed keys cannot be swapped).
+fn sealing_context(kid: &str) -> String {
+    format!("signing key {kid}")
+}
+
+impl KeyStore<'_> {
+    /// Every stored key, private keys opened.
+    pub async fn all(&self) -> Result<Vec<StoredKey>, KeyAdminError> {
+        let mut keys = self.store.signing_keys().await?;
+        for k in &mut keys {
+            k.private_der = self
+                .vault
+                .open(&k.private_der, &sealing_context(&k.kid))
+                .map_err(|e| KeyAdminError(e.to_string()))?;
+        }
+        Ok(keys)
+    }
+
+    /// `key` with its private key as it is to be stored.
+    pub fn sealed(&self, mut key: StoredKey) -> Result<StoredKey, KeyAdminError> {
+        key.private_der = self
+            .vault
+            .seal(&key.private_der, &sealing_context(&key.kid))
+            .map_err(|e| KeyAdminError(e.to_string()))?;
+        Ok(key)
+    }
 }
 
 /// A key-management failure, worded for an operator.
@@ -62,7 +103,8 @@ fn parse_jose(name: &str) -> Option<SigningAlgorithm> {
     }
 }
 
-fn new_key(alg: SigningAlgorithm, now: UnixTime, signs_from: UnixTime) -> Result<StoredKey, KeyAdminError> {
+/// A new active key of `alg` (its private key in the clear; [`KeyStore::sealed`] before storing).
+pub fn new_key(alg: SigningAlgorithm, now: UnixTime, signs_from: UnixTime) -> Result<StoredKey, KeyAdminError> {
     let algorithm = jose_name(alg)?;
     let (kid, private_der) = keygen::generate(alg).map_err(|e| KeyAdminError(e.to_string()))?;
     Ok(StoredKey {
@@ -102,23 +144,23 @@ pub enum Ensured {
 /// Make sure an active key of `alg` exists: generate one at first start, rotate when
 /// the configured algorithm changed. Safe when several instances start at once.
 pub async fn ensure_active_key(
-    store: &dyn Store,
+    keys: KeyStore<'_>,
     alg: SigningAlgorithm,
     access_ttl_secs: u64,
     now: UnixTime,
 ) -> Result<Ensured, KeyAdminError> {
     let want = jose_name(alg)?;
-    let active = store.signing_keys().await?.into_iter().find(|k| k.active);
+    let active = keys.store.signing_keys().await?.into_iter().find(|k| k.active);
     match active {
         Some(k) if k.algorithm == want => Ok(Ensured::Existing(k.kid)),
         // A new algorithm comes with a restart anyway: switch at once.
-        Some(_) => rotate_key(store, alg, access_ttl_secs, now, RotateMode::SignNow)
+        Some(_) => rotate_key(keys, alg, access_ttl_secs, now, RotateMode::SignNow)
             .await
             .map(|k| Ensured::Rotated(k.kid)),
         None => {
-            let key = new_key(alg, now, now)?;
+            let key = keys.sealed(new_key(alg, now, now)?)?;
             let kid = key.kid.clone();
-            match store.add_active_key(key).await {
+            match keys.store.add_active_key(key).await {
                 Ok(()) => Ok(Ensured::Generated(kid)),
                 // Another instance won the race: use its key.
                 Err(StoreError::Conflict) => Ok(Ensured::Existing(String::new())),
@@ -131,7 +173,7 @@ pub async fn ensure_active_key(
 /// Make a new active key, retiring the active one as `mode` says. A key that signs at
 /// once may be refused by verifiers until they refetch the JWKS.
 pub async fn rotate_key(
-    store: &dyn Store,
+    keys: KeyStore<'_>,
     alg: SigningAlgorithm,
     access_ttl_secs: u64,
     now: UnixTime,
@@ -146,7 +188,9 @@ pub async fn rotate_key(
         RotateMode::Revoke => (now, now),
     };
     let key = new_key(alg, now, signs_from)?;
-    store.rotate_key(key.clone(), now, old_retires_at).await?;
+    keys.store
+        .rotate_key(keys.sealed(key.clone())?, now, old_retires_at)
+        .await?;
     Ok(key)
 }
 
@@ -154,13 +198,13 @@ pub async fn rotate_key(
 /// active key is replaced by a new one that signs at once; a retired key just ends.
 /// The new active kid, when the active key was revoked.
 pub async fn revoke_key(
-    store: &dyn Store,
+    keys: KeyStore<'_>,
     kid: &str,
     access_ttl_secs: u64,
     now: UnixTime,
 ) -> Result<Option<StoredKey>, KeyAdminError> {
-    let keys = store.signing_keys().await?;
-    let Some(key) = keys.iter().find(|k| k.kid == kid) else {
+    let stored = keys.store.signing_keys().await?;
+    let Some(key) = stored.iter().find(|k| k.kid == kid) else {
         return Err(KeyAdminError(format!(
             "no signing key with kid {kid:?} (see: tokengate keys list)"
         )));
@@ -168,11 +212,11 @@ pub async fn revoke_key(
     if key.active {
         let alg = parse_jose(&key.algorithm)
             .ok_or_else(|| KeyAdminError(format!("key {kid} has an unknown algorithm {:?}", key.algorithm)))?;
-        return rotate_key(store, alg, access_ttl_secs, now, RotateMode::Revoke)
+        return rotate_key(keys, alg, access_ttl_secs, now, RotateMode::Revoke)
             .await
             .map(Some);
     }
-    store.retire_key_at(kid, now).await?;
+    keys.store.retire_key_at(kid, now).await?;
     Ok(None)
 }
 
@@ -209,10 +253,10 @@ pub async fn resolve_algorithm(
 }
 
 /// The ring of stored keys at `now`: the active key signs, live retired keys verify.
-pub async fn load_ring(store: &dyn Store, now: UnixTime, hs256_previous: &[Secret]) -> Result<KeyRing, KeyAdminError> {
+pub async fn load_ring(keys: KeyStore<'_>, now: UnixTime, hs256_previous: &[Secret]) -> Result<KeyRing, KeyAdminError> {
     let mut active: Option<(_, UnixTime)> = None;
     let mut retired = Vec::new();
-    for k in store.signing_keys().await? {
+    for k in keys.all().await? {
         let alg = parse_jose(&k.algorithm)
             .ok_or_else(|| KeyAdminError(format!("key {} has an unknown algorithm {:?}", k.kid, k.algorithm)))?;
         let live_until = k.retires_at.filter(|t| now < *t);
@@ -233,8 +277,15 @@ pub async fn load_ring(store: &dyn Store, now: UnixTime, hs256_previous: &[Secre
 impl AuthService {
     /// Re-read the stored keys (asymmetric modes); HS256 keys come from configuration.
     pub async fn reload_keys(&self) -> Result<(), KeyAdminError> {
-        if let KeyMode::Stored { hs256_previous, .. } = &self.keys {
-            let ring = load_ring(self.store.as_ref(), self.clock.now(), hs256_previous).await?;
+        if let KeyMode::Stored {
+            hs256_previous, vault, ..
+        } = &self.keys
+        {
+            let keys = KeyStore {
+                store: self.store.as_ref(),
+                vault,
+            };
+            let ring = load_ring(keys, self.clock.now(), hs256_previous).await?;
             self.tokens.replace_keys(ring);
         }
         Ok(())
@@ -261,7 +312,14 @@ impl AuthService {
 
     /// Revoke key `kid` (the operator's `keys revoke`), then reload.
     pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), AuthError> {
-        revoke_key(self.store.as_ref(), kid, self.tokens.ttl_secs(), self.clock.now())
+        let KeyMode::Stored { vault, .. } = &self.keys else {
+            return Err(AuthError::internal("HS256 has no stored keys to revoke"));
+        };
+        let keys = KeyStore {
+            store: self.store.as_ref(),
+            vault,
+        };
+        revoke_key(keys, kid, self.tokens.ttl_secs(), self.clock.now())
             .await
             .map_err(AuthError::internal)?;
         self.reload_keys().await.map_err(AuthError::internal)
@@ -269,20 +327,18 @@ impl AuthService {
 
     /// Rotate (the operator's `keys rotate`, also used by tests), then reload; the new kid.
     pub async fn rotate_keys(&self, mode: RotateMode) -> Result<String, AuthError> {
-        let KeyMode::Stored { algorithm, .. } = &self.keys else {
+        let KeyMode::Stored { algorithm, vault, .. } = &self.keys else {
             return Err(AuthError::internal(
                 "HS256 keys rotate through TOKENGATE_PREVIOUS_SECRET_KEYS",
             ));
         };
-        let key = rotate_key(
-            self.store.as_ref(),
-            *algorithm,
-            self.tokens.ttl_secs(),
-            self.clock.now(),
-            mode,
-        )
-        .await
-        .map_err(AuthError::internal)?;
+        let keys = KeyStore {
+            store: self.store.as_ref(),
+            vault,
+        };
+        let key = rotate_key(keys, *algorithm, self.tokens.ttl_secs(), self.clock.now(), mode)
+            .await
+            .map_err(AuthError::internal)?;
         self.reload_keys().await.map_err(AuthError::internal)?;
         Ok(key.kid)
     }

@@ -1,16 +1,18 @@
-//! `tokengate keys generate|rotate|list` against the configured database. Running
+//! `tokengate keys generate|rotate|revoke|list|reencrypt` against the configured database. Running
 //! servers pick a rotation up within `KEY_RELOAD_SECS` seconds.
 
 use super::KeysCommand;
-use crate::auth::keys::{KEY_RELOAD_SECS, KeyAdminError, RotateMode, revoke_key, rotate_key};
+use crate::auth::keys::{KEY_RELOAD_SECS, KeyAdminError, KeyStore, RotateMode, new_key, revoke_key, rotate_key};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
-use crate::crypto::keygen::{self, jose_algorithm};
-use crate::crypto::keys::SigningAlgorithm;
+use crate::config::{ConfigError, Settings};
+use crate::crypto::at_rest::Vault;
 use crate::crypto::keys::hs256_kid;
+use crate::crypto::keys::{SigningAlgorithm, read_secret_file, write_secret_file};
 use crate::domain::{Secret, UnixTime};
-use crate::server::{OpenMode, StartError, open_store, secret_path, signing_algorithm};
-use crate::store::StoredKey;
+use crate::server::{
+    OpenMode, SERVER_SECRETS, StartError, open_store, secret_path, server_secret_context, signing_algorithm, vault,
+};
+use crate::store::{DatabaseUrl, Store, StoredKey};
 
 fn fail(e: impl std::fmt::Display) -> StartError {
     StartError::Runtime(e.to_string())
@@ -19,32 +21,30 @@ fn fail(e: impl std::fmt::Display) -> StartError {
 /// Run one `keys` subcommand; the text to print on success.
 pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
     let store = open_store(settings, OpenMode::MustExist).await?;
-    let alg = signing_algorithm(settings, store.as_ref()).await?;
-    if alg == SigningAlgorithm::Hs256 {
-        return hs256(settings, cmd);
-    }
+    let vault = vault(settings)?;
     let now = SystemClock.now();
+    let alg = signing_algorithm(settings, store.as_ref()).await?;
+    let keys = KeyStore {
+        store: store.as_ref(),
+        vault: &vault,
+    };
     match cmd {
+        KeysCommand::Reencrypt => reencrypt(settings, store.as_ref(), &vault, now).await,
+        cmd if alg == SigningAlgorithm::Hs256 => hs256(settings, cmd, &vault),
         KeysCommand::Generate => {
-            let keys = store.signing_keys().await.map_err(fail)?;
-            if let Some(active) = keys.iter().find(|k| k.active) {
+            let stored = store.signing_keys().await.map_err(fail)?;
+            if let Some(active) = stored.iter().find(|k| k.active) {
                 return Err(fail(format!(
                     "an active key exists already ({} {}); use `tokengate keys rotate` for a new one",
                     active.kid, active.algorithm
                 )));
             }
-            let (kid, der) = keygen::generate(alg).map_err(fail)?;
-            let algorithm = jose_algorithm(alg).map(|a| format!("{a:?}")).unwrap_or_default();
-            let key = StoredKey {
-                kid: kid.clone(),
-                algorithm: algorithm.clone(),
-                private_der: der,
-                active: true,
-                created_at: now,
-                signs_from: now,
-                retires_at: None,
-            };
-            store.add_active_key(key).await.map_err(fail)?;
+            let key = new_key(alg, now, now).map_err(fail)?;
+            let (kid, algorithm) = (key.kid.clone(), key.algorithm.clone());
+            store
+                .add_active_key(keys.sealed(key).map_err(fail)?)
+                .await
+                .map_err(fail)?;
             Ok(format!("generated active {algorithm} key {kid}"))
         }
         KeysCommand::Rotate { now: compromised } => {
@@ -54,7 +54,7 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
             } else {
                 RotateMode::Scheduled
             };
-            let key = rotate_key(store.as_ref(), alg, settings.tokens.access_ttl_secs, now, mode)
+            let key = rotate_key(keys, alg, settings.tokens.access_ttl_secs, now, mode)
                 .await
                 .map_err(|e: KeyAdminError| fail(e))?;
             let retired = match (old, compromised) {
@@ -76,7 +76,7 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
             ))
         }
         KeysCommand::Revoke { kid } => {
-            let replacement = revoke_key(store.as_ref(), &kid, settings.tokens.access_ttl_secs, now)
+            let replacement = revoke_key(keys, &kid, settings.tokens.access_ttl_secs, now)
                 .await
                 .map_err(fail)?;
             let then = match replacement {
@@ -110,18 +110,20 @@ fn state_of(k: &StoredKey, now: UnixTime) -> &'static str {
 }
 
 /// HS256 keys are the configured secrets: listed, never generated or rotated here.
-fn hs256(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
+fn hs256(settings: &Settings, cmd: KeysCommand, vault: &Vault) -> Result<String, StartError> {
     match cmd {
-        KeysCommand::Generate | KeysCommand::Rotate { .. } | KeysCommand::Revoke { .. } => Err(fail(
-            "HS256 signs with TOKENGATE_SECRET_KEY: to rotate, set a new secret and move the old one into \
+        KeysCommand::Generate | KeysCommand::Rotate { .. } | KeysCommand::Revoke { .. } | KeysCommand::Reencrypt => {
+            Err(fail(
+                "HS256 signs with TOKENGATE_SECRET_KEY: to rotate, set a new secret and move the old one into \
              TOKENGATE_PREVIOUS_SECRET_KEYS until its tokens expire (or choose TOKENGATE_ALGORITHM=EdDSA, ES256 or RS256)",
-        )),
+            ))
+        }
         KeysCommand::List => {
             let current: Option<(Secret, &str)> = match (&settings.tokens.secret_key, &settings.store.database_url) {
                 (Some(s), _) => Some((s.clone(), "TOKENGATE_SECRET_KEY")),
-                (None, crate::store::DatabaseUrl::Sqlite { path }) => std::fs::read_to_string(secret_path(path))
-                    .ok()
-                    .and_then(|t| crate::config::check_secret(t.trim()).ok())
+                (None, crate::store::DatabaseUrl::Sqlite { path }) => read_secret_file(&secret_path(path), vault)
+                    .map_err(fail)?
+                    .and_then(|t| crate::config::check_secret(&t).ok())
                     .map(|s| (s, "secret file")),
                 (None, _) => None,
             };
@@ -163,4 +165,54 @@ fn table(rows: impl Iterator<Item = Row>) -> String {
         &[24, 9, 22, 20],
         rows.map(|r| vec![r.kid, r.algorithm, r.state, r.created, r.retires]),
     )
+}
+
+/// `keys reencrypt`: every sealed value opened with the current or a previous key (or
+/// read as stored when unencrypted) and stored again sealed with the current key. Each
+/// value is replaced on its own, so an interrupted run is finished by running it again.
+async fn reencrypt(settings: &Settings, store: &dyn Store, vault: &Vault, now: UnixTime) -> Result<String, StartError> {
+    let Some(id) = vault.current_id().map(str::to_owned) else {
+        return Err(StartError::Config(ConfigError::new(
+            "TOKENGATE_ENCRYPTION_KEY",
+            "must be set: the key to encrypt with (the keys values are sealed with now go in TOKENGATE_PREVIOUS_ENCRYPTION_KEYS)",
+        )));
+    };
+    let keys = KeyStore { store, vault };
+    let opened = keys.all().await.map_err(fail)?;
+    let key_count = opened.len();
+    for key in opened {
+        let sealed = keys.sealed(key).map_err(fail)?;
+        store
+            .replace_key_material(&sealed.kid, sealed.private_der)
+            .await
+            .map_err(fail)?;
+    }
+    for name in SERVER_SECRETS {
+        let context = server_secret_context(name);
+        let mut fresh = vec![0u8; 32];
+        getrandom::fill(&mut fresh).map_err(fail)?;
+        // Made here if it does not exist yet (sealed), else the stored one comes back.
+        let stored = store
+            .server_secret(name, vault.seal(&fresh, &context).map_err(fail)?, now)
+            .await
+            .map_err(fail)?;
+        let plain = vault.open(&stored, &context).map_err(fail)?;
+        store
+            .replace_server_secret(name, vault.seal(&plain, &context).map_err(fail)?)
+            .await
+            .map_err(fail)?;
+    }
+    let mut file_note = String::new();
+    if let (None, DatabaseUrl::Sqlite { path }) = (&settings.tokens.secret_key, &settings.store.database_url) {
+        let file = secret_path(path);
+        if let Some(secret) = read_secret_file(&file, vault).map_err(fail)? {
+            write_secret_file(&file, &secret, vault, false).map_err(fail)?;
+            file_note = format!(", and the HS256 secret file {}", file.display());
+        }
+    }
+    Ok(format!(
+        "re-encrypted {key_count} signing keys and {} server secrets{file_note} with encryption key {id}; \
+         restart every instance with TOKENGATE_ENCRYPTION_KEY set to it",
+        SERVER_SECRETS.len()
+    ))
 }

@@ -57,6 +57,10 @@ pub enum KeysCommand {
     },
     /// List keys: kid, algorithm, state, created, retires at.
     List,
+    /// Encrypt every stored private key, server secret and the HS256 secret file with
+    /// TOKENGATE_ENCRYPTION_KEY, opening what is sealed with the keys in
+    /// TOKENGATE_PREVIOUS_ENCRYPTION_KEYS (or stored unencrypted). Safe to run again.
+    Reencrypt,
 }
 
 #[derive(Subcommand, Debug)]

@@ -54,6 +54,15 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Where traces go (the OTLP/HTTP traces URL, `.../v1/traces`); `None`: nowhere.
     pub otlp_endpoint: Option<String>,
+    pub encryption: EncryptionSettings,
+}
+
+/// Keys that seal secrets at rest (each 32 bytes, base64, checked); none: stored as is.
+#[derive(Clone, Debug, Default)]
+pub struct EncryptionSettings {
+    pub key: Option<Secret>,
+    /// Earlier keys, to open what they sealed (`tokengate keys reencrypt`).
+    pub previous: Vec<Secret>,
 }
 
 /// The HTTP surface.
@@ -162,6 +171,7 @@ impl Default for Settings {
             argon2: Argon2Params::default(),
             log_format: LogFormat::Pretty,
             otlp_endpoint: None,
+            encryption: EncryptionSettings::default(),
         }
     }
 }
@@ -198,6 +208,20 @@ pub struct RawSettings {
     /// Comma-separated HS256 secrets still accepted for verification
     #[arg(long, env = "TOKENGATE_PREVIOUS_SECRET_KEYS", global = true, hide_env_values = true)]
     pub previous_secret_keys: Option<String>,
+    /// 32 random bytes, base64 (openssl rand -base64 32): private keys and server secrets are stored encrypted [default: stored unencrypted]
+    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY", global = true, hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// A file holding TOKENGATE_ENCRYPTION_KEY (e.g. a mounted secret)
+    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY_FILE", global = true)]
+    pub encryption_key_file: Option<String>,
+    /// Comma-separated earlier encryption keys, still opened (for `tokengate keys reencrypt`)
+    #[arg(
+        long,
+        env = "TOKENGATE_PREVIOUS_ENCRYPTION_KEYS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub previous_encryption_keys: Option<String>,
     /// Serve /metrics only on this address, e.g. 0.0.0.0:9100 [default: on TOKENGATE_BIND]
     #[arg(long, env = "TOKENGATE_METRICS_BIND", global = true)]
     pub metrics_bind: Option<String>,
@@ -337,6 +361,7 @@ impl RawSettings {
             otlp_endpoint: opt("TOKENGATE_OTLP_ENDPOINT", &self.otlp_endpoint, None, |v| {
                 parse_otlp_endpoint(v).map(Some)
             })?,
+            encryption: self.encryption()?,
         };
         let t = &s.tokens;
         if t.session_max_lifetime_secs < t.access_ttl_secs {
@@ -352,6 +377,38 @@ impl RawSettings {
             ));
         }
         Ok(s)
+    }
+
+    fn encryption(&self) -> Result<EncryptionSettings, ConfigError> {
+        let key = match (non_empty(&self.encryption_key), non_empty(&self.encryption_key_file)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "TOKENGATE_ENCRYPTION_KEY_FILE",
+                    "set TOKENGATE_ENCRYPTION_KEY or TOKENGATE_ENCRYPTION_KEY_FILE, not both",
+                ));
+            }
+            (Some(v), None) => {
+                Some(parse_encryption_key(v).map_err(|m| ConfigError::new("TOKENGATE_ENCRYPTION_KEY", m))?)
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new("TOKENGATE_ENCRYPTION_KEY_FILE", format!("cannot read {path}: {e}"))
+                })?;
+                Some(
+                    parse_encryption_key(&text)
+                        .map_err(|m| ConfigError::new("TOKENGATE_ENCRYPTION_KEY_FILE", format!("{path}: {m}")))?,
+                )
+            }
+            (None, None) => None,
+        };
+        Ok(EncryptionSettings {
+            key,
+            previous: list(
+                "TOKENGATE_PREVIOUS_ENCRYPTION_KEYS",
+                &self.previous_encryption_keys,
+                parse_encryption_key,
+            )?,
+        })
     }
 
     fn http(&self, d: &HttpSettings) -> Result<HttpSettings, ConfigError> {
@@ -570,6 +627,12 @@ pub fn parse_duration(v: &str) -> Result<u64, String> {
         return Err(format!("{v:?} must be between 1s and 3650d"));
     }
     Ok(secs)
+}
+
+/// An encryption key: 32 bytes, base64; kept as its text.
+fn parse_encryption_key(v: &str) -> Result<Secret, String> {
+    crate::crypto::at_rest::EncryptionKey::from_base64(v)?;
+    Ok(Secret::new(v.trim().as_bytes().to_vec()))
 }
 
 /// Longest reuse grace: inside it, reuse detection is off for the token just spent.

@@ -7,6 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::crypto::at_rest::Vault;
 use crate::crypto::keygen::AsymmetricKey;
 use crate::domain::{Secret, UnixTime};
 
@@ -175,36 +176,66 @@ pub enum SecretSource {
     Loaded,
 }
 
-/// Read the HS256 secret kept in `path`, or generate one there (48 OS-random bytes,
-/// base64url, file mode 0600) when it does not exist yet.
-pub fn load_or_create_secret(path: &std::path::Path) -> Result<(Secret, SecretSource), String> {
-    use base64::Engine as _;
-    use std::io::Write as _;
+/// What the sealed HS256 secret file is bound to.
+const SECRET_FILE_CONTEXT: &str = "HS256 secret file";
 
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let secret = crate::config::check_secret(text.trim())
-                .map_err(|m| format!("the secret in {} {m}", path.display()))?;
-            return Ok((secret, SecretSource::Loaded));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+/// Read the HS256 secret kept in `path`, or generate one there (48 OS-random bytes,
+/// base64url, file mode 0600) when it does not exist yet; sealed by `vault` when it
+/// has an encryption key.
+pub fn load_or_create_secret(path: &std::path::Path, vault: &Vault) -> Result<(Secret, SecretSource), String> {
+    use base64::Engine as _;
+
+    if let Some(text) = read_secret_file(path, vault)? {
+        let secret = crate::config::check_secret(&text).map_err(|m| format!("the secret in {} {m}", path.display()))?;
+        return Ok((secret, SecretSource::Loaded));
     }
     let mut raw = [0u8; 48];
     getrandom::fill(&mut raw).map_err(|e| format!("no OS randomness: {e}"))?;
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    write_secret_file(path, &text, vault, true)?;
+    Ok((Secret::new(text.into_bytes()), SecretSource::Generated))
+}
+
+/// Write the HS256 secret file (sealed by `vault` when it has a key), mode 0600: a new
+/// file, or (`create == false`) a replacement written beside it and renamed over it.
+pub fn write_secret_file(path: &std::path::Path, secret: &str, vault: &Vault, create: bool) -> Result<(), String> {
+    use std::io::Write as _;
+
+    let stored = vault
+        .seal(secret.as_bytes(), SECRET_FILE_CONTEXT)
+        .map_err(|e| e.to_string())?;
+    let target = if create {
+        path.to_path_buf()
+    } else {
+        path.with_extension("secret.new")
+    };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut file = opts
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(text.as_bytes())
+        .open(&target)
+        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    file.write_all(&stored)
         .and_then(|()| file.write_all(b"\n"))
         .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok((Secret::new(text.into_bytes()), SecretSource::Generated))
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    if !create {
+        std::fs::rename(&target, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The HS256 secret kept in `path`, opened (for `keys reencrypt`); `None` if there is no file.
+pub fn read_secret_file(path: &std::path::Path, vault: &Vault) -> Result<Option<String>, String> {
+    match std::fs::read(path) {
+        Ok(stored) => vault
+            .open(stored.trim_ascii(), SECRET_FILE_CONTEXT)
+            .map(|p| Some(String::from_utf8_lossy(&p).trim().to_owned()))
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 #[cfg(test)]
@@ -223,7 +254,7 @@ mod tests {
     fn secret_file_is_created_private_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.secret");
-        let (a, src) = load_or_create_secret(&path).unwrap();
+        let (a, src) = load_or_create_secret(&path, &Vault::default()).unwrap();
         assert_eq!(src, SecretSource::Generated);
         #[cfg(unix)]
         {
@@ -231,7 +262,7 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let (b, src) = load_or_create_secret(&path).unwrap();
+        let (b, src) = load_or_create_secret(&path, &Vault::default()).unwrap();
         assert_eq!(src, SecretSource::Loaded);
         assert_eq!(a, b);
     }

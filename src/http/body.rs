@@ -107,6 +107,16 @@ fn encoding(req: &Request) -> Result<Option<Encoding>, ApiError> {
 }
 
 async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    // A declared length over the limit is refused before a byte of the body is read: a
+    // client that sent `Expect: 100-continue` never has to send it.
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::http::BODY_LIMIT as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge

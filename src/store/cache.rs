@@ -366,6 +366,12 @@ impl Store for CachedStore {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         self.inner.signing_keys().await
     }
+    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError> {
+        self.inner.replace_key_material(kid, private_der).await
+    }
+    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        self.inner.replace_server_secret(name, value).await
+    }
     async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError> {
         self.inner.add_active_key(key).await
     }

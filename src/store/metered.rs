@@ -86,6 +86,8 @@ metered! {
     async fn change_password(&self, user: UserId, hash: PasswordHashString, keep: Option<SessionId>, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError>;
     async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError>;
+    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError>;
     async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
     async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
     async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;

@@ -317,6 +317,10 @@ pub trait Store: Send + Sync + 'static {
     async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
     /// Every signing key, active first, then the newest retired.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+    /// Replace key `kid`'s private key material (re-encryption); `false` if no such key.
+    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError>;
+    /// Replace server secret `name`'s stored value (re-encryption); `false` if none.
+    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError>;
     /// Store `key` as the active key; `Conflict` when one is active already.
     async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
     /// Retire the active key (it signs until `key.signs_from`, then verifies until

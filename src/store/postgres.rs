@@ -672,6 +672,26 @@ impl Store for PgStore {
             .map_err(backend)
     }
 
+    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE signing_keys SET private_key = $1 WHERE kid = $2")
+            .bind(private_der)
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE server_secrets SET value = $1 WHERE name = $2")
+            .bind(value)
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = sqlx::query(
             "SELECT kid, algorithm, private_key, state,

@@ -715,6 +715,26 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE signing_keys SET private_key = ? WHERE kid = ?")
+            .bind(B64.encode(&private_der))
+            .bind(kid)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE server_secrets SET value = ? WHERE name = ?")
+            .bind(B64.encode(&value))
+            .bind(name)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError> {
         insert_key(&self.write, &key).await
     }

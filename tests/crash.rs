@@ -1,0 +1,291 @@
+//! Crash test: build state, `kill -9` the real binary in the middle of a burst of
+//! refreshes, look at the database, restart on it, and check that every acknowledged
+//! change is there and every rule still holds. SQLite always; PostgreSQL when
+//! `TOKENGATE_TEST_PG_URL` names a server.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "common/process.rs"]
+mod process;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use process::{start_server_with, tokengate};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokengate::config::Settings;
+use tokengate::crypto::tokens::RefreshTokenHash;
+use tokengate::server::{OpenMode, open_store};
+use tokengate::store::DatabaseUrl;
+
+const PASSWORD: &str = "crash-test-password";
+const NEW_PASSWORD: &str = "crash-test-password-2";
+const CHAINS: usize = 8;
+
+/// Where the server keeps its state, as the binary is told it.
+struct Db {
+    env_url: String,
+    url: DatabaseUrl,
+}
+
+fn server(dir: &Path, db: &Db) -> Command {
+    let mut c = tokengate(dir);
+    c.env("TOKENGATE_DATABASE_URL", &db.env_url)
+        .env("TOKENGATE_ALGORITHM", "ES256")
+        .env("TOKENGATE_LOGIN_RATE", "100000/1s")
+        .env("TOKENGATE_REFRESH_RATE", "100000/1s")
+        .env("TOKENGATE_REGISTER_RATE", "100000/1s");
+    c
+}
+
+fn cli(dir: &Path, db: &Db, args: &[&str]) -> String {
+    let out = server(dir, db).args(args).output().expect("run the CLI");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn post(http: &reqwest::Client, url: String, body: Value, access: Option<&str>) -> reqwest::Response {
+    let mut req = http.post(url).json(&body);
+    if let Some(a) = access {
+        req = req.bearer_auth(a);
+    }
+    req.send().await.expect("request")
+}
+
+async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> reqwest::Response {
+    post(
+        http,
+        format!("{base}/auth/login"),
+        json!({"username": user, "password": password}),
+        None,
+    )
+    .await
+}
+
+fn field(v: &Value, name: &str) -> String {
+    v[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {v}"))
+        .to_owned()
+}
+
+/// One refresh chain's acknowledged rotations: (presented, successor) per 200.
+type Acked = Vec<(String, String)>;
+
+async fn walk_chain(http: reqwest::Client, base: String, mut token: String) -> Acked {
+    let mut acked = Vec::new();
+    loop {
+        let res = http
+            .post(format!("{base}/auth/refresh"))
+            .json(&json!({"refresh_token": token}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let Ok(res) = res else { return acked };
+        if res.status() != StatusCode::OK {
+            return acked;
+        }
+        let Ok(v) = res.json::<Value>().await else { return acked };
+        let next = field(&v, "refresh_token");
+        acked.push((token, next.clone()));
+        token = next;
+    }
+}
+
+async fn crash_and_restart(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, base) = start_server_with(server(dir.path(), &db));
+    let http = reqwest::Client::new();
+    for user in ["alice", "bob", "carol", "dave", "erin"] {
+        let res = post(
+            &http,
+            format!("{base}/auth/register"),
+            json!({"username": user, "email": format!("{user}@example.com"), "password": PASSWORD}),
+            None,
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{user}");
+    }
+    cli(
+        dir.path(),
+        &db,
+        &["user", "set-roles", "--username", "dave", "--role", "admin"],
+    );
+
+    // State before the crash: a password change, a logout, a deactivation, a rotation.
+    let bob: Value = login(&http, &base, "bob", PASSWORD).await.json().await.unwrap();
+    let res = post(
+        &http,
+        format!("{base}/auth/password"),
+        json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD}),
+        Some(&field(&bob, "access_token")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let carol: Value = login(&http, &base, "carol", PASSWORD).await.json().await.unwrap();
+    let res = post(
+        &http,
+        format!("{base}/auth/logout"),
+        json!(null),
+        Some(&field(&carol, "access_token")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let dave: Value = login(&http, &base, "dave", PASSWORD).await.json().await.unwrap();
+    let erin: Value = http
+        .get(format!("{base}/admin/users?limit=200"))
+        .bearer_auth(field(&dave, "access_token"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "erin")
+        .cloned()
+        .unwrap();
+    let res = http
+        .patch(format!("{base}/admin/users/{}", field(&erin, "id")))
+        .bearer_auth(field(&dave, "access_token"))
+        .json(&json!({"is_active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Scheduled rotation: the new key is published now and signs later.
+    cli(dir.path(), &db, &["keys", "rotate"]);
+
+    // The burst: CHAINS sessions refreshing as fast as they can, then kill -9.
+    let mut chains = Vec::new();
+    for _ in 0..CHAINS {
+        let v: Value = login(&http, &base, "alice", PASSWORD).await.json().await.unwrap();
+        chains.push(tokio::spawn(walk_chain(
+            http.clone(),
+            base.clone(),
+            field(&v, "refresh_token"),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let mut acked: Vec<Acked> = Vec::new();
+    for c in chains {
+        acked.push(c.await.unwrap());
+    }
+    let total: usize = acked.iter().map(Vec::len).sum();
+    assert!(
+        acked.iter().all(|a| !a.is_empty()),
+        "every chain rotated before the kill"
+    );
+    eprintln!("crash test: {total} rotations acknowledged before kill -9");
+
+    // The database, read directly: every acknowledged rotation is there.
+    let mut settings = Settings::default();
+    settings.store.database_url = db.url.clone();
+    let store = open_store(&settings, OpenMode::MustExist).await.unwrap();
+    for chain in &acked {
+        for (presented, successor) in chain {
+            let spent = store.refresh_token(&RefreshTokenHash::of(presented)).await.unwrap();
+            assert!(spent.is_some_and(|t| t.spent), "an acknowledged rotation was lost");
+            let next = store.refresh_token(&RefreshTokenHash::of(successor)).await.unwrap();
+            assert!(next.is_some(), "an acknowledged successor was lost");
+        }
+    }
+    store.close().await;
+
+    // Restart on the same database: every rule still holds.
+    let (mut child, _, base) = start_server_with(server(dir.path(), &db));
+    for chain in &acked {
+        let (before_last, last) = chain.last().unwrap();
+        // The last successor the client holds: unspent unless a rotation committed just
+        // before the kill whose answer never arrived (the client's lost response).
+        let res = post(
+            &http,
+            format!("{base}/auth/refresh"),
+            json!({"refresh_token": last}),
+            None,
+        )
+        .await;
+        assert!(matches!(res.status(), StatusCode::OK | StatusCode::UNAUTHORIZED));
+        // A token whose rotation was acknowledged is spent: presenting it is reuse.
+        let res = post(
+            &http,
+            format!("{base}/auth/refresh"),
+            json!({"refresh_token": before_last}),
+            None,
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        login(&http, &base, "bob", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(login(&http, &base, "bob", NEW_PASSWORD).await.status(), StatusCode::OK);
+    let res = http
+        .get(format!("{base}/me"))
+        .bearer_auth(field(&carol, "access_token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a logged-out session came back");
+    assert_eq!(
+        login(&http, &base, "erin", PASSWORD).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let kids_after: Vec<Value> = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].clone())
+        .collect();
+    assert_eq!(
+        kids_after.len(),
+        2,
+        "the key rotation survived: old and new key published"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_refreshes_loses_nothing_acknowledged_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    crash_and_restart(Db {
+        env_url: format!("sqlite://{}", path.display()),
+        url: DatabaseUrl::Sqlite { path },
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_refreshes_loses_nothing_acknowledged_on_postgres() {
+    let Some(admin) = common::pg_url() else {
+        common::say_pg_skipped();
+        return;
+    };
+    let schema: Arc<common::PgSchema> = common::PgSchema::create(&admin).await;
+    crash_and_restart(Db {
+        env_url: schema.url(),
+        url: DatabaseUrl::Postgres(schema.url()),
+    })
+    .await;
+}
