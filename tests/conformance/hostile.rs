@@ -273,3 +273,69 @@ pub async fn compressed_bodies_are_not_decompressed(b: Backend) {
         .unwrap();
     assert!(res.headers().get("content-encoding").is_none());
 }
+
+pub async fn five_hundred_slowloris_clients_are_cut_off_while_others_are_served(b: Backend) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    raise_open_file_limit();
+    let srv = TestServer::start_with(b, |s| s.http.connections.header_timeout_secs = 2).await;
+    let addr = srv.base.trim_start_matches("http://").to_owned();
+    // 500 clients, each sending one header line a second and never finishing.
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..500 {
+        let addr = addr.clone();
+        slow.spawn(async move {
+            let started = std::time::Instant::now();
+            let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
+                return None;
+            };
+            if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.is_err() {
+                return Some(started.elapsed());
+            }
+            for i in 0..30 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if s.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes()).await.is_err() {
+                    return Some(started.elapsed());
+                }
+                // Closed by the server (a 408 or nothing, then EOF)?
+                let mut buf = [0u8; 256];
+                if let Ok(Ok(0)) = tokio::time::timeout(std::time::Duration::from_millis(1), s.read(&mut buf)).await {
+                    return Some(started.elapsed());
+                }
+            }
+            None
+        });
+    }
+    // Meanwhile (the slow clients still connected) other clients are served.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        let res = srv.http.get(srv.url("/healthz")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    // Every slow client is cut off near the header timeout, none lasts its 30 s.
+    let mut cut = Vec::new();
+    while let Some(r) = slow.join_next().await {
+        cut.push(r.unwrap().expect("a slow client was never cut off"));
+    }
+    let longest = cut.iter().max().unwrap();
+    // (A generous bound: the header timeout is 2 s, the clients would go on for 30.)
+    assert!(
+        *longest < std::time::Duration::from_secs(15),
+        "longest slow client lasted {longest:?}"
+    );
+}
+
+/// Both ends of 500 connections live in this process (and the two backends' tests run
+/// at once): lift the soft limit on open files to the hard one.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

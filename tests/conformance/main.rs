@@ -197,5 +197,6 @@ conformance! {
         huge_and_numerous_headers_are_4xx,
         sql_and_like_wildcards_are_plain_text,
         compressed_bodies_are_not_decompressed,
+        five_hundred_slowloris_clients_are_cut_off_while_others_are_served,
     ],
 }
