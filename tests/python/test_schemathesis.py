@@ -54,12 +54,14 @@ def test_every_operation_holds_to_the_document(server, identity):
         **{k: v for k, v in server.env.items() if k.startswith("TOKENGATE_")},
     }
     st = Path(sys.executable).with_name("st")
+    # One worker: with two, CPython 3.11's compiler can fail inside schemathesis itself
+    # ("AST constructor recursion depth mismatch"), a runtime error that is not ours.
     run = subprocess.run(
         [
             str(st), "run", f"{server.base}/openapi.json",
             "--checks", "all",
             "--max-time", MAX_TIME,
-            "--workers", "2",
+            "--workers", "1",
             "--request-timeout", "10",
             "--seed", "20261127",
         ],
