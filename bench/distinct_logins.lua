@@ -17,7 +17,7 @@ end
 function request()
   n = n + 1
   local k = id * 1000000 + n
-  local ip = string.format("10.%d.%d.%d", (k // 65536) % 256, (k // 256) % 256, k % 256)
+  local ip = string.format("10.%d.%d.%d", math.floor(k / 65536) % 256, math.floor(k / 256) % 256, k % 256)
   return wrk.format("POST", "/auth/login", {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["X-Forwarded-For"] = ip,

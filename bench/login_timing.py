@@ -35,7 +35,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         env = {
             **os.environ,
-            "TOKENGATE_LOG": "warn",
+            "TOKENGATE_LOG": "error",
             "TOKENGATE_BIND": f"127.0.0.1:{PORT}",
             "TOKENGATE_DATABASE_URL": f"sqlite://{d}/t.db",
             "TOKENGATE_LOGIN_RATE": "1000000/1s",
