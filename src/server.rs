@@ -24,7 +24,7 @@ use crate::crypto::keys::{KeyRing, SecretSource, load_or_create_secret};
 use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::AccessTokens;
-use crate::domain::Secret;
+use crate::domain::{Secret, UnixTime};
 use crate::fanout::RedisFanout;
 use crate::http::AppState;
 use crate::http::ConnectionLimits;
@@ -205,20 +205,24 @@ async fn server_mac(
     clock: &Arc<dyn Clock>,
     vault: &Vault,
 ) -> Result<MacKey, StartError> {
-    let mut fresh = vec![0u8; 32];
-    getrandom::fill(&mut fresh).map_err(|e| StartError::Runtime(e.to_string()))?;
-    let context = server_secret_context(name);
-    let fresh = vault
-        .seal(&fresh, &context)
-        .map_err(|e| StartError::Runtime(e.to_string()))?;
-    let stored = store
-        .server_secret(name, fresh, clock.now())
+    let key = server_secret(store, name, clock.now(), vault)
         .await
-        .map_err(|e| StartError::Runtime(format!("cannot load the {name} key: {e}")))?;
-    let key = vault
-        .open(&stored, &context)
-        .map_err(|e| StartError::Runtime(e.to_string()))?;
+        .map_err(StartError::Runtime)?;
     Ok(MacKey::new(Secret::new(key), name))
+}
+
+/// Server secret `name` in the clear: the stored one (opened by `vault`), or a fresh
+/// one made now and stored sealed when there is none yet.
+pub async fn server_secret(store: &dyn Store, name: &str, now: UnixTime, vault: &Vault) -> Result<Vec<u8>, String> {
+    let mut fresh = vec![0u8; 32];
+    getrandom::fill(&mut fresh).map_err(|e| e.to_string())?;
+    let context = server_secret_context(name);
+    let fresh = vault.seal(&fresh, &context).map_err(|e| e.to_string())?;
+    let stored = store
+        .server_secret(name, fresh, now)
+        .await
+        .map_err(|e| format!("cannot load the {name} key: {e}"))?;
+    vault.open(&stored, &context).map_err(|e| e.to_string())
 }
 
 /// The server's HMAC keys kept in the database, by name.

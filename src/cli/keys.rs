@@ -10,7 +10,8 @@ use crate::crypto::keys::hs256_kid;
 use crate::crypto::keys::{SigningAlgorithm, read_secret_file, write_secret_file};
 use crate::domain::{Secret, UnixTime};
 use crate::server::{
-    OpenMode, SERVER_SECRETS, StartError, open_store, secret_path, server_secret_context, signing_algorithm, vault,
+    OpenMode, SERVER_SECRETS, StartError, open_store, secret_path, server_secret, server_secret_context,
+    signing_algorithm, vault,
 };
 use crate::store::{DatabaseUrl, Store, StoredKey};
 
@@ -188,15 +189,8 @@ async fn reencrypt(settings: &Settings, store: &dyn Store, vault: &Vault, now: U
             .map_err(fail)?;
     }
     for name in SERVER_SECRETS {
+        let plain = server_secret(store, name, now, vault).await.map_err(fail)?;
         let context = server_secret_context(name);
-        let mut fresh = vec![0u8; 32];
-        getrandom::fill(&mut fresh).map_err(fail)?;
-        // Made here if it does not exist yet (sealed), else the stored one comes back.
-        let stored = store
-            .server_secret(name, vault.seal(&fresh, &context).map_err(fail)?, now)
-            .await
-            .map_err(fail)?;
-        let plain = vault.open(&stored, &context).map_err(fail)?;
         store
             .replace_server_secret(name, vault.seal(&plain, &context).map_err(fail)?)
             .await

@@ -234,18 +234,10 @@ pub async fn sql_and_like_wildcards_are_plain_text(b: Backend) {
             .await;
         assert!(res.status().is_client_error(), "{hostile:?}");
     }
-    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
-    let users: Value = srv
-        .http
-        .get(srv.url("/me"))
-        .bearer_auth(&t.access)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(users["username"], "alzy");
+    let res = srv.get_auth("/me", &t.access).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["username"], "alzy");
 }
 
 pub async fn compressed_bodies_are_not_decompressed(b: Backend) {
