@@ -18,6 +18,7 @@ pub const HASHES_REFUSED: &str = "tokengate_password_hashes_refused_total";
 pub const STORE_DURATION: &str = "tokengate_store_operation_duration_seconds";
 pub const STORE_ERRORS: &str = "tokengate_store_errors_total";
 pub const DB_CONNECTIONS: &str = "tokengate_db_connections";
+pub const RATE_LIMIT_KEYS: &str = "tokengate_rate_limit_keys";
 pub const BUILD_INFO: &str = "tokengate_build_info";
 
 /// Buckets for request and store latencies: sub-millisecond cache hits to slow writes.
@@ -89,6 +90,10 @@ fn describe() {
     describe_gauge!(
         DB_CONNECTIONS,
         "Database pool connections, by pool and state (in_use, idle)"
+    );
+    describe_gauge!(
+        RATE_LIMIT_KEYS,
+        "Rate-limit keys held in this process, by kind (bounded per kind)"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs");
 }

@@ -154,6 +154,11 @@ impl AuthService {
         self.limiter.health()
     }
 
+    /// Rate-limit keys held in this process, per kind.
+    pub fn limiter_keys(&self) -> Vec<(&'static str, usize)> {
+        self.limiter.keys_in_memory()
+    }
+
     /// Verify a bearer access token and its revocation state: the session is live and
     /// belongs to the token's user, and the user is active. One indexed read, no write.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {

@@ -122,7 +122,6 @@ struct Bounded<K: Hash + Eq + Clone> {
     limiter: RateLimiter<K, BoundedStore<K>, LimiterClock, NoOpMiddleware<Duration>>,
     clock: LimiterClock,
     /// The store's map, for its size.
-    #[cfg_attr(not(test), allow(dead_code))]
     map: Arc<Mutex<HashMap<K, Slot>>>,
 }
 
@@ -141,6 +140,11 @@ impl<K: Hash + Eq + Clone> Bounded<K> {
             clock,
             map,
         }
+    }
+
+    /// Keys held now (swept ones are gone).
+    fn len(&self) -> usize {
+        lock(&self.map).len()
     }
 
     fn hit(&self, key: &K) -> Decision {
@@ -187,6 +191,17 @@ impl MemoryLimiter {
         }
     }
 
+    /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
+    pub fn key_counts(&self) -> [(&'static str, usize); 5] {
+        [
+            ("login_ip", self.login_ip.len()),
+            ("login_user", self.login_user.len()),
+            ("login_device", self.login_device.len()),
+            ("refresh_ip", self.refresh_ip.len()),
+            ("register_ip", self.register_ip.len()),
+        ]
+    }
+
     /// The decision for `key`; in memory, counting cannot fail.
     pub fn decide(&self, key: &LimitKey) -> Decision {
         match key {
@@ -203,6 +218,10 @@ impl MemoryLimiter {
 impl Limiter for MemoryLimiter {
     async fn hit(&self, key: &LimitKey) -> Result<Decision, LimitError> {
         Ok(self.decide(key))
+    }
+
+    fn keys_in_memory(&self) -> Vec<(&'static str, usize)> {
+        self.key_counts().to_vec()
     }
 }
 
@@ -262,7 +281,7 @@ mod tests {
         for i in 0..1000 {
             let _ = b.hit(&format!("user{i}"));
         }
-        assert!(b.limiter_len() <= 100, "{}", b.limiter_len());
+        assert!(b.len() <= 100, "{}", b.len());
     }
 
     #[test]
@@ -298,11 +317,5 @@ mod tests {
         assert_eq!(RetryAfter(Duration::from_millis(1)).secs(), 1);
         assert_eq!(RetryAfter(Duration::from_millis(5001)).secs(), 6);
         assert_eq!(RetryAfter(Duration::from_secs(6)).secs(), 6);
-    }
-
-    impl<K: Hash + Eq + Clone> Bounded<K> {
-        fn limiter_len(&self) -> usize {
-            lock(&self.map).len()
-        }
     }
 }

@@ -93,6 +93,12 @@ pub trait Limiter: Send + Sync + 'static {
     fn health(&self) -> Option<&'static str> {
         None
     }
+
+    /// Keys this process holds, per kind (for `/metrics`); none for a shared backend
+    /// that keeps nothing here.
+    fn keys_in_memory(&self) -> Vec<(&'static str, usize)> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

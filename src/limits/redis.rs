@@ -168,6 +168,11 @@ impl Limiter for RedisLimiter {
         Ok(self.fallback.decide(key))
     }
 
+    /// The in-process fallback's keys: counted while Redis is unreachable.
+    fn keys_in_memory(&self) -> Vec<(&'static str, usize)> {
+        self.fallback.key_counts().to_vec()
+    }
+
     fn health(&self) -> Option<&'static str> {
         Some(if self.degraded.load(Ordering::Relaxed) {
             "degraded"

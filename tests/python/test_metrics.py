@@ -44,6 +44,9 @@ def test_login_and_failed_login_move_their_counters(tokengate):
     assert value(after, "tokengate_password_hashes_in_flight") == 0
     assert value(after, "tokengate_store_operation_duration_seconds_count", op="create_session") >= 1
     assert value(after, "tokengate_db_connections", pool="sqlite_write", state="idle") >= 0
+    # Both logins were counted against the client's address and the username.
+    assert value(after, "tokengate_rate_limit_keys", kind="login_ip") >= 1
+    assert value(after, "tokengate_rate_limit_keys", kind="login_user") >= 1
     assert value(after, "tokengate_build_info", version=value_label(after, "tokengate_build_info")) == 1
 
 

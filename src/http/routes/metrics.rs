@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition. Gauges that describe "now" (the hashing
-//! queue, the database pools) are sampled at scrape time, so they are exact.
+//! queue, the database pools, the rate-limit keys) are sampled at scrape time, so they
+//! are exact.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -7,7 +8,7 @@ use axum::response::IntoResponse;
 use metrics::{counter, gauge};
 
 use crate::http::AppState;
-use crate::metrics::{DB_CONNECTIONS, HASHES_IN_FLIGHT, HASHES_REFUSED, HASHES_WAITING, render};
+use crate::metrics::{DB_CONNECTIONS, HASHES_IN_FLIGHT, HASHES_REFUSED, HASHES_WAITING, RATE_LIMIT_KEYS, render};
 
 /// The exposition format's content type (text format 0.0.4).
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -21,6 +22,9 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
         let in_use = pool.size.saturating_sub(pool.idle);
         gauge!(DB_CONNECTIONS, "pool" => pool.pool, "state" => "in_use").set(f64::from(in_use));
         gauge!(DB_CONNECTIONS, "pool" => pool.pool, "state" => "idle").set(f64::from(pool.idle));
+    }
+    for (kind, keys) in state.auth.limiter_keys() {
+        gauge!(RATE_LIMIT_KEYS, "kind" => kind).set(keys as f64);
     }
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
