@@ -35,6 +35,9 @@ pub enum AuthEvent {
     PasswordChanged,
     PasswordChangeFailed,
     PasswordReset,
+    /// A stored hash of another kind or cost was replaced by argon2id at the
+    /// configured cost, at a login that verified it.
+    PasswordRehashed,
     SessionRevoked,
     RolesChanged,
     UserDeactivated,
@@ -62,6 +65,7 @@ impl AuthEvent {
             Self::PasswordChanged => "password.changed",
             Self::PasswordChangeFailed => "password.change_failed",
             Self::PasswordReset => "password.reset",
+            Self::PasswordRehashed => "password.rehashed",
             Self::SessionRevoked => "session.revoked",
             Self::RolesChanged => "user.roles_changed",
             Self::UserDeactivated => "user.deactivated",

@@ -10,7 +10,7 @@ use std::process::{Child, Command};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use process::{start_server_with, tokengate};
+use process::{start_server_with, terminate, tokengate};
 use serde_json::{Value, json};
 use tokengate::auth::keys::KeyStore;
 use tokengate::config::Settings;
@@ -36,12 +36,7 @@ fn with_key(dir: &Path, key: Option<[u8; 32]>, alg: &str) -> Command {
 }
 
 fn stop(mut child: Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    child.wait().unwrap();
+    terminate(&mut child);
 }
 
 /// Register and log in; the access token.

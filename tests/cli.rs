@@ -3,28 +3,12 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "common/process.rs"]
 mod process;
-use process::{start_server_with, tokengate};
-
-fn run(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tokengate");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use process::{run, start_server_with, terminate, tokengate};
 
 #[test]
 fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
@@ -94,15 +78,6 @@ fn misspelled_variables_and_malformed_env_lines_are_warned_about() {
 fn start_server(dir: &Path) -> (std::process::Child, String) {
     let (child, log, _) = start_server_with(tokengate(dir));
     (child, log)
-}
-
-fn terminate(child: &mut std::process::Child) -> i32 {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    child.wait().unwrap().code().unwrap_or(-1)
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod error;
+pub mod import;
 pub mod keys;
 mod sessions;
 

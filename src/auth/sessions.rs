@@ -71,7 +71,7 @@ impl AuthService {
             Err(_) => None,
         };
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = self.hasher.verify(password, stored).await?;
+        let ok = self.hasher.verify(password.clone(), stored).await?;
         let user = match user {
             Some(u) if ok => u,
             other => {
@@ -86,6 +86,7 @@ impl AuthService {
                 .record(AuthEvent::LoginInactive, Some(user.id), None, client);
             return Err(AuthError::InactiveUser);
         }
+        self.upgrade_hash(&user, password, client).await;
         let session_id = SessionId::new();
         let now = self.clock.now();
         let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
@@ -121,6 +122,35 @@ impl AuthService {
         let mut pair = self.pair(&user, session_id, refresh)?;
         pair.device_token = Some(device_token);
         Ok(pair)
+    }
+
+    /// Replace a hash that is not argon2id at the configured cost (an imported bcrypt
+    /// or argon2 hash, or ours from before an operator raised the cost) now that the
+    /// password is known, as passlib's `deprecated="auto"` does. Only if the stored hash
+    /// is still the one verified: a password change in between wins. A failure costs
+    /// nothing but a retry at the next login, so it does not fail this one.
+    async fn upgrade_hash(&self, user: &UserRecord, password: Password, client: &ClientInfo) {
+        if self.hasher.is_current(&user.password_hash) {
+            return;
+        }
+        let upgraded = match self.hasher.hash(password).await {
+            Ok(new) => {
+                self.store
+                    .upgrade_password_hash(user.id, &user.password_hash, new)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "password hash not upgraded; the next login tries again");
+                return;
+            }
+        };
+        match upgraded {
+            Ok(true) => self
+                .events
+                .record(AuthEvent::PasswordRehashed, Some(user.id), None, client),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "password hash not upgraded; the next login tries again"),
+        }
     }
 
     /// Spend a refresh token for a new pair. A token that was already spent is a

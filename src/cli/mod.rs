@@ -2,6 +2,7 @@
 //! only dispatches.
 
 pub mod healthcheck;
+mod import;
 mod keys;
 mod table;
 mod user;
@@ -105,6 +106,34 @@ pub enum UserCommand {
     Activate {
         #[arg(long)]
         username: String,
+    },
+    /// Import users with their password hashes (bcrypt or argon2, as a FastAPI/passlib
+    /// app stores them; each becomes argon2id at its first login) from a JSON Lines or
+    /// CSV file (header row first) or another app's database table. Columns: username,
+    /// email, hashed_password, is_active or disabled, role or roles, created_at. One
+    /// transaction; existing usernames are skipped, so running it again is safe.
+    Import {
+        /// A JSON Lines (.jsonl) or CSV (.csv) file.
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "from_db",
+            required_unless_present = "from_db"
+        )]
+        from: Option<std::path::PathBuf>,
+        /// A database to read: sqlite://PATH or postgres://USER@HOST/DB (read only).
+        #[arg(long, value_name = "URL")]
+        from_db: Option<String>,
+        /// The table to read with --from-db (schema.table for another schema).
+        #[arg(long, default_value = "users")]
+        table: String,
+        /// Read COLUMN as FIELD (repeatable), e.g. --map password_hash=hashed_password
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        maps: Vec<String>,
+        /// Import the valid rows even if some are refused (by default nothing is
+        /// imported until every row is valid or removed).
+        #[arg(long)]
+        skip_invalid: bool,
     },
     /// List users.
     List {

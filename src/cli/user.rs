@@ -1,16 +1,20 @@
-//! `tokengate user create|list` against the configured database.
+//! `tokengate user create|import|list|...` against the configured database.
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
 use super::UserCommand;
+use super::import::{self, ColumnMap};
 use crate::auth::AuthError;
+use crate::auth::import::{ImportReport, OnRefused};
 use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
 use crate::events::ClientInfo;
-use crate::server::{OpenMode, StartError, build_state_opening};
-use crate::store::{UserRecord, UserUpdate};
+use crate::server::{OpenMode, StartError, absolute, build_state_opening};
+use crate::store::{DatabaseUrl, UserRecord, UserUpdate};
 
 fn roles_text(u: &UserRecord) -> String {
     u.roles.iter().map(Role::as_str).collect::<Vec<_>>().join(", ")
@@ -25,7 +29,12 @@ fn parse_roles(roles: &[String]) -> Result<Vec<Role>, StartError> {
 
 /// Run one `user` subcommand; the text to print on success.
 pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartError> {
-    let state = build_state_opening(settings, Arc::new(SystemClock), OpenMode::MustExist).await?;
+    // An import is how a new deployment gets its users: it may make the database.
+    let mode = match cmd {
+        UserCommand::Import { .. } => OpenMode::CreateIfMissing,
+        _ => OpenMode::MustExist,
+    };
+    let state = build_state_opening(settings, Arc::new(SystemClock), mode).await?;
     let fail = |m: String| StartError::Runtime(m);
     match cmd {
         UserCommand::Create {
@@ -82,6 +91,42 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
         }
         UserCommand::Deactivate { username } => set_active(&state.auth, &username, false).await,
         UserCommand::Activate { username } => set_active(&state.auth, &username, true).await,
+        UserCommand::Import {
+            from,
+            from_db,
+            table,
+            maps,
+            skip_invalid,
+        } => {
+            let columns = ColumnMap::parse(&maps).map_err(fail)?;
+            let source = match (&from, &from_db) {
+                (Some(path), _) => import::read_file(path, &columns).map_err(fail)?,
+                (None, Some(url)) => import::read_database(url, &table, &columns).await.map_err(fail)?,
+                (None, None) => return Err(fail("give --from FILE or --from-db URL".into())),
+            };
+            let on_refused = if skip_invalid {
+                OnRefused::ImportTheRest
+            } else {
+                OnRefused::ImportNothing
+            };
+            let report = state
+                .auth
+                .import_users(source.rows, on_refused)
+                .await
+                .map_err(|e| match e {
+                    AuthError::Taken => fail(
+                        "a username or email was registered while the import ran; nothing was imported: run it again"
+                            .into(),
+                    ),
+                    other => operator_error(other),
+                })?;
+            let text = import_summary(&report, &source.unread_columns, &target_of(settings));
+            if report.refused.is_empty() || report.committed {
+                Ok(text)
+            } else {
+                Err(fail(text))
+            }
+        }
         UserCommand::List { limit, offset } => {
             let users = state
                 .auth
@@ -104,6 +149,46 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             ))
         }
     }
+}
+
+/// The database written to, for the summary (a PostgreSQL URL may hold a password).
+fn target_of(settings: &Settings) -> String {
+    match &settings.store.database_url {
+        DatabaseUrl::Sqlite { path } => absolute(path).display().to_string(),
+        DatabaseUrl::Postgres(_) => "the PostgreSQL database (TOKENGATE_DATABASE_URL)".into(),
+    }
+}
+
+/// Every row that needs a word, then the counts. Never a password or a hash.
+fn import_summary(report: &ImportReport, unread: &BTreeSet<String>, target: &str) -> String {
+    let mut out = String::new();
+    for (n, name) in &report.skipped {
+        out.push_str(&format!("{n}: skipped: user {} exists already\n", name.as_str()));
+    }
+    for (n, why) in &report.refused {
+        out.push_str(&format!("{n}: refused: {why}\n"));
+    }
+    for (n, note) in &report.notes {
+        out.push_str(&format!("{n}: note: {note}\n"));
+    }
+    if !unread.is_empty() {
+        let names: Vec<&str> = unread.iter().map(String::as_str).collect();
+        out.push_str(&format!("columns not imported: {}\n", names.join(", ")));
+    }
+    out.push_str(&format!(
+        "imported {}, skipped {} (exist already), refused {}",
+        report.imported.len(),
+        report.skipped.len(),
+        report.refused.len()
+    ));
+    if report.committed {
+        out.push_str(&format!(" into {target}"));
+    } else if !report.refused.is_empty() {
+        out.push_str(
+            "\nnothing was imported: correct or remove the refused rows, or pass --skip-invalid to import the others",
+        );
+    }
+    out
 }
 
 async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<UserRecord, StartError> {

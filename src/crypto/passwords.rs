@@ -9,6 +9,11 @@
 //! until the hash has finished, not until its caller stops waiting: a client that
 //! disconnects cannot make room for more hashes than there are threads.
 //!
+//! Hashes made elsewhere (an import from a FastAPI/passlib app) verify too: bcrypt
+//! (`$2a$`, `$2b$`, `$2y$`, truncating at 72 bytes exactly as passlib did) and argon2
+//! in any variant and cost. `is_current` says when a stored hash should be replaced
+//! by argon2id at the configured cost (the login that verified it does so).
+//!
 //! The queue in front of the cores is bounded (a depth and a deadline): past either, a
 //! hash is refused at once (`Busy`, a 503), so a flood on one route cannot make every
 //! other route's hash wait without bound.
@@ -45,14 +50,69 @@ impl Default for Argon2Params {
     }
 }
 
-/// A PHC string (`$argon2id$v=19$m=...`), as stored.
+/// A stored password hash: a PHC string (`$argon2id$v=19$m=...`) as we make them, or
+/// an imported bcrypt or argon2 hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PasswordHashString(pub String);
+
+/// The families of stored hash that verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Argon2,
+    Bcrypt,
+}
+
+impl Scheme {
+    fn of(stored: &str) -> Option<Self> {
+        if stored.starts_with("$argon2") {
+            Some(Self::Argon2)
+        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p)) {
+            Some(Self::Bcrypt)
+        } else {
+            None
+        }
+    }
+}
+
+/// The most memory an imported argon2 hash may ask for: the configurable maximum.
+const MAX_FOREIGN_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+
+impl PasswordHashString {
+    /// A hash made by another system, kept only if it is one that verifies here: bcrypt
+    /// (`$2a$`, `$2b$`, `$2y$`) or argon2 (`argon2id`, `argon2i`, `argon2d`) at a cost
+    /// within what `TOKENGATE_ARGON2_*` accept. The reason otherwise.
+    pub fn foreign(raw: &str) -> Result<Self, &'static str> {
+        match Scheme::of(raw) {
+            Some(Scheme::Bcrypt) => raw
+                .parse::<bcrypt::HashParts>()
+                .map(|_| Self(raw.to_owned()))
+                .map_err(|_| "malformed bcrypt hash"),
+            Some(Scheme::Argon2) => {
+                let parsed = PasswordHash::new(raw).map_err(|_| "malformed argon2 hash")?;
+                Algorithm::try_from(parsed.algorithm).map_err(|_| "unknown argon2 variant")?;
+                if let Some(v) = parsed.version {
+                    Version::try_from(v).map_err(|_| "unknown argon2 version")?;
+                }
+                let params = Params::try_from(&parsed).map_err(|_| "malformed argon2 parameters")?;
+                if params.m_cost() > MAX_FOREIGN_MEMORY_KIB || params.t_cost() > 100 || params.p_cost() > 64 {
+                    return Err("argon2 cost above the configurable maximum");
+                }
+                if parsed.salt.is_none() || parsed.hash.is_none() {
+                    return Err("argon2 hash without salt or output");
+                }
+                Ok(Self(raw.to_owned()))
+            }
+            None => Err("unknown hash format (bcrypt or argon2 expected)"),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("argon2: {0}")]
     Argon2(String),
+    #[error("bcrypt: {0}")]
+    Bcrypt(String),
     #[error("hashing task failed: {0}")]
     Join(String),
     /// The queue is full, or the wait for a core ran past its deadline.
@@ -125,6 +185,23 @@ impl PasswordHasher {
         })
     }
 
+    /// Whether `stored` is argon2id (v=19) at the configured cost; any other hash is
+    /// replaced at the next login that verifies it (passlib's `deprecated="auto"`).
+    pub fn is_current(&self, stored: &PasswordHashString) -> bool {
+        let Ok(parsed) = PasswordHash::new(&stored.0) else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&parsed) else {
+            return false;
+        };
+        Algorithm::try_from(parsed.algorithm) == Ok(Algorithm::Argon2id)
+            && parsed.version == Some(Version::V0x13.into())
+            && params.m_cost() == self.params.m_cost()
+            && params.t_cost() == self.params.t_cost()
+            && params.p_cost() == self.params.p_cost()
+            && parsed.hash.map(|h| h.len()) == Some(Params::DEFAULT_OUTPUT_LEN)
+    }
+
     /// Hashes refused so far because the queue was full.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
@@ -183,9 +260,10 @@ impl PasswordHasher {
             None => ((*self.dummy).clone(), false),
         };
         // A stored hash we cannot parse verifies nothing; it is not the client's fault.
+        let keep = self.params.block_count();
         let ok = self
             .run("password.verify", move |mem| {
-                verify_with(&password, &target, mem).unwrap_or(false)
+                verify_with(&password, &target, mem, keep).unwrap_or(false)
             })
             .await?;
         Ok(ok && real)
@@ -225,7 +303,9 @@ impl PasswordHasher {
     }
 }
 
-/// argon2 over `mem` (grown to the parameters' block count, then kept).
+/// argon2 over `mem`, grown to the parameters' block count and kept, up to `keep`
+/// blocks (the configured cost). An imported hash that needs more gets a buffer of its
+/// own, freed after: one old hash must not make a thread hold its memory for good.
 fn compute(
     algorithm: Algorithm,
     version: Version,
@@ -233,10 +313,19 @@ fn compute(
     password: &Password,
     salt: Salt<'_>,
     mem: &mut Vec<Block>,
+    keep: usize,
 ) -> Result<Output, HashError> {
-    if mem.len() < params.block_count() {
-        mem.resize(params.block_count(), Block::default());
-    }
+    let needed = params.block_count();
+    let mut one_off = Vec::new();
+    let mem = if needed > mem.len().max(keep) {
+        one_off.resize(needed, Block::default());
+        &mut one_off
+    } else {
+        if mem.len() < needed {
+            mem.resize(needed, Block::default());
+        }
+        mem
+    };
     let mut salt_buf = [0u8; 64];
     let salt_bytes = salt.decode_b64(&mut salt_buf).map_err(argon2_err)?;
     let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
@@ -252,7 +341,8 @@ fn compute(
 fn hash_new(params: &Params, password: &Password, mem: &mut Vec<Block>) -> Result<PasswordHashString, HashError> {
     let salt = SaltString::generate(&mut OsRng);
     let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
-    let output = compute(algorithm, version, params.clone(), password, salt.as_salt(), mem)?;
+    let keep = params.block_count();
+    let output = compute(algorithm, version, params.clone(), password, salt.as_salt(), mem, keep)?;
     let phc = PasswordHash {
         algorithm: algorithm.ident(),
         version: Some(version.into()),
@@ -264,8 +354,22 @@ fn hash_new(params: &Params, password: &Password, mem: &mut Vec<Block>) -> Resul
 }
 
 /// Recompute with the stored hash's own algorithm, version and cost; compare the
-/// outputs in constant time (`Output`'s `PartialEq`).
-fn verify_with(password: &Password, stored: &PasswordHashString, mem: &mut Vec<Block>) -> Result<bool, HashError> {
+/// outputs in constant time (`Output`'s `PartialEq`; the bcrypt crate's own compare).
+fn verify_with(
+    password: &Password,
+    stored: &PasswordHashString,
+    mem: &mut Vec<Block>,
+    keep: usize,
+) -> Result<bool, HashError> {
+    match Scheme::of(&stored.0) {
+        // Truncates at 72 bytes, as passlib's bcrypt did when it made the hash.
+        Some(Scheme::Bcrypt) => {
+            return bcrypt::verify(password.expose().as_bytes(), &stored.0)
+                .map_err(|e| HashError::Bcrypt(e.to_string()));
+        }
+        Some(Scheme::Argon2) => {}
+        None => return Ok(false),
+    }
     let parsed = PasswordHash::new(&stored.0).map_err(argon2_err)?;
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
         return Ok(false);
@@ -278,7 +382,7 @@ fn verify_with(password: &Password, stored: &PasswordHashString, mem: &mut Vec<B
         .map_err(argon2_err)?
         .unwrap_or_default();
     let params = Params::try_from(&parsed).map_err(argon2_err)?;
-    let computed = compute(algorithm, version, params, password, salt, mem)?;
+    let computed = compute(algorithm, version, params, password, salt, mem, keep)?;
     Ok(computed == expected)
 }
 
@@ -386,6 +490,94 @@ mod tests {
         );
         let wrong = Password::parse("interop passwore").unwrap();
         assert!(!h.verify(wrong, Some(PasswordHashString(theirs))).await.unwrap());
+    }
+
+    fn bcrypt_as(password: &str, version: bcrypt::Version) -> PasswordHashString {
+        let parts = bcrypt::hash_with_result(password, 4).unwrap();
+        PasswordHashString(parts.format_for_version(version))
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_of_every_prefix_verify_and_are_not_current() {
+        let h = cheap();
+        let pw = Password::parse("tutorial password").unwrap();
+        for version in [bcrypt::Version::TwoA, bcrypt::Version::TwoB, bcrypt::Version::TwoY] {
+            let stored = bcrypt_as(pw.expose(), version);
+            assert_eq!(PasswordHashString::foreign(&stored.0), Ok(stored.clone()));
+            assert!(
+                h.verify(pw.clone(), Some(stored.clone())).await.unwrap(),
+                "{}",
+                &stored.0[..4]
+            );
+            let wrong = Password::parse("tutorial passwore").unwrap();
+            assert!(!h.verify(wrong, Some(stored.clone())).await.unwrap());
+            assert!(!h.is_current(&stored));
+        }
+    }
+
+    #[tokio::test]
+    async fn bcrypt_truncates_at_72_bytes_as_passlib_did() {
+        let h = cheap();
+        let long = "x".repeat(72);
+        let stored = bcrypt_as(&format!("{long}-first-tail"), bcrypt::Version::TwoB);
+        // Only the first 72 bytes ever counted: another tail verifies too.
+        let other_tail = Password::candidate(&format!("{long}-other")).unwrap();
+        assert!(h.verify(other_tail, Some(stored.clone())).await.unwrap());
+        let shorter = Password::candidate(&"x".repeat(71)).unwrap();
+        assert!(!h.verify(shorter, Some(stored)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn argon2_of_other_variants_and_costs_verify_and_are_not_current() {
+        use argon2::password_hash::PasswordHasher as _;
+        let h = cheap();
+        let pw = Password::parse("argon2-cffi password").unwrap();
+        let make = |alg, m, t, p| {
+            let salt = SaltString::generate(&mut OsRng);
+            let hash = Argon2::new(alg, Version::V0x13, Params::new(m, t, p, None).unwrap())
+                .hash_password(pw.expose().as_bytes(), &salt)
+                .unwrap()
+                .to_string();
+            PasswordHashString(hash)
+        };
+        // argon2-cffi's defaults are m=65536,t=3,p=4: more memory than configured here,
+        // so the verification gets a buffer of its own.
+        let cases = [
+            make(Algorithm::Argon2id, 65_536, 3, 4),
+            make(Algorithm::Argon2i, 64, 1, 1),
+            make(Algorithm::Argon2d, 64, 1, 1),
+            make(Algorithm::Argon2id, 128, 1, 1),
+        ];
+        for stored in cases {
+            assert_eq!(PasswordHashString::foreign(&stored.0), Ok(stored.clone()));
+            assert!(
+                h.verify(pw.clone(), Some(stored.clone())).await.unwrap(),
+                "{}",
+                stored.0
+            );
+            assert!(!h.is_current(&stored), "{}", stored.0);
+        }
+        // Ours, at the configured cost, is current.
+        let ours = h.hash(pw).await.unwrap();
+        assert!(h.is_current(&ours));
+    }
+
+    #[test]
+    fn foreign_hashes_we_cannot_verify_are_refused_with_a_reason() {
+        for raw in [
+            "",
+            "plaintext-password",
+            "5f4dcc3b5aa765d61d8327deb882cf99",
+            "$1$saltsalt$abcdefghijklmnopqrstuv",
+            "$pbkdf2-sha256$29000$abc$def",
+            "$2x$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+            "$2b$12$tooshort",
+            "$argon2id$v=19$m=65536,t=3,p=4$",
+            "$argon2id$v=19$m=999999999,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2x$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            assert!(PasswordHashString::foreign(raw).is_err(), "{raw:?} accepted");
+        }
     }
 
     #[tokio::test]

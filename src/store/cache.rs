@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
+    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen,
+    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
 };
 use crate::clock::Clock;
 use crate::crypto::passwords::PasswordHashString;
@@ -242,6 +242,22 @@ impl Store for CachedStore {
     }
     async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {
         self.inner.username_or_email_taken(username, email).await
+    }
+    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError> {
+        self.inner.holders(username, email).await
+    }
+    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError> {
+        self.inner.insert_users(users).await
+    }
+    /// Not an invalidation: a cached user's older hash verifies the same password, and
+    /// nothing that a request checks (activity, roles, stamp) has changed.
+    async fn upgrade_password_hash(
+        &self,
+        user: UserId,
+        old: &PasswordHashString,
+        new: PasswordHashString,
+    ) -> Result<bool, StoreError> {
+        self.inner.upgrade_password_hash(user, old, new).await
     }
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         self.inner.user_by_username(username).await

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use super::{
-    LoggedRevocation, NewSession, NewUser, PoolStats, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
+    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, PoolStats, RotateRequest, Rotation, SessionOpen,
+    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -70,6 +70,9 @@ metered! {
     async fn ping(&self) -> Result<(), StoreError>;
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
     async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError>;
+    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
+    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError>;
+    async fn upgrade_password_hash(&self, user: UserId, old: &PasswordHashString, new: PasswordHashString) -> Result<bool, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;

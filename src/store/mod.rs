@@ -55,6 +55,20 @@ pub struct NewUser {
     pub created_at: UnixTime,
 }
 
+/// A user brought in by an import: as `NewUser`, and active or not as it was there.
+#[derive(Clone, Debug)]
+pub struct ImportedUser {
+    pub user: NewUser,
+    pub is_active: bool,
+}
+
+/// Whether stored users hold a username and an email (case-insensitively).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Holders {
+    pub username: bool,
+    pub email: bool,
+}
+
 /// A session (one login, one device) as stored.
 #[derive(Clone, Debug)]
 pub struct SessionRecord {
@@ -247,6 +261,20 @@ pub trait Store: Send + Sync + 'static {
     /// Is the username or the email taken (case-insensitively)? A read, no lock: the
     /// insert still answers `Conflict` for a race.
     async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError>;
+    /// Which of `username` and `email` stored users hold. A read, no lock.
+    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
+    /// Insert `users` in one transaction: all of them or none (`Conflict` if any
+    /// username or email is taken by then).
+    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError>;
+    /// Replace `user`'s password hash by `new` only while it is still `old` (a password
+    /// change in between wins). The security stamp stays: the password is the same, so
+    /// no session or login in flight is affected. Whether it was replaced.
+    async fn upgrade_password_hash(
+        &self,
+        user: UserId,
+        old: &PasswordHashString,
+        new: PasswordHashString,
+    ) -> Result<bool, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// Users by creation time.

@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
-    LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
+    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen,
+    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -88,6 +88,29 @@ fn db_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
         _ => backend(e),
     }
+}
+
+/// One user row; `Conflict` when the username or email is taken.
+async fn insert_user<'e>(
+    db: impl sqlx::Executor<'e, Database = Postgres>,
+    user: &NewUser,
+    is_active: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)
+         VALUES ($1::uuid, $2, $3, $4, $5, $6::text[], to_timestamp($7), to_timestamp($7))",
+    )
+    .bind(user.id.to_string())
+    .bind(user.username.as_str())
+    .bind(user.email.as_str())
+    .bind(&user.password_hash.0)
+    .bind(is_active)
+    .bind(role_names(&user.roles))
+    .bind(user.created_at.0)
+    .execute(db)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 fn malformed(what: &str) -> StoreError {
@@ -292,19 +315,7 @@ impl Store for PgStore {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
-        sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)
-             VALUES ($1::uuid, $2, $3, $4, true, $5::text[], to_timestamp($6), to_timestamp($6))",
-        )
-        .bind(user.id.to_string())
-        .bind(user.username.as_str())
-        .bind(user.email.as_str())
-        .bind(&user.password_hash.0)
-        .bind(role_names(&user.roles))
-        .bind(user.created_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        insert_user(&self.pool, &user, true).await?;
         Ok(UserRecord {
             id: user.id,
             username: user.username,
@@ -315,6 +326,43 @@ impl Store for PgStore {
             created_at: user.created_at,
             security_stamp: 0,
         })
+    }
+
+    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError> {
+        let (username, email): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1)),
+                    EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2))",
+        )
+        .bind(username.as_str())
+        .bind(email.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Holders { username, email })
+    }
+
+    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for u in &users {
+            insert_user(&mut *tx, &u.user, u.is_active).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user: UserId,
+        old: &PasswordHashString,
+        new: PasswordHashString,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2::uuid AND password_hash = $3")
+            .bind(&new.0)
+            .bind(user.to_string())
+            .bind(&old.0)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {

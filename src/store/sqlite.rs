@@ -16,9 +16,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Store,
-    StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite, roles_from_json,
-    roles_to_json,
+    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen,
+    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
+    roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -132,6 +132,30 @@ fn db_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
         _ => backend(e),
     }
+}
+
+/// One user row; `Conflict` when the username or email is taken.
+async fn insert_user<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    user: &NewUser,
+    is_active: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(user.id.to_string())
+    .bind(user.username.as_str())
+    .bind(user.email.as_str())
+    .bind(&user.password_hash.0)
+    .bind(is_active)
+    .bind(roles_to_json(&user.roles))
+    .bind(user.created_at.0)
+    .bind(user.created_at.0)
+    .execute(db)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 fn malformed(e: impl std::fmt::Display) -> StoreError {
@@ -333,20 +357,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
-        sqlx::query(
-            "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-        )
-        .bind(user.id.to_string())
-        .bind(user.username.as_str())
-        .bind(user.email.as_str())
-        .bind(&user.password_hash.0)
-        .bind(roles_to_json(&user.roles))
-        .bind(user.created_at.0)
-        .bind(user.created_at.0)
-        .execute(&self.write)
-        .await
-        .map_err(db_err)?;
+        insert_user(&self.write, &user, true).await?;
         Ok(UserRecord {
             id: user.id,
             username: user.username,
@@ -357,6 +368,43 @@ impl Store for SqliteStore {
             created_at: user.created_at,
             security_stamp: 0,
         })
+    }
+
+    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError> {
+        let (username, email): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower(?)),
+                    EXISTS (SELECT 1 FROM users WHERE lower(email) = lower(?))",
+        )
+        .bind(username.as_str())
+        .bind(email.as_str())
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(Holders { username, email })
+    }
+
+    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        for u in &users {
+            insert_user(&mut *tx, &u.user, u.is_active).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user: UserId,
+        old: &PasswordHashString,
+        new: PasswordHashString,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?")
+            .bind(&new.0)
+            .bind(user.to_string())
+            .bind(&old.0)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {

@@ -1,6 +1,8 @@
 //! The real binary as a child process: started on a free port, read until it listens.
+// Several test crates include this file; each uses a part of it.
+#![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,4 +45,31 @@ pub fn start_server_with(mut cmd: Command) -> (Child, String, String) {
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
     (child, log, base)
+}
+
+/// Run `cmd` to its end with `stdin` as its input; exit code, stdout, stderr.
+pub fn run(cmd: &mut Command, stdin: &str) -> (i32, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tokengate");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SIGTERM, then the exit code.
+pub fn terminate(child: &mut Child) -> i32 {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    child.wait().unwrap().code().unwrap_or(-1)
 }

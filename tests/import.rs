@@ -1,0 +1,388 @@
+//! `tokengate user import`, as someone leaving a FastAPI tutorial app runs it: users
+//! hashed by the real passlib-bcrypt and argon2-cffi (tests/fixtures/legacy, with the
+//! script that made them) read from the old app's SQLite or PostgreSQL table, then
+//! each logs in with their old password and their hash becomes argon2id.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use sqlx::Connection as _;
+
+mod common;
+#[path = "common/process.rs"]
+mod process;
+use process::{run, start_server_with, terminate, tokengate};
+
+/// argon2id as `tokengate()` configures it (m=1024 KiB, the default t=2, p=1).
+const CURRENT: &str = "$argon2id$v=19$m=1024,t=2,p=1$";
+
+fn legacy_users() -> Vec<Value> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/legacy/users.jsonl"
+    ))
+    .expect("fixture");
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Each fixture user's password, as tests/fixtures/legacy/make_users.py set it.
+fn password_of(name: &str) -> String {
+    if name == "grace" {
+        format!("grace-{}-tail", "x".repeat(70))
+    } else {
+        format!("{name}-tutorial-pw")
+    }
+}
+
+/// The old app's table as SQLAlchemy creates it, with the fixture's rows.
+const LEGACY_TABLE: &str = "(id INTEGER PRIMARY KEY, username VARCHAR UNIQUE, email VARCHAR UNIQUE,
+    full_name VARCHAR, hashed_password VARCHAR NOT NULL, is_active BOOLEAN, created_at {TIME},
+    role VARCHAR, roles {JSON})";
+
+fn insert_sql(table: &str, placeholders: &str) -> String {
+    format!(
+        "INSERT INTO {table} (id, username, email, full_name, hashed_password, is_active, created_at, role, roles)
+         VALUES ({placeholders})"
+    )
+}
+
+/// A created_at as the old app's database column holds it: text for SQLite.
+fn created_text(u: &Value) -> Option<String> {
+    match &u["created_at"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// roles as a JSON text (SQLAlchemy's JSON type), whether the fixture has a list or a string.
+fn roles_json(u: &Value) -> Option<String> {
+    match &u["roles"] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+async fn make_sqlite_source(path: &Path) -> String {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let ddl = LEGACY_TABLE.replace("{TIME}", "DATETIME").replace("{JSON}", "JSON");
+    sqlx::query(&format!("CREATE TABLE users {ddl}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for u in legacy_users() {
+        sqlx::query(&insert_sql("users", "?, ?, ?, ?, ?, ?, ?, ?, ?"))
+            .bind(u["id"].as_i64())
+            .bind(u["username"].as_str())
+            .bind(u["email"].as_str())
+            .bind(format!("{} Tutorial", u["username"].as_str().unwrap()))
+            .bind(u["hashed_password"].as_str())
+            .bind(u["is_active"].as_bool())
+            .bind(created_text(&u))
+            .bind(u["role"].as_str())
+            .bind(roles_json(&u))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+    format!("sqlite://{}", path.display())
+}
+
+/// Where the stored hashes are read from: tokengate's own database.
+enum Stored {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl Stored {
+    async fn hash_of(&self, username: &str) -> String {
+        const SQL: &str = "SELECT password_hash FROM users WHERE username = $1";
+        match self {
+            Stored::Sqlite(url) => {
+                let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(SQL).bind(username).fetch_one(&mut c).await.unwrap()
+            }
+            Stored::Postgres(url) => {
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query_scalar(SQL).bind(username).fetch_one(&mut c).await.unwrap()
+            }
+        }
+    }
+}
+
+async fn login(base: &str, user: &str, password: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}/auth/login"))
+        .form(&[("username", user), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The binary in `dir`, on `database` if given (else `tokengate.db` there), with the
+/// login limit out of the way of a test that logs in many times.
+fn gate(dir: &Path, database: Option<&str>) -> Command {
+    let mut cmd = tokengate(dir);
+    cmd.env("TOKENGATE_LOGIN_RATE", "1000/1m");
+    if let Some(url) = database {
+        // A shared database needs the HS256 secret set (every instance the same).
+        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        cmd.env("TOKENGATE_DATABASE_URL", url)
+            .env("TOKENGATE_SECRET_KEY", secret);
+    }
+    cmd
+}
+
+fn import(cmd: &mut Command, args: &[&str]) -> (i32, String) {
+    let (code, out, err) = run(cmd.args(["user", "import"]).args(args), "");
+    let text = format!("{out}{err}");
+    // Never a hash, whatever happened.
+    assert!(!text.contains("$2b$") && !text.contains("$argon2"), "{text}");
+    (code, text)
+}
+
+/// Every fixture user logs in with their old password; each hash becomes argon2id at
+/// the configured cost at that login, once; a wrong password neither logs in nor
+/// rehashes; the disabled user stays out.
+async fn every_user_logs_in_and_is_rehashed(base: &str, stored: &Stored) {
+    for u in legacy_users() {
+        let name = u["username"].as_str().unwrap();
+        let imported = u["hashed_password"].as_str().unwrap();
+        assert_eq!(stored.hash_of(name).await, imported, "{name}: stored as imported");
+        assert_eq!(login(base, name, "not-their-password").await, 401, "{name}");
+        assert_eq!(
+            stored.hash_of(name).await,
+            imported,
+            "{name}: a failed login rehashes nothing"
+        );
+        if u["is_active"] == false {
+            assert_eq!(login(base, name, &password_of(name)).await, 403, "{name} is disabled");
+            continue;
+        }
+        assert_eq!(login(base, name, &password_of(name)).await, 200, "{name}");
+        let upgraded = stored.hash_of(name).await;
+        assert!(upgraded.starts_with(CURRENT), "{name}: {upgraded}");
+        assert_eq!(login(base, name, &password_of(name)).await, 200, "{name}, again");
+        assert_eq!(stored.hash_of(name).await, upgraded, "{name}: current hashes stay");
+    }
+    // Past 72 bytes bcrypt ignored the rest; the argon2id hash made at login counts it all.
+    let other_tail = format!("grace-{}-else", "x".repeat(70));
+    assert_eq!(login(base, "grace", &other_tail).await, 401);
+}
+
+#[tokio::test]
+async fn import_from_a_tutorial_sqlite_database_then_every_hash_upgrades_at_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = make_sqlite_source(&dir.path().join("legacy.db")).await;
+
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from-db", &source]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("imported 8, skipped 0 (exist already), refused 0"),
+        "{out}"
+    );
+    assert!(out.contains("row 5: note: role \"Not A Role!\" left out"), "{out}");
+    assert!(out.contains("columns not imported: full_name, id"), "{out}");
+
+    let (mut server, log, base) = start_server_with(gate(dir.path(), None));
+    let stored = Stored::Sqlite(format!("sqlite://{}", dir.path().join("tokengate.db").display()));
+    every_user_logs_in_and_is_rehashed(&base, &stored).await;
+    assert!(!log.contains("$2b$"));
+
+    // Roles came along: alice is an admin; bob has both of his.
+    let users = run(gate(dir.path(), None).args(["user", "list"]), "").1;
+    let line = |name: &str| users.lines().find(|l| l.contains(name)).unwrap_or("").to_owned();
+    assert!(line("alice").contains("admin"), "{users}");
+    assert!(line("bob").contains("user,editor"), "{users}");
+    assert!(line("frank").contains("false"), "{users}");
+
+    // Running it again changes nothing: every username exists, no hash goes back.
+    let before = stored.hash_of("alice").await;
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from-db", &source]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("imported 0, skipped 8"), "{out}");
+    assert!(out.contains("row 1: skipped: user alice exists already"), "{out}");
+    assert_eq!(stored.hash_of("alice").await, before);
+    assert_eq!(login(&base, "alice", &password_of("alice")).await, 200);
+    terminate(&mut server);
+}
+
+#[tokio::test]
+async fn malformed_rows_are_reported_by_line_and_nothing_is_imported_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let bcrypt = legacy_users()[0]["hashed_password"].as_str().unwrap().to_owned();
+    let row = |name: &str, email: &str, hash: &str| {
+        serde_json::json!({"username": name, "email": email, "hashed_password": hash}).to_string()
+    };
+    let lines = [
+        row("ivan", "ivan@example.com", &bcrypt),
+        row("bad name", "bad@example.com", &bcrypt),
+        row("judy", "not-an-email", &bcrypt),
+        row("mallory", "mallory@example.com", "$1$md5crypt$0123456789abcdefghij"),
+        row("IVAN", "ivan2@example.com", &bcrypt),
+        row("oscar", "IVAN@example.com", &bcrypt),
+        "{\"username\": \"peggy\",".to_owned(),
+        row("trent", "trent@example.com", "plaintext-password"),
+    ];
+    let file = dir.path().join("users.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let from = file.display().to_string();
+
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from]);
+    assert_ne!(code, 0, "{out}");
+    for expected in [
+        "line 2: refused: invalid username \"bad name\"",
+        "line 3: refused: invalid email \"not-an-email\"",
+        "line 4: refused: hashed_password: unknown hash format",
+        "line 5: refused: username \"IVAN\" is also on line 1",
+        "line 6: refused: email \"IVAN@example.com\" is also on line 1",
+        "line 7: refused: not JSON",
+        "line 8: refused: hashed_password: unknown hash format",
+        "imported 0, skipped 0 (exist already), refused 7",
+        "nothing was imported",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    assert!(!out.contains("plaintext-password"), "{out}");
+
+    let (mut server, _, base) = start_server_with(gate(dir.path(), None));
+    assert_eq!(
+        login(&base, "ivan", &password_of("alice")).await,
+        401,
+        "nothing imported"
+    );
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from, "--skip-invalid"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("imported 1, skipped 0 (exist already), refused 7"),
+        "{out}"
+    );
+    // ivan got alice's fixture hash, so alice's password.
+    assert_eq!(login(&base, "ivan", &password_of("alice")).await, 200);
+    terminate(&mut server);
+}
+
+#[tokio::test]
+async fn csv_with_a_header_row_and_mapped_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let dave = &legacy_users()[3];
+    let file = dir.path().join("export.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "login,email,pw_hash,disabled,roles\nwalter,walter@example.com,\"{}\",f,\"admin, ops\"\n",
+            dave["hashed_password"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let from = file.display().to_string();
+    let args = [
+        "--from",
+        &from,
+        "--map",
+        "login=username",
+        "--map",
+        "pw_hash=hashed_password",
+    ];
+    let (code, out) = import(&mut gate(dir.path(), None), &args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("imported 1,"), "{out}");
+    let (mut server, _, base) = start_server_with(gate(dir.path(), None));
+    assert_eq!(login(&base, "walter", &password_of("dave")).await, 200);
+    terminate(&mut server);
+    // Without the header row there is nothing to go by.
+    std::fs::write(&file, "walter,walter@example.com,h\n").unwrap();
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from]);
+    assert_ne!(code, 0);
+    assert!(out.contains("the first row must name the columns"), "{out}");
+}
+
+#[tokio::test]
+async fn import_from_a_tutorial_postgresql_table_into_postgresql() {
+    let Some(admin) = common::pg_url() else {
+        common::say_pg_skipped();
+        return;
+    };
+    let schema = common::PgSchema::create(&admin).await;
+    let mut conn = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+    let ddl = LEGACY_TABLE.replace("{TIME}", "TIMESTAMP").replace("{JSON}", "JSONB");
+    sqlx::query(&format!("CREATE TABLE legacy_users {ddl}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for u in legacy_users() {
+        // A TIMESTAMP column holds no Unix seconds: that row has none here.
+        let created = created_text(&u).filter(|t| t.parse::<i64>().is_err());
+        sqlx::query(&insert_sql(
+            "legacy_users",
+            "$1, $2, $3, $4, $5, $6, $7::timestamptz, $8, $9::jsonb",
+        ))
+        .bind(u["id"].as_i64())
+        .bind(u["username"].as_str())
+        .bind(u["email"].as_str())
+        .bind("Full Name")
+        .bind(u["hashed_password"].as_str())
+        .bind(u["is_active"].as_bool())
+        .bind(created)
+        .bind(u["role"].as_str())
+        .bind(roles_json(&u))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let table = format!("{}.legacy_users", schema.name);
+    let dir = tempfile::tempdir().unwrap();
+    let db = schema.url();
+    let (code, out) = import(
+        &mut gate(dir.path(), Some(&db)),
+        &["--from-db", &admin, "--table", &table],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("imported 8, skipped 0 (exist already), refused 0"),
+        "{out}"
+    );
+
+    let (mut server, _, base) = start_server_with(gate(dir.path(), Some(&db)));
+    every_user_logs_in_and_is_rehashed(&base, &Stored::Postgres(schema.url())).await;
+    terminate(&mut server);
+}
+
+#[tokio::test]
+async fn raising_the_argon2_cost_upgrades_each_hash_at_its_next_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = Stored::Sqlite(format!("sqlite://{}", dir.path().join("tokengate.db").display()));
+    let (mut server, _, base) = start_server_with(gate(dir.path(), None));
+    let status = reqwest::Client::new()
+        .post(format!("{base}/auth/register"))
+        .json(&serde_json::json!({"username": "olivia", "email": "olivia@example.com", "password": "olivia-password"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 201);
+    assert!(stored.hash_of("olivia").await.starts_with(CURRENT));
+    terminate(&mut server);
+
+    let mut raised = gate(dir.path(), None);
+    raised
+        .env("TOKENGATE_ARGON2_MEMORY_KIB", "2048")
+        .env("TOKENGATE_ARGON2_ITERATIONS", "3");
+    let (mut server, _, base) = start_server_with(raised);
+    let old = stored.hash_of("olivia").await;
+    assert_eq!(login(&base, "olivia", "wrong-password").await, 401);
+    assert_eq!(stored.hash_of("olivia").await, old, "a failed login rehashes nothing");
+    assert_eq!(login(&base, "olivia", "olivia-password").await, 200);
+    let new = stored.hash_of("olivia").await;
+    assert!(new.starts_with("$argon2id$v=19$m=2048,t=3,p=1$"), "{new}");
+    assert_eq!(login(&base, "olivia", "olivia-password").await, 200);
+    terminate(&mut server);
+}
