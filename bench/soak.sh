@@ -16,6 +16,8 @@ cargo build --release -q
 DIR=$(mktemp -d)
 PORT=8140
 BASE="http://127.0.0.1:$PORT"
+# The /me load reuses one access token for the whole run: it must outlive the run.
+TOKENGATE_ACCESS_TTL="$((SECS + 600))s" \
 TOKENGATE_LOG=warn TOKENGATE_BIND="127.0.0.1:$PORT" TOKENGATE_DATABASE_URL="sqlite://$DIR/t.db" \
   TOKENGATE_LOGIN_RATE=1000000/1s TOKENGATE_REFRESH_RATE=1000000/1s TOKENGATE_REGISTER_RATE=1000000/1s \
   target/release/tokengate serve 2>"$OUT/server.log" &

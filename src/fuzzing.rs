@@ -16,7 +16,9 @@ use crate::crypto::tokens::{AccessTokens, RefreshToken, RefreshTokenHash};
 use crate::domain::{Secret, UnixTime};
 use crate::http::body::{parse_form, parse_json, read_fields};
 use crate::http::routes::admin::UserUpdateRequest;
-use crate::http::routes::auth::{LoginRequest, LogoutRequest, PasswordChangeRequest, RefreshRequest, RegisterRequest};
+use crate::http::routes::auth::{
+    LogoutRequest, PasswordChangeRequest, PasswordGrant, RefreshRequest, RegisterRequest, TokenRequest,
+};
 use crate::http::{cookies, extract};
 
 const NOW: UnixTime = UnixTime(1_800_000_000);
@@ -102,7 +104,8 @@ pub fn bodies(data: &[u8]) {
         }
     }
     refused(read_fields::<RegisterRequest>(&fields));
-    refused(read_fields::<LoginRequest>(&fields));
+    refused(read_fields::<TokenRequest>(&fields));
+    refused(read_fields::<PasswordGrant>(&fields));
     refused(read_fields::<RefreshRequest>(&fields));
     refused(read_fields::<LogoutRequest>(&fields));
     refused(read_fields::<PasswordChangeRequest>(&fields));

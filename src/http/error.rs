@@ -67,6 +67,9 @@ pub enum ApiError {
     /// Refused for a reason the detail states (e.g. a cross-site cookie login).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The token endpoint was asked for a grant it does not offer.
+    #[error("unsupported grant type")]
+    UnsupportedGrantType,
     /// A malformed request that is not a body field's fault (e.g. a repeated cookie).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -108,7 +111,7 @@ impl ApiError {
             Self::InactiveUser | Self::InsufficientRole | Self::CsrfFailed | Self::Forbidden(_) => {
                 StatusCode::FORBIDDEN
             }
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -132,6 +135,7 @@ impl ApiError {
             Self::InsufficientRole => "Insufficient role",
             Self::CsrfFailed => "CSRF token missing or invalid",
             Self::Forbidden(msg) | Self::BadRequest(msg) => msg,
+            Self::UnsupportedGrantType => "Unsupported grant_type: password or refresh_token",
             Self::Conflict(msg) => msg,
             Self::NotFound => "Not Found",
             Self::MethodNotAllowed => "Method Not Allowed",
@@ -167,6 +171,59 @@ impl ApiError {
     }
 }
 
+/// An error of the token endpoint: the same status and `detail` as any other, plus
+/// RFC 6749 section 5.2's `error` (and `error_description`) where one fits, so that
+/// standard OAuth2 clients read it too.
+#[derive(Debug)]
+pub struct TokenEndpointError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for TokenEndpointError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+impl ApiError {
+    /// RFC 6749's code for this error at the token endpoint; none for limits and
+    /// outages, which it has no code for.
+    fn oauth_error(&self) -> Option<&'static str> {
+        match self {
+            Self::Validation(_) | Self::BadRequest(_) | Self::PayloadTooLarge | Self::UnsupportedMediaType(_) => {
+                Some("invalid_request")
+            }
+            Self::BadCredentials | Self::InvalidRefreshToken | Self::InactiveUser => Some("invalid_grant"),
+            Self::UnsupportedGrantType => Some("unsupported_grant_type"),
+            _ => None,
+        }
+    }
+
+    /// The detail as one line: itself, or each field error as `loc: msg`.
+    fn description(&self) -> String {
+        match self {
+            Self::Validation(errors) => errors
+                .iter()
+                .map(|e| {
+                    let loc: Vec<String> = e
+                        .loc
+                        .iter()
+                        .map(|l| l.as_str().map_or_else(|| l.to_string(), str::to_owned))
+                        .collect();
+                    format!("{}: {}", loc.join("."), e.msg)
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.detail().as_str().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for TokenEndpointError {
+    fn into_response(self) -> Response {
+        let extra = self.0.oauth_error().map(|code| (code, self.0.description()));
+        self.0.respond(extra)
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -199,10 +256,23 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.respond(None)
+    }
+}
+
+impl ApiError {
+    /// The response, with an OAuth2 `error` and `error_description` beside `detail`
+    /// when given.
+    fn respond(self, oauth: Option<(&'static str, String)>) -> Response {
         if let Self::Internal(msg) = &self {
             tracing::error!(error = %msg, "internal error");
         }
-        let mut res = (self.status(), axum::Json(json!({ "detail": self.detail() }))).into_response();
+        let mut body = json!({ "detail": self.detail() });
+        if let Some((code, description)) = oauth {
+            body["error"] = json!(code);
+            body["error_description"] = json!(description);
+        }
+        let mut res = (self.status(), axum::Json(body)).into_response();
         if let Some(c) = self.challenge() {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));

@@ -30,6 +30,28 @@ pub struct ValidationErrorBody {
     pub detail: Vec<FieldError>,
 }
 
+/// An error of the token endpoint (`/auth/login`): FastAPI's `detail`, and RFC 6749
+/// section 5.2's `error` for standard OAuth2 clients.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    #[schema(example = "Incorrect username or password")]
+    pub detail: String,
+    #[schema(pattern = "^(invalid_request|invalid_grant|unsupported_grant_type)$", example = "invalid_grant")]
+    pub error: String,
+    #[schema(example = "Incorrect username or password")]
+    pub error_description: Option<String>,
+}
+
+/// A 422 of the token endpoint: the field errors, and `error: "invalid_request"`.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthValidationBody {
+    pub detail: Vec<FieldError>,
+    #[schema(pattern = "^invalid_request$", example = "invalid_request")]
+    pub error: String,
+    #[schema(example = "body.username: Field required")]
+    pub error_description: Option<String>,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -39,7 +61,7 @@ pub struct ValidationErrorBody {
                        for browsers, role-based access, JWKS for resource servers.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
-    components(schemas(ErrorBody, ValidationErrorBody, FieldError, LocPart)),
+    components(schemas(ErrorBody, ValidationErrorBody, OAuthErrorBody, OAuthValidationBody, FieldError, LocPart)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Register, log in, refresh, log out (Bearer tokens)"),

@@ -157,7 +157,7 @@ pub async fn deactivation_kills_every_token_and_reactivation_revives_none(b: Bac
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         res.text().await.unwrap(),
-        r#"{"detail":"Incorrect username or password"}"#
+        crate::common::BAD_CREDENTIALS
     );
     // Reactivated: a new login works; the old tokens stay dead.
     let res = srv
@@ -294,7 +294,7 @@ pub async fn a_login_racing_a_deletion_is_refused_not_a_500(b: Backend) {
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         login.text().await.unwrap(),
-        r#"{"detail":"Incorrect username or password"}"#
+        crate::common::BAD_CREDENTIALS
     );
 }
 

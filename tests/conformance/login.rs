@@ -47,7 +47,10 @@ pub async fn login_unknown_user_and_wrong_password_look_the_same(b: Backend) {
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
         answers.push(res.text().await.unwrap());
     }
-    assert_eq!(answers[0], r#"{"detail":"Incorrect username or password"}"#);
+    assert_eq!(
+        answers[0],
+        crate::common::BAD_CREDENTIALS
+    );
     assert!(answers.iter().all(|a| a == &answers[0]));
 }
 
@@ -65,21 +68,96 @@ pub async fn login_validation_errors(b: Backend) {
     assert_eq!(v["detail"][0]["loc"], json!(["body", "password"]));
     assert_eq!(v["detail"][0]["type"], "missing");
 
-    let res = srv
-        .http
-        .post(srv.url("/auth/login"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("username", "alzy"),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"], "invalid_request", "{v}");
+    assert_eq!(v["error_description"], "body.password: Field required", "{v}");
 
     let res = srv.http.post(srv.url("/auth/login")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn token_form(srv: &TestServer, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+    let res = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+/// RFC 6749 section 6 at the advertised token endpoint: the refresh grant, with the
+/// rotation and reuse rules of `/auth/refresh`.
+pub async fn token_endpoint_takes_the_refresh_grant(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let first = srv.user("alzy").await;
+    let refresh = |token: &str| {
+        let token = token.to_owned();
+        let srv = &srv;
+        async move { token_form(srv, &[("grant_type", "refresh_token"), ("refresh_token", &token)]).await }
+    };
+    let (status, second) = refresh(&first.refresh).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["token_type"], "bearer");
+    let second_refresh = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first.refresh);
+    let access = second["access_token"].as_str().unwrap();
+    assert_eq!(srv.me_status(access).await, StatusCode::OK);
+    let (_, c1) = jwt_parts(&first.access);
+    let (_, c2) = jwt_parts(access);
+    assert_eq!(c1["sid"], c2["sid"], "the same session");
+
+    // Reuse of the spent token: refused as invalid_grant, and the session dies.
+    let (status, v) = refresh(&first.refresh).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"], "invalid_grant", "{v}");
+    assert_eq!(v["detail"], "Invalid or expired refresh token");
+    assert_eq!(srv.me_status(access).await, StatusCode::UNAUTHORIZED);
+    let (status, _) = refresh(&second_refresh).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "its successor died with the session");
+
+    // The two endpoints share one chain: a token rotated here is spent for /auth/refresh.
+    let t = srv.login("alzy", PASSWORD).await;
+    let (status, _) = refresh(&t.refresh).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(srv.refresh(&t.refresh).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+pub async fn token_endpoint_errors_carry_the_oauth2_error(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    let (status, v) = token_form(&srv, &[("grant_type", "refresh_token")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["detail"][0]["loc"], json!(["body", "refresh_token"]));
+    assert_eq!(v["error"], "invalid_request");
+
+    let (status, v) = token_form(&srv, &[("grant_type", "refresh_token"), ("refresh_token", "made-up")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error"], "invalid_grant");
+
+    for grant in ["client_credentials", "authorization_code", ""] {
+        let (status, v) = token_form(
+            &srv,
+            &[("grant_type", grant), ("username", "alzy"), ("password", PASSWORD)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{grant:?}: {v}");
+        assert_eq!(v["error"], "unsupported_grant_type", "{grant:?}");
+        assert!(v["detail"].as_str().unwrap().contains("grant_type"), "{v}");
+    }
+
+    srv.set_active("alzy", false).await;
+    let (status, v) = token_form(&srv, &[("username", "alzy"), ("password", PASSWORD)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!((v["detail"].as_str(), v["error"].as_str()), (Some("Inactive user"), Some("invalid_grant")));
+
+    // Other routes keep FastAPI's body alone.
+    let res = srv
+        .post_json("/auth/refresh", json!({"refresh_token": "made-up"}))
+        .await;
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v, json!({"detail": "Invalid or expired refresh token"}));
 }
 
 pub async fn access_token_has_the_contract_shape(b: Backend) {

@@ -67,6 +67,8 @@ conformance! {
         me_returns_the_caller,
         login_accepts_multipart_form_data,
         json_sent_as_a_form_is_a_415_that_says_so,
+        token_endpoint_takes_the_refresh_grant,
+        token_endpoint_errors_carry_the_oauth2_error,
     ],
     token_attacks: [
         missing_or_non_bearer_credentials_are_not_authenticated,

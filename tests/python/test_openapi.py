@@ -44,13 +44,24 @@ def test_login_takes_a_form_and_json_and_errors_have_their_shapes(tokengate):
     login = doc["paths"]["/auth/login"]["post"]
     content = login["requestBody"]["content"]
     assert set(content) == {"application/x-www-form-urlencoded", "application/json"}
+    # The token endpoint: the password grant, or the refresh grant (RFC 6749 section 6).
     schema = doc["components"]["schemas"]["LoginRequest"]
-    assert {"username", "password"} <= set(schema["required"])
+    assert {"grant_type", "username", "password", "refresh_token"} <= set(schema["properties"])
+    assert "refresh_token" in schema["properties"]["grant_type"]["pattern"]
     responses = login["responses"]
-    assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/TokenResponse")
-    assert responses["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
-    assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ValidationErrorBody")
+    ref = lambda status: responses[status]["content"]["application/json"]["schema"]["$ref"]
+    assert ref("200").endswith("/TokenResponse")
+    # Errors carry RFC 6749's `error` beside FastAPI's `detail`.
+    for status in ("400", "401", "403"):
+        assert ref(status).endswith("/OAuthErrorBody"), status
+    assert ref("422").endswith("/OAuthValidationBody")
+    oauth = doc["components"]["schemas"]["OAuthErrorBody"]
+    assert {"detail", "error"} <= set(oauth["required"])
     assert "Retry-After" in responses["429"]["headers"]
+    # The cookie login takes the password grant's fields only, both required.
+    cookie = doc["paths"]["/auth/cookie/login"]["post"]["requestBody"]["content"]
+    ref = cookie["application/x-www-form-urlencoded"]["schema"]["$ref"]
+    assert {"username", "password"} <= set(doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["required"])
 
 
 def test_every_reference_route_is_documented(tokengate):

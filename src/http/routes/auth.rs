@@ -13,7 +13,7 @@ use crate::auth::TokenPair;
 use crate::domain::{Email, Password, Username};
 use crate::http::AppState;
 use crate::http::body::{Checker, FormOrJsonBody, FromFields, JsonBody, OptionalJsonBody};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, TokenEndpointError};
 use crate::http::extract::{Authenticated, Client};
 use crate::http::openapi::{
     Conflict, PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
@@ -87,41 +87,85 @@ impl FromFields for RegisterRequest {
     }
 }
 
-/// A login: OAuth2's password grant as a form (what `OAuth2PasswordRequestForm`
-/// clients and Swagger UI send), or the same fields as JSON.
+/// The token endpoint's request: OAuth2's password grant as a form (what
+/// `OAuth2PasswordRequestForm` clients and Swagger UI send) or the same fields as JSON,
+/// and its refresh grant (RFC 6749 section 6), which standard OAuth2 clients send here.
+/// (The schema; requests are read as a [`TokenRequest`].)
 #[derive(ToSchema)]
+#[allow(dead_code)]
 pub struct LoginRequest {
-    /// `password` if sent (OAuth2 password grant); checked while reading.
-    #[schema(pattern = "^password$", example = "password", nullable = false)]
-    #[allow(dead_code)]
+    /// `password` (the default) or `refresh_token`.
+    #[schema(pattern = "^(password|refresh_token)$", example = "password", nullable = false)]
     grant_type: Option<String>,
+    /// Required by the password grant.
+    #[schema(example = "alice", nullable = false)]
+    username: Option<String>,
+    /// Required by the password grant.
+    #[schema(format = Password, nullable = false)]
+    password: Option<String>,
+    /// The device token a previous login returned (or send `X-Device-Token`).
+    device_token: Option<String>,
+    /// Required by the refresh grant: the refresh token to spend.
+    #[schema(nullable = false)]
+    refresh_token: Option<String>,
+}
+
+/// A username and password, as the password grant and the cookie login read them.
+#[derive(ToSchema)]
+pub struct PasswordGrant {
     #[schema(example = "alice")]
     pub username: String,
     #[schema(format = Password)]
     pub password: String,
-    /// The device token a previous login returned (or send `X-Device-Token`).
+    /// The device token a previous login returned (or the device cookie).
     pub device_token: Option<String>,
 }
 
-impl FromFields for LoginRequest {
-    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+impl PasswordGrant {
+    fn read(c: &mut Checker<'_>) -> Option<Self> {
         let username = c.owned("username");
         let password = c.owned("password");
         let device_token = c.optional_string("device_token").map(str::to_owned);
-        let grant_type = c.optional_string("grant_type").map(str::to_owned);
-        if grant_type.as_deref().is_some_and(|g| g != "password") {
+        Some(Self {
+            username: username?,
+            password: password?,
+            device_token,
+        })
+    }
+}
+
+impl FromFields for PasswordGrant {
+    /// The cookie login: the password grant's fields; any other grant is refused.
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        let grant_type = c.optional_string("grant_type");
+        if grant_type.is_some_and(|g| g != "password") {
             c.fail(
                 "grant_type",
                 "String should match pattern '^password$'",
                 "string_pattern_mismatch",
             );
         }
-        Some(Self {
-            grant_type,
-            username: username?,
-            password: password?,
-            device_token,
-        })
+        Self::read(c)
+    }
+}
+
+/// What a token-endpoint request asks for.
+pub enum TokenRequest {
+    Password(PasswordGrant),
+    Refresh { refresh_token: String },
+    /// A `grant_type` this server does not offer (answered 400 `unsupported_grant_type`).
+    Unsupported,
+}
+
+impl FromFields for TokenRequest {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        match c.optional_string("grant_type") {
+            None | Some("password") => PasswordGrant::read(c).map(Self::Password),
+            Some("refresh_token") => Some(Self::Refresh {
+                refresh_token: c.owned("refresh_token")?,
+            }),
+            Some(_) => Some(Self::Unsupported),
+        }
     }
 }
 
@@ -200,7 +244,9 @@ pub fn device_header(headers: &HeaderMap) -> Option<&str> {
     headers.get(DEVICE_TOKEN_HEADER).and_then(|v| v.to_str().ok())
 }
 
-/// Exchange a username and password for a token pair (OAuth2 password grant).
+/// The token endpoint: a username and password for a token pair (OAuth2 password
+/// grant), or a refresh token for the next pair (refresh grant, the same rotation and
+/// reuse rules as `/auth/refresh`). Errors carry RFC 6749's `error` beside `detail`.
 #[utoipa::path(
     post, path = "/auth/login", tag = "auth",
     request_body(content(
@@ -209,22 +255,34 @@ pub fn device_header(headers: &HeaderMap) -> Option<&str> {
     )),
     params(("X-Device-Token" = Option<String>, Header, description = "The device token of an earlier login")),
     responses(
-        (status = 200, description = "Logged in", body = TokenResponse),
-        Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
-        (status = 403, description = "Inactive user", body = crate::http::openapi::ErrorBody),
+        (status = 200, description = "Logged in, or rotated", body = TokenResponse),
+        (status = 400, description = "Unsupported grant_type", body = crate::http::openapi::OAuthErrorBody),
+        (status = 401, description = "Bad credentials, or an invalid, expired or reused refresh token",
+            body = crate::http::openapi::OAuthErrorBody,
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 403, description = "Inactive user", body = crate::http::openapi::OAuthErrorBody),
+        (status = 422, description = "Validation Error", body = crate::http::openapi::OAuthValidationBody),
+        PayloadTooLarge, UnsupportedMediaType, TooManyRequests, Unavailable,
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    FormOrJsonBody(body): FormOrJsonBody<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
-    let device = body.device_token.as_deref().or_else(|| device_header(&headers));
-    let pair = state
-        .auth
-        .login(&body.username, &body.password, device, &client)
-        .await?;
+    body: Result<FormOrJsonBody<TokenRequest>, ApiError>,
+) -> Result<Json<TokenResponse>, TokenEndpointError> {
+    let FormOrJsonBody(body) = body?;
+    let pair = match body {
+        TokenRequest::Password(grant) => {
+            let device = grant.device_token.as_deref().or_else(|| device_header(&headers));
+            state
+                .auth
+                .login(&grant.username, &grant.password, device, &client)
+                .await?
+        }
+        TokenRequest::Refresh { refresh_token } => state.auth.refresh(&refresh_token, &client).await?,
+        TokenRequest::Unsupported => return Err(ApiError::UnsupportedGrantType.into()),
+    };
     Ok(Json(pair.into()))
 }
 

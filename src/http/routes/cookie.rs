@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{LoginRequest, device_header};
+use super::auth::{PasswordGrant, device_header};
 use crate::auth::{AuthError, TokenPair};
 use crate::domain::SessionId;
 use crate::http::AppState;
@@ -78,8 +78,8 @@ fn check_csrf(state: &AppState, headers: &HeaderMap, session: SessionId) -> Resu
 #[utoipa::path(
     post, path = "/auth/cookie/login", operation_id = "cookie_login", tag = "cookie",
     request_body(content(
-        (LoginRequest = "application/x-www-form-urlencoded"),
-        (LoginRequest = "application/json"),
+        (PasswordGrant = "application/x-www-form-urlencoded"),
+        (PasswordGrant = "application/json"),
     )),
     responses(
         (status = 200, description = "Logged in; cookies set", body = CookieSession),
@@ -90,7 +90,7 @@ pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    FormOrJsonBody(body): FormOrJsonBody<LoginRequest>,
+    FormOrJsonBody(body): FormOrJsonBody<PasswordGrant>,
 ) -> Result<Response, ApiError> {
     if is_cross_site(&headers, &state.public_url, &state.cors_origins) {
         return Err(ApiError::Forbidden(
