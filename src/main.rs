@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     }
     if matches!(cli.command, Command::Healthcheck) {
         let addr = tokengate::cli::healthcheck::target(settings.http.bind);
-        return match tokengate::cli::healthcheck::check(addr) {
+        return match tokengate::cli::healthcheck::check(addr, &settings.http.path_prefix) {
             Ok(line) => {
                 println!("{line}");
                 ExitCode::SUCCESS

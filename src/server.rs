@@ -342,9 +342,11 @@ pub async fn build_state_opening(
     Ok(AppState {
         auth: Arc::new(auth),
         public_url: public_url.into(),
+        path_prefix: settings.http.path_prefix.clone().into(),
         trusted_proxies: settings.http.trusted_proxies.clone().into(),
         cookies: crate::http::cookies::CookiePolicy {
             secure: settings.http.cookie_secure,
+            refresh_path: format!("{}{}", settings.http.path_prefix, crate::http::cookies::REFRESH_PATH).into(),
             access_ttl_secs: settings.tokens.access_ttl_secs,
             refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
             device_ttl_secs: crate::auth::DEVICE_TOKEN_TTL_SECS,

@@ -17,8 +17,8 @@ pub fn target(bind: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, bind.port())
 }
 
-/// `Ok` with the status line when `/healthz` at `addr` answers 200.
-pub fn check(addr: SocketAddr) -> Result<String, String> {
+/// `Ok` with the status line when `/healthz` (under `prefix`) at `addr` answers 200.
+pub fn check(addr: SocketAddr, prefix: &str) -> Result<String, String> {
     let mut stream =
         TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream
@@ -27,7 +27,7 @@ pub fn check(addr: SocketAddr) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {prefix}/healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| format!("cannot ask {addr}: {e}"))?;
     let mut head = [0u8; 64];

@@ -71,6 +71,8 @@ pub struct HttpSettings {
     pub bind: SocketAddr,
     /// The external base URL (`https://auth.example.com`), for every absolute URL we emit.
     pub public_url: Option<String>,
+    /// Where every route is mounted (`/api/v1`); empty: at the root.
+    pub path_prefix: String,
     pub cookie_secure: bool,
     pub cors_origins: Vec<String>,
     pub trusted_proxies: Vec<IpNet>,
@@ -134,6 +136,7 @@ impl Default for Settings {
             http: HttpSettings {
                 bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
                 public_url: None,
+                path_prefix: String::new(),
                 cookie_secure: true,
                 cors_origins: Vec::new(),
                 trusted_proxies: Vec::new(),
@@ -228,6 +231,9 @@ pub struct RawSettings {
     /// External base URL, e.g. https://auth.example.com [default: http://BIND]
     #[arg(long, env = "TOKENGATE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
+    /// Mount every route under this path, e.g. /api/v1 [default: none]
+    #[arg(long, env = "TOKENGATE_PATH_PREFIX", global = true)]
+    pub path_prefix: Option<String>,
     /// `iss` claim [default: tokengate]
     #[arg(long, env = "TOKENGATE_ISSUER", global = true)]
     pub issuer: Option<String>,
@@ -420,6 +426,12 @@ impl RawSettings {
             public_url: opt("TOKENGATE_PUBLIC_URL", &self.public_url, None, |v| {
                 parse_public_url(v).map(Some)
             })?,
+            path_prefix: opt(
+                "TOKENGATE_PATH_PREFIX",
+                &self.path_prefix,
+                d.path_prefix.clone(),
+                parse_path_prefix,
+            )?,
             cookie_secure: opt(
                 "TOKENGATE_COOKIE_SECURE",
                 &self.cookie_secure,
@@ -674,6 +686,24 @@ pub(crate) fn parse_rate(v: &str) -> Result<Rate, String> {
 
 /// `https://auth.example.com` or `http://host:port/prefix`: scheme, host, optional
 /// port and path; no query, fragment or credentials. Kept without a trailing slash.
+/// A path to mount the routes under: `/seg/seg`, segments of `[A-Za-z0-9._~-]`
+/// (no `.` or `..` alone); `/` or empty means none. A trailing `/` is dropped.
+pub(crate) fn parse_path_prefix(v: &str) -> Result<String, String> {
+    let trimmed = v.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let bad = || format!("{v:?} is not a path like /api/v1");
+    let rest = trimmed.strip_prefix('/').ok_or_else(bad)?;
+    let segment_ok = |s: &str| {
+        !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+    };
+    if !rest.split('/').all(segment_ok) {
+        return Err(bad());
+    }
+    Ok(trimmed.to_owned())
+}
+
 pub(crate) fn parse_public_url(v: &str) -> Result<String, String> {
     let bad = || format!("{v:?} is not a base URL like https://auth.example.com");
     let (scheme, rest) = v.split_once("://").ok_or_else(bad)?;
@@ -793,8 +823,40 @@ mod tests {
     }
 
     #[test]
+    fn path_prefixes_are_paths_of_plain_segments() {
+        for (raw, want) in [
+            ("/api/v1", "/api/v1"),
+            ("/api/v1/", "/api/v1"),
+            ("/auth-server", "/auth-server"),
+            ("/", ""),
+            ("", ""),
+        ] {
+            assert_eq!(parse_path_prefix(raw).as_deref(), Ok(want), "{raw:?}");
+        }
+        for bad in [
+            "api",
+            "/api//v1",
+            "/api/../x",
+            "/./x",
+            "/api v1",
+            "/api?x=1",
+            "/%2e%2e",
+            "//x",
+        ] {
+            assert!(parse_path_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn each_error_names_its_variable() {
         let cases: Vec<(RawSettings, &str)> = vec![
+            (
+                RawSettings {
+                    path_prefix: Some("api/v1".into()),
+                    ..raw()
+                },
+                "TOKENGATE_PATH_PREFIX",
+            ),
             (
                 RawSettings {
                     bind: Some("nope".into()),

@@ -20,7 +20,7 @@ use crate::http::error::ApiError;
 
 /// The header that must carry the CSRF token on unsafe cookie-authenticated requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// The refresh cookie goes only to the cookie routes.
+/// The refresh cookie goes only to the cookie routes (under the path prefix, if any).
 pub const REFRESH_PATH: &str = "/auth/cookie";
 
 /// Which of our cookies.
@@ -32,10 +32,13 @@ pub enum Kind {
     Device,
 }
 
-/// How cookies are set: `Secure` (off only by explicit configuration) and lifetimes.
-#[derive(Clone, Copy, Debug)]
+/// How cookies are set: `Secure` (off only by explicit configuration), lifetimes, and
+/// the refresh cookie's path.
+#[derive(Clone, Debug)]
 pub struct CookiePolicy {
     pub secure: bool,
+    /// `REFRESH_PATH` under the path prefix.
+    pub refresh_path: std::sync::Arc<str>,
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
     pub device_ttl_secs: u64,
@@ -82,7 +85,7 @@ impl CookiePolicy {
     fn cookie(&self, kind: Kind, value: &str, max_age: u64) -> HeaderValue {
         let (path, same_site, http_only) = match kind {
             Kind::Access => ("/", SameSite::Lax, true),
-            Kind::Refresh => (REFRESH_PATH, SameSite::Strict, true),
+            Kind::Refresh => (&*self.refresh_path, SameSite::Strict, true),
             Kind::Csrf => ("/", SameSite::Strict, false),
             Kind::Device => ("/", SameSite::Strict, true),
         };
@@ -161,6 +164,7 @@ mod tests {
     fn policy(secure: bool) -> CookiePolicy {
         CookiePolicy {
             secure,
+            refresh_path: REFRESH_PATH.into(),
             access_ttl_secs: 900,
             refresh_ttl_secs: 604_800,
             device_ttl_secs: 7_776_000,

@@ -63,6 +63,8 @@ pub struct AppState {
     /// The external base URL (`TOKENGATE_PUBLIC_URL`, else `http://` + the bind
     /// address): every absolute URL we emit starts with it; never a request header.
     pub public_url: Arc<str>,
+    /// Where the routes are mounted (`TOKENGATE_PATH_PREFIX`): `""` or `/api/v1`.
+    pub path_prefix: Arc<str>,
     pub trusted_proxies: Arc<[IpNet]>,
     pub cookies: CookiePolicy,
     /// Exact origins allowed by CORS (with credentials); empty: same-origin only.
@@ -93,9 +95,15 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The documented API and its OpenAPI document, as JSON.
-pub fn api() -> (Router<AppState>, String) {
-    let (router, doc) = routes::api().split_for_parts();
+/// The documented API and its OpenAPI document, as JSON. Under a path prefix the
+/// document's paths stay as they are and its `servers` (and the OAuth2 flow's token
+/// URL) carry the prefix, so Swagger UI calls the prefixed routes.
+pub fn api(prefix: &str) -> (Router<AppState>, String) {
+    let (router, mut doc) = routes::api().split_for_parts();
+    if !prefix.is_empty() {
+        doc.servers = Some(vec![utoipa::openapi::Server::new(prefix)]);
+        openapi::prefix_token_url(&mut doc, prefix);
+    }
     let json = doc.to_json().unwrap_or_else(|e| {
         tracing::error!(error = %e, "the OpenAPI document could not be rendered");
         "{}".to_owned()
@@ -108,14 +116,23 @@ pub fn api() -> (Router<AppState>, String) {
 /// [`app`]: a layer added with `Router::layer` wraps each route separately and costs
 /// a boxed clone per request.
 pub fn router(state: AppState) -> Router {
-    let (api, document) = api();
+    let prefix = state.path_prefix.clone();
+    let (api, document) = api(&prefix);
     let api = if state.metrics_here {
         api.route("/metrics", get(routes::metrics::scrape))
     } else {
         api
     };
-    api.merge(routes::docs::router(document.into()))
-        .merge(routes::account::router())
+    let routes = api
+        .merge(routes::docs::router(document.into(), &prefix))
+        .merge(routes::account::router());
+    // Under a prefix, nothing answers outside it.
+    let routes = if prefix.is_empty() {
+        routes
+    } else {
+        Router::new().nest(&prefix, routes)
+    };
+    routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(observe::track))

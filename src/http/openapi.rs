@@ -36,7 +36,10 @@ pub struct ValidationErrorBody {
 pub struct OAuthErrorBody {
     #[schema(example = "Incorrect username or password")]
     pub detail: String,
-    #[schema(pattern = "^(invalid_request|invalid_grant|unsupported_grant_type)$", example = "invalid_grant")]
+    #[schema(
+        pattern = "^(invalid_request|invalid_grant|unsupported_grant_type)$",
+        example = "invalid_grant"
+    )]
     pub error: String,
     #[schema(example = "Incorrect username or password")]
     pub error_description: Option<String>,
@@ -76,16 +79,25 @@ pub struct ApiDoc;
 
 struct SecuritySchemes;
 
+/// Swagger UI's Authorize button: a username and password posted to `token_url`.
+fn password_flow(token_url: &str) -> SecurityScheme {
+    SecurityScheme::OAuth2(OAuth2::with_description(
+        [Flow::Password(Password::new(token_url, Scopes::new()))],
+        "Username and password, exchanged at /auth/login for a Bearer access token",
+    ))
+}
+
+/// The password flow's token URL under the path prefix (a URL the browser posts to,
+/// not resolved against `servers`).
+pub fn prefix_token_url(doc: &mut utoipa::openapi::OpenApi, prefix: &str) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(OAUTH2, password_flow(&format!("{prefix}/auth/login")));
+}
+
 impl Modify for SecuritySchemes {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            OAUTH2,
-            SecurityScheme::OAuth2(OAuth2::with_description(
-                [Flow::Password(Password::new("/auth/login", Scopes::new()))],
-                "Username and password, exchanged at /auth/login for a Bearer access token",
-            )),
-        );
+        components.add_security_scheme(OAUTH2, password_flow("/auth/login"));
         components.add_security_scheme(
             BEARER,
             SecurityScheme::Http(

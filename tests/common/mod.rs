@@ -245,8 +245,9 @@ impl TestServer {
         }
     }
 
+    /// `path` on this server, under its path prefix (if it has one).
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{}{path}", self.base, self.settings.http.path_prefix)
     }
 
     /// Send `request` as raw bytes (whatever an HTTP client library would refuse to

@@ -155,10 +155,7 @@ pub async fn deactivation_kills_every_token_and_reactivation_revives_none(b: Bac
         .post_json("/auth/login", json!({"username": "alzy", "password": "wrong-password"}))
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        res.text().await.unwrap(),
-        crate::common::BAD_CREDENTIALS
-    );
+    assert_eq!(res.text().await.unwrap(), crate::common::BAD_CREDENTIALS);
     // Reactivated: a new login works; the old tokens stay dead.
     let res = srv
         .patch_auth(&format!("/admin/users/{id}"), &admin.access, json!({"is_active": true}))
@@ -292,10 +289,7 @@ pub async fn a_login_racing_a_deletion_is_refused_not_a_500(b: Backend) {
     let (login, deleted) = login_racing(&srv, srv.delete_auth(&user, &admin.access)).await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_eq!(login.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        login.text().await.unwrap(),
-        crate::common::BAD_CREDENTIALS
-    );
+    assert_eq!(login.text().await.unwrap(), crate::common::BAD_CREDENTIALS);
 }
 
 pub async fn two_admins_demoting_each_other_at_once_leave_one(b: Backend) {

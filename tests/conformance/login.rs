@@ -47,10 +47,7 @@ pub async fn login_unknown_user_and_wrong_password_look_the_same(b: Backend) {
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
         answers.push(res.text().await.unwrap());
     }
-    assert_eq!(
-        answers[0],
-        crate::common::BAD_CREDENTIALS
-    );
+    assert_eq!(answers[0], crate::common::BAD_CREDENTIALS);
     assert!(answers.iter().all(|a| a == &answers[0]));
 }
 
@@ -76,13 +73,7 @@ pub async fn login_validation_errors(b: Backend) {
 }
 
 async fn token_form(srv: &TestServer, fields: &[(&str, &str)]) -> (StatusCode, Value) {
-    let res = srv
-        .http
-        .post(srv.url("/auth/login"))
-        .form(fields)
-        .send()
-        .await
-        .unwrap();
+    let res = srv.http.post(srv.url("/auth/login")).form(fields).send().await.unwrap();
     let status = res.status();
     (status, res.json().await.unwrap())
 }
@@ -150,7 +141,10 @@ pub async fn token_endpoint_errors_carry_the_oauth2_error(b: Backend) {
     srv.set_active("alzy", false).await;
     let (status, v) = token_form(&srv, &[("username", "alzy"), ("password", PASSWORD)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!((v["detail"].as_str(), v["error"].as_str()), (Some("Inactive user"), Some("invalid_grant")));
+    assert_eq!(
+        (v["detail"].as_str(), v["error"].as_str()),
+        (Some("Inactive user"), Some("invalid_grant"))
+    );
 
     // Other routes keep FastAPI's body alone.
     let res = srv

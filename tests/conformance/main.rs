@@ -13,6 +13,7 @@ mod hostile;
 mod limits;
 mod login;
 mod logout;
+mod prefix;
 mod refresh;
 mod restart;
 mod sessions;
@@ -69,6 +70,10 @@ conformance! {
         json_sent_as_a_form_is_a_415_that_says_so,
         token_endpoint_takes_the_refresh_grant,
         token_endpoint_errors_carry_the_oauth2_error,
+    ],
+    prefix: [
+        the_main_flow_works_under_a_path_prefix,
+        nothing_answers_outside_the_path_prefix,
     ],
     token_attacks: [
         missing_or_non_bearer_credentials_are_not_authenticated,

@@ -5,6 +5,9 @@
 
 const $ = (id) => document.getElementById(id);
 
+// The routes sit beside this page: under TOKENGATE_PATH_PREFIX when one is set.
+const BASE = window.location.pathname.replace(/\/account\/?$/, "");
+
 function csrfToken() {
   const m = document.cookie.match(/(?:^|;\s*)(?:__Host-)?tokengate_csrf=([^;]+)/);
   return m ? m[1] : "";
@@ -15,14 +18,14 @@ async function call(method, path, body, retry = true) {
   const headers = {};
   if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(path, {
+  const res = await fetch(BASE + path, {
     method,
     headers,
     credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (res.status === 401 && retry && csrfToken()) {
-    const refreshed = await fetch("/auth/cookie/refresh", {
+    const refreshed = await fetch(BASE + "/auth/cookie/refresh", {
       method: "POST",
       headers: { "X-CSRF-Token": csrfToken() },
       credentials: "same-origin",
@@ -112,7 +115,7 @@ async function revoke(id) {
 
 async function signIn(event) {
   event.preventDefault();
-  const res = await fetch("/auth/cookie/login", {
+  const res = await fetch(BASE + "/auth/cookie/login", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     credentials: "same-origin",

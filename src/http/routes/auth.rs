@@ -152,7 +152,9 @@ impl FromFields for PasswordGrant {
 /// What a token-endpoint request asks for.
 pub enum TokenRequest {
     Password(PasswordGrant),
-    Refresh { refresh_token: String },
+    Refresh {
+        refresh_token: String,
+    },
     /// A `grant_type` this server does not offer (answered 400 `unsupported_grant_type`).
     Unsupported,
 }

@@ -63,7 +63,7 @@ pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     responses((status = 200, description = "Discovery document", body = OpenIdConfiguration))
 )]
 pub async fn openid_configuration(State(state): State<AppState>) -> Json<OpenIdConfiguration> {
-    let base = &state.public_url;
+    let base = format!("{}{}", state.public_url, state.path_prefix);
     Json(OpenIdConfiguration {
         issuer: state.auth.issuer().to_owned(),
         jwks_uri: format!("{base}/.well-known/jwks.json"),

@@ -26,10 +26,12 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 pub const OPENAPI_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
-/// The two routes, serving `document` (the OpenAPI JSON, rendered once).
-pub fn router(document: Bytes) -> Router<AppState> {
+/// The two routes, serving `document` (the OpenAPI JSON, rendered once); the page
+/// fetches it under `prefix`.
+pub fn router(document: Bytes, prefix: &str) -> Router<AppState> {
+    let docs_index = format!("{prefix}{DOCS_PATH}/");
     let config = Arc::new(
-        Config::new([OPENAPI_PATH])
+        Config::new([format!("{prefix}{OPENAPI_PATH}")])
             // A login in the page lasts as long as the tab, never in localStorage.
             .persist_authorization(false)
             .try_it_out_enabled(true),
@@ -45,7 +47,7 @@ pub fn router(document: Bytes) -> Router<AppState> {
                 )
             }),
         )
-        .route(DOCS_PATH, get(|| async { Redirect::permanent("/docs/") }))
+        .route(DOCS_PATH, get(move || async move { Redirect::permanent(&docs_index) }))
         .route("/docs/", get(move || async move { file("index.html", &index_config) }))
         .route(
             "/docs/{*file}",
