@@ -169,6 +169,29 @@ impl fmt::Debug for Password {
     }
 }
 
+/// A name the user gives a device at login ("Alice's laptop"): 1-64 printable
+/// characters (no control characters), surrounding spaces trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceName(String);
+
+impl DeviceName {
+    /// Why a candidate is refused, in the words of a 422 `msg`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err("Device name must be 1 to 64 characters long");
+        }
+        if name.chars().any(char::is_control) {
+            return Err("Device name may not contain control characters");
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A role name, such as the built-in `admin`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

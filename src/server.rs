@@ -314,6 +314,7 @@ pub async fn build_state_opening(
             refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
             max_lifetime_secs: settings.tokens.session_max_lifetime_secs,
             reuse_grace_secs: settings.tokens.refresh_reuse_grace_secs,
+            ip: settings.tokens.session_ip,
         },
         keys: key_mode,
         macs,

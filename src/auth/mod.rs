@@ -59,7 +59,33 @@ pub struct TokenPair {
     pub device_token: Option<String>,
 }
 
-/// How long sessions live.
+/// What a session keeps of its client's address (`TOKENGATE_SESSION_IP`): all of it,
+/// its network (IPv4 /24, IPv6 /48), or nothing, for deployments that must keep as
+/// little personal data as they can.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionIp {
+    #[default]
+    Full,
+    Prefix,
+    None,
+}
+
+impl SessionIp {
+    /// `ip` as a session stores it under this policy.
+    pub fn keep(self, ip: Option<std::net::IpAddr>) -> Option<String> {
+        let ip = ip?;
+        match self {
+            Self::Full => Some(ip.to_string()),
+            Self::None => None,
+            Self::Prefix => {
+                let len = if ip.is_ipv4() { 24 } else { 48 };
+                Some(ipnet::IpNet::new(ip, len).ok()?.trunc().to_string())
+            }
+        }
+    }
+}
+
+/// How long sessions live, and what they keep of the client.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionPolicy {
     /// Each refresh token lives this long (and each rotation starts a new one)...
@@ -69,6 +95,7 @@ pub struct SessionPolicy {
     /// For this long after a rotation, the token just spent is answered with the same
     /// successor instead of counting as reuse (0: strict).
     pub reuse_grace_secs: u64,
+    pub ip: SessionIp,
 }
 
 /// The HMAC keys of values the server hands out and checks later.
@@ -203,5 +230,21 @@ impl AuthService {
             Some(hash) => Ok(self.store.refresh_token(&hash).await?.map(|t| t.session_id)),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod session_ip_tests {
+    use super::SessionIp;
+
+    #[test]
+    fn each_policy_keeps_what_it_says() {
+        let v4 = Some("203.0.113.77".parse().unwrap());
+        let v6 = Some("2001:db8:1234:5678::9".parse().unwrap());
+        assert_eq!(SessionIp::Full.keep(v4).as_deref(), Some("203.0.113.77"));
+        assert_eq!(SessionIp::Prefix.keep(v4).as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(SessionIp::Prefix.keep(v6).as_deref(), Some("2001:db8:1234::/48"));
+        assert_eq!(SessionIp::None.keep(v4), None);
+        assert_eq!(SessionIp::Full.keep(None), None);
     }
 }

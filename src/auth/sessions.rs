@@ -6,7 +6,7 @@ use super::AuthError;
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
-use crate::domain::{Password, SessionId, UnixTime, Username};
+use crate::domain::{DeviceName, Password, SessionId, UnixTime, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
@@ -42,6 +42,7 @@ impl AuthService {
         username: &str,
         password: &str,
         device_token: Option<&str>,
+        device_name: Option<DeviceName>,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
         self.limit(LimitKey::LoginIp(net_of(client)), AuthEvent::LoginLimited, client)
@@ -101,7 +102,8 @@ impl AuthService {
                 expires_at: now.plus(self.sessions.refresh_ttl_secs).min(max_expires_at),
                 max_expires_at,
                 user_agent: client.user_agent.clone(),
-                ip: client.ip.map(|i| i.to_string()),
+                ip: self.sessions.ip.keep(client.ip),
+                device_name: device_name.map(|d| d.as_str().to_owned()),
                 refresh_hash,
             })
             .await?;

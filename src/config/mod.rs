@@ -117,6 +117,8 @@ pub struct TokenSettings {
     /// For this long after a rotation, the token just spent gets the same successor
     /// again instead of counting as reuse (0: strict).
     pub refresh_reuse_grace_secs: u64,
+    /// What a session keeps of the client's address.
+    pub session_ip: crate::auth::SessionIp,
 }
 
 /// Abuse limits.
@@ -164,6 +166,7 @@ impl Default for Settings {
                 refresh_ttl_secs: 7 * 24 * 3600,
                 session_max_lifetime_secs: 30 * 24 * 3600,
                 refresh_reuse_grace_secs: 0,
+                session_ip: crate::auth::SessionIp::Full,
             },
             limits: LimitSettings {
                 login: per_minute(10),
@@ -253,6 +256,9 @@ pub struct RawSettings {
     /// (two tabs, a retried request) instead of revoking the session; at most 60s [default: 0s]
     #[arg(long, env = "TOKENGATE_REFRESH_REUSE_GRACE", global = true)]
     pub refresh_reuse_grace: Option<String>,
+    /// What a session keeps of the client's IP: full, prefix (/24, /48) or none [default: full]
+    #[arg(long, env = "TOKENGATE_SESSION_IP", global = true)]
+    pub session_ip: Option<String>,
     /// Secure attribute on cookies; false only for plain-HTTP local development [default: true]
     #[arg(long, env = "TOKENGATE_COOKIE_SECURE", global = true)]
     pub cookie_secure: Option<String>,
@@ -509,6 +515,7 @@ impl RawSettings {
                 d.refresh_reuse_grace_secs,
                 parse_reuse_grace,
             )?,
+            session_ip: opt("TOKENGATE_SESSION_IP", &self.session_ip, d.session_ip, parse_session_ip)?,
         })
     }
 
@@ -686,6 +693,16 @@ pub(crate) fn parse_rate(v: &str) -> Result<Rate, String> {
 
 /// `https://auth.example.com` or `http://host:port/prefix`: scheme, host, optional
 /// port and path; no query, fragment or credentials. Kept without a trailing slash.
+fn parse_session_ip(v: &str) -> Result<crate::auth::SessionIp, String> {
+    use crate::auth::SessionIp;
+    match v.to_ascii_lowercase().as_str() {
+        "full" => Ok(SessionIp::Full),
+        "prefix" => Ok(SessionIp::Prefix),
+        "none" => Ok(SessionIp::None),
+        _ => Err(format!("{v:?} is not one of full, prefix, none")),
+    }
+}
+
 /// A path to mount the routes under: `/seg/seg`, segments of `[A-Za-z0-9._~-]`
 /// (no `.` or `..` alone); `/` or empty means none. A trailing `/` is dropped.
 pub(crate) fn parse_path_prefix(v: &str) -> Result<String, String> {
@@ -856,6 +873,13 @@ mod tests {
                     ..raw()
                 },
                 "TOKENGATE_PATH_PREFIX",
+            ),
+            (
+                RawSettings {
+                    session_ip: Some("half".into()),
+                    ..raw()
+                },
+                "TOKENGATE_SESSION_IP",
             ),
             (
                 RawSettings {

@@ -106,28 +106,68 @@ fn encoding(req: &Request) -> Result<Option<Encoding>, ApiError> {
     }
 }
 
-async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    // A declared length over the limit is refused before a byte of the body is read: a
-    // client that sent `Expect: 100-continue` never has to send it.
+/// How much of an over-limit body is read and thrown away before the 413 is sent.
+/// Closing a connection whose request is still arriving makes the client's kernel see
+/// a reset, and many clients then report the reset instead of our answer; reading the
+/// rest (up to this much) lets them read the 413 and keep the connection.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+/// ...for at most this long.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn unreadable_body() -> ApiError {
+    ApiError::Validation(vec![FieldError {
+        loc: vec![json!("body")],
+        msg: "The request body could not be read".into(),
+        kind: "body_read",
+    }])
+}
+
+/// Read and discard what remains of `body`, up to `budget` bytes and `DRAIN_TIME`.
+async fn drain(mut body: axum::body::BodyDataStream, budget: usize) {
+    use futures_util::StreamExt as _;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut left = budget;
+        while let Some(Ok(chunk)) = body.next().await {
+            left = match left.checked_sub(chunk.len()) {
+                Some(l) => l,
+                None => return,
+            };
+        }
+    })
+    .await;
+}
+
+async fn read_bytes<S: Send + Sync>(req: Request, _state: &S) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let limit = crate::http::BODY_LIMIT;
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > crate::http::BODY_LIMIT as u64) {
+    // A client that sent `Expect: 100-continue` waits for our word before sending the
+    // body: refused now, it never sends it.
+    let waits_to_send = req
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut body = req.into_body().into_data_stream();
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        if !waits_to_send && n <= DRAIN_LIMIT as u64 {
+            drain(body, DRAIN_LIMIT).await;
+        }
         return Err(ApiError::PayloadTooLarge);
     }
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::Validation(vec![FieldError {
-                loc: vec![json!("body")],
-                msg: "The request body could not be read".into(),
-                kind: "body_read",
-            }])
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|_| unreadable_body())?;
+        if bytes.len() + chunk.len() > limit {
+            drain(body, DRAIN_LIMIT.saturating_sub(bytes.len() + chunk.len())).await;
+            return Err(ApiError::PayloadTooLarge);
         }
-    })
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(bytes))
 }
 
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Fields, ApiError> {

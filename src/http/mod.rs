@@ -8,6 +8,7 @@ pub mod observe;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;
+pub mod user_agent;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -80,6 +80,7 @@ pub struct SessionRecord {
     pub revoked_at: Option<UnixTime>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    pub device_name: Option<String>,
 }
 
 impl SessionRecord {
@@ -102,7 +103,9 @@ pub struct NewSession {
     /// No rotation extends the session (or its refresh tokens) past this.
     pub max_expires_at: UnixTime,
     pub user_agent: Option<String>,
+    /// As the session-IP setting keeps it: the address, its network, or nothing.
     pub ip: Option<String>,
+    pub device_name: Option<String>,
     pub refresh_hash: RefreshTokenHash,
 }
 

@@ -123,7 +123,7 @@ const SESSION_COLUMNS: &str = "s.id::text AS s_id, s.user_id::text AS s_user_id,
      extract(epoch from s.created_at)::bigint AS s_created_at, \
      extract(epoch from s.last_used_at)::bigint AS last_used_at, \
      extract(epoch from s.expires_at)::bigint AS expires_at, \
-     extract(epoch from s.revoked_at)::bigint AS revoked_at, s.user_agent, s.ip";
+     extract(epoch from s.revoked_at)::bigint AS revoked_at, s.user_agent, s.ip, s.device_name";
 
 fn parse_col<T: std::str::FromStr>(row: &PgRow, col: &str) -> Result<T, StoreError> {
     let raw: String = row.try_get(col).map_err(backend)?;
@@ -157,6 +157,7 @@ fn session_from_row(row: &PgRow) -> Result<SessionRecord, StoreError> {
             .map_err(backend)?
             .map(UnixTime),
         user_agent: row.try_get("user_agent").map_err(backend)?,
+        device_name: row.try_get("device_name").map_err(backend)?,
         ip: row.try_get("ip").map_err(backend)?,
     })
 }
@@ -502,8 +503,8 @@ impl Store for PgStore {
             return Ok(SessionOpen::UserChanged);
         }
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, ip)
-             VALUES ($1::uuid, $2::uuid, to_timestamp($3), to_timestamp($3), to_timestamp($4), to_timestamp($5), $6, $7)",
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip)
+             VALUES ($1::uuid, $2::uuid, to_timestamp($3), to_timestamp($3), to_timestamp($4), to_timestamp($5), $6, $7, $8)",
         )
         .bind(s.id.to_string())
         .bind(s.user_id.to_string())
@@ -511,6 +512,7 @@ impl Store for PgStore {
         .bind(s.expires_at.0)
         .bind(s.max_expires_at.0)
         .bind(&s.user_agent)
+        .bind(&s.device_name)
         .bind(&s.ip)
         .execute(&mut *tx)
         .await

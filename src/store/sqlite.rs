@@ -31,7 +31,7 @@ pub struct SqliteStore {
 
 const USER_COLUMNS: &str =
     "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp";
-const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip";
+const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.device_name";
 
 /// A refresh rotation as one transaction script (?1 now, ?2 the presented token's hash,
 /// ?3 the successor's wanted expiry, ?4 the successor's hash). Nothing outlives the
@@ -194,6 +194,7 @@ fn session_from_row(row: &SqliteRow) -> Result<SessionRecord, StoreError> {
             .map_err(backend)?
             .map(UnixTime),
         user_agent: row.try_get("user_agent").map_err(backend)?,
+        device_name: row.try_get("device_name").map_err(backend)?,
         ip: row.try_get("ip").map_err(backend)?,
     })
 }
@@ -545,8 +546,8 @@ impl Store for SqliteStore {
         let mut tx = self.write.begin().await.map_err(backend)?;
         // The conditional insert: only while the user is as the login read them.
         let opened = sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, ip)
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip)
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?
              WHERE EXISTS (SELECT 1 FROM users WHERE id = ? AND is_active = 1 AND security_stamp = ?)",
         )
         .bind(s.id.to_string())
@@ -556,6 +557,7 @@ impl Store for SqliteStore {
         .bind(s.expires_at.0)
         .bind(s.max_expires_at.0)
         .bind(&s.user_agent)
+        .bind(&s.device_name)
         .bind(&s.ip)
         .bind(s.user_id.to_string())
         .bind(s.expected_stamp)

@@ -38,6 +38,7 @@ pub async fn store_with_a_session(dir: &std::path::Path) -> (Arc<dyn Store>, Ses
             max_expires_at: now.plus(3600),
             user_agent: None,
             ip: None,
+            device_name: None,
             refresh_hash: refresh.clone(),
         })
         .await

@@ -286,6 +286,7 @@ pub async fn a_login_in_flight_during_a_password_change_opens_no_session(b: Back
             max_expires_at: now.plus(3600),
             user_agent: None,
             ip: None,
+            device_name: None,
             refresh_hash: RefreshToken::generate().unwrap().1,
         }
     };

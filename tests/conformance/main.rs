@@ -124,6 +124,9 @@ conformance! {
         sessions_last_used_moves_on_refresh,
         revoking_a_session_kills_it_at_once,
         another_users_session_is_not_found_and_stays_alive,
+        sessions_show_a_given_device_name_or_one_read_from_the_user_agent,
+        a_device_name_over_64_characters_or_with_control_characters_is_a_422,
+        session_ip_keeps_the_address_its_network_or_nothing,
     ],
     admin: [
         non_admin_gets_403_and_anonymous_401,

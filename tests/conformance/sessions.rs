@@ -45,6 +45,8 @@ pub async fn sessions_list_marks_current_and_hides_dead_ones(b: Backend) {
         "user_agent",
         "ip",
         "current",
+        "device",
+        "device_name",
     ] {
         assert!(mine.get(key).is_some(), "{key}");
     }
@@ -115,4 +117,121 @@ pub async fn another_users_session_is_not_found_and_stays_alive(b: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Logs in through `path` with `fields` (a form) as `user_agent`; the status and body.
+async fn login_as(srv: &TestServer, path: &str, user_agent: &str, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+    let res = srv
+        .http
+        .post(srv.url(path))
+        .header("user-agent", user_agent)
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+const CHROME: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.8078.73 Safari/537.36";
+
+pub async fn sessions_show_a_given_device_name_or_one_read_from_the_user_agent(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let me = srv.user("alzy").await;
+    let named = [
+        ("username", "alzy"),
+        ("password", PASSWORD),
+        ("device_name", "  Alice's laptop "),
+    ];
+    let (status, _) = login_as(&srv, "/auth/login", CHROME, &named).await;
+    assert_eq!(status, StatusCode::OK);
+    let plain = [("username", "alzy"), ("password", PASSWORD)];
+    let (status, _) = login_as(&srv, "/auth/login", "curl/8.5.0", &plain).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = login_as(
+        &srv,
+        "/auth/cookie/login",
+        CHROME,
+        &[plain[0], plain[1], ("device_name", "Kitchen tablet")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // JSON too, and an empty form field is no name.
+    let res = srv
+        .http
+        .post(srv.url("/auth/login"))
+        .json(&serde_json::json!({"username": "alzy", "password": PASSWORD, "device_name": "Work phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, _) = login_as(
+        &srv,
+        "/auth/login",
+        "curl/8.5.0",
+        &[plain[0], plain[1], ("device_name", "")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let sessions = list(&srv, &me.access).await;
+    let by_name = |n: &str| sessions.iter().find(|s| s["device_name"] == n).cloned();
+    let laptop = by_name("Alice's laptop").expect("trimmed name listed");
+    assert_eq!(laptop["device"], "Chrome 156 on Linux");
+    assert_eq!(laptop["user_agent"], CHROME, "the raw string is still there");
+    assert!(by_name("Kitchen tablet").is_some(), "cookie login names devices too");
+    assert!(by_name("Work phone").is_some());
+    let curls: Vec<_> = sessions.iter().filter(|s| s["device"] == "curl 8.5").collect();
+    assert_eq!(curls.len(), 2, "{sessions:?}");
+    assert!(curls.iter().all(|s| s["device_name"].is_null()));
+}
+
+pub async fn a_device_name_over_64_characters_or_with_control_characters_is_a_422(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("alzy").await;
+    let long = "x".repeat(65);
+    for (path, bad) in [
+        ("/auth/login", long.as_str()),
+        ("/auth/login", "tab\there"),
+        ("/auth/cookie/login", "bell\u{7}"),
+        ("/auth/cookie/login", long.as_str()),
+    ] {
+        let (status, v) = login_as(
+            &srv,
+            path,
+            "curl/8.5.0",
+            &[("username", "alzy"), ("password", PASSWORD), ("device_name", bad)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path} {bad:?}: {v}");
+        assert_eq!(v["detail"][0]["loc"], serde_json::json!(["body", "device_name"]), "{v}");
+    }
+    // 64 characters (not bytes) is fine.
+    let (status, _) = login_as(
+        &srv,
+        "/auth/login",
+        "curl/8.5.0",
+        &[
+            ("username", "alzy"),
+            ("password", PASSWORD),
+            ("device_name", &"é".repeat(64)),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+pub async fn session_ip_keeps_the_address_its_network_or_nothing(b: Backend) {
+    use tokengate::auth::SessionIp;
+    for (policy, want) in [
+        (SessionIp::Full, Value::from("127.0.0.1")),
+        (SessionIp::Prefix, Value::from("127.0.0.0/24")),
+        (SessionIp::None, Value::Null),
+    ] {
+        let srv = TestServer::start_with(b, |s| s.tokens.session_ip = policy).await;
+        let t = srv.user("alzy").await;
+        let sessions = list(&srv, &t.access).await;
+        assert_eq!(sessions[0]["ip"], want, "{policy:?}");
+    }
 }

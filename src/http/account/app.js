@@ -77,7 +77,7 @@ async function loadSessions() {
     const tr = document.createElement("tr");
     tr.dataset.sessionId = s.id;
     if (s.current) tr.className = "current";
-    const device = (s.user_agent || "unknown device") + (s.current ? " (this browser)" : "");
+    const device = (s.device_name || s.device || s.user_agent || "unknown device") + (s.current ? " (this browser)" : "");
     tr.append(cell(device), cell(s.ip || ""), cell(when(s.created_at)), cell(when(s.last_used_at)));
     const actions = document.createElement("td");
     if (!s.current) {

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::UserRead;
 use crate::auth::TokenPair;
-use crate::domain::{Email, Password, Username};
+use crate::domain::{DeviceName, Email, Password, Username};
 use crate::http::AppState;
 use crate::http::body::{Checker, FormOrJsonBody, FromFields, JsonBody, OptionalJsonBody};
 use crate::http::error::{ApiError, TokenEndpointError};
@@ -105,6 +105,14 @@ pub struct LoginRequest {
     password: Option<String>,
     /// The device token a previous login returned (or send `X-Device-Token`).
     device_token: Option<String>,
+    /// A name for this device in session lists ("Alice's laptop"), 1-64 printable characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        nullable = false
+    )]
+    device_name: Option<String>,
     /// Required by the refresh grant: the refresh token to spend.
     #[schema(nullable = false)]
     refresh_token: Option<String>,
@@ -119,6 +127,10 @@ pub struct PasswordGrant {
     pub password: String,
     /// The device token a previous login returned (or the device cookie).
     pub device_token: Option<String>,
+    /// A name for this device in session lists ("Alice's laptop"), 1-64 printable characters.
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64,
+             pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", nullable = false)]
+    pub device_name: Option<DeviceName>,
 }
 
 impl PasswordGrant {
@@ -126,10 +138,17 @@ impl PasswordGrant {
         let username = c.owned("username");
         let password = c.owned("password");
         let device_token = c.optional_string("device_token").map(str::to_owned);
+        // A form's empty field is no name.
+        let device_name = match c.optional_string("device_name") {
+            None => Some(None),
+            Some(s) if s.trim().is_empty() => Some(None),
+            Some(_) => c.parsed("device_name", DeviceName::parse).map(Some),
+        };
         Some(Self {
             username: username?,
             password: password?,
             device_token,
+            device_name: device_name?,
         })
     }
 }
@@ -279,7 +298,7 @@ pub async fn login(
             let device = grant.device_token.as_deref().or_else(|| device_header(&headers));
             state
                 .auth
-                .login(&grant.username, &grant.password, device, &client)
+                .login(&grant.username, &grant.password, device, grant.device_name, &client)
                 .await?
         }
         TokenRequest::Refresh { refresh_token } => state.auth.refresh(&refresh_token, &client).await?,

@@ -105,7 +105,7 @@ pub async fn login(
         .or_else(|| device_header(&headers));
     let pair = state
         .auth
-        .login(&body.username, &body.password, device, &client)
+        .login(&body.username, &body.password, device, body.device_name, &client)
         .await?;
     Ok(signed_in(&state, pair))
 }

@@ -14,6 +14,7 @@ use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::{Authenticated, Client, IdPath};
 use crate::http::openapi::{NotFound, Unauthorized, Unavailable};
+use crate::http::user_agent::device_label;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(revoke))
@@ -31,7 +32,14 @@ pub struct SessionRead {
     /// When its current refresh token expires (unless refreshed before).
     #[schema(format = DateTime)]
     expires_at: String,
+    /// The name given at login (`device_name`), if any.
+    device_name: Option<String>,
+    /// A short name read from the User-Agent ("Chrome 156 on Linux", "curl 8.5").
+    device: Option<String>,
+    /// The User-Agent as sent.
     user_agent: Option<String>,
+    /// The client's address, or its network (`TOKENGATE_SESSION_IP=prefix`); none with
+    /// `TOKENGATE_SESSION_IP=none`.
     ip: Option<String>,
     /// The session of the token that asked.
     current: bool,
@@ -45,6 +53,8 @@ impl From<SessionView> for SessionRead {
             created_at: s.created_at.to_rfc3339(),
             last_used_at: s.last_used_at.to_rfc3339(),
             expires_at: s.expires_at.to_rfc3339(),
+            device_name: s.device_name,
+            device: s.user_agent.as_deref().and_then(device_label),
             user_agent: s.user_agent,
             ip: s.ip,
             current: v.current,
