@@ -6,6 +6,8 @@
 # the statuses of every load (non-2xx must be 0; the refresh chains must never break).
 #   bench/soak.sh                  # 5 minutes
 #   SOAK_SECONDS=60 bench/soak.sh
+#   SOAK_PG_URL=postgres://postgres@127.0.0.1:5432/test bench/soak.sh   # state in PostgreSQL
+#                                  # (a schema of its own, dropped after)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${SOAK_SECONDS:-300}"
@@ -18,11 +20,18 @@ PORT=8140
 BASE="http://127.0.0.1:$PORT"
 # The /me load reuses one access token for the whole run: it must outlive the run.
 TOKENGATE_ACCESS_TTL="$((SECS + 600))s" \
-TOKENGATE_LOG=warn TOKENGATE_BIND="127.0.0.1:$PORT" TOKENGATE_DATABASE_URL="sqlite://$DIR/t.db" \
+DB_URL="sqlite://$DIR/t.db"
+if [ -n "${SOAK_PG_URL:-}" ]; then
+  SCHEMA="soak_$$"
+  psql -q "$SOAK_PG_URL" -c "CREATE SCHEMA $SCHEMA"
+  DB_URL="$SOAK_PG_URL?options[search_path]=$SCHEMA"
+  export TOKENGATE_SECRET_KEY="$(head -c 32 /dev/urandom | base64 | tr -d '=+/')$(head -c 16 /dev/urandom | base64 | tr -d '=+/')"
+fi
+TOKENGATE_LOG=warn TOKENGATE_BIND="127.0.0.1:$PORT" TOKENGATE_DATABASE_URL="$DB_URL" \
   TOKENGATE_LOGIN_RATE=1000000/1s TOKENGATE_REFRESH_RATE=1000000/1s TOKENGATE_REGISTER_RATE=1000000/1s \
   target/release/tokengate serve 2>"$OUT/server.log" &
 PID=$!
-trap 'kill $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
+trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DIR"; [ -z "${SCHEMA:-}" ] || psql -q "$SOAK_PG_URL" -c "DROP SCHEMA $SCHEMA CASCADE"' EXIT
 for _ in $(seq 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
 PW=soak-password-1
 reg() { curl -sf -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
