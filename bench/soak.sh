@@ -18,8 +18,6 @@ cargo build --release -q
 DIR=$(mktemp -d)
 PORT=8140
 BASE="http://127.0.0.1:$PORT"
-# The /me load reuses one access token for the whole run: it must outlive the run.
-TOKENGATE_ACCESS_TTL="$((SECS + 600))s" \
 DB_URL="sqlite://$DIR/t.db"
 if [ -n "${SOAK_PG_URL:-}" ]; then
   SCHEMA="soak_$$"
@@ -27,6 +25,8 @@ if [ -n "${SOAK_PG_URL:-}" ]; then
   DB_URL="$SOAK_PG_URL?options[search_path]=$SCHEMA"
   export TOKENGATE_SECRET_KEY="$(head -c 32 /dev/urandom | base64 | tr -d '=+/')$(head -c 16 /dev/urandom | base64 | tr -d '=+/')"
 fi
+# The /me load reuses one access token for the whole run: it must outlive the run.
+TOKENGATE_ACCESS_TTL="$((SECS + 600))s" \
 TOKENGATE_LOG=warn TOKENGATE_BIND="127.0.0.1:$PORT" TOKENGATE_DATABASE_URL="$DB_URL" \
   TOKENGATE_LOGIN_RATE=1000000/1s TOKENGATE_REFRESH_RATE=1000000/1s TOKENGATE_REGISTER_RATE=1000000/1s \
   target/release/tokengate serve 2>"$OUT/server.log" &
