@@ -34,7 +34,7 @@ impl AuthService {
         password: Password,
         roles: Vec<Role>,
     ) -> Result<UserRecord, AuthError> {
-        if self.store.username_or_email_taken(&username, &email).await? {
+        if self.store.holders(&username, &email).await?.any() {
             return Err(AuthError::Taken);
         }
         let password_hash = self.hasher.hash(password).await?;

@@ -240,9 +240,6 @@ impl Store for CachedStore {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
         self.inner.create_user(user).await
     }
-    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {
-        self.inner.username_or_email_taken(username, email).await
-    }
     async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError> {
         self.inner.holders(username, email).await
     }

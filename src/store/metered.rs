@@ -69,7 +69,6 @@ metered! {
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
-    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError>;
     async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
     async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError>;
     async fn upgrade_password_hash(&self, user: UserId, old: &PasswordHashString, new: PasswordHashString) -> Result<bool, StoreError>;

@@ -69,6 +69,13 @@ pub struct Holders {
     pub email: bool,
 }
 
+impl Holders {
+    /// Either is taken.
+    pub fn any(self) -> bool {
+        self.username || self.email
+    }
+}
+
 /// A session (one login, one device) as stored.
 #[derive(Clone, Debug)]
 pub struct SessionRecord {
@@ -261,10 +268,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Insert a user; `Conflict` when the username or email is taken (case-insensitively).
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
-    /// Is the username or the email taken (case-insensitively)? A read, no lock: the
-    /// insert still answers `Conflict` for a race.
-    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError>;
-    /// Which of `username` and `email` stored users hold. A read, no lock.
+    /// Which of `username` and `email` stored users hold (case-insensitively). A read,
+    /// no lock: an insert still answers `Conflict` for a race.
     async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
     /// Insert `users` in one transaction: all of them or none (`Conflict` if any
     /// username or email is taken by then).

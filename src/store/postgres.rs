@@ -366,18 +366,6 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {
-        let taken: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2) LIMIT 1",
-        )
-        .bind(username.as_str())
-        .bind(email.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(taken.is_some())
-    }
-
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.username) = lower($1)");
         let row = sqlx::query(&sql)

@@ -408,18 +408,6 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn username_or_email_taken(&self, username: &Username, email: &Email) -> Result<bool, StoreError> {
-        let taken: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM users WHERE lower(username) = lower(?) OR lower(email) = lower(?) LIMIT 1",
-        )
-        .bind(username.as_str())
-        .bind(email.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?;
-        Ok(taken.is_some())
-    }
-
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.username) = lower(?)");
         let row = sqlx::query(&sql)
