@@ -8,9 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use argon2::Block;
 
-/// How much lower than the request threads (a nice value: 10 gives hashing about a
-/// tenth of a busy core's time against a request thread, all of an idle one).
-pub const HASH_NICE: i32 = 10;
+/// How much lower than the request threads: the lowest nice value. Against a busy
+/// request thread hashing gets about 1.5% of a core (weight 15 to 1024), all of an idle
+/// one, and a waking request thread preempts it at once. Measured against 10 and
+/// against `SCHED_IDLE` (BENCHMARKS.md, issue 12): with 19, `GET /me` during a login
+/// storm keeps ~80% of its unloaded rate (10: ~70%) and logins still progress (30-40/s
+/// beside the storm; `SCHED_IDLE` let them fall to 15/s), login alone unchanged.
+pub const HASH_NICE: i32 = 19;
 
 /// A unit of hashing work, given the thread's working memory.
 pub type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;

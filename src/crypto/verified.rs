@@ -22,9 +22,12 @@ pub struct Verified {
     pub kid: Box<str>,
 }
 
+/// Keys are whole tokens (hundreds of bytes): SipHash over them was most of a memo
+/// hit. foldhash is keyed per process, and only tokens that verified are ever
+/// inserted, so a client cannot fill the map with colliding keys.
 #[derive(Default)]
 pub struct VerifiedTokens {
-    entries: RwLock<HashMap<Box<str>, Verified>>,
+    entries: RwLock<HashMap<Box<str>, Verified, foldhash::fast::RandomState>>,
 }
 
 impl VerifiedTokens {

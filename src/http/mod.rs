@@ -4,6 +4,7 @@ pub mod body;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod observe;
 pub mod openapi;
 pub mod request_id;

@@ -4,13 +4,15 @@
 //! (`/auth/sessions/{id}`), never the concrete path, so no id reaches a label and the
 //! series stay few.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{counter, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
 
 use tracing::Instrument as _;
 
@@ -31,13 +33,57 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
+/// The count and the latency of one route, method and status.
+#[derive(Clone)]
+struct Series {
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Each series registered once: the recorder's own lookup (building the labels and
+/// finding them again) was a tenth of a `GET /me`. Bounded by the route templates x
+/// methods x statuses the server answers, never by what clients send.
+type SeriesByRoute = HashMap<Box<str>, Vec<(&'static str, u16, Series)>, foldhash::fast::RandomState>;
+static SERIES: LazyLock<RwLock<SeriesByRoute>> = LazyLock::new(|| {
+    // A handle taken before the recorder exists would record nowhere, for good.
+    let _ = crate::metrics::handle();
+    RwLock::default()
+});
+
+fn series(route: &str, method: &'static str, status: u16) -> Series {
+    let find = |all: &SeriesByRoute| {
+        all.get(route)?
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+            .map(|(_, _, series)| series.clone())
+    };
+    if let Some(found) = find(&SERIES.read().unwrap_or_else(PoisonError::into_inner)) {
+        return found;
+    }
+    let mut all = SERIES.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = find(&all) {
+        return found;
+    }
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    let made = Series {
+        requests: counter!(HTTP_REQUESTS, &labels),
+        duration: histogram!(HTTP_DURATION, &labels),
+    };
+    all.entry(route.into())
+        .or_default()
+        .push((method, status, made.clone()));
+    made
+}
+
 /// Run one request in its span, then count and time it (a `Router::layer` middleware,
 /// so the route is known).
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = method_label(req.method());
     let id = req
         .extensions()
@@ -56,11 +102,11 @@ pub async fn track(req: Request, next: Next) -> Response {
     );
     let started = Instant::now();
     let res = next.run(req).instrument(span.clone()).await;
-    span.record("http.response.status_code", res.status().as_u16());
-    let status = res.status().as_str().to_owned();
-    let elapsed = started.elapsed().as_secs_f64();
-    histogram!(HTTP_DURATION, "method" => method, "route" => route.clone(), "status" => status.clone()).record(elapsed);
-    counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status).increment(1);
+    let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    let series = series(route, method, status);
+    series.duration.record(started.elapsed().as_secs_f64());
+    series.requests.increment(1);
     res
 }
 

@@ -57,7 +57,10 @@ fn new_id() -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&spread(ids.mix ^ n).to_be_bytes());
     bytes[8..].copy_from_slice(&ids.start.wrapping_add(n).to_be_bytes());
-    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// The middleware: pick the id, hand it to the rest of the stack, echo it back.

@@ -1,6 +1,6 @@
 //! `/admin/users`: user administration, `admin` role only.
 
-use axum::Json;
+use crate::http::json::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! `/auth/*`: register, login, refresh, logout, logout-all, password.
 
-use axum::Json;
+use crate::http::json::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! `/auth/cookie/*`: the browser flow. Tokens travel only in cookies, never in a body;
 //! refresh and logout carry the session's CSRF token like every unsafe cookie request.
 
-use axum::Json;
+use crate::http::json::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,7 +1,7 @@
 //! `/.well-known/*`: the JWK Set and OpenID-style discovery, so other services can
 //! verify tokengate's tokens without being able to mint them.
 
-use axum::Json;
+use crate::http::json::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;

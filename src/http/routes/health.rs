@@ -1,6 +1,6 @@
 //! `/healthz` and `/readyz`: liveness and readiness for orchestrators.
 
-use axum::Json;
+use crate::http::json::Json;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;

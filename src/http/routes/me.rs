@@ -1,6 +1,6 @@
 //! `GET /me`.
 
-use axum::Json;
+use crate::http::json::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -54,7 +54,7 @@ pub struct UserRead {
 impl From<&UserRecord> for UserRead {
     fn from(u: &UserRecord) -> Self {
         Self {
-            id: u.id.to_string(),
+            id: u.id.to_hyphenated(),
             username: u.username.as_str().to_owned(),
             email: u.email.as_str().to_owned(),
             is_active: u.is_active,

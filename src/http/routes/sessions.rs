@@ -1,6 +1,6 @@
 //! `/auth/sessions`: the caller's devices.
 
-use axum::Json;
+use crate::http::json::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;

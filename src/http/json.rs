@@ -1,0 +1,43 @@
+//! JSON answers. axum's `Json` serialises through a `BytesMut` writer that starts at
+//! 128 bytes; serde_json writes many small pieces, and into a `Vec` with room for a
+//! typical answer they cost about a third as much (callgrind, `GET /me`).
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::ApiError;
+
+/// Room for a user or a token answer without growing.
+const TYPICAL: usize = 512;
+
+/// A JSON response body.
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        let mut body = Vec::with_capacity(TYPICAL);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => (
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::internal(format!("an answer could not be serialised: {e}")).into_response(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn answers_json_with_its_content_type() {
+        let res = Json(serde_json::json!({"a": "b\"c"})).into_response();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"a":"b\"c"}"#);
+    }
+}
