@@ -33,9 +33,9 @@ wait_up() {
 # measure NAME: the server is up as VG_PID; prints instructions per request
 measure() {
   python3 bench/me_requests.py 500 "$PORT" "$WORK/token"
-  callgrind_control -z "$VG_PID" >/dev/null
+  callgrind_control -z "$VG_PID" >/dev/null 2>&1
   python3 bench/me_requests.py "$N" "$PORT" "$WORK/token"
-  callgrind_control -d "$VG_PID" >/dev/null
+  callgrind_control -d "$VG_PID" >/dev/null 2>&1
   sleep 1
   kill "$VG_PID"; wait "$VG_PID" 2>/dev/null || true
   local dump total
