@@ -1,5 +1,6 @@
 //! Extractors: who is calling (client facts) and with which credentials.
 
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -101,15 +102,15 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState, unsafe_method: 
 
 /// The access token a request carries. A Bearer header wins (and needs no CSRF token:
 /// a browser never adds one on its own); a bad header is not rescued by a cookie.
-fn credential(headers: &HeaderMap, state: &AppState) -> Result<(String, Via), ApiError> {
+fn credential<'h>(headers: &'h HeaderMap, state: &AppState) -> Result<(Cow<'h, str>, Via), ApiError> {
     if headers.contains_key(AUTHORIZATION) {
-        return bearer_token(headers).map(|t| (t.to_owned(), Via::Bearer));
+        return bearer_token(headers).map(|t| (Cow::Borrowed(t), Via::Bearer));
     }
     let token = state
         .cookies
         .read(headers, cookies::Kind::Access)?
         .ok_or(ApiError::NotAuthenticated)?;
-    Ok((token, Via::Cookie))
+    Ok((Cow::Owned(token), Via::Cookie))
 }
 
 /// A role that a route requires.

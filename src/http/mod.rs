@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cookies::CookiePolicy;
 use ipnet::IpNet;
-use tower::{Service, ServiceBuilder, ServiceExt as _};
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -113,7 +113,7 @@ pub fn api(prefix: &str) -> (Router<AppState>, String) {
     (router, json)
 }
 
-/// The routes. Only what needs the matched route runs per route (`observe::track`:
+/// The routes. Only what needs the matched route runs per route (`observe::TrackLayer`:
 /// the request's span and metrics); every other layer wraps the router once, in
 /// [`app`]: a layer added with `Router::layer` wraps each route separately and costs
 /// a boxed clone per request.
@@ -137,7 +137,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn(observe::track))
+        .layer(observe::TrackLayer)
         .with_state(state)
 }
 
@@ -152,9 +152,9 @@ pub fn app(
     // CORS answers preflights before anything else sees them; with no origins
     // configured it is left out (same-origin only).
     let cors = (!cors_origins.is_empty()).then(|| cors(&cors_origins));
-    ServiceBuilder::new()
+    let stack = ServiceBuilder::new()
         // Every answer (a 408 or a panic's 500 too) carries the request id.
-        .layer(axum::middleware::from_fn(request_id::assign))
+        .layer(request_id::AssignLayer)
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| -> Response { ApiError::internal("handler panicked").into_response() },
         ))
@@ -173,6 +173,6 @@ pub fn app(
             HeaderValue::from_static("nosniff"),
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .service(router(state))
-        .map_response(IntoResponse::into_response)
+        .service(router(state));
+    ServiceExt::<Request<Body>>::map_response(stack, IntoResponse::into_response)
 }

@@ -5,16 +5,18 @@
 //! series stay few.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{LazyLock, PoisonError, RwLock};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::MatchedPath;
+use axum::http::{Method, Request, Response};
 use metrics::{Counter, Histogram, counter, histogram};
-
-use tracing::Instrument as _;
+use tower::{Layer, Service};
+use tracing::Span;
+use tracing::instrument::{Instrument as _, Instrumented};
 
 use super::request_id::RequestId;
 use crate::metrics::{HTTP_DURATION, HTTP_REQUESTS};
@@ -79,35 +81,97 @@ fn series(route: &str, method: &'static str, status: u16) -> Series {
     made
 }
 
-/// Run one request in its span, then count and time it (a `Router::layer` middleware,
-/// so the route is known).
-pub async fn track(req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = method_label(req.method());
-    let id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.as_str())
-        .unwrap_or_default();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        method = %req.method(),
-        path = %req.uri().path(),
-        otel.name = format!("{} {route}", req.method()),
-        otel.kind = "server",
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-    );
-    let started = Instant::now();
-    let res = next.run(req).instrument(span.clone()).await;
-    let status = res.status().as_u16();
-    span.record("http.response.status_code", status);
-    let series = series(route, method, status);
-    series.duration.record(started.elapsed().as_secs_f64());
-    series.requests.increment(1);
-    res
+/// Runs each request in its span, then counts and times it. Added with
+/// `Router::layer`, so the matched route is known; a tower layer rather than
+/// `axum::middleware::from_fn`, which clones the route's service and boxes a future
+/// on every request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrackLayer;
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S, Req, Res> Service<Request<Req>> for Track<S>
+where
+    S: Service<Request<Req>, Response = Response<Res>>,
+{
+    type Response = Response<Res>;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Req>) -> Self::Future {
+        let matched = req.extensions().get::<MatchedPath>().cloned();
+        let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.as_str())
+            .unwrap_or_default();
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method = %req.method(),
+            path = %req.uri().path(),
+            otel.name = format!("{} {route}", req.method()),
+            otel.kind = "server",
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let method = method_label(req.method());
+        let started = Instant::now();
+        let inner = span.in_scope(|| self.inner.call(req));
+        Tracked {
+            inner: inner.instrument(span.clone()),
+            span,
+            route: matched,
+            method,
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer on its way, in its span; counted when it is ready.
+    pub struct Tracked<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        span: Span,
+        route: Option<MatchedPath>,
+        method: &'static str,
+        started: Instant,
+    }
+}
+
+impl<F, Res, E> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response<Res>, E>>,
+{
+    type Output = Result<Response<Res>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = ready!(this.inner.poll(cx))?;
+        let status = res.status().as_u16();
+        this.span.record("http.response.status_code", status);
+        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let series = series(route, this.method, status);
+        series.duration.record(this.started.elapsed().as_secs_f64());
+        series.requests.increment(1);
+        Poll::Ready(Ok(res))
+    }
 }
 
 #[cfg(test)]

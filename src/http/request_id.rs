@@ -2,13 +2,14 @@
 //! token, else a new UUID), and every log line written while the request is handled
 //! carries it too (it is a field of the request's span).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, Request, Response};
+use tower::{Layer, Service};
 
 pub const HEADER: &str = "x-request-id";
 
@@ -63,20 +64,79 @@ fn new_id() -> String {
         .to_owned()
 }
 
-/// The middleware: pick the id, hand it to the rest of the stack, echo it back.
-pub async fn assign(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
+/// The client's id when it is sane, else a new one.
+fn pick(headers: &HeaderMap) -> String {
+    headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| sane(v))
-        .map_or_else(new_id, str::to_owned);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HEADER, v);
+        .map_or_else(new_id, str::to_owned)
+}
+
+/// The layer: pick the id, hand it to the rest of the stack, echo it back. A tower
+/// layer rather than `axum::middleware::from_fn`, which clones the whole stack below
+/// and boxes a future on every request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AssignLayer;
+
+impl<S> Layer<S> for AssignLayer {
+    type Service = Assign<S>;
+    fn layer(&self, inner: S) -> Assign<S> {
+        Assign { inner }
     }
-    res
+}
+
+#[derive(Clone, Debug)]
+pub struct Assign<S> {
+    inner: S,
+}
+
+impl<S, Req, Res> Service<Request<Req>> for Assign<S>
+where
+    S: Service<Request<Req>, Response = Response<Res>>,
+{
+    type Response = Response<Res>;
+    type Error = S::Error;
+    type Future = Echo<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Req>) -> Self::Future {
+        let id = pick(req.headers());
+        let echo = HeaderValue::from_str(&id).ok();
+        req.extensions_mut().insert(RequestId(id));
+        Echo {
+            inner: self.inner.call(req),
+            echo,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of the stack below, with the request id added.
+    pub struct Echo<F> {
+        #[pin]
+        inner: F,
+        echo: Option<HeaderValue>,
+    }
+}
+
+impl<F, Res, E> Future for Echo<F>
+where
+    F: Future<Output = Result<Response<Res>, E>>,
+{
+    type Output = Result<Response<Res>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut res = ready!(this.inner.poll(cx))?;
+        if let Some(v) = this.echo.take() {
+            res.headers_mut().insert(HEADER, v);
+        }
+        Poll::Ready(Ok(res))
+    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,9 @@ struct Entry {
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    entries: Mutex<HashMap<SessionId, Entry>>,
+    /// Entries are shared (`Arc`) so a hit holds the lock for a pointer copy only; the
+    /// records are cloned after it is released (both request threads read here).
+    entries: Mutex<HashMap<SessionId, Arc<Entry>>>,
     /// Moves on every invalidation: a read that started before it is not cached.
     epoch: AtomicU64,
     /// The highest log sequence applied.
@@ -176,8 +178,7 @@ impl CachedStore {
     }
 
     fn cached(&self, id: SessionId) -> Option<(SessionRecord, UserRecord)> {
-        let entries = lock(&self.entries);
-        let e = entries.get(&id)?;
+        let e = lock(&self.entries).get(&id)?.clone();
         // An entry whose session looks expired may only be stale: ask the database.
         let usable = e.loaded.elapsed() < MAX_AGE && e.session.is_live(self.clock.now());
         usable.then(|| (e.session.clone(), e.user.clone()))
@@ -191,11 +192,11 @@ impl CachedStore {
         }
         entries.insert(
             session.id,
-            Entry {
+            Arc::new(Entry {
                 session: session.clone(),
                 user: user.clone(),
                 loaded: Instant::now(),
-            },
+            }),
         );
     }
 }
