@@ -6,6 +6,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// A UUID's hyphenated lowercase form, without the formatting machinery that
+/// `to_string` goes through (ids are in every user answer and every request id).
+pub fn hyphenated(id: Uuid) -> String {
+    id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
+}
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -18,10 +24,9 @@ macro_rules! uuid_id {
                 Self(Uuid::new_v4())
             }
 
-            /// The hyphenated form, as `to_string` gives it, without the formatting
-            /// machinery (it is in every user answer).
+            /// The hyphenated form, as `to_string` gives it (see [`hyphenated`]).
             pub fn to_hyphenated(self) -> String {
-                self.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
+                hyphenated(self.0)
             }
         }
 

@@ -15,7 +15,6 @@ use axum::extract::MatchedPath;
 use axum::http::{Method, Request, Response};
 use metrics::{Counter, Histogram, counter, histogram};
 use tower::{Layer, Service};
-use tracing::Span;
 use tracing::instrument::{Instrument as _, Instrumented};
 
 use super::request_id::RequestId;
@@ -134,8 +133,7 @@ where
         let started = Instant::now();
         let inner = span.in_scope(|| self.inner.call(req));
         Tracked {
-            inner: inner.instrument(span.clone()),
-            span,
+            inner: inner.instrument(span),
             route: matched,
             method,
             started,
@@ -148,7 +146,6 @@ pin_project_lite::pin_project! {
     pub struct Tracked<F> {
         #[pin]
         inner: Instrumented<F>,
-        span: Span,
         route: Option<MatchedPath>,
         method: &'static str,
         started: Instant,
@@ -162,10 +159,10 @@ where
     type Output = Result<Response<Res>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = ready!(this.inner.poll(cx))?;
+        let mut this = self.project();
+        let res = ready!(this.inner.as_mut().poll(cx))?;
         let status = res.status().as_u16();
-        this.span.record("http.response.status_code", status);
+        this.inner.span().record("http.response.status_code", status);
         let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         let series = series(route, this.method, status);
         series.duration.record(this.started.elapsed().as_secs_f64());

@@ -58,10 +58,7 @@ fn new_id() -> String {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&spread(ids.mix ^ n).to_be_bytes());
     bytes[8..].copy_from_slice(&ids.start.wrapping_add(n).to_be_bytes());
-    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-    id.hyphenated()
-        .encode_lower(&mut uuid::Uuid::encode_buffer())
-        .to_owned()
+    crate::domain::hyphenated(uuid::Builder::from_random_bytes(bytes).into_uuid())
 }
 
 /// The client's id when it is sane, else a new one.
