@@ -33,6 +33,7 @@ THREADS = 8
 PORT = 8150
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "target", "release", "tokengate")
+METRICS_TOKEN = "limiter-memory-bench-metrics-token-0123"
 
 
 def address(n: int) -> str:
@@ -67,7 +68,7 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def key_counts() -> dict[str, int]:
     conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
-    conn.request("GET", "/metrics")
+    conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     text = conn.getresponse().read().decode()
     return {m.group(1): int(float(m.group(2))) for m in
             re.finditer(r'^tokengate_rate_limit_keys\{kind="(\w+)"\} (\S+)$', text, re.M)}
@@ -85,6 +86,7 @@ def main() -> int:
                TOKENGATE_ARGON2_MEMORY_KIB="8",
                TOKENGATE_ARGON2_ITERATIONS="1",
                TOKENGATE_ARGON2_PARALLELISM="1",
+               TOKENGATE_METRICS_TOKEN=METRICS_TOKEN,
                TOKENGATE_LOG="error")
     server = subprocess.Popen([BINARY, "serve"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -14,6 +14,32 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+/// What a session, and every log line and event about it, keeps of its client's address
+/// (`TOKENGATE_SESSION_IP`): all of it, its network (IPv4 /24, IPv6 /48), or nothing, for
+/// deployments that must keep as little personal data as they can.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionIp {
+    #[default]
+    Full,
+    Prefix,
+    None,
+}
+
+impl SessionIp {
+    /// `ip` as a session stores it under this policy.
+    pub fn keep(self, ip: Option<std::net::IpAddr>) -> Option<String> {
+        let ip = ip?;
+        match self {
+            Self::Full => Some(ip.to_string()),
+            Self::None => None,
+            Self::Prefix => {
+                let len = if ip.is_ipv4() { 24 } else { 48 };
+                Some(ipnet::IpNet::new(ip, len).ok()?.trunc().to_string())
+            }
+        }
+    }
+}
+
 /// The security-relevant things that happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthEvent {
@@ -88,20 +114,39 @@ pub trait EventSink: Send + Sync {
 }
 
 /// The server's sink: one `tokengate::event` log line and one increment of
-/// `tokengate_auth_events_total{event}` per event.
-pub struct LogAndCount;
+/// `tokengate_auth_events_total{event}` per event. The client's address is logged as
+/// sessions keep it (`TOKENGATE_SESSION_IP`).
+pub struct LogAndCount {
+    pub ip: SessionIp,
+}
 
 impl EventSink for LogAndCount {
     fn record(&self, event: AuthEvent, user: Option<UserId>, session: Option<SessionId>, client: &ClientInfo) {
         metrics::counter!(crate::metrics::AUTH_EVENTS, "event" => event.name()).increment(1);
         let user_id = user.map(|u| u.to_string());
         let session_id = session.map(|s| s.to_string());
-        let ip = client.ip.map(|i| i.to_string());
+        let ip = self.ip.keep(client.ip);
         let ua = client.user_agent.as_deref();
         if event.is_warning() {
             tracing::warn!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
         } else {
             tracing::info!(target: "tokengate::event", event = event.name(), user_id, session_id, ip, user_agent = ua, "auth event");
         }
+    }
+}
+
+#[cfg(test)]
+mod session_ip_tests {
+    use super::SessionIp;
+
+    #[test]
+    fn each_policy_keeps_what_it_says() {
+        let v4 = Some("203.0.113.77".parse().unwrap());
+        let v6 = Some("2001:db8:1234:5678::9".parse().unwrap());
+        assert_eq!(SessionIp::Full.keep(v4).as_deref(), Some("203.0.113.77"));
+        assert_eq!(SessionIp::Prefix.keep(v4).as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(SessionIp::Prefix.keep(v6).as_deref(), Some("2001:db8:1234::/48"));
+        assert_eq!(SessionIp::None.keep(v4), None);
+        assert_eq!(SessionIp::Full.keep(None), None);
     }
 }

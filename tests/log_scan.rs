@@ -191,3 +191,62 @@ async fn logs_never_contain_secrets_and_record_every_event() {
         "an event outside a request span"
     );
 }
+
+/// `TOKENGATE_SESSION_IP` governs the logs as it governs sessions: `prefix` logs the
+/// client's network, `none` no address at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_log_the_client_address_as_sessions_keep_it() {
+    for (policy, expected) in [("prefix", Some("127.0.0.0/24")), ("none", None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir.path())
+            .env_clear()
+            .env("TOKENGATE_LOG_FORMAT", "json")
+            .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
+            .env("TOKENGATE_SESSION_IP", policy)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let mut base = String::new();
+        while base.is_empty() {
+            let mut line = String::new();
+            assert_ne!(reader.read_line(&mut line).unwrap(), 0, "server exited");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                base = format!("http://{}", rest.split(['"', ' ']).next().unwrap_or_default());
+            }
+        }
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body);
+        let user = json!({"username": "scan", "email": "scan@example.com", "password": PASSWORD});
+        assert_eq!(status_of(post("/auth/register", user)).await, 201);
+        let wrong = json!({"username": "scan", "password": WRONG_PASSWORD});
+        assert_eq!(status_of(post("/auth/login", wrong)).await, 401);
+        let right = json!({"username": "scan", "password": PASSWORD});
+        assert_eq!(status_of(post("/auth/login", right)).await, 200);
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let rest: Vec<String> = reader.lines().map_while(Result::ok).collect();
+        assert!(child.wait().unwrap().success());
+        let events: Vec<Value> = rest
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "tokengate::event")
+            .collect();
+        assert!(events.len() >= 3, "{policy}: {events:?}");
+        for e in &events {
+            match expected {
+                Some(net) => assert_eq!(e["fields"]["ip"], net, "{policy}: {e}"),
+                None => assert!(e["fields"].get("ip").is_none(), "{policy}: {e}"),
+            }
+        }
+        assert!(
+            !rest.iter().any(|l| l.contains("\"127.0.0.1\"")),
+            "{policy}: a full address was logged"
+        );
+    }
+}

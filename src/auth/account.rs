@@ -1,12 +1,12 @@
 //! Accounts: registration and password change.
 
-use super::AuthError;
 use super::sessions::net_of;
+use super::{AuthError, TokenProblem};
 use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
-use crate::store::{NewUser, StoreError, UserRecord};
+use crate::store::{NewPassword, NewUser, StoreError, UserRecord};
 
 impl AuthService {
     /// Create an account. Registration never grants roles: those come from an admin.
@@ -81,9 +81,25 @@ impl AuthService {
             return Err(AuthError::WrongPassword);
         }
         let hash = self.hasher.hash(new).await?;
-        self.store
-            .change_password(who.user.id, hash, Some(who.session.id), self.clock.now())
-            .await?;
+        // Written only while the account is as verified and this session is live: a
+        // change, reset or revocation that committed while this one hashed wins, and
+        // this request (maybe a thief's, racing the owner) writes nothing.
+        let change = NewPassword {
+            user: who.user.id,
+            hash,
+            expected_stamp: Some(who.user.security_stamp),
+            keep: Some(who.session.id),
+            now: self.clock.now(),
+        };
+        if self.store.change_password(change).await?.is_none() {
+            self.events.record(
+                AuthEvent::PasswordChangeFailed,
+                Some(who.user.id),
+                Some(who.session.id),
+                client,
+            );
+            return Err(AuthError::InvalidToken(TokenProblem::Revoked));
+        }
         self.events.record(
             AuthEvent::PasswordChanged,
             Some(who.user.id),
@@ -97,12 +113,16 @@ impl AuthService {
     /// lost theirs): every session of theirs is revoked, and logins in flight fail.
     pub async fn set_password(&self, id: UserId, new: Password, client: &ClientInfo) -> Result<(), AuthError> {
         let hash = self.hasher.hash(new).await?;
-        if self
-            .store
-            .change_password(id, hash, None, self.clock.now())
-            .await?
-            .is_none()
-        {
+        // The operator's reset is unconditional: it is the authority, and it revokes
+        // every session, including one whose change is still hashing.
+        let change = NewPassword {
+            user: id,
+            hash,
+            expected_stamp: None,
+            keep: None,
+            now: self.clock.now(),
+        };
+        if self.store.change_password(change).await?.is_none() {
             return Err(AuthError::NotFound);
         }
         self.events.record(AuthEvent::PasswordReset, Some(id), None, client);

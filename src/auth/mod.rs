@@ -8,6 +8,7 @@ pub mod import;
 pub mod keys;
 mod sessions;
 
+pub use crate::events::SessionIp;
 pub use error::{AuthError, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
 
@@ -57,32 +58,6 @@ pub struct TokenPair {
     pub session_id: SessionId,
     /// After a successful login: the client's device token (see `crypto::device`).
     pub device_token: Option<String>,
-}
-
-/// What a session keeps of its client's address (`TOKENGATE_SESSION_IP`): all of it,
-/// its network (IPv4 /24, IPv6 /48), or nothing, for deployments that must keep as
-/// little personal data as they can.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SessionIp {
-    #[default]
-    Full,
-    Prefix,
-    None,
-}
-
-impl SessionIp {
-    /// `ip` as a session stores it under this policy.
-    pub fn keep(self, ip: Option<std::net::IpAddr>) -> Option<String> {
-        let ip = ip?;
-        match self {
-            Self::Full => Some(ip.to_string()),
-            Self::None => None,
-            Self::Prefix => {
-                let len = if ip.is_ipv4() { 24 } else { 48 };
-                Some(ipnet::IpNet::new(ip, len).ok()?.trunc().to_string())
-            }
-        }
-    }
 }
 
 /// How long sessions live, and what they keep of the client.
@@ -230,21 +205,5 @@ impl AuthService {
             Some(hash) => Ok(self.store.refresh_token(&hash).await?.map(|t| t.session_id)),
             None => Ok(None),
         }
-    }
-}
-
-#[cfg(test)]
-mod session_ip_tests {
-    use super::SessionIp;
-
-    #[test]
-    fn each_policy_keeps_what_it_says() {
-        let v4 = Some("203.0.113.77".parse().unwrap());
-        let v6 = Some("2001:db8:1234:5678::9".parse().unwrap());
-        assert_eq!(SessionIp::Full.keep(v4).as_deref(), Some("203.0.113.77"));
-        assert_eq!(SessionIp::Prefix.keep(v4).as_deref(), Some("203.0.113.0/24"));
-        assert_eq!(SessionIp::Prefix.keep(v6).as_deref(), Some("2001:db8:1234::/48"));
-        assert_eq!(SessionIp::None.keep(v4), None);
-        assert_eq!(SessionIp::Full.keep(None), None);
     }
 }

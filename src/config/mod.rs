@@ -80,6 +80,9 @@ pub struct HttpSettings {
     /// Serve `/metrics` on this address instead of the main one (e.g. only inside the
     /// cluster); `None`: on the main address.
     pub metrics_bind: Option<SocketAddr>,
+    /// The bearer token `/metrics` on the main address answers to; `None`: it is not
+    /// served there at all (404).
+    pub metrics_token: Option<Secret>,
 }
 
 /// Where durable state lives.
@@ -144,6 +147,7 @@ impl Default for Settings {
                 trusted_proxies: Vec::new(),
                 connections: ConnectionLimits::default(),
                 metrics_bind: None,
+                metrics_token: None,
             },
             store: StoreSettings {
                 database_url: DatabaseUrl::Sqlite {
@@ -228,9 +232,12 @@ pub struct RawSettings {
         hide_env_values = true
     )]
     pub previous_encryption_keys: Option<String>,
-    /// Serve /metrics only on this address, e.g. 0.0.0.0:9100 [default: on TOKENGATE_BIND]
+    /// Serve /metrics (no token) on this private address, e.g. 10.0.0.5:9100 [default: none]
     #[arg(long, env = "TOKENGATE_METRICS_BIND", global = true)]
     pub metrics_bind: Option<String>,
+    /// Bearer token for /metrics on the main address (at least 32 characters); unset: 404 there
+    #[arg(long, env = "TOKENGATE_METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// External base URL, e.g. https://auth.example.com [default: http://BIND]
     #[arg(long, env = "TOKENGATE_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
@@ -304,6 +311,15 @@ pub struct RawSettings {
     /// Open connections at most [default: 4096]
     #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<String>,
+    /// Open connections from one client network at most; trusted proxies exempt [default: 256]
+    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS_PER_CLIENT", global = true)]
+    pub max_connections_per_client: Option<String>,
+    /// Requests one connection serves before it is closed [default: 1000]
+    #[arg(long, env = "TOKENGATE_MAX_REQUESTS_PER_CONNECTION", global = true)]
+    pub max_requests_per_connection: Option<String>,
+    /// How long one connection may stay open [default: 5m]
+    #[arg(long, env = "TOKENGATE_MAX_CONNECTION_AGE", global = true)]
+    pub max_connection_age: Option<String>,
 }
 
 impl RawSettings {
@@ -465,11 +481,35 @@ impl RawSettings {
                     d.connections.max_connections,
                     |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
                 )?,
+                max_connections_per_client: opt(
+                    "TOKENGATE_MAX_CONNECTIONS_PER_CLIENT",
+                    &self.max_connections_per_client,
+                    d.connections.max_connections_per_client,
+                    |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
+                )?,
+                max_requests_per_connection: opt(
+                    "TOKENGATE_MAX_REQUESTS_PER_CONNECTION",
+                    &self.max_requests_per_connection,
+                    d.connections.max_requests_per_connection,
+                    |v| parse_in_range(v, 1, 1_000_000_000),
+                )?,
+                max_connection_age_secs: opt(
+                    "TOKENGATE_MAX_CONNECTION_AGE",
+                    &self.max_connection_age,
+                    d.connections.max_connection_age_secs,
+                    parse_duration,
+                )?,
             },
             metrics_bind: opt("TOKENGATE_METRICS_BIND", &self.metrics_bind, None, |v| {
                 v.parse()
                     .map(Some)
                     .map_err(|_| format!("{v:?} is not an address like 0.0.0.0:9100"))
+            })?,
+            metrics_token: opt("TOKENGATE_METRICS_TOKEN", &self.metrics_token, None, |v| {
+                if v.chars().count() < 32 {
+                    return Err("must be at least 32 characters (e.g. `openssl rand -hex 32`)".into());
+                }
+                Ok(Some(Secret::new(v.as_bytes().to_vec())))
             })?,
         })
     }

@@ -30,6 +30,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::AuthService;
+use crate::domain::Secret;
 use crate::http::error::ApiError;
 
 /// Bodies larger than this are answered 413.
@@ -44,8 +45,16 @@ pub struct ConnectionLimits {
     pub header_timeout_secs: u64,
     /// A request whose body and answer take longer is answered 408 (a slow body).
     pub request_timeout_secs: u64,
-    /// Open connections at most; more wait in the kernel's accept queue.
+    /// Open connections at most; when all are taken, the one idle the longest is closed
+    /// for a new one (a new one waits while none is idle).
     pub max_connections: usize,
+    /// Open connections from one client network (an IPv4 address, an IPv6 /64) at most;
+    /// trusted proxies are exempt.
+    pub max_connections_per_client: usize,
+    /// A connection is closed (gracefully) after this many requests...
+    pub max_requests_per_connection: u32,
+    /// ...or this long after it opened.
+    pub max_connection_age_secs: u64,
 }
 
 impl Default for ConnectionLimits {
@@ -54,6 +63,9 @@ impl Default for ConnectionLimits {
             header_timeout_secs: 10,
             request_timeout_secs: 30,
             max_connections: 4096,
+            max_connections_per_client: 256,
+            max_requests_per_connection: 1000,
+            max_connection_age_secs: 300,
         }
     }
 }
@@ -71,8 +83,9 @@ pub struct AppState {
     pub cookies: CookiePolicy,
     /// Exact origins allowed by CORS (with credentials); empty: same-origin only.
     pub cors_origins: Arc<[HeaderValue]>,
-    /// Whether this router serves `/metrics` (else a separate address does).
-    pub metrics_here: bool,
+    /// The bearer token `/metrics` answers to on this router; `None`: 404 here (a
+    /// separate address may serve it, `TOKENGATE_METRICS_BIND`).
+    pub metrics_token: Option<Arc<Secret>>,
 }
 
 /// CORS for the configured origins only: credentials allowed, so never `*`.
@@ -120,12 +133,8 @@ pub fn api(prefix: &str) -> (Router<AppState>, String) {
 pub fn router(state: AppState) -> Router {
     let prefix = state.path_prefix.clone();
     let (api, document) = api(&prefix);
-    let api = if state.metrics_here {
-        api.route("/metrics", get(routes::metrics::scrape))
-    } else {
-        api
-    };
     let routes = api
+        .route("/metrics", get(routes::metrics::scrape_with_token))
         .merge(routes::docs::router(document.into(), &prefix))
         .merge(routes::account::router());
     // Under a prefix, nothing answers outside it.

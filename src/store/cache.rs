@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen,
-    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
+    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, Revoked, RotateRequest, Rotation,
+    SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate,
+    UserWrite,
 };
 use crate::clock::Clock;
 use crate::crypto::passwords::PasswordHashString;
@@ -360,14 +361,9 @@ impl Store for CachedStore {
         Ok(revoked)
     }
 
-    async fn change_password(
-        &self,
-        user: UserId,
-        hash: PasswordHashString,
-        keep: Option<SessionId>,
-        now: UnixTime,
-    ) -> Result<Option<Vec<SessionId>>, StoreError> {
-        let out = self.inner.change_password(user, hash, keep, now).await?;
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let user = change.user;
+        let out = self.inner.change_password(change).await?;
         if out.is_some() {
             self.revoked_here(Revoked::User(user));
         }

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use tracing::Instrument as _;
 
 use super::{
-    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, PoolStats, RotateRequest, Rotation, SessionOpen,
-    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
+    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, PoolStats, RotateRequest, Rotation,
+    SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate,
+    UserWrite,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -85,7 +86,7 @@ metered! {
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
     async fn revoke_session_of_refresh(&self, user: Option<UserId>, refresh: &RefreshTokenHash, now: UnixTime) -> Result<Option<(UserId, SessionId)>, StoreError>;
     async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<Vec<SessionId>, StoreError>;
-    async fn change_password(&self, user: UserId, hash: PasswordHashString, keep: Option<SessionId>, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError>;
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError>;
     async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
     async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError>;

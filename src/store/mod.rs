@@ -134,6 +134,20 @@ pub enum UserWrite<T> {
     LastHolder,
 }
 
+/// A password to store, and what the user must still be for it to be written.
+#[derive(Clone, Debug)]
+pub struct NewPassword {
+    pub user: UserId,
+    pub hash: PasswordHashString,
+    /// Write only while the user's `security_stamp` is this one (the record whose
+    /// password was verified): a change, reset or deactivation in between wins.
+    pub expected_stamp: Option<i64>,
+    /// Keep this session alive, and write only while it is live (not revoked, not
+    /// expired): a change from a session revoked meanwhile writes nothing.
+    pub keep: Option<SessionId>,
+    pub now: UnixTime,
+}
+
 /// Rotate `presented` into `successor`, atomically.
 #[derive(Clone, Debug)]
 pub struct RotateRequest {
@@ -340,14 +354,10 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<Vec<SessionId>, StoreError>;
     /// Store a new password hash, move the security stamp and revoke every session but
-    /// `keep`, in one transaction; the sessions revoked, `None` when there is no such user.
-    async fn change_password(
-        &self,
-        user: UserId,
-        hash: PasswordHashString,
-        keep: Option<SessionId>,
-        now: UnixTime,
-    ) -> Result<Option<Vec<SessionId>>, StoreError>;
+    /// `change.keep`, in one transaction, only while the user is as `change` expects
+    /// (its stamp, its kept session live); the sessions revoked, `None` when no user
+    /// matched (unknown, stamp moved, kept session dead): nothing written.
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError>;
     /// The secret stored under `name`; `fresh` is stored first if there is none (one
     /// atomic insert-if-absent, so every instance ends up with the same value).
     async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;

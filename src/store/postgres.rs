@@ -12,8 +12,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use super::{
-    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen,
-    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
+    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, Revoked, RotateRequest, Rotation,
+    SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate,
+    UserWrite,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -663,23 +664,30 @@ impl Store for PgStore {
         Ok(revoked)
     }
 
-    async fn change_password(
-        &self,
-        user: UserId,
-        hash: PasswordHashString,
-        keep: Option<SessionId>,
-        now: UnixTime,
-    ) -> Result<Option<Vec<SessionId>>, StoreError> {
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let NewPassword {
+            user,
+            hash,
+            expected_stamp,
+            keep,
+            now,
+        } = change;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The row lock makes a login's session insert (which locks the row FOR SHARE)
-        // come strictly before or after this change.
+        // come strictly before or after this change; a concurrent change waits for this
+        // one and then finds the stamp moved.
+        let keep_id = keep.map(|k| k.to_string());
         let done = sqlx::query(
             "UPDATE users SET password_hash = $1, security_stamp = security_stamp + 1, updated_at = to_timestamp($2)
-             WHERE id = $3::uuid",
+             WHERE id = $3::uuid AND ($4::bigint IS NULL OR security_stamp = $4)
+               AND ($5::uuid IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $5::uuid
+                      AND s.user_id = users.id AND s.revoked_at IS NULL AND s.expires_at > to_timestamp($2)))",
         )
         .bind(&hash.0)
         .bind(now.0)
         .bind(user.to_string())
+        .bind(expected_stamp)
+        .bind(&keep_id)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

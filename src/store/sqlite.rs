@@ -16,9 +16,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    Holders, ImportedUser, LoggedRevocation, NewSession, NewUser, Revoked, RotateRequest, Rotation, SessionOpen,
-    SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate, UserWrite,
-    roles_from_json, roles_to_json,
+    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, Revoked, RotateRequest, Rotation,
+    SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate,
+    UserWrite, roles_from_json, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -682,20 +682,30 @@ impl Store for SqliteStore {
         Ok(revoked)
     }
 
-    async fn change_password(
-        &self,
-        user: UserId,
-        hash: PasswordHashString,
-        keep: Option<SessionId>,
-        now: UnixTime,
-    ) -> Result<Option<Vec<SessionId>>, StoreError> {
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let NewPassword {
+            user,
+            hash,
+            expected_stamp,
+            keep,
+            now,
+        } = change;
         let mut tx = self.write.begin().await.map_err(backend)?;
+        let keep_id = keep.map(|k| k.to_string());
         let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, security_stamp = security_stamp + 1, updated_at = ? WHERE id = ?",
+            "UPDATE users SET password_hash = ?, security_stamp = security_stamp + 1, updated_at = ?
+             WHERE id = ? AND (? IS NULL OR security_stamp = ?)
+               AND (? IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = users.id
+                                         AND s.revoked_at IS NULL AND s.expires_at > ?))",
         )
         .bind(&hash.0)
         .bind(now.0)
         .bind(user.to_string())
+        .bind(expected_stamp)
+        .bind(expected_stamp)
+        .bind(&keep_id)
+        .bind(&keep_id)
+        .bind(now.0)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

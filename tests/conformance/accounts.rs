@@ -310,3 +310,101 @@ pub async fn a_login_in_flight_during_a_password_change_opens_no_session(b: Back
         SessionOpen::Opened
     );
 }
+
+/// The attacker's `POST /auth/password` as it stood when its current password had been
+/// verified: the caller as authenticated then. What commits meanwhile must win.
+async fn change_from(
+    srv: &TestServer,
+    who: &tokengate::auth::Principal,
+    new: &str,
+) -> Result<(), tokengate::auth::AuthError> {
+    use tokengate::domain::Password;
+    let client = tokengate::events::ClientInfo {
+        ip: None,
+        user_agent: None,
+    };
+    srv.auth()
+        .change_password(
+            who,
+            Password::parse(PASSWORD).unwrap(),
+            Password::parse(new).unwrap(),
+            &client,
+        )
+        .await
+}
+
+pub async fn a_password_change_that_lost_a_race_writes_nothing(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let thief = srv.user("alzy").await;
+    let owner = srv.login("alzy", PASSWORD).await;
+    // The thief's change has verified the old password (it read the account then)...
+    let in_flight = srv.auth().authenticate(&thief.access).await.unwrap();
+    // ...when the owner's own change commits, revoking the thief's session.
+    let res = srv
+        .post_auth(
+            "/auth/password",
+            &owner.access,
+            Some(json!({"current_password": PASSWORD, "new_password": "owners-new-password"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let lost = change_from(&srv, &in_flight, "thiefs-new-password").await;
+    assert!(
+        matches!(lost, Err(tokengate::auth::AuthError::InvalidToken(_))),
+        "{lost:?}"
+    );
+    // Nothing of the thief's was written: the owner's password and session stand.
+    assert_eq!(srv.me_status(&owner.access).await, StatusCode::OK);
+    let res = srv
+        .post_json(
+            "/auth/login",
+            json!({"username": "alzy", "password": "thiefs-new-password"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    srv.login("alzy", "owners-new-password").await;
+}
+
+pub async fn a_password_change_loses_to_an_operator_reset(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let thief = srv.user("alzy").await;
+    let in_flight = srv.auth().authenticate(&thief.access).await.unwrap();
+    let client = tokengate::events::ClientInfo {
+        ip: None,
+        user_agent: None,
+    };
+    srv.auth()
+        .set_password(
+            in_flight.user.id,
+            tokengate::domain::Password::parse("operators-password").unwrap(),
+            &client,
+        )
+        .await
+        .unwrap();
+    let lost = change_from(&srv, &in_flight, "thiefs-new-password").await;
+    assert!(
+        matches!(lost, Err(tokengate::auth::AuthError::InvalidToken(_))),
+        "{lost:?}"
+    );
+    srv.login("alzy", "operators-password").await;
+}
+
+pub async fn a_password_change_from_a_revoked_session_writes_nothing(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let thief = srv.user("alzy").await;
+    let owner = srv.login("alzy", PASSWORD).await;
+    let in_flight = srv.auth().authenticate(&thief.access).await.unwrap();
+    // The owner ends the thief's session alone (no stamp moves) while its change hashes.
+    let path = format!("/auth/sessions/{}", in_flight.session.id);
+    assert_eq!(
+        srv.delete_auth(&path, &owner.access).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let lost = change_from(&srv, &in_flight, "thiefs-new-password").await;
+    assert!(
+        matches!(lost, Err(tokengate::auth::AuthError::InvalidToken(_))),
+        "{lost:?}"
+    );
+    assert_eq!(srv.me_status(&owner.access).await, StatusCode::OK);
+    srv.login("alzy", PASSWORD).await;
+}

@@ -59,6 +59,9 @@ conformance! {
         a_taken_name_costs_no_hash,
         a_full_hash_queue_answers_503_at_once,
         a_login_in_flight_during_a_password_change_opens_no_session,
+        a_password_change_that_lost_a_race_writes_nothing,
+        a_password_change_loses_to_an_operator_reset,
+        a_password_change_from_a_revoked_session_writes_nothing,
     ],
     login: [
         login_accepts_oauth2_form_and_json,
@@ -199,6 +202,7 @@ conformance! {
         slow_and_idle_clients_cannot_hold_connections,
         a_slow_body_gets_408,
         every_response_carries_a_request_id,
+        metrics_answer_only_to_their_token,
     ],
     hostile: [
         one_megabyte_bodies_and_chunked_bodies_are_413_and_the_connection_lives,

@@ -17,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TOKENGATE_BIN", str(ROOT / "target" / "debug" / "tokengate"))
 PASSWORD = "python-suite-pass"
+# `/metrics` on the main address answers only to this bearer token (TOKENGATE_METRICS_TOKEN).
+METRICS_TOKEN = "python-suite-metrics-token-0123456789"
 
 
 def free_port() -> int:
@@ -45,6 +47,7 @@ class Tokengate:
             "TOKENGATE_BIND": f"127.0.0.1:{port}",
             "TOKENGATE_ARGON2_MEMORY_KIB": "1024",
             "TOKENGATE_LOG": "warn",
+            "TOKENGATE_METRICS_TOKEN": METRICS_TOKEN,
             **env,
         }
         self.proc = subprocess.Popen([BIN, "serve"], cwd=self.dir.name, env=self.env)
@@ -72,6 +75,9 @@ class Tokengate:
                 return Response(res.status, res.headers, res.read())
         except urllib.error.HTTPError as e:
             return Response(e.code, e.headers, e.read())
+
+    def metrics(self) -> Response:
+        return self.request("GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
 
     def register(self, username: str) -> None:
         body = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}

@@ -111,7 +111,7 @@ def test_grafana_dashboard_queries_only_series_that_exist(tokengate):
     assert len(exprs) >= 10
     tokengate.register("dash-user")
     tokengate.login("dash-user")
-    scraped = tokengate.request("GET", "/metrics").body.decode()
+    scraped = tokengate.metrics().body.decode()
     families = set(re.findall(r"^# TYPE (tokengate_[a-z_]+) (\w+)", scraped, re.M))
     series = {name for name, _ in families}
     series |= {f"{name}_bucket" for name, kind in families if kind == "histogram"}

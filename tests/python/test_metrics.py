@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PASSWORD, Tokengate, free_port
+from conftest import METRICS_TOKEN, PASSWORD, Tokengate, free_port
 
 
 def scrape(tg: Tokengate, base: str | None = None) -> dict:
-    res = tg.request("GET", "/metrics", base=base)
+    # The private metrics address needs no token; the main one does.
+    res = tg.request("GET", "/metrics", base=base) if base else tg.metrics()
     assert res.status == 200
     assert res.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     samples = {}
@@ -61,7 +62,7 @@ def test_no_label_carries_a_username_ip_token_or_id(tokengate):
     tokengate.request("DELETE", "/auth/sessions/5b2c3bd6-2f4e-4a4e-9d55-3a8f7b0c1d2e",
                       headers={"Authorization": f"Bearer {tokens['access_token']}"})
     tokengate.request("GET", "/no/such/path/secret-name")
-    text = tokengate.request("GET", "/metrics").body.decode()
+    text = tokengate.metrics().body.decode()
     for needle in ("secret-name", "127.0.0.1", tokens["access_token"][:20], tokens["refresh_token"][:20],
                    "5b2c3bd6", PASSWORD):
         assert needle not in text, needle
@@ -69,9 +70,16 @@ def test_no_label_carries_a_username_ip_token_or_id(tokengate):
     assert 'route="unmatched"' in text
 
 
+def test_main_address_metrics_need_the_token(tokengate):
+    assert tokengate.request("GET", "/metrics").status == 401
+    wrong = {"Authorization": "Bearer " + METRICS_TOKEN[:-1] + "x"}
+    assert tokengate.request("GET", "/metrics", headers=wrong).status == 401
+    assert tokengate.metrics().status == 200
+
+
 def test_metrics_bind_moves_metrics_off_the_public_address():
     port = free_port()
-    tg = Tokengate(TOKENGATE_METRICS_BIND=f"127.0.0.1:{port}")
+    tg = Tokengate(TOKENGATE_METRICS_BIND=f"127.0.0.1:{port}", TOKENGATE_METRICS_TOKEN="")
     try:
         assert tg.request("GET", "/metrics").status == 404
         samples = scrape(tg, base=f"http://127.0.0.1:{port}")

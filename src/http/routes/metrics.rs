@@ -3,16 +3,42 @@
 //! are exact.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::{HeaderValue, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use metrics::{counter, gauge};
+use subtle::ConstantTimeEq as _;
 
+use crate::auth::TokenProblem;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::metrics::{DB_CONNECTIONS, HASHES_IN_FLIGHT, HASHES_REFUSED, HASHES_WAITING, RATE_LIMIT_KEYS, render};
 
 /// The exposition format's content type (text format 0.0.4).
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// `/metrics` on the main address: only for `Authorization: Bearer <TOKENGATE_METRICS_TOKEN>`
+/// (failure and lockout rates are worth timing an attack against), 404 when no token is
+/// configured, as if the route did not exist.
+pub async fn scrape_with_token(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = state.metrics_token.clone() else {
+        return ApiError::NotFound.into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        None => return ApiError::NotAuthenticated.into_response(),
+        Some(p) if !bool::from(p.as_bytes().ct_eq(token.expose())) => {
+            return ApiError::InvalidToken(TokenProblem::Invalid).into_response();
+        }
+        Some(_) => {}
+    }
+    scrape(State(state)).await.into_response()
+}
+
+/// `/metrics` without a token: the private metrics address (`TOKENGATE_METRICS_BIND`).
 pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     let load = state.auth.hash_load();
     gauge!(HASHES_IN_FLIGHT).set(load.in_flight as f64);

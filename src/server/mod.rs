@@ -1,16 +1,13 @@
 //! Start-up and shutdown: open the store, load keys, build the service, serve.
 
+pub mod listen;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tower::ServiceExt as _;
 
 use crate::auth::keys::{
     Ensured, KeyAdminError, KeyMode, KeyStore, ResolveError, ensure_active_key, load_ring, resolve_algorithm,
@@ -318,7 +315,9 @@ pub async fn build_state_opening(
         },
         keys: key_mode,
         macs,
-        events: Arc::new(crate::events::LogAndCount),
+        events: Arc::new(crate::events::LogAndCount {
+            ip: settings.tokens.session_ip,
+        }),
     });
     if !settings.http.cookie_secure {
         tracing::warn!(
@@ -353,67 +352,21 @@ pub async fn build_state_opening(
             device_ttl_secs: crate::auth::DEVICE_TOKEN_TTL_SECS,
         },
         cors_origins: cors_origins.into(),
-        metrics_here: settings.http.metrics_bind.is_none(),
+        metrics_token: settings.http.metrics_token.clone().map(Arc::new),
     })
 }
 
 /// Serve `state` on `listener` until `shutdown` resolves, then finish in-flight
-/// requests for up to 10 seconds. Each connection must send a request's headers
-/// within `limits.header_timeout_secs` (also the keep-alive idle time), and at most
-/// `limits.max_connections` are open at once: slow or idle clients cannot pile up.
+/// requests for up to 10 seconds, under `limits` (see [`listen::serve_with`]).
 pub async fn serve_on(
     listener: TcpListener,
     state: AppState,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let exempt = state.trusted_proxies.clone();
     let app = crate::http::app(state, Duration::from_secs(limits.request_timeout_secs));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs));
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot,
-            () = &mut shutdown => break,
-        };
-        let Ok(slot) = slot else { break };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req.map(axum::body::Body::new))
-        });
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            // A client that vanishes or times out is not our error.
-            let _ = conn.await;
-            drop(slot);
-        });
-    }
-    tracing::info!("shutting down: no new connections; finishing in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {
-            tracing::warn!("in-flight requests still running after 10 s; stopping anyway");
-        }
-    }
-    Ok(())
+    listen::serve_with(listener, app, limits, exempt, shutdown).await
 }
 
 /// `tokengate serve`.
@@ -454,8 +407,23 @@ async fn serve_metrics(bind: std::net::SocketAddr, state: AppState) -> Result<to
         .map_err(|e| StartError::Runtime(format!("cannot listen on {bind} (TOKENGATE_METRICS_BIND): {e}")))?;
     tracing::info!(address = %bind, "metrics on http://{bind}/metrics");
     let app = crate::http::metrics_router(state);
+    // A scraper needs few connections: a small cap of its own, so idle connections
+    // there can never take the file descriptors the main address needs.
+    let limits = ConnectionLimits {
+        header_timeout_secs: 10,
+        request_timeout_secs: 10,
+        max_connections: 32,
+        max_connections_per_client: 8,
+        ..ConnectionLimits::default()
+    };
+    let app = tower::ServiceBuilder::new()
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .service(app);
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = listen::serve_with(listener, app, limits, Arc::from([]), std::future::pending()).await {
             tracing::warn!(error = %e, "the metrics listener stopped");
         }
     }))
