@@ -7,6 +7,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -117,23 +118,23 @@ async fn three_instances_share_tokens_revocations_and_limits() {
     assert_eq!(c.me_status(&t3.access).await, StatusCode::OK);
     a.set_active("alzy", false).await;
     refused_within_a_second(&c, &t3.access).await;
-    // The login limit is counted across instances: bob logs in on A and B, one wrong
-    // guess on A, and his budget of 3 is gone on every node, C included (which has
-    // counted nothing itself).
+    // Login limits are counted across instances: failures for bob from five networks,
+    // spread over A, B and C (none of which saw five itself), are a distributed attack
+    // on every node, and the username's shared budget (3) is gone everywhere.
     a.register("bob").await;
-    assert_eq!(
-        login_from(&a, "203.0.113.1", "bob", PASSWORD).await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        login_from(&b, "203.0.113.2", "bob", PASSWORD).await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        login_from(&a, "203.0.113.3", "bob", "wrong-password").await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    for (srv, ip) in [(&c, "203.0.113.4"), (&a, "203.0.113.5"), (&b, "203.0.113.6")] {
+    for (srv, ip) in [
+        (&a, "203.0.113.1"),
+        (&a, "203.0.113.2"),
+        (&b, "203.0.113.3"),
+        (&b, "203.0.113.4"),
+        (&c, "203.0.113.5"),
+    ] {
+        assert_eq!(
+            login_from(srv, ip, "bob", "wrong-password").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    for (srv, ip) in [(&c, "203.0.113.6"), (&a, "203.0.113.7"), (&b, "203.0.113.8")] {
         assert_eq!(
             login_from(srv, ip, "bob", PASSWORD).await.status(),
             StatusCode::TOO_MANY_REQUESTS
@@ -161,15 +162,15 @@ async fn without_redis_requests_work_and_limits_count_locally() {
         StatusCode::NO_CONTENT
     );
     assert_invalid_token(srv.get_auth("/me", &t.access).await).await;
-    // Limits still hold, counted in this instance (the login above spent one).
-    for ip in ["203.0.113.1", "203.0.113.2"] {
+    // Limits still hold, counted in this instance: three failures from one network.
+    for _ in 0..3 {
         assert_eq!(
-            login_from(&srv, ip, "alzy", "wrong-password").await.status(),
+            login_from(&srv, "203.0.113.1", "alzy", "wrong-password").await.status(),
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(
-        login_from(&srv, "203.0.113.3", "alzy", PASSWORD).await.status(),
+        login_from(&srv, "203.0.113.1", "alzy", PASSWORD).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
     let ready: Value = srv.get_json("/readyz").await;
@@ -584,18 +585,23 @@ async fn three_real_processes_on_one_postgres_and_redis() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     Client(http.clone()).refused_soon(c, &access3).await;
-    // The login limit (4 a minute per username) is counted across the processes: bob
-    // logs in on A, B and C, one wrong guess on A spends the last attempt, and every
-    // node refuses the next, C included.
+    // The login limits are counted across the processes: failures for bob from five
+    // networks, spread over A, B and C, are a distributed attack on every node, and his
+    // shared budget is gone everywhere, C included.
     Client(http.clone()).register(b, "bob").await;
-    for (node, ip) in [(a, "198.51.100.1"), (b, "198.51.100.2"), (c, "198.51.100.3")] {
-        assert_eq!(status(login(node, "bob", PASSWORD, ip).await), StatusCode::OK);
+    for (node, ip) in [
+        (a, "198.51.100.1"),
+        (b, "198.51.100.2"),
+        (c, "198.51.100.3"),
+        (a, "198.51.100.4"),
+        (b, "198.51.100.5"),
+    ] {
+        assert_eq!(
+            status(login(node, "bob", "wrong-password", ip).await),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(
-        status(login(a, "bob", "wrong-password", "198.51.100.4").await),
-        StatusCode::UNAUTHORIZED
-    );
-    for (node, ip) in [(c, "198.51.100.5"), (a, "198.51.100.6"), (b, "198.51.100.7")] {
+    for (node, ip) in [(c, "198.51.100.6"), (a, "198.51.100.7"), (b, "198.51.100.8")] {
         assert_eq!(
             status(login(node, "bob", PASSWORD, ip).await),
             StatusCode::TOO_MANY_REQUESTS
@@ -644,4 +650,167 @@ async fn two_instances_refreshing_one_token_at_once_issue_one_pair() {
             .iter()
             .all(|r| r.status() == StatusCode::OK || r.status() == StatusCode::UNAUTHORIZED)
     );
+}
+
+/// A TCP relay to the test Redis that can be frozen: it then forwards nothing and
+/// counts what clients still send (a hung Redis, as seen from tokengate).
+struct FreezableRelay {
+    port: u16,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    sent_while_frozen: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FreezableRelay {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent_while_frozen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (f, n) = (frozen.clone(), sent_while_frozen.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let (f, n) = (f.clone(), n.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let Ok(len) = cr.read(&mut buf).await else { return };
+                        if len == 0 {
+                            return;
+                        }
+                        if f.load(Ordering::SeqCst) {
+                            n.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        if sw.write_all(&buf[..len]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+            }
+        });
+        Self {
+            port,
+            frozen,
+            sent_while_frozen,
+        }
+    }
+}
+
+fn limiter_rates(count: u32, window_secs: u64) -> tokengate::limits::memory::Rates {
+    let r = Rate { count, window_secs };
+    tokengate::limits::memory::Rates {
+        login: r,
+        refresh: r,
+        register: r,
+    }
+}
+
+fn unique_prefix(what: &str) -> String {
+    format!("tokengate-test:{what}:{}:", uuid_like())
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_costs_one_timeout_not_one_per_attempt() {
+    use std::sync::atomic::Ordering;
+    use tokengate::limits::redis::RedisLimiter;
+    use tokengate::limits::{ClientNet, Decision, LimitKey, Limiter as _};
+    let Some(url) = redis_url() else {
+        let _ = writeln!(std::io::stderr(), "skipped: TOKENGATE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let upstream = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let relay = FreezableRelay::start(upstream).await;
+    let clock: Arc<dyn tokengate::clock::Clock> = Arc::new(tokengate::clock::SystemClock);
+    let limiter = RedisLimiter::connect(
+        &format!("redis://127.0.0.1:{}", relay.port),
+        unique_prefix("hung"),
+        limiter_rates(100, 60),
+        1000,
+        clock,
+    )
+    .await
+    .unwrap();
+    let key = LimitKey::LoginIp(ClientNet::of([203, 0, 113, 1].into()));
+    assert_eq!(limiter.hit(&key).await.unwrap(), Decision::Allowed);
+    assert_eq!(limiter.health(), Some("ok"));
+    relay.frozen.store(true, Ordering::SeqCst);
+    for _ in 0..8 {
+        assert_eq!(limiter.hit(&key).await.unwrap(), Decision::Allowed);
+        limiter.refund(&key).await.unwrap();
+        limiter.failing_networks("hung", None).await.unwrap();
+    }
+    assert_eq!(limiter.health(), Some("degraded"));
+    // The first call waited out its timeout; the breaker kept the rest from Redis.
+    let sent = relay.sent_while_frozen.load(Ordering::SeqCst);
+    assert!(sent <= 2, "{sent} calls were sent to the hung Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_with_skewed_clocks_agree_on_a_budget() {
+    use tokengate::clock::{Clock, ManualClock};
+    use tokengate::limits::redis::RedisLimiter;
+    use tokengate::limits::{Decision, LimitKey, Limiter as _};
+    let Some(url) = redis_url() else {
+        let _ = writeln!(std::io::stderr(), "skipped: TOKENGATE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let prefix = unique_prefix("skew");
+    let on_time: Arc<dyn Clock> = Arc::new(ManualClock::new());
+    let ahead = ManualClock::new();
+    ahead.advance(120);
+    let ahead: Arc<dyn Clock> = Arc::new(ahead);
+    let rates = limiter_rates(2, 60);
+    let a = RedisLimiter::connect(&url, prefix.clone(), rates, 1000, on_time)
+        .await
+        .unwrap();
+    let b = RedisLimiter::connect(&url, prefix, rates, 1000, ahead).await.unwrap();
+    let key = LimitKey::LoginUser("skewed".into());
+    assert_eq!(a.hit(&key).await.unwrap(), Decision::Allowed);
+    assert_eq!(a.hit(&key).await.unwrap(), Decision::Allowed);
+    // An instance whose clock runs two minutes ahead sees the same spent budget.
+    assert!(matches!(b.hit(&key).await.unwrap(), Decision::Limited(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_budget_comes_back_as_redis_time_passes() {
+    use tokengate::limits::redis::RedisLimiter;
+    use tokengate::limits::{Decision, LimitKey, Limiter as _};
+    let Some(url) = redis_url() else {
+        let _ = writeln!(std::io::stderr(), "skipped: TOKENGATE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let clock: Arc<dyn tokengate::clock::Clock> = Arc::new(tokengate::clock::SystemClock);
+    let l = RedisLimiter::connect(&url, unique_prefix("window"), limiter_rates(2, 2), 1000, clock)
+        .await
+        .unwrap();
+    let key = LimitKey::LoginUser("window".into());
+    assert_eq!(l.hit(&key).await.unwrap(), Decision::Allowed);
+    assert_eq!(l.hit(&key).await.unwrap(), Decision::Allowed);
+    let Decision::Limited(retry) = l.hit(&key).await.unwrap() else {
+        panic!("the third attempt in the window is allowed")
+    };
+    assert!(retry.0 <= std::time::Duration::from_secs(1), "{retry:?}");
+    // A refund gives one attempt back at once.
+    l.refund(&key).await.unwrap();
+    assert_eq!(l.hit(&key).await.unwrap(), Decision::Allowed);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(l.hit(&key).await.unwrap(), Decision::Allowed);
 }

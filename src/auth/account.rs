@@ -1,6 +1,6 @@
 //! Accounts: registration and password change.
 
-use super::sessions::net_of;
+use super::sessions::{self, net_of};
 use super::{AuthError, TokenProblem};
 use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
@@ -62,16 +62,21 @@ impl AuthService {
         new: Password,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        // Guessing the current password with a stolen access token spends the same
-        // per-username budget as guessing it at login.
-        let user_key = who.user.username.as_str().to_lowercase();
-        self.limit(LimitKey::LoginUser(user_key), AuthEvent::LoginLimited, client)
-            .await?;
-        let ok = self
-            .hasher
-            .verify(current, Some(who.user.password_hash.clone()))
-            .await?;
-        if !ok {
+        // Guessing the current password with a stolen access token spends this
+        // session's own budget (failures only), so the owner, from another session, can
+        // always change a password they think is compromised.
+        let budget = LimitKey::PasswordSession(who.session.id);
+        self.limit(budget.clone(), AuthEvent::LoginLimited, client).await?;
+        let ok = match self.hasher.verify(current, Some(who.user.password_hash.clone())).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.give_back(sessions::Spent(vec![budget])).await;
+                return Err(e.into());
+            }
+        };
+        if ok {
+            self.give_back(sessions::Spent(vec![budget])).await;
+        } else {
             self.events.record(
                 AuthEvent::PasswordChangeFailed,
                 Some(who.user.id),

@@ -11,6 +11,14 @@ use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
 
+/// Failures for one username from this many client networks within the login window
+/// are a distributed attack: the username's shared budget applies (contract v1.2).
+pub const DISTRIBUTED_NETWORKS: usize = 5;
+
+/// The limit keys an attempt has spent so far (given back if it succeeds).
+#[derive(Default)]
+pub(super) struct Spent(pub(super) Vec<LimitKey>);
+
 /// A device token stays good this long after the login that issued it (each login
 /// issues a fresh one).
 pub const DEVICE_TOKEN_TTL_SECS: u64 = 90 * 24 * 3600;
@@ -32,11 +40,14 @@ impl AuthService {
     /// Check a username and password and open a session. An unknown user and a wrong
     /// password get the same answer after the same work (one argon2 verification).
     ///
-    /// Limits: every attempt counts against the client's network. An attempt that will
-    /// be verified also counts against the username's budget, shared by every client
-    /// that has not logged in as this user before; a client presenting a valid device
-    /// token for the username counts against that token's own budget instead, so a
-    /// stranger hammering the username cannot lock the real user out.
+    /// Limits count failures only (a success gives its attempts back). A failure counts
+    /// against the client's network, and against the username from that network (a
+    /// client with a valid device token for the username: against that token instead),
+    /// so one network's guesses lock out only that network. While failures for the
+    /// username come from [`DISTRIBUTED_NETWORKS`] or more networks within the window (a
+    /// distributed attack), the username's shared budget applies too, to every client
+    /// without a device token, even with the right password: the real user's known
+    /// devices still get in.
     pub async fn login(
         &self,
         username: &str,
@@ -45,8 +56,9 @@ impl AuthService {
         device_name: Option<DeviceName>,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
-        self.limit(LimitKey::LoginIp(net_of(client)), AuthEvent::LoginLimited, client)
-            .await?;
+        let net = net_of(client);
+        let mut spent = Spent::default();
+        self.spend(&mut spent, LimitKey::LoginIp(net), client).await?;
         // Refused before any hash, so it counts against no username.
         let Some(password) = Password::candidate(password) else {
             self.events.record(AuthEvent::LoginFailed, None, None, client);
@@ -59,12 +71,44 @@ impl AuthService {
         let known_device = device_token
             .and_then(|t| device::verify(&self.macs.device, t, now))
             .filter(|d| d.username == user_key);
-        let budget = match known_device {
-            Some(d) => LimitKey::LoginDevice(d.nonce),
-            None => LimitKey::LoginUser(user_key),
-        };
         // Before the hash: once a budget is spent, even the right password waits.
-        self.limit(budget, AuthEvent::LoginLimited, client).await?;
+        let outcome = async {
+            match known_device {
+                Some(d) => self.spend(&mut spent, LimitKey::LoginDevice(d.nonce), client).await?,
+                None => {
+                    self.spend(&mut spent, LimitKey::LoginUserNet(user_key.clone(), net), client)
+                        .await?;
+                    self.spend_shared(&mut spent, &user_key, client).await?;
+                }
+            }
+            self.verify_login(username, password, client).await
+        }
+        .await;
+        match outcome {
+            Ok((user, password)) => {
+                self.give_back(spent).await;
+                self.open_login_session(user, password, device_name, client).await
+            }
+            Err(e) => {
+                if matches!(e, AuthError::BadCredentials) {
+                    self.note_failing_network(&user_key, net).await;
+                } else {
+                    // Only a wrong password counts; a refusal before the hash, or a busy
+                    // or unavailable server, costs the client nothing.
+                    self.give_back(spent).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The user whose password `password` is, or `BadCredentials` after the same work.
+    async fn verify_login(
+        &self,
+        username: &str,
+        password: Password,
+        client: &ClientInfo,
+    ) -> Result<(UserRecord, Password), AuthError> {
         // A string that is not a valid username names no one: it is not looked up
         // (PostgreSQL refuses a NUL in text outright), and costs the same hash below.
         let user = match Username::parse(username) {
@@ -73,14 +117,24 @@ impl AuthService {
         };
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password.clone(), stored).await?;
-        let user = match user {
-            Some(u) if ok => u,
+        match user {
+            Some(u) if ok => Ok((u, password)),
             other => {
                 self.events
                     .record(AuthEvent::LoginFailed, other.map(|u| u.id), None, client);
-                return Err(AuthError::BadCredentials);
+                Err(AuthError::BadCredentials)
             }
-        };
+        }
+    }
+
+    /// Open the session of a login whose password verified.
+    async fn open_login_session(
+        &self,
+        user: UserRecord,
+        password: Password,
+        device_name: Option<DeviceName>,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
         // Only someone who knows the password learns that the account is disabled.
         if !user.is_active {
             self.events

@@ -20,6 +20,7 @@ use governor::{Quota, RateLimiter};
 
 use super::{ClientNet, Decision, LimitError, LimitKey, Limiter, Rate, RetryAfter};
 use crate::clock::Clock;
+use crate::domain::SessionId;
 
 /// The injected clock, as governor reads time: a duration since the Unix epoch.
 #[derive(Clone)]
@@ -121,8 +122,10 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
 struct Bounded<K: Hash + Eq + Clone> {
     limiter: RateLimiter<K, BoundedStore<K>, LimiterClock, NoOpMiddleware<Duration>>,
     clock: LimiterClock,
-    /// The store's map, for its size.
+    /// The store's map, for its size and for refunds.
     map: Arc<Mutex<HashMap<K, Slot>>>,
+    /// One attempt's share of the window (GCRA's emission interval).
+    period: Nanos,
 }
 
 impl<K: Hash + Eq + Clone> Bounded<K> {
@@ -139,6 +142,15 @@ impl<K: Hash + Eq + Clone> Bounded<K> {
             limiter: RateLimiter::new(quota, store, clock.clone()),
             clock,
             map,
+            period: Nanos::from(quota.replenish_interval()),
+        }
+    }
+
+    /// Give one attempt back to `key` (GCRA: its arrival time one interval earlier; an
+    /// arrival time in the past is a full budget, so it never goes above one).
+    fn refund(&self, key: &K) {
+        if let Some(slot) = lock(&self.map).get_mut(key) {
+            slot.tat = slot.tat.saturating_sub(self.period);
         }
     }
 
@@ -158,13 +170,56 @@ impl<K: Hash + Eq + Clone> Bounded<K> {
     }
 }
 
+/// The client networks that failed logins as one username lately, oldest first; at
+/// most [`FAILING_NETWORKS_KEPT`] per username, and at most `max_keys` usernames.
+struct FailingNetworks {
+    map: Mutex<HashMap<String, Vec<(ClientNet, Duration)>>>,
+    window: Duration,
+    max_keys: usize,
+    clock: LimiterClock,
+}
+
+/// Networks remembered per username: enough to tell a distributed attack (contract:
+/// 5 networks) without letting one username grow without bound.
+const FAILING_NETWORKS_KEPT: usize = 16;
+
+impl FailingNetworks {
+    fn count(&self, username: &str, failed: Option<ClientNet>) -> usize {
+        let now = governor::clock::Clock::now(&self.clock);
+        let recent = |at: &Duration| now.saturating_sub(*at) < self.window;
+        let mut map = lock(&self.map);
+        if let Some(net) = failed {
+            if !map.contains_key(username) && map.len() >= self.max_keys {
+                map.retain(|_, nets| nets.iter().any(|(_, at)| recent(at)));
+            }
+            if map.contains_key(username) || map.len() < self.max_keys {
+                let nets = map.entry(username.to_owned()).or_default();
+                nets.retain(|(n, at)| *n != net && recent(at));
+                if nets.len() >= FAILING_NETWORKS_KEPT {
+                    nets.remove(0);
+                }
+                nets.push((net, now));
+            }
+        }
+        map.get(username)
+            .map_or(0, |nets| nets.iter().filter(|(_, at)| recent(at)).count())
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+}
+
 /// Rate limits kept in this process.
 pub struct MemoryLimiter {
     login_ip: Bounded<ClientNet>,
+    login_user_net: Bounded<(String, ClientNet)>,
     login_user: Bounded<String>,
     login_device: Bounded<String>,
     refresh_ip: Bounded<ClientNet>,
     register_ip: Bounded<ClientNet>,
+    password_session: Bounded<SessionId>,
+    failing: FailingNetworks,
 }
 
 /// Live keys per kind before new ones share the overflow budget (~100 bytes each).
@@ -184,21 +239,32 @@ impl MemoryLimiter {
         let clock = LimiterClock(clock);
         Self {
             login_ip: Bounded::new(rates.login, max_keys, clock.clone()),
+            login_user_net: Bounded::new(rates.login, max_keys, clock.clone()),
             login_user: Bounded::new(rates.login, max_keys, clock.clone()),
             login_device: Bounded::new(rates.login, max_keys, clock.clone()),
             refresh_ip: Bounded::new(rates.refresh, max_keys, clock.clone()),
-            register_ip: Bounded::new(rates.register, max_keys, clock),
+            register_ip: Bounded::new(rates.register, max_keys, clock.clone()),
+            password_session: Bounded::new(rates.login, max_keys, clock.clone()),
+            failing: FailingNetworks {
+                map: Mutex::new(HashMap::new()),
+                window: Duration::from_secs(rates.login.window_secs.max(1)),
+                max_keys,
+                clock,
+            },
         }
     }
 
     /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
-    pub fn key_counts(&self) -> [(&'static str, usize); 5] {
+    pub fn key_counts(&self) -> [(&'static str, usize); 8] {
         [
             ("login_ip", self.login_ip.len()),
+            ("login_user_net", self.login_user_net.len()),
             ("login_user", self.login_user.len()),
             ("login_device", self.login_device.len()),
+            ("login_failing_networks", self.failing.len()),
             ("refresh_ip", self.refresh_ip.len()),
             ("register_ip", self.register_ip.len()),
+            ("password_session", self.password_session.len()),
         ]
     }
 
@@ -206,11 +272,31 @@ impl MemoryLimiter {
     pub fn decide(&self, key: &LimitKey) -> Decision {
         match key {
             LimitKey::LoginIp(net) => self.login_ip.hit(net),
+            LimitKey::LoginUserNet(name, net) => self.login_user_net.hit(&(name.clone(), *net)),
             LimitKey::LoginUser(name) => self.login_user.hit(name),
             LimitKey::LoginDevice(nonce) => self.login_device.hit(nonce),
             LimitKey::RefreshIp(net) => self.refresh_ip.hit(net),
             LimitKey::RegisterIp(net) => self.register_ip.hit(net),
+            LimitKey::PasswordSession(id) => self.password_session.hit(id),
         }
+    }
+
+    /// Give one attempt back to `key`.
+    pub fn give_back(&self, key: &LimitKey) {
+        match key {
+            LimitKey::LoginIp(net) => self.login_ip.refund(net),
+            LimitKey::LoginUserNet(name, net) => self.login_user_net.refund(&(name.clone(), *net)),
+            LimitKey::LoginUser(name) => self.login_user.refund(name),
+            LimitKey::LoginDevice(nonce) => self.login_device.refund(nonce),
+            LimitKey::RefreshIp(net) => self.refresh_ip.refund(net),
+            LimitKey::RegisterIp(net) => self.register_ip.refund(net),
+            LimitKey::PasswordSession(id) => self.password_session.refund(id),
+        }
+    }
+
+    /// See [`Limiter::failing_networks`].
+    pub fn networks_failing(&self, username: &str, failed: Option<ClientNet>) -> usize {
+        self.failing.count(username, failed)
     }
 }
 
@@ -218,6 +304,15 @@ impl MemoryLimiter {
 impl Limiter for MemoryLimiter {
     async fn hit(&self, key: &LimitKey) -> Result<Decision, LimitError> {
         Ok(self.decide(key))
+    }
+
+    async fn refund(&self, key: &LimitKey) -> Result<(), LimitError> {
+        self.give_back(key);
+        Ok(())
+    }
+
+    async fn failing_networks(&self, username: &str, failed: Option<ClientNet>) -> Result<usize, LimitError> {
+        Ok(self.networks_failing(username, failed))
     }
 
     fn keys_in_memory(&self) -> Vec<(&'static str, usize)> {

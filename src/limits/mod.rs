@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::domain::SessionId;
+
 /// `N` attempts per `window_secs` seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
@@ -22,7 +24,10 @@ pub struct Rate {
 pub enum LimitKey {
     /// Login attempts from one client network.
     LoginIp(ClientNet),
-    /// Login attempts for one username (lower-cased) from clients without a device token.
+    /// Login attempts for one username (lower-cased) from one client network.
+    LoginUserNet(String, ClientNet),
+    /// Login attempts for one username (lower-cased) from every client without a device
+    /// token: the shared budget, applied while failures come from many networks.
     LoginUser(String),
     /// Login attempts from one device that logged in before (its device token's nonce).
     LoginDevice(String),
@@ -30,6 +35,8 @@ pub enum LimitKey {
     RefreshIp(ClientNet),
     /// Registrations from one client network.
     RegisterIp(ClientNet),
+    /// Current-password attempts at a password change, from one session.
+    PasswordSession(SessionId),
 }
 
 /// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6
@@ -87,6 +94,14 @@ pub struct LimitError(pub String);
 pub trait Limiter: Send + Sync + 'static {
     /// Count one attempt against `key`, atomically, and say whether it is within the rate.
     async fn hit(&self, key: &LimitKey) -> Result<Decision, LimitError>;
+
+    /// Give back one attempt that `hit` counted against `key` (it succeeded, and only
+    /// failures are to count). Never below a full budget.
+    async fn refund(&self, key: &LimitKey) -> Result<(), LimitError>;
+
+    /// How many distinct client networks failed a login as `username` within the login
+    /// window; with `failed`, that network's failure is noted first (atomically).
+    async fn failing_networks(&self, username: &str, failed: Option<ClientNet>) -> Result<usize, LimitError>;
 
     /// For `/readyz`: the state of a shared backend ("ok", "degraded"); `None` when
     /// the limits live in this process.

@@ -4,25 +4,31 @@
 //!
 //! Redis is a cache of counters, not a source of truth: while it cannot be reached,
 //! each instance counts in its own memory (the log says so once), and requests go on.
+//! A call that fails or times out opens a breaker: for [`BACKOFF`] every attempt is
+//! counted in memory at once, so a hung Redis costs one timeout, not one per request.
+//!
+//! Time comes from Redis (`TIME`), never from the instance: instances whose clocks
+//! disagree still agree on every budget.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use async_trait::async_trait;
 
 use super::memory::{MemoryLimiter, Rates};
-use super::{Decision, LimitError, LimitKey, Limiter, Rate, RetryAfter};
+use super::{ClientNet, Decision, LimitError, LimitKey, Limiter, Rate, RetryAfter};
 use crate::clock::Clock;
 
-/// One GCRA step. KEYS[1]: the counter. ARGV: now (ms), the emission interval (ms),
-/// the burst. The stored value is the "theoretical arrival time"; returns 0 when the
-/// attempt is allowed, else the milliseconds until one would be.
+/// One GCRA step. KEYS[1]: the counter. ARGV: the emission interval (ms), the burst.
+/// The stored value is the "theoretical arrival time" on Redis's clock; returns 0 when
+/// the attempt is allowed, else the milliseconds until one would be.
 const GCRA: &str = r"
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local allow_at = tat - interval * (burst - 1)
@@ -32,18 +38,56 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, math.ceil(new_tat - now)))
 return 0
 ";
 
+/// Give one attempt back (GCRA: the arrival time one interval earlier; a time in the
+/// past is a full budget, so the key goes). KEYS[1]: the counter. ARGV: the interval (ms).
+const REFUND: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local new_tat = tat - tonumber(ARGV[1])
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now))
+end
+return 0
+";
+
+/// The distinct networks that failed against a username within the window: a sorted
+/// set of network -> time of its last failure. KEYS[1]: the set. ARGV: the window (ms),
+/// the failing network or '' (only count).
+const FAILING_NETWORKS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if ARGV[2] ~= '' then
+  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], window)
+end
+return redis.call('ZCARD', KEYS[1])
+";
+
 /// How long one Redis call may take before the attempt is counted locally instead.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// After a failed call, how long attempts are counted in memory without asking Redis.
+pub const BACKOFF: Duration = Duration::from_secs(5);
 
 pub struct RedisLimiter {
     conn: Arc<RwLock<Option<ConnectionManager>>>,
     prefix: String,
     rates: Rates,
-    script: ::redis::Script,
-    clock: Arc<dyn Clock>,
+    gcra: ::redis::Script,
+    refund: ::redis::Script,
+    failing: ::redis::Script,
     /// Counts while Redis cannot be reached.
     fallback: MemoryLimiter,
     degraded: AtomicBool,
+    /// The breaker: Redis is not asked before this many ms after `started`.
+    skip_until_ms: AtomicU64,
+    started: Instant,
 }
 
 impl RedisLimiter {
@@ -60,10 +104,13 @@ impl RedisLimiter {
             conn: Arc::new(RwLock::new(None)),
             prefix,
             rates,
-            script: ::redis::Script::new(GCRA),
-            clock: clock.clone(),
+            gcra: ::redis::Script::new(GCRA),
+            refund: ::redis::Script::new(REFUND),
+            failing: ::redis::Script::new(FAILING_NETWORKS),
             fallback: MemoryLimiter::new(rates, max_keys, clock),
             degraded: AtomicBool::new(false),
+            skip_until_ms: AtomicU64::new(0),
+            started: Instant::now(),
         });
         match manager(client.clone()).await {
             Ok(m) => limiter.install(m),
@@ -81,11 +128,22 @@ impl RedisLimiter {
         }
     }
 
+    /// The connection to ask, unless there is none or the breaker is open.
     fn manager(&self) -> Option<ConnectionManager> {
+        if self.elapsed_ms() < self.skip_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
         self.conn.read().ok().and_then(|c| c.clone())
     }
 
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn mark_degraded(&self, why: &str) {
+        let backoff = u64::try_from(BACKOFF.as_millis()).unwrap_or(u64::MAX);
+        self.skip_until_ms
+            .store(self.elapsed_ms().saturating_add(backoff), Ordering::Relaxed);
         if !self.degraded.swap(true, Ordering::Relaxed) {
             tracing::warn!(error = %why, "Redis unreachable: rate limits are counted per instance until it is back");
         }
@@ -101,23 +159,24 @@ impl RedisLimiter {
         let p = &self.prefix;
         match key {
             LimitKey::LoginIp(net) => (format!("{p}rl:login-ip:{}", net.as_ip()), self.rates.login),
+            LimitKey::LoginUserNet(name, net) => {
+                (format!("{p}rl:login-user-net:{}:{name}", net.as_ip()), self.rates.login)
+            }
             LimitKey::LoginUser(name) => (format!("{p}rl:login-user:{name}"), self.rates.login),
             LimitKey::LoginDevice(nonce) => (format!("{p}rl:login-device:{nonce}"), self.rates.login),
             LimitKey::RefreshIp(net) => (format!("{p}rl:refresh-ip:{}", net.as_ip()), self.rates.refresh),
             LimitKey::RegisterIp(net) => (format!("{p}rl:register-ip:{}", net.as_ip()), self.rates.register),
+            LimitKey::PasswordSession(id) => (format!("{p}rl:password-session:{id}"), self.rates.login),
         }
     }
 
     async fn count(&self, mut m: ConnectionManager, key: &LimitKey) -> ::redis::RedisResult<Decision> {
         let (name, rate) = self.key_and_rate(key);
         let burst = rate.count.max(1);
-        let interval_ms = (rate.window_secs.max(1) * 1000).div_ceil(u64::from(burst));
-        let now_ms = u64::try_from(self.clock.now_precise().as_millis()).unwrap_or(u64::MAX);
         let wait_ms: u64 = self
-            .script
+            .gcra
             .key(name)
-            .arg(now_ms)
-            .arg(interval_ms)
+            .arg(interval_ms(rate))
             .arg(burst)
             .invoke_async(&mut m)
             .await?;
@@ -127,6 +186,11 @@ impl RedisLimiter {
             Decision::Limited(RetryAfter(Duration::from_millis(wait_ms)))
         })
     }
+}
+
+/// GCRA's emission interval: one attempt's share of the window, in ms.
+fn interval_ms(rate: Rate) -> u64 {
+    (rate.window_secs.max(1) * 1000).div_ceil(u64::from(rate.count.max(1)))
 }
 
 /// A connection manager that gives up on a call quickly (then we count locally).
@@ -166,6 +230,42 @@ impl Limiter for RedisLimiter {
             }
         }
         Ok(self.fallback.decide(key))
+    }
+
+    async fn refund(&self, key: &LimitKey) -> Result<(), LimitError> {
+        if let Some(mut m) = self.manager() {
+            let (name, rate) = self.key_and_rate(key);
+            let done: ::redis::RedisResult<u64> =
+                self.refund.key(name).arg(interval_ms(rate)).invoke_async(&mut m).await;
+            match done {
+                Ok(_) => return Ok(()),
+                Err(e) => self.mark_degraded(&e.to_string()),
+            }
+        }
+        self.fallback.give_back(key);
+        Ok(())
+    }
+
+    async fn failing_networks(&self, username: &str, failed: Option<ClientNet>) -> Result<usize, LimitError> {
+        if let Some(mut m) = self.manager() {
+            let window_ms = self.rates.login.window_secs.max(1) * 1000;
+            let member = failed.map(|n| n.as_ip().to_string()).unwrap_or_default();
+            let counted: ::redis::RedisResult<usize> = self
+                .failing
+                .key(format!("{}rl:login-failing-nets:{username}", self.prefix))
+                .arg(window_ms)
+                .arg(member)
+                .invoke_async(&mut m)
+                .await;
+            match counted {
+                Ok(n) => {
+                    self.mark_healthy();
+                    return Ok(n);
+                }
+                Err(e) => self.mark_degraded(&e.to_string()),
+            }
+        }
+        Ok(self.fallback.networks_failing(username, failed))
     }
 
     /// The in-process fallback's keys: counted while Redis is unreachable.
