@@ -386,3 +386,52 @@ async fn raising_the_argon2_cost_upgrades_each_hash_at_its_next_login() {
     assert_eq!(login(&base, "olivia", "olivia-password").await, 200);
     terminate(&mut server);
 }
+
+/// Hashes too costly to verify (one wrong-password login would pin a hashing thread for
+/// hours, or take gigabytes) are refused like any other bad row, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_too_costly_to_verify_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bcrypt = legacy_users()[0]["hashed_password"].as_str().unwrap().to_owned();
+    // A bcrypt hash's cost is its third field: the fixture's, raised.
+    let bcrypt_at = |cost: &str| format!("$2b${cost}${}", &bcrypt[7..]);
+    let salt_and_hash = "c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let row = |name: &str, hash: &str| {
+        serde_json::json!({"username": name, "email": format!("{name}@example.com"), "hashed_password": hash})
+            .to_string()
+    };
+    let lines = [
+        row("ivan", &bcrypt),
+        row("cost31", &bcrypt_at("31")),
+        row("cost15", &bcrypt_at("15")),
+        row("huge", &format!("$argon2id$v=19$m=4194304,t=100,p=64${salt_and_hash}")),
+        row("gigabyte", &format!("$argon2id$v=19$m=1048576,t=2,p=1${salt_and_hash}")),
+        row("slow", &format!("$argon2id$v=19$m=19456,t=11,p=1${salt_and_hash}")),
+        row("argoncffi", &format!("$argon2id$v=19$m=65536,t=3,p=4${salt_and_hash}")),
+    ];
+    let file = dir.path().join("users.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let from = file.display().to_string();
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from, "--skip-invalid"]);
+    assert_eq!(code, 0, "{out}");
+    for expected in [
+        "line 2: refused: hashed_password: bcrypt cost 31 is above the maximum 14",
+        "line 3: refused: hashed_password: bcrypt cost 15 is above the maximum 14",
+        "line 4: refused: hashed_password: argon2 memory 4194304 KiB is above the maximum",
+        "line 5: refused: hashed_password: argon2 memory 1048576 KiB is above the maximum",
+        "line 6: refused: hashed_password: argon2 iterations 11 are above the maximum 10",
+        "the user must reset their password",
+        "imported 2, skipped 0 (exist already), refused 5",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    // The bound is configurable: cost 15 is accepted when the operator allows it.
+    let mut cmd = gate(dir.path(), None);
+    cmd.env("TOKENGATE_BCRYPT_MAX_COST", "15");
+    let (code, out) = import(&mut cmd, &["--from", &from, "--skip-invalid"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("imported 1, skipped 2 (exist already), refused 4"),
+        "{out}"
+    );
+}

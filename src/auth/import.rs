@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{AuthError, AuthService};
-use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::passwords::{CostBounds, PasswordHashString};
 use crate::domain::{Email, Role, UnixTime, UserId, Username};
 use crate::store::{ImportedUser, NewUser, StoreError};
 
@@ -76,13 +76,18 @@ struct Accepted {
 }
 
 /// Each field through its domain type; the first refusal's reason otherwise.
-fn validate(source: SourceUser, now: UnixTime) -> Result<Accepted, String> {
+fn validate(source: SourceUser, now: UnixTime, bounds: &CostBounds) -> Result<Accepted, String> {
     let raw_name = source.username.ok_or("username missing")?;
     let username = Username::parse(&raw_name).map_err(|m| format!("invalid username {raw_name:?}: {m}"))?;
     let raw_email = source.email.ok_or("email missing (tokengate requires one)")?;
     let email = Email::parse(&raw_email).map_err(|m| format!("invalid email {raw_email:?}: {m}"))?;
     let raw_hash = source.hashed_password.ok_or("hashed_password missing")?;
     let password_hash = PasswordHashString::foreign(&raw_hash).map_err(|m| format!("hashed_password: {m}"))?;
+    // A hash too costly to verify would let one wrong-password login pin a hashing
+    // thread: refused, so the user resets their password instead.
+    bounds
+        .check(&password_hash)
+        .map_err(|m| format!("hashed_password: {m}; the user must reset their password"))?;
     let mut roles = Vec::new();
     let mut dropped_roles = Vec::new();
     for r in source.roles {
@@ -117,6 +122,7 @@ impl AuthService {
     /// `OnRefused::ImportNothing`, nothing is written.
     pub async fn import_users(&self, rows: Vec<SourceRow>, on_refused: OnRefused) -> Result<ImportReport, AuthError> {
         let now = self.clock.now();
+        let bounds = self.hasher.bounds();
         let mut report = ImportReport::default();
         let mut accepted: Vec<(RowNumber, ImportedUser)> = Vec::new();
         let mut names: HashMap<String, RowNumber> = HashMap::new();
@@ -124,7 +130,7 @@ impl AuthService {
         for row in rows {
             let number = row.number;
             let read_notes = row.notes;
-            let checked = row.user.and_then(|u| validate(u, now));
+            let checked = row.user.and_then(|u| validate(u, now, &bounds));
             let ok = match checked {
                 Ok(ok) => ok,
                 Err(reason) => {

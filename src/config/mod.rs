@@ -132,6 +132,8 @@ pub struct LimitSettings {
     pub register: Rate,
     /// Password hashes waiting for a core, at most; past that, 503 with `Retry-After`.
     pub hash_queue_max: usize,
+    /// bcrypt hashes above this cost are refused at import and never verified.
+    pub bcrypt_max_cost: u32,
 }
 
 impl Default for Settings {
@@ -177,6 +179,7 @@ impl Default for Settings {
                 refresh: per_minute(60),
                 register: per_minute(5),
                 hash_queue_max: 64,
+                bcrypt_max_cost: crate::crypto::passwords::DEFAULT_BCRYPT_MAX_COST,
             },
             argon2: Argon2Params::default(),
             log_format: LogFormat::Pretty,
@@ -302,6 +305,9 @@ pub struct RawSettings {
     /// Password hashes that may wait for a core before 503 [default: 64]
     #[arg(long, env = "TOKENGATE_HASH_QUEUE", global = true)]
     pub hash_queue: Option<String>,
+    /// Imported bcrypt hashes above this cost are refused (and never verified) [default: 14]
+    #[arg(long, env = "TOKENGATE_BCRYPT_MAX_COST", global = true)]
+    pub bcrypt_max_cost: Option<String>,
     /// Time a client has to send a request's headers; also the keep-alive idle timeout [default: 10s]
     #[arg(long, env = "TOKENGATE_HEADER_TIMEOUT", global = true)]
     pub header_timeout: Option<String>,
@@ -379,6 +385,12 @@ impl RawSettings {
                 hash_queue_max: opt("TOKENGATE_HASH_QUEUE", &self.hash_queue, d.limits.hash_queue_max, |v| {
                     parse_in_range(v, 1, 100_000).map(|n| n as usize)
                 })?,
+                bcrypt_max_cost: opt(
+                    "TOKENGATE_BCRYPT_MAX_COST",
+                    &self.bcrypt_max_cost,
+                    d.limits.bcrypt_max_cost,
+                    |v| parse_in_range(v, 4, 31),
+                )?,
             },
             argon2: self.argon2(&d.argon2)?,
             log_format: opt("TOKENGATE_LOG_FORMAT", &self.log_format, d.log_format, |v| match v {

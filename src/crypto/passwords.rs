@@ -127,10 +127,89 @@ fn argon2_err(e: impl std::fmt::Display) -> HashError {
     HashError::Argon2(e.to_string())
 }
 
+/// The most a stored hash may cost to verify. One wrong-password login against a hash
+/// above them would pin a hashing thread for seconds or take gigabytes (bcrypt cost 31,
+/// argon2 m=4 GiB): such a hash is refused at import and never computed at login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CostBounds {
+    pub bcrypt_max_cost: u32,
+    pub argon2_max_memory_kib: u32,
+    pub argon2_max_iterations: u32,
+    pub argon2_max_parallelism: u32,
+}
+
+/// bcrypt's cost ceiling unless configured (`TOKENGATE_BCRYPT_MAX_COST`): cost 14 is
+/// ~1 s on one core, four times passlib's default (12).
+pub const DEFAULT_BCRYPT_MAX_COST: u32 = 14;
+
+impl CostBounds {
+    /// The bounds for a server hashing at `params` on `cores` cores: argon2 memory up to
+    /// four times the configured memory (never below four times OWASP's 19 MiB, which
+    /// covers argon2-cffi's and passlib's 64 MiB defaults), at most 10 passes, and lanes
+    /// up to the cores (at least 8: the lanes of one hash run on one thread here, so
+    /// they split its memory without multiplying its work).
+    pub fn for_server(params: Argon2Params, cores: usize, bcrypt_max_cost: u32) -> Self {
+        let floor = 4 * Argon2Params::default().memory_kib;
+        Self {
+            bcrypt_max_cost,
+            argon2_max_memory_kib: params.memory_kib.saturating_mul(4).max(floor),
+            argon2_max_iterations: 10.max(params.iterations),
+            argon2_max_parallelism: u32::try_from(cores).unwrap_or(u32::MAX).max(8).max(params.parallelism),
+        }
+    }
+
+    /// Whether `stored` is within the bounds; the reason otherwise (a hash that does not
+    /// parse is not this check's business: it verifies nothing).
+    pub fn check(&self, stored: &PasswordHashString) -> Result<(), String> {
+        match Scheme::of(&stored.0) {
+            Some(Scheme::Bcrypt) => match stored.0.parse::<bcrypt::HashParts>() {
+                Ok(parts) if parts.get_cost() > self.bcrypt_max_cost => Err(format!(
+                    "bcrypt cost {} is above the maximum {} (TOKENGATE_BCRYPT_MAX_COST)",
+                    parts.get_cost(),
+                    self.bcrypt_max_cost
+                )),
+                _ => Ok(()),
+            },
+            Some(Scheme::Argon2) => {
+                let Ok(parsed) = PasswordHash::new(&stored.0) else {
+                    return Ok(());
+                };
+                let Ok(p) = Params::try_from(&parsed) else {
+                    return Ok(());
+                };
+                if p.m_cost() > self.argon2_max_memory_kib {
+                    return Err(format!(
+                        "argon2 memory {} KiB is above the maximum {} KiB (4x TOKENGATE_ARGON2_MEMORY_KIB)",
+                        p.m_cost(),
+                        self.argon2_max_memory_kib
+                    ));
+                }
+                if p.t_cost() > self.argon2_max_iterations {
+                    return Err(format!(
+                        "argon2 iterations {} are above the maximum {}",
+                        p.t_cost(),
+                        self.argon2_max_iterations
+                    ));
+                }
+                if p.p_cost() > self.argon2_max_parallelism {
+                    return Err(format!(
+                        "argon2 parallelism {} is above the maximum {}",
+                        p.p_cost(),
+                        self.argon2_max_parallelism
+                    ));
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// Hashes and verifies passwords; cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
+    bounds: CostBounds,
     permits: Arc<Semaphore>,
     /// The hashing threads, one per permit.
     pool: Arc<HashPool>,
@@ -173,7 +252,13 @@ impl PasswordHasher {
             Ok(result) if started => result?,
             _ => return Err(HashError::Join("the hashing threads did not start".into())),
         };
+        let configured = Argon2Params {
+            memory_kib: params.m_cost(),
+            iterations: params.t_cost(),
+            parallelism: params.p_cost(),
+        };
         Ok(Self {
+            bounds: CostBounds::for_server(configured, concurrency, DEFAULT_BCRYPT_MAX_COST),
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             pool: Arc::new(pool),
@@ -183,6 +268,17 @@ impl PasswordHasher {
             refused: Arc::new(AtomicU64::new(0)),
             concurrency: concurrency.max(1),
         })
+    }
+
+    /// The same hasher with bcrypt hashes bounded at `cost` (`TOKENGATE_BCRYPT_MAX_COST`).
+    pub fn with_bcrypt_max_cost(mut self, cost: u32) -> Self {
+        self.bounds.bcrypt_max_cost = cost;
+        self
+    }
+
+    /// What a stored hash may cost to verify here.
+    pub fn bounds(&self) -> CostBounds {
+        self.bounds
     }
 
     /// Whether `stored` is argon2id (v=19) at the configured cost; any other hash is
@@ -254,9 +350,18 @@ impl PasswordHasher {
 
     /// Check a password against a stored hash. `None` (no such user) still costs one
     /// full verification against a dummy hash and answers `false`.
+    /// A stored hash above the cost bounds (imported before they existed, or written to
+    /// the database directly) is not computed: it costs the dummy hash and answers
+    /// `false`, logged, so the account needs a reset.
     pub async fn verify(&self, password: Password, stored: Option<PasswordHashString>) -> Result<bool, HashError> {
         let (target, real) = match stored {
-            Some(h) => (h, true),
+            Some(h) => match self.bounds.check(&h) {
+                Ok(()) => (h, true),
+                Err(why) => {
+                    tracing::warn!(reason = %why, "a stored password hash is over the cost bounds and was not verified; reset that password");
+                    ((*self.dummy).clone(), false)
+                }
+            },
             None => ((*self.dummy).clone(), false),
         };
         // A stored hash we cannot parse verifies nothing; it is not the client's fault.
@@ -405,6 +510,29 @@ mod tests {
             8,
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stored_hash_over_the_bounds_is_never_computed() {
+        let h = cheap();
+        // bcrypt cost 31 is 2^31 rounds: hours on one core, if it were computed.
+        let cost31 = PasswordHashString(format!(
+            "$2b$31${}",
+            "N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"
+        ));
+        let huge = PasswordHashString(
+            "$argon2id$v=19$m=4194304,t=100,p=64$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+                .into(),
+        );
+        for stored in [cost31, huge] {
+            assert!(h.bounds().check(&stored).is_err());
+            let pw = Password::candidate("whatever-password").unwrap();
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(20), h.verify(pw, Some(stored)));
+            assert!(!answer.await.expect("answered at the dummy hash's cost").unwrap());
+        }
+        // Within the bounds: computed as usual.
+        let ok = bcrypt_as("hunter2-hunter2", bcrypt::Version::TwoB);
+        assert!(h.bounds().check(&ok).is_ok());
     }
 
     #[tokio::test]

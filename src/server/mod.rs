@@ -280,7 +280,8 @@ pub async fn build_state_opening(
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hasher = PasswordHasher::new(settings.argon2, cores, settings.limits.hash_queue_max)
-        .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ARGON2_MEMORY_KIB", e.to_string())))?;
+        .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ARGON2_MEMORY_KIB", e.to_string())))?
+        .with_bcrypt_max_cost(settings.limits.bcrypt_max_cost);
     let rates = Rates {
         login: settings.limits.login,
         refresh: settings.limits.refresh,
@@ -379,14 +380,15 @@ pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), 
     settings.http.bind = addr;
     let state = build_state(&settings, clock.clone()).await?;
     let shutdown = shutdown_signal();
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %addr, "tokengate {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
-    let store = state.auth.store().clone();
-    let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.tokens.refresh_ttl_secs));
-    let reload = tokio::spawn(reload_loop(state.auth.clone()));
+    // Both addresses listen before the log says so.
     let metrics = match settings.http.metrics_bind {
         Some(bind) => Some(serve_metrics(bind, state.clone()).await?),
         None => None,
     };
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %addr, "tokengate {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    let store = state.auth.store().clone();
+    let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.tokens.refresh_ttl_secs));
+    let reload = tokio::spawn(reload_loop(state.auth.clone()));
     serve_on(listener, state, settings.http.connections, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
