@@ -118,14 +118,16 @@ impl KeyRing {
 
     fn add_hs256_verifiers<'a>(&mut self, secrets: impl Iterator<Item = &'a Secret>) {
         for s in secrets {
-            self.verifying.insert(
-                hs256_kid(s),
-                VerifyingKey {
-                    alg: Algorithm::HS256,
-                    decoding: DecodingKey::from_secret(s.expose()),
-                    valid_until: None,
-                },
-            );
+            for kid in [hs256_kid(s), legacy_hs256_kid(s)] {
+                self.verifying.insert(
+                    kid,
+                    VerifyingKey {
+                        alg: Algorithm::HS256,
+                        decoding: DecodingKey::from_secret(s.expose()),
+                        valid_until: None,
+                    },
+                );
+            }
         }
     }
 
@@ -161,9 +163,19 @@ impl KeyRing {
     }
 }
 
-/// Names an HS256 secret by a truncated SHA-256 of it: stable across restarts and
-/// instances, and reveals nothing usable about a 32+ byte random secret.
+/// Names an HS256 secret by a truncated HMAC keyed with the secret itself: stable across
+/// restarts and instances, and no cheaper to test a guessed secret against than the
+/// token's own signature (a plain hash of the secret was: one SHA-256 per guess).
 pub fn hs256_kid(secret: &Secret) -> String {
+    let mac = crate::crypto::mac::MacKey::new(secret.clone(), "tokengate hs256 kid");
+    let tag = mac.raw_tag(b"");
+    let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("hs256-{hex}")
+}
+
+/// The kid that releases before 0.2 gave a secret (a truncated SHA-256): still accepted
+/// for verification, so access tokens signed before an upgrade live out their time.
+fn legacy_hs256_kid(secret: &Secret) -> String {
     let digest = Sha256::digest(secret.expose());
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("hs256-{hex}")
@@ -248,6 +260,19 @@ mod tests {
         assert_eq!(hs256_kid(&s), hs256_kid(&s.clone()));
         assert!(hs256_kid(&s).starts_with("hs256-"));
         assert!(!hs256_kid(&s).contains("q3vJ"));
+    }
+
+    #[test]
+    fn the_kid_is_not_a_plain_hash_of_the_secret() {
+        // One SHA-256 of a guessed secret must not be enough to test the guess.
+        let s = Secret::new(b"q3vJ9c1XkP0sZb7Lr2mYt8Wn5Hd4Ga6Fe".to_vec());
+        let digest = Sha256::digest(s.expose());
+        let plain: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(hs256_kid(&s), format!("hs256-{plain}"));
+        // Tokens signed under the old kid still verify until they expire.
+        let ring = KeyRing::hs256(&s, &[]);
+        assert!(ring.verifying(&format!("hs256-{plain}"), UnixTime(0)).is_some());
+        assert_eq!(ring.signing(UnixTime(0)).kid, hs256_kid(&s));
     }
 
     #[test]

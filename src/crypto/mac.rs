@@ -33,6 +33,11 @@ impl MacKey {
         mac
     }
 
+    /// The tag of `message`, as bytes.
+    pub fn raw_tag(&self, message: &[u8]) -> [u8; 32] {
+        self.mac(message).finalize().into_bytes().into()
+    }
+
     /// The tag of `message`, base64url.
     pub fn tag(&self, message: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(self.mac(message).finalize().into_bytes())

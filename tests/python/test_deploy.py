@@ -15,12 +15,13 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, free_port
 
 DEPLOY = ROOT / "deploy"
 
@@ -70,6 +71,13 @@ def test_compose_file_has_two_instances_on_postgres_and_redis_behind_nginx():
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
     for dep in ("postgres", "redis"):
         assert "healthcheck" in services[dep]
+    # Safer defaults: Redis needs a password, only nginx's address is a trusted proxy.
+    redis = services["redis"]
+    assert "--requirepass" in redis["command"]
+    env = services["tokengate-1"]["environment"]
+    assert env["TOKENGATE_REDIS_URL"].startswith("redis://:${TOKENGATE_REDIS_PASSWORD")
+    nginx_ip = services["nginx"]["networks"]["default"]["ipv4_address"]
+    assert env["TOKENGATE_TRUSTED_PROXIES"] == f"{nginx_ip}/32"
     nginx = services["nginx"]
     mount = nginx["volumes"][0].split(":")[0]
     assert (DEPLOY / mount).resolve() == DEPLOY / "nginx.conf"
@@ -126,3 +134,123 @@ def test_grafana_dashboard_queries_only_series_that_exist(tokengate):
             assert name in series, f"{name} (in {expr}) is not exported"
         for event in re.findall(r'event="([^"]+)"', expr):
             assert event in events, f"no auth event {event}"
+
+
+class _Echo:
+    """An app behind nginx that answers every request with the headers it received."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the stdlib's name)
+                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def _run_nginx(tmp_path: Path, server_block: str) -> subprocess.Popen:
+    import time
+    import urllib.request
+
+    nginx = need("nginx")
+    for d in ("body", "proxy", "logs"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\n"
+        f"events {{}}\nhttp {{\n access_log off;\n client_body_temp_path {tmp_path}/body;\n"
+        f" proxy_temp_path {tmp_path}/proxy;\n{server_block}\n}}\n"
+    )
+    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    port = re.search(r"listen 127\.0\.0\.1:(\d+);", server_block).group(1)
+    deadline = time.time() + 10
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/app/", timeout=1)
+        except urllib.error.HTTPError:
+            return proc
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"nginx did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
+            time.sleep(0.1)
+        else:
+            return proc
+
+
+def _forged_headers_never_reach_the_app(tokengate, nginx_port: int, path: str) -> None:
+    import urllib.request
+
+    tokengate.register("edge-user")
+    access = tokengate.login("edge-user").json()["access_token"]
+    forged = {
+        "X-Auth-User-Id": "forged-user",
+        "X-Auth-Username": "forged-name",
+        "X-Auth-Roles": "admin",
+        "X-Auth-Session-Id": "forged-session",
+    }
+    base = f"http://127.0.0.1:{nginx_port}"
+    # Without a token: refused at the edge, whatever the client claims.
+    req = urllib.request.Request(f"{base}{path}", headers=forged)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 401
+    # With a token: the app sees tokengate's identity, never the forged one.
+    req = urllib.request.Request(f"{base}{path}", headers={**forged, "Authorization": f"Bearer {access}"})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        seen = json.loads(res.read())
+    me = tokengate.request("GET", "/me", headers={"Authorization": f"Bearer {access}"}).json()
+    assert seen["x-auth-user-id"] == me["id"]
+    assert seen["x-auth-username"] == "edge-user"
+    assert seen.get("x-auth-roles", "") == ""
+    sid = seen["x-auth-session-id"]
+    assert sid and sid != "forged-session", seen
+
+
+def test_deploy_nginx_conf_passes_only_tokengates_identity_headers(tokengate, tmp_path):
+    """deploy/nginx.conf end to end: nginx 1.22, tokengate and an echo app."""
+    echo = _Echo()
+    port = free_port()
+    tg_port = tokengate.base.rsplit(":", 1)[1]
+    conf = (DEPLOY / "nginx.conf").read_text()
+    conf = re.sub(r"server tokengate-\d:8000;", f"server 127.0.0.1:{tg_port};", conf)
+    conf = conf.replace("server app:80;", f"server 127.0.0.1:{echo.port};")
+    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    proc = _run_nginx(tmp_path, conf)
+    try:
+        _forged_headers_never_reach_the_app(tokengate, port, "/app/")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        echo.stop()
+
+
+def test_readme_nginx_snippet_passes_only_tokengates_identity_headers(tokengate, tmp_path):
+    """The README's forward-auth snippet, as printed, end to end."""
+    echo = _Echo()
+    port = free_port()
+    tg_port = tokengate.base.rsplit(":", 1)[1]
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"## Protecting any app behind nginx.*?```nginx\n(.*?)```", readme, re.S).group(1)
+    snippet = snippet.replace("127.0.0.1:8000", f"127.0.0.1:{tg_port}").replace("127.0.0.1:9000", f"127.0.0.1:{echo.port}")
+    proc = _run_nginx(tmp_path, f"server {{\n listen 127.0.0.1:{port};\n{snippet}\n}}")
+    try:
+        _forged_headers_never_reach_the_app(tokengate, port, "/app/")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        echo.stop()
