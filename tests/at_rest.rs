@@ -238,3 +238,70 @@ async fn reencrypt_moves_everything_to_a_new_key_and_tokens_stay_valid() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// Every raw secret at rest in `dir`'s database (and its HS256 file, if any) is sealed.
+async fn all_sealed(dir: &Path) -> bool {
+    let store = open_store(&settings_for(dir), OpenMode::MustExist).await.unwrap();
+    let mut raw: Vec<Vec<u8>> = store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.private_der)
+        .collect();
+    for name in tokengate::server::SERVER_SECRETS {
+        raw.push(
+            store
+                .server_secret(name, b"unused".to_vec(), tokengate::domain::UnixTime(0))
+                .await
+                .unwrap(),
+        );
+    }
+    store.close().await;
+    if let Ok(file) = std::fs::read(dir.join("tokengate.secret")) {
+        raw.push(file.trim_ascii().to_vec());
+    }
+    raw.iter().all(|v| sealed_with(v).is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_a_key_on_an_unencrypted_database_seals_everything_at_start() {
+    for alg in ["ES256", "HS256"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, _, base) = start_server_with(with_key(dir.path(), None, alg));
+        let access = sign_in(&base, "alzy").await;
+        stop(child);
+        assert!(!all_sealed(dir.path()).await);
+        // The first start with a key seals what was stored in the clear, and says so.
+        let (child, log, base) = start_server_with(with_key(dir.path(), Some(KEY_A), alg));
+        assert!(log.contains("were stored unencrypted; sealed them"), "{alg}: {log}");
+        assert_eq!(me_status(&base, &access).await, 200, "{alg}");
+        stop(child);
+        assert!(all_sealed(dir.path()).await, "{alg}: everything sealed");
+        // And the next start has nothing to seal.
+        let (child, log, _) = start_server_with(with_key(dir.path(), Some(KEY_A), alg));
+        assert!(!log.contains("sealed them"), "{alg}: {log}");
+        stop(child);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_secret_planted_in_a_sealed_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _, _) = start_server_with(with_key(dir.path(), Some(KEY_A), "ES256"));
+    stop(child);
+    // Someone with write access to the database picks the CSRF key, in the clear.
+    let store = open_store(&settings_for(dir.path()), OpenMode::MustExist)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .replace_server_secret("csrf", b"attacker-chosen-csrf-key-0123456789".to_vec())
+            .await
+            .unwrap()
+    );
+    store.close().await;
+    let refused = start_refused(with_key(dir.path(), Some(KEY_A), "ES256"));
+    assert!(refused.contains("keys reencrypt"), "{refused}");
+    assert!(refused.contains("TOKENGATE_ENCRYPTION_KEY"), "{refused}");
+}

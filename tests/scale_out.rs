@@ -814,3 +814,129 @@ async fn a_redis_budget_comes_back_as_redis_time_passes() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(l.hit(&key).await.unwrap(), Decision::Allowed);
 }
+
+/// A revocation whose log row took its sequence number before, but committed after, a
+/// higher one this instance already applied (from a writer whose clock lags, say) is
+/// still applied: the cache asks again from the gap, whatever the rows' times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_committed_out_of_sequence_order_is_applied() {
+    use sqlx::Connection as _;
+    use tokengate::clock::{Clock, SystemClock};
+    use tokengate::crypto::passwords::PasswordHashString;
+    use tokengate::crypto::tokens::RefreshToken;
+    use tokengate::domain::{Email, SessionId, UserId, Username};
+    use tokengate::store::cache::CachedStore;
+    use tokengate::store::postgres::PgStore;
+    use tokengate::store::{NewSession, NewUser, Store};
+    if !postgres() {
+        return;
+    }
+    let schema = common::PgSchema::create(&pg_url().unwrap()).await;
+    let pg: Arc<dyn Store> = Arc::new(
+        PgStore::connect(&schema.url(), 4, std::time::Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    pg.migrate().await.unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now();
+    let user = pg
+        .create_user(NewUser {
+            id: UserId::new(),
+            username: Username::parse("late").unwrap(),
+            email: Email::parse("late@example.com").unwrap(),
+            password_hash: PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
+            roles: Vec::new(),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let id = SessionId::new();
+        pg.create_session(NewSession {
+            id,
+            user_id: user.id,
+            expected_stamp: user.security_stamp,
+            now,
+            expires_at: now.plus(3600),
+            max_expires_at: now.plus(3600),
+            user_agent: None,
+            ip: None,
+            device_name: None,
+            refresh_hash: RefreshToken::generate().unwrap().1,
+        })
+        .await
+        .unwrap();
+        sessions.push(id);
+    }
+    let cache = CachedStore::start(pg.clone(), clock).await;
+    cache.catch_up().await.unwrap();
+    let (late, early) = (sessions[0], sessions[1]);
+    for id in [late, early] {
+        assert!(
+            cache
+                .session_with_user(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .revoked_at
+                .is_none()
+        );
+    }
+    let mut slow = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+    let mut fast = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+    // The slow writer takes the next sequence number first, dated 20 s back...
+    let mut slow_tx = slow.begin().await.unwrap();
+    sqlx::query("UPDATE sessions SET revoked_at = now() WHERE id = $1::uuid")
+        .bind(late.to_string())
+        .execute(&mut *slow_tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO revocations (session_id, created_at) VALUES ($1::uuid, now() - interval '20 seconds')")
+        .bind(late.to_string())
+        .execute(&mut *slow_tx)
+        .await
+        .unwrap();
+    // ...a fast one takes the following number and commits at once; the cache applies it.
+    sqlx::query("UPDATE sessions SET revoked_at = now() WHERE id = $1::uuid")
+        .bind(early.to_string())
+        .execute(&mut fast)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO revocations (session_id, created_at) VALUES ($1::uuid, now())")
+        .bind(early.to_string())
+        .execute(&mut fast)
+        .await
+        .unwrap();
+    cache.catch_up().await.unwrap();
+    assert!(
+        cache
+            .session_with_user(early)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        cache
+            .session_with_user(late)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .revoked_at
+            .is_none()
+    );
+    // The slow one commits: the next catch-up applies it.
+    slow_tx.commit().await.unwrap();
+    cache.catch_up().await.unwrap();
+    let (session, _) = cache.session_with_user(late).await.unwrap().unwrap();
+    assert!(
+        session.revoked_at.is_some(),
+        "a revocation committed late was never applied"
+    );
+}

@@ -343,3 +343,108 @@ impl AuthService {
         Ok(key.kid)
     }
 }
+
+/// Server secret `name` in the clear: the stored one (opened by `vault`), or a fresh
+/// one made now and stored sealed when there is none yet.
+pub async fn server_secret(store: &dyn Store, name: &str, now: UnixTime, vault: &Vault) -> Result<Vec<u8>, String> {
+    let mut fresh = vec![0u8; 32];
+    getrandom::fill(&mut fresh).map_err(|e| e.to_string())?;
+    let context = server_secret_context(name);
+    let fresh = vault.seal(&fresh, &context).map_err(|e| e.to_string())?;
+    let stored = store
+        .server_secret(name, fresh, now)
+        .await
+        .map_err(|e| format!("cannot load the {name} key: {e}"))?;
+    vault.open(&stored, &context).map_err(|e| e.to_string())
+}
+
+/// The server's HMAC keys kept in the database, by name.
+pub const SERVER_SECRETS: [&str; 3] = ["csrf", "device", "refresh"];
+
+/// What a sealed server secret is bound to.
+pub fn server_secret_context(name: &str) -> String {
+    format!("server secret {name}")
+}
+
+/// How many secrets at rest are sealed and unsealed: the signing keys, the server
+/// secrets and (given) the HS256 secret file. Reads raw values; creates a missing server
+/// secret (sealed), as a start does anyway.
+async fn count_sealed(
+    store: &dyn Store,
+    vault: &Vault,
+    secret_file: Option<&std::path::Path>,
+    now: UnixTime,
+) -> Result<(usize, usize), KeyAdminError> {
+    use crate::crypto::at_rest::sealed_with;
+    let mut raw: Vec<Vec<u8>> = store.signing_keys().await?.into_iter().map(|k| k.private_der).collect();
+    for name in SERVER_SECRETS {
+        let mut fresh = vec![0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| KeyAdminError(e.to_string()))?;
+        let fresh = vault
+            .seal(&fresh, &server_secret_context(name))
+            .map_err(|e| KeyAdminError(e.to_string()))?;
+        raw.push(store.server_secret(name, fresh, now).await?);
+    }
+    if let Some(Ok(bytes)) = secret_file.map(std::fs::read) {
+        raw.push(bytes.trim_ascii().to_vec());
+    }
+    let sealed = raw.iter().filter(|v| sealed_with(v).is_some()).count();
+    Ok((sealed, raw.len() - sealed))
+}
+
+/// Seal every secret at rest with `vault`'s current key: the signing keys, the server
+/// secrets and (given) the HS256 secret file. `vault` opens what is sealed with a
+/// previous key, and (made with [`Vault::accepting_unsealed`]) what is not sealed yet.
+/// How many signing keys and server secrets, and whether the file, were sealed.
+pub async fn seal_at_rest(
+    store: &dyn Store,
+    vault: &Vault,
+    secret_file: Option<&std::path::Path>,
+    now: UnixTime,
+) -> Result<(usize, usize, bool), KeyAdminError> {
+    let fail = |e: String| KeyAdminError(e);
+    let keys = KeyStore { store, vault };
+    let opened = keys.all().await?;
+    let key_count = opened.len();
+    for key in opened {
+        let sealed = keys.sealed(key)?;
+        store.replace_key_material(&sealed.kid, sealed.private_der).await?;
+    }
+    for name in SERVER_SECRETS {
+        let plain = server_secret(store, name, now, vault).await.map_err(fail)?;
+        let context = server_secret_context(name);
+        let sealed = vault.seal(&plain, &context).map_err(|e| fail(e.to_string()))?;
+        store.replace_server_secret(name, sealed).await?;
+    }
+    let mut file = false;
+    if let Some(path) = secret_file
+        && let Some(secret) = crate::crypto::keys::read_secret_file(path, vault).map_err(fail)?
+    {
+        crate::crypto::keys::write_secret_file(path, &secret, vault, false).map_err(fail)?;
+        file = true;
+    }
+    Ok((key_count, SERVER_SECRETS.len(), file))
+}
+
+/// At start with an encryption key: what is stored unsealed. Nothing: fine. Everything
+/// (a database from before the key was set): it is sealed now, and how many values were
+/// is returned. Some of it while the rest is sealed: refused, since whoever can write to
+/// the database could have planted a key of their choosing in the clear.
+pub async fn seal_or_refuse_at_start(
+    store: &dyn Store,
+    sealing: &Vault,
+    secret_file: Option<&std::path::Path>,
+    now: UnixTime,
+) -> Result<usize, KeyAdminError> {
+    let (sealed, unsealed) = count_sealed(store, sealing, secret_file, now).await?;
+    if unsealed == 0 {
+        return Ok(0);
+    }
+    if sealed > 0 {
+        return Err(KeyAdminError(format!(
+            "{unsealed} secret(s) at rest are stored unencrypted while {sealed} are encrypted with              TOKENGATE_ENCRYPTION_KEY (written into the database in the clear?); check them, then run              `tokengate keys reencrypt`"
+        )));
+    }
+    seal_at_rest(store, sealing, secret_file, now).await?;
+    Ok(unsealed)
+}

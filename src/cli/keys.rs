@@ -2,18 +2,17 @@
 //! servers pick a rotation up within `KEY_RELOAD_SECS` seconds.
 
 use super::KeysCommand;
-use crate::auth::keys::{KEY_RELOAD_SECS, KeyAdminError, KeyStore, RotateMode, new_key, revoke_key, rotate_key};
+use crate::auth::keys::{
+    KEY_RELOAD_SECS, KeyAdminError, KeyStore, RotateMode, new_key, revoke_key, rotate_key, seal_at_rest,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Settings};
 use crate::crypto::at_rest::Vault;
 use crate::crypto::keys::hs256_kid;
-use crate::crypto::keys::{SigningAlgorithm, read_secret_file, write_secret_file};
+use crate::crypto::keys::{SigningAlgorithm, read_secret_file};
 use crate::domain::{Secret, UnixTime};
-use crate::server::{
-    OpenMode, SERVER_SECRETS, StartError, open_store, secret_path, server_secret, server_secret_context,
-    signing_algorithm, vault,
-};
-use crate::store::{DatabaseUrl, Store, StoredKey};
+use crate::server::{OpenMode, StartError, hs256_secret_file, open_store, secret_path, signing_algorithm, vault};
+use crate::store::{Store, StoredKey};
 
 fn fail(e: impl std::fmt::Display) -> StartError {
     StartError::Runtime(e.to_string())
@@ -178,35 +177,18 @@ async fn reencrypt(settings: &Settings, store: &dyn Store, vault: &Vault, now: U
             "must be set: the key to encrypt with (the keys values are sealed with now go in TOKENGATE_PREVIOUS_ENCRYPTION_KEYS)",
         )));
     };
-    let keys = KeyStore { store, vault };
-    let opened = keys.all().await.map_err(fail)?;
-    let key_count = opened.len();
-    for key in opened {
-        let sealed = keys.sealed(key).map_err(fail)?;
-        store
-            .replace_key_material(&sealed.kid, sealed.private_der)
-            .await
-            .map_err(fail)?;
-    }
-    for name in SERVER_SECRETS {
-        let plain = server_secret(store, name, now, vault).await.map_err(fail)?;
-        let context = server_secret_context(name);
-        store
-            .replace_server_secret(name, vault.seal(&plain, &context).map_err(fail)?)
-            .await
-            .map_err(fail)?;
-    }
-    let mut file_note = String::new();
-    if let (None, DatabaseUrl::Sqlite { path }) = (&settings.tokens.secret_key, &settings.store.database_url) {
-        let file = secret_path(path);
-        if let Some(secret) = read_secret_file(&file, vault).map_err(fail)? {
-            write_secret_file(&file, &secret, vault, false).map_err(fail)?;
-            file_note = format!(", and the HS256 secret file {}", file.display());
-        }
-    }
+    // What is not sealed yet is sealed too (a database from before the key was set).
+    let sealing = crate::server::vault(settings)?.accepting_unsealed();
+    let file = hs256_secret_file(settings).filter(|f| f.exists());
+    let (key_count, secret_count, file_sealed) = seal_at_rest(store, &sealing, file.as_deref(), now)
+        .await
+        .map_err(fail)?;
+    let file_note = match (&file, file_sealed) {
+        (Some(f), true) => format!(", and the HS256 secret file {}", f.display()),
+        _ => String::new(),
+    };
     Ok(format!(
-        "re-encrypted {key_count} signing keys and {} server secrets{file_note} with encryption key {id}; \
-         restart every instance with TOKENGATE_ENCRYPTION_KEY set to it",
-        SERVER_SECRETS.len()
+        "re-encrypted {key_count} signing keys and {secret_count} server secrets{file_note} with encryption key {id}; \
+         restart every instance with TOKENGATE_ENCRYPTION_KEY set to it"
     ))
 }

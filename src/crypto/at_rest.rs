@@ -30,6 +30,10 @@ pub enum AtRestError {
     },
     #[error("{what} is encrypted but does not decrypt: the value is damaged or was swapped")]
     Corrupt { what: String },
+    #[error(
+        "{what} is stored unencrypted although TOKENGATE_ENCRYPTION_KEY is set (written into the database in the clear?); check it, then run `tokengate keys reencrypt`"
+    )]
+    Unsealed { what: String },
     #[error("no OS randomness for a nonce")]
     NoRandomness,
 }
@@ -122,16 +126,30 @@ pub fn sealed_with(stored: &[u8]) -> Option<&str> {
 }
 
 /// The encryption keys of this process: the current one seals; it and the previous
-/// ones open. Without a current key, values are stored as they are.
+/// ones open. Without a current key, values are stored as they are. With one, a value
+/// stored unsealed is refused (whoever could write it could pick the server's keys),
+/// except by a vault made to seal what is still unsealed ([`Vault::accepting_unsealed`]).
 #[derive(Debug, Default)]
 pub struct Vault {
     current: Option<EncryptionKey>,
     previous: Vec<EncryptionKey>,
+    accept_unsealed: bool,
 }
 
 impl Vault {
     pub fn new(current: Option<EncryptionKey>, previous: Vec<EncryptionKey>) -> Self {
-        Self { current, previous }
+        Self {
+            current,
+            previous,
+            accept_unsealed: false,
+        }
+    }
+
+    /// This vault, opening unsealed values too: for sealing them (`keys reencrypt`, and
+    /// the first start with a key on a database that has none sealed).
+    pub fn accepting_unsealed(mut self) -> Self {
+        self.accept_unsealed = true;
+        self
     }
 
     /// Values are sealed (a key is set).
@@ -154,6 +172,11 @@ impl Vault {
     /// The plain value of `stored` (sealed or not).
     pub fn open(&self, stored: &[u8], context: &str) -> Result<Vec<u8>, AtRestError> {
         let Some(id) = sealed_with(stored) else {
+            if self.current.is_some() && !self.accept_unsealed {
+                return Err(AtRestError::Unsealed {
+                    what: context.to_owned(),
+                });
+            }
             return Ok(stored.to_vec());
         };
         let text = std::str::from_utf8(stored).unwrap_or_default();
@@ -221,6 +244,14 @@ mod tests {
         // After a key change, the previous key still opens.
         let rotated = Vault::new(Some(key(2)), vec![key(1)]);
         assert_eq!(rotated.open(&sealed, "c").unwrap(), b"x");
+    }
+
+    #[test]
+    fn with_a_key_an_unsealed_value_is_refused_unless_sealing() {
+        let vault = Vault::new(Some(key(1)), Vec::new());
+        assert!(matches!(vault.open(b"plain", "c"), Err(AtRestError::Unsealed { .. })));
+        let sealing = Vault::new(Some(key(1)), Vec::new()).accepting_unsealed();
+        assert_eq!(sealing.open(b"plain", "c").unwrap(), b"plain");
     }
 
     #[test]

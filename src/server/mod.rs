@@ -21,7 +21,7 @@ use crate::crypto::keys::{KeyRing, SecretSource, load_or_create_secret};
 use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::AccessTokens;
-use crate::domain::{Secret, UnixTime};
+use crate::domain::Secret;
 use crate::fanout::RedisFanout;
 use crate::http::AppState;
 use crate::http::ConnectionLimits;
@@ -135,6 +135,15 @@ fn signing_secret(settings: &Settings, vault: &Vault) -> Result<Secret, StartErr
     Ok(secret)
 }
 
+/// The HS256 secret file this configuration uses or may have left, if any (SQLite
+/// without `TOKENGATE_SECRET_KEY`).
+pub fn hs256_secret_file(settings: &Settings) -> Option<PathBuf> {
+    match (&settings.tokens.secret_key, &settings.store.database_url) {
+        (None, DatabaseUrl::Sqlite { path }) => Some(secret_path(path)),
+        _ => None,
+    }
+}
+
 /// `tokengate.db` keeps its secret in `tokengate.secret`.
 pub fn secret_path(db: &std::path::Path) -> PathBuf {
     db.with_extension("secret")
@@ -208,27 +217,7 @@ async fn server_mac(
     Ok(MacKey::new(Secret::new(key), name))
 }
 
-/// Server secret `name` in the clear: the stored one (opened by `vault`), or a fresh
-/// one made now and stored sealed when there is none yet.
-pub async fn server_secret(store: &dyn Store, name: &str, now: UnixTime, vault: &Vault) -> Result<Vec<u8>, String> {
-    let mut fresh = vec![0u8; 32];
-    getrandom::fill(&mut fresh).map_err(|e| e.to_string())?;
-    let context = server_secret_context(name);
-    let fresh = vault.seal(&fresh, &context).map_err(|e| e.to_string())?;
-    let stored = store
-        .server_secret(name, fresh, now)
-        .await
-        .map_err(|e| format!("cannot load the {name} key: {e}"))?;
-    vault.open(&stored, &context).map_err(|e| e.to_string())
-}
-
-/// The server's HMAC keys kept in the database, by name.
-pub const SERVER_SECRETS: [&str; 3] = ["csrf", "device", "refresh"];
-
-/// What a sealed server secret is bound to.
-pub fn server_secret_context(name: &str) -> String {
-    format!("server secret {name}")
-}
+pub use crate::auth::keys::{SERVER_SECRETS, server_secret, server_secret_context};
 
 /// Everything the routes need, from validated settings.
 pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
@@ -262,6 +251,18 @@ pub async fn build_state_opening(
     }
     let store: Arc<dyn Store> = cache;
     let vault = Arc::new(vault(settings)?);
+    if vault.seals() {
+        let sealing = self::vault(settings)?.accepting_unsealed();
+        let file = hs256_secret_file(settings);
+        match crate::auth::keys::seal_or_refuse_at_start(store.as_ref(), &sealing, file.as_deref(), clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                values = n,
+                "secrets at rest: {n} values were stored unencrypted; sealed them with the encryption key"
+            ),
+            Err(e) => return Err(StartError::Config(ConfigError::new("TOKENGATE_ENCRYPTION_KEY", e.0))),
+        }
+    }
     match vault.current_id() {
         Some(id) => tracing::info!(
             key_id = id,

@@ -5,9 +5,11 @@
 //! How it stays correct across instances:
 //! - every revocation writes a row to the revocation log in its own transaction (the
 //!   backends do this), and this instance applies its own revocations at once;
-//! - a catch-up task reads the log every `CATCH_UP` (rows after the last sequence seen,
-//!   plus every row of the last `OVERLAP`, since sequence numbers can commit out of
-//!   order; applying a row twice is harmless);
+//! - a catch-up task reads the log every `CATCH_UP`: rows after the last sequence seen,
+//!   and again from any gap it saw, since sequence numbers can commit out of order (a
+//!   missing number is asked for until it shows up, or for `GAP_WAIT`: a rolled-back
+//!   insert leaves a gap for good). No clock is involved, so instances whose clocks
+//!   disagree still see every row; applying a row twice is harmless;
 //! - a lease: the cache is used only while the last successful catch-up started less
 //!   than `LEASE` ago, so a revocation committed anywhere is honoured here within
 //!   `LEASE` (plus one catch-up). When the database is slow or gone the cache is
@@ -35,10 +37,13 @@ use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
 pub const CATCH_UP: Duration = Duration::from_millis(200);
 /// How old the last successful catch-up may be for the cache to be trusted.
 pub const LEASE: Duration = Duration::from_millis(750);
-/// Every catch-up rereads the log rows this recent (seconds).
-const OVERLAP_SECS: u64 = 10;
-/// An entry is reread after this long anyway (its session's expiry may have moved).
-const MAX_AGE: Duration = Duration::from_secs(60);
+/// A missing sequence number is asked for this long before it counts as rolled back.
+const GAP_WAIT: Duration = Duration::from_secs(60);
+/// More missing numbers than this at once: the cache starts over instead of tracking them.
+const MAX_GAPS: i64 = 10_000;
+/// An entry is reread after this long anyway (its session's expiry may have moved, and
+/// a revocation missed for any reason lives no longer than this).
+const MAX_AGE: Duration = Duration::from_secs(10);
 /// Entries at most; past that, new ones are not cached until old ones age out.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -64,6 +69,10 @@ pub struct CachedStore {
     epoch: AtomicU64,
     /// The highest log sequence applied.
     last_seq: AtomicI64,
+    /// Sequence numbers below `last_seq` not seen yet, with when they were first missed.
+    gaps: Mutex<std::collections::BTreeMap<i64, Instant>>,
+    /// The log was read once: from then on every number after `last_seq` is expected.
+    primed: AtomicBool,
     /// When the last successful catch-up started (ms since `started`), if it is recent.
     fresh_since_ms: AtomicU64,
     /// A catch-up failed or is overdue: the next successful one starts from empty.
@@ -89,6 +98,8 @@ impl CachedStore {
             entries: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             last_seq: AtomicI64::new(0),
+            gaps: Mutex::new(std::collections::BTreeMap::new()),
+            primed: AtomicBool::new(false),
             fresh_since_ms: AtomicU64::new(0),
             gap: AtomicBool::new(true),
             started: Instant::now(),
@@ -133,12 +144,13 @@ impl CachedStore {
     pub async fn catch_up(&self) -> Result<(), StoreError> {
         // +1 so that 0 means "never".
         let started_ms = self.elapsed_ms() + 1;
-        let since = UnixTime(self.clock.now().0 - OVERLAP_SECS as i64);
-        let rows = match self
-            .inner
-            .revocations_since(self.last_seq.load(Ordering::Acquire), since)
-            .await
-        {
+        let last = self.last_seq.load(Ordering::Acquire);
+        let from = {
+            let mut gaps = lock(&self.gaps);
+            gaps.retain(|_, first_missed| first_missed.elapsed() < GAP_WAIT);
+            gaps.keys().next().map_or(last, |oldest| (oldest - 1).min(last))
+        };
+        let rows = match self.inner.revocations_after(from).await {
             Ok(rows) => rows,
             Err(e) => {
                 self.gap.store(true, Ordering::Release);
@@ -149,9 +161,34 @@ impl CachedStore {
             // Whatever happened while we could not read the log, we no longer know.
             self.clear();
         }
-        for LoggedRevocation { seq, what } in rows {
-            self.forget(what);
-            self.last_seq.fetch_max(seq, Ordering::AcqRel);
+        let mut restart = false;
+        // Before the first read, what came before is not ours to track.
+        let primed = self.primed.swap(true, Ordering::AcqRel);
+        {
+            let mut gaps = lock(&self.gaps);
+            let mut high = self.last_seq.load(Ordering::Acquire);
+            for LoggedRevocation { seq, what } in rows {
+                self.forget(what);
+                gaps.remove(&seq);
+                if seq > high {
+                    if primed && seq - high - 1 > MAX_GAPS {
+                        restart = true;
+                    } else if primed {
+                        let now = Instant::now();
+                        for missing in (high + 1)..seq {
+                            gaps.entry(missing).or_insert(now);
+                        }
+                    }
+                    high = seq;
+                }
+            }
+            self.last_seq.fetch_max(high, Ordering::AcqRel);
+            if restart {
+                gaps.clear();
+            }
+        }
+        if restart {
+            self.clear();
         }
         self.fresh_since_ms.store(started_ms, Ordering::Release);
         Ok(())
@@ -206,16 +243,26 @@ async fn catch_up_loop(store: Weak<CachedStore>) {
     let mut tick = tokio::time::interval(CATCH_UP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rounds: u64 = 0;
+    let mut failing_since: Option<u64> = None;
     loop {
         let Some(s) = store.upgrade() else { return };
         tokio::select! {
             _ = tick.tick() => {}
             () = s.wake.notified() => {}
         }
-        if let Err(e) = s.catch_up().await {
-            // Once a minute at most: the cache is bypassed meanwhile, which is correct.
-            if rounds.is_multiple_of(300) {
-                tracing::warn!(error = %e, "revocation log unreadable; checking every request in the database");
+        match s.catch_up().await {
+            Ok(()) => {
+                if failing_since.take().is_some() {
+                    tracing::info!("revocation log readable again; the session cache is back in use");
+                }
+            }
+            Err(e) => {
+                // At its first failure, then once a minute: the cache is bypassed
+                // meanwhile, which is correct.
+                let first = *failing_since.get_or_insert(rounds);
+                if (rounds - first).is_multiple_of(300) {
+                    tracing::warn!(error = %e, "revocation log unreadable; checking every request in the database");
+                }
             }
         }
         rounds += 1;
@@ -394,8 +441,8 @@ impl Store for CachedStore {
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
         self.inner.purge_expired(cutoff).await
     }
-    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError> {
-        self.inner.revocations_since(seq, since).await
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError> {
+        self.inner.revocations_after(seq).await
     }
     async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
         self.inner.purge_revocations(cutoff).await

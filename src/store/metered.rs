@@ -95,6 +95,6 @@ metered! {
     async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
     async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
-    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError>;
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError>;
     async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 }

@@ -378,10 +378,11 @@ pub trait Store: Send + Sync + 'static {
     /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 
-    /// The revocation log after `seq`, and any row written at or after `since` (rows can
-    /// commit out of sequence order; reading them twice is harmless). Every method above
-    /// that revokes a session or changes a user writes its rows in its own transaction.
-    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError>;
+    /// The revocation log's rows after `seq`, in sequence order. Rows can commit out of
+    /// sequence order (a reader tracks the gaps it saw and asks again from before
+    /// them). Every method above that revokes a session or changes a user writes its rows
+    /// in its own transaction.
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError>;
     /// Drop log rows written before `cutoff`.
     async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 }

@@ -230,21 +230,19 @@ async fn lock_guarded_changes(tx: &mut Transaction<'_, Postgres>) -> Result<(), 
     Ok(())
 }
 
-/// Write a revocation-log row (inside the caller's transaction).
-async fn log_revocation(conn: &mut PgConnection, what: Revoked, now: UnixTime) -> Result<(), StoreError> {
+/// Write a revocation-log row (inside the caller's transaction), stamped by the
+/// database's clock: an instance whose clock lags cannot date a row into the past.
+async fn log_revocation(conn: &mut PgConnection, what: Revoked) -> Result<(), StoreError> {
     let (session, user) = match what {
         Revoked::Session(s) => (Some(s.to_string()), None),
         Revoked::User(u) => (None, Some(u.to_string())),
     };
-    sqlx::query(
-        "INSERT INTO revocations (session_id, user_id, created_at) VALUES ($1::uuid, $2::uuid, to_timestamp($3))",
-    )
-    .bind(session)
-    .bind(user)
-    .bind(now.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
+    sqlx::query("INSERT INTO revocations (session_id, user_id, created_at) VALUES ($1::uuid, $2::uuid, now())")
+        .bind(session)
+        .bind(user)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
     Ok(())
 }
 
@@ -268,7 +266,7 @@ async fn revoke_all_in(
     .map_err(backend)?;
     let ids = session_ids(ids)?;
     for id in &ids {
-        log_revocation(conn, Revoked::Session(*id), now).await?;
+        log_revocation(conn, Revoked::Session(*id)).await?;
     }
     Ok(ids)
 }
@@ -436,7 +434,7 @@ impl Store for PgStore {
         let user = user_locked(&mut tx, id)
             .await?
             .ok_or_else(|| StoreError::Backend("updated user vanished".into()))?;
-        log_revocation(&mut tx, Revoked::User(id), now).await?;
+        log_revocation(&mut tx, Revoked::User(id)).await?;
         tx.commit().await.map_err(backend)?;
         Ok(UserWrite::Done(UserChanged { user, revoked }))
     }
@@ -471,7 +469,7 @@ impl Store for PgStore {
             tx.rollback().await.map_err(backend)?;
             return Ok(UserWrite::LastHolder);
         }
-        log_revocation(&mut tx, Revoked::User(id), now).await?;
+        log_revocation(&mut tx, Revoked::User(id)).await?;
         tx.commit().await.map_err(backend)?;
         session_ids(live).map(UserWrite::Done)
     }
@@ -617,7 +615,7 @@ impl Store for PgStore {
         .map_err(backend)?;
         let revoked = done.rows_affected() == 1;
         if revoked {
-            log_revocation(&mut tx, Revoked::Session(id), now).await?;
+            log_revocation(&mut tx, Revoked::Session(id)).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(revoked)
@@ -646,7 +644,7 @@ impl Store for PgStore {
             .map(|r| Ok::<_, StoreError>((parse_col(&r, "user_id")?, parse_col(&r, "id")?)))
             .transpose()?;
         if let Some((_, session)) = revoked {
-            log_revocation(&mut tx, Revoked::Session(session), now).await?;
+            log_revocation(&mut tx, Revoked::Session(session)).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(revoked)
@@ -695,7 +693,7 @@ impl Store for PgStore {
             return Ok(None);
         }
         let revoked = revoke_all_in(&mut tx, user, keep, now).await?;
-        log_revocation(&mut tx, Revoked::User(user), now).await?;
+        log_revocation(&mut tx, Revoked::User(user)).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(revoked))
     }
@@ -800,13 +798,12 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError> {
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, session_id::text AS session_id, user_id::text AS user_id FROM revocations
-             WHERE seq > $1 OR created_at >= to_timestamp($2) ORDER BY seq",
+             WHERE seq > $1 ORDER BY seq",
         )
         .bind(seq)
-        .bind(since.0)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;

@@ -812,17 +812,14 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn revocations_since(&self, seq: i64, since: UnixTime) -> Result<Vec<LoggedRevocation>, StoreError> {
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError> {
         // A reader: each statement outside a transaction sees every commit before it,
         // and the catch-up never queues behind the one writer.
-        let rows = sqlx::query(
-            "SELECT seq, session_id, user_id FROM revocations WHERE seq > ? OR created_at >= ? ORDER BY seq",
-        )
-        .bind(seq)
-        .bind(since.0)
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
+        let rows = sqlx::query("SELECT seq, session_id, user_id FROM revocations WHERE seq > ? ORDER BY seq")
+            .bind(seq)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
         rows.iter()
             .map(|r| {
                 let seq: i64 = r.try_get("seq").map_err(backend)?;
