@@ -186,6 +186,9 @@ impl Password {
         if len > 128 {
             return Err("Password must be at most 128 characters long");
         }
+        if is_too_common(raw) {
+            return Err("Password is too common (one of the first ones an attacker tries); choose another");
+        }
         Ok(Self(raw.to_owned()))
     }
 
@@ -221,12 +224,45 @@ impl DeviceName {
         if name.chars().any(char::is_control) {
             return Err("Device name may not contain control characters");
         }
+        // Bidi overrides and invisible characters would let a thief dress a session up
+        // as the owner's ("\u{202e}MacBook (this browser)").
+        if name.chars().any(is_format_character) {
+            return Err("Device name may not contain invisible or text-direction characters");
+        }
         Ok(Self(name.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// NIST 800-63B: refuse passwords from lists of commonly used or compromised ones.
+/// zxcvbn carries those lists (leaked passwords, words, names) and keyboard patterns; a
+/// password it expects to fall within 10,000 guesses is one of them.
+fn is_too_common(password: &str) -> bool {
+    // zxcvbn slows down on long input; a common password is short.
+    let head: String = password.chars().take(64).collect();
+    zxcvbn::zxcvbn(&head, &[]).guesses_log10() < 4.0
+}
+
+/// Unicode's format characters (category Cf) that change how text around them looks
+/// without being seen: bidi controls, zero-width characters, the BOM, tags.
+fn is_format_character(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// A role name, such as the built-in `admin`.

@@ -151,6 +151,13 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
 
     screenshot(client, "account.png").await;
 
+    // A sibling subdomain could plant a plain `tokengate_csrf` cookie that the page sees
+    // first (a longer path sorts first): the page must still send the real one.
+    client
+        .execute("document.cookie = 'tokengate_csrf=planted; path=/account'", vec![])
+        .await
+        .unwrap();
+    assert!(document_cookie(client).await.starts_with("tokengate_csrf=planted"));
     // Revoke the other device from the page: its tokens die at once.
     click(client, &format!("{other_row} button.revoke")).await;
     let deadline = Instant::now() + WAIT;
@@ -160,6 +167,13 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     }
     assert_eq!(text(client, "#status").await, "Session revoked.");
     assert_eq!(srv.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
+    client
+        .execute(
+            "document.cookie = 'tokengate_csrf=; path=/account; expires=Thu, 01 Jan 1970 00:00:00 GMT'",
+            vec![],
+        )
+        .await
+        .unwrap();
 
     // Sign out: back to the sign-in form, cookies gone, and still signed out on reload.
     click(client, "#signout").await;

@@ -280,6 +280,9 @@ impl ApiError {
         if let Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs } = self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+        } else if let Self::Unavailable(_) = self {
+            // Nothing was done; a retry in a moment may find the database back.
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         res
     }

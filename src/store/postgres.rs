@@ -242,7 +242,11 @@ async fn log_revocation(conn: &mut PgConnection, what: Revoked) -> Result<(), St
         .bind(user)
         .execute(&mut *conn)
         .await
-        .map_err(backend)?;
+        .map_err(|e| {
+            // The revocation's transaction rolls back with it: nothing half-done, and a
+            // retry may succeed, so the caller answers 503, never 500.
+            StoreError::Unavailable(format!("the revocation log cannot be written: {e}"))
+        })?;
     Ok(())
 }
 

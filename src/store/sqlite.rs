@@ -300,7 +300,11 @@ async fn log_revocation(conn: &mut sqlx::SqliteConnection, what: Revoked, now: U
         .bind(now.0)
         .execute(&mut *conn)
         .await
-        .map_err(backend)?;
+        .map_err(|e| {
+            // The revocation's transaction rolls back with it: nothing half-done, and a
+            // retry may succeed, so the caller answers 503, never 500.
+            StoreError::Unavailable(format!("the revocation log cannot be written: {e}"))
+        })?;
     Ok(())
 }
 
@@ -320,12 +324,19 @@ async fn revoke_all_in(
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    ids.iter()
+    let ids = ids
+        .iter()
         .map(|s| {
             s.parse()
                 .map_err(|_| StoreError::Backend("malformed session id in database".into()))
         })
-        .collect()
+        .collect::<Result<Vec<SessionId>, _>>()?;
+    // Every revoking write leaves a log row (as PostgreSQL's does): a logout-all here
+    // had none, so nothing outside this process's cache could learn of it.
+    for id in &ids {
+        log_revocation(conn, Revoked::Session(*id), now).await?;
+    }
+    Ok(ids)
 }
 
 #[async_trait]

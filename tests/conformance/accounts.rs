@@ -408,3 +408,32 @@ pub async fn a_password_change_from_a_revoked_session_writes_nothing(b: Backend)
     assert_eq!(srv.me_status(&owner.access).await, StatusCode::OK);
     srv.login("alzy", PASSWORD).await;
 }
+
+pub async fn the_most_common_passwords_are_refused_with_a_reason(b: Backend) {
+    let srv = TestServer::start(b).await;
+    for (i, common) in ["password", "iloveyou", "12345678", "Password123", "qwertyuiop"]
+        .iter()
+        .enumerate()
+    {
+        let res = srv
+            .post_json(
+                "/auth/register",
+                json!({"username": format!("user{i}"), "email": format!("user{i}@example.com"), "password": common}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{common}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["detail"][0]["loc"], json!(["body", "password"]), "{v}");
+        assert!(v["detail"][0]["msg"].as_str().unwrap().contains("too common"), "{v}");
+    }
+    // A new password at a change is held to the same rule.
+    let t = srv.user("alzy").await;
+    let res = srv
+        .post_auth(
+            "/auth/password",
+            &t.access,
+            Some(json!({"current_password": PASSWORD, "new_password": "baseball"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

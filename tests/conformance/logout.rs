@@ -153,3 +153,47 @@ pub async fn logout_takes_no_body_or_a_json_null(b: Backend) {
     // Any other JSON that is not an object is still refused.
     assert_eq!(log_out("[]").await.1, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// Make every write to the revocation log fail, as a database that refuses them would.
+async fn break_the_revocation_log(srv: &TestServer) {
+    use sqlx::Connection as _;
+    match &srv.settings.store.database_url {
+        tokengate::store::DatabaseUrl::Sqlite { path } => {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query(
+                "CREATE TRIGGER no_log BEFORE INSERT ON revocations BEGIN SELECT RAISE(ABORT, 'log unavailable'); END",
+            )
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        tokengate::store::DatabaseUrl::Postgres(url) => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(
+                "CREATE FUNCTION no_log() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'log unavailable'; END $$ LANGUAGE plpgsql",
+            )
+            .execute(&mut c)
+            .await
+            .unwrap();
+            sqlx::query("CREATE TRIGGER no_log BEFORE INSERT ON revocations FOR EACH ROW EXECUTE FUNCTION no_log()")
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+pub async fn a_logout_that_cannot_be_logged_is_a_503_and_changes_nothing(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let t = srv.user("alzy").await;
+    break_the_revocation_log(&srv).await;
+    for path in ["/auth/logout", "/auth/logout-all"] {
+        let res = srv.post_auth(path, &t.access, None).await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(res.headers().contains_key("retry-after"), "{path}");
+        // Nothing half-done: the session is still there, to be logged out on a retry.
+        assert_eq!(srv.me_status(&t.access).await, StatusCode::OK, "{path}");
+    }
+}

@@ -62,6 +62,7 @@ conformance! {
         a_password_change_that_lost_a_race_writes_nothing,
         a_password_change_loses_to_an_operator_reset,
         a_password_change_from_a_revoked_session_writes_nothing,
+        the_most_common_passwords_are_refused_with_a_reason,
     ],
     login: [
         login_accepts_oauth2_form_and_json,
@@ -121,6 +122,7 @@ conformance! {
         logout_all_kills_every_session,
         logout_requires_a_valid_token,
         a_revocation_on_another_instance_holds_within_a_second,
+        a_logout_that_cannot_be_logged_is_a_503_and_changes_nothing,
     ],
     sessions: [
         sessions_list_marks_current_and_hides_dead_ones,

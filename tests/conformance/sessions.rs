@@ -196,6 +196,11 @@ pub async fn a_device_name_over_64_characters_or_with_control_characters_is_a_42
         ("/auth/login", "tab\there"),
         ("/auth/cookie/login", "bell\u{7}"),
         ("/auth/cookie/login", long.as_str()),
+        // Bidi overrides and invisible characters dress a thief's session up.
+        ("/auth/login", "\u{202e}MacBook (this browser)\u{202c}"),
+        ("/auth/cookie/login", "Mac\u{200b}Book"),
+        ("/auth/login", "\u{2066}iPhone\u{2069}"),
+        ("/auth/login", "\u{feff}Laptop"),
     ] {
         let (status, v) = login_as(
             &srv,

@@ -9,8 +9,15 @@ const $ = (id) => document.getElementById(id);
 const BASE = window.location.pathname.replace(/\/account\/?$/, "");
 
 function csrfToken() {
-  const m = document.cookie.match(/(?:^|;\s*)(?:__Host-)?tokengate_csrf=([^;]+)/);
-  return m ? m[1] : "";
+  // Exact names only, the __Host- one first: a sibling subdomain can plant a plain
+  // `tokengate_csrf` cookie, never a __Host- one.
+  const jar = {};
+  for (const part of document.cookie.split(";")) {
+    const at = part.indexOf("=");
+    const name = part.slice(0, at).trim();
+    if (at > 0 && !(name in jar)) jar[name] = part.slice(at + 1).trim();
+  }
+  return jar["__Host-tokengate_csrf"] || jar["tokengate_csrf"] || "";
 }
 
 // fetch with cookies; on a 401, one silent cookie refresh, then one retry.
@@ -77,7 +84,10 @@ async function loadSessions() {
     const tr = document.createElement("tr");
     tr.dataset.sessionId = s.id;
     if (s.current) tr.className = "current";
-    const device = (s.device_name || s.device || s.user_agent || "unknown device") + (s.current ? " (this browser)" : "");
+    // A chosen name is shown beside what the User-Agent says the device is, so a name
+    // cannot pass a thief's session off as the owner's.
+    const parsed = s.device || s.user_agent || "unknown device";
+    const device = (s.device_name ? `${s.device_name} [${parsed}]` : parsed) + (s.current ? " (this browser)" : "");
     tr.append(cell(device), cell(s.ip || ""), cell(when(s.created_at)), cell(when(s.last_used_at)));
     const actions = document.createElement("td");
     if (!s.current) {
