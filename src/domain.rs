@@ -241,27 +241,41 @@ impl DeviceName {
 /// zxcvbn carries those lists (leaked passwords, words, names) and keyboard patterns; a
 /// password it expects to fall within 10,000 guesses is one of them.
 fn is_too_common(password: &str) -> bool {
-    // zxcvbn slows down on long input; a common password is short.
-    let head: String = password.chars().take(64).collect();
-    zxcvbn::zxcvbn(&head, &[]).guesses_log10() < 4.0
+    // A common password is short, and zxcvbn's cost grows fast with length (tens of ms
+    // at 24 characters, half a second at 64, on the request path before any limit):
+    // longer passwords are not looked up.
+    password.chars().count() <= 20 && zxcvbn::zxcvbn(password, &[]).guesses_log10() < 4.0
 }
 
 /// Unicode's format characters (category Cf) that change how text around them looks
-/// without being seen: bidi controls, zero-width characters, the BOM, tags.
+/// without being seen (bidi controls, zero-width characters, the BOM, tags, variation
+/// selectors), and the fillers that show as blanks (Hangul fillers).
 fn is_format_character(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
+            | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0001}'
             | '\u{E0020}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 
@@ -366,10 +380,16 @@ mod tests {
 
     #[test]
     fn password_counts_characters_not_bytes() {
-        // 128 three-byte characters: 384 bytes, still allowed and kept whole.
-        let long = "€".repeat(128);
+        // 128 three-byte characters (CJK, none repeated): 384 bytes, allowed, kept whole.
+        let cjk = |n: u32| {
+            (0..n)
+                .filter_map(|i| char::from_u32(0x4E00 + i * 7))
+                .collect::<String>()
+        };
+        let long = cjk(128);
+        assert_eq!(long.len(), 384);
         assert_eq!(Password::parse(&long).unwrap().expose(), long);
-        assert!(Password::parse(&"€".repeat(129)).is_err());
+        assert!(Password::parse(&cjk(129)).is_err());
         assert!(Password::parse("seven77").is_err());
         assert_eq!(
             format!("{:?}", Password::parse("supersecret").unwrap()),

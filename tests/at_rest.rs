@@ -265,22 +265,27 @@ async fn all_sealed(dir: &Path) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn setting_a_key_on_an_unencrypted_database_seals_everything_at_start() {
+async fn a_key_on_an_unencrypted_database_is_refused_until_keys_reencrypt() {
     for alg in ["ES256", "HS256"] {
         let dir = tempfile::tempdir().unwrap();
         let (child, _, base) = start_server_with(with_key(dir.path(), None, alg));
         let access = sign_in(&base, "alzy").await;
         stop(child);
         assert!(!all_sealed(dir.path()).await);
-        // The first start with a key seals what was stored in the clear, and says so.
-        let (child, log, base) = start_server_with(with_key(dir.path(), Some(KEY_A), alg));
-        assert!(log.contains("were stored unencrypted; sealed them"), "{alg}: {log}");
-        assert_eq!(me_status(&base, &access).await, 200, "{alg}");
-        stop(child);
+        // A key with values in the clear: refused (they could be anyone's), naming the
+        // command that seals them; nothing is sealed behind the operator's back.
+        let refused = start_refused(with_key(dir.path(), Some(KEY_A), alg));
+        assert!(refused.contains("keys reencrypt"), "{alg}: {refused}");
+        assert!(!all_sealed(dir.path()).await, "{alg}");
+        let out = with_key(dir.path(), Some(KEY_A), alg)
+            .args(["keys", "reencrypt"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(all_sealed(dir.path()).await, "{alg}: everything sealed");
-        // And the next start has nothing to seal.
-        let (child, log, _) = start_server_with(with_key(dir.path(), Some(KEY_A), alg));
-        assert!(!log.contains("sealed them"), "{alg}: {log}");
+        let (child, log, base) = start_server_with(with_key(dir.path(), Some(KEY_A), alg));
+        assert!(log.contains("stored encrypted"), "{alg}: {log}");
+        assert_eq!(me_status(&base, &access).await, 200, "{alg}");
         stop(child);
     }
 }
@@ -290,7 +295,8 @@ async fn a_plaintext_secret_planted_in_a_sealed_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (child, _, _) = start_server_with(with_key(dir.path(), Some(KEY_A), "ES256"));
     stop(child);
-    // Someone with write access to the database picks the CSRF key, in the clear.
+    // Someone with write access to the database picks the CSRF key, in the clear (or
+    // every key: the next test's case).
     let store = open_store(&settings_for(dir.path()), OpenMode::MustExist)
         .await
         .unwrap();
@@ -304,4 +310,39 @@ async fn a_plaintext_secret_planted_in_a_sealed_database_is_refused() {
     let refused = start_refused(with_key(dir.path(), Some(KEY_A), "ES256"));
     assert!(refused.contains("keys reencrypt"), "{refused}");
     assert!(refused.contains("TOKENGATE_ENCRYPTION_KEY"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_secret_replaced_in_the_clear_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _, _) = start_server_with(with_key(dir.path(), Some(KEY_A), "EdDSA"));
+    stop(child);
+    // A second, unencrypted database of the attacker's: its keys replace every value.
+    let theirs = tempfile::tempdir().unwrap();
+    let (child, _, _) = start_server_with(with_key(theirs.path(), None, "EdDSA"));
+    stop(child);
+    let mine = open_store(&settings_for(dir.path()), OpenMode::MustExist)
+        .await
+        .unwrap();
+    let planted = open_store(&settings_for(theirs.path()), OpenMode::MustExist)
+        .await
+        .unwrap();
+    let victim_kid = mine.signing_keys().await.unwrap()[0].kid.clone();
+    let attacker_key = planted.signing_keys().await.unwrap().remove(0);
+    assert!(
+        mine.replace_key_material(&victim_kid, attacker_key.private_der)
+            .await
+            .unwrap()
+    );
+    for name in tokengate::server::SERVER_SECRETS {
+        let plain = planted
+            .server_secret(name, b"unused".to_vec(), tokengate::domain::UnixTime(0))
+            .await
+            .unwrap();
+        assert!(mine.replace_server_secret(name, plain).await.unwrap());
+    }
+    mine.close().await;
+    planted.close().await;
+    let refused = start_refused(with_key(dir.path(), Some(KEY_A), "EdDSA"));
+    assert!(refused.contains("keys reencrypt"), "{refused}");
 }

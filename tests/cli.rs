@@ -19,6 +19,10 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
         ("TOKENGATE_ACCESS_TTL", "15"),
         ("TOKENGATE_SECRET_KEY", "changeme"),
         ("TOKENGATE_SECRET_KEY", "password1234password1234password"),
+        // The second review's: a phrase, a keyboard walk, a pangram.
+        ("TOKENGATE_SECRET_KEY", "correcthorsebatterystaple12345678"),
+        ("TOKENGATE_SECRET_KEY", "qwertyuiopasdfghjklzxcvbnm123456"),
+        ("TOKENGATE_SECRET_KEY", "TheQuickBrownFoxJumpsOverTheLazyDog"),
         ("TOKENGATE_PUBLIC_URL", "auth.example.com"),
         (
             "TOKENGATE_SECRET_KEY",

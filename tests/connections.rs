@@ -149,6 +149,9 @@ fn idle_connections_to_the_metrics_address_cannot_pile_up() {
         for _ in 0..40 {
             idle.push(connect(&metrics).await);
         }
+        // Those over its share are closed (the oldest) or refused; then a scraper from
+        // the same client still gets in, shedding its longest-idle one.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let mut scrape = connect(&metrics).await;
         assert!(get(&mut scrape, "/metrics").await.starts_with("http/1.1 200"));
         let main = base.trim_start_matches("http://").to_owned();
@@ -167,4 +170,39 @@ fn idle_connections_to_the_metrics_address_cannot_pile_up() {
         assert!(open <= 8, "{open} idle connections still open on the metrics address");
     });
     assert_eq!(process::terminate(&mut child), 0);
+}
+
+/// A connection to a client that pipelines big answers and never reads them.
+async fn stuck_connection(addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(addr).await.unwrap();
+    let one = "GET /openapi.json HTTP/1.1\r\nHost: test\r\n\r\n";
+    // ~11 MB of answers: more than any socket buffers hold.
+    stuck.write_all(one.repeat(300).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stuck
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_stuck_writing_still_count_against_their_client() {
+    let srv = TestServer::start_with(Backend::Sqlite, |s| s.http.connections.max_connections_per_client = 1).await;
+    let addr: std::net::SocketAddr = addr(&srv).parse().unwrap();
+    // Asked to close, a connection whose client stopped reading cannot finish its
+    // answer; it still counts against its client until it is gone, so one client
+    // cannot pile such connections up: at most twice its share.
+    let first = stuck_connection(addr).await;
+    let second = stuck_connection(addr).await;
+    let mut third = connect(&addr.to_string()).await;
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "a third connection was served while two stuck ones held the client's share: {read:?}"
+    );
+    drop((first, second));
 }

@@ -426,25 +426,23 @@ pub async fn seal_at_rest(
     Ok((key_count, SERVER_SECRETS.len(), file))
 }
 
-/// At start with an encryption key: what is stored unsealed. Nothing: fine. Everything
-/// (a database from before the key was set): it is sealed now, and how many values were
-/// is returned. Some of it while the rest is sealed: refused, since whoever can write to
-/// the database could have planted a key of their choosing in the clear.
-pub async fn seal_or_refuse_at_start(
+/// At start with an encryption key: every secret at rest must be sealed. One stored in
+/// the clear is refused, with a line naming `tokengate keys reencrypt`: sealing it here
+/// would seal whatever a database writer planted (all of it, if they replaced every
+/// value), so only the operator's explicit command seals what is in the clear.
+pub async fn refuse_unsealed_at_start(
     store: &dyn Store,
-    sealing: &Vault,
+    vault: &Vault,
     secret_file: Option<&std::path::Path>,
     now: UnixTime,
-) -> Result<usize, KeyAdminError> {
-    let (sealed, unsealed) = count_sealed(store, sealing, secret_file, now).await?;
+) -> Result<(), KeyAdminError> {
+    let (sealed, unsealed) = count_sealed(store, vault, secret_file, now).await?;
     if unsealed == 0 {
-        return Ok(0);
+        return Ok(());
     }
-    if sealed > 0 {
-        return Err(KeyAdminError(format!(
-            "{unsealed} secret(s) at rest are stored unencrypted while {sealed} are encrypted with              TOKENGATE_ENCRYPTION_KEY (written into the database in the clear?); check them, then run              `tokengate keys reencrypt`"
-        )));
-    }
-    seal_at_rest(store, sealing, secret_file, now).await?;
-    Ok(unsealed)
+    Err(KeyAdminError(format!(
+        "{unsealed} secret(s) at rest are stored unencrypted ({sealed} encrypted) although it is set: \
+         if they are this server's own (a database from before the key was set), seal them with \
+         `tokengate keys reencrypt`; if not, they were written into the database by someone else"
+    )))
 }

@@ -24,6 +24,9 @@ use tower::{Service, ServiceExt as _};
 use crate::http::ConnectionLimits;
 use crate::limits::ClientNet;
 
+/// How long a connection asked to close may take to finish the answer it is writing.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
 /// One open connection, as the accept loop sees it.
 struct Conn {
     /// `None`: a trusted proxy's, exempt from the per-client share.
@@ -35,7 +38,7 @@ struct Conn {
     idle_since_ms: AtomicU64,
     /// Asks its task to close it gracefully (an in-flight request still completes).
     close: Notify,
-    /// Chosen to make room: no longer counted in its network's share.
+    /// Asked to close to make room (counted until it has closed).
     shed: AtomicBool,
 }
 
@@ -54,8 +57,10 @@ struct Registry {
 }
 
 impl Registry {
-    /// Close the connection (of `net`, if given) idle the longest, not yet shed; whether
-    /// there was one.
+    /// Ask the connection (of `net`, if given) idle the longest, not yet asked, to close;
+    /// whether there was one. It still counts against its network until it has closed
+    /// (a connection that looks idle may still be writing to a client that stopped
+    /// reading; it is dropped after `CLOSE_GRACE` at the latest).
     fn shed_oldest_idle(&mut self, net: Option<ClientNet>) -> bool {
         let oldest = self
             .conns
@@ -67,9 +72,6 @@ impl Registry {
         let Some(conn) = oldest else { return false };
         conn.shed.store(true, Ordering::Relaxed);
         conn.close.notify_one();
-        if let Some(net) = conn.net {
-            self.uncount(net);
-        }
         true
     }
 
@@ -85,16 +87,51 @@ impl Registry {
     fn remove(&mut self, id: u64) {
         if let Some(conn) = self.conns.remove(&id)
             && let Some(net) = conn.net
-            && !conn.shed.load(Ordering::Relaxed)
         {
             self.uncount(net);
         }
     }
 }
 
-/// Counts a request as begun on its connection, and as finished when dropped (also if
-/// the request is cancelled).
+/// Counts a request as begun on its connection, and as finished when dropped: with the
+/// answer's body, once it is written (or the request is cancelled). A client that stops
+/// reading its answer keeps its connection busy, so it is never taken for idle.
 struct InFlight(Arc<Conn>, Instant);
+
+pin_project_lite::pin_project! {
+    /// An answer's body that holds its request's [`InFlight`] until it is dropped.
+    pub struct TrackedBody {
+        #[pin]
+        inner: Body,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = <Body as hyper::body::Body>::Data;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let std::task::Poll::Ready(None) = polled {
+            // Written whole: the connection is idle from now.
+            this.in_flight.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -143,14 +180,18 @@ where
         let net = (!is_within(peer.ip(), &exempt)).then(|| ClientNet::of(peer.ip()));
         if let Some(net) = net {
             let mut reg = lock(&registry);
-            // Over its share: its own longest-idle connection makes room, else the new
+            let held = reg.per_net.get(&net).copied().unwrap_or(0);
+            // Over its share: its own longest-idle connection is asked to close to make
+            // room; connections still closing count, and past twice the share the new
             // one is refused (closed at once).
-            if reg.per_net.get(&net).copied().unwrap_or(0) >= limits.max_connections_per_client
-                && !reg.shed_oldest_idle(Some(net))
-            {
-                drop(reg);
-                tracing::debug!(client = %net.as_ip(), "connection refused: the client holds its share");
-                continue;
+            if held >= limits.max_connections_per_client {
+                reg.shed_oldest_idle(Some(net));
+                if held >= limits.max_connections_per_client.saturating_mul(2) {
+                    drop(reg);
+                    // No address here: logs keep addresses only as TOKENGATE_SESSION_IP says.
+                    tracing::debug!("connection refused: its client network holds its share");
+                    continue;
+                }
             }
         }
         let slot = match slots.clone().try_acquire_owned() {
@@ -203,6 +244,10 @@ where
             let aged = tokio::time::sleep(max_age);
             let mut aged = std::pin::pin!(aged);
             let mut closing = false;
+            // Once asked to close, a connection has this long to finish its answer: one
+            // whose client stops reading is dropped then, not waited for.
+            let grace = tokio::time::sleep(Duration::MAX);
+            let mut grace = std::pin::pin!(grace);
             loop {
                 tokio::select! {
                     // A client that vanishes or times out is not our error.
@@ -210,9 +255,11 @@ where
                     () = conn.close.notified(), if !closing => closing = true,
                     () = &mut aged, if !closing => closing = true,
                     _ = stopping.wait_for(|s| *s), if !closing => closing = true,
+                    () = &mut grace, if closing => break,
                 }
-                if closing {
+                if closing && grace.deadline() > tokio::time::Instant::now() + CLOSE_GRACE {
                     serving.as_mut().graceful_shutdown();
+                    grace.as_mut().reset(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
             }
             lock(&registry).remove(id);
@@ -241,9 +288,9 @@ fn connection_service<S>(
     max_requests: u32,
 ) -> impl hyper::service::Service<
     Request<hyper::body::Incoming>,
-    Response = Response<Body>,
+    Response = Response<TrackedBody>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+    Future = impl Future<Output = Result<Response<TrackedBody>, Infallible>> + Send,
 > + Clone
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
@@ -259,14 +306,16 @@ where
         let in_flight = InFlight(conn.clone(), started);
         let answer = app.clone().oneshot(req.map(Body::new));
         async move {
-            let mut res = answer.await;
-            drop(in_flight);
-            if last && let Ok(res) = &mut res {
+            let Ok(mut res) = answer.await;
+            if last {
                 // The client learns not to send another request here (hyper then closes).
                 res.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            res
+            Ok(res.map(|inner| TrackedBody {
+                inner,
+                in_flight: Some(in_flight),
+            }))
         }
     })
 }

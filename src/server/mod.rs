@@ -252,16 +252,10 @@ pub async fn build_state_opening(
     let store: Arc<dyn Store> = cache;
     let vault = Arc::new(vault(settings)?);
     if vault.seals() {
-        let sealing = self::vault(settings)?.accepting_unsealed();
         let file = hs256_secret_file(settings);
-        match crate::auth::keys::seal_or_refuse_at_start(store.as_ref(), &sealing, file.as_deref(), clock.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                values = n,
-                "secrets at rest: {n} values were stored unencrypted; sealed them with the encryption key"
-            ),
-            Err(e) => return Err(StartError::Config(ConfigError::new("TOKENGATE_ENCRYPTION_KEY", e.0))),
-        }
+        crate::auth::keys::refuse_unsealed_at_start(store.as_ref(), &vault, file.as_deref(), clock.now())
+            .await
+            .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ENCRYPTION_KEY", e.0)))?;
     }
     match vault.current_id() {
         Some(id) => tracing::info!(

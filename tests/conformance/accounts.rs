@@ -100,8 +100,14 @@ pub async fn register_validation_lists_every_field(b: Backend) {
 
 pub async fn register_counts_password_characters_not_bytes(b: Backend) {
     let srv = TestServer::start(b).await;
-    // 100 four-byte characters: 400 bytes, well past bcrypt's 72, and within 128 characters.
-    let long = "🔑".repeat(100);
+    // 100 four-byte characters (none repeated): 400 bytes, well past bcrypt's 72, and
+    // within 128 characters.
+    let emoji = |n: u32| {
+        (0..n)
+            .filter_map(|i| char::from_u32(0x1F400 + i * 7))
+            .collect::<String>()
+    };
+    let long = emoji(100);
     let res = srv
         .post_json(
             "/auth/register",
@@ -111,7 +117,7 @@ pub async fn register_counts_password_characters_not_bytes(b: Backend) {
     assert_eq!(res.status(), StatusCode::CREATED);
     srv.login("emoji", &long).await;
     // Nothing is truncated: the same first 72 bytes with a different tail is wrong.
-    let mut other = "🔑".repeat(99);
+    let mut other = emoji(99);
     other.push('x');
     let res = srv
         .post_json("/auth/login", json!({"username": "emoji", "password": other}))

@@ -241,7 +241,7 @@ pub async fn previous_secret_still_verifies(b: Backend) {
         let t = old.login("alzy", PASSWORD).await;
         jwt_parts(&t.access).0["kid"].as_str().unwrap().to_owned()
     };
-    let new_secret = "a-completely-new-secret-for-rotation-0123456789";
+    let new_secret = "rotated-7Qm2xV9pLk4sN8dR1tY6wZ3cH5jB0fG";
     let rotated = TestServer::start_with(b, |s| {
         s.tokens.secret_key = Some(tokengate::config::check_secret(new_secret).unwrap());
         s.tokens.previous_secret_keys = vec![tokengate::config::check_secret(TEST_SECRET).unwrap()];
