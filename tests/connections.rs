@@ -60,10 +60,10 @@ fn addr(srv: &TestServer) -> String {
     srv.base.trim_start_matches("http://").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_over_its_share_loses_its_longest_idle_connection() {
-    let srv = TestServer::start_with(Backend::Sqlite, |s| s.http.connections.max_connections_per_client = 2).await;
-    let a = addr(&srv);
+/// Two connections to `srv` that each served a request and are idle now (the first
+/// idle longer), and a third that is served; whether the first was closed for it.
+async fn a_third_connection_closes_the_first(srv: &TestServer) -> (TcpStream, TcpStream, bool) {
+    let a = addr(srv);
     let mut first = connect(&a).await;
     assert!(get(&mut first, "/healthz").await.starts_with("http/1.1 200"));
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -71,29 +71,24 @@ async fn a_client_over_its_share_loses_its_longest_idle_connection() {
     assert!(get(&mut second, "/healthz").await.starts_with("http/1.1 200"));
     let mut third = connect(&a).await;
     assert!(get(&mut third, "/healthz").await.starts_with("http/1.1 200"));
-    assert!(
-        closes(&mut first, Duration::from_secs(3)).await,
-        "the oldest idle connection stayed open"
-    );
+    let closed = closes(&mut first, Duration::from_secs(3)).await;
+    (second, third, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_share_loses_its_longest_idle_connection() {
+    let srv = TestServer::start_with(Backend::Sqlite, |s| s.http.connections.max_connections_per_client = 2).await;
+    let (mut second, _third, closed) = a_third_connection_closes_the_first(&srv).await;
+    assert!(closed, "the oldest idle connection stayed open");
     assert!(get(&mut second, "/healthz").await.starts_with("http/1.1 200"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_full_the_longest_idle_connection_makes_room() {
-    let srv = TestServer::start_with(Backend::Sqlite, |s| s.http.connections.max_connections = 2).await;
-    let a = addr(&srv);
-    let mut first = connect(&a).await;
-    assert!(get(&mut first, "/healthz").await.starts_with("http/1.1 200"));
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let mut second = connect(&a).await;
-    assert!(get(&mut second, "/healthz").await.starts_with("http/1.1 200"));
     // Both slots are held by idle keep-alive connections; a new client is still served.
-    let mut third = connect(&a).await;
-    assert!(get(&mut third, "/healthz").await.starts_with("http/1.1 200"));
-    assert!(
-        closes(&mut first, Duration::from_secs(3)).await,
-        "the oldest idle connection stayed open"
-    );
+    let srv = TestServer::start_with(Backend::Sqlite, |s| s.http.connections.max_connections = 2).await;
+    let (_second, _third, closed) = a_third_connection_closes_the_first(&srv).await;
+    assert!(closed, "the oldest idle connection stayed open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -295,23 +295,23 @@ pub async fn every_response_carries_a_request_id(b: Backend) {
 /// is not there at all (404) when no token is configured.
 pub async fn metrics_answer_only_to_their_token(b: Backend) {
     const TOKEN: &str = "metrics-token-0123456789abcdef0123456789";
+    let scrape = |srv: &TestServer, token: Option<&str>| {
+        let req = srv.http.get(srv.url("/metrics"));
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        req.send()
+    };
     let srv = TestServer::start(b).await;
-    let res = srv.http.get(srv.url("/metrics")).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = srv
-        .http
-        .get(srv.url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-
+    for token in [None, Some(TOKEN)] {
+        assert_eq!(scrape(&srv, token).await.unwrap().status(), StatusCode::NOT_FOUND);
+    }
     let srv = TestServer::start_with(b, |s| {
         s.http.metrics_token = Some(tokengate::domain::Secret::new(TOKEN.as_bytes().to_vec()));
     })
     .await;
-    let res = srv.http.get(srv.url("/metrics")).send().await.unwrap();
+    let res = scrape(&srv, None).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(
         res.headers()["www-authenticate"]
@@ -320,22 +320,12 @@ pub async fn metrics_answer_only_to_their_token(b: Backend) {
             .starts_with("Bearer")
     );
     for wrong in [&TOKEN[..TOKEN.len() - 1], "metrics-token-0123456789abcdef0123456780"] {
-        let res = srv
-            .http
-            .get(srv.url("/metrics"))
-            .bearer_auth(wrong)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            scrape(&srv, Some(wrong)).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
     }
-    let res = srv
-        .http
-        .get(srv.url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let res = scrape(&srv, Some(TOKEN)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("tokengate_build_info"));
 }

@@ -221,36 +221,39 @@ def _forged_headers_never_reach_the_app(tokengate, nginx_port: int, path: str) -
     assert sid and sid != "forged-session", seen
 
 
-def test_deploy_nginx_conf_passes_only_tokengates_identity_headers(tokengate, tmp_path):
-    """deploy/nginx.conf end to end: nginx 1.22, tokengate and an echo app."""
+def _through_nginx(tokengate, tmp_path, server_block) -> None:
+    """Run nginx with `server_block` ({tg} and {app} for the ports of tokengate and an
+    echo app, {port} for nginx's) and check what reaches the app at /app/."""
     echo = _Echo()
     port = free_port()
     tg_port = tokengate.base.rsplit(":", 1)[1]
-    conf = (DEPLOY / "nginx.conf").read_text()
-    conf = re.sub(r"server tokengate-\d:8000;", f"server 127.0.0.1:{tg_port};", conf)
-    conf = conf.replace("server app:80;", f"server 127.0.0.1:{echo.port};")
-    conf = conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    proc = _run_nginx(tmp_path, conf)
+    proc = _run_nginx(tmp_path, server_block(tg_port, echo.port, port))
     try:
         _forged_headers_never_reach_the_app(tokengate, port, "/app/")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         echo.stop()
+
+
+def test_deploy_nginx_conf_passes_only_tokengates_identity_headers(tokengate, tmp_path):
+    """deploy/nginx.conf end to end: nginx 1.22, tokengate and an echo app."""
+    def block(tg_port, app_port, port):
+        conf = (DEPLOY / "nginx.conf").read_text()
+        conf = re.sub(r"server tokengate-\d:8000;", f"server 127.0.0.1:{tg_port};", conf)
+        conf = conf.replace("server app:80;", f"server 127.0.0.1:{app_port};")
+        return conf.replace("listen 80;", f"listen 127.0.0.1:{port};")
+
+    _through_nginx(tokengate, tmp_path, block)
 
 
 def test_readme_nginx_snippet_passes_only_tokengates_identity_headers(tokengate, tmp_path):
     """The README's forward-auth snippet, as printed, end to end."""
-    echo = _Echo()
-    port = free_port()
-    tg_port = tokengate.base.rsplit(":", 1)[1]
-    readme = (ROOT / "README.md").read_text()
-    snippet = re.search(r"## Protecting any app behind nginx.*?```nginx\n(.*?)```", readme, re.S).group(1)
-    snippet = snippet.replace("127.0.0.1:8000", f"127.0.0.1:{tg_port}").replace("127.0.0.1:9000", f"127.0.0.1:{echo.port}")
-    proc = _run_nginx(tmp_path, f"server {{\n listen 127.0.0.1:{port};\n{snippet}\n}}")
-    try:
-        _forged_headers_never_reach_the_app(tokengate, port, "/app/")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        echo.stop()
+    def block(tg_port, app_port, port):
+        readme = (ROOT / "README.md").read_text()
+        snippet = re.search(r"## Protecting any app behind nginx.*?```nginx\n(.*?)```", readme, re.S).group(1)
+        snippet = snippet.replace("127.0.0.1:8000", f"127.0.0.1:{tg_port}")
+        snippet = snippet.replace("127.0.0.1:9000", f"127.0.0.1:{app_port}")
+        return f"server {{\n listen 127.0.0.1:{port};\n{snippet}\n}}"
+
+    _through_nginx(tokengate, tmp_path, block)
