@@ -12,12 +12,11 @@ use crate::crypto::passwords::Argon2Params;
 use crate::domain::Secret;
 use crate::http::ConnectionLimits;
 use crate::limits::Rate;
-use crate::store::DatabaseUrl;
+use crate::store::{DatabaseUrl, StoreSettings};
 
 pub mod environment;
-mod secret;
 
-pub use secret::check_secret;
+pub use crate::crypto::secret_strength::check_secret;
 
 /// A configuration problem: which variable, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -83,16 +82,6 @@ pub struct HttpSettings {
     /// The bearer token `/metrics` on the main address answers to; `None`: it is not
     /// served there at all (404).
     pub metrics_token: Option<Secret>,
-}
-
-/// Where durable state lives.
-#[derive(Clone, Debug)]
-pub struct StoreSettings {
-    pub database_url: DatabaseUrl,
-    /// Connections to a database server (PostgreSQL), at most.
-    pub pool_size: u32,
-    /// How long opening a connection may take.
-    pub connect_timeout_secs: u64,
 }
 
 /// The shared cache and counters (optional).

@@ -198,7 +198,8 @@ pub fn load_or_create_secret(path: &std::path::Path, vault: &Vault) -> Result<(S
     use base64::Engine as _;
 
     if let Some(text) = read_secret_file(path, vault)? {
-        let secret = crate::config::check_secret(&text).map_err(|m| format!("the secret in {} {m}", path.display()))?;
+        let secret =
+            super::secret_strength::check_secret(&text).map_err(|m| format!("the secret in {} {m}", path.display()))?;
         return Ok((secret, SecretSource::Loaded));
     }
     let mut raw = [0u8; 48];

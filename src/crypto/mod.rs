@@ -8,5 +8,6 @@ pub mod keygen;
 pub mod keys;
 pub mod mac;
 pub mod passwords;
+pub mod secret_strength;
 pub mod tokens;
 pub mod verified;

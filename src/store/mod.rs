@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::config::StoreSettings;
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
@@ -28,6 +27,16 @@ pub enum DatabaseUrl {
     Sqlite { path: std::path::PathBuf },
     /// A PostgreSQL server.
     Postgres(String),
+}
+
+/// Where durable state lives, and how to reach it (the wiring hands this to [`open`]).
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub database_url: DatabaseUrl,
+    /// Connections to a database server (PostgreSQL), at most.
+    pub pool_size: u32,
+    /// How long opening a connection may take.
+    pub connect_timeout_secs: u64,
 }
 
 /// A user as stored.
