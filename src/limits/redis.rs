@@ -170,21 +170,20 @@ impl RedisLimiter {
         }
     }
 
-    async fn count(&self, mut m: ConnectionManager, key: &LimitKey) -> ::redis::RedisResult<Decision> {
-        let (name, rate) = self.key_and_rate(key);
-        let burst = rate.count.max(1);
-        let wait_ms: u64 = self
-            .gcra
-            .key(name)
-            .arg(interval_ms(rate))
-            .arg(burst)
-            .invoke_async(&mut m)
-            .await?;
-        Ok(if wait_ms == 0 {
-            Decision::Allowed
-        } else {
-            Decision::Limited(RetryAfter(Duration::from_millis(wait_ms)))
-        })
+    /// Run `call` in Redis, unless the breaker is open; `None` when it is or the call
+    /// fails (the caller then counts in memory).
+    async fn in_redis<T: ::redis::FromRedisValue>(&self, call: &::redis::ScriptInvocation<'_>) -> Option<T> {
+        let mut m = self.manager()?;
+        match call.invoke_async(&mut m).await {
+            Ok(v) => {
+                self.mark_healthy();
+                Some(v)
+            }
+            Err(e) => {
+                self.mark_degraded(&e.to_string());
+                None
+            }
+        }
     }
 }
 
@@ -220,52 +219,36 @@ async fn reconnect(client: ::redis::Client, limiter: std::sync::Weak<RedisLimite
 #[async_trait]
 impl Limiter for RedisLimiter {
     async fn hit(&self, key: &LimitKey) -> Result<Decision, LimitError> {
-        if let Some(m) = self.manager() {
-            match self.count(m, key).await {
-                Ok(decision) => {
-                    self.mark_healthy();
-                    return Ok(decision);
-                }
-                Err(e) => self.mark_degraded(&e.to_string()),
-            }
-        }
-        Ok(self.fallback.decide(key))
+        let (name, rate) = self.key_and_rate(key);
+        let mut call = self.gcra.key(name);
+        call.arg(interval_ms(rate)).arg(rate.count.max(1));
+        Ok(match self.in_redis::<u64>(&call).await {
+            Some(0) => Decision::Allowed,
+            Some(wait_ms) => Decision::Limited(RetryAfter(Duration::from_millis(wait_ms))),
+            None => self.fallback.decide(key),
+        })
     }
 
     async fn refund(&self, key: &LimitKey) -> Result<(), LimitError> {
-        if let Some(mut m) = self.manager() {
-            let (name, rate) = self.key_and_rate(key);
-            let done: ::redis::RedisResult<u64> =
-                self.refund.key(name).arg(interval_ms(rate)).invoke_async(&mut m).await;
-            match done {
-                Ok(_) => return Ok(()),
-                Err(e) => self.mark_degraded(&e.to_string()),
-            }
+        let (name, rate) = self.key_and_rate(key);
+        let mut call = self.refund.key(name);
+        call.arg(interval_ms(rate));
+        if self.in_redis::<u64>(&call).await.is_none() {
+            self.fallback.give_back(key);
         }
-        self.fallback.give_back(key);
         Ok(())
     }
 
     async fn failing_networks(&self, username: &str, failed: Option<ClientNet>) -> Result<usize, LimitError> {
-        if let Some(mut m) = self.manager() {
-            let window_ms = self.rates.login.window_secs.max(1) * 1000;
-            let member = failed.map(|n| n.as_ip().to_string()).unwrap_or_default();
-            let counted: ::redis::RedisResult<usize> = self
-                .failing
-                .key(format!("{}rl:login-failing-nets:{username}", self.prefix))
-                .arg(window_ms)
-                .arg(member)
-                .invoke_async(&mut m)
-                .await;
-            match counted {
-                Ok(n) => {
-                    self.mark_healthy();
-                    return Ok(n);
-                }
-                Err(e) => self.mark_degraded(&e.to_string()),
-            }
-        }
-        Ok(self.fallback.networks_failing(username, failed))
+        let mut call = self
+            .failing
+            .key(format!("{}rl:login-failing-nets:{username}", self.prefix));
+        call.arg(self.rates.login.window_secs.max(1) * 1000)
+            .arg(failed.map(|n| n.as_ip().to_string()).unwrap_or_default());
+        Ok(match self.in_redis(&call).await {
+            Some(n) => n,
+            None => self.fallback.networks_failing(username, failed),
+        })
     }
 
     /// The in-process fallback's keys: counted while Redis is unreachable.

@@ -115,14 +115,13 @@ fn signing_secret(settings: &Settings, vault: &Vault) -> Result<Secret, StartErr
         tracing::info!("signing key: HS256 secret from TOKENGATE_SECRET_KEY");
         return Ok(s.clone());
     }
-    let DatabaseUrl::Sqlite { path } = &settings.store.database_url else {
+    let Some(file) = hs256_secret_file(settings) else {
         return Err(ConfigError::new(
             "TOKENGATE_SECRET_KEY",
             "must be set with a shared database (every instance needs the same key)",
         )
         .into());
     };
-    let file = secret_path(path);
     let (secret, source) = load_or_create_secret(&file, vault).map_err(StartError::Runtime)?;
     match source {
         SecretSource::Generated => {
