@@ -14,31 +14,35 @@ fn main() -> ExitCode {
     let mut warnings = environment::load_dotenv();
     warnings.extend(environment::check_environment());
     let cli = Cli::parse();
-    let settings = match cli.settings.validate() {
+    let raw = match cli.command.settings() {
+        Ok(raw) => raw,
+        Err(e) => e.exit(),
+    };
+    let settings = match raw.validate() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    let serving = matches!(cli.command, Command::Serve(_));
     // Operator commands print their result, not the server's INFO lines.
-    let default_level = if matches!(cli.command, Command::Serve) {
-        "info"
-    } else {
-        "warn"
-    };
-    let telemetry = tokengate::telemetry::init(
+    let default_level = if serving { "info" } else { "warn" };
+    let telemetry = match tokengate::telemetry::init(
         settings.log_format,
         default_level,
-        settings
-            .otlp_endpoint
-            .as_deref()
-            .filter(|_| matches!(cli.command, Command::Serve)),
-    );
+        settings.otlp_endpoint.as_deref().filter(|_| serving),
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    if matches!(cli.command, Command::Healthcheck) {
+    if matches!(cli.command, Command::Healthcheck { .. }) {
         let addr = tokengate::cli::healthcheck::target(settings.http.bind);
         return match tokengate::cli::healthcheck::check(addr, &settings.http.path_prefix) {
             Ok(line) => {
@@ -60,13 +64,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => server::serve(settings, Arc::new(SystemClock)).await.map(|()| None),
-            Command::Migrate => server::open_store(&settings, server::OpenMode::CreateIfMissing)
+            Command::Serve(_) => server::serve(settings, Arc::new(SystemClock)).await.map(|()| None),
+            Command::Migrate(_) => server::open_store(&settings, server::OpenMode::CreateIfMissing)
                 .await
                 .map(|_| Some("database schema is up to date".to_owned())),
-            Command::User(cmd) => tokengate::cli::run_user(&settings, cmd).await.map(Some),
-            Command::Keys(cmd) => tokengate::cli::run_keys(&settings, cmd).await.map(Some),
-            Command::Healthcheck => Ok(None),
+            Command::User { command, .. } => tokengate::cli::run_user(&settings, command).await.map(Some),
+            Command::Keys { command, .. } => tokengate::cli::run_keys(&settings, command).await.map(Some),
+            Command::Healthcheck { .. } => Ok(None),
         }
     });
     // Outside the runtime's context: the exporter's client blocks while it flushes.

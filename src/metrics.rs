@@ -18,6 +18,9 @@ pub const HASHES_REFUSED: &str = "tokengate_password_hashes_refused_total";
 pub const STORE_DURATION: &str = "tokengate_store_operation_duration_seconds";
 pub const STORE_ERRORS: &str = "tokengate_store_errors_total";
 pub const DB_CONNECTIONS: &str = "tokengate_db_connections";
+pub const DATABASE_UP: &str = "tokengate_database_up";
+pub const REDIS_UP: &str = "tokengate_redis_up";
+pub const SESSION_CACHE_TRUSTED: &str = "tokengate_session_cache_trusted";
 pub const RATE_LIMIT_KEYS: &str = "tokengate_rate_limit_keys";
 pub const BUILD_INFO: &str = "tokengate_build_info";
 
@@ -101,13 +104,36 @@ fn describe() {
         RATE_LIMIT_KEYS,
         "Rate-limit keys held in this process, by kind (bounded per kind)"
     );
+    describe_gauge!(
+        DATABASE_UP,
+        "1 while the database answers; 0 while it is unreachable (requests answered 503 at once)"
+    );
+    describe_gauge!(
+        REDIS_UP,
+        "With Redis configured: 1 while it answers, 0 while degraded (limits counted per instance)"
+    );
+    describe_gauge!(
+        SESSION_CACHE_TRUSTED,
+        "1 while the session cache follows the revocation log (checks answered from memory); 0 while every check reads the database"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs");
 }
 
-/// The exposition text, after folding pending samples in.
+/// The standard `process_*` series (client_golang's names and meanings).
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let c = metrics_process::Collector::default();
+        c.describe();
+        c
+    })
+}
+
+/// The exposition text, after sampling the process and folding pending samples in.
 pub fn render() -> String {
     match handle() {
         Some(h) => {
+            process().collect();
             h.run_upkeep();
             h.render()
         }

@@ -11,6 +11,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::field::MakeExt as _;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -33,17 +34,84 @@ impl Drop for Telemetry {
     }
 }
 
+/// The levels a `TOKENGATE_LOG` directive may name.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+/// Where our logs (and our libraries' worth reading) come from: a directive naming a
+/// target alone must name one of these (or a module below one).
+const KNOWN_TARGETS: [&str; 10] = [
+    "tokengate",
+    "sqlx",
+    "tower_http",
+    "axum",
+    "hyper",
+    "h2",
+    "redis",
+    "tokio",
+    "opentelemetry",
+    "reqwest",
+];
+
+/// `TOKENGATE_LOG` checked: every directive is a level, `target=level`, or a known
+/// target alone. A bare word like `verbose` parses as a target of that name and would
+/// silence everything else, so it is refused with the fix.
+pub fn check_filter(filter: &str) -> Result<EnvFilter, String> {
+    let fix = "use a level (error, warn, info, debug, trace) or target=level, e.g. info,tokengate=debug";
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.split_once('=') {
+            Some((t, l)) => (Some(t), Some(l)),
+            None if LEVELS.contains(&directive.to_ascii_lowercase().as_str()) => (None, Some(directive)),
+            None => (Some(directive), None),
+        };
+        if let Some(level) = level
+            && !LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "TOKENGATE_LOG: {level:?} in {directive:?} is not a level; {fix}"
+            ));
+        }
+        if let (Some(target), None) = (target, level) {
+            let root = target.split(['[', ':']).next().unwrap_or_default();
+            if !KNOWN_TARGETS.contains(&root) {
+                return Err(format!(
+                    "TOKENGATE_LOG: {directive:?} names no level or known target; {fix}"
+                ));
+            }
+        }
+    }
+    EnvFilter::try_new(filter).map_err(|e| format!("TOKENGATE_LOG: {e}; {fix}"))
+}
+
+/// The pretty log's fields, without the `otel.*` ones (span names and kinds meant for
+/// the trace exporter, noise in a terminal).
+fn pretty_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let name = field.name();
+        if name.starts_with("otel.") {
+            Ok(())
+        } else if name == "message" {
+            write!(w, "{value:?}")
+        } else {
+            write!(w, "{name}={value:?}")
+        }
+    })
+    .delimited(" ")
+}
+
 /// Install the process's subscriber. `default_level` applies when `TOKENGATE_LOG` is
-/// unset. A trace exporter that cannot be built is reported and left out: traces are
-/// an aid, never a reason not to serve.
-pub fn init(format: LogFormat, default_level: &str, otlp_endpoint: Option<&str>) -> Telemetry {
-    let filter = EnvFilter::try_from_env("TOKENGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+/// unset; a `TOKENGATE_LOG` that would log nothing useful is an error. A trace
+/// exporter that cannot be built is reported and left out: traces are an aid, never a
+/// reason not to serve.
+pub fn init(format: LogFormat, default_level: &str, otlp_endpoint: Option<&str>) -> Result<Telemetry, String> {
+    let filter = match std::env::var("TOKENGATE_LOG") {
+        Ok(v) if !v.trim().is_empty() => check_filter(&v)?,
+        _ => EnvFilter::new(default_level),
+    };
     let logs = fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let logs = match format {
         LogFormat::Json => logs.json().boxed(),
-        LogFormat::Pretty => logs.boxed(),
+        LogFormat::Pretty => logs.fmt_fields(pretty_fields()).boxed(),
     }
     .with_filter(filter);
     let (provider, built) = match otlp_endpoint.map(tracer_provider) {
@@ -67,7 +135,7 @@ pub fn init(format: LogFormat, default_level: &str, otlp_endpoint: Option<&str>)
             }
         }
     }
-    Telemetry { provider }
+    Ok(Telemetry { provider })
 }
 
 fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
@@ -84,4 +152,33 @@ fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, opentelemetry_ot
                 .build(),
         )
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_filter;
+
+    #[test]
+    fn filters_that_name_something_are_accepted() {
+        for f in [
+            "info",
+            "WARN",
+            "debug,sqlx=warn",
+            "tokengate=trace",
+            "tokengate::auth",
+            "info,tower_http=debug",
+            "off",
+        ] {
+            assert!(check_filter(f).is_ok(), "{f}");
+        }
+    }
+
+    #[test]
+    fn filters_that_would_silence_everything_are_refused() {
+        for f in ["verbose", "info,loud", "tokengate=chatty", "=debug2"] {
+            let e = check_filter(f).unwrap_err();
+            assert!(e.starts_with("TOKENGATE_LOG: "), "{f}: {e}");
+            assert!(e.contains("e.g. info,tokengate=debug"), "{f}: {e}");
+        }
+    }
 }

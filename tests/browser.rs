@@ -62,6 +62,8 @@ impl Browser {
         let (driver, port) = start_driver().await;
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({
+            // The console (CSP violations among it), read by `console_log`.
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -83,6 +85,32 @@ impl Browser {
             _profile: profile,
         }
     }
+}
+
+/// chromedriver's console log of the page (its messages since the last read).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+async fn console_log(client: &Client) -> Vec<String> {
+    let log = client.issue_cmd(BrowserLog).await.expect("browser log");
+    log.as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| e["message"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Save a screenshot under the target folder and say where.
@@ -231,7 +259,29 @@ async fn swagger_ui_authorizes_with_a_password_and_runs_me_in_chromium() {
     .await;
     assert!(body.contains("\"username\": \"alzy\""), "{body}");
     screenshot(client, "docs.png").await;
+
+    // The tutorial's URLs are listed too.
+    wait_for(client, "#operations-auth-token").await;
+    wait_for(client, "#operations-auth-users_me").await;
+    // Nothing the page did was refused by its Content-Security-Policy.
+    let violations: Vec<_> = console_log(client)
+        .await
+        .into_iter()
+        .filter(|m| m.contains("Content Security Policy"))
+        .collect();
+    assert!(violations.is_empty(), "{violations:?}");
     client.clone().close().await.unwrap();
+
+    // The page's login is named for it in the user's session list.
+    let access = srv.login("alzy", PASSWORD).await.access;
+    let sessions: serde_json::Value = srv.get_auth("/auth/sessions", &access).await.json().await.unwrap();
+    let names: Vec<_> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["device_name"].clone())
+        .collect();
+    assert!(names.contains(&json!("Swagger UI (/docs)")), "{sessions}");
 }
 
 async fn wait_for(client: &Client, css: &str) {

@@ -312,15 +312,46 @@ fn keys_commands_and_a_running_server_picks_up_a_rotation() {
     ed(&mut cmd);
     let (code, out, _) = run(cmd.args(["keys", "list"]), "");
     assert_eq!(code, 0);
-    assert!(
-        out.contains("next (published)") && out.contains("retired (verifying)") && out.contains(&first_kid),
+    // Right after a rotation the old key still signs; the new one is only published.
+    let second_kid = key_states(&out).into_iter().find(|(k, _)| *k != first_kid).unwrap().0;
+    assert_eq!(
+        key_states(&out),
+        vec![
+            (second_kid.clone(), "next (published)".to_owned()),
+            (first_kid.clone(), "signing".to_owned())
+        ],
         "{out}"
     );
 
-    // A compromised key: revoked at once, out of the running server's JWKS.
+    // A compromised key: revoked at once, out of the running server's JWKS; the next
+    // key signs at once, and the table says both.
     let (code, out, err) = run(cmd_ed(dir.path()).args(["keys", "revoke", &first_kid]), "");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("revoked"), "{out}");
+    let (_, out, _) = run(cmd_ed(dir.path()).args(["keys", "list"]), "");
+    assert_eq!(
+        key_states(&out),
+        vec![
+            (second_kid.clone(), "signing".to_owned()),
+            (first_kid.clone(), "revoked".to_owned())
+        ],
+        "{out}"
+    );
+    // `rotate --now`: the new key signs at once, the old one is revoked.
+    let (code, _, err) = run(cmd_ed(dir.path()).args(["keys", "rotate", "--now"]), "");
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(cmd_ed(dir.path()).args(["keys", "list"]), "");
+    let states = key_states(&out);
+    assert_eq!(states.len(), 3, "{out}");
+    assert_eq!(states[0].1, "signing", "{out}");
+    let mut old: Vec<_> = states[1..].to_vec();
+    old.sort();
+    let mut expected = vec![
+        (second_kid.clone(), "revoked".to_owned()),
+        (first_kid.clone(), "revoked".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(old, expected, "{out}");
     let deadline = Instant::now() + Duration::from_secs(15);
     while jwks().contains(&first_kid) {
         assert!(Instant::now() < deadline, "the revoked key is still published");
@@ -375,6 +406,27 @@ fn keys_commands_and_a_running_server_picks_up_a_rotation() {
 }
 
 /// The binary with `TOKENGATE_ALGORITHM=EdDSA`.
+/// `keys list`'s rows as (kid, state), in its order.
+fn key_states(table: &str) -> Vec<(String, String)> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let kid = line.split_whitespace().next()?.to_owned();
+            let state = [
+                "next (published)",
+                "retired (verifying)",
+                "signing",
+                "revoked",
+                "expired",
+            ]
+            .into_iter()
+            .find(|s| line.contains(s))?;
+            Some((kid, state.to_owned()))
+        })
+        .collect()
+}
+
 fn cmd_ed(dir: &Path) -> Command {
     let mut c = tokengate(dir);
     c.env("TOKENGATE_ALGORITHM", "EdDSA");

@@ -22,6 +22,11 @@ async fn connect(addr: &str) -> TcpStream {
 async fn get(s: &mut TcpStream, path: &str) -> String {
     let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("send");
+    answer(s).await
+}
+
+/// The head of the next answer on `s` (its body read and dropped).
+async fn answer(s: &mut TcpStream) -> String {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let read = async {
@@ -103,6 +108,44 @@ async fn a_connection_serves_a_bounded_number_of_requests() {
     assert!(last.starts_with("http/1.1 200"), "{last}");
     assert!(last.contains("connection: close"), "{last}");
     assert!(closes(&mut s, Duration::from_secs(3)).await);
+}
+
+/// A `POST` whose body arrives `delay` after its headers; the answer's head.
+async fn post_late_body(s: &mut TcpStream, path: &str, bearer: &str, body: &str, delay: Duration) -> String {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {bearer}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("send");
+    tokio::time::sleep(delay).await;
+    // The server may have answered and closed already; what it said is what counts.
+    let _ = s.write_all(body.as_bytes()).await;
+    answer(s).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_sent_before_the_body_was_read_says_connection_close() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let body = r#"{"current_password":"not-it-at-all","new_password":"a-new-password-42"}"#;
+    // A dead token: refused from the headers, before the body is read.
+    let mut s = connect(&addr(&srv)).await;
+    let head = post_late_body(&mut s, "/auth/password", "not.a.token", body, Duration::from_millis(10)).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(
+        head.contains("connection: close"),
+        "a pooled client would reuse a dying connection: {head}"
+    );
+    assert!(closes(&mut s, Duration::from_secs(3)).await);
+
+    // A request whose body was read keeps its connection for the next one.
+    srv.register("alzy").await;
+    let access = srv.login("alzy", common::PASSWORD).await.access;
+    let mut s = connect(&addr(&srv)).await;
+    let head = post_late_body(&mut s, "/auth/password", &access, body, Duration::from_millis(10)).await;
+    assert!(head.starts_with("http/1.1 401"), "wrong current password: {head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert!(get(&mut s, "/healthz").await.starts_with("http/1.1 200"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

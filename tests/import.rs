@@ -181,14 +181,59 @@ async fn import_from_a_tutorial_sqlite_database_then_every_hash_upgrades_at_logi
     let dir = tempfile::tempdir().unwrap();
     let source = make_sqlite_source(&dir.path().join("legacy.db")).await;
 
-    let (code, out) = import(&mut gate(dir.path(), None), &["--from-db", &source]);
+    // A dry run reports what a run would do and writes nothing.
+    let map = dir.path().join("ids.csv");
+    let map_arg = map.display().to_string();
+    let (code, out) = import(
+        &mut gate(dir.path(), None),
+        &["--from-db", &source, "--dry-run", "--id-map", &map_arg],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("dry run: would import 8, skip 0 (exist already), refuse 0; nothing was written"),
+        "{out}"
+    );
+    assert!(!map.exists(), "a dry run writes no id map");
+    let (_, listed, _) = run(gate(dir.path(), None).args(["user", "list"]), "");
+    assert_eq!(listed.lines().count(), 1, "only the header: {listed}");
+
+    let (code, out) = import(
+        &mut gate(dir.path(), None),
+        &["--from-db", &source, "--id-map", &map_arg],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("imported 8, skipped 0 (exist already), refused 0"),
         "{out}"
     );
     assert!(out.contains("row 5: note: role \"Not A Role!\" left out"), "{out}");
-    assert!(out.contains("columns not imported: full_name, id"), "{out}");
+    assert!(out.contains("columns not imported: full_name\n"), "{out}");
+    assert!(out.contains("old id -> new id of 8 users written to"), "{out}");
+    // The id map links each old `users.id` to the new id, as `user list` shows it.
+    let ids = std::fs::read_to_string(&map).unwrap();
+    let (_, listed, _) = run(gate(dir.path(), None).args(["user", "list"]), "");
+    let mut lines = ids.lines();
+    assert_eq!(lines.next(), Some("old_id,new_id"));
+    let pairs: Vec<(String, String)> = lines
+        .map(|l| {
+            let (old, new) = l.split_once(',').unwrap();
+            (old.to_owned(), new.to_owned())
+        })
+        .collect();
+    assert_eq!(pairs.len(), 8, "{ids}");
+    for u in legacy_users() {
+        let old = u["id"].to_string();
+        let new = &pairs
+            .iter()
+            .find(|(o, _)| *o == old)
+            .unwrap_or_else(|| panic!("{old} in {ids}"))
+            .1;
+        let row = listed.lines().find(|l| l.starts_with(new.as_str())).unwrap_or_default();
+        assert!(
+            row.contains(u["username"].as_str().unwrap()),
+            "{old} -> {new}: {listed}"
+        );
+    }
 
     let (mut server, log, base) = start_server_with(gate(dir.path(), None));
     let stored = Stored::Sqlite(format!("sqlite://{}", dir.path().join("tokengate.db").display()));
@@ -208,6 +253,13 @@ async fn import_from_a_tutorial_sqlite_database_then_every_hash_upgrades_at_logi
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("imported 0, skipped 8"), "{out}");
     assert!(out.contains("row 1: skipped: user alice exists already"), "{out}");
+    // A re-run still maps every row (to the users the first run made).
+    let (_, out) = import(
+        &mut gate(dir.path(), None),
+        &["--from-db", &source, "--id-map", &map_arg],
+    );
+    assert!(out.contains("old id -> new id of 8 users"), "{out}");
+    assert_eq!(std::fs::read_to_string(&map).unwrap(), ids);
     assert_eq!(stored.hash_of("alice").await, before);
     assert_eq!(login(&base, "alice", &password_of("alice")).await, 200);
     terminate(&mut server);
@@ -266,6 +318,69 @@ async fn malformed_rows_are_reported_by_line_and_nothing_is_imported_unless_aske
     // ivan got alice's fixture hash, so alice's password.
     assert_eq!(login(&base, "ivan", &password_of("alice")).await, 200);
     terminate(&mut server);
+}
+
+#[tokio::test]
+async fn users_named_by_their_email_keep_logging_in_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = |i: usize| legacy_users()[i]["hashed_password"].as_str().unwrap().to_owned();
+    let rows = [
+        // fastapi-users: the email is the login, no username column.
+        serde_json::json!({"id": "7f3c", "username": "jane@example.com", "hashed_password": hash(0)}),
+        // The same local part elsewhere: a second, numbered username.
+        serde_json::json!({"id": "8a1d", "username": "Jane@other.org", "hashed_password": hash(1)}),
+        serde_json::json!({"id": "9b2e", "username": "kim+dev@example.com", "email": "kim@example.com", "hashed_password": hash(2)}),
+    ];
+    let file = dir.path().join("users.jsonl");
+    let text: Vec<String> = rows.iter().map(ToString::to_string).collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let from = file.display().to_string();
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from]);
+    assert_eq!(code, 0, "{out}");
+    for expected in [
+        "line 1: note: username \"jane\" made from the email \"jane@example.com\" (they log in with either)",
+        "line 2: note: username \"Jane-2\" made from the email \"Jane@other.org\"",
+        "line 3: note: username \"kim_dev\" made from the email \"kim@example.com\"",
+        "imported 3, skipped 0 (exist already), refused 0",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    let (mut server, _, base) = start_server_with(gate(dir.path(), None));
+    // They sign in exactly as before: with the address and their old password.
+    assert_eq!(login(&base, "jane@example.com", &password_of("alice")).await, 200);
+    assert_eq!(login(&base, "jane@other.org", &password_of("bob")).await, 200);
+    assert_eq!(login(&base, "kim@example.com", &password_of("carol")).await, 200);
+    assert_eq!(login(&base, "Jane-2", &password_of("bob")).await, 200);
+    terminate(&mut server);
+    // A re-run finds them by email.
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("imported 0, skipped 3"), "{out}");
+}
+
+#[tokio::test]
+async fn an_unmapped_column_that_looks_like_a_missing_field_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.csv");
+    let hash = legacy_users()[0]["hashed_password"].as_str().unwrap().to_owned();
+    std::fs::write(
+        &file,
+        format!("username,email,password_hash\nivan,ivan@example.com,\"{hash}\"\n"),
+    )
+    .unwrap();
+    let from = file.display().to_string();
+    let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("line 2: refused: hashed_password missing"), "{out}");
+    assert!(
+        out.contains("hint: a column looks like a missing field; try --map password_hash=hashed_password"),
+        "{out}"
+    );
+    let (code, out) = import(
+        &mut gate(dir.path(), None),
+        &["--from", &from, "--map", "password_hash=hashed_password"],
+    );
+    assert_eq!(code, 0, "{out}");
 }
 
 #[tokio::test]

@@ -28,6 +28,8 @@ impl std::fmt::Display for RowNumber {
 /// One user as a source holds it, before any rule: fields by our names.
 #[derive(Clone, Debug, Default)]
 pub struct SourceUser {
+    /// The row's id in the old app (`users.id`), for the id map.
+    pub old_id: Option<String>,
     pub username: Option<String>,
     pub email: Option<String>,
     /// Never printed: a hash is a secret too.
@@ -53,6 +55,8 @@ pub enum OnRefused {
     ImportNothing,
     /// Import the rows that are fine.
     ImportTheRest,
+    /// Write nothing at all: check and report every row (`--dry-run`).
+    DryRun,
 }
 
 /// What a run did, row by row where a row needs a word.
@@ -67,20 +71,64 @@ pub struct ImportReport {
     pub notes: Vec<(RowNumber, String)>,
     /// Whether anything was written.
     pub committed: bool,
+    /// Old id (as the source had it) to tokengate id, for every imported or skipped row
+    /// that had one: the rows of the old app that point at `users.id` are relinked by it.
+    pub ids: Vec<(String, UserId)>,
 }
 
 /// A row that passed every rule, with what it left out.
 struct Accepted {
     user: ImportedUser,
     dropped_roles: Vec<String>,
+    old_id: Option<String>,
+    /// The source's username was an email address: `user.username` is a stand-in
+    /// derived from it (made unique against the input and the store later).
+    named_by_email: bool,
+}
+
+/// A username made from an email address's local part (`jane.doe+x@example.com` ->
+/// `jane.doe_x`): characters a username cannot hold become `_`, padded to 3 and cut to
+/// 46, so that a `-2`... suffix still fits. The user keeps logging in with the email.
+pub fn username_from_email(email: &Email) -> Username {
+    let local = email.as_str().rsplit_once('@').map_or(email.as_str(), |(l, _)| l);
+    let mut name: String = local
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(46)
+        .collect();
+    while name.len() < 3 {
+        name.push('_');
+    }
+    Username::parse(&name).unwrap_or_else(|_| Username::parse("user").expect("a valid username"))
+}
+
+/// `base` with a `-N` suffix (2, 3, ...): the next candidate after `base` is taken.
+fn numbered(base: &Username, n: u32) -> Username {
+    Username::parse(&format!("{}-{n}", base.as_str())).unwrap_or_else(|_| base.clone())
 }
 
 /// Each field through its domain type; the first refusal's reason otherwise.
 fn validate(source: SourceUser, now: UnixTime, bounds: &CostBounds) -> Result<Accepted, String> {
     let raw_name = source.username.ok_or("username missing")?;
-    let username = Username::parse(&raw_name).map_err(|m| format!("invalid username {raw_name:?}: {m}"))?;
-    let raw_email = source.email.ok_or("email missing (tokengate requires one)")?;
+    // An app whose usernames are email addresses (fastapi-users, many tutorials): the
+    // address is the email, and the username is derived from it.
+    let name_as_email = raw_name.contains('@').then(|| Email::parse(&raw_name).ok()).flatten();
+    let raw_email = match (&source.email, &name_as_email) {
+        (Some(e), _) => e.clone(),
+        (None, Some(e)) => e.as_str().to_owned(),
+        (None, None) => return Err("email missing (tokengate requires one)".into()),
+    };
     let email = Email::parse(&raw_email).map_err(|m| format!("invalid email {raw_email:?}: {m}"))?;
+    let username = match &name_as_email {
+        Some(e) => username_from_email(e),
+        None => Username::parse(&raw_name).map_err(|m| format!("invalid username {raw_name:?}: {m}"))?,
+    };
     let raw_hash = source.hashed_password.ok_or("hashed_password missing")?;
     let password_hash = PasswordHashString::foreign(&raw_hash).map_err(|m| format!("hashed_password: {m}"))?;
     // A hash too costly to verify would let one wrong-password login pin a hashing
@@ -110,6 +158,8 @@ fn validate(source: SourceUser, now: UnixTime, bounds: &CostBounds) -> Result<Ac
             is_active: source.is_active,
         },
         dropped_roles,
+        old_id: source.old_id,
+        named_by_email: name_as_email.is_some(),
     })
 }
 
@@ -119,25 +169,56 @@ impl AuthService {
     /// refused the second time) and with the stored users (an existing username is
     /// skipped, so a re-run is a no-op; an email held by someone else is refused).
     /// What is accepted is written in one transaction. With refusals and
-    /// `OnRefused::ImportNothing`, nothing is written.
+    /// `OnRefused::ImportNothing`, nothing is written; with `DryRun`, never.
+    ///
+    /// A row whose username is an email address is matched by that email instead: it
+    /// is skipped when the email exists here (a re-run), else imported under a username
+    /// derived from the address (`-2`, `-3`... when taken), noted in the report.
     pub async fn import_users(&self, rows: Vec<SourceRow>, on_refused: OnRefused) -> Result<ImportReport, AuthError> {
         let now = self.clock.now();
         let bounds = self.hasher.bounds();
         let mut report = ImportReport::default();
-        let mut accepted: Vec<(RowNumber, ImportedUser)> = Vec::new();
+        let mut accepted: Vec<(RowNumber, Option<String>, ImportedUser)> = Vec::new();
         let mut names: HashMap<String, RowNumber> = HashMap::new();
         let mut emails: HashMap<String, RowNumber> = HashMap::new();
         for row in rows {
             let number = row.number;
             let read_notes = row.notes;
             let checked = row.user.and_then(|u| validate(u, now, &bounds));
-            let ok = match checked {
+            let mut ok = match checked {
                 Ok(ok) => ok,
                 Err(reason) => {
                     report.refused.push((number, reason));
                     continue;
                 }
             };
+            if ok.named_by_email {
+                let email = ok.user.user.email.clone();
+                if let Some(existing) = self.store.user_by_email(&email).await? {
+                    report.ids.extend(ok.old_id.map(|old| (old, existing.id)));
+                    report.skipped.push((number, existing.username));
+                    continue;
+                }
+                let base = ok.user.user.username.clone();
+                let mut candidate = base.clone();
+                for n in 2.. {
+                    let free = !names.contains_key(&candidate.as_str().to_lowercase())
+                        && !self.store.holders(&candidate, &email).await?.username;
+                    if free || n > 1000 {
+                        break;
+                    }
+                    candidate = numbered(&base, n);
+                }
+                report.notes.push((
+                    number,
+                    format!(
+                        "username {:?} made from the email {:?} (they log in with either)",
+                        candidate.as_str(),
+                        email.as_str()
+                    ),
+                ));
+                ok.user.user.username = candidate;
+            }
             let user = &ok.user.user;
             let name_key = user.username.as_str().to_lowercase();
             let email_key = user.email.as_str().to_lowercase();
@@ -155,6 +236,11 @@ impl AuthService {
             emails.insert(email_key, number);
             let held = self.store.holders(&user.username, &user.email).await?;
             if held.username {
+                if let Some(old) = ok.old_id
+                    && let Some(existing) = self.store.user_by_username(user.username.as_str()).await?
+                {
+                    report.ids.push((old, existing.id));
+                }
                 report.skipped.push((number, user.username.clone()));
                 continue;
             }
@@ -169,15 +255,28 @@ impl AuthService {
                     .push((number, format!("role {role:?} left out (not a valid role name)")));
             }
             report.notes.extend(read_notes.into_iter().map(|n| (number, n)));
-            accepted.push((number, ok.user));
+            accepted.push((number, ok.old_id, ok.user));
         }
-        if accepted.is_empty() || (!report.refused.is_empty() && on_refused == OnRefused::ImportNothing) {
+        let imported: Vec<_> = accepted.iter().map(|(n, _, u)| (*n, u.user.username.clone())).collect();
+        let write = match on_refused {
+            OnRefused::DryRun => false,
+            OnRefused::ImportNothing => report.refused.is_empty(),
+            OnRefused::ImportTheRest => true,
+        };
+        if accepted.is_empty() || !write {
+            if on_refused == OnRefused::DryRun {
+                // What a real run would import, without the ids it would make.
+                report.imported = imported;
+            }
             return Ok(report);
         }
-        let imported = accepted.iter().map(|(n, u)| (*n, u.user.username.clone())).collect();
+        let new_ids: Vec<_> = accepted
+            .iter()
+            .filter_map(|(_, old, u)| old.clone().map(|o| (o, u.user.id)))
+            .collect();
         match self
             .store
-            .insert_users(accepted.into_iter().map(|(_, u)| u).collect())
+            .insert_users(accepted.into_iter().map(|(_, _, u)| u).collect())
             .await
         {
             Ok(()) => {}
@@ -186,6 +285,7 @@ impl AuthService {
             Err(e) => return Err(e.into()),
         }
         report.imported = imported;
+        report.ids.extend(new_ids);
         report.committed = true;
         Ok(report)
     }

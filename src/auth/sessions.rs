@@ -6,7 +6,7 @@ use super::AuthError;
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
-use crate::domain::{DeviceName, Password, SessionId, UnixTime, Username};
+use crate::domain::{DeviceName, Email, Password, SessionId, UnixTime, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
@@ -64,9 +64,15 @@ impl AuthService {
             self.events.record(AuthEvent::LoginFailed, None, None, client);
             return Err(AuthError::BadCredentials);
         };
+        // The form's `username` may be the account's email: it is looked up first, so the
+        // budgets below belong to the account, whichever name was typed.
+        let user = self.user_by_login_name(username).await?;
         // Valid usernames are at most 50 characters; a longer key names no one and
         // must not let a client grow the limiter's memory.
-        let user_key = username.chars().take(64).collect::<String>().to_lowercase();
+        let user_key = match &user {
+            Some(u) => u.username.as_str().to_lowercase(),
+            None => username.chars().take(64).collect::<String>().to_lowercase(),
+        };
         let now = self.clock.now();
         let known_device = device_token
             .and_then(|t| device::verify(&self.macs.device, t, now))
@@ -81,7 +87,7 @@ impl AuthService {
                     self.spend_shared(&mut spent, &user_key, client).await?;
                 }
             }
-            self.verify_login(username, password, client).await
+            self.verify_login(user, password, client).await
         }
         .await;
         match outcome {
@@ -102,19 +108,26 @@ impl AuthService {
         }
     }
 
-    /// The user whose password `password` is, or `BadCredentials` after the same work.
+    /// The account a login names: by username, or by email (a username never holds an
+    /// `@`, so the two cannot be confused). A string that is neither names no one and is
+    /// not looked up (PostgreSQL refuses a NUL in text outright); it costs the same hash.
+    async fn user_by_login_name(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
+        if Username::parse(name).is_ok() {
+            return Ok(self.store.user_by_username(name).await?);
+        }
+        match Email::parse(name) {
+            Ok(email) => Ok(self.store.user_by_email(&email).await?),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// `user` if `password` is theirs, or `BadCredentials` after the same work.
     async fn verify_login(
         &self,
-        username: &str,
+        user: Option<UserRecord>,
         password: Password,
         client: &ClientInfo,
     ) -> Result<(UserRecord, Password), AuthError> {
-        // A string that is not a valid username names no one: it is not looked up
-        // (PostgreSQL refuses a NUL in text outright), and costs the same hash below.
-        let user = match Username::parse(username) {
-            Ok(_) => self.store.user_by_username(username).await?,
-            Err(_) => None,
-        };
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password.clone(), stored).await?;
         match user {
@@ -365,7 +378,9 @@ impl AuthService {
     /// Sign an access token for the session; roles come from the store, never from an
     /// older token, so a role change applies at the next refresh.
     fn pair(&self, user: &UserRecord, session: SessionId, refresh: RefreshToken) -> Result<TokenPair, AuthError> {
-        let signed = self.tokens.sign(user.id, session, &user.roles, self.clock.now())?;
+        let signed = self
+            .tokens
+            .sign(user.id, &user.username, session, &user.roles, self.clock.now())?;
         Ok(TokenPair {
             access_token: signed.token,
             refresh_token: refresh,

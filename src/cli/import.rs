@@ -5,17 +5,20 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::str::FromStr as _;
 
 use serde_json::{Map, Value};
 use sqlx::Connection as _;
 
 use crate::auth::import::{RowNumber, SourceRow, SourceUser};
 use crate::domain::UnixTime;
+use crate::server::absolute;
+use crate::store::DatabaseUrl;
 
 /// Our fields a source column can be read as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
+    /// The old app's id of the row (for `--id-map`).
+    Id,
     Username,
     Email,
     HashedPassword,
@@ -28,7 +31,8 @@ pub enum Field {
 }
 
 impl Field {
-    const ALL: [(&'static str, Field); 8] = [
+    const ALL: [(&'static str, Field); 9] = [
+        ("id", Field::Id),
         ("username", Field::Username),
         ("email", Field::Email),
         ("hashed_password", Field::HashedPassword),
@@ -80,6 +84,29 @@ impl ColumnMap {
     }
 }
 
+/// For a field the rows lack, the unread columns that look like it (`password_hash` for
+/// `hashed_password`), as `--map` arguments to try.
+pub fn map_hints(missing: &[&str], unread: &BTreeSet<String>) -> Vec<String> {
+    let looks_like = |field: &str, column: &str| {
+        let c = column.to_lowercase();
+        match field {
+            "hashed_password" => c.contains("hash") || c.contains("pass") || c.contains("pwd"),
+            "email" => c.contains("mail"),
+            "username" => c.contains("user") || c.contains("login") || c == "name" || c.contains("handle"),
+            _ => false,
+        }
+    };
+    missing
+        .iter()
+        .flat_map(|field| {
+            unread
+                .iter()
+                .filter(move |c| looks_like(field, c))
+                .map(move |c| format!("--map {c}={field}"))
+        })
+        .collect()
+}
+
 /// Rows read from a source, and its columns that no field reads.
 #[derive(Debug)]
 pub struct SourceRows {
@@ -109,21 +136,24 @@ pub fn read_file(path: &Path, columns: &ColumnMap) -> Result<SourceRows, String>
 /// database, read-only, each row as a JSON object the database itself builds.
 pub async fn read_database(url: &str, table: &str, columns: &ColumnMap) -> Result<SourceRows, String> {
     let table = quoted_table(table)?;
-    let texts: Vec<String> = if url.starts_with("sqlite:") {
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .map_err(|e| format!("--from-db: {e}"))?
-            .read_only(true);
+    let source = DatabaseUrl::parse(url).map_err(|m| format!("--from-db: {m}"))?;
+    let described = source.describe();
+    let texts: Vec<String> = if let DatabaseUrl::Sqlite { path } = &source {
+        if !path.exists() {
+            return Err(format!("--from-db: no database file at {}", absolute(path).display()));
+        }
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).read_only(true);
         let mut conn = sqlx::SqliteConnection::connect_with(&options)
             .await
-            .map_err(|e| format!("--from-db: cannot open the database: {e}"))?;
+            .map_err(|e| format!("--from-db: cannot open {described}: {e}"))?;
         // SQLite has no row-to-JSON of its own: name the columns.
         let names: Vec<String> =
             sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{}')", table.sqlite_name))
                 .fetch_all(&mut conn)
                 .await
-                .map_err(|e| format!("--from-db: {e}"))?;
+                .map_err(|e| format!("--from-db ({described}): {e}"))?;
         if names.is_empty() {
-            return Err(format!("--from-db: no table {:?} in that database", table.sqlite_name));
+            return Err(format!("--from-db: no table {:?} in {described}", table.sqlite_name));
         }
         let pairs: Vec<String> = names
             .iter()
@@ -137,11 +167,11 @@ pub async fn read_database(url: &str, table: &str, columns: &ColumnMap) -> Resul
         sqlx::query_scalar(&sql)
             .fetch_all(&mut conn)
             .await
-            .map_err(|e| format!("--from-db: {e}"))?
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            .map_err(|e| format!("--from-db ({described}): {e}"))?
+    } else {
         let mut conn = sqlx::PgConnection::connect(url)
             .await
-            .map_err(|e| format!("--from-db: cannot connect: {e}"))?;
+            .map_err(|e| format!("--from-db: cannot connect to {described}: {e}"))?;
         let sql = format!(
             "SELECT row_to_json(t)::text FROM (SELECT * FROM {} ORDER BY 1) t",
             table.quoted
@@ -149,9 +179,7 @@ pub async fn read_database(url: &str, table: &str, columns: &ColumnMap) -> Resul
         sqlx::query_scalar(&sql)
             .fetch_all(&mut conn)
             .await
-            .map_err(|e| format!("--from-db: {e}"))?
-    } else {
-        return Err("--from-db: expected a sqlite:// or postgres:// URL".into());
+            .map_err(|e| format!("--from-db ({described}): {e}"))?
     };
     let objects = texts
         .into_iter()
@@ -280,6 +308,7 @@ fn source_user(object: Map<String, Value>, columns: &ColumnMap, notes: &mut Vec<
         };
         let bad = |what: &str| format!("{} ({column}): {what}", field.name());
         match field {
+            Field::Id => user.old_id = id_text(&value).map_err(&bad)?,
             Field::Username => user.username = text(&value).map_err(&bad)?,
             Field::Email => user.email = text(&value).map_err(&bad)?,
             Field::HashedPassword => user.hashed_password = text(&value).map_err(&bad)?,
@@ -308,6 +337,14 @@ fn text(v: &Value) -> Result<Option<String>, &'static str> {
         Value::String(s) if s.is_empty() => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
         _ => Err("not text"),
+    }
+}
+
+/// An id as databases write them: a number, a UUID or any other text.
+fn id_text(v: &Value) -> Result<Option<String>, &'static str> {
+    match v {
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => text(other),
     }
 }
 
@@ -408,7 +445,8 @@ mod tests {
             "\n[1, 2]\n{not json\n",
         );
         let read = to_rows(json_lines(jsonl), &columns());
-        assert_eq!(read.unread_columns.iter().collect::<Vec<_>>(), ["id"]);
+        assert!(read.unread_columns.is_empty(), "{:?}", read.unread_columns);
+        assert_eq!(read.rows[0].user.as_ref().unwrap().old_id.as_deref(), Some("1"));
         let numbers: Vec<_> = read.rows.iter().map(|r| r.number).collect();
         assert_eq!(
             numbers,

@@ -3,7 +3,7 @@
 
 use super::KeysCommand;
 use crate::auth::keys::{
-    KEY_RELOAD_SECS, KeyAdminError, KeyStore, RotateMode, new_key, revoke_key, rotate_key, seal_at_rest,
+    KEY_RELOAD_SECS, KeyAdminError, KeyStore, RotateMode, key_states, new_key, revoke_key, rotate_key, seal_at_rest,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Settings};
@@ -12,7 +12,7 @@ use crate::crypto::keys::hs256_kid;
 use crate::crypto::keys::{SigningAlgorithm, read_secret_file};
 use crate::domain::{Secret, UnixTime};
 use crate::server::{OpenMode, StartError, hs256_secret_file, open_store, secret_path, signing_algorithm, vault};
-use crate::store::{Store, StoredKey};
+use crate::store::Store;
 
 fn fail(e: impl std::fmt::Display) -> StartError {
     StartError::Runtime(e.to_string())
@@ -89,23 +89,15 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
         }
         KeysCommand::List => {
             let keys = store.signing_keys().await.map_err(fail)?;
-            Ok(table(keys.iter().map(|k| Row {
+            let states = key_states(&keys, settings.tokens.access_ttl_secs, now);
+            Ok(table(keys.iter().zip(states).map(|(k, state)| Row {
                 kid: k.kid.clone(),
                 algorithm: k.algorithm.clone(),
-                state: state_of(k, now).into(),
+                state: state.as_str().into(),
                 created: k.created_at.to_rfc3339(),
                 retires: k.retires_at.map(UnixTime::to_rfc3339).unwrap_or_else(|| "-".into()),
             })))
         }
-    }
-}
-
-fn state_of(k: &StoredKey, now: UnixTime) -> &'static str {
-    match (k.active, k.retires_at) {
-        (true, _) if now < k.signs_from => "next (published)",
-        (true, _) => "active",
-        (false, Some(t)) if now < t => "retired (verifying)",
-        (false, _) => "expired",
     }
 }
 
@@ -132,7 +124,7 @@ fn hs256(settings: &Settings, cmd: KeysCommand, vault: &Vault) -> Result<String,
                 rows.push(Row {
                     kid: hs256_kid(&s),
                     algorithm: "HS256".into(),
-                    state: format!("active ({source})"),
+                    state: format!("signing ({source})"),
                     created: "-".into(),
                     retires: "-".into(),
                 });

@@ -11,12 +11,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::RawSettings;
 
-/// A JWT authentication server.
+/// A JWT authentication server. Every setting is a `TOKENGATE_*` variable (or a line of
+/// `./.env`); `serve --help` lists them, each also a flag of `serve`.
 #[derive(Parser, Debug)]
 #[command(name = "tokengate", version, about)]
 pub struct Cli {
-    #[command(flatten)]
-    pub settings: RawSettings,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -24,18 +23,62 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve,
+    Serve(Box<RawSettings>),
     /// Bring the database schema up to date.
-    Migrate,
-    /// Manage users.
-    #[command(subcommand)]
-    User(UserCommand),
+    Migrate(Database),
+    /// Manage users (settings from the environment: TOKENGATE_DATABASE_URL, TOKENGATE_ARGON2_*, ...).
+    User {
+        #[command(flatten)]
+        database: Database,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Manage signing keys (EdDSA, ES256, RS256; HS256 uses TOKENGATE_SECRET_KEY).
-    #[command(subcommand)]
-    Keys(KeysCommand),
-    /// Ask the server at TOKENGATE_BIND for /healthz; exit 0 when healthy (container
-    /// health checks without curl).
-    Healthcheck,
+    Keys {
+        #[command(flatten)]
+        database: Database,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Ask the server for /healthz; exit 0 when healthy (container health checks
+    /// without curl).
+    Healthcheck {
+        /// The server's address [default: 127.0.0.1:8000]
+        #[arg(long, env = "TOKENGATE_BIND")]
+        bind: Option<String>,
+        /// The server's path prefix, if any (e.g. /api/v1)
+        #[arg(long, env = "TOKENGATE_PATH_PREFIX")]
+        path_prefix: Option<String>,
+    },
+}
+
+/// The database an operator command works on.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Database {
+    /// sqlite://FILE or postgres://USER@HOST/DB [default: sqlite://tokengate.db]
+    #[arg(long, env = "TOKENGATE_DATABASE_URL", value_name = "URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+impl Command {
+    /// The raw settings this command runs with: `serve`'s flags and the environment,
+    /// or, for every other command, the environment with the command's own flags over it.
+    pub fn settings(&self) -> Result<RawSettings, clap::Error> {
+        let database = match self {
+            Self::Serve(raw) => return Ok(raw.as_ref().clone()),
+            Self::Migrate(d) | Self::User { database: d, .. } | Self::Keys { database: d, .. } => Some(d),
+            Self::Healthcheck { .. } => None,
+        };
+        let mut raw = RawSettings::from_environment()?;
+        if let Some(url) = database.and_then(|d| d.database_url.clone()) {
+            raw.database_url = Some(url);
+        }
+        if let Self::Healthcheck { bind, path_prefix } = self {
+            raw.bind.clone_from(bind);
+            raw.path_prefix.clone_from(path_prefix);
+        }
+        Ok(raw)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -69,8 +112,11 @@ pub enum UserCommand {
     /// Create a user. The password is prompted for (not echoed) at a terminal, else
     /// read as one line from standard input.
     Create {
+        /// The new user's name: 3-50 characters of letters, digits, `_`, `.` and `-`.
+        /// The user whose password to reset.
         #[arg(long)]
         username: String,
+        /// The new user's email address (unique; they may log in with it too).
         #[arg(long)]
         email: String,
         /// A role to grant (repeatable), e.g. --role admin
@@ -83,6 +129,7 @@ pub enum UserCommand {
     /// Reset a user's password (for a user who lost theirs): every session of theirs
     /// is revoked at once. Prompted for at a terminal, else read from standard input.
     SetPassword {
+        /// The user whose roles to replace.
         #[arg(long)]
         username: String,
         /// Read the password from standard input even at a terminal.
@@ -91,6 +138,7 @@ pub enum UserCommand {
     },
     /// Replace a user's roles (none given: no roles). Applies at their next login or refresh.
     SetRoles {
+        /// The user to deactivate.
         #[arg(long)]
         username: String,
         /// A role (repeatable), e.g. --role admin
@@ -99,6 +147,7 @@ pub enum UserCommand {
     },
     /// Deactivate a user: every session and token of theirs dies at once.
     Deactivate {
+        /// The user to let in again.
         #[arg(long)]
         username: String,
     },
@@ -134,11 +183,20 @@ pub enum UserCommand {
         /// imported until every row is valid or removed).
         #[arg(long)]
         skip_invalid: bool,
+        /// Check and report every row, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write each imported row's old id and its new tokengate id to FILE (CSV:
+        /// old_id,new_id), to relink the old app's rows that point at `users.id`.
+        #[arg(long, value_name = "FILE")]
+        id_map: Option<std::path::PathBuf>,
     },
     /// List users.
     List {
+        /// Users to list at most.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Users to skip first (oldest first), for the next page.
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },

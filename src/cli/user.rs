@@ -13,7 +13,7 @@ use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
 use crate::events::ClientInfo;
-use crate::server::{OpenMode, StartError, absolute, build_state_opening};
+use crate::server::{OpenMode, Purpose, StartError, absolute, build_state_for};
 use crate::store::{DatabaseUrl, UserRecord, UserUpdate};
 
 fn roles_text(u: &UserRecord) -> String {
@@ -34,7 +34,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
         UserCommand::Import { .. } => OpenMode::CreateIfMissing,
         _ => OpenMode::MustExist,
     };
-    let state = build_state_opening(settings, Arc::new(SystemClock), mode).await?;
+    let state = build_state_for(settings, Arc::new(SystemClock), mode, Purpose::Operate).await?;
     let fail = |m: String| StartError::Runtime(m);
     match cmd {
         UserCommand::Create {
@@ -97,6 +97,8 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             table,
             maps,
             skip_invalid,
+            dry_run,
+            id_map,
         } => {
             let columns = ColumnMap::parse(&maps).map_err(fail)?;
             let source = match (&from, &from_db) {
@@ -104,10 +106,10 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 (None, Some(url)) => import::read_database(url, &table, &columns).await.map_err(fail)?,
                 (None, None) => return Err(fail("give --from FILE or --from-db URL".into())),
             };
-            let on_refused = if skip_invalid {
-                OnRefused::ImportTheRest
-            } else {
-                OnRefused::ImportNothing
+            let on_refused = match (dry_run, skip_invalid) {
+                (true, _) => OnRefused::DryRun,
+                (false, true) => OnRefused::ImportTheRest,
+                (false, false) => OnRefused::ImportNothing,
             };
             let report = state
                 .auth
@@ -120,7 +122,15 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                     ),
                     other => operator_error(other),
                 })?;
-            let text = import_summary(&report, &source.unread_columns, &target_of(settings));
+            let mut text = import_summary(&report, &source.unread_columns, &target_of(settings), dry_run);
+            if let Some(path) = id_map.filter(|_| !dry_run) {
+                write_id_map(&path, &report.ids).map_err(fail)?;
+                text.push_str(&format!(
+                    "\nold id -> new id of {} users written to {}",
+                    report.ids.len(),
+                    absolute(&path).display()
+                ));
+            }
             if report.refused.is_empty() || report.committed {
                 Ok(text)
             } else {
@@ -160,7 +170,19 @@ fn target_of(settings: &Settings) -> String {
 }
 
 /// Every row that needs a word, then the counts. Never a password or a hash.
-fn import_summary(report: &ImportReport, unread: &BTreeSet<String>, target: &str) -> String {
+/// `--id-map`: `old_id,new_id` rows under a header, written whole or not at all.
+fn write_id_map(path: &std::path::Path, ids: &[(String, crate::domain::UserId)]) -> Result<(), String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut rows = vec![["old_id".to_owned(), "new_id".to_owned()]];
+    rows.extend(ids.iter().map(|(old, new)| [old.clone(), new.to_hyphenated()]));
+    for r in &rows {
+        w.write_record(r).map_err(|e| e.to_string())?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    std::fs::write(path, bytes).map_err(|e| format!("--id-map: cannot write {}: {e}", absolute(path).display()))
+}
+
+fn import_summary(report: &ImportReport, unread: &BTreeSet<String>, target: &str, dry_run: bool) -> String {
     let mut out = String::new();
     for (n, name) in &report.skipped {
         out.push_str(&format!("{n}: skipped: user {} exists already\n", name.as_str()));
@@ -174,6 +196,29 @@ fn import_summary(report: &ImportReport, unread: &BTreeSet<String>, target: &str
     if !unread.is_empty() {
         let names: Vec<&str> = unread.iter().map(String::as_str).collect();
         out.push_str(&format!("columns not imported: {}\n", names.join(", ")));
+    }
+    let missing: Vec<&str> = ["username", "email", "hashed_password"]
+        .into_iter()
+        .filter(|f| {
+            let why = format!("{f} missing");
+            report.refused.iter().any(|(_, r)| r.starts_with(&why))
+        })
+        .collect();
+    let hints = import::map_hints(&missing, unread);
+    if !hints.is_empty() {
+        out.push_str(&format!(
+            "hint: a column looks like a missing field; try {}\n",
+            hints.join(" ")
+        ));
+    }
+    if dry_run {
+        out.push_str(&format!(
+            "dry run: would import {}, skip {} (exist already), refuse {}; nothing was written",
+            report.imported.len(),
+            report.skipped.len(),
+            report.refused.len()
+        ));
+        return out;
     }
     out.push_str(&format!(
         "imported {}, skipped {} (exist already), refused {}",

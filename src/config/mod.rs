@@ -184,140 +184,146 @@ impl Default for Settings {
 #[derive(Args, Debug, Default, Clone)]
 pub struct RawSettings {
     /// Address to listen on [default: 127.0.0.1:8000]
-    #[arg(long, env = "TOKENGATE_BIND", global = true)]
+    #[arg(long, env = "TOKENGATE_BIND")]
     pub bind: Option<String>,
     /// sqlite://FILE or postgres://... [default: sqlite://tokengate.db]
-    #[arg(long, env = "TOKENGATE_DATABASE_URL", global = true)]
+    #[arg(long, env = "TOKENGATE_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Database connections at most (PostgreSQL) [default: 10]
-    #[arg(long, env = "TOKENGATE_DB_POOL_SIZE", global = true)]
+    #[arg(long, env = "TOKENGATE_DB_POOL_SIZE")]
     pub db_pool_size: Option<String>,
     /// Time to open a database connection [default: 5s]
-    #[arg(long, env = "TOKENGATE_DB_CONNECT_TIMEOUT", global = true)]
+    #[arg(long, env = "TOKENGATE_DB_CONNECT_TIMEOUT")]
     pub db_connect_timeout: Option<String>,
     /// redis://... for shared revocation and rate limits across instances
-    #[arg(long, env = "TOKENGATE_REDIS_URL", global = true)]
+    #[arg(long, env = "TOKENGATE_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key [default: tokengate:]
-    #[arg(long, env = "TOKENGATE_REDIS_PREFIX", global = true)]
+    #[arg(long, env = "TOKENGATE_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
     /// HS256 (default), EdDSA, ES256 or RS256
-    #[arg(long, env = "TOKENGATE_ALGORITHM", global = true)]
+    #[arg(long, env = "TOKENGATE_ALGORITHM")]
     pub algorithm: Option<String>,
     /// HS256 secret, at least 32 bytes [default: generated and kept beside the SQLite file]
-    #[arg(long, env = "TOKENGATE_SECRET_KEY", global = true, hide_env_values = true)]
+    #[arg(long, env = "TOKENGATE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
     /// Comma-separated HS256 secrets still accepted for verification
-    #[arg(long, env = "TOKENGATE_PREVIOUS_SECRET_KEYS", global = true, hide_env_values = true)]
+    #[arg(long, env = "TOKENGATE_PREVIOUS_SECRET_KEYS", hide_env_values = true)]
     pub previous_secret_keys: Option<String>,
     /// 32 random bytes, base64 (openssl rand -base64 32): private keys and server secrets are stored encrypted [default: stored unencrypted]
-    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY", global = true, hide_env_values = true)]
+    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
     /// A file holding TOKENGATE_ENCRYPTION_KEY (e.g. a mounted secret)
-    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY_FILE", global = true)]
+    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY_FILE")]
     pub encryption_key_file: Option<String>,
     /// Comma-separated earlier encryption keys, still opened (for `tokengate keys reencrypt`)
-    #[arg(
-        long,
-        env = "TOKENGATE_PREVIOUS_ENCRYPTION_KEYS",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "TOKENGATE_PREVIOUS_ENCRYPTION_KEYS", hide_env_values = true)]
     pub previous_encryption_keys: Option<String>,
     /// Serve /metrics (no token) on this private address, e.g. 10.0.0.5:9100 [default: none]
-    #[arg(long, env = "TOKENGATE_METRICS_BIND", global = true)]
+    #[arg(long, env = "TOKENGATE_METRICS_BIND")]
     pub metrics_bind: Option<String>,
     /// Bearer token for /metrics on the main address (at least 32 characters); unset: 404 there
-    #[arg(long, env = "TOKENGATE_METRICS_TOKEN", global = true, hide_env_values = true)]
+    #[arg(long, env = "TOKENGATE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
     /// External base URL, e.g. https://auth.example.com [default: http://BIND]
-    #[arg(long, env = "TOKENGATE_PUBLIC_URL", global = true)]
+    #[arg(long, env = "TOKENGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Mount every route under this path, e.g. /api/v1 [default: none]
-    #[arg(long, env = "TOKENGATE_PATH_PREFIX", global = true)]
+    #[arg(long, env = "TOKENGATE_PATH_PREFIX")]
     pub path_prefix: Option<String>,
     /// `iss` claim [default: tokengate]
-    #[arg(long, env = "TOKENGATE_ISSUER", global = true)]
+    #[arg(long, env = "TOKENGATE_ISSUER")]
     pub issuer: Option<String>,
     /// `aud` claim [default: tokengate]
-    #[arg(long, env = "TOKENGATE_AUDIENCE", global = true)]
+    #[arg(long, env = "TOKENGATE_AUDIENCE")]
     pub audience: Option<String>,
     /// Access token lifetime, e.g. 2s, 10m, 1h [default: 15m]
-    #[arg(long, env = "TOKENGATE_ACCESS_TTL", global = true)]
+    #[arg(long, env = "TOKENGATE_ACCESS_TTL")]
     pub access_ttl: Option<String>,
     /// Refresh token lifetime [default: 7d]
-    #[arg(long, env = "TOKENGATE_REFRESH_TTL", global = true)]
+    #[arg(long, env = "TOKENGATE_REFRESH_TTL")]
     pub refresh_ttl: Option<String>,
     /// A session ends this long after login, however often it refreshes [default: 30d]
-    #[arg(long, env = "TOKENGATE_SESSION_MAX_LIFETIME", global = true)]
+    #[arg(long, env = "TOKENGATE_SESSION_MAX_LIFETIME")]
     pub session_max_lifetime: Option<String>,
     /// Seconds after a rotation in which the spent token gets the same successor again
     /// (two tabs, a retried request) instead of revoking the session; at most 60s [default: 0s]
-    #[arg(long, env = "TOKENGATE_REFRESH_REUSE_GRACE", global = true)]
+    #[arg(long, env = "TOKENGATE_REFRESH_REUSE_GRACE")]
     pub refresh_reuse_grace: Option<String>,
     /// What a session keeps of the client's IP: full, prefix (/24, /48) or none [default: full]
-    #[arg(long, env = "TOKENGATE_SESSION_IP", global = true)]
+    #[arg(long, env = "TOKENGATE_SESSION_IP")]
     pub session_ip: Option<String>,
     /// Secure attribute on cookies; false only for plain-HTTP local development [default: true]
-    #[arg(long, env = "TOKENGATE_COOKIE_SECURE", global = true)]
+    #[arg(long, env = "TOKENGATE_COOKIE_SECURE")]
     pub cookie_secure: Option<String>,
     /// Comma-separated exact origins allowed by CORS
-    #[arg(long, env = "TOKENGATE_CORS_ORIGINS", global = true)]
+    #[arg(long, env = "TOKENGATE_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
     /// Login attempts per IP and per username, N/WINDOW [default: 10/1m]
-    #[arg(long, env = "TOKENGATE_LOGIN_RATE", global = true)]
+    #[arg(long, env = "TOKENGATE_LOGIN_RATE")]
     pub login_rate: Option<String>,
     /// Refreshes per IP, N/WINDOW [default: 60/1m]
-    #[arg(long, env = "TOKENGATE_REFRESH_RATE", global = true)]
+    #[arg(long, env = "TOKENGATE_REFRESH_RATE")]
     pub refresh_rate: Option<String>,
     /// Registrations per IP, N/WINDOW [default: 5/1m]
-    #[arg(long, env = "TOKENGATE_REGISTER_RATE", global = true)]
+    #[arg(long, env = "TOKENGATE_REGISTER_RATE")]
     pub register_rate: Option<String>,
     /// Comma-separated CIDRs whose X-Forwarded-For is believed [default: none]
-    #[arg(long, env = "TOKENGATE_TRUSTED_PROXIES", global = true)]
+    #[arg(long, env = "TOKENGATE_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
     /// json or pretty [default: pretty]
-    #[arg(long, env = "TOKENGATE_LOG_FORMAT", global = true)]
+    #[arg(long, env = "TOKENGATE_LOG_FORMAT")]
     pub log_format: Option<String>,
     /// OTLP/HTTP collector, e.g. http://127.0.0.1:4318: export traces there [default: off]
-    #[arg(long, env = "TOKENGATE_OTLP_ENDPOINT", global = true)]
+    #[arg(long, env = "TOKENGATE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
     /// argon2id memory cost in KiB [default: 19456]
-    #[arg(long, env = "TOKENGATE_ARGON2_MEMORY_KIB", global = true)]
+    #[arg(long, env = "TOKENGATE_ARGON2_MEMORY_KIB")]
     pub argon2_memory_kib: Option<String>,
     /// argon2id iterations [default: 2]
-    #[arg(long, env = "TOKENGATE_ARGON2_ITERATIONS", global = true)]
+    #[arg(long, env = "TOKENGATE_ARGON2_ITERATIONS")]
     pub argon2_iterations: Option<String>,
     /// argon2id lanes [default: 1]
-    #[arg(long, env = "TOKENGATE_ARGON2_PARALLELISM", global = true)]
+    #[arg(long, env = "TOKENGATE_ARGON2_PARALLELISM")]
     pub argon2_parallelism: Option<String>,
     /// Password hashes that may wait for a core before 503 [default: 64]
-    #[arg(long, env = "TOKENGATE_HASH_QUEUE", global = true)]
+    #[arg(long, env = "TOKENGATE_HASH_QUEUE")]
     pub hash_queue: Option<String>,
     /// Imported bcrypt hashes above this cost are refused (and never verified) [default: 14]
-    #[arg(long, env = "TOKENGATE_BCRYPT_MAX_COST", global = true)]
+    #[arg(long, env = "TOKENGATE_BCRYPT_MAX_COST")]
     pub bcrypt_max_cost: Option<String>,
     /// Time a client has to send a request's headers; also the keep-alive idle timeout [default: 10s]
-    #[arg(long, env = "TOKENGATE_HEADER_TIMEOUT", global = true)]
+    #[arg(long, env = "TOKENGATE_HEADER_TIMEOUT")]
     pub header_timeout: Option<String>,
     /// Time a request's body and answer may take before 408 [default: 30s]
-    #[arg(long, env = "TOKENGATE_REQUEST_TIMEOUT", global = true)]
+    #[arg(long, env = "TOKENGATE_REQUEST_TIMEOUT")]
     pub request_timeout: Option<String>,
     /// Open connections at most [default: 4096]
-    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS", global = true)]
+    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
     /// Open connections from one client network at most; trusted proxies exempt [default: 256]
-    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS_PER_CLIENT", global = true)]
+    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS_PER_CLIENT")]
     pub max_connections_per_client: Option<String>,
     /// Requests one connection serves before it is closed [default: 1000]
-    #[arg(long, env = "TOKENGATE_MAX_REQUESTS_PER_CONNECTION", global = true)]
+    #[arg(long, env = "TOKENGATE_MAX_REQUESTS_PER_CONNECTION")]
     pub max_requests_per_connection: Option<String>,
     /// How long one connection may stay open [default: 5m]
-    #[arg(long, env = "TOKENGATE_MAX_CONNECTION_AGE", global = true)]
+    #[arg(long, env = "TOKENGATE_MAX_CONNECTION_AGE")]
     pub max_connection_age: Option<String>,
 }
 
 impl RawSettings {
+    /// The values the environment (and `.env`) sets: what the operator commands read,
+    /// whose own flags are only the few they use.
+    pub fn from_environment() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct EnvironmentOnly {
+            #[command(flatten)]
+            settings: RawSettings,
+        }
+        <EnvironmentOnly as clap::Parser>::try_parse_from(["tokengate"]).map(|e| e.settings)
+    }
+
     /// Validate every value; the first problem found is returned.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let d = Settings::default();
@@ -442,10 +448,7 @@ impl RawSettings {
 
     fn http(&self, d: &HttpSettings) -> Result<HttpSettings, ConfigError> {
         Ok(HttpSettings {
-            bind: opt("TOKENGATE_BIND", &self.bind, d.bind, |v| {
-                v.parse()
-                    .map_err(|_| format!("{v:?} is not an address like 127.0.0.1:8000"))
-            })?,
+            bind: opt("TOKENGATE_BIND", &self.bind, d.bind, parse_bind)?,
             public_url: opt("TOKENGATE_PUBLIC_URL", &self.public_url, None, |v| {
                 parse_public_url(v).map(Some)
             })?,
@@ -627,43 +630,40 @@ fn opt<T>(
 }
 
 fn parse_database_url(v: &str) -> Result<DatabaseUrl, String> {
-    if let Some(rest) = v.strip_prefix("sqlite://").or_else(|| v.strip_prefix("sqlite:")) {
-        let path = rest.split('?').next().unwrap_or_default();
-        if path.is_empty() || path == ":memory:" {
-            return Err("sqlite needs a file path, e.g. sqlite://tokengate.db".into());
-        }
-        return Ok(DatabaseUrl::Sqlite {
-            path: PathBuf::from(path),
-        });
-    }
-    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-        return Ok(DatabaseUrl::Postgres(v.to_owned()));
-    }
-    Err(format!(
-        "{:?} is neither sqlite://FILE nor postgres://...",
-        redact_url(v)
-    ))
+    DatabaseUrl::parse(v)
 }
 
-/// A URL without its password, fit for an error message or a log line.
-pub fn redact_url(v: &str) -> String {
-    match (v.find("://"), v.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &v[s + 3..at];
-            let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{}:***{}", &v[..s + 3], user, &v[at..])
-        }
-        _ => v.to_owned(),
-    }
-}
+pub use crate::store::redact_url;
 
 fn parse_algorithm(v: &str) -> Result<SigningAlgorithm, String> {
-    match v {
-        "HS256" => Ok(SigningAlgorithm::Hs256),
-        "EdDSA" => Ok(SigningAlgorithm::EdDsa),
-        "ES256" => Ok(SigningAlgorithm::Es256),
-        "RS256" => Ok(SigningAlgorithm::Rs256),
-        _ => Err(format!("{v:?} is not one of HS256, EdDSA, ES256, RS256")),
+    const NAMES: [(&str, SigningAlgorithm); 4] = [
+        ("HS256", SigningAlgorithm::Hs256),
+        ("EdDSA", SigningAlgorithm::EdDsa),
+        ("ES256", SigningAlgorithm::Es256),
+        ("RS256", SigningAlgorithm::Rs256),
+    ];
+    if let Some((_, alg)) = NAMES.iter().find(|(n, _)| *n == v) {
+        return Ok(*alg);
+    }
+    // JOSE names are case-sensitive (a JWT's `alg` must match exactly): suggested, not guessed.
+    match NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(v.trim())) {
+        Some((name, _)) => Err(format!(
+            "{v:?} is not one of HS256, EdDSA, ES256, RS256; did you mean {name}?"
+        )),
+        None => Err(format!("{v:?} is not one of HS256, EdDSA, ES256, RS256")),
+    }
+}
+
+/// An address to listen on; a bare port gets the obvious suggestion.
+fn parse_bind(v: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = v.parse() {
+        return Ok(addr);
+    }
+    match v.trim().trim_start_matches(':').parse::<u16>() {
+        Ok(port) => Err(format!(
+            "{v:?} is a port, not an address: 127.0.0.1:{port} (this machine only) or 0.0.0.0:{port} (every interface)"
+        )),
+        Err(_) => Err(format!("{v:?} is not an address like 127.0.0.1:8000")),
     }
 }
 

@@ -11,12 +11,16 @@ use sha2::{Digest, Sha256};
 use crate::crypto::keys::KeyRing;
 use crate::crypto::mac::MacKey;
 use crate::crypto::verified::{Verified, VerifiedTokens};
-use crate::domain::{Jti, Role, SessionId, UnixTime, UserId};
+use crate::domain::{Jti, Role, SessionId, UnixTime, UserId, Username};
 
 /// The claims of an access token, exactly as signed.
 #[derive(Debug, Serialize, Deserialize)]
 struct AccessClaims {
     sub: String,
+    /// The username (OIDC's standard claim): what a resource server shows or links by.
+    /// Tokens signed before it was added lack it.
+    #[serde(default)]
+    preferred_username: String,
     #[serde(rename = "type")]
     token_type: String,
     iat: i64,
@@ -144,6 +148,7 @@ impl AccessTokens {
     pub fn sign(
         &self,
         user: UserId,
+        username: &Username,
         session: SessionId,
         roles: &[Role],
         now: UnixTime,
@@ -158,6 +163,7 @@ impl AccessTokens {
         let expires_at = now.plus(self.ttl_secs);
         let claims = AccessClaims {
             sub: user.to_string(),
+            preferred_username: username.as_str().to_owned(),
             token_type: ACCESS_TYPE.into(),
             iat: now.0,
             nbf: now.0,
@@ -324,12 +330,16 @@ mod tests {
         AccessTokens::new(KeyRing::hs256(&secret, &[]), "iss".into(), "aud".into(), ttl)
     }
 
+    fn alice() -> Username {
+        Username::parse("alice").unwrap()
+    }
+
     #[test]
     fn sign_verify_and_expiry_boundary() {
         let t = tokens(60);
         let now = UnixTime(1_800_000_000);
         let (u, s) = (UserId::new(), SessionId::new());
-        let signed = t.sign(u, s, &[Role::parse("admin").unwrap()], now).unwrap();
+        let signed = t.sign(u, &alice(), s, &[Role::parse("admin").unwrap()], now).unwrap();
         let v = t.verify(&signed.token, now).unwrap();
         assert_eq!((v.user_id, v.session_id, v.jti), (u, s, signed.jti));
         assert_eq!(v.roles, vec!["admin".to_string()]);
@@ -342,7 +352,7 @@ mod tests {
     fn a_remembered_token_is_still_refused_when_its_key_goes_or_its_time_is_up() {
         let t = tokens(60);
         let now = UnixTime(1_800_000_000);
-        let signed = t.sign(UserId::new(), SessionId::new(), &[], now).unwrap();
+        let signed = t.sign(UserId::new(), &alice(), SessionId::new(), &[], now).unwrap();
         assert!(t.verify(&signed.token, now).is_ok());
         assert_eq!(t.verified.remembered(), 1, "remembered after a full verification");
         // Remembered, yet the times are checked on every use.
@@ -367,7 +377,7 @@ mod tests {
     fn a_hit_checks_the_key_even_if_the_memo_was_not_cleared() {
         let t = tokens(60);
         let now = UnixTime(1_800_000_000);
-        let signed = t.sign(UserId::new(), SessionId::new(), &[], now).unwrap();
+        let signed = t.sign(UserId::new(), &alice(), SessionId::new(), &[], now).unwrap();
         let first = t.verify(&signed.token, now).unwrap();
         // Plant the entry under a kid the ring does not know: the hit must not count.
         t.verified.insert(

@@ -126,6 +126,11 @@ impl ApiError {
     fn detail(&self) -> Value {
         let text = match self {
             Self::Validation(errors) => return json!(errors),
+            Self::RateLimited { retry_after_secs } => {
+                let secs = (*retry_after_secs).max(1);
+                let unit = if secs == 1 { "second" } else { "seconds" };
+                return json!(format!("Too many requests; retry in {secs} {unit}"));
+            }
             Self::NotAuthenticated => "Not authenticated",
             Self::InvalidToken(_) => "Could not validate credentials",
             Self::BadCredentials => "Incorrect username or password",
@@ -141,7 +146,6 @@ impl ApiError {
             Self::MethodNotAllowed => "Method Not Allowed",
             Self::PayloadTooLarge => "Request body too large (limit 64 KiB)",
             Self::UnsupportedMediaType(msg) => msg,
-            Self::RateLimited { .. } => "Too many requests",
             Self::Unavailable(msg) => msg,
             Self::Busy { .. } => "Server busy, retry shortly",
             Self::Internal(_) => "Internal Server Error",
@@ -272,7 +276,7 @@ impl ApiError {
             body["error"] = json!(code);
             body["error_description"] = json!(description);
         }
-        let mut res = (self.status(), axum::Json(body)).into_response();
+        let mut res = (self.status(), crate::http::json::Json(body)).into_response();
         if let Some(c) = self.challenge() {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));

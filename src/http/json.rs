@@ -11,18 +11,22 @@ use super::error::ApiError;
 /// Room for a user or a token answer without growing.
 const TYPICAL: usize = 512;
 
-/// A JSON response body.
+/// A JSON response body, ending with a newline (so `curl` leaves the prompt on a line
+/// of its own).
 pub struct Json<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(TYPICAL);
         match serde_json::to_writer(&mut body, &self.0) {
-            Ok(()) => (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                body,
-            )
-                .into_response(),
+            Ok(()) => {
+                body.push(b'\n');
+                (
+                    [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                    body,
+                )
+                    .into_response()
+            }
             Err(e) => ApiError::internal(format!("an answer could not be serialised: {e}")).into_response(),
         }
     }
@@ -38,6 +42,6 @@ mod tests {
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
         let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
-        assert_eq!(&body[..], br#"{"a":"b\"c"}"#);
+        assert_eq!(&body[..], b"{\"a\":\"b\\\"c\"}\n");
     }
 }

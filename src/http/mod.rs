@@ -115,6 +115,7 @@ pub fn metrics_router(state: AppState) -> Router {
 /// URL) carry the prefix, so Swagger UI calls the prefixed routes.
 pub fn api(prefix: &str) -> (Router<AppState>, String) {
     let (router, mut doc) = routes::api().split_for_parts();
+    let router = routes::with_tutorial_aliases(router, &mut doc);
     if !prefix.is_empty() {
         doc.servers = Some(vec![utoipa::openapi::Server::new(prefix)]);
         openapi::prefix_token_url(&mut doc, prefix);

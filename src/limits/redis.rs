@@ -112,12 +112,26 @@ impl RedisLimiter {
             skip_until_ms: AtomicU64::new(0),
             started: Instant::now(),
         });
-        match manager(client.clone()).await {
+        // One real call at start: what fails here for want of a connection is an outage
+        // (serve degraded, reconnect); anything else (a wrong password or database
+        // index, an ACL without the commands we run) is configuration, and no
+        // reconnect would mend it.
+        let probe = match manager(client.clone()).await {
+            Ok(mut m) => {
+                // The failing-networks script with no member only reads (an empty key).
+                let mut call = limiter.failing.key(format!("{}rl:probe", limiter.prefix));
+                call.arg(1).arg("");
+                call.invoke_async::<u64>(&mut m).await.map(|_| m)
+            }
+            Err(e) => Err(e),
+        };
+        match probe {
             Ok(m) => limiter.install(m),
-            Err(e) => {
+            Err(e) if is_outage(&e) => {
                 limiter.mark_degraded(&e.to_string());
                 tokio::spawn(reconnect(client, Arc::downgrade(&limiter)));
             }
+            Err(e) => return Err(LimitError(format!("Redis refused us: {e}"))),
         }
         Ok(limiter)
     }
@@ -200,6 +214,19 @@ async fn manager(client: ::redis::Client) -> ::redis::RedisResult<ConnectionMana
         .set_number_of_retries(1)
         .set_max_delay(500);
     ConnectionManager::new_with_config(client, config).await
+}
+
+/// Whether an error means Redis could not be reached or is briefly busy (an outage:
+/// degrade and retry) rather than that it refuses what we are configured to do.
+fn is_outage(e: &::redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || matches!(
+            e.code(),
+            Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN")
+        )
 }
 
 /// Redis was down at start: try again every 2 s until it answers (the manager then

@@ -133,6 +133,43 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A request's body that notes when it has been read to its end. An answer sent
+    /// before that (a refusal decided from the headers) says `Connection: close`: the
+    /// unread rest would otherwise be taken for the next request, so hyper closes the
+    /// connection, and a keep-alive client must know not to reuse it.
+    struct WatchedBody {
+        #[pin]
+        inner: hyper::body::Incoming,
+        read_whole: Arc<AtomicBool>,
+    }
+}
+
+impl hyper::body::Body for WatchedBody {
+    type Data = <hyper::body::Incoming as hyper::body::Body>::Data;
+    type Error = <hyper::body::Incoming as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) {
+            this.read_whole.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let ms = u64::try_from(self.1.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -304,10 +341,22 @@ where
             conn.close.notify_one();
         }
         let in_flight = InFlight(conn.clone(), started);
-        let answer = app.clone().oneshot(req.map(Body::new));
+        // Only a request with a body to read is watched (no allocation for the rest).
+        let watch = (!hyper::body::Body::is_end_stream(req.body())).then(|| Arc::new(AtomicBool::new(false)));
+        let req = match &watch {
+            Some(flag) => req.map(|inner| {
+                Body::new(WatchedBody {
+                    inner,
+                    read_whole: flag.clone(),
+                })
+            }),
+            None => req.map(Body::new),
+        };
+        let answer = app.clone().oneshot(req);
         async move {
             let Ok(mut res) = answer.await;
-            if last {
+            let unread = watch.is_some_and(|w| !w.load(Ordering::Acquire));
+            if last || unread {
                 // The client learns not to send another request here (hyper then closes).
                 res.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -61,6 +61,15 @@ pub enum OpenMode {
     MustExist,
 }
 
+/// Whom the state is built for. An operator command (`user ...`) signs no token and
+/// counts no rate: it needs no signing secret, no rate-limit store, and prints none of
+/// the server's warnings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Serve,
+    Operate,
+}
+
 /// An absolute form of `path` for logs and messages (as given if that fails).
 pub fn absolute(path: &std::path::Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
@@ -68,20 +77,17 @@ pub fn absolute(path: &std::path::Path) -> PathBuf {
 
 /// Open the configured database and bring its schema up to date.
 pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn Store>, StartError> {
-    let described = match &settings.store.database_url {
-        DatabaseUrl::Sqlite { path } => {
-            let shown = absolute(path);
-            if mode == OpenMode::MustExist && !path.exists() {
-                return Err(StartError::Runtime(format!(
-                    "no database at {}; run this where `tokengate serve` runs, or point TOKENGATE_DATABASE_URL \
-                     (or --database-url) at its file",
-                    shown.display()
-                )));
-            }
-            format!("embedded SQLite at {}", shown.display())
-        }
-        DatabaseUrl::Postgres(url) => format!("PostgreSQL at {}", crate::config::redact_url(url)),
-    };
+    let described = settings.store.database_url.describe();
+    if let DatabaseUrl::Sqlite { path } = &settings.store.database_url
+        && mode == OpenMode::MustExist
+        && !path.exists()
+    {
+        return Err(StartError::Runtime(format!(
+            "no database at {}; run this where `tokengate serve` runs, or point TOKENGATE_DATABASE_URL \
+             (or --database-url) at its file",
+            absolute(path).display()
+        )));
+    }
     let store = crate::store::open(&settings.store)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot open the database ({described}): {e}")))?;
@@ -109,13 +115,20 @@ pub fn vault(settings: &Settings) -> Result<Vault, StartError> {
     Ok(Vault::new(current, previous))
 }
 
-/// The HS256 secret: configured, or kept in a file beside the SQLite database.
-fn signing_secret(settings: &Settings, vault: &Vault) -> Result<Secret, StartError> {
+/// The HS256 secret: configured, or kept in a file beside the SQLite database. An
+/// operator command on a shared database without one gets a random key of its own: it
+/// signs nothing, and the key dies with the command.
+fn signing_secret(settings: &Settings, vault: &Vault, purpose: Purpose) -> Result<Secret, StartError> {
     if let Some(s) = &settings.tokens.secret_key {
         tracing::info!("signing key: HS256 secret from TOKENGATE_SECRET_KEY");
         return Ok(s.clone());
     }
     let Some(file) = hs256_secret_file(settings) else {
+        if purpose == Purpose::Operate {
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).map_err(|e| StartError::Runtime(format!("no OS randomness: {e}")))?;
+            return Ok(Secret::new(raw.to_vec()));
+        }
         return Err(ConfigError::new(
             "TOKENGATE_SECRET_KEY",
             "must be set with a shared database (every instance needs the same key)",
@@ -155,10 +168,11 @@ async fn signing_keys(
     store: &Arc<dyn Store>,
     clock: &Arc<dyn Clock>,
     vault: &Arc<Vault>,
+    purpose: Purpose,
 ) -> Result<(KeyRing, KeyMode), StartError> {
     let algorithm = signing_algorithm(settings, store.as_ref()).await?;
     if algorithm == SigningAlgorithm::Hs256 {
-        let secret = signing_secret(settings, vault)?;
+        let secret = signing_secret(settings, vault, purpose)?;
         return Ok((
             KeyRing::hs256(&secret, &settings.tokens.previous_secret_keys),
             KeyMode::Hs256,
@@ -175,7 +189,21 @@ async fn signing_keys(
         .map_err(runtime)?
     {
         Ensured::Generated(kid) => {
-            tracing::info!(%kid, "signing key: generated a new {} key (kept in the database)", algorithm.jose_name())
+            tracing::info!(%kid, "signing key: generated a new {} key (kept in the database)", algorithm.jose_name());
+            // Tokens signed with the HS256 secret before the switch die with it: say so,
+            // and how to keep them until they expire.
+            if let Some(file) = hs256_secret_file(settings).filter(|f| f.exists())
+                && settings.tokens.previous_secret_keys.is_empty()
+                && purpose == Purpose::Serve
+            {
+                tracing::warn!(
+                    path = %absolute(&file).display(),
+                    "switched from HS256 to {}: access tokens signed before are refused from now on (their users log in \
+                     again); to accept them until they expire, restart with TOKENGATE_PREVIOUS_SECRET_KEYS set to that \
+                     file's text",
+                    algorithm.jose_name()
+                );
+            }
         }
         Ensured::Rotated(kid) => {
             tracing::info!(%kid, "signing key: algorithm changed; new active key, the old one retired")
@@ -220,18 +248,21 @@ pub use crate::auth::keys::{SERVER_SECRETS, server_secret, server_secret_context
 
 /// Everything the routes need, from validated settings.
 pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
-    build_state_opening(settings, clock, OpenMode::CreateIfMissing).await
+    build_state_for(settings, clock, OpenMode::CreateIfMissing, Purpose::Serve).await
 }
 
-/// [`build_state`], opening the database as `mode` says (operator commands: must exist).
-pub async fn build_state_opening(
+/// [`build_state`] for `purpose`, opening the database as `mode` says (operator
+/// commands: must exist).
+pub async fn build_state_for(
     settings: &Settings,
     clock: Arc<dyn Clock>,
     mode: OpenMode,
+    purpose: Purpose,
 ) -> Result<AppState, StartError> {
     // The recorder first, so nothing counted from here on is lost.
     let _ = crate::metrics::handle();
-    if matches!(settings.store.database_url, DatabaseUrl::Postgres(_)) && settings.redis.url.is_none() {
+    let serving = purpose == Purpose::Serve;
+    if serving && matches!(settings.store.database_url, DatabaseUrl::Postgres(_)) && settings.redis.url.is_none() {
         // Revocation holds across instances (every request checks the shared
         // database); the counters of the rate limits do not yet.
         tracing::warn!(
@@ -265,7 +296,7 @@ pub async fn build_state_opening(
             "secrets at rest: private keys and server secrets are stored unencrypted (set TOKENGATE_ENCRYPTION_KEY)"
         ),
     }
-    let (keys, key_mode) = signing_keys(settings, &store, &clock, &vault).await?;
+    let (keys, key_mode) = signing_keys(settings, &store, &clock, &vault, purpose).await?;
     let tokens = AccessTokens::new(
         keys,
         settings.tokens.issuer.clone(),
@@ -282,7 +313,7 @@ pub async fn build_state_opening(
         register: settings.limits.register,
     };
     let max_keys = crate::limits::memory::DEFAULT_MAX_KEYS;
-    let limiter: Arc<dyn Limiter> = match &settings.redis.url {
+    let limiter: Arc<dyn Limiter> = match settings.redis.url.as_ref().filter(|_| serving) {
         Some(url) => {
             tracing::info!(url = %crate::config::redact_url(url), "rate limits: shared in Redis");
             RedisLimiter::connect(url, settings.redis.prefix.clone(), rates, max_keys, clock.clone())
@@ -314,7 +345,7 @@ pub async fn build_state_opening(
             ip: settings.tokens.session_ip,
         }),
     });
-    if !settings.http.cookie_secure {
+    if serving && !settings.http.cookie_secure {
         tracing::warn!(
             "TOKENGATE_COOKIE_SECURE=false: cookies lack the Secure attribute; use this only for plain-HTTP local development"
         );
@@ -366,9 +397,17 @@ pub async fn serve_on(
 
 /// `tokengate serve`.
 pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), StartError> {
-    let listener = TcpListener::bind(settings.http.bind)
-        .await
-        .map_err(|e| StartError::Runtime(format!("cannot listen on {}: {e}", settings.http.bind)))?;
+    let listener = TcpListener::bind(settings.http.bind).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            " (another process listens there: stop it, or choose another address with TOKENGATE_BIND)"
+        } else {
+            ""
+        };
+        StartError::Runtime(format!(
+            "cannot listen on {} (TOKENGATE_BIND): {e}{hint}",
+            settings.http.bind
+        ))
+    })?;
     let addr = listener.local_addr().map_err(|e| StartError::Runtime(e.to_string()))?;
     // Port 0 picks one: URLs we emit name the one we got.
     settings.http.bind = addr;

@@ -277,6 +277,9 @@ impl Store for CachedStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         self.inner.migrate().await
     }
+    fn cache_trusted(&self) -> Option<bool> {
+        Some(self.is_fresh())
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
@@ -307,6 +310,9 @@ impl Store for CachedStore {
     }
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         self.inner.user_by_username(username).await
+    }
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_email(email).await
     }
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         self.inner.user_by_id(id).await

@@ -1,7 +1,8 @@
 //! A layer over any `Store` that times each operation into
 //! `tokengate_store_operation_duration_seconds{op}`, counts failures, and traces each
 //! as a `db.<op>` span. It sits below the cache, so it measures what reaches the
-//! database.
+//! database, and it is where an unreachable database is noticed: while it is known
+//! down ([`Health`]), every call fails at once.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tracing::Instrument as _;
 
+use super::health::Health;
 use super::{
     Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, PoolStats, RotateRequest, Rotation,
     SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate,
@@ -17,15 +19,27 @@ use super::{
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
-use crate::metrics::{STORE_DURATION, STORE_ERRORS};
+use crate::metrics::{DATABASE_UP, STORE_DURATION, STORE_ERRORS};
 
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
+    health: Arc<Health>,
 }
 
 impl MeteredStore {
     pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self { inner }
+        metrics::gauge!(DATABASE_UP).set(1.0);
+        Self {
+            inner,
+            health: Arc::default(),
+        }
+    }
+
+    /// After a failed call: a lost database is confirmed in the background.
+    fn watch<T>(&self, out: &Result<T, StoreError>) {
+        if matches!(out, Err(StoreError::Unavailable(_))) {
+            self.health.suspect(&self.inner);
+        }
     }
 }
 
@@ -43,6 +57,9 @@ macro_rules! metered {
         impl Store for MeteredStore {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    if self.health.is_down() {
+                        return Err(Health::refusal());
+                    }
                     let started = Instant::now();
                     let span = tracing::debug_span!(
                         "db",
@@ -51,9 +68,21 @@ macro_rules! metered {
                     );
                     let out = self.inner.$name($($arg),*).instrument(span).await;
                     observe(stringify!($name), started, out.is_err());
+                    self.watch(&out);
                     out
                 }
             )*
+
+            /// Readiness: the known state while down, else one ping bounded by
+            /// [`super::health::PING_TIMEOUT`].
+            async fn ping(&self) -> Result<(), StoreError> {
+                if self.health.is_down() {
+                    return Err(Health::refusal());
+                }
+                let out = Health::ping(self.inner.as_ref()).await;
+                self.watch(&out);
+                out
+            }
 
             async fn close(&self) {
                 self.inner.close().await;
@@ -68,12 +97,12 @@ macro_rules! metered {
 
 metered! {
     async fn migrate(&self) -> Result<(), StoreError>;
-    async fn ping(&self) -> Result<(), StoreError>;
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
     async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
     async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError>;
     async fn upgrade_password_hash(&self, user: UserId, old: &PasswordHashString, new: PasswordHashString) -> Result<bool, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
     async fn update_user(&self, id: UserId, update: UserUpdate, guard: Option<&Role>, now: UnixTime) -> Result<UserWrite<UserChanged>, StoreError>;

@@ -6,6 +6,7 @@
 //! that means (a reused refresh token: auth revokes the session).
 
 pub mod cache;
+pub mod health;
 pub mod metered;
 pub mod postgres;
 pub mod sqlite;
@@ -27,6 +28,59 @@ pub enum DatabaseUrl {
     Sqlite { path: std::path::PathBuf },
     /// A PostgreSQL server.
     Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `sqlite://FILE` (`sqlite:FILE`) or `postgres://...`. SQLAlchemy's spelling of a
+    /// relative file, `sqlite:///./app.db`, reads here as the absolute `/./app.db` (a
+    /// file at the filesystem root): refused, with the spelling meant.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        if let Some(rest) = v.strip_prefix("sqlite://").or_else(|| v.strip_prefix("sqlite:")) {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err("sqlite needs a file path, e.g. sqlite://tokengate.db".into());
+            }
+            if let Some(relative) = path.strip_prefix("/./") {
+                return Err(format!(
+                    "{v:?} names /./{relative} at the filesystem root (SQLAlchemy writes a relative file \
+                     as sqlite:///./FILE; here that is sqlite://{relative}, and an absolute one sqlite:///srv/app/{relative})"
+                ));
+            }
+            return Ok(Self::Sqlite {
+                path: std::path::PathBuf::from(path),
+            });
+        }
+        if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+            return Ok(Self::Postgres(v.to_owned()));
+        }
+        Err(format!(
+            "{:?} is neither sqlite://FILE nor postgres://...",
+            redact_url(v)
+        ))
+    }
+
+    /// What it is and where, for messages and logs: the SQLite file's absolute path, the
+    /// PostgreSQL URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!(
+                "SQLite at {}",
+                std::path::absolute(path).unwrap_or_else(|_| path.clone()).display()
+            ),
+            Self::Postgres(url) => format!("PostgreSQL at {}", redact_url(url)),
+        }
+    }
+}
+
+/// A URL without its password (if it has one), fit for an error message or a log line.
+pub fn redact_url(v: &str) -> String {
+    match (v.find("://"), v.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match v[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &v[..s + 3], &v[at..]),
+            None => v.to_owned(),
+        },
+        _ => v.to_owned(),
+    }
 }
 
 /// Where durable state lives, and how to reach it (the wiring hands this to [`open`]).
@@ -288,6 +342,12 @@ pub trait Store: Send + Sync + 'static {
     fn pool_stats(&self) -> Vec<PoolStats> {
         Vec::new()
     }
+    /// For metrics: whether a session cache in this stack is answering from memory
+    /// (`Some(true)`: it trusts the revocation log) or sends every check to the database
+    /// (`Some(false)`); `None` without a cache.
+    fn cache_trusted(&self) -> Option<bool> {
+        None
+    }
 
     /// Insert a user; `Conflict` when the username or email is taken (case-insensitively).
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
@@ -307,6 +367,8 @@ pub trait Store: Send + Sync + 'static {
         new: PasswordHashString,
     ) -> Result<bool, StoreError>;
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Emails are unique regardless of case.
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     /// Users by creation time.
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;

@@ -57,6 +57,21 @@ impl PgStore {
         let opts: PgConnectOptions = url
             .parse()
             .map_err(|e: sqlx::Error| StoreError::Backend(e.to_string()))?;
+        // NOTICEs (a second instance's "relation _sqlx_migrations already exists") are
+        // not worth a log line; warnings and errors still are.
+        let opts = opts.options([("client_min_messages", "warning")]);
+        // One connection first, so that a refusal names its cause (refused, unknown
+        // host, authentication); the pool would only say that it timed out.
+        match tokio::time::timeout(connect_timeout, <PgConnection as sqlx::Connection>::connect_with(&opts)).await {
+            Ok(Ok(conn)) => drop(conn),
+            Ok(Err(e)) => return Err(backend(e)),
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "no answer within {} s",
+                    connect_timeout.as_secs()
+                )));
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(connect_timeout)
@@ -373,6 +388,16 @@ impl Store for PgStore {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.username) = lower($1)");
         let row = sqlx::query(&sql)
             .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.email) = lower($1)");
+        let row = sqlx::query(&sql)
+            .bind(email.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;

@@ -22,7 +22,8 @@ use tokio::task::JoinHandle;
 /// The HS256 secret of every test server.
 /// The token endpoint's answer to a wrong username or password: FastAPI's `detail`
 /// and RFC 6749's `error`, the same for every failure.
-pub const BAD_CREDENTIALS: &str = r#"{"detail":"Incorrect username or password","error":"invalid_grant","error_description":"Incorrect username or password"}"#;
+pub const BAD_CREDENTIALS: &str = r#"{"detail":"Incorrect username or password","error":"invalid_grant","error_description":"Incorrect username or password"}
+"#;
 pub const TEST_SECRET: &str = "test-secret-for-tokengate-tests-0123456789abcdef";
 pub const ISSUER: &str = "tokengate-test";
 pub const AUDIENCE: &str = "tokengate-test-clients";

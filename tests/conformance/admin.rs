@@ -22,7 +22,10 @@ pub async fn non_admin_gets_403_and_anonymous_401(b: Backend) {
     ];
     for res in responses {
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
-        assert_eq!(res.text().await.unwrap(), r#"{"detail":"Insufficient role"}"#);
+        assert_eq!(
+            res.text().await.unwrap(),
+            concat!(r#"{"detail":"Insufficient role"}"#, "\n")
+        );
     }
     let res = srv.http.get(srv.url("/admin/users")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -9,7 +9,7 @@ pub async fn unknown_route_is_json_404(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv.http.get(srv.url("/no/such/route")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    assert_eq!(res.text().await.unwrap(), r#"{"detail":"Not Found"}"#);
+    assert_eq!(res.text().await.unwrap(), concat!(r#"{"detail":"Not Found"}"#, "\n"));
 }
 
 pub async fn wrong_method_is_json_405(b: Backend) {
@@ -17,7 +17,10 @@ pub async fn wrong_method_is_json_405(b: Backend) {
     let res = srv.http.get(srv.url("/auth/login")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "POST");
-    assert_eq!(res.text().await.unwrap(), r#"{"detail":"Method Not Allowed"}"#);
+    assert_eq!(
+        res.text().await.unwrap(),
+        concat!(r#"{"detail":"Method Not Allowed"}"#, "\n")
+    );
     let res = srv.http.delete(srv.url("/me")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -179,7 +179,7 @@ pub async fn unsafe_cookie_requests_need_the_csrf_header(b: Backend) {
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{csrf:?}");
         assert_eq!(
             res.text().await.unwrap(),
-            r#"{"detail":"CSRF token missing or invalid"}"#
+            concat!(r#"{"detail":"CSRF token missing or invalid"}"#, "\n")
         );
     }
     for path in [

@@ -49,7 +49,10 @@ pub async fn verify_checks_a_required_role(b: Backend) {
     let admin = srv.admin("root").await;
     let res = srv.get_auth("/auth/verify?role=admin", &user.access).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(res.text().await.unwrap(), r#"{"detail":"Insufficient role"}"#);
+    assert_eq!(
+        res.text().await.unwrap(),
+        concat!(r#"{"detail":"Insufficient role"}"#, "\n")
+    );
     let res = srv.get_auth("/auth/verify?role=admin", &admin.access).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["x-auth-roles"], "admin");

@@ -26,7 +26,9 @@ async fn assert_limited(res: Response) {
     let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     let v: Value = res.json().await.unwrap();
-    assert!(v["detail"].is_string());
+    // The wait is in the words too, not only in the header.
+    let unit = if retry == 1 { "second" } else { "seconds" };
+    assert_eq!(v["detail"], format!("Too many requests; retry in {retry} {unit}"));
 }
 
 fn trusting_loopback(s: &mut tokengate::config::Settings) {
@@ -84,6 +86,31 @@ pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: 
         login_from(&srv, "198.51.100.8", "bob", PASSWORD, false).await.status(),
         StatusCode::OK
     );
+}
+
+pub async fn an_email_and_its_username_share_one_budget(b: Backend) {
+    let srv = login_limited_server(b, 3).await;
+    srv.register("alzy").await;
+    // One network alternates the username and the email: one budget, not two.
+    for name in ["alzy", "alzy@example.com", "ALZY@example.com"] {
+        let res = login_from(&srv, "203.0.113.50", name, "wrong-password", true).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_limited(login_from(&srv, "203.0.113.50", "alzy@example.com", PASSWORD, true).await).await;
+    // Five networks failing by email count as a distributed attack on the username.
+    let srv = login_limited_server(b, 3).await;
+    srv.register("alzy").await;
+    for ip in [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.4",
+        "198.51.100.5",
+    ] {
+        let res = login_from(&srv, ip, "alzy@example.com", "wrong-password", false).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_limited(login_from(&srv, "198.51.100.6", "alzy", PASSWORD, false).await).await;
 }
 
 pub async fn one_network_guessing_locks_out_only_that_network(b: Backend) {

@@ -166,7 +166,19 @@ pub async fn access_token_has_the_contract_shape(b: Backend) {
     keys.sort();
     assert_eq!(
         keys,
-        ["aud", "exp", "iat", "iss", "jti", "nbf", "roles", "sid", "sub", "type"]
+        [
+            "aud",
+            "exp",
+            "iat",
+            "iss",
+            "jti",
+            "nbf",
+            "preferred_username",
+            "roles",
+            "sid",
+            "sub",
+            "type"
+        ]
     );
     assert_eq!(claims["sub"], user["id"]);
     assert_eq!(claims["type"], "access");

@@ -19,6 +19,7 @@ mod restart;
 mod sessions;
 mod signing_keys;
 mod token_attacks;
+mod tutorial;
 
 /// Instantiate every listed test once per backend: SQLite always, PostgreSQL when
 /// `TOKENGATE_TEST_PG_URL` names a server (else they say why they skip).
@@ -74,6 +75,12 @@ conformance! {
         json_sent_as_a_form_is_a_415_that_says_so,
         token_endpoint_takes_the_refresh_grant,
         token_endpoint_errors_carry_the_oauth2_error,
+    ],
+    tutorial: [
+        the_tutorials_urls_are_served_and_documented,
+        the_tutorials_urls_follow_the_path_prefix,
+        access_tokens_name_the_user,
+        users_log_in_with_their_email_too,
     ],
     prefix: [
         the_main_flow_works_under_a_path_prefix,
@@ -148,6 +155,7 @@ conformance! {
     limits: [
         login_is_limited_per_ip,
         limited_username_refuses_even_the_right_password_on_every_route,
+        an_email_and_its_username_share_one_budget,
         limit_lifts_when_the_window_passes,
         refresh_is_limited_per_ip,
         forged_forwarded_for_is_ignored_by_default,

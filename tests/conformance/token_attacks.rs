@@ -38,7 +38,10 @@ pub async fn missing_or_non_bearer_credentials_are_not_authenticated(b: Backend)
     let res = srv.http.get(srv.url("/me")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
-    assert_eq!(res.text().await.unwrap(), r#"{"detail":"Not authenticated"}"#);
+    assert_eq!(
+        res.text().await.unwrap(),
+        concat!(r#"{"detail":"Not authenticated"}"#, "\n")
+    );
     let res = srv
         .http
         .get(srv.url("/me"))

@@ -58,7 +58,9 @@ function say(text, kind = "") {
 }
 
 function show(signedIn) {
-  $("signin").hidden = signedIn;
+  const registering = !signedIn && window.location.hash === "#register";
+  $("signin").hidden = signedIn || registering;
+  $("register").hidden = !registering;
   $("account").hidden = !signedIn;
 }
 
@@ -137,6 +139,34 @@ async function signIn(event) {
   await load();
 }
 
+async function register(event) {
+  event.preventDefault();
+  const username = $("new-username").value;
+  const password = $("new-account-password").value;
+  const res = await fetch(BASE + "/auth/register", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify({ username, email: $("new-email").value, password }),
+  });
+  if (res.status !== 201) return say(await detail(res), "error");
+  $("new-account-password").value = "";
+  // Signed in at once with what was just typed.
+  const login = await fetch(BASE + "/auth/cookie/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify({ username, password }),
+  });
+  window.location.hash = "";
+  if (!login.ok) {
+    show(false);
+    return say(`Account created; ${await detail(login)}`, "error");
+  }
+  say("Account created. You are signed in.", "ok");
+  await load();
+}
+
 async function changePassword(event) {
   event.preventDefault();
   const res = await call("POST", "/auth/password", {
@@ -167,6 +197,10 @@ async function signOutEverywhere() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("signin-form").addEventListener("submit", signIn);
+  $("register-form").addEventListener("submit", register);
+  window.addEventListener("hashchange", () => {
+    if ($("account").hidden) show(false);
+  });
   $("password-form").addEventListener("submit", changePassword);
   $("signout").addEventListener("click", signOut);
   $("signout-all").addEventListener("click", signOutEverywhere);

@@ -296,15 +296,31 @@ pub async fn login(
     let pair = match body {
         TokenRequest::Password(grant) => {
             let device = grant.device_token.as_deref().or_else(|| device_header(&headers));
+            let name = grant
+                .device_name
+                .or_else(|| from_swagger_ui(&headers, &state.path_prefix));
             state
                 .auth
-                .login(&grant.username, &grant.password, device, grant.device_name, &client)
+                .login(&grant.username, &grant.password, device, name, &client)
                 .await?
         }
         TokenRequest::Refresh { refresh_token } => state.auth.refresh(&refresh_token, &client).await?,
         TokenRequest::Unsupported => return Err(ApiError::UnsupportedGrantType.into()),
     };
     Ok(Json(pair.into()))
+}
+
+/// A login from our own `/docs` page (its Authorize button sends no `device_name`) is
+/// named for it, so such sessions are told apart from the app's. The page's referrer
+/// policy sends its URL to this origin only.
+fn from_swagger_ui(headers: &HeaderMap, prefix: &str) -> Option<DeviceName> {
+    let referer = headers.get(axum::http::header::REFERER)?.to_str().ok()?;
+    let path = referer.parse::<axum::http::Uri>().ok()?.path().to_owned();
+    let docs = format!("{prefix}{}", super::docs::DOCS_PATH);
+    let from_docs = path == docs || path.strip_prefix(&docs).is_some_and(|rest| rest.starts_with('/'));
+    from_docs
+        .then(|| DeviceName::parse("Swagger UI (/docs)").ok())
+        .flatten()
 }
 
 /// Spend a refresh token for a new pair. Presenting a spent token again revokes the

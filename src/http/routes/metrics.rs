@@ -12,7 +12,10 @@ use subtle::ConstantTimeEq as _;
 use crate::auth::TokenProblem;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::metrics::{DB_CONNECTIONS, HASHES_IN_FLIGHT, HASHES_REFUSED, HASHES_WAITING, RATE_LIMIT_KEYS, render};
+use crate::metrics::{
+    DB_CONNECTIONS, HASHES_IN_FLIGHT, HASHES_REFUSED, HASHES_WAITING, RATE_LIMIT_KEYS, REDIS_UP, SESSION_CACHE_TRUSTED,
+    render,
+};
 
 /// The exposition format's content type (text format 0.0.4).
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -48,6 +51,12 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
         let in_use = pool.size.saturating_sub(pool.idle);
         gauge!(DB_CONNECTIONS, "pool" => pool.pool, "state" => "in_use").set(f64::from(in_use));
         gauge!(DB_CONNECTIONS, "pool" => pool.pool, "state" => "idle").set(f64::from(pool.idle));
+    }
+    if let Some(trusted) = state.auth.store().cache_trusted() {
+        gauge!(SESSION_CACHE_TRUSTED).set(if trusted { 1.0 } else { 0.0 });
+    }
+    if let Some(redis) = state.auth.limiter_health() {
+        gauge!(REDIS_UP).set(if redis == "ok" { 1.0 } else { 0.0 });
     }
     for (kind, keys) in state.auth.limiter_keys() {
         gauge!(RATE_LIMIT_KEYS, "kind" => kind).set(keys as f64);
