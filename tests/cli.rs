@@ -37,6 +37,9 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
         ("TOKENGATE_CORS_ORIGINS", "*"),
         ("TOKENGATE_LOG_FORMAT", "xml"),
         ("TOKENGATE_COOKIE_SECURE", "perhaps"),
+        // A filter naming no level: accepted, it would silence every log line.
+        ("TOKENGATE_LOG", "verbose"),
+        ("TOKENGATE_DATABASE_URL", "sqlite:///./app.db"),
     ];
     for (var, value) in cases {
         let (code, _, err) = run(tokengate(dir.path()).arg("serve").env(var, value), "");
@@ -57,6 +60,108 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
         !dir.path().join("tokengate.db").exists(),
         "nothing is created on bad config"
     );
+}
+
+#[test]
+fn refusals_carry_the_obvious_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "TOKENGATE_BIND",
+            "8710",
+            "127.0.0.1:8710 (this machine only) or 0.0.0.0:8710",
+        ),
+        ("TOKENGATE_ALGORITHM", "eddsa", "did you mean EdDSA?"),
+        (
+            "TOKENGATE_LOG",
+            "verbose",
+            "names no level or known target; use a level",
+        ),
+        // SQLAlchemy's relative file: not silently a file at the filesystem root.
+        (
+            "TOKENGATE_DATABASE_URL",
+            "sqlite:///./app.db",
+            "here that is sqlite://app.db",
+        ),
+    ];
+    for (var, value, fix) in cases {
+        let (code, _, err) = run(tokengate(dir.path()).arg("serve").env(var, value), "");
+        assert_eq!(code, 2, "{var}={value}: {err}");
+        assert!(err.starts_with(&format!("error: {var}: ")), "{var}={value}: {err}");
+        assert!(err.contains(fix), "{var}={value}: {err}");
+    }
+    assert!(!Path::new("/app.db").exists() && !dir.path().join("app.db").exists());
+    // The same URL given to the import, and a path that does not exist: named.
+    let (code, _, err) = run(
+        tokengate(dir.path()).args(["user", "import", "--from-db", "sqlite:///./app.db"]),
+        "",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("here that is sqlite://app.db"), "{err}");
+    let (code, _, err) = run(
+        tokengate(dir.path()).args(["user", "import", "--from-db", "sqlite:///srv/nowhere/app.db"]),
+        "",
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no database file at /srv/nowhere/app.db"), "{err}");
+    // A port taken by another process: which variable to change.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, _, err) = run(tokengate(dir.path()).args(["serve", "--bind", &addr]), "");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (TOKENGATE_BIND)")),
+        "{err}"
+    );
+    assert!(err.contains("another process listens there"), "{err}");
+}
+
+#[test]
+fn each_command_lists_only_its_own_flags_each_with_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = |args: &[&str]| {
+        let (code, out, err) = run(tokengate(dir.path()).args(args).arg("--help"), "");
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out
+    };
+    // The server's settings are `serve`'s.
+    assert!(help(&["serve"]).contains("--access-ttl"));
+    for args in [
+        &["user"][..],
+        &["user", "import"],
+        &["user", "create"],
+        &["user", "list"],
+        &["keys"],
+        &["keys", "rotate"],
+        &["migrate"],
+        &["healthcheck"],
+    ] {
+        let out = help(args);
+        assert!(
+            !out.contains("--access-ttl") && !out.contains("--login-rate"),
+            "{args:?}:\n{out}"
+        );
+        // Every flag has a line of help (clap prints the flag alone when it has none).
+        for line in out.lines().map(str::trim).filter(|l| l.starts_with("--")) {
+            let (flag, text) = line.split_once("  ").unwrap_or((line, ""));
+            assert!(!text.trim().is_empty(), "{args:?}: {flag} has no help:\n{out}");
+        }
+    }
+    let import = help(&["user", "import"]);
+    for flag in [
+        "--from ",
+        "--from-db",
+        "--table",
+        "--map",
+        "--skip-invalid",
+        "--dry-run",
+        "--id-map",
+        "--database-url",
+    ] {
+        assert!(import.contains(flag), "{flag}:\n{import}");
+    }
+    let create = help(&["user", "create"]);
+    assert!(create.contains("--username") && create.contains("--email"), "{create}");
 }
 
 #[test]
@@ -113,6 +218,13 @@ fn zero_config_start_creates_database_and_private_secret_then_reuses_them() {
     let (mut child, log) = start_server(dir.path());
     assert!(log.contains("HS256 secret loaded"), "{log}");
     assert_eq!(std::fs::read_to_string(&secret_path).unwrap(), secret);
+    assert_eq!(terminate(&mut child), 0);
+
+    // The same database restarted with another algorithm: the HS256 tokens issued so far
+    // are refused from now on, and the log says so and how to keep them.
+    let (mut child, log, _) = start_server_with(cmd_ed(dir.path()));
+    assert!(log.contains("switched from HS256 to EdDSA"), "{log}");
+    assert!(log.contains("TOKENGATE_PREVIOUS_SECRET_KEYS"), "{log}");
     assert_eq!(terminate(&mut child), 0);
 }
 

@@ -419,6 +419,63 @@ async fn csv_with_a_header_row_and_mapped_columns() {
 }
 
 #[tokio::test]
+async fn operator_commands_on_postgresql_need_no_signing_secret_and_print_no_server_warnings() {
+    let Some(admin) = common::pg_url() else {
+        common::say_pg_skipped();
+        return;
+    };
+    let schema = common::PgSchema::create(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Only the database: no TOKENGATE_SECRET_KEY (these commands sign nothing), no Redis.
+    let op = || {
+        let mut c = tokengate(dir.path());
+        c.env("TOKENGATE_DATABASE_URL", schema.url());
+        c
+    };
+    let quiet = |what: &str, err: &str| {
+        assert!(!err.contains("WARN") && !err.contains("rate limits"), "{what}: {err}");
+    };
+    let (code, _, err) = run(op().arg("migrate"), "");
+    assert_eq!(code, 0, "{err}");
+    quiet("migrate", &err);
+    let (code, out, err) = run(
+        op().args([
+            "user",
+            "create",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+            "--role",
+            "admin",
+        ]),
+        "a-long-root-password-42\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created user root"), "{out}");
+    quiet("user create", &err);
+    let file = dir.path().join("users.jsonl");
+    let hash = legacy_users()[0]["hashed_password"].as_str().unwrap().to_owned();
+    let row = serde_json::json!({"username": "ivan", "email": "ivan@example.com", "hashed_password": hash});
+    std::fs::write(&file, row.to_string()).unwrap();
+    let (code, out, err) = run(op().args(["user", "import", "--from", &file.display().to_string()]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("imported 1,"), "{out}");
+    quiet("user import", &err);
+    let (code, out, err) = run(op().args(["user", "list"]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("root") && out.contains("ivan"), "{out}");
+    quiet("user list", &err);
+    // --database-url works as well as the variable, after the subcommand too.
+    let (code, out, err) = run(
+        tokengate(dir.path()).args(["user", "list", "--database-url", &schema.url()]),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("root"), "{out}");
+}
+
+#[tokio::test]
 async fn import_from_a_tutorial_postgresql_table_into_postgresql() {
     let Some(admin) = common::pg_url() else {
         common::say_pg_skipped();

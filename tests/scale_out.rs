@@ -940,3 +940,202 @@ async fn a_revocation_committed_out_of_sequence_order_is_applied() {
         "a revocation committed late was never applied"
     );
 }
+
+/// A TCP relay to PostgreSQL that can be cut (every connection through it closed, new
+/// ones refused, as when the server goes down) and restored on the same port.
+struct PgRelay {
+    addr: std::net::SocketAddr,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl PgRelay {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut relay = Self {
+            addr,
+            target,
+            task: None,
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Dropped with this task: aborting it closes every relayed connection.
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                pipes.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "cannot bind {} again: {e}",
+                        self.addr
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+/// `host:port` of a `postgres://` URL.
+fn pg_address(url: &str) -> String {
+    let parsed = url::Url::parse(url).expect("a postgres:// URL");
+    format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(5432)
+    )
+}
+
+/// `url` reaching PostgreSQL through `via` (`host:port`) instead.
+fn pg_via(url: &str, via: &str) -> String {
+    url.replacen(&pg_address(url), via, 1)
+}
+
+/// How long a request took, and its status.
+async fn timed(req: reqwest::RequestBuilder) -> (std::time::Duration, StatusCode) {
+    let started = std::time::Instant::now();
+    let status = req.send().await.unwrap().status();
+    (started.elapsed(), status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_is_answered_at_once_until_it_is_back() {
+    if !postgres() {
+        return;
+    }
+    let mut relay = PgRelay::start(pg_address(&pg_url().unwrap())).await;
+    let through = relay.addr.to_string();
+    // A pool timeout far longer than the bound below, so that only failing fast passes.
+    let srv = TestServer::start_with(Backend::Postgres, |s| {
+        if let tokengate::store::DatabaseUrl::Postgres(url) = &s.store.database_url {
+            s.store.database_url = tokengate::store::DatabaseUrl::Postgres(pg_via(url, &through));
+        }
+        s.store.connect_timeout_secs = 30;
+    })
+    .await;
+    let t = srv.user("alzy").await;
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+
+    relay.cut();
+    // Readiness answers within its probe's timeout even now.
+    let (took, status) = timed(srv.http.get(srv.url("/readyz"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < std::time::Duration::from_secs(5), "readyz took {took:?}");
+    // Once the loss is confirmed, every request is answered 503 at once (not after
+    // the 30 s pool timeout), with the reason and a Retry-After.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let res = srv.get_auth("/me", &t.access).await;
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(res.headers()["retry-after"], "1");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/me still answered {}",
+            res.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for req in [
+        srv.http.get(srv.url("/me")).bearer_auth(&t.access),
+        srv.http.get(srv.url("/readyz")),
+        srv.http
+            .post(srv.url("/auth/login"))
+            .form(&[("username", "alzy"), ("password", PASSWORD)]),
+    ] {
+        let (took, status) = timed(req).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    }
+
+    // Back: the background check sees it, and the same token works again.
+    relay.restore().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while srv.http.get(srv.url("/readyz")).send().await.unwrap().status() != StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready after the database came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK);
+
+    // A server that cannot reach it at start names the cause, not a pool timeout.
+    relay.cut();
+    let out = tokengate_with(&[
+        ("TOKENGATE_DATABASE_URL", pg_via(&pg_url().unwrap(), &through)),
+        ("TOKENGATE_SECRET_KEY", "k7Qz0pL3vX9bN2mC5rT8wY1aS4dF6gH0".to_owned()),
+    ])
+    .arg("serve")
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refusing_our_configuration_stops_the_start_instead_of_degrading() {
+    let Some(redis) = redis_url() else {
+        let _ = writeln!(std::io::stderr(), "skipped: TOKENGATE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let base = redis.trim_end_matches('/').to_owned();
+    // A database index the server does not have, and a password it does not ask for.
+    let with_password = base.replacen("redis://", "redis://:not-the-password@", 1);
+    for (url, says) in [
+        (format!("{base}/99"), "DB index is out of range"),
+        (with_password, "authentication failed"),
+    ] {
+        let out = tokengate_with(&[("TOKENGATE_REDIS_URL", url.clone())])
+            .current_dir(dir.path())
+            .arg("serve")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(
+            err.contains("TOKENGATE_REDIS_URL") && err.contains(says),
+            "{url}: {err}"
+        );
+        assert!(
+            !err.contains("not-the-password"),
+            "the password is never printed: {err}"
+        );
+    }
+    // Redis down is an outage, not configuration: the server starts, degraded.
+    let mut down = Instance::start(&[("TOKENGATE_REDIS_URL", "redis://127.0.0.1:1".to_owned())]);
+    let ready: Value = reqwest::get(down.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["redis"], "degraded", "{ready}");
+    let _ = down.child.kill();
+}

@@ -56,7 +56,13 @@ pub enum Command {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Database {
     /// sqlite://FILE or postgres://USER@HOST/DB [default: sqlite://tokengate.db]
-    #[arg(long, env = "TOKENGATE_DATABASE_URL", value_name = "URL", global = true)]
+    #[arg(
+        long,
+        env = "TOKENGATE_DATABASE_URL",
+        value_name = "URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 

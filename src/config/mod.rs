@@ -187,7 +187,7 @@ pub struct RawSettings {
     #[arg(long, env = "TOKENGATE_BIND")]
     pub bind: Option<String>,
     /// sqlite://FILE or postgres://... [default: sqlite://tokengate.db]
-    #[arg(long, env = "TOKENGATE_DATABASE_URL")]
+    #[arg(long, env = "TOKENGATE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Database connections at most (PostgreSQL) [default: 10]
     #[arg(long, env = "TOKENGATE_DB_POOL_SIZE")]
@@ -196,7 +196,7 @@ pub struct RawSettings {
     #[arg(long, env = "TOKENGATE_DB_CONNECT_TIMEOUT")]
     pub db_connect_timeout: Option<String>,
     /// redis://... for shared revocation and rate limits across instances
-    #[arg(long, env = "TOKENGATE_REDIS_URL")]
+    #[arg(long, env = "TOKENGATE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key [default: tokengate:]
     #[arg(long, env = "TOKENGATE_REDIS_PREFIX")]

@@ -131,7 +131,11 @@ impl RedisLimiter {
                 limiter.mark_degraded(&e.to_string());
                 tokio::spawn(reconnect(client, Arc::downgrade(&limiter)));
             }
-            Err(e) => return Err(LimitError(format!("Redis refused us: {e}"))),
+            Err(e) => {
+                return Err(LimitError(format!(
+                    "Redis refused what this URL asks (not an outage): {e}"
+                )));
+            }
         }
         Ok(limiter)
     }

@@ -86,3 +86,42 @@ def test_metrics_bind_moves_metrics_off_the_public_address():
         assert any(name == "tokengate_build_info" for name, _ in samples)
     finally:
         tg.stop()
+
+
+def test_what_an_operator_alerts_on_is_there(tokengate):
+    """The standard process series, the database's state, and the session cache's mode."""
+    import os
+    import time
+
+    samples = scrape(tokengate)
+    names = {name for name, _ in samples}
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_cpu_seconds_total",
+        "process_threads",
+    ]:
+        assert name in names, name
+    assert value(samples, "process_resident_memory_bytes") > 1_000_000
+    assert value(samples, "process_open_fds") >= 3
+    assert abs(value(samples, "process_start_time_seconds") - time.time()) < 3600
+    assert value(samples, "tokengate_database_up") == 1
+    # Following the revocation log: checks answered from memory.
+    assert value(samples, "tokengate_session_cache_trusted") == 1
+    # No Redis configured: no Redis series.
+    assert "tokengate_redis_up" not in names
+    redis = os.environ.get("TOKENGATE_TEST_REDIS_URL")
+    if redis:
+        tg = Tokengate(TOKENGATE_REDIS_URL=redis, TOKENGATE_REDIS_PREFIX=f"py-metrics-{free_port()}:")
+        try:
+            assert value(scrape(tg), "tokengate_redis_up") == 1
+        finally:
+            tg.stop()
+        down = Tokengate(TOKENGATE_REDIS_URL="redis://127.0.0.1:1")
+        try:
+            assert ("tokengate_redis_up", ()) in scrape(down)
+            assert value(scrape(down), "tokengate_redis_up") == 0
+        finally:
+            down.stop()
