@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DUR="${BENCH_DURATION:-10s}"
-PEER_DIR="${PEER_DIR:-$ROOT/../shared/peers/fastapi_seed}"
+# The peer: a checkout of the FastAPI service the tutorials build (its own README says
+# how it starts); not part of this repository.
+PEER_DIR="${PEER_DIR:?set PEER_DIR to a checkout of the FastAPI tutorial service to compare with}"
 OUT="$ROOT/bench/out"
 mkdir -p "$OUT"
 

@@ -209,6 +209,24 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     assert_eq!(document_cookie(client).await, "");
     client.goto(&format!("{base}/account")).await.unwrap();
     wait_for(client, "#signin:not([hidden])").await;
+
+    // No account yet: the page creates one and signs in with it (by email, too, later).
+    click(client, "#to-register").await;
+    wait_for(client, "#register:not([hidden])").await;
+    type_into(client, "#new-username", "newbie").await;
+    type_into(client, "#new-email", "newbie@example.com").await;
+    type_into(client, "#new-account-password", PASSWORD).await;
+    click(client, "#register-button").await;
+    wait_for(client, "#account:not([hidden])").await;
+    assert_eq!(text(client, "#whoami").await, "You are newbie with roles: none");
+    assert_eq!(text(client, "#status").await, "Account created. You are signed in.");
+    click(client, "#signout").await;
+    wait_for(client, "#signin:not([hidden])").await;
+    type_into(client, "#username", "newbie@example.com").await;
+    type_into(client, "#password", PASSWORD).await;
+    click(client, "#signin-button").await;
+    wait_for(client, "#account:not([hidden])").await;
+    assert_eq!(text(client, "#whoami").await, "You are newbie with roles: none");
     client.clone().close().await.unwrap();
 }
 

@@ -485,7 +485,9 @@ fn keys_commands_and_a_running_server_picks_up_a_rotation() {
     assert_eq!(terminate(&mut child), 0);
     // Asking for HS256 over it is refused at start, naming what to set.
     let (code, _, err) = run(
-        tokengate(dir.path()).arg("serve").env("TOKENGATE_ALGORITHM", "HS256"),
+        tokengate(dir.path())
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("TOKENGATE_ALGORITHM", "HS256"),
         "",
     );
     assert_eq!(code, 2, "{err}");

@@ -194,8 +194,11 @@ async fn import_from_a_tutorial_sqlite_database_then_every_hash_upgrades_at_logi
         "{out}"
     );
     assert!(!map.exists(), "a dry run writes no id map");
-    let (_, listed, _) = run(gate(dir.path(), None).args(["user", "list"]), "");
-    assert_eq!(listed.lines().count(), 1, "only the header: {listed}");
+    assert!(!dir.path().join("tokengate.db").exists(), "a dry run makes no database");
+    assert!(
+        !dir.path().join("tokengate.secret").exists(),
+        "a dry run makes no secret"
+    );
 
     let (code, out) = import(
         &mut gate(dir.path(), None),
@@ -356,6 +359,69 @@ async fn users_named_by_their_email_keep_logging_in_with_it() {
     let (code, out) = import(&mut gate(dir.path(), None), &["--from", &from]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("imported 0, skipped 3"), "{out}");
+    // A dry run in a folder with no database writes no file at all.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = import(&mut gate(empty.path(), None), &["--from", &from, "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("dry run: would import 3"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(empty.path()).unwrap().count(),
+        0,
+        "a dry run wrote files"
+    );
+}
+
+#[tokio::test]
+async fn the_id_map_never_links_an_account_someone_else_made_first() {
+    let dir = tempfile::tempdir().unwrap();
+    // Before the import, strangers register the names and addresses of the old users.
+    let (mut server, _, base) = start_server_with(gate(dir.path(), None));
+    let http = reqwest::Client::new();
+    for (name, email) in [("jane", "mallory@evil.com"), ("mal2", "jdoe@corp.com")] {
+        let body = serde_json::json!({"username": name, "email": email, "password": "a-long-password-42"});
+        let res = http
+            .post(format!("{base}/auth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    terminate(&mut server);
+    let hash = legacy_users()[0]["hashed_password"].as_str().unwrap().to_owned();
+    let rows = [
+        serde_json::json!({"id": 42, "username": "Jane", "email": "jane@corp.com", "hashed_password": hash}),
+        serde_json::json!({"id": 43, "username": "JDoe@Corp.com", "hashed_password": hash}),
+        // A derived name never takes a name the input itself spells out.
+        serde_json::json!({"id": 44, "username": "bob@evil.com", "hashed_password": hash}),
+        serde_json::json!({"id": 45, "username": "bob", "email": "bob@corp.com", "hashed_password": hash}),
+    ];
+    let file = dir.path().join("users.jsonl");
+    let text: Vec<String> = rows.iter().map(ToString::to_string).collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let map = dir.path().join("ids.csv");
+    let (code, out) = import(
+        &mut gate(dir.path(), None),
+        &[
+            "--from",
+            &file.display().to_string(),
+            "--id-map",
+            &map.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    for expected in [
+        "line 1: skipped: user Jane exists already",
+        "line 1: note: user \"jane\" exists here with another email (\"mallory@evil.com\"): left out of the id map",
+        "line 2: note: email \"JDoe@corp.com\" belongs to user \"mal2\" here, not named by an import: left out of the id map",
+        "line 3: note: username \"bob-2\" made from the email \"bob@evil.com\"",
+        "imported 2, skipped 2 (exist already), refused 0",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in:\n{out}");
+    }
+    let ids = std::fs::read_to_string(&map).unwrap();
+    let olds: Vec<&str> = ids.lines().skip(1).filter_map(|l| l.split(',').next()).collect();
+    assert_eq!(olds, ["44", "45"], "{ids}");
 }
 
 #[tokio::test]
@@ -438,6 +504,11 @@ async fn operator_commands_on_postgresql_need_no_signing_secret_and_print_no_ser
     let (code, _, err) = run(op().arg("migrate"), "");
     assert_eq!(code, 0, "{err}");
     quiet("migrate", &err);
+    // Again, as every instance after the first does at its start: no notice about the
+    // migrations table that exists already, even at the server's log level.
+    let (code, _, err) = run(op().arg("migrate").env("TOKENGATE_LOG", "info"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("already exists"), "{err}");
     let (code, out, err) = run(
         op().args([
             "user",
@@ -466,6 +537,16 @@ async fn operator_commands_on_postgresql_need_no_signing_secret_and_print_no_ser
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("root") && out.contains("ivan"), "{out}");
     quiet("user list", &err);
+    // Run with another algorithm, an operator command makes no signing key (the fleet
+    // would start signing with it).
+    let (code, _, err) = run(op().args(["user", "list"]).env("TOKENGATE_ALGORITHM", "EdDSA"), "");
+    assert_eq!(code, 0, "{err}");
+    let mut conn = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM signing_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
     // --database-url works as well as the variable, after the subcommand too.
     let (code, out, err) = run(
         tokengate(dir.path()).args(["user", "list", "--database-url", &schema.url()]),

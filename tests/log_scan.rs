@@ -250,3 +250,52 @@ async fn events_log_the_client_address_as_sessions_keep_it() {
         );
     }
 }
+
+/// The pretty log (the default) carries a request's id and route on its lines, but not
+/// the `otel.*` fields that only the trace exporter reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pretty_log_leaves_out_the_trace_exporters_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut base = String::new();
+    while base.is_empty() {
+        let mut line = String::new();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "server exited");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            base = format!("http://{}", rest.split_whitespace().next().unwrap_or_default());
+        }
+    }
+    let wrong = json!({"username": "nobody", "password": WRONG_PASSWORD});
+    let res = reqwest::Client::new()
+        .post(format!("{base}/auth/login"))
+        .json(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let rest: Vec<String> = reader.lines().map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    let failed = rest
+        .iter()
+        .find(|l| l.contains("login.failed"))
+        .unwrap_or_else(|| panic!("no login.failed line in {rest:?}"));
+    assert!(
+        failed.contains("request_id=") && failed.contains("http.route=/auth/login"),
+        "{failed}"
+    );
+    assert!(!rest.iter().any(|l| l.contains("otel.")), "{rest:?}");
+}

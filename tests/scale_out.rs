@@ -1094,7 +1094,7 @@ async fn a_lost_database_is_answered_at_once_until_it_is_back() {
         ("TOKENGATE_DATABASE_URL", pg_via(&pg_url().unwrap(), &through)),
         ("TOKENGATE_SECRET_KEY", "k7Qz0pL3vX9bN2mC5rT8wY1aS4dF6gH0".to_owned()),
     ])
-    .arg("serve")
+    .args(["serve", "--bind", "127.0.0.1:0"])
     .output()
     .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1119,7 +1119,7 @@ async fn redis_refusing_our_configuration_stops_the_start_instead_of_degrading()
     ] {
         let out = tokengate_with(&[("TOKENGATE_REDIS_URL", url.clone())])
             .current_dir(dir.path())
-            .arg("serve")
+            .args(["serve", "--bind", "127.0.0.1:0"])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -1133,6 +1133,37 @@ async fn redis_refusing_our_configuration_stops_the_start_instead_of_degrading()
             "the password is never printed: {err}"
         );
     }
+    // A user whose ACL forbids the scripts the limiter runs (NOPERM).
+    let user = format!("tg-noperm-{}", std::process::id());
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(">a-test-password-only")
+        .arg("~*")
+        .arg("+@all")
+        .arg("-@scripting")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let limited = base.replacen("redis://", &format!("redis://{user}:a-test-password-only@"), 1);
+    let out = tokengate_with(&[("TOKENGATE_REDIS_URL", limited)])
+        .current_dir(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("TOKENGATE_REDIS_URL") && err.contains("NOPERM"), "{err}");
+
     // Redis down is an outage, not configuration: the server starts, degraded.
     let mut down = Instance::start(&[("TOKENGATE_REDIS_URL", "redis://127.0.0.1:1".to_owned())]);
     let ready: Value = reqwest::get(down.url("/readyz")).await.unwrap().json().await.unwrap();

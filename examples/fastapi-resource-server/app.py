@@ -25,7 +25,10 @@ import jwt
 from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-# Only asymmetric algorithms: an HS256 secret must never leave tokengate.
+# Only asymmetric algorithms through the JWKS: the keys published there can verify, never
+# sign. (A single service trusted as much as tokengate may instead share the HS256
+# secret: tokengate's README gives the PyJWT and python-jose lines, tested in
+# test_hs256_snippets.py.)
 ALLOWED_ALGORITHMS = {"EdDSA", "ES256", "RS256"}
 
 

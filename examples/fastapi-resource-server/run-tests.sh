@@ -12,4 +12,4 @@ if [ ! -f "$stamp" ] || ! sha256sum -c --status "$stamp" 2>/dev/null; then
   "$VENV/bin/pip" install -q -r requirements.txt
   sha256sum requirements.txt > "$stamp"
 fi
-exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider test_resource_server.py "$@"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider test_resource_server.py test_hs256_snippets.py "$@"

@@ -25,7 +25,7 @@ PASSWORD = "resource-server-pass"
 
 
 class Tokengate:
-    def __init__(self, algorithm: str, access_ttl: str = "15m") -> None:
+    def __init__(self, algorithm: str, access_ttl: str = "15m", **extra: str) -> None:
         self.dir = tempfile.TemporaryDirectory()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -38,6 +38,7 @@ class Tokengate:
             "TOKENGATE_ACCESS_TTL": access_ttl,
             "TOKENGATE_ARGON2_MEMORY_KIB": "1024",
             "TOKENGATE_LOG": "warn",
+            **extra,
         }
         self.proc = subprocess.Popen([BIN, "serve"], cwd=self.dir.name, env=self.env)
         deadline = time.time() + 30

@@ -113,6 +113,16 @@ fn numbered(base: &Username, n: u32) -> Username {
     Username::parse(&format!("{}-{n}", base.as_str())).unwrap_or_else(|_| base.clone())
 }
 
+/// Whether `name` is `base` or `base-N`, as the import names a user from an email.
+fn is_derived_from(name: &Username, base: &Username) -> bool {
+    let (name, base) = (name.as_str().to_lowercase(), base.as_str().to_lowercase());
+    name == base
+        || name
+            .strip_prefix(&base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
+}
+
 /// Each field through its domain type; the first refusal's reason otherwise.
 fn validate(source: SourceUser, now: UnixTime, bounds: &CostBounds) -> Result<Accepted, String> {
     let raw_name = source.username.ok_or("username missing")?;
@@ -181,6 +191,14 @@ impl AuthService {
         let mut accepted: Vec<(RowNumber, Option<String>, ImportedUser)> = Vec::new();
         let mut names: HashMap<String, RowNumber> = HashMap::new();
         let mut emails: HashMap<String, RowNumber> = HashMap::new();
+        // The usernames the input spells out: a name derived from an email never takes
+        // one of them, whichever row comes first.
+        let literal: std::collections::HashSet<String> = rows
+            .iter()
+            .filter_map(|r| r.user.as_ref().ok()?.username.as_deref())
+            .filter(|n| !n.contains('@'))
+            .map(str::to_lowercase)
+            .collect();
         for row in rows {
             let number = row.number;
             let read_notes = row.notes;
@@ -194,15 +212,30 @@ impl AuthService {
             };
             if ok.named_by_email {
                 let email = ok.user.user.email.clone();
+                let base = ok.user.user.username.clone();
                 if let Some(existing) = self.store.user_by_email(&email).await? {
-                    report.ids.extend(ok.old_id.map(|old| (old, existing.id)));
+                    // Linked only to an account named as this import names it: one that
+                    // someone registered with the address first is not this row's.
+                    if is_derived_from(&existing.username, &base) {
+                        report.ids.extend(ok.old_id.map(|old| (old, existing.id)));
+                    } else if ok.old_id.is_some() {
+                        report.notes.push((
+                            number,
+                            format!(
+                                "email {:?} belongs to user {:?} here, not named by an import: left out of the id map",
+                                email.as_str(),
+                                existing.username.as_str()
+                            ),
+                        ));
+                    }
                     report.skipped.push((number, existing.username));
                     continue;
                 }
-                let base = ok.user.user.username.clone();
                 let mut candidate = base.clone();
                 for n in 2.. {
-                    let free = !names.contains_key(&candidate.as_str().to_lowercase())
+                    let key = candidate.as_str().to_lowercase();
+                    let free = !names.contains_key(&key)
+                        && !literal.contains(&key)
                         && !self.store.holders(&candidate, &email).await?.username;
                     if free || n > 1000 {
                         break;
@@ -239,7 +272,20 @@ impl AuthService {
                 if let Some(old) = ok.old_id
                     && let Some(existing) = self.store.user_by_username(user.username.as_str()).await?
                 {
-                    report.ids.push((old, existing.id));
+                    // Linked only when the email is the row's too: a name someone else
+                    // registered first is not this row's user.
+                    if existing.email.as_str().eq_ignore_ascii_case(user.email.as_str()) {
+                        report.ids.push((old, existing.id));
+                    } else {
+                        report.notes.push((
+                            number,
+                            format!(
+                                "user {:?} exists here with another email ({:?}): left out of the id map",
+                                existing.username.as_str(),
+                                existing.email.as_str()
+                            ),
+                        ));
+                    }
                 }
                 report.skipped.push((number, user.username.clone()));
                 continue;

@@ -37,17 +37,22 @@ pub(super) fn net_of(client: &ClientInfo) -> ClientNet {
 }
 
 impl AuthService {
-    /// Check a username and password and open a session. An unknown user and a wrong
-    /// password get the same answer after the same work (one argon2 verification).
+    /// Check a username (or the account's email) and password and open a session. An
+    /// unknown user and a wrong password get the same answer after the same work (one
+    /// argon2 verification).
     ///
     /// Limits count failures only (a success gives its attempts back). A failure counts
-    /// against the client's network, and against the username from that network (a
-    /// client with a valid device token for the username: against that token instead),
-    /// so one network's guesses lock out only that network. While failures for the
-    /// username come from [`DISTRIBUTED_NETWORKS`] or more networks within the window (a
-    /// distributed attack), the username's shared budget applies too, to every client
-    /// without a device token, even with the right password: the real user's known
-    /// devices still get in.
+    /// against the client's network, and against the name as typed from that network (a
+    /// client with a valid device token: against that token instead), so one network's
+    /// guesses lock out only that network. While failures for the name come from
+    /// [`DISTRIBUTED_NETWORKS`] or more networks within the window (a distributed
+    /// attack), the name's shared budget applies too, to every client without a device
+    /// token, even with the right password: the real user's known devices still get in.
+    ///
+    /// These budgets are spent before the account is looked up, so a refused client
+    /// costs no database read. A login by email spends the account's budgets (by its
+    /// username) as well, so the two names give no extra guesses; a refusal there is
+    /// answered as a wrong password would be, since a 429 would tell whose the address is.
     pub async fn login(
         &self,
         username: &str,
@@ -64,28 +69,32 @@ impl AuthService {
             self.events.record(AuthEvent::LoginFailed, None, None, client);
             return Err(AuthError::BadCredentials);
         };
-        // The form's `username` may be the account's email: it is looked up first, so the
-        // budgets below belong to the account, whichever name was typed.
-        let user = self.user_by_login_name(username).await?;
-        // Valid usernames are at most 50 characters; a longer key names no one and
-        // must not let a client grow the limiter's memory.
-        let user_key = match &user {
-            Some(u) => u.username.as_str().to_lowercase(),
-            None => username.chars().take(64).collect::<String>().to_lowercase(),
-        };
+        // Valid usernames are at most 50 characters (emails 254, but only their account's
+        // budget matters); a longer key names no one and must not grow the limiter.
+        let typed = username.chars().take(64).collect::<String>().to_lowercase();
         let now = self.clock.now();
-        let known_device = device_token
-            .and_then(|t| device::verify(&self.macs.device, t, now))
-            .filter(|d| d.username == user_key);
-        // Before the hash: once a budget is spent, even the right password waits.
+        let device = device_token.and_then(|t| device::verify(&self.macs.device, t, now));
         let outcome = async {
-            match known_device {
-                Some(d) => self.spend(&mut spent, LimitKey::LoginDevice(d.nonce), client).await?,
-                None => {
-                    self.spend(&mut spent, LimitKey::LoginUserNet(user_key.clone(), net), client)
-                        .await?;
-                    self.spend_shared(&mut spent, &user_key, client).await?;
+            // Before the lookup and the hash: once a budget is spent, even the right
+            // password waits.
+            match &device {
+                Some(d) => {
+                    self.spend(&mut spent, LimitKey::LoginDevice(d.nonce.clone()), client)
+                        .await?
                 }
+                None => self.spend_name(&mut spent, &typed, net, client).await?,
+            }
+            let user = self.user_by_login_name(username).await?;
+            let account = user.as_ref().map(|u| u.username.as_str().to_lowercase());
+            let device_fits = matches!((&device, &account), (Some(d), Some(a)) if d.username == *a);
+            if device.is_some() && !device_fits {
+                // Another account's token (or none that is known): the name's budgets.
+                self.spend_name(&mut spent, &typed, net, client).await?;
+            }
+            if let Some(a) = account.as_ref().filter(|a| **a != typed && !device_fits)
+                && self.spend_name(&mut spent, a, net, client).await.is_err()
+            {
+                return self.verify_login(None, password, client).await;
             }
             self.verify_login(user, password, client).await
         }
@@ -97,7 +106,9 @@ impl AuthService {
             }
             Err(e) => {
                 if matches!(e, AuthError::BadCredentials) {
-                    self.note_failing_network(&user_key, net).await;
+                    // Noted under the name typed only: a lockout seen through the other
+                    // name would link the two.
+                    self.note_failing_network(&typed, net).await;
                 } else {
                     // Only a wrong password counts; a refusal before the hash, or a busy
                     // or unavailable server, costs the client nothing.
@@ -106,6 +117,19 @@ impl AuthService {
                 Err(e)
             }
         }
+    }
+
+    /// The per-network and shared budgets of one login name.
+    async fn spend_name(
+        &self,
+        spent: &mut Spent,
+        name: &str,
+        net: ClientNet,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        self.spend(spent, LimitKey::LoginUserNet(name.to_owned(), net), client)
+            .await?;
+        self.spend_shared(spent, name, client).await
     }
 
     /// The account a login names: by username, or by email (a username never holds an

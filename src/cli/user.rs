@@ -34,6 +34,16 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
         UserCommand::Import { .. } => OpenMode::CreateIfMissing,
         _ => OpenMode::MustExist,
     };
+    // A dry run writes nothing: with no database yet, the rows are judged against an
+    // empty one of its own, removed afterwards.
+    let scratch = match (&cmd, &settings.store.database_url) {
+        (UserCommand::Import { dry_run: true, .. }, DatabaseUrl::Sqlite { path }) if !path.exists() => {
+            Some(ScratchDatabase::new().map_err(StartError::Runtime)?)
+        }
+        _ => None,
+    };
+    let scratch_settings = scratch.as_ref().map(|s| s.settings(settings));
+    let settings = scratch_settings.as_ref().unwrap_or(settings);
     let state = build_state_for(settings, Arc::new(SystemClock), mode, Purpose::Operate).await?;
     let fail = |m: String| StartError::Runtime(m);
     match cmd {
@@ -158,6 +168,35 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 }),
             ))
         }
+    }
+}
+
+/// An empty SQLite database in a folder of its own under the system's temporary folder,
+/// removed when dropped.
+struct ScratchDatabase(std::path::PathBuf);
+
+impl ScratchDatabase {
+    fn new() -> Result<Self, String> {
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw).map_err(|e| format!("no OS randomness: {e}"))?;
+        let name: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("tokengate-dry-run-{name}"));
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+
+    fn settings(&self, settings: &Settings) -> Settings {
+        let mut s = settings.clone();
+        s.store.database_url = DatabaseUrl::Sqlite {
+            path: self.0.join("dry-run.db"),
+        };
+        s
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -229,8 +229,10 @@ fn is_outage(e: &::redis::RedisError) -> bool {
         || e.is_connection_dropped()
         || matches!(
             e.code(),
-            Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN")
+            Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY" | "OOM")
         )
+        // A full server (or a replica during a failover) is load, not configuration.
+        || e.to_string().contains("max number of clients")
 }
 
 /// Redis was down at start: try again every 2 s until it answers (the manager then

@@ -115,20 +115,13 @@ pub fn vault(settings: &Settings) -> Result<Vault, StartError> {
     Ok(Vault::new(current, previous))
 }
 
-/// The HS256 secret: configured, or kept in a file beside the SQLite database. An
-/// operator command on a shared database without one gets a random key of its own: it
-/// signs nothing, and the key dies with the command.
-fn signing_secret(settings: &Settings, vault: &Vault, purpose: Purpose) -> Result<Secret, StartError> {
+/// The HS256 secret: configured, or kept in a file beside the SQLite database.
+fn signing_secret(settings: &Settings, vault: &Vault) -> Result<Secret, StartError> {
     if let Some(s) = &settings.tokens.secret_key {
         tracing::info!("signing key: HS256 secret from TOKENGATE_SECRET_KEY");
         return Ok(s.clone());
     }
     let Some(file) = hs256_secret_file(settings) else {
-        if purpose == Purpose::Operate {
-            let mut raw = [0u8; 32];
-            getrandom::fill(&mut raw).map_err(|e| StartError::Runtime(format!("no OS randomness: {e}")))?;
-            return Ok(Secret::new(raw.to_vec()));
-        }
         return Err(ConfigError::new(
             "TOKENGATE_SECRET_KEY",
             "must be set with a shared database (every instance needs the same key)",
@@ -170,9 +163,17 @@ async fn signing_keys(
     vault: &Arc<Vault>,
     purpose: Purpose,
 ) -> Result<(KeyRing, KeyMode), StartError> {
+    if purpose == Purpose::Operate {
+        // Operator commands sign and verify nothing: they get a random key that dies
+        // with them, and never read, make or rotate the real ones (a `user` command run
+        // with another TOKENGATE_ALGORITHM must not give the fleet a new key).
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| StartError::Runtime(format!("no OS randomness: {e}")))?;
+        return Ok((KeyRing::hs256(&Secret::new(raw.to_vec()), &[]), KeyMode::Hs256));
+    }
     let algorithm = signing_algorithm(settings, store.as_ref()).await?;
     if algorithm == SigningAlgorithm::Hs256 {
-        let secret = signing_secret(settings, vault, purpose)?;
+        let secret = signing_secret(settings, vault)?;
         return Ok((
             KeyRing::hs256(&secret, &settings.tokens.previous_secret_keys),
             KeyMode::Hs256,
@@ -194,7 +195,6 @@ async fn signing_keys(
             // and how to keep them until they expire.
             if let Some(file) = hs256_secret_file(settings).filter(|f| f.exists())
                 && settings.tokens.previous_secret_keys.is_empty()
-                && purpose == Purpose::Serve
             {
                 tracing::warn!(
                     path = %absolute(&file).display(),

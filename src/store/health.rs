@@ -11,9 +11,12 @@ use std::time::Duration;
 use super::{Store, StoreError};
 use crate::metrics::DATABASE_UP;
 
-/// A ping slower than this counts as no answer: well inside an orchestrator's default
-/// 1 s probe timeout.
+/// A readiness ping slower than this counts as no answer: well inside an orchestrator's
+/// default 1 s probe timeout.
 pub const PING_TIMEOUT: Duration = Duration::from_millis(800);
+/// The check that decides "down" opens a connection of its own (outside the pool, so
+/// that a busy pool or a long lock is not taken for an outage) and may take this long.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the background check pings while the database is down.
 const RECHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -45,15 +48,16 @@ impl Health {
         }
     }
 
-    /// A call failed as if the database were gone: confirm with a ping in the
-    /// background and, if it fails, fail fast until a later ping succeeds.
+    /// A call failed as if the database were gone: confirm in the background with a
+    /// connection of its own and, if the database does not answer it, fail fast until
+    /// it does again.
     pub fn suspect(self: &Arc<Self>, store: &Arc<dyn Store>) {
         if self.checking.swap(true, Ordering::AcqRel) {
             return;
         }
         let (health, store) = (self.clone(), store.clone());
         tokio::spawn(async move {
-            while let Err(e) = Self::ping(store.as_ref()).await {
+            while let Err(e) = store.reachable(CONFIRM_TIMEOUT).await {
                 if !health.down.swap(true, Ordering::AcqRel) {
                     tracing::error!(error = %e, "database unreachable: answering 503 at once until it is back");
                     metrics::gauge!(DATABASE_UP).set(0.0);

@@ -72,15 +72,34 @@ impl DatabaseUrl {
     }
 }
 
-/// A URL without its password (if it has one), fit for an error message or a log line.
+/// A URL without its passwords (the userinfo's, and a `password` or `sslpassword`
+/// query parameter), fit for an error message or a log line.
 pub fn redact_url(v: &str) -> String {
-    match (v.find("://"), v.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match v[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &v[..s + 3], &v[at..]),
-            None => v.to_owned(),
+    let (base, query) = match v.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (v, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match base[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &base[..s + 3], &base[at..]),
+            None => base.to_owned(),
         },
-        _ => v.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if matches!(k.to_ascii_lowercase().as_str(), "password" | "sslpassword") => {
+                    format!("{k}=***")
+                }
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 /// Where durable state lives, and how to reach it (the wiring hands this to [`open`]).
@@ -342,6 +361,12 @@ pub trait Store: Send + Sync + 'static {
     fn pool_stats(&self) -> Vec<PoolStats> {
         Vec::new()
     }
+    /// Whether the database answers at all, asked outside any pool (a saturated pool is
+    /// load, not an outage), within `within`. By default, a ping.
+    async fn reachable(&self, within: std::time::Duration) -> Result<(), StoreError> {
+        let _ = within;
+        self.ping().await
+    }
     /// For metrics: whether a session cache in this stack is answering from memory
     /// (`Some(true)`: it trusts the revocation log) or sends every check to the database
     /// (`Some(false)`); `None` without a cache.
@@ -500,4 +525,38 @@ pub(crate) fn roles_from_json(raw: &str) -> Vec<Role> {
         .iter()
         .filter_map(|r| Role::parse(r).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::{DatabaseUrl, redact_url};
+
+    #[test]
+    fn a_password_is_hidden_and_nothing_else() {
+        assert_eq!(redact_url("postgres://app:s3cret@db/app"), "postgres://app:***@db/app");
+        assert_eq!(redact_url("postgres://app@db/app"), "postgres://app@db/app");
+        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379"), "redis://:***@127.0.0.1:6379");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("postgres://app@db/app?password=TopSecret&sslmode=disable"),
+            "postgres://app@db/app?password=***&sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn sqlalchemys_relative_sqlite_url_is_refused_with_the_spelling_meant() {
+        let e = DatabaseUrl::parse("sqlite:///./app.db").unwrap_err();
+        assert!(e.contains("sqlite://app.db"), "{e}");
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///srv/app/app.db").unwrap(),
+            DatabaseUrl::Sqlite {
+                path: "/srv/app/app.db".into()
+            }
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://app.db?mode=rwc").unwrap(),
+            DatabaseUrl::Sqlite { path: "app.db".into() }
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
 }

@@ -22,6 +22,9 @@ use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
 
 pub struct PgStore {
     pool: PgPool,
+    /// To open a connection of its own (outside the pool) when asked whether the server
+    /// answers at all.
+    opts: PgConnectOptions,
 }
 
 /// A refresh rotation as one statement ($1 now, $2 the presented token's hash, $3 the
@@ -62,23 +65,34 @@ impl PgStore {
         let opts = opts.options([("client_min_messages", "warning")]);
         // One connection first, so that a refusal names its cause (refused, unknown
         // host, authentication); the pool would only say that it timed out.
-        match tokio::time::timeout(connect_timeout, <PgConnection as sqlx::Connection>::connect_with(&opts)).await {
-            Ok(Ok(conn)) => drop(conn),
-            Ok(Err(e)) => return Err(backend(e)),
-            Err(_) => {
-                return Err(StoreError::Unavailable(format!(
-                    "no answer within {} s",
-                    connect_timeout.as_secs()
-                )));
-            }
-        }
+        Self::answer(&opts, connect_timeout).await?;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(connect_timeout)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(backend)?;
-        Ok(Self { pool })
+        Ok(Self { pool, opts })
+    }
+}
+
+impl PgStore {
+    /// One connection of its own, opened and asked `SELECT 1` within `within`: whether
+    /// the server answers, whatever the pool is doing.
+    async fn answer(opts: &PgConnectOptions, within: Duration) -> Result<(), StoreError> {
+        use sqlx::Connection as _;
+        let attempt = async {
+            let mut conn = PgConnection::connect_with(opts).await?;
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            conn.close().await
+        };
+        match tokio::time::timeout(within, attempt).await {
+            Ok(r) => r.map_err(backend),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {} ms",
+                within.as_millis()
+            ))),
+        }
     }
 }
 
@@ -323,6 +337,10 @@ impl Store for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn reachable(&self, within: Duration) -> Result<(), StoreError> {
+        Self::answer(&self.opts, within).await
     }
 
     async fn close(&self) {

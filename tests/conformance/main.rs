@@ -155,7 +155,7 @@ conformance! {
     limits: [
         login_is_limited_per_ip,
         limited_username_refuses_even_the_right_password_on_every_route,
-        an_email_and_its_username_share_one_budget,
+        a_locked_account_is_not_told_apart_through_its_email,
         limit_lifts_when_the_window_passes,
         refresh_is_limited_per_ip,
         forged_forwarded_for_is_ignored_by_default,

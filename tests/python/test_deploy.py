@@ -129,9 +129,18 @@ def test_grafana_dashboard_queries_only_series_that_exist(tokengate):
     assert {n for n, _ in families} <= declared, "every exported family is declared in src/metrics.rs"
     series |= declared | {f"{n}_bucket" for n in declared if n.endswith("_seconds")}
     events = set(re.findall(r'=> "([a-z_.]+)"', (ROOT / "src" / "events.rs").read_text()))
+    process = set(re.findall(r"^# TYPE (process_[a-z_]+) ", scraped, re.M))
     for expr in exprs:
         for name in re.findall(r"\b(tokengate_[a-z_]+)\b", expr):
             assert name in series, f"{name} (in {expr}) is not exported"
+        for name in re.findall(r"\b(process_[a-z_]+)\b", expr):
+            assert name in process, f"{name} (in {expr}) is not exported"
+    # A panel for each thing an operator alerts on.
+    queried = " ".join(exprs)
+    for name in ["tokengate_database_up", "tokengate_redis_up", "tokengate_session_cache_trusted",
+                 "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds",
+                 "process_cpu_seconds_total"]:
+        assert name in queried, name
         for event in re.findall(r'event="([^"]+)"', expr):
             assert event in events, f"no auth event {event}"
 

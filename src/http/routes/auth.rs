@@ -315,7 +315,13 @@ pub async fn login(
 /// policy sends its URL to this origin only.
 fn from_swagger_ui(headers: &HeaderMap, prefix: &str) -> Option<DeviceName> {
     let referer = headers.get(axum::http::header::REFERER)?.to_str().ok()?;
-    let path = referer.parse::<axum::http::Uri>().ok()?.path().to_owned();
+    let uri = referer.parse::<axum::http::Uri>().ok()?;
+    // The page of this very origin (as the browser addressed it), not any `/docs`.
+    let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+    if uri.authority().map(axum::http::uri::Authority::as_str) != Some(host) {
+        return None;
+    }
+    let path = uri.path().to_owned();
     let docs = format!("{prefix}{}", super::docs::DOCS_PATH);
     let from_docs = path == docs || path.strip_prefix(&docs).is_some_and(|rest| rest.starts_with('/'));
     from_docs
