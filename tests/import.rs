@@ -212,6 +212,17 @@ async fn import_from_a_tutorial_sqlite_database_then_every_hash_upgrades_at_logi
     assert!(out.contains("row 5: note: role \"Not A Role!\" left out"), "{out}");
     assert!(out.contains("columns not imported: full_name\n"), "{out}");
     assert!(out.contains("old id -> new id of 8 users written to"), "{out}");
+    // Run again before anyone logs in: the same map (each account still holds its row's hash).
+    let map2 = dir.path().join("ids2.csv");
+    let (_, out) = import(
+        &mut gate(dir.path(), None),
+        &["--from-db", &source, "--id-map", &map2.display().to_string()],
+    );
+    assert!(out.contains("imported 0, skipped 8"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&map2).unwrap(),
+        std::fs::read_to_string(&map).unwrap()
+    );
     // The id map links each old `users.id` to the new id, as `user list` shows it.
     let ids = std::fs::read_to_string(&map).unwrap();
     let (_, listed, _) = run(gate(dir.path(), None).args(["user", "list"]), "");
@@ -256,13 +267,18 @@ async fn import_from_a_tutorial_sqlite_database_then_every_hash_upgrades_at_logi
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("imported 0, skipped 8"), "{out}");
     assert!(out.contains("row 1: skipped: user alice exists already"), "{out}");
-    // A re-run still maps every row (to the users the first run made).
+    // Once its users have logged in (their hashes are tokengate's now), a re-run links
+    // none of them: only the first run's map has them.
+    let again = dir.path().join("ids-again.csv");
     let (_, out) = import(
         &mut gate(dir.path(), None),
-        &["--from-db", &source, "--id-map", &map_arg],
+        &["--from-db", &source, "--id-map", &again.display().to_string()],
     );
-    assert!(out.contains("old id -> new id of 8 users"), "{out}");
-    assert_eq!(std::fs::read_to_string(&map).unwrap(), ids);
+    assert!(
+        out.contains("old id -> new id of 1 users"),
+        "only frank never logged in: {out}"
+    );
+    assert!(out.contains("left out of the id map"), "{out}");
     assert_eq!(stored.hash_of("alice").await, before);
     assert_eq!(login(&base, "alice", &password_of("alice")).await, 200);
     terminate(&mut server);
@@ -412,8 +428,8 @@ async fn the_id_map_never_links_an_account_someone_else_made_first() {
     assert_eq!(code, 0, "{out}");
     for expected in [
         "line 1: skipped: user Jane exists already",
-        "line 1: note: user \"jane\" exists here with another email (\"mallory@evil.com\"): left out of the id map",
-        "line 2: note: email \"JDoe@corp.com\" belongs to user \"mal2\" here, not named by an import: left out of the id map",
+        "line 1: note: user \"jane\" exists here and its password is not this row's",
+        "line 2: note: user \"mal2\" exists here and its password is not this row's",
         "line 3: note: username \"bob-2\" made from the email \"bob@evil.com\"",
         "imported 2, skipped 2 (exist already), refused 0",
     ] {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::{AuthError, AuthService};
 use crate::crypto::passwords::{CostBounds, PasswordHashString};
 use crate::domain::{Email, Role, UnixTime, UserId, Username};
-use crate::store::{ImportedUser, NewUser, StoreError};
+use crate::store::{ImportedUser, NewUser, StoreError, UserRecord};
 
 /// Where a row was in its source: a line of a file, or a row of a table (from 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,16 +113,6 @@ fn numbered(base: &Username, n: u32) -> Username {
     Username::parse(&format!("{}-{n}", base.as_str())).unwrap_or_else(|_| base.clone())
 }
 
-/// Whether `name` is `base` or `base-N`, as the import names a user from an email.
-fn is_derived_from(name: &Username, base: &Username) -> bool {
-    let (name, base) = (name.as_str().to_lowercase(), base.as_str().to_lowercase());
-    name == base
-        || name
-            .strip_prefix(&base)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
-}
-
 /// Each field through its domain type; the first refusal's reason otherwise.
 fn validate(source: SourceUser, now: UnixTime, bounds: &CostBounds) -> Result<Accepted, String> {
     let raw_name = source.username.ok_or("username missing")?;
@@ -174,6 +164,33 @@ fn validate(source: SourceUser, now: UnixTime, bounds: &CostBounds) -> Result<Ac
 }
 
 impl AuthService {
+    /// A row skipped because its user exists already goes into the id map only if that
+    /// account still holds the very hash of the row: then an import made it (and its
+    /// user has not logged in since). A name or address can be registered by anyone
+    /// before the import; the old app's hash cannot be chosen.
+    fn link_skipped(
+        &self,
+        report: &mut ImportReport,
+        number: RowNumber,
+        old_id: Option<String>,
+        existing: &UserRecord,
+        hash: &PasswordHashString,
+    ) {
+        let Some(old) = old_id else { return };
+        if existing.password_hash.0 == hash.0 {
+            report.ids.push((old, existing.id));
+        } else {
+            report.notes.push((
+                number,
+                format!(
+                    "user {:?} exists here and its password is not this row's (registered here, or logged in since \
+                     an earlier import, whose id map has it): left out of the id map",
+                    existing.username.as_str()
+                ),
+            ));
+        }
+    }
+
     /// Import `rows`: each is validated (username, email, a hash that verifies here,
     /// role names), compared with the rest of the input (a username or email twice is
     /// refused the second time) and with the stored users (an existing username is
@@ -214,20 +231,7 @@ impl AuthService {
                 let email = ok.user.user.email.clone();
                 let base = ok.user.user.username.clone();
                 if let Some(existing) = self.store.user_by_email(&email).await? {
-                    // Linked only to an account named as this import names it: one that
-                    // someone registered with the address first is not this row's.
-                    if is_derived_from(&existing.username, &base) {
-                        report.ids.extend(ok.old_id.map(|old| (old, existing.id)));
-                    } else if ok.old_id.is_some() {
-                        report.notes.push((
-                            number,
-                            format!(
-                                "email {:?} belongs to user {:?} here, not named by an import: left out of the id map",
-                                email.as_str(),
-                                existing.username.as_str()
-                            ),
-                        ));
-                    }
+                    self.link_skipped(&mut report, number, ok.old_id, &existing, &ok.user.user.password_hash);
                     report.skipped.push((number, existing.username));
                     continue;
                 }
@@ -269,23 +273,10 @@ impl AuthService {
             emails.insert(email_key, number);
             let held = self.store.holders(&user.username, &user.email).await?;
             if held.username {
-                if let Some(old) = ok.old_id
+                if ok.old_id.is_some()
                     && let Some(existing) = self.store.user_by_username(user.username.as_str()).await?
                 {
-                    // Linked only when the email is the row's too: a name someone else
-                    // registered first is not this row's user.
-                    if existing.email.as_str().eq_ignore_ascii_case(user.email.as_str()) {
-                        report.ids.push((old, existing.id));
-                    } else {
-                        report.notes.push((
-                            number,
-                            format!(
-                                "user {:?} exists here with another email ({:?}): left out of the id map",
-                                existing.username.as_str(),
-                                existing.email.as_str()
-                            ),
-                        ));
-                    }
+                    self.link_skipped(&mut report, number, ok.old_id, &existing, &user.password_hash);
                 }
                 report.skipped.push((number, user.username.clone()));
                 continue;

@@ -73,7 +73,11 @@ impl AuthService {
         // budget matters); a longer key names no one and must not grow the limiter.
         let typed = username.chars().take(64).collect::<String>().to_lowercase();
         let now = self.clock.now();
-        let device = device_token.and_then(|t| device::verify(&self.macs.device, t, now));
+        // A device token can only be this login's if it names the username typed, or
+        // (for a login by email) the account the address turns out to be.
+        let device = device_token
+            .and_then(|t| device::verify(&self.macs.device, t, now))
+            .filter(|d| d.username == typed || typed.contains('@'));
         let outcome = async {
             // Before the lookup and the hash: once a budget is spent, even the right
             // password waits.
@@ -88,7 +92,10 @@ impl AuthService {
             let account = user.as_ref().map(|u| u.username.as_str().to_lowercase());
             let device_fits = matches!((&device, &account), (Some(d), Some(a)) if d.username == *a);
             if device.is_some() && !device_fits {
-                // Another account's token (or none that is known): the name's budgets.
+                // Another account's token, shown with an email: the attempt it paid for
+                // stays paid, whatever follows (a refusal would give it back, and the
+                // token would buy lookups for free), and the name's budgets apply.
+                spent.0.retain(|k| !matches!(k, LimitKey::LoginDevice(_)));
                 self.spend_name(&mut spent, &typed, net, client).await?;
             }
             if let Some(a) = account.as_ref().filter(|a| **a != typed && !device_fits)

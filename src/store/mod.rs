@@ -72,6 +72,31 @@ impl DatabaseUrl {
     }
 }
 
+/// `%XX` escapes decoded (as a URL parser reads a query parameter's name).
+fn percent_decoded(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A URL without its passwords (the userinfo's, and a `password` or `sslpassword`
 /// query parameter), fit for an error message or a log line.
 pub fn redact_url(v: &str) -> String {
@@ -90,7 +115,12 @@ pub fn redact_url(v: &str) -> String {
         let params: Vec<String> = q
             .split('&')
             .map(|p| match p.split_once('=') {
-                Some((k, _)) if matches!(k.to_ascii_lowercase().as_str(), "password" | "sslpassword") => {
+                Some((k, _))
+                    if matches!(
+                        percent_decoded(k).to_ascii_lowercase().as_str(),
+                        "password" | "sslpassword"
+                    ) =>
+                {
                     format!("{k}=***")
                 }
                 _ => p.to_owned(),
@@ -540,6 +570,10 @@ mod url_tests {
         assert_eq!(
             redact_url("postgres://app@db/app?password=TopSecret&sslmode=disable"),
             "postgres://app@db/app?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("postgres://db/app?pass%77ord=x"),
+            "postgres://db/app?pass%77ord=***"
         );
     }
 

@@ -87,6 +87,8 @@ impl PgStore {
             conn.close().await
         };
         match tokio::time::timeout(within, attempt).await {
+            // "Too many connections" is an answer: the server is up, and busy.
+            Ok(Err(sqlx::Error::Database(d))) if d.code().as_deref() == Some("53300") => Ok(()),
             Ok(r) => r.map_err(backend),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {} ms",

@@ -125,3 +125,36 @@ def test_what_an_operator_alerts_on_is_there(tokengate):
             assert value(scrape(down), "tokengate_redis_up") == 0
         finally:
             down.stop()
+
+
+def test_refused_logins_cost_no_database_read():
+    """A client refused by a login budget is refused before the account is looked up,
+    even when it shows another account's device token with an email (each such attempt
+    spends that token's budget for good)."""
+    tg = Tokengate(TOKENGATE_LOGIN_RATE="3/1m", TOKENGATE_TRUSTED_PROXIES="127.0.0.1/32")
+    try:
+        tg.register("alice")
+        tg.register("mallory")
+        device = tg.login("mallory").json()["device_token"]
+
+        def login(ip: str, body: dict) -> int:
+            return tg.request("POST", "/auth/login", body, headers={"X-Forwarded-For": ip}).status
+
+        def lookups() -> float:
+            samples = scrape(tg)
+            return sum(value(samples, "tokengate_store_operation_duration_seconds_count", op=op)
+                       for op in ("user_by_email", "user_by_username"))
+
+        # A distributed attack on the address: failures from five networks lock it.
+        for n in range(1, 6):
+            assert login(f"198.51.100.{n}", {"username": "alice@example.com", "password": "not-hers"}) == 401
+        before = lookups()
+        statuses = []
+        for _ in range(20):
+            body = {"username": "alice@example.com", "password": PASSWORD, "device_token": device}
+            statuses.append(login("198.51.100.9", body))
+        assert set(statuses) == {429}, statuses
+        # Mallory's token buys its own budget's worth of lookups (3 a minute), no more.
+        assert lookups() - before <= 3, lookups() - before
+    finally:
+        tg.stop()
