@@ -501,7 +501,8 @@ pub trait Store: Send + Sync + 'static {
     /// Make retired key `kid` stop verifying at `at`; `false` when no retired key has that kid.
     async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;
 
-    /// Drop refresh tokens and sessions that expired before `cutoff`; the rows removed.
+    /// Drop refresh tokens and sessions that expired before `cutoff`, and retired signing
+    /// keys whose `retires_at` is before it; the token and session rows removed.
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 
     /// The revocation log's rows after `seq`, in sequence order. Rows can commit out of

@@ -47,8 +47,13 @@ pub fn redis_url() -> Option<String> {
     std::env::var("TOKENGATE_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
 }
 
-/// Say once per test binary why the PostgreSQL tests do nothing here.
+/// Say once per test binary why the PostgreSQL tests do nothing here; under CI (`CI`
+/// set) a missing database is a failure, never a silent pass.
 pub fn say_pg_skipped() {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "TOKENGATE_TEST_PG_URL is not set under CI: the PostgreSQL tests cannot be skipped here"
+    );
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Written to stderr directly: the test harness captures `eprintln!`.

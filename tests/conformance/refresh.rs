@@ -48,15 +48,24 @@ pub async fn parallel_refresh_issues_exactly_one_pair(b: Backend) {
         let http = srv.http.clone();
         let url = srv.url("/auth/refresh");
         let body = json!({"refresh_token": t.refresh});
-        tasks.spawn(async move { http.post(url).json(&body).send().await.unwrap().status() });
+        tasks.spawn(async move {
+            let res = http.post(url).json(&body).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        });
     }
-    let mut statuses = Vec::new();
-    while let Some(s) = tasks.join_next().await {
-        statuses.push(s.unwrap());
+    let mut answers = Vec::new();
+    while let Some(a) = tasks.join_next().await {
+        answers.push(a.unwrap());
     }
+    let statuses: Vec<_> = answers.iter().map(|(s, _)| *s).collect();
     let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     let unauthorized = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
     assert_eq!((ok, unauthorized), (1, 19), "{statuses:?}");
+    // The 19 others presented a token already spent: a reuse, which revokes the whole
+    // session, the winner's new pair with it (strict mode: no reuse grace).
+    let winner = Tokens::from(answers.into_iter().find(|(s, _)| *s == StatusCode::OK).unwrap().1);
+    assert_invalid_token(srv.get_auth("/me", &winner.access).await).await;
+    assert_invalid_token(srv.refresh(&winner.refresh).await).await;
 }
 
 pub async fn refresh_token_expires(b: Backend) {

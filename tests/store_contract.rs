@@ -1,0 +1,217 @@
+//! The storage contract, on `Arc<dyn Store>` as the server opens it, for every backend:
+//! what a purge removes and keeps, and that every revoking write leaves a row in the
+//! revocation log (the log is how the other instances learn of it).
+
+mod common;
+
+use std::sync::Arc;
+
+use tokengate::crypto::passwords::PasswordHashString;
+use tokengate::crypto::tokens::{RefreshToken, RefreshTokenHash};
+use tokengate::domain::{Email, SessionId, UnixTime, UserId, Username};
+use tokengate::store::{DatabaseUrl, NewSession, NewUser, SessionOpen, Store, StoreSettings, StoredKey};
+
+/// A migrated store of `backend`, and what keeps it alive (a folder, a schema).
+async fn open(backend: common::Backend) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any>)> {
+    let (url, keep): (DatabaseUrl, Box<dyn std::any::Any>) = match backend {
+        common::Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = DatabaseUrl::Sqlite {
+                path: dir.path().join("contract.db"),
+            };
+            (url, Box::new(dir))
+        }
+        common::Backend::Postgres => {
+            let Some(admin) = common::pg_url() else {
+                common::say_pg_skipped();
+                return None;
+            };
+            let schema = common::PgSchema::create(&admin).await;
+            (DatabaseUrl::Postgres(schema.url()), Box::new(schema))
+        }
+    };
+    let settings = StoreSettings {
+        database_url: url,
+        pool_size: 4,
+        connect_timeout_secs: 5,
+    };
+    let store = tokengate::store::open(&settings).await.expect("the store opens");
+    Some((store, keep))
+}
+
+async fn user(store: &dyn Store, name: &str, now: UnixTime) -> UserId {
+    store
+        .create_user(NewUser {
+            id: UserId::new(),
+            username: Username::parse(name).unwrap(),
+            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            password_hash: PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
+            roles: Vec::new(),
+            created_at: now,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// A session of `user` that expires at `expires_at`; its id and refresh token's hash.
+async fn session(
+    store: &dyn Store,
+    user: UserId,
+    now: UnixTime,
+    expires_at: UnixTime,
+) -> (SessionId, RefreshTokenHash) {
+    let id = SessionId::new();
+    let refresh = RefreshToken::generate().unwrap().1;
+    let opened = store
+        .create_session(NewSession {
+            id,
+            user_id: user,
+            expected_stamp: 0,
+            now,
+            expires_at,
+            max_expires_at: expires_at,
+            user_agent: None,
+            ip: None,
+            device_name: None,
+            refresh_hash: refresh.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(opened, SessionOpen::Opened);
+    (id, refresh)
+}
+
+fn key(kid: &str, active: bool, now: UnixTime, retires_at: Option<UnixTime>) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        algorithm: "EdDSA".into(),
+        private_der: vec![1, 2, 3],
+        active,
+        created_at: now,
+        signs_from: now,
+        retires_at,
+    }
+}
+
+async fn purge_removes_what_expired_and_keeps_what_lives(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let (old, old_refresh) = session(store.as_ref(), alice, now, now.plus(100)).await;
+    let (live, live_refresh) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    // Keys: one retired long ago, one retired but still verifying, the active one.
+    store.add_active_key(key("k-old", true, now, None)).await.unwrap();
+    store
+        .rotate_key(key("k-mid", false, now, None), now, now.plus(50))
+        .await
+        .unwrap();
+    store
+        .rotate_key(key("k-new", false, now, None), now, now.plus(5_000))
+        .await
+        .unwrap();
+
+    let removed = store.purge_expired(now.plus(1_000)).await.unwrap();
+    assert!(removed >= 2, "the expired session and its refresh token: {removed}");
+    assert!(
+        store.session_with_user(old).await.unwrap().is_none(),
+        "expired session purged"
+    );
+    assert!(
+        store.refresh_token(&old_refresh).await.unwrap().is_none(),
+        "its refresh token too"
+    );
+    assert!(
+        store.session_with_user(live).await.unwrap().is_some(),
+        "a live session stays"
+    );
+    assert!(
+        store.refresh_token(&live_refresh).await.unwrap().is_some(),
+        "and its token"
+    );
+    let kids: Vec<String> = store.signing_keys().await.unwrap().into_iter().map(|k| k.kid).collect();
+    assert!(
+        !kids.contains(&"k-old".to_owned()),
+        "a key past retires_at goes: {kids:?}"
+    );
+    assert!(
+        kids.contains(&"k-mid".to_owned()),
+        "a key still verifying stays: {kids:?}"
+    );
+    assert!(kids.iter().any(|k| k.starts_with("k-new") || k == "k-new"), "{kids:?}");
+}
+
+async fn every_revoking_write_leaves_a_log_row(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let bob = user(store.as_ref(), "bob", now).await;
+    let rows = |store: Arc<dyn Store>| async move { store.revocations_after(0).await.unwrap().len() };
+    let mut seen = rows(store.clone()).await;
+    let mut expect_more = |what: &str, now_rows: usize| {
+        assert!(
+            now_rows > seen,
+            "{what} left no revocation log row ({seen} -> {now_rows})"
+        );
+        seen = now_rows;
+    };
+
+    let (one, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    assert!(store.revoke_session(alice, one, now).await.unwrap());
+    expect_more("revoke_session", rows(store.clone()).await);
+
+    let (_, refresh) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    assert!(
+        store
+            .revoke_session_of_refresh(Some(alice), &refresh, now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    expect_more("revoke_session_of_refresh", rows(store.clone()).await);
+
+    session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    assert_eq!(store.revoke_sessions(alice, None, now).await.unwrap().len(), 2);
+    expect_more("revoke_sessions", rows(store.clone()).await);
+
+    session(store.as_ref(), bob, now, now.plus(10_000)).await;
+    store.delete_user(bob, None, now).await.unwrap();
+    expect_more("delete_user", rows(store.clone()).await);
+
+    // Old rows go with the purge, new ones stay.
+    let all = store.revocations_after(0).await.unwrap();
+    assert!(!all.is_empty());
+    store.purge_revocations(UnixTime(0)).await.unwrap();
+    assert_eq!(
+        store.revocations_after(0).await.unwrap().len(),
+        all.len(),
+        "nothing is older than 1970"
+    );
+}
+
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(crate::common::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(crate::common::Backend::Postgres).await;
+            })*
+        }
+    };
+}
+
+per_backend! {
+    purge_removes_what_expired_and_keeps_what_lives,
+    every_revoking_write_leaves_a_log_row,
+}
