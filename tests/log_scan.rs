@@ -192,31 +192,55 @@ async fn logs_never_contain_secrets_and_record_every_event() {
     );
 }
 
+/// `tokengate serve` in `dir` with `env`, its log piped: the child, the rest of its log,
+/// and its base URL once it listens.
+fn serve_logging(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, BufReader<std::process::ChildStderr>, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
+        .envs(env.iter().copied())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "server exited");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest
+                .split(|c: char| c == '"' || c.is_whitespace())
+                .next()
+                .unwrap_or_default();
+            return (child, reader, format!("http://{addr}"));
+        }
+    }
+}
+
+/// SIGTERM `child`; every line it logged after `reader`'s position, once it exited 0.
+fn stop_and_read(mut child: std::process::Child, reader: BufReader<std::process::ChildStderr>) -> Vec<String> {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let rest: Vec<String> = reader.lines().map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    rest
+}
+
 /// `TOKENGATE_SESSION_IP` governs the logs as it governs sessions: `prefix` logs the
 /// client's network, `none` no address at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_log_the_client_address_as_sessions_keep_it() {
     for (policy, expected) in [("prefix", Some("127.0.0.0/24")), ("none", None)] {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.current_dir(dir.path())
-            .env_clear()
-            .env("TOKENGATE_LOG_FORMAT", "json")
-            .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
-            .env("TOKENGATE_SESSION_IP", policy)
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let mut base = String::new();
-        while base.is_empty() {
-            let mut line = String::new();
-            assert_ne!(reader.read_line(&mut line).unwrap(), 0, "server exited");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                base = format!("http://{}", rest.split(['"', ' ']).next().unwrap_or_default());
-            }
-        }
+        let env = [("TOKENGATE_LOG_FORMAT", "json"), ("TOKENGATE_SESSION_IP", policy)];
+        let (child, reader, base) = serve_logging(dir.path(), &env);
         let http = reqwest::Client::new();
         let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body);
         let user = json!({"username": "scan", "email": "scan@example.com", "password": PASSWORD});
@@ -225,13 +249,7 @@ async fn events_log_the_client_address_as_sessions_keep_it() {
         assert_eq!(status_of(post("/auth/login", wrong)).await, 401);
         let right = json!({"username": "scan", "password": PASSWORD});
         assert_eq!(status_of(post("/auth/login", right)).await, 200);
-        let ok = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        let rest: Vec<String> = reader.lines().map_while(Result::ok).collect();
-        assert!(child.wait().unwrap().success());
+        let rest = stop_and_read(child, reader);
         let events: Vec<Value> = rest
             .iter()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -256,24 +274,7 @@ async fn events_log_the_client_address_as_sessions_keep_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pretty_log_leaves_out_the_trace_exporters_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut base = String::new();
-    while base.is_empty() {
-        let mut line = String::new();
-        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "server exited");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            base = format!("http://{}", rest.split_whitespace().next().unwrap_or_default());
-        }
-    }
+    let (child, reader, base) = serve_logging(dir.path(), &[]);
     let wrong = json!({"username": "nobody", "password": WRONG_PASSWORD});
     let res = reqwest::Client::new()
         .post(format!("{base}/auth/login"))
@@ -282,13 +283,7 @@ async fn the_pretty_log_leaves_out_the_trace_exporters_fields() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 401);
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let rest: Vec<String> = reader.lines().map_while(Result::ok).collect();
-    assert!(child.wait().unwrap().success());
+    let rest = stop_and_read(child, reader);
     let failed = rest
         .iter()
         .find(|l| l.contains("login.failed"))
