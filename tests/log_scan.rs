@@ -194,6 +194,8 @@ async fn logs_never_contain_secrets_and_record_every_event() {
 
 /// `tokengate serve` in `dir` with `env`, its log piped: the child, the rest of its log,
 /// and its base URL once it listens.
+// The child is handed to the caller, which waits for it (`stop_and_read`).
+#[allow(clippy::zombie_processes)]
 fn serve_logging(
     dir: &std::path::Path,
     env: &[(&str, &str)],
