@@ -98,56 +98,41 @@ impl Registry {
 /// reading its answer keeps its connection busy, so it is never taken for idle.
 struct InFlight(Arc<Conn>, Instant);
 
-pin_project_lite::pin_project! {
-    /// An answer's body that holds its request's [`InFlight`] until it is dropped.
-    pub struct TrackedBody {
-        #[pin]
-        inner: Body,
-        in_flight: Option<InFlight>,
+/// What a body does once it has been read (or written) to its end.
+trait AtEnd {
+    fn reached(&mut self);
+}
+
+/// An answer's body holds its request's [`InFlight`] until it is written whole.
+impl AtEnd for Option<InFlight> {
+    fn reached(&mut self) {
+        // Written whole: the connection is idle from now.
+        self.take();
     }
 }
 
-impl hyper::body::Body for TrackedBody {
-    type Data = <Body as hyper::body::Body>::Data;
-    type Error = <Body as hyper::body::Body>::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.inner.poll_frame(cx);
-        if let std::task::Poll::Ready(None) = polled {
-            // Written whole: the connection is idle from now.
-            this.in_flight.take();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+/// A request's body notes when it has been read to its end. An answer sent before that
+/// (a refusal decided from the headers) says `Connection: close`: the unread rest would
+/// otherwise be taken for the next request, so hyper closes the connection, and a
+/// keep-alive client must know not to reuse it.
+impl AtEnd for Arc<AtomicBool> {
+    fn reached(&mut self) {
+        self.store(true, Ordering::Release);
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A request's body that notes when it has been read to its end. An answer sent
-    /// before that (a refusal decided from the headers) says `Connection: close`: the
-    /// unread rest would otherwise be taken for the next request, so hyper closes the
-    /// connection, and a keep-alive client must know not to reuse it.
-    struct WatchedBody {
+    /// `inner`, telling `at_end` when its last frame has gone by.
+    struct EndAware<B, E> {
         #[pin]
-        inner: hyper::body::Incoming,
-        read_whole: Arc<AtomicBool>,
+        inner: B,
+        at_end: E,
     }
 }
 
-impl hyper::body::Body for WatchedBody {
-    type Data = <hyper::body::Incoming as hyper::body::Body>::Data;
-    type Error = <hyper::body::Incoming as hyper::body::Body>::Error;
+impl<B: hyper::body::Body, E: AtEnd> hyper::body::Body for EndAware<B, E> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
@@ -156,7 +141,7 @@ impl hyper::body::Body for WatchedBody {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         if matches!(polled, std::task::Poll::Ready(None)) {
-            this.read_whole.store(true, Ordering::Release);
+            this.at_end.reached();
         }
         polled
     }
@@ -169,6 +154,9 @@ impl hyper::body::Body for WatchedBody {
         self.inner.size_hint()
     }
 }
+
+/// An answer's body, holding its request's [`InFlight`] until it is written whole.
+type TrackedBody = EndAware<Body, Option<InFlight>>;
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -345,9 +333,9 @@ where
         let watch = (!hyper::body::Body::is_end_stream(req.body())).then(|| Arc::new(AtomicBool::new(false)));
         let req = match &watch {
             Some(flag) => req.map(|inner| {
-                Body::new(WatchedBody {
+                Body::new(EndAware {
                     inner,
-                    read_whole: flag.clone(),
+                    at_end: flag.clone(),
                 })
             }),
             None => req.map(Body::new),
@@ -363,7 +351,7 @@ where
             }
             Ok(res.map(|inner| TrackedBody {
                 inner,
-                in_flight: Some(in_flight),
+                at_end: Some(in_flight),
             }))
         }
     })
