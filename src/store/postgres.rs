@@ -55,6 +55,17 @@ static ROTATE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 impl PgStore {
+    /// The one user matching `condition` (SQL over `users u`, one parameter: `value`).
+    async fn user_where(&self, condition: &str, value: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}");
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     /// Connect to `url` with at most `pool_size` connections.
     pub async fn connect(url: &str, pool_size: u32, connect_timeout: Duration) -> Result<Self, StoreError> {
         let opts: PgConnectOptions = url
@@ -405,33 +416,15 @@ impl Store for PgStore {
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.username) = lower($1)");
-        let row = sqlx::query(&sql)
-            .bind(username)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("lower(u.username) = lower($1)", username).await
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.email) = lower($1)");
-        let row = sqlx::query(&sql)
-            .bind(email.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("lower(u.email) = lower($1)", email.as_str()).await
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1::uuid");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("u.id = $1::uuid", &id.to_string()).await
     }
 
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError> {

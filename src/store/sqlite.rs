@@ -60,6 +60,17 @@ static ROTATE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 impl SqliteStore {
+    /// The one user matching `condition` (SQL over `users u`, one parameter: `value`).
+    async fn user_where(&self, condition: &str, value: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}");
+        let row = sqlx::query(&sql)
+            .bind(value)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     /// Open (creating it, readable by the owner only) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         create_private_file(path)?;
@@ -420,33 +431,15 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.username) = lower(?)");
-        let row = sqlx::query(&sql)
-            .bind(username)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("lower(u.username) = lower(?)", username).await
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE lower(u.email) = lower(?)");
-        let row = sqlx::query(&sql)
-            .bind(email.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("lower(u.email) = lower(?)", email.as_str()).await
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("u.id = ?", &id.to_string()).await
     }
 
     async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError> {
