@@ -889,27 +889,31 @@ async fn a_revocation_committed_out_of_sequence_order_is_applied() {
     let mut fast = sqlx::PgConnection::connect(&schema.url()).await.unwrap();
     // The slow writer takes the next sequence number first, dated 20 s back...
     let mut slow_tx = slow.begin().await.unwrap();
-    sqlx::query("UPDATE sessions SET revoked_at = now() WHERE id = $1::uuid")
+    sqlx::query("UPDATE sessions SET revoked_at = floor(extract(epoch FROM now()))::bigint WHERE id = $1")
         .bind(late.to_string())
         .execute(&mut *slow_tx)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO revocations (session_id, created_at) VALUES ($1::uuid, now() - interval '20 seconds')")
-        .bind(late.to_string())
-        .execute(&mut *slow_tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO revocations (session_id, created_at) VALUES ($1, floor(extract(epoch FROM now()))::bigint - 20)",
+    )
+    .bind(late.to_string())
+    .execute(&mut *slow_tx)
+    .await
+    .unwrap();
     // ...a fast one takes the following number and commits at once; the cache applies it.
-    sqlx::query("UPDATE sessions SET revoked_at = now() WHERE id = $1::uuid")
+    sqlx::query("UPDATE sessions SET revoked_at = floor(extract(epoch FROM now()))::bigint WHERE id = $1")
         .bind(early.to_string())
         .execute(&mut fast)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO revocations (session_id, created_at) VALUES ($1::uuid, now())")
-        .bind(early.to_string())
-        .execute(&mut fast)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO revocations (session_id, created_at) VALUES ($1, floor(extract(epoch FROM now()))::bigint)",
+    )
+    .bind(early.to_string())
+    .execute(&mut fast)
+    .await
+    .unwrap();
     cache.catch_up().await.unwrap();
     assert!(
         cache

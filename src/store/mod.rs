@@ -9,6 +9,7 @@ pub mod cache;
 pub mod health;
 pub mod metered;
 pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod test_support;

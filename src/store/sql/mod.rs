@@ -1,0 +1,730 @@
+//! Every storage flow, written once for both SQL backends: the statements, the order
+//! of lock, check and write, and the revocation-log row each revoking write leaves.
+//! A backend ([`Dialect`]) brings its connections, its migrations, the few clauses
+//! its SQL spells differently, and the refresh rotation (one round trip, which each
+//! database reaches its own way).
+
+pub mod db;
+mod rows;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use sqlx::{Database, Pool};
+
+use self::db::{Db, Param};
+pub(crate) use self::rows::{Rows, SESSION_COLUMNS, USER_COLUMNS};
+use super::{
+    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, PoolStats, Revoked, RotateRequest,
+    Rotation, SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord,
+    UserUpdate, UserWrite, roles_to_json,
+};
+use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::tokens::RefreshTokenHash;
+use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use Param::{Flag, Int, OptFlag, OptInt, OptText, Text};
+
+/// What one SQL database brings to the shared flows.
+#[async_trait]
+pub trait Dialect: Send + Sync + 'static {
+    type DB: Db;
+    /// Appended to a read of the row a transaction goes on to change ("FOR UPDATE"
+    /// where rows are locked; nothing where writers are serialised anyway).
+    const FOR_UPDATE: &'static str;
+    /// Appended to a read of a row that must not change before the commit.
+    const FOR_SHARE: &'static str;
+    /// A condition on `users u`: the user holds role `$1`.
+    const HOLDS_ROLE: &'static str;
+    /// A revocation-log row: `$1` session, `$2` user, `$3` the caller's clock.
+    const LOG_REVOCATION: &'static str;
+
+    fn reader(&self) -> &Pool<Self::DB>;
+    fn writer(&self) -> &Pool<Self::DB>;
+    /// Whether the driver's error may pass on a retry (a lost connection, a busy file).
+    fn retryable(e: &sqlx::Error) -> bool;
+    /// The embedded migrations of this backend's schema.
+    fn migrator() -> &'static sqlx::migrate::Migrator;
+    /// Serialise changes guarded by a role, before the user row is read (see
+    /// [`SqlStore::leaves_no_holder`]).
+    async fn lock_guarded_changes(c: &mut <Self::DB as Database>::Connection) -> Result<(), StoreError>;
+    /// See [`Store::rotate_refresh`].
+    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
+    async fn reachable(&self, within: Duration) -> Result<(), StoreError>;
+    fn pool_stats(&self) -> Vec<PoolStats>;
+    async fn close(&self);
+}
+
+/// A SQL database as a [`Store`].
+pub struct SqlStore<D> {
+    pub(crate) d: D,
+}
+
+/// A database error as the store reports it.
+pub(crate) fn err<D: Dialect>(e: sqlx::Error) -> StoreError {
+    let retryable = D::retryable(&e);
+    db::classified(e, retryable)
+}
+
+fn id_param<T: ToString>(v: &T) -> String {
+    v.to_string()
+}
+
+impl<D: Dialect> SqlStore<D> {
+    async fn reading(&self) -> Result<sqlx::pool::PoolConnection<D::DB>, StoreError> {
+        self.d.reader().acquire().await.map_err(err::<D>)
+    }
+
+    async fn writing(&self) -> Result<sqlx::pool::PoolConnection<D::DB>, StoreError> {
+        self.d.writer().acquire().await.map_err(err::<D>)
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, D::DB>, StoreError> {
+        self.d.writer().begin().await.map_err(err::<D>)
+    }
+
+    async fn exec(c: &mut <D::DB as Database>::Connection, sql: &str, p: &[Param<'_>]) -> Result<u64, StoreError> {
+        D::DB::exec(c, sql, p).await.map_err(err::<D>)
+    }
+
+    async fn all(
+        c: &mut <D::DB as Database>::Connection,
+        sql: &str,
+        p: &[Param<'_>],
+    ) -> Result<Vec<<D::DB as Database>::Row>, StoreError> {
+        D::DB::all(c, sql, p).await.map_err(err::<D>)
+    }
+
+    async fn optional(
+        c: &mut <D::DB as Database>::Connection,
+        sql: &str,
+        p: &[Param<'_>],
+    ) -> Result<Option<<D::DB as Database>::Row>, StoreError> {
+        D::DB::optional(c, sql, p).await.map_err(err::<D>)
+    }
+
+    async fn commit(tx: sqlx::Transaction<'static, D::DB>) -> Result<(), StoreError> {
+        tx.commit().await.map_err(err::<D>)
+    }
+
+    async fn rollback(tx: sqlx::Transaction<'static, D::DB>) -> Result<(), StoreError> {
+        tx.rollback().await.map_err(err::<D>)
+    }
+
+    /// The one user matching `condition` (over `users u`, one parameter: `value`).
+    async fn user_where(&self, condition: &str, value: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {condition}");
+        let row = Self::optional(&mut *self.reading().await?, &sql, &[Text(value)]).await?;
+        row.as_ref().map(Rows::<D>::user).transpose()
+    }
+
+    /// The user, read for a change in this transaction (locked where rows are).
+    async fn user_for_update(
+        c: &mut <D::DB as Database>::Connection,
+        id: UserId,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1{}", D::FOR_UPDATE);
+        let row = Self::optional(c, &sql, &[Text(&id.to_string())]).await?;
+        row.as_ref().map(Rows::<D>::user).transpose()
+    }
+
+    /// Was `before` an active holder of `guard`'s role, and is none left now? Guarded
+    /// changes first take [`Dialect::lock_guarded_changes`], so two of them (two admins
+    /// demoting each other at once) never both see the other still holding the role.
+    async fn leaves_no_holder(
+        c: &mut <D::DB as Database>::Connection,
+        before: &UserRecord,
+        guard: Option<&Role>,
+    ) -> Result<bool, StoreError> {
+        let Some(role) = guard else {
+            return Ok(false);
+        };
+        if !before.is_active || !before.roles.contains(role) {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT count(*) AS n FROM users u WHERE u.is_active AND {}",
+            D::HOLDS_ROLE
+        );
+        let row = Self::optional(c, &sql, &[Text(role.as_str())]).await?;
+        let holders = row.map(|r| D::DB::int(&r, "n")).transpose().map_err(err::<D>)?;
+        Ok(holders.unwrap_or(0) == 0)
+    }
+
+    /// Write a revocation-log row inside the caller's transaction. When it cannot be
+    /// written the transaction rolls back with it: nothing half-done, and a retry may
+    /// succeed, so the caller answers 503, never 500.
+    async fn log_revocation(
+        c: &mut <D::DB as Database>::Connection,
+        what: Revoked,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let (session, user) = match what {
+            Revoked::Session(s) => (Some(s.to_string()), None),
+            Revoked::User(u) => (None, Some(u.to_string())),
+        };
+        D::DB::exec(
+            c,
+            D::LOG_REVOCATION,
+            &[OptText(session.as_deref()), OptText(user.as_deref()), Int(now.0)],
+        )
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the revocation log cannot be written: {e}")))?;
+        Ok(())
+    }
+
+    /// Revoke every live session of `user` but `keep` and log each; those revoked.
+    async fn revoke_all_in(
+        c: &mut <D::DB as Database>::Connection,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let keep = keep.as_ref().map(id_param);
+        let rows = Self::all(
+            c,
+            "UPDATE sessions SET revoked_at = $1
+             WHERE user_id = $2 AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id",
+            &[Int(now.0), Text(&user.to_string()), OptText(keep.as_deref())],
+        )
+        .await?;
+        let ids = rows
+            .iter()
+            .map(|r| Rows::<D>::parsed(r, "id"))
+            .collect::<Result<Vec<SessionId>, _>>()?;
+        for id in &ids {
+            Self::log_revocation(c, Revoked::Session(*id), now).await?;
+        }
+        Ok(ids)
+    }
+
+    async fn insert_user(
+        c: &mut <D::DB as Database>::Connection,
+        user: &NewUser,
+        is_active: bool,
+    ) -> Result<(), StoreError> {
+        Self::exec(
+            c,
+            "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            &[
+                Text(&user.id.to_string()),
+                Text(user.username.as_str()),
+                Text(user.email.as_str()),
+                Text(&user.password_hash.0),
+                Flag(is_active),
+                Text(&roles_to_json(&user.roles)),
+                Int(user.created_at.0),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_key(c: &mut <D::DB as Database>::Connection, key: &StoredKey) -> Result<(), StoreError> {
+        Self::exec(
+            c,
+            "INSERT INTO signing_keys (kid, algorithm, private_key, state, created_at, signs_from)
+             VALUES ($1, $2, $3, 'active', $4, $5)",
+            &[
+                Text(&key.kid),
+                Text(&key.algorithm),
+                Text(&B64.encode(&key.private_der)),
+                Int(key.created_at.0),
+                Int(key.signs_from.0),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Store for SqlStore<D> {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        D::DB::migrate(self.d.writer(), D::migrator())
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => err::<D>(e),
+                other => StoreError::Backend(other.to_string()),
+            })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Self::exec(&mut *self.reading().await?, "SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.d.close().await;
+    }
+
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        self.d.pool_stats()
+    }
+
+    async fn reachable(&self, within: Duration) -> Result<(), StoreError> {
+        self.d.reachable(within).await
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
+        Self::insert_user(&mut *self.writing().await?, &user, true).await?;
+        Ok(UserRecord {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            password_hash: user.password_hash,
+            is_active: true,
+            roles: user.roles,
+            created_at: user.created_at,
+            security_stamp: 0,
+        })
+    }
+
+    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError> {
+        let row = Self::optional(
+            &mut *self.reading().await?,
+            "SELECT EXISTS (SELECT 1 FROM users WHERE lower(username) = lower($1)) AS username,
+                    EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2)) AS email",
+            &[Text(username.as_str()), Text(email.as_str())],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Backend("no row from a SELECT".into()))?;
+        Ok(Holders {
+            username: D::DB::flag(&row, "username").map_err(err::<D>)?,
+            email: D::DB::flag(&row, "email").map_err(err::<D>)?,
+        })
+    }
+
+    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for u in &users {
+            Self::insert_user(&mut tx, &u.user, u.is_active).await?;
+        }
+        Self::commit(tx).await
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        user: UserId,
+        old: &PasswordHashString,
+        new: PasswordHashString,
+    ) -> Result<bool, StoreError> {
+        let done = Self::exec(
+            &mut *self.writing().await?,
+            "UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3",
+            &[Text(&new.0), Text(&user.to_string()), Text(&old.0)],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("lower(u.username) = lower($1)", username).await
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("lower(u.email) = lower($1)", email.as_str()).await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("u.id = $1", &id.to_string()).await
+    }
+
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.created_at, u.id LIMIT $1 OFFSET $2");
+        let rows = Self::all(
+            &mut *self.reading().await?,
+            &sql,
+            &[Int(i64::from(limit)), Int(i64::from(offset))],
+        )
+        .await?;
+        rows.iter().map(Rows::<D>::user).collect()
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        guard: Option<&Role>,
+        now: UnixTime,
+    ) -> Result<UserWrite<UserChanged>, StoreError> {
+        let mut tx = self.begin().await?;
+        if guard.is_some() {
+            D::lock_guarded_changes(&mut tx).await?;
+        }
+        let Some(before) = Self::user_for_update(&mut tx, id).await? else {
+            return Ok(UserWrite::NotFound);
+        };
+        let roles = update.roles.as_deref().map(roles_to_json);
+        Self::exec(
+            &mut tx,
+            "UPDATE users SET roles = coalesce($1, roles), is_active = coalesce($2, is_active),
+                 security_stamp = security_stamp + $3, updated_at = $4 WHERE id = $5",
+            &[
+                OptText(roles.as_deref()),
+                OptFlag(update.is_active),
+                Int(i64::from(update.bump_stamp)),
+                Int(now.0),
+                Text(&id.to_string()),
+            ],
+        )
+        .await?;
+        if Self::leaves_no_holder(&mut tx, &before, guard).await? {
+            Self::rollback(tx).await?;
+            return Ok(UserWrite::LastHolder);
+        }
+        let revoked = if update.revoke_sessions {
+            Self::revoke_all_in(&mut tx, id, None, now).await?
+        } else {
+            Vec::new()
+        };
+        let user = Self::user_for_update(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Backend("updated user vanished".into()))?;
+        Self::log_revocation(&mut tx, Revoked::User(id), now).await?;
+        Self::commit(tx).await?;
+        Ok(UserWrite::Done(UserChanged { user, revoked }))
+    }
+
+    async fn delete_user(
+        &self,
+        id: UserId,
+        guard: Option<&Role>,
+        now: UnixTime,
+    ) -> Result<UserWrite<Vec<SessionId>>, StoreError> {
+        let mut tx = self.begin().await?;
+        if guard.is_some() {
+            D::lock_guarded_changes(&mut tx).await?;
+        }
+        let Some(before) = Self::user_for_update(&mut tx, id).await? else {
+            return Ok(UserWrite::NotFound);
+        };
+        let user = id.to_string();
+        let live = Self::all(
+            &mut tx,
+            "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            &[Text(&user), Int(now.0)],
+        )
+        .await?
+        .iter()
+        .map(|r| Rows::<D>::parsed(r, "id"))
+        .collect::<Result<Vec<SessionId>, _>>()?;
+        Self::exec(&mut tx, "DELETE FROM users WHERE id = $1", &[Text(&user)]).await?;
+        if Self::leaves_no_holder(&mut tx, &before, guard).await? {
+            Self::rollback(tx).await?;
+            return Ok(UserWrite::LastHolder);
+        }
+        Self::log_revocation(&mut tx, Revoked::User(id), now).await?;
+        Self::commit(tx).await?;
+        Ok(UserWrite::Done(live))
+    }
+
+    async fn create_session(&self, s: NewSession) -> Result<SessionOpen, StoreError> {
+        let mut tx = self.begin().await?;
+        let user = s.user_id.to_string();
+        // The user as the login read them, kept so until the commit: a password change,
+        // deactivation or deletion committing meanwhile either came before (its stamp is
+        // seen here) or waits for this one (and its revocation then sees this session).
+        let sql = format!(
+            "SELECT is_active, security_stamp FROM users WHERE id = $1{}",
+            D::FOR_SHARE
+        );
+        let current = Self::optional(&mut tx, &sql, &[Text(&user)]).await?;
+        let current = current
+            .map(|r| Ok::<_, sqlx::Error>((D::DB::flag(&r, "is_active")?, D::DB::int(&r, "security_stamp")?)))
+            .transpose()
+            .map_err(err::<D>)?;
+        if current != Some((true, s.expected_stamp)) {
+            Self::rollback(tx).await?;
+            return Ok(SessionOpen::UserChanged);
+        }
+        let id = s.id.to_string();
+        Self::exec(
+            &mut tx,
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip)
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+            &[
+                Text(&id),
+                Text(&user),
+                Int(s.now.0),
+                Int(s.expires_at.0),
+                Int(s.max_expires_at.0),
+                OptText(s.user_agent.as_deref()),
+                OptText(s.device_name.as_deref()),
+                OptText(s.ip.as_deref()),
+            ],
+        )
+        .await?;
+        Self::exec(
+            &mut tx,
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            &[
+                Text(s.refresh_hash.as_str()),
+                Text(&id),
+                Int(s.now.0),
+                Int(s.expires_at.0),
+            ],
+        )
+        .await?;
+        Self::commit(tx).await?;
+        Ok(SessionOpen::Opened)
+    }
+
+    async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+        let row = Self::optional(
+            &mut *self.reading().await?,
+            &SESSION_WITH_USER,
+            &[Text(&id.to_string())],
+        )
+        .await?;
+        row.map(|r| Ok((Rows::<D>::session(&r)?, Rows::<D>::user(&r)?)))
+            .transpose()
+    }
+
+    async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
+             ORDER BY s.last_used_at DESC, s.created_at DESC"
+        );
+        let rows = Self::all(
+            &mut *self.reading().await?,
+            &sql,
+            &[Text(&user.to_string()), Int(now.0)],
+        )
+        .await?;
+        rows.iter().map(Rows::<D>::session).collect()
+    }
+
+    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
+        let row = Self::optional(
+            &mut *self.reading().await?,
+            "SELECT session_id, used_at, expires_at FROM refresh_tokens WHERE token_hash = $1",
+            &[Text(refresh.as_str())],
+        )
+        .await?;
+        row.map(|r| {
+            Ok(StoredRefreshToken {
+                session_id: Rows::<D>::parsed(&r, "session_id")?,
+                spent: D::DB::opt_int(&r, "used_at").map_err(err::<D>)?.is_some(),
+                expires_at: UnixTime(D::DB::int(&r, "expires_at").map_err(err::<D>)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
+        self.d.rotate_refresh(req).await
+    }
+
+    async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = Self::exec(
+            &mut tx,
+            "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+            &[Int(now.0), Text(&id.to_string()), Text(&user.to_string())],
+        )
+        .await?;
+        let revoked = done == 1;
+        if revoked {
+            Self::log_revocation(&mut tx, Revoked::Session(id), now).await?;
+        }
+        Self::commit(tx).await?;
+        Ok(revoked)
+    }
+
+    async fn revoke_session_of_refresh(
+        &self,
+        user: Option<UserId>,
+        refresh: &RefreshTokenHash,
+        now: UnixTime,
+    ) -> Result<Option<(UserId, SessionId)>, StoreError> {
+        let user = user.as_ref().map(id_param);
+        let mut tx = self.begin().await?;
+        let row = Self::optional(
+            &mut tx,
+            "UPDATE sessions SET revoked_at = $1
+             WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $2)
+               AND ($3 IS NULL OR user_id = $3) AND revoked_at IS NULL
+             RETURNING id, user_id",
+            &[Int(now.0), Text(refresh.as_str()), OptText(user.as_deref())],
+        )
+        .await?;
+        let revoked: Option<(UserId, SessionId)> = row
+            .map(|r| Ok::<_, StoreError>((Rows::<D>::parsed(&r, "user_id")?, Rows::<D>::parsed(&r, "id")?)))
+            .transpose()?;
+        if let Some((_, session)) = revoked {
+            Self::log_revocation(&mut tx, Revoked::Session(session), now).await?;
+        }
+        Self::commit(tx).await?;
+        Ok(revoked)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut tx = self.begin().await?;
+        let revoked = Self::revoke_all_in(&mut tx, user, keep, now).await?;
+        Self::commit(tx).await?;
+        Ok(revoked)
+    }
+
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let NewPassword {
+            user,
+            hash,
+            expected_stamp,
+            keep,
+            now,
+        } = change;
+        let mut tx = self.begin().await?;
+        // Where rows are locked, this write's row lock puts a login's session insert
+        // (which reads the row FOR SHARE) strictly before or after this change; a
+        // concurrent change waits for this one and then finds the stamp moved.
+        let keep_id = keep.as_ref().map(id_param);
+        let done = Self::exec(
+            &mut tx,
+            "UPDATE users SET password_hash = $1, security_stamp = security_stamp + 1, updated_at = $2
+             WHERE id = $3 AND ($4 IS NULL OR security_stamp = $4)
+               AND ($5 IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $5 AND s.user_id = users.id
+                                          AND s.revoked_at IS NULL AND s.expires_at > $2))",
+            &[
+                Text(&hash.0),
+                Int(now.0),
+                Text(&user.to_string()),
+                OptInt(expected_stamp),
+                OptText(keep_id.as_deref()),
+            ],
+        )
+        .await?;
+        if done == 0 {
+            return Ok(None);
+        }
+        let revoked = Self::revoke_all_in(&mut tx, user, keep, now).await?;
+        Self::log_revocation(&mut tx, Revoked::User(user), now).await?;
+        Self::commit(tx).await?;
+        Ok(Some(revoked))
+    }
+
+    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError> {
+        let mut c = self.writing().await?;
+        Self::exec(
+            &mut c,
+            "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            &[Text(name), Text(&B64.encode(&fresh)), Int(now.0)],
+        )
+        .await?;
+        let row = Self::optional(
+            &mut c,
+            "SELECT value FROM server_secrets WHERE name = $1",
+            &[Text(name)],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Backend(format!("server secret {name:?} vanished")))?;
+        Rows::<D>::base64(&row, "value")
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = Self::all(
+            &mut *self.reading().await?,
+            "SELECT kid, algorithm, private_key, state, created_at, signs_from, retires_at FROM signing_keys
+             ORDER BY state = 'active' DESC, created_at DESC",
+            &[],
+        )
+        .await?;
+        rows.iter().map(Rows::<D>::key).collect()
+    }
+
+    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError> {
+        let done = Self::exec(
+            &mut *self.writing().await?,
+            "UPDATE signing_keys SET private_key = $1 WHERE kid = $2",
+            &[Text(&B64.encode(&private_der)), Text(kid)],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        let done = Self::exec(
+            &mut *self.writing().await?,
+            "UPDATE server_secrets SET value = $1 WHERE name = $2",
+            &[Text(&B64.encode(&value)), Text(name)],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError> {
+        Self::insert_key(&mut *self.writing().await?, &key).await
+    }
+
+    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        Self::exec(
+            &mut tx,
+            "UPDATE signing_keys SET state = 'retired', retired_at = $1, retires_at = $2 WHERE state = 'active'",
+            &[Int(now.0), Int(retires_at.0)],
+        )
+        .await?;
+        Self::insert_key(&mut tx, &key).await?;
+        Self::commit(tx).await
+    }
+
+    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError> {
+        // Only ever earlier: a key already due to stop verifying keeps its end.
+        let done = Self::exec(
+            &mut *self.writing().await?,
+            "UPDATE signing_keys SET retires_at = CASE WHEN retires_at IS NULL OR retires_at > $1 THEN $1 ELSE retires_at END
+             WHERE kid = $2 AND state = 'retired'",
+            &[Int(at.0), Text(kid)],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let cutoff = [Int(cutoff.0)];
+        let tokens = Self::exec(&mut tx, "DELETE FROM refresh_tokens WHERE expires_at < $1", &cutoff).await?;
+        Self::exec(
+            &mut tx,
+            "DELETE FROM signing_keys WHERE state = 'retired' AND retires_at < $1",
+            &cutoff,
+        )
+        .await?;
+        let sessions = Self::exec(&mut tx, "DELETE FROM sessions WHERE expires_at < $1", &cutoff).await?;
+        Self::commit(tx).await?;
+        Ok(tokens + sessions)
+    }
+
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError> {
+        // A reader: each statement outside a transaction sees every commit before it,
+        // and the catch-up never queues behind a writer.
+        let rows = Self::all(
+            &mut *self.reading().await?,
+            "SELECT seq, session_id, user_id FROM revocations WHERE seq > $1 ORDER BY seq",
+            &[Int(seq)],
+        )
+        .await?;
+        rows.iter().map(Rows::<D>::revocation).collect()
+    }
+
+    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        Self::exec(
+            &mut *self.writing().await?,
+            "DELETE FROM revocations WHERE created_at < $1",
+            &[Int(cutoff.0)],
+        )
+        .await
+    }
+}
+
+/// The per-request check's read: a session and its user (`$1`: the session id).
+static SESSION_WITH_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {SESSION_COLUMNS}, {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1")
+});
