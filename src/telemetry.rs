@@ -17,8 +17,6 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt};
 
-use crate::config::LogFormat;
-
 /// Keeps the trace pipeline alive; dropping it flushes the spans not yet sent.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
@@ -95,6 +93,13 @@ fn pretty_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + S
         }
     })
     .delimited(" ")
+}
+
+/// How log lines are written: for people, or one JSON object per line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 /// Install the process's subscriber. `default_level` applies when `TOKENGATE_LOG` is

@@ -1,6 +1,8 @@
 //! The storage contract, on `Arc<dyn Store>` as the server opens it, for every backend:
-//! what a purge removes and keeps, and that every revoking write leaves a row in the
-//! revocation log (the log is how the other instances learn of it).
+//! what a purge removes and keeps, that every revoking write leaves a row in the
+//! revocation log (the log is how the other instances learn of it), that a refused
+//! guarded change writes nothing, and that concurrent rotations of one token spend it
+//! once.
 
 mod common;
 
@@ -8,8 +10,11 @@ use std::sync::Arc;
 
 use tokengate::crypto::passwords::PasswordHashString;
 use tokengate::crypto::tokens::{RefreshToken, RefreshTokenHash};
-use tokengate::domain::{Email, SessionId, UnixTime, UserId, Username};
-use tokengate::store::{DatabaseUrl, NewSession, NewUser, SessionOpen, Store, StoreSettings, StoredKey};
+use tokengate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use tokengate::store::{
+    DatabaseUrl, NewSession, NewUser, RotateRequest, Rotation, SessionOpen, Store, StoreSettings, StoredKey,
+    UserUpdate, UserWrite,
+};
 
 /// A migrated store of `backend`, and what keeps it alive (a folder, a schema).
 async fn open(backend: common::Backend) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any>)> {
@@ -194,6 +199,132 @@ async fn every_revoking_write_leaves_a_log_row(backend: common::Backend) {
     );
 }
 
+async fn a_last_holder_refusal_writes_nothing(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let admin_role = Role::parse("admin").unwrap();
+    let admin = user(store.as_ref(), "only_admin", now).await;
+    let promote = UserUpdate {
+        roles: Some(vec![admin_role.clone()]),
+        ..UserUpdate::default()
+    };
+    assert!(matches!(
+        store.update_user(admin, promote, Some(&admin_role), now).await.unwrap(),
+        UserWrite::Done(_)
+    ));
+    let (live, _) = session(store.as_ref(), admin, now, now.plus(10_000)).await;
+    let log_before = store.revocations_after(0).await.unwrap().len();
+
+    // Demoting, deactivating (with its revocation) or deleting the one active admin is
+    // refused, and every write the same transaction made before the check is undone.
+    let demote = UserUpdate {
+        roles: Some(Vec::new()),
+        bump_stamp: true,
+        ..UserUpdate::default()
+    };
+    let deactivate = UserUpdate {
+        is_active: Some(false),
+        bump_stamp: true,
+        revoke_sessions: true,
+        ..UserUpdate::default()
+    };
+    for change in [demote, deactivate] {
+        assert!(matches!(
+            store.update_user(admin, change, Some(&admin_role), now).await.unwrap(),
+            UserWrite::LastHolder
+        ));
+    }
+    assert!(matches!(
+        store.delete_user(admin, Some(&admin_role), now).await.unwrap(),
+        UserWrite::LastHolder
+    ));
+    let kept = store
+        .user_by_id(admin)
+        .await
+        .unwrap()
+        .expect("the admin is still there");
+    assert_eq!(
+        (kept.roles, kept.is_active, kept.security_stamp),
+        (vec![admin_role.clone()], true, 0)
+    );
+    let (session, _) = store.session_with_user(live).await.unwrap().unwrap();
+    assert_eq!(session.revoked_at, None, "the refused deactivation revoked nothing");
+    assert_eq!(
+        store.revocations_after(0).await.unwrap().len(),
+        log_before,
+        "and logged nothing"
+    );
+
+    // With a second active admin, the same change goes through.
+    let other = user(store.as_ref(), "second_admin", now).await;
+    let promote = UserUpdate {
+        roles: Some(vec![admin_role.clone()]),
+        ..UserUpdate::default()
+    };
+    store.update_user(other, promote, Some(&admin_role), now).await.unwrap();
+    assert!(matches!(
+        store.delete_user(admin, Some(&admin_role), now).await.unwrap(),
+        UserWrite::Done(revoked) if revoked == vec![live]
+    ));
+}
+
+async fn concurrent_rotations_of_one_token_spend_it_once(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let (sid, first) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    let rotations = (0..20).map(|_| {
+        let store = store.clone();
+        let first = first.clone();
+        tokio::spawn(async move {
+            let successor = RefreshToken::generate().unwrap().1;
+            let req = RotateRequest {
+                presented: first,
+                successor: successor.clone(),
+                successor_expires_at: now.plus(5_000),
+                now: now.plus(1),
+            };
+            (store.rotate_refresh(req).await.unwrap(), successor)
+        })
+    });
+    let outcomes = futures_util::future::join_all(rotations).await;
+    let mut spent = Vec::new();
+    let mut reused = 0;
+    for outcome in outcomes {
+        match outcome.unwrap() {
+            (Rotation::Spent { session, .. }, successor) => {
+                assert_eq!(session.id, sid);
+                spent.push(successor);
+            }
+            (Rotation::AlreadySpent { session_id, .. }, _) => {
+                assert_eq!(session_id, sid);
+                reused += 1;
+            }
+            (Rotation::Unknown, _) => panic!("a token of a live session read as unknown"),
+        }
+    }
+    assert_eq!((spent.len(), reused), (1, 19), "exactly one rotation wins");
+    // Only the winner's successor was stored, unspent; the losers' were not.
+    let winner = store
+        .refresh_token(&spent[0])
+        .await
+        .unwrap()
+        .expect("the winner's successor");
+    assert_eq!((winner.session_id, winner.spent), (sid, false));
+    assert!(
+        store
+            .refresh_token(&first)
+            .await
+            .unwrap()
+            .expect("the first token")
+            .spent
+    );
+}
+
 macro_rules! per_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -214,4 +345,6 @@ macro_rules! per_backend {
 per_backend! {
     purge_removes_what_expired_and_keeps_what_lives,
     every_revoking_write_leaves_a_log_row,
+    a_last_holder_refusal_writes_nothing,
+    concurrent_rotations_of_one_token_spend_it_once,
 }

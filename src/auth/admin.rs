@@ -7,6 +7,14 @@ use crate::domain::{Role, UserId};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::store::{UserRecord, UserUpdate, UserWrite};
 
+/// An administrator's change to a user; `None` leaves a field as it is. What else the
+/// change implies (voiding logins in flight, revoking sessions) is decided here.
+#[derive(Clone, Debug, Default)]
+pub struct UserChange {
+    pub roles: Option<Vec<Role>>,
+    pub is_active: Option<bool>,
+}
+
 /// The result of a guarded change, as the routes answer it.
 fn applied<T>(w: UserWrite<T>) -> Result<T, AuthError> {
     match w {
@@ -29,13 +37,17 @@ impl AuthService {
         &self,
         actor: Option<&Principal>,
         id: UserId,
-        mut update: UserUpdate,
+        change: UserChange,
         client: &ClientInfo,
     ) -> Result<UserRecord, AuthError> {
         let before = self.store.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
-        let deactivating = update.is_active == Some(false);
-        update.bump_stamp = update.roles.is_some() || deactivating;
-        update.revoke_sessions = deactivating;
+        let deactivating = change.is_active == Some(false);
+        let update = UserUpdate {
+            bump_stamp: change.roles.is_some() || deactivating,
+            revoke_sessions: deactivating,
+            roles: change.roles,
+            is_active: change.is_active,
+        };
         let admin = Role::admin();
         let after = applied(
             self.store
@@ -84,10 +96,10 @@ impl AuthService {
 
     /// Replace a user's roles (operator command).
     pub async fn set_roles(&self, id: UserId, roles: Vec<Role>, client: &ClientInfo) -> Result<UserRecord, AuthError> {
-        let update = UserUpdate {
+        let change = UserChange {
             roles: Some(roles),
-            ..UserUpdate::default()
+            ..UserChange::default()
         };
-        self.update_user(None, id, update, client).await
+        self.update_user(None, id, change, client).await
     }
 }

@@ -9,6 +9,7 @@ pub mod keys;
 mod sessions;
 
 pub use crate::events::SessionIp;
+pub use admin::UserChange;
 pub use error::{AuthError, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
 
@@ -198,8 +199,41 @@ impl AuthService {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Whether the database answers (readiness).
+    pub async fn database_ready(&self) -> Result<(), AuthError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// The database's connection pools now (metrics).
+    pub fn pool_stats(&self) -> Vec<crate::store::PoolStats> {
+        self.store.pool_stats()
+    }
+
+    /// Whether the session cache answers from memory (metrics); `None` without a cache.
+    pub fn session_cache_trusted(&self) -> Option<bool> {
+        self.store.cache_trusted()
+    }
+
+    /// Drop what can never be used again: sessions and refresh tokens that expired more
+    /// than `grace_secs` ago, retired keys past their end, and revocation-log rows older
+    /// than an hour (instances catch up on the log within a second; an hour covers any
+    /// that is merely slow, and one away longer starts its cache from empty). The rows
+    /// of sessions and tokens removed.
+    pub async fn purge_expired(&self, grace_secs: u64) -> Result<u64, AuthError> {
+        let now = self.clock.now();
+        let removed = self
+            .store
+            .purge_expired(crate::domain::UnixTime(now.0 - i64::try_from(grace_secs).unwrap_or(0)))
+            .await?;
+        self.store
+            .purge_revocations(crate::domain::UnixTime(now.0 - 3600))
+            .await?;
+        Ok(removed)
+    }
+
+    /// Close the database's connections (graceful shutdown).
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 
     /// What password hashing is doing now (for metrics).

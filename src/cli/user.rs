@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
 use crate::events::ClientInfo;
 use crate::server::{OpenMode, Purpose, StartError, absolute, build_state_for};
-use crate::store::{DatabaseUrl, UserRecord, UserUpdate};
+use crate::store::{DatabaseUrl, UserRecord};
 
 fn roles_text(u: &UserRecord) -> String {
     u.roles.iter().map(Role::as_str).collect::<Vec<_>>().join(", ")
@@ -150,7 +150,6 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
         UserCommand::List { limit, offset } => {
             let users = state
                 .auth
-                .store()
                 .list_users(limit.min(10_000), offset)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
@@ -284,12 +283,12 @@ async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<UserRe
 
 async fn set_active(auth: &crate::auth::AuthService, username: &str, active: bool) -> Result<String, StartError> {
     let user = named(auth, username).await?;
-    let update = UserUpdate {
+    let change = crate::auth::UserChange {
         is_active: Some(active),
-        ..UserUpdate::default()
+        ..Default::default()
     };
     let user = auth
-        .update_user(None, user.id, update, &ClientInfo::default())
+        .update_user(None, user.id, change, &ClientInfo::default())
         .await
         .map_err(operator_error)?;
     let what = if active {

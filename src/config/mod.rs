@@ -35,11 +35,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 /// Every setting of the server, validated, by the part of the server it configures.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::{Value, json};
 
-use crate::crypto::keys::SigningAlgorithm;
+use crate::crypto::algorithm::SigningAlgorithm;
 
 /// Smallest RSA modulus we sign with or load.
 pub const RSA_BITS: usize = 2048;

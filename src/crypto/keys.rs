@@ -7,30 +7,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::at_rest::Vault;
 use crate::crypto::keygen::AsymmetricKey;
 use crate::domain::{Secret, UnixTime};
-
-/// The JWT signing algorithm of the active key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SigningAlgorithm {
-    Hs256,
-    EdDsa,
-    Es256,
-    Rs256,
-}
-
-impl SigningAlgorithm {
-    /// The JOSE name (`alg` header).
-    pub fn jose_name(self) -> &'static str {
-        match self {
-            Self::Hs256 => "HS256",
-            Self::EdDsa => "EdDSA",
-            Self::Es256 => "ES256",
-            Self::Rs256 => "RS256",
-        }
-    }
-}
 
 /// The key that signs new tokens.
 pub struct SigningKey {

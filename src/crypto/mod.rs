@@ -1,6 +1,7 @@
 //! Cryptography, all of it from well-kept crates: argon2id password hashing, JWT
 //! signing and verification, refresh-token generation and hashing, signing keys.
 
+pub mod algorithm;
 pub mod at_rest;
 pub mod device;
 pub mod hash_pool;

@@ -252,12 +252,6 @@ impl From<AuthError> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        AuthError::from(e).into()
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.respond(None)
@@ -316,14 +310,13 @@ mod tests {
     #[test]
     fn an_unavailable_database_or_a_full_queue_is_a_503_not_a_500() {
         use crate::crypto::passwords::HashError;
-        use crate::store::StoreError;
         let status = |e: AuthError| ApiError::from(e).status();
         assert_eq!(
-            status(StoreError::Unavailable("connection reset".into()).into()),
+            status(AuthError::Unavailable("connection reset".into())),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            status(StoreError::Backend("no such table".into()).into()),
+            status(AuthError::Internal("no such table".into())),
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(status(HashError::Busy.into()), StatusCode::SERVICE_UNAVAILABLE);

@@ -419,9 +419,9 @@ pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), 
         None => None,
     };
     tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %addr, "tokengate {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
-    let store = state.auth.store().clone();
-    let purge = tokio::spawn(purge_loop(store.clone(), clock, settings.tokens.refresh_ttl_secs));
-    let reload = tokio::spawn(reload_loop(state.auth.clone()));
+    let auth = state.auth.clone();
+    let purge = tokio::spawn(purge_loop(auth.clone(), settings.tokens.refresh_ttl_secs));
+    let reload = tokio::spawn(reload_loop(auth.clone()));
     serve_on(listener, state, settings.http.connections, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
@@ -430,7 +430,7 @@ pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), 
     if let Some(m) = metrics {
         m.abort();
     }
-    store.close().await;
+    auth.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -478,26 +478,17 @@ async fn reload_loop(auth: Arc<AuthService>) {
 
 /// Hourly: drop refresh tokens and sessions long expired (kept one refresh lifetime
 /// past expiry so late reuse of a stolen token is still recognised).
-async fn purge_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, grace_secs: u64) {
+/// Hourly: what expired goes (`AuthService::purge_expired` says what).
+async fn purge_loop(auth: Arc<AuthService>, grace_secs: u64) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        let cutoff = crate::domain::UnixTime(clock.now().0 - i64::try_from(grace_secs).unwrap_or(0));
-        match store.purge_expired(cutoff).await {
+        match auth.purge_expired(grace_secs).await {
             Ok(n) if n > 0 => {
                 tracing::info!(rows = n, "purged expired sessions and refresh tokens")
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed"),
-        }
-        // Instances catch up on the revocation log within a second; an hour of it
-        // covers any instance that is merely slow (one that was away longer starts
-        // its cache from empty).
-        if let Err(e) = store
-            .purge_revocations(crate::domain::UnixTime(clock.now().0 - 3600))
-            .await
-        {
-            tracing::warn!(error = %e, "purging the revocation log failed");
         }
     }
 }

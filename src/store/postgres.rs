@@ -10,14 +10,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Pool, Postgres};
 
 use super::sql::db::{Db as _, Param, portable_db};
-use super::sql::{Dialect, Rows, SESSION_COLUMNS, SqlStore, USER_COLUMNS, err};
-use super::{PoolStats, RotateRequest, Rotation, StoreError};
+use super::sql::{Dialect, Rows, SESSION_COLUMNS, SqlStore, USER_COLUMNS, err, rotation_params};
+use super::{RotateRequest, Rotation, StoreError};
 
 portable_db!(Postgres);
 
-/// The PostgreSQL server's connections.
+/// PostgreSQL's ways: one pool for reads and writes, row locks where instances race.
 pub struct PgDialect {
-    pool: PgPool,
     /// To open a connection of its own (outside the pool) when asked whether the server
     /// answers at all.
     opts: PgConnectOptions,
@@ -64,15 +63,13 @@ impl PgStore {
         // One connection first, so that a refusal names its cause (refused, unknown
         // host, authentication); the pool would only say that it timed out.
         answer(&opts, connect_timeout).await?;
-        let pool = PgPoolOptions::new()
+        let pool: PgPool = PgPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(connect_timeout)
             .connect_with(opts.clone())
             .await
             .map_err(err::<PgDialect>)?;
-        Ok(SqlStore {
-            d: PgDialect { pool, opts },
-        })
+        Ok(SqlStore::new(PgDialect { opts }, pool, None))
     }
 }
 
@@ -107,13 +104,7 @@ impl Dialect for PgDialect {
     const LOG_REVOCATION: &'static str = "INSERT INTO revocations (session_id, user_id, created_at)
          VALUES ($1, $2, greatest($3, floor(extract(epoch FROM now()))::bigint))";
 
-    fn reader(&self) -> &Pool<Postgres> {
-        &self.pool
-    }
-
-    fn writer(&self) -> &Pool<Postgres> {
-        &self.pool
-    }
+    const POOLS: &'static [&'static str] = &["postgres"];
 
     /// Lost connections, serialisation failures, deadlocks and an overloaded or
     /// restarting server.
@@ -142,17 +133,12 @@ impl Dialect for PgDialect {
         Ok(())
     }
 
-    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
-        let mut c = self.pool.acquire().await.map_err(err::<Self>)?;
+    async fn rotate_refresh(pool: &Pool<Postgres>, req: RotateRequest) -> Result<Rotation, StoreError> {
+        let mut c = pool.acquire().await.map_err(err::<Self>)?;
         // One statement, so one round trip and its own transaction. A concurrent
         // rotation of the same token waits on the row lock, then re-checks
         // `used_at IS NULL` and finds it spent: one winner.
-        let params = [
-            Param::Int(req.now.0),
-            Param::Text(req.presented.as_str()),
-            Param::Int(req.successor_expires_at.0),
-            Param::Text(req.successor.as_str()),
-        ];
+        let params = rotation_params(&req);
         if let Some(row) = Postgres::optional(&mut c, &ROTATE_SQL, &params)
             .await
             .map_err(err::<Self>)?
@@ -172,15 +158,7 @@ impl Dialect for PgDialect {
         Rows::<Self>::not_spent(prior.as_ref())
     }
 
-    async fn reachable(&self, within: Duration) -> Result<(), StoreError> {
-        answer(&self.opts, within).await
-    }
-
-    fn pool_stats(&self) -> Vec<PoolStats> {
-        vec![PoolStats::of("postgres", &self.pool)]
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
+    async fn reachable(&self, within: Duration) -> Option<Result<(), StoreError>> {
+        Some(answer(&self.opts, within).await)
     }
 }

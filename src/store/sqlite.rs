@@ -14,16 +14,13 @@ use sqlx::sqlite::{
 use sqlx::{Pool, Sqlite};
 
 use super::sql::db::{Db as _, Param, portable_db};
-use super::sql::{Dialect, Rows, SESSION_COLUMNS, SqlStore, USER_COLUMNS, err};
-use super::{PoolStats, RotateRequest, Rotation, StoreError};
+use super::sql::{Dialect, Rows, SESSION_COLUMNS, SqlStore, USER_COLUMNS, err, rotation_params};
+use super::{RotateRequest, Rotation, StoreError};
 
 portable_db!(Sqlite);
 
-/// The SQLite file's connections.
-pub struct SqliteDialect {
-    read: SqlitePool,
-    write: SqlitePool,
-}
+/// SQLite's ways: one writer connection, a pool of readers beside it.
+pub struct SqliteDialect;
 
 /// A store on one SQLite file.
 pub type SqliteStore = SqlStore<SqliteDialect>;
@@ -81,9 +78,7 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(err::<SqliteDialect>)?;
-        Ok(SqlStore {
-            d: SqliteDialect { read, write },
-        })
+        Ok(SqlStore::new(SqliteDialect, read, Some(write)))
     }
 }
 
@@ -135,14 +130,7 @@ impl Dialect for SqliteDialect {
     const HOLDS_ROLE: &'static str = "EXISTS (SELECT 1 FROM json_each(u.roles) r WHERE r.value = $1)";
     const LOG_REVOCATION: &'static str =
         "INSERT INTO revocations (session_id, user_id, created_at) VALUES ($1, $2, $3)";
-
-    fn reader(&self) -> &Pool<Sqlite> {
-        &self.read
-    }
-
-    fn writer(&self) -> &Pool<Sqlite> {
-        &self.write
-    }
+    const POOLS: &'static [&'static str] = &["sqlite_read", "sqlite_write"];
 
     /// No connection, or the file locked past the busy timeout (SQLITE_BUSY, SQLITE_LOCKED
     /// with any extended code).
@@ -166,44 +154,19 @@ impl Dialect for SqliteDialect {
         Ok(()) // the one writer serialises them
     }
 
-    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
+    async fn rotate_refresh(write: &Pool<Sqlite>, req: RotateRequest) -> Result<Rotation, StoreError> {
         // The whole transaction is one trip to the writer thread (six separate trips
         // held the single writer three times as long). Its own task, so a client that
         // hangs up mid-way cannot leave it half-run on the connection.
-        let write = self.write.clone();
-        let row = tokio::spawn(async move {
-            let params = [
-                Param::Int(req.now.0),
-                Param::Text(req.presented.as_str()),
-                Param::Int(req.successor_expires_at.0),
-                Param::Text(req.successor.as_str()),
-            ];
-            run_transaction_script(&write, &ROTATE_SQL, &params).await
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("rotation task: {e}")))??;
+        let write = write.clone();
+        let row =
+            tokio::spawn(async move { run_transaction_script(&write, &ROTATE_SQL, &rotation_params(&req)).await })
+                .await
+                .map_err(|e| StoreError::Backend(format!("rotation task: {e}")))??;
         match row {
             Some(row) if Sqlite::int(&row, "rotated").map_err(err::<Self>)? != 0 => Rows::<Self>::spent(&row),
             row => Rows::<Self>::not_spent(row.as_ref()),
         }
-    }
-
-    async fn reachable(&self, _within: Duration) -> Result<(), StoreError> {
-        let mut c = self.read.acquire().await.map_err(err::<Self>)?;
-        Sqlite::exec(&mut c, "SELECT 1", &[]).await.map_err(err::<Self>)?;
-        Ok(())
-    }
-
-    fn pool_stats(&self) -> Vec<PoolStats> {
-        vec![
-            PoolStats::of("sqlite_read", &self.read),
-            PoolStats::of("sqlite_write", &self.write),
-        ]
-    }
-
-    async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
     }
 }
 

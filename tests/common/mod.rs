@@ -244,7 +244,7 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        self.state.auth.store().close().await;
+        self.state.auth.close().await;
         Leftovers {
             _dir: self._dir.take(),
             _schema: self._schema.take(),
@@ -346,7 +346,7 @@ impl TestServer {
     /// Deactivate or reactivate a user, as `tokengate user deactivate|activate` does.
     pub async fn set_active(&self, username: &str, active: bool) {
         let user = self.state.auth.user_named(username).await.expect("user exists");
-        let update = tokengate::store::UserUpdate {
+        let update = tokengate::auth::UserChange {
             is_active: Some(active),
             ..Default::default()
         };
@@ -358,6 +358,14 @@ impl TestServer {
     }
 
     /// The service behind the server (operator actions, store inspection).
+    /// The server's database, opened again beside it (for tests that look at or write
+    /// what only the store sees).
+    pub async fn store(&self) -> Arc<dyn tokengate::store::Store> {
+        tokengate::store::open(&self.settings.store)
+            .await
+            .expect("the store opens")
+    }
+
     pub fn auth(&self) -> &tokengate::auth::AuthService {
         &self.state.auth
     }

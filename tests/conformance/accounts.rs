@@ -278,7 +278,7 @@ pub async fn a_login_in_flight_during_a_password_change_opens_no_session(b: Back
     use tokengate::store::{NewSession, SessionOpen};
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
-    let store = srv.auth().store().clone();
+    let store = srv.store().await;
     // What a login read before hashing the old password...
     let read = store.user_by_username("alzy").await.unwrap().unwrap();
     let session = |stamp: i64| {

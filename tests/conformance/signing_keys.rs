@@ -44,7 +44,7 @@ async fn verify_via_jwks(srv: &TestServer, token: &str) -> Result<Value, jsonweb
 
 /// Sign `claims` with a stored key of the server (as only the server could).
 async fn sign_with_stored(srv: &TestServer, kid: &str, header: Header, claims: &Value) -> String {
-    let keys = srv.auth().store().signing_keys().await.unwrap();
+    let keys = srv.store().await.signing_keys().await.unwrap();
     let k = keys.iter().find(|k| k.kid == kid).expect("stored key");
     let alg = match k.algorithm.as_str() {
         "EdDSA" => SigningAlgorithm::EdDsa,

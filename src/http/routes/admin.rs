@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::UserRead;
+use crate::auth::UserChange;
 use crate::domain::{Role, UserId};
 use crate::http::AppState;
 use crate::http::body::{Checker, FromFields, JsonBody};
@@ -17,7 +18,6 @@ use crate::http::extract::{Admin, Client, IdPath, RequireRole};
 use crate::http::openapi::{
     Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
 };
-use crate::store::UserUpdate;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -98,16 +98,7 @@ pub async fn update(
     let UserUpdateRequest { roles, is_active } = body;
     let user = state
         .auth
-        .update_user(
-            Some(&admin),
-            id,
-            UserUpdate {
-                roles,
-                is_active,
-                ..UserUpdate::default()
-            },
-            &client,
-        )
+        .update_user(Some(&admin), id, UserChange { roles, is_active }, &client)
         .await?;
     Ok(Json(UserRead::from(&user)))
 }

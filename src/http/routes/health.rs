@@ -48,7 +48,7 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, description = "Ready (or degraded but serving)", body = Readiness), Unavailable)
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    state.auth.store().ping().await.map_err(|e| {
+    state.auth.database_ready().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::Unavailable("database unavailable")
     })?;

@@ -47,12 +47,12 @@ pub async fn scrape(State(state): State<AppState>) -> impl IntoResponse {
     gauge!(HASHES_IN_FLIGHT).set(load.in_flight as f64);
     gauge!(HASHES_WAITING).set(load.waiting as f64);
     counter!(HASHES_REFUSED).absolute(load.refused);
-    for pool in state.auth.store().pool_stats() {
+    for pool in state.auth.pool_stats() {
         let in_use = pool.size.saturating_sub(pool.idle);
         gauge!(DB_CONNECTIONS, "pool" => pool.pool, "state" => "in_use").set(f64::from(in_use));
         gauge!(DB_CONNECTIONS, "pool" => pool.pool, "state" => "idle").set(f64::from(pool.idle));
     }
-    if let Some(trusted) = state.auth.store().cache_trusted() {
+    if let Some(trusted) = state.auth.session_cache_trusted() {
         gauge!(SESSION_CACHE_TRUSTED).set(if trusted { 1.0 } else { 0.0 });
     }
     if let Some(redis) = state.auth.limiter_health() {

@@ -40,8 +40,8 @@ pub trait Dialect: Send + Sync + 'static {
     /// A revocation-log row: `$1` session, `$2` user, `$3` the caller's clock.
     const LOG_REVOCATION: &'static str;
 
-    fn reader(&self) -> &Pool<Self::DB>;
-    fn writer(&self) -> &Pool<Self::DB>;
+    /// The names of the read and the write pool, for metrics (one name: one pool).
+    const POOLS: &'static [&'static str];
     /// Whether the driver's error may pass on a retry (a lost connection, a busy file).
     fn retryable(e: &sqlx::Error) -> bool;
     /// The embedded migrations of this backend's schema.
@@ -49,16 +49,33 @@ pub trait Dialect: Send + Sync + 'static {
     /// Serialise changes guarded by a role, before the user row is read (see
     /// [`SqlStore::leaves_no_holder`]).
     async fn lock_guarded_changes(c: &mut <Self::DB as Database>::Connection) -> Result<(), StoreError>;
-    /// See [`Store::rotate_refresh`].
-    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
-    async fn reachable(&self, within: Duration) -> Result<(), StoreError>;
-    fn pool_stats(&self) -> Vec<PoolStats>;
-    async fn close(&self);
+    /// See [`Store::rotate_refresh`]; `pool` is the write pool.
+    async fn rotate_refresh(pool: &Pool<Self::DB>, req: RotateRequest) -> Result<Rotation, StoreError>;
+    /// A way of its own to ask whether the database answers at all (see
+    /// [`Store::reachable`]); `None`: a ping through the pool tells.
+    async fn reachable(&self, within: Duration) -> Option<Result<(), StoreError>> {
+        let _ = within;
+        None
+    }
 }
 
 /// A SQL database as a [`Store`].
-pub struct SqlStore<D> {
-    pub(crate) d: D,
+pub struct SqlStore<D: Dialect> {
+    d: D,
+    read: Pool<D::DB>,
+    /// `None`: writes go through the read pool.
+    write: Option<Pool<D::DB>>,
+}
+
+/// The parameters of a rotation script: `$1` now, `$2` the presented token's hash, `$3`
+/// the successor's wanted expiry, `$4` the successor's hash.
+pub(crate) fn rotation_params(req: &RotateRequest) -> [Param<'_>; 4] {
+    [
+        Int(req.now.0),
+        Text(req.presented.as_str()),
+        Int(req.successor_expires_at.0),
+        Text(req.successor.as_str()),
+    ]
 }
 
 /// A database error as the store reports it.
@@ -72,16 +89,24 @@ fn id_param<T: ToString>(v: &T) -> String {
 }
 
 impl<D: Dialect> SqlStore<D> {
+    pub(crate) fn new(d: D, read: Pool<D::DB>, write: Option<Pool<D::DB>>) -> Self {
+        Self { d, read, write }
+    }
+
+    fn writer(&self) -> &Pool<D::DB> {
+        self.write.as_ref().unwrap_or(&self.read)
+    }
+
     async fn reading(&self) -> Result<sqlx::pool::PoolConnection<D::DB>, StoreError> {
-        self.d.reader().acquire().await.map_err(err::<D>)
+        self.read.acquire().await.map_err(err::<D>)
     }
 
     async fn writing(&self) -> Result<sqlx::pool::PoolConnection<D::DB>, StoreError> {
-        self.d.writer().acquire().await.map_err(err::<D>)
+        self.writer().acquire().await.map_err(err::<D>)
     }
 
     async fn begin(&self) -> Result<sqlx::Transaction<'static, D::DB>, StoreError> {
-        self.d.writer().begin().await.map_err(err::<D>)
+        self.writer().begin().await.map_err(err::<D>)
     }
 
     async fn exec(c: &mut <D::DB as Database>::Connection, sql: &str, p: &[Param<'_>]) -> Result<u64, StoreError> {
@@ -243,12 +268,10 @@ impl<D: Dialect> SqlStore<D> {
 #[async_trait]
 impl<D: Dialect> Store for SqlStore<D> {
     async fn migrate(&self) -> Result<(), StoreError> {
-        D::DB::migrate(self.d.writer(), D::migrator())
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => err::<D>(e),
-                other => StoreError::Backend(other.to_string()),
-            })
+        D::DB::migrate(self.writer(), D::migrator()).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => err::<D>(e),
+            other => StoreError::Backend(other.to_string()),
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -257,15 +280,25 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn close(&self) {
-        self.d.close().await;
+        self.read.close().await;
+        if let Some(w) = &self.write {
+            w.close().await;
+        }
     }
 
     fn pool_stats(&self) -> Vec<PoolStats> {
-        self.d.pool_stats()
+        std::iter::once(&self.read)
+            .chain(&self.write)
+            .zip(D::POOLS)
+            .map(|(pool, name)| PoolStats::of(name, pool))
+            .collect()
     }
 
     async fn reachable(&self, within: Duration) -> Result<(), StoreError> {
-        self.d.reachable(within).await
+        match self.d.reachable(within).await {
+            Some(answer) => answer,
+            None => self.ping().await,
+        }
     }
 
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
@@ -515,7 +548,7 @@ impl<D: Dialect> Store for SqlStore<D> {
     }
 
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
-        self.d.rotate_refresh(req).await
+        D::rotate_refresh(self.writer(), req).await
     }
 
     async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError> {

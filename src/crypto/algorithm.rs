@@ -1,0 +1,23 @@
+//! The JWT signing algorithms a key ring can hold (its own module: the key ring and
+//! key generation both name them).
+
+/// The JWT signing algorithm of the active key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Hs256,
+    EdDsa,
+    Es256,
+    Rs256,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE name (`alg` header).
+    pub fn jose_name(self) -> &'static str {
+        match self {
+            Self::Hs256 => "HS256",
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+        }
+    }
+}
