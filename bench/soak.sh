@@ -39,7 +39,8 @@ reg() { curl -sf -X POST "$BASE/auth/register" -H 'Content-Type: application/jso
 token() { curl -sf -X POST "$BASE/auth/login" -d "username=$1&password=$PW" | sed -E "s/.*\"$2\":\"([^\"]+)\".*/\1/"; }
 reg soak_me; reg soak_login
 : > "$DIR/chains"; : > "$DIR/users"
-for i in 1 2 3 4; do reg "soak_chain$i"; token "soak_chain$i" refresh_token >> "$DIR/chains"; echo >> "$DIR/chains"; done
+# One token a line (a JSON body ends with a newline: the token is cut out of one).
+for i in 1 2 3 4; do reg "soak_chain$i"; token "soak_chain$i" refresh_token | tr -d "\n" >> "$DIR/chains"; echo >> "$DIR/chains"; done
 for i in 1 2; do reg "soak_life$i"; echo "soak_life$i" >> "$DIR/users"; done
 ACCESS=$(token soak_me access_token)
 # The peer's login.lua posts benchuser/benchpass123; this load logs in soak_login.

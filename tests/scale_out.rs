@@ -825,6 +825,7 @@ async fn a_revocation_committed_out_of_sequence_order_is_applied() {
     use tokengate::crypto::passwords::PasswordHashString;
     use tokengate::crypto::tokens::RefreshToken;
     use tokengate::domain::{Email, SessionId, UserId, Username};
+    use tokengate::store::Sessions as _;
     use tokengate::store::cache::CachedStore;
     use tokengate::store::postgres::PgStore;
     use tokengate::store::{NewSession, NewUser, Store};

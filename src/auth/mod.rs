@@ -224,11 +224,13 @@ impl AuthService {
         let removed = self
             .store
             .purge_expired(crate::domain::UnixTime(now.0 - i64::try_from(grace_secs).unwrap_or(0)))
-            .await?;
-        self.store
+            .await;
+        // The log's purge runs whether or not the other did.
+        let log = self
+            .store
             .purge_revocations(crate::domain::UnixTime(now.0 - 3600))
-            .await?;
-        Ok(removed)
+            .await;
+        Ok(removed.and_then(|n| log.map(|_| n))?)
     }
 
     /// Close the database's connections (graceful shutdown).

@@ -23,15 +23,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::layer::Over;
 use super::{
-    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, Revoked, RotateRequest, Rotation,
-    SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate,
-    UserWrite,
+    KeysRole, Lifecycle, LoggedRevocation, NewPassword, NewSession, RevocationLogRole, Revoked, RotateRequest,
+    Rotation, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredRefreshToken, UserChanged, UserChanges,
+    UserRecord, UserUpdate, UserWrite, UsersRole,
 };
 use crate::clock::Clock;
-use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use crate::domain::{Role, SessionId, UnixTime, UserId};
 
 /// How often the revocation log is read.
 pub const CATCH_UP: Duration = Duration::from_millis(200);
@@ -58,13 +58,62 @@ struct Entry {
     loaded: Instant,
 }
 
+/// The cached entries, by session and by user: forgetting a user (a password change, a
+/// deactivation) touches that user's entries only, never a scan of all of them under
+/// the lock every request takes.
+#[derive(Default)]
+struct Entries {
+    by_session: HashMap<SessionId, Arc<Entry>>,
+    by_user: HashMap<UserId, Vec<SessionId>>,
+}
+
+impl Entries {
+    fn insert(&mut self, entry: Entry) {
+        let (id, user) = (entry.session.id, entry.user.id);
+        if self.by_session.insert(id, Arc::new(entry)).is_none() {
+            self.by_user.entry(user).or_default().push(id);
+        }
+    }
+
+    fn remove_session(&mut self, id: SessionId) {
+        if let Some(e) = self.by_session.remove(&id)
+            && let Some(ids) = self.by_user.get_mut(&e.user.id)
+        {
+            ids.retain(|s| *s != id);
+            if ids.is_empty() {
+                self.by_user.remove(&e.user.id);
+            }
+        }
+    }
+
+    fn remove_user(&mut self, user: UserId) {
+        for id in self.by_user.remove(&user).unwrap_or_default() {
+            self.by_session.remove(&id);
+        }
+    }
+
+    /// Keep the entries `keep` says to; the index follows.
+    fn retain(&mut self, keep: impl Fn(&Entry) -> bool) {
+        self.by_session.retain(|_, e| keep(e));
+        let by_session = &self.by_session;
+        self.by_user.retain(|_, ids| {
+            ids.retain(|id| by_session.contains_key(id));
+            !ids.is_empty()
+        });
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// The cached store.
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// Entries are shared (`Arc`) so a hit holds the lock for a pointer copy only; the
     /// records are cloned after it is released (both request threads read here).
-    entries: Mutex<HashMap<SessionId, Arc<Entry>>>,
+    entries: Mutex<Entries>,
     /// Moves on every invalidation: a read that started before it is not cached.
     epoch: AtomicU64,
     /// The highest log sequence applied.
@@ -95,7 +144,7 @@ impl CachedStore {
         let store = Arc::new(Self {
             inner,
             clock,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
             epoch: AtomicU64::new(0),
             last_seq: AtomicI64::new(0),
             gaps: Mutex::new(std::collections::BTreeMap::new()),
@@ -198,10 +247,8 @@ impl CachedStore {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         let mut entries = lock(&self.entries);
         match what {
-            Revoked::Session(id) => {
-                entries.remove(&id);
-            }
-            Revoked::User(user) => entries.retain(|_, e| e.user.id != user),
+            Revoked::Session(id) => entries.remove_session(id),
+            Revoked::User(user) => entries.remove_user(user),
         }
     }
 
@@ -212,11 +259,11 @@ impl CachedStore {
 
     /// Drop entries past their age (the catch-up loop calls this now and then).
     fn sweep(&self) {
-        lock(&self.entries).retain(|_, e| e.loaded.elapsed() < MAX_AGE);
+        lock(&self.entries).retain(|e| e.loaded.elapsed() < MAX_AGE);
     }
 
     fn cached(&self, id: SessionId) -> Option<(SessionRecord, UserRecord)> {
-        let e = lock(&self.entries).get(&id)?.clone();
+        let e = lock(&self.entries).by_session.get(&id)?.clone();
         // An entry whose session looks expired may only be stale: ask the database.
         let usable = e.loaded.elapsed() < MAX_AGE && e.session.is_live(self.clock.now());
         usable.then(|| (e.session.clone(), e.user.clone()))
@@ -225,17 +272,14 @@ impl CachedStore {
     /// Cache a read, unless an invalidation happened since it began (`epoch`).
     fn remember(&self, epoch: u64, session: &SessionRecord, user: &UserRecord) {
         let mut entries = lock(&self.entries);
-        if self.epoch.load(Ordering::Acquire) != epoch || entries.len() >= MAX_ENTRIES {
+        if self.epoch.load(Ordering::Acquire) != epoch || entries.by_session.len() >= MAX_ENTRIES {
             return;
         }
-        entries.insert(
-            session.id,
-            Arc::new(Entry {
-                session: session.clone(),
-                user: user.clone(),
-                loaded: Instant::now(),
-            }),
-        );
+        entries.insert(Entry {
+            session: session.clone(),
+            user: user.clone(),
+            loaded: Instant::now(),
+        });
     }
 }
 
@@ -273,54 +317,38 @@ async fn catch_up_loop(store: Weak<CachedStore>) {
 }
 
 #[async_trait]
-impl Store for CachedStore {
+impl Lifecycle for CachedStore {
+    async fn reachable(&self, within: Duration) -> Result<(), StoreError> {
+        self.inner.reachable(within).await
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         self.inner.migrate().await
     }
+
     fn cache_trusted(&self) -> Option<bool> {
         Some(self.is_fresh())
     }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+
     async fn close(&self) {
         self.inner.close().await;
     }
+
     fn pool_stats(&self) -> Vec<super::PoolStats> {
         self.inner.pool_stats()
     }
-    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
-        self.inner.create_user(user).await
-    }
-    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError> {
-        self.inner.holders(username, email).await
-    }
-    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError> {
-        self.inner.insert_users(users).await
-    }
-    /// Not an invalidation: a cached user's older hash verifies the same password, and
-    /// nothing that a request checks (activity, roles, stamp) has changed.
-    async fn upgrade_password_hash(
-        &self,
-        user: UserId,
-        old: &PasswordHashString,
-        new: PasswordHashString,
-    ) -> Result<bool, StoreError> {
-        self.inner.upgrade_password_hash(user, old, new).await
-    }
-    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.inner.user_by_username(username).await
-    }
-    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        self.inner.user_by_email(email).await
-    }
-    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        self.inner.user_by_id(id).await
-    }
-    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError> {
-        self.inner.list_users(limit, offset).await
-    }
 
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        self.inner.purge_expired(cutoff).await
+    }
+}
+
+#[async_trait]
+impl UserChanges for CachedStore {
     async fn update_user(
         &self,
         id: UserId,
@@ -348,6 +376,18 @@ impl Store for CachedStore {
         Ok(out)
     }
 
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let user = change.user;
+        let out = self.inner.change_password(change).await?;
+        if out.is_some() {
+            self.revoked_here(Revoked::User(user));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Sessions for CachedStore {
     async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError> {
         self.inner.create_session(session).await
     }
@@ -373,9 +413,11 @@ impl Store for CachedStore {
     async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError> {
         self.inner.list_sessions(user, now).await
     }
+
     async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError> {
         self.inner.refresh_token(refresh).await
     }
+
     async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError> {
         self.inner.rotate_refresh(req).await
     }
@@ -413,45 +455,26 @@ impl Store for CachedStore {
         }
         Ok(revoked)
     }
+}
 
-    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
-        let user = change.user;
-        let out = self.inner.change_password(change).await?;
-        if out.is_some() {
-            self.revoked_here(Revoked::User(user));
-        }
-        Ok(out)
+// Users, keys and the log are not the cache's business: they go straight through. A
+// password-hash upgrade is no invalidation either: a cached user's older hash verifies
+// the same password, and nothing a request checks (activity, roles, stamp) changed.
+impl Over<UsersRole> for CachedStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
+}
 
-    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError> {
-        self.inner.server_secret(name, fresh, now).await
+impl Over<KeysRole> for CachedStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        self.inner.signing_keys().await
-    }
-    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError> {
-        self.inner.replace_key_material(kid, private_der).await
-    }
-    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError> {
-        self.inner.replace_server_secret(name, value).await
-    }
-    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError> {
-        self.inner.add_active_key(key).await
-    }
-    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError> {
-        self.inner.rotate_key(key, now, retires_at).await
-    }
-    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError> {
-        self.inner.retire_key_at(kid, at).await
-    }
-    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
-        self.inner.purge_expired(cutoff).await
-    }
-    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError> {
-        self.inner.revocations_after(seq).await
-    }
-    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
-        self.inner.purge_revocations(cutoff).await
+}
+
+impl Over<RevocationLogRole> for CachedStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
     }
 }
 
@@ -489,5 +512,51 @@ mod tests {
         tokio::time::sleep(LEASE + CATCH_UP).await;
         assert!(!cache.is_fresh());
         assert!(cache.session_with_user(session).await.is_err());
+    }
+
+    fn entry(user: UserId) -> Entry {
+        let now = SystemClock.now();
+        Entry {
+            session: SessionRecord {
+                id: SessionId::new(),
+                user_id: user,
+                created_at: now,
+                last_used_at: now,
+                expires_at: now.plus(60),
+                revoked_at: None,
+                user_agent: None,
+                ip: None,
+                device_name: None,
+            },
+            user: UserRecord {
+                id: user,
+                username: crate::domain::Username::parse("someone").unwrap(),
+                email: crate::domain::Email::parse("u@example.com").unwrap(),
+                password_hash: crate::crypto::passwords::PasswordHashString(String::new()),
+                is_active: true,
+                roles: Vec::new(),
+                created_at: now,
+                security_stamp: 0,
+            },
+            loaded: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn forgetting_a_user_takes_their_entries_and_only_theirs() {
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let mut entries = Entries::default();
+        let (a1, a2, b1) = (entry(alice), entry(alice), entry(bob));
+        let (a1_id, a2_id, b1_id) = (a1.session.id, a2.session.id, b1.session.id);
+        for e in [a1, a2, b1] {
+            entries.insert(e);
+        }
+        entries.remove_session(a1_id);
+        assert_eq!(entries.by_user[&alice], vec![a2_id]);
+        entries.remove_user(alice);
+        assert!(!entries.by_session.contains_key(&a2_id) && !entries.by_user.contains_key(&alice));
+        assert!(entries.by_session.contains_key(&b1_id));
+        entries.retain(|_| false);
+        assert!(entries.by_session.is_empty() && entries.by_user.is_empty());
     }
 }

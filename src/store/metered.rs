@@ -10,15 +10,12 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tracing::Instrument as _;
 
+use futures_util::future::BoxFuture;
+
 use super::health::Health;
-use super::{
-    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, PoolStats, RotateRequest, Rotation,
-    SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord, UserUpdate,
-    UserWrite,
-};
-use crate::crypto::passwords::PasswordHashString;
-use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use super::layer::Over;
+use super::{Lifecycle, PoolStats, Store, StoreError};
+use crate::domain::UnixTime;
 use crate::metrics::{DATABASE_UP, STORE_DURATION, STORE_ERRORS};
 
 pub struct MeteredStore {
@@ -50,80 +47,68 @@ fn observe(op: &'static str, started: Instant, failed: bool) {
     }
 }
 
-/// Each listed method: call the inner store, time it under the method's name.
-macro_rules! metered {
-    ($(async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
-        #[async_trait]
-        impl Store for MeteredStore {
-            $(
-                async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    if self.health.is_down() {
-                        return Err(Health::refusal());
-                    }
-                    let started = Instant::now();
-                    let span = tracing::debug_span!(
-                        "db",
-                        otel.name = concat!("db.", stringify!($name)),
-                        db.operation.name = stringify!($name),
-                    );
-                    let out = self.inner.$name($($arg),*).instrument(span).await;
-                    observe(stringify!($name), started, out.is_err());
-                    self.watch(&out);
-                    out
-                }
-            )*
+/// Every data role passes through here: refused at once while the database is known
+/// down, else timed under the method's name, traced as `db.<op>`, and watched.
+impl<R> Over<R> for MeteredStore {
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
 
-            /// Readiness: the known state while down, else one ping bounded by
-            /// [`super::health::PING_TIMEOUT`].
-            async fn ping(&self) -> Result<(), StoreError> {
-                if self.health.is_down() {
-                    return Err(Health::refusal());
-                }
-                let out = Health::ping(self.inner.as_ref()).await;
-                self.watch(&out);
-                out
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        op: &'static str,
+        call: BoxFuture<'a, Result<T, StoreError>>,
+    ) -> BoxFuture<'a, Result<T, StoreError>> {
+        Box::pin(async move {
+            if self.health.is_down() {
+                return Err(Health::refusal());
             }
-
-            async fn close(&self) {
-                self.inner.close().await;
-            }
-
-            fn pool_stats(&self) -> Vec<PoolStats> {
-                self.inner.pool_stats()
-            }
-        }
-    };
+            let started = Instant::now();
+            let span = tracing::debug_span!("db", otel.name = %format_args!("db.{op}"), db.operation.name = op);
+            let out = call.instrument(span).await;
+            observe(op, started, out.is_err());
+            self.watch(&out);
+            out
+        })
+    }
 }
 
-metered! {
-    async fn migrate(&self) -> Result<(), StoreError>;
-    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
-    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
-    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError>;
-    async fn upgrade_password_hash(&self, user: UserId, old: &PasswordHashString, new: PasswordHashString) -> Result<bool, StoreError>;
-    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
-    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
-    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
-    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
-    async fn update_user(&self, id: UserId, update: UserUpdate, guard: Option<&Role>, now: UnixTime) -> Result<UserWrite<UserChanged>, StoreError>;
-    async fn delete_user(&self, id: UserId, guard: Option<&Role>, now: UnixTime) -> Result<UserWrite<Vec<SessionId>>, StoreError>;
-    async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError>;
-    async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
-    async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
-    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
-    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
-    async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
-    async fn revoke_session_of_refresh(&self, user: Option<UserId>, refresh: &RefreshTokenHash, now: UnixTime) -> Result<Option<(UserId, SessionId)>, StoreError>;
-    async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<Vec<SessionId>, StoreError>;
-    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError>;
-    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError>;
-    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError>;
-    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
-    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
-    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;
-    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
-    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError>;
-    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
+#[async_trait]
+impl Lifecycle for MeteredStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let inner = self.inner.as_ref();
+        Over::<()>::around(self, "migrate", Box::pin(inner.migrate())).await
+    }
+
+    /// Readiness: the known state while down, else one ping bounded by
+    /// [`super::health::PING_TIMEOUT`].
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.health.is_down() {
+            return Err(Health::refusal());
+        }
+        let out = Health::ping(self.inner.as_ref()).await;
+        self.watch(&out);
+        out
+    }
+
+    async fn reachable(&self, within: std::time::Duration) -> Result<(), StoreError> {
+        self.inner.reachable(within).await
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+
+    fn pool_stats(&self) -> Vec<PoolStats> {
+        self.inner.pool_stats()
+    }
+
+    fn cache_trusted(&self) -> Option<bool> {
+        self.inner.cache_trusted()
+    }
+
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        let inner = self.inner.as_ref();
+        Over::<()>::around(self, "purge_expired", Box::pin(inner.purge_expired(cutoff))).await
+    }
 }

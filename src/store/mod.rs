@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod health;
+pub mod layer;
 pub mod metered;
 pub mod postgres;
 pub mod sql;
@@ -15,8 +16,11 @@ pub mod sqlite;
 mod test_support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+
+use self::layer::store_role;
 
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -379,141 +383,141 @@ impl PoolStats {
     }
 }
 
-/// Every storage backend implements this, and passes the one conformance suite.
+/// The database itself: schema, health, connections, housekeeping.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Lifecycle: Send + Sync + 'static {
     /// Bring the schema up to date (embedded migrations).
     async fn migrate(&self) -> Result<(), StoreError>;
     /// The database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the database answers at all, asked outside any pool (a saturated pool is
+    /// load, not an outage), within `within`.
+    async fn reachable(&self, within: Duration) -> Result<(), StoreError>;
     /// Close connections (graceful shutdown).
     async fn close(&self);
-    /// Connection pools now, for metrics; none for a store without pools.
-    fn pool_stats(&self) -> Vec<PoolStats> {
-        Vec::new()
-    }
-    /// Whether the database answers at all, asked outside any pool (a saturated pool is
-    /// load, not an outage), within `within`. By default, a ping.
-    async fn reachable(&self, within: std::time::Duration) -> Result<(), StoreError> {
-        let _ = within;
-        self.ping().await
-    }
+    /// Connection pools now, for metrics.
+    fn pool_stats(&self) -> Vec<PoolStats>;
     /// For metrics: whether a session cache in this stack is answering from memory
     /// (`Some(true)`: it trusts the revocation log) or sends every check to the database
     /// (`Some(false)`); `None` without a cache.
-    fn cache_trusted(&self) -> Option<bool> {
-        None
-    }
-
-    /// Insert a user; `Conflict` when the username or email is taken (case-insensitively).
-    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
-    /// Which of `username` and `email` stored users hold (case-insensitively). A read,
-    /// no lock: an insert still answers `Conflict` for a race.
-    async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
-    /// Insert `users` in one transaction: all of them or none (`Conflict` if any
-    /// username or email is taken by then).
-    async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError>;
-    /// Replace `user`'s password hash by `new` only while it is still `old` (a password
-    /// change in between wins). The security stamp stays: the password is the same, so
-    /// no session or login in flight is affected. Whether it was replaced.
-    async fn upgrade_password_hash(
-        &self,
-        user: UserId,
-        old: &PasswordHashString,
-        new: PasswordHashString,
-    ) -> Result<bool, StoreError>;
-    async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
-    /// Emails are unique regardless of case.
-    async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
-    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
-    /// Users by creation time.
-    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
-
-    /// Apply `update` (and, if it says so, revoke every live session of the user) in one
-    /// transaction. With `guard`, the same transaction checks that an active holder of
-    /// that role remains if the user was one (else nothing is written: `LastHolder`).
-    async fn update_user(
-        &self,
-        id: UserId,
-        update: UserUpdate,
-        guard: Option<&Role>,
-        now: UnixTime,
-    ) -> Result<UserWrite<UserChanged>, StoreError>;
-    /// Delete a user with their sessions and refresh tokens in one transaction, under
-    /// the same `guard`; the sessions that were live.
-    async fn delete_user(
-        &self,
-        id: UserId,
-        guard: Option<&Role>,
-        now: UnixTime,
-    ) -> Result<UserWrite<Vec<SessionId>>, StoreError>;
-
-    /// Open a session with its first refresh token, in one transaction, only if the
-    /// user is as the login read it (`expected_stamp`, active).
-    async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError>;
-    /// The session and its user, read together: the per-request revocation check.
-    async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
-    /// `user`'s live sessions (not revoked, not expired), most recently used first.
-    async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
-    /// A refresh token as stored (spent or not, expired or not), if it exists. A read.
-    async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
-    /// Spend `presented` and store its successor in one transaction. The spend is one
-    /// conditional write ("spent now, if not spent before"): of two concurrent
-    /// rotations of one token exactly one gets `Spent`. A session that is revoked or
-    /// expired is never extended.
-    async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
-    /// Revoke one of `user`'s sessions (one conditional write); `false` when it is not
-    /// theirs, unknown or already revoked.
-    async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
-    /// Revoke the session that `refresh` belongs to (if `user` is given: only if it is
-    /// theirs), in one write; which user and session it revoked.
-    async fn revoke_session_of_refresh(
-        &self,
-        user: Option<UserId>,
-        refresh: &RefreshTokenHash,
-        now: UnixTime,
-    ) -> Result<Option<(UserId, SessionId)>, StoreError>;
-    /// Revoke every live session of `user`, except `keep`, in one write; those revoked.
-    async fn revoke_sessions(
-        &self,
-        user: UserId,
-        keep: Option<SessionId>,
-        now: UnixTime,
-    ) -> Result<Vec<SessionId>, StoreError>;
-    /// Store a new password hash, move the security stamp and revoke every session but
-    /// `change.keep`, in one transaction, only while the user is as `change` expects
-    /// (its stamp, its kept session live); the sessions revoked, `None` when no user
-    /// matched (unknown, stamp moved, kept session dead): nothing written.
-    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError>;
-    /// The secret stored under `name`; `fresh` is stored first if there is none (one
-    /// atomic insert-if-absent, so every instance ends up with the same value).
-    async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
-    /// Every signing key, active first, then the newest retired.
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
-    /// Replace key `kid`'s private key material (re-encryption); `false` if no such key.
-    async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError>;
-    /// Replace server secret `name`'s stored value (re-encryption); `false` if none.
-    async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError>;
-    /// Store `key` as the active key; `Conflict` when one is active already.
-    async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
-    /// Retire the active key (it signs until `key.signs_from`, then verifies until
-    /// `retires_at`) and make `key` active, in one transaction.
-    async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
-    /// Make retired key `kid` stop verifying at `at`; `false` when no retired key has that kid.
-    async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;
-
+    fn cache_trusted(&self) -> Option<bool>;
     /// Drop refresh tokens and sessions that expired before `cutoff`, and retired signing
     /// keys whose `retires_at` is before it; the token and session rows removed.
     async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
-
-    /// The revocation log's rows after `seq`, in sequence order. Rows can commit out of
-    /// sequence order (a reader tracks the gaps it saw and asks again from before
-    /// them). Every method above that revokes a session or changes a user writes its rows
-    /// in its own transaction.
-    async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError>;
-    /// Drop log rows written before `cutoff`.
-    async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
 }
+
+store_role! {
+    /// Users: create, find, list. None of these revokes anything.
+    pub trait Users (marker UsersRole) {
+        /// Insert a user; `Conflict` when the username or email is taken (case-insensitively).
+        async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
+        /// Which of `username` and `email` stored users hold (case-insensitively). A read,
+        /// no lock: an insert still answers `Conflict` for a race.
+        async fn holders(&self, username: &Username, email: &Email) -> Result<Holders, StoreError>;
+        /// Insert `users` in one transaction: all of them or none (`Conflict` if any
+        /// username or email is taken by then).
+        async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError>;
+        /// Replace `user`'s password hash by `new` only while it is still `old` (a password
+        /// change in between wins). The security stamp stays: the password is the same, so
+        /// no session or login in flight is affected. Whether it was replaced.
+        async fn upgrade_password_hash(&self, user: UserId, old: &PasswordHashString, new: PasswordHashString) -> Result<bool, StoreError>;
+        async fn user_by_username(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+        /// Emails are unique regardless of case.
+        async fn user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
+        async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+        /// Users by creation time.
+        async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
+    }
+}
+
+store_role! {
+    /// Changes to a user that revoke: each writes its revocation-log rows in its own
+    /// transaction (a cache above must forget the user).
+    pub trait UserChanges (marker UserChangesRole) {
+        /// Apply `update` (and, if it says so, revoke every live session of the user) in one
+        /// transaction. With `guard`, the same transaction checks that an active holder of
+        /// that role remains if the user was one (else nothing is written: `LastHolder`).
+        async fn update_user(&self, id: UserId, update: UserUpdate, guard: Option<&Role>, now: UnixTime) -> Result<UserWrite<UserChanged>, StoreError>;
+        /// Delete a user with their sessions and refresh tokens in one transaction, under
+        /// the same `guard`; the sessions that were live.
+        async fn delete_user(&self, id: UserId, guard: Option<&Role>, now: UnixTime) -> Result<UserWrite<Vec<SessionId>>, StoreError>;
+        /// Store a new password hash, move the security stamp and revoke every session but
+        /// `change.keep`, in one transaction, only while the user is as `change` expects
+        /// (its stamp, its kept session live); the sessions revoked, `None` when no user
+        /// matched (unknown, stamp moved, kept session dead): nothing written.
+        async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError>;
+    }
+}
+
+store_role! {
+    /// Sessions and their refresh tokens: the per-request check, rotation, revocation.
+    pub trait Sessions (marker SessionsRole) {
+        /// Open a session with its first refresh token, in one transaction, only if the
+        /// user is as the login read it (`expected_stamp`, active).
+        async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError>;
+        /// The session and its user, read together: the per-request revocation check.
+        async fn session_with_user(&self, id: SessionId) -> Result<Option<(SessionRecord, UserRecord)>, StoreError>;
+        /// `user`'s live sessions (not revoked, not expired), most recently used first.
+        async fn list_sessions(&self, user: UserId, now: UnixTime) -> Result<Vec<SessionRecord>, StoreError>;
+        /// A refresh token as stored (spent or not, expired or not), if it exists. A read.
+        async fn refresh_token(&self, refresh: &RefreshTokenHash) -> Result<Option<StoredRefreshToken>, StoreError>;
+        /// Spend `presented` and store its successor in one transaction. The spend is one
+        /// conditional write ("spent now, if not spent before"): of two concurrent
+        /// rotations of one token exactly one gets `Spent`. A session that is revoked or
+        /// expired is never extended.
+        async fn rotate_refresh(&self, req: RotateRequest) -> Result<Rotation, StoreError>;
+        /// Revoke one of `user`'s sessions (one conditional write); `false` when it is not
+        /// theirs, unknown or already revoked.
+        async fn revoke_session(&self, user: UserId, id: SessionId, now: UnixTime) -> Result<bool, StoreError>;
+        /// Revoke the session that `refresh` belongs to (if `user` is given: only if it is
+        /// theirs), in one write; which user and session it revoked.
+        async fn revoke_session_of_refresh(&self, user: Option<UserId>, refresh: &RefreshTokenHash, now: UnixTime) -> Result<Option<(UserId, SessionId)>, StoreError>;
+        /// Revoke every live session of `user`, except `keep`, in one write; those revoked.
+        async fn revoke_sessions(&self, user: UserId, keep: Option<SessionId>, now: UnixTime) -> Result<Vec<SessionId>, StoreError>;
+    }
+}
+
+store_role! {
+    /// Signing keys and the server secrets shared by every instance.
+    pub trait Keys (marker KeysRole) {
+        /// The secret stored under `name`; `fresh` is stored first if there is none (one
+        /// atomic insert-if-absent, so every instance ends up with the same value).
+        async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
+        /// Every signing key, active first, then the newest retired.
+        async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+        /// Replace key `kid`'s private key material (re-encryption); `false` if no such key.
+        async fn replace_key_material(&self, kid: &str, private_der: Vec<u8>) -> Result<bool, StoreError>;
+        /// Replace server secret `name`'s stored value (re-encryption); `false` if none.
+        async fn replace_server_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError>;
+        /// Store `key` as the active key; `Conflict` when one is active already.
+        async fn add_active_key(&self, key: StoredKey) -> Result<(), StoreError>;
+        /// Retire the active key (it signs until `key.signs_from`, then verifies until
+        /// `retires_at`) and make `key` active, in one transaction.
+        async fn rotate_key(&self, key: StoredKey, now: UnixTime, retires_at: UnixTime) -> Result<(), StoreError>;
+        /// Make retired key `kid` stop verifying at `at`; `false` when no retired key has that kid.
+        async fn retire_key_at(&self, kid: &str, at: UnixTime) -> Result<bool, StoreError>;
+    }
+}
+
+store_role! {
+    /// The revocation log, read by every instance's session cache.
+    pub trait RevocationLog (marker RevocationLogRole) {
+        /// The revocation log's rows after `seq`, in sequence order. Rows can commit out of
+        /// sequence order (a reader tracks the gaps it saw and asks again from before
+        /// them). Every method above that revokes a session or changes a user writes its rows
+        /// in its own transaction.
+        async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError>;
+        /// Drop log rows written before `cutoff`.
+        async fn purge_revocations(&self, cutoff: UnixTime) -> Result<u64, StoreError>;
+    }
+}
+
+/// Every storage backend implements each role, and passes the one conformance suite
+/// (`tests/store_contract.rs`, `tests/conformance`); a layer implements the roles it
+/// changes and passes the rest through ([`layer::Over`]).
+pub trait Store: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog {}
+
+impl<T: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog> Store for T {}
 
 /// Open the configured database with its backend, and bring its schema up to date.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {

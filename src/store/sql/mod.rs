@@ -17,9 +17,9 @@ use sqlx::{Database, Pool};
 use self::db::{Db, Param};
 pub(crate) use self::rows::{Rows, SESSION_COLUMNS, USER_COLUMNS};
 use super::{
-    Holders, ImportedUser, LoggedRevocation, NewPassword, NewSession, NewUser, PoolStats, Revoked, RotateRequest,
-    Rotation, SessionOpen, SessionRecord, Store, StoreError, StoredKey, StoredRefreshToken, UserChanged, UserRecord,
-    UserUpdate, UserWrite, roles_to_json,
+    Holders, ImportedUser, Keys, Lifecycle, LoggedRevocation, NewPassword, NewSession, NewUser, PoolStats,
+    RevocationLog, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Sessions, StoreError, StoredKey,
+    StoredRefreshToken, UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite, Users, roles_to_json,
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
@@ -49,10 +49,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// Serialise changes guarded by a role, before the user row is read (see
     /// [`SqlStore::leaves_no_holder`]).
     async fn lock_guarded_changes(c: &mut <Self::DB as Database>::Connection) -> Result<(), StoreError>;
-    /// See [`Store::rotate_refresh`]; `pool` is the write pool.
+    /// See [`Sessions::rotate_refresh`]; `pool` is the write pool.
     async fn rotate_refresh(pool: &Pool<Self::DB>, req: RotateRequest) -> Result<Rotation, StoreError>;
     /// A way of its own to ask whether the database answers at all (see
-    /// [`Store::reachable`]); `None`: a ping through the pool tells.
+    /// [`Lifecycle::reachable`]); `None`: a ping through the pool tells.
     async fn reachable(&self, within: Duration) -> Option<Result<(), StoreError>> {
         let _ = within;
         None
@@ -266,7 +266,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 #[async_trait]
-impl<D: Dialect> Store for SqlStore<D> {
+impl<D: Dialect> Lifecycle for SqlStore<D> {
     async fn migrate(&self) -> Result<(), StoreError> {
         D::DB::migrate(self.writer(), D::migrator()).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => err::<D>(e),
@@ -301,6 +301,28 @@ impl<D: Dialect> Store for SqlStore<D> {
         }
     }
 
+    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let cutoff = [Int(cutoff.0)];
+        let tokens = Self::exec(&mut tx, "DELETE FROM refresh_tokens WHERE expires_at < $1", &cutoff).await?;
+        Self::exec(
+            &mut tx,
+            "DELETE FROM signing_keys WHERE state = 'retired' AND retires_at < $1",
+            &cutoff,
+        )
+        .await?;
+        let sessions = Self::exec(&mut tx, "DELETE FROM sessions WHERE expires_at < $1", &cutoff).await?;
+        Self::commit(tx).await?;
+        Ok(tokens + sessions)
+    }
+
+    fn cache_trusted(&self) -> Option<bool> {
+        None
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Users for SqlStore<D> {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
         Self::insert_user(&mut *self.writing().await?, &user, true).await?;
         Ok(UserRecord {
@@ -375,7 +397,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         .await?;
         rows.iter().map(Rows::<D>::user).collect()
     }
+}
 
+#[async_trait]
+impl<D: Dialect> UserChanges for SqlStore<D> {
     async fn update_user(
         &self,
         id: UserId,
@@ -454,42 +479,82 @@ impl<D: Dialect> Store for SqlStore<D> {
         Ok(UserWrite::Done(live))
     }
 
+    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let NewPassword {
+            user,
+            hash,
+            expected_stamp,
+            keep,
+            now,
+        } = change;
+        let mut tx = self.begin().await?;
+        // Where rows are locked, this write's row lock puts a login's session insert
+        // (which reads the row FOR SHARE) strictly before or after this change; a
+        // concurrent change waits for this one and then finds the stamp moved.
+        let keep_id = keep.as_ref().map(id_param);
+        let done = Self::exec(
+            &mut tx,
+            "UPDATE users SET password_hash = $1, security_stamp = security_stamp + 1, updated_at = $2
+             WHERE id = $3 AND ($4 IS NULL OR security_stamp = $4)
+               AND ($5 IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $5 AND s.user_id = users.id
+                                          AND s.revoked_at IS NULL AND s.expires_at > $2))",
+            &[
+                Text(&hash.0),
+                Int(now.0),
+                Text(&user.to_string()),
+                OptInt(expected_stamp),
+                OptText(keep_id.as_deref()),
+            ],
+        )
+        .await?;
+        if done == 0 {
+            return Ok(None);
+        }
+        let revoked = Self::revoke_all_in(&mut tx, user, keep, now).await?;
+        Self::log_revocation(&mut tx, Revoked::User(user), now).await?;
+        Self::commit(tx).await?;
+        Ok(Some(revoked))
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Sessions for SqlStore<D> {
     async fn create_session(&self, s: NewSession) -> Result<SessionOpen, StoreError> {
         let mut tx = self.begin().await?;
-        let user = s.user_id.to_string();
-        // The user as the login read them, kept so until the commit: a password change,
-        // deactivation or deletion committing meanwhile either came before (its stamp is
-        // seen here) or waits for this one (and its revocation then sees this session).
+        let id = s.id.to_string();
+        // One conditional insert: only while the user is as the login read them. Where
+        // rows are locked the user row is held FOR SHARE until the commit, so a password
+        // change, deactivation or deletion either came before (its stamp is seen here)
+        // or waits for this one (and its revocation then sees this session). One
+        // statement, so SQLite takes its write lock at once and waits out another
+        // writer (a `tokengate user` command) instead of failing between a read and a
+        // write.
         let sql = format!(
-            "SELECT is_active, security_stamp FROM users WHERE id = $1{}",
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip)
+             SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND is_active AND security_stamp = $9{})",
             D::FOR_SHARE
         );
-        let current = Self::optional(&mut tx, &sql, &[Text(&user)]).await?;
-        let current = current
-            .map(|r| Ok::<_, sqlx::Error>((D::DB::flag(&r, "is_active")?, D::DB::int(&r, "security_stamp")?)))
-            .transpose()
-            .map_err(err::<D>)?;
-        if current != Some((true, s.expected_stamp)) {
-            Self::rollback(tx).await?;
-            return Ok(SessionOpen::UserChanged);
-        }
-        let id = s.id.to_string();
-        Self::exec(
+        let opened = Self::exec(
             &mut tx,
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip)
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+            &sql,
             &[
                 Text(&id),
-                Text(&user),
+                Text(&s.user_id.to_string()),
                 Int(s.now.0),
                 Int(s.expires_at.0),
                 Int(s.max_expires_at.0),
                 OptText(s.user_agent.as_deref()),
                 OptText(s.device_name.as_deref()),
                 OptText(s.ip.as_deref()),
+                Int(s.expected_stamp),
             ],
         )
         .await?;
+        if opened == 0 {
+            Self::rollback(tx).await?;
+            return Ok(SessionOpen::UserChanged);
+        }
         Self::exec(
             &mut tx,
             "INSERT INTO refresh_tokens (token_hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
@@ -605,44 +670,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         Self::commit(tx).await?;
         Ok(revoked)
     }
+}
 
-    async fn change_password(&self, change: NewPassword) -> Result<Option<Vec<SessionId>>, StoreError> {
-        let NewPassword {
-            user,
-            hash,
-            expected_stamp,
-            keep,
-            now,
-        } = change;
-        let mut tx = self.begin().await?;
-        // Where rows are locked, this write's row lock puts a login's session insert
-        // (which reads the row FOR SHARE) strictly before or after this change; a
-        // concurrent change waits for this one and then finds the stamp moved.
-        let keep_id = keep.as_ref().map(id_param);
-        let done = Self::exec(
-            &mut tx,
-            "UPDATE users SET password_hash = $1, security_stamp = security_stamp + 1, updated_at = $2
-             WHERE id = $3 AND ($4 IS NULL OR security_stamp = $4)
-               AND ($5 IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $5 AND s.user_id = users.id
-                                          AND s.revoked_at IS NULL AND s.expires_at > $2))",
-            &[
-                Text(&hash.0),
-                Int(now.0),
-                Text(&user.to_string()),
-                OptInt(expected_stamp),
-                OptText(keep_id.as_deref()),
-            ],
-        )
-        .await?;
-        if done == 0 {
-            return Ok(None);
-        }
-        let revoked = Self::revoke_all_in(&mut tx, user, keep, now).await?;
-        Self::log_revocation(&mut tx, Revoked::User(user), now).await?;
-        Self::commit(tx).await?;
-        Ok(Some(revoked))
-    }
-
+#[async_trait]
+impl<D: Dialect> Keys for SqlStore<D> {
     async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError> {
         let mut c = self.writing().await?;
         Self::exec(
@@ -719,22 +750,10 @@ impl<D: Dialect> Store for SqlStore<D> {
         .await?;
         Ok(done == 1)
     }
+}
 
-    async fn purge_expired(&self, cutoff: UnixTime) -> Result<u64, StoreError> {
-        let mut tx = self.begin().await?;
-        let cutoff = [Int(cutoff.0)];
-        let tokens = Self::exec(&mut tx, "DELETE FROM refresh_tokens WHERE expires_at < $1", &cutoff).await?;
-        Self::exec(
-            &mut tx,
-            "DELETE FROM signing_keys WHERE state = 'retired' AND retires_at < $1",
-            &cutoff,
-        )
-        .await?;
-        let sessions = Self::exec(&mut tx, "DELETE FROM sessions WHERE expires_at < $1", &cutoff).await?;
-        Self::commit(tx).await?;
-        Ok(tokens + sessions)
-    }
-
+#[async_trait]
+impl<D: Dialect> RevocationLog for SqlStore<D> {
     async fn revocations_after(&self, seq: i64) -> Result<Vec<LoggedRevocation>, StoreError> {
         // A reader: each statement outside a transaction sees every commit before it,
         // and the catch-up never queues behind a writer.
