@@ -13,7 +13,7 @@ use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
 use crate::events::ClientInfo;
-use crate::server::{OpenMode, Purpose, StartError, absolute, build_state_for};
+use crate::server::{OpenMode, Purpose, StartError, absolute, build_auth};
 use crate::store::{DatabaseUrl, UserRecord};
 
 fn roles_text(u: &UserRecord) -> String {
@@ -44,7 +44,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
     };
     let scratch_settings = scratch.as_ref().map(|s| s.settings(settings));
     let settings = scratch_settings.as_ref().unwrap_or(settings);
-    let state = build_state_for(settings, Arc::new(SystemClock), mode, Purpose::Operate).await?;
+    let auth = build_auth(settings, Arc::new(SystemClock), mode, Purpose::Operate).await?;
     let fail = |m: String| StartError::Runtime(m);
     match cmd {
         UserCommand::Create {
@@ -57,8 +57,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             let email = Email::parse(&email).map_err(|m| fail(format!("--email: {m}")))?;
             let roles = parse_roles(&roles)?;
             let password = read_password(password_stdin).map_err(fail)?;
-            let user = state
-                .auth
+            let user = auth
                 .create_user(username, email, password, roles)
                 .await
                 .map_err(operator_error)?;
@@ -71,9 +70,8 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
         }
         UserCommand::SetRoles { username, roles } => {
             let roles = parse_roles(&roles)?;
-            let user = named(&state.auth, &username).await?;
-            let user = state
-                .auth
+            let user = named(&auth, &username).await?;
+            let user = auth
                 .set_roles(user.id, roles, &ClientInfo::default())
                 .await
                 .map_err(operator_error)?;
@@ -87,11 +85,9 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             username,
             password_stdin,
         } => {
-            let user = named(&state.auth, &username).await?;
+            let user = named(&auth, &username).await?;
             let password = read_password(password_stdin).map_err(fail)?;
-            state
-                .auth
-                .set_password(user.id, password, &ClientInfo::default())
+            auth.set_password(user.id, password, &ClientInfo::default())
                 .await
                 .map_err(operator_error)?;
             Ok(format!(
@@ -99,8 +95,8 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 user.username.as_str()
             ))
         }
-        UserCommand::Deactivate { username } => set_active(&state.auth, &username, false).await,
-        UserCommand::Activate { username } => set_active(&state.auth, &username, true).await,
+        UserCommand::Deactivate { username } => set_active(&auth, &username, false).await,
+        UserCommand::Activate { username } => set_active(&auth, &username, true).await,
         UserCommand::Import {
             from,
             from_db,
@@ -121,17 +117,13 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 (false, true) => OnRefused::ImportTheRest,
                 (false, false) => OnRefused::ImportNothing,
             };
-            let report = state
-                .auth
-                .import_users(source.rows, on_refused)
-                .await
-                .map_err(|e| match e {
-                    AuthError::Taken => fail(
-                        "a username or email was registered while the import ran; nothing was imported: run it again"
-                            .into(),
-                    ),
-                    other => operator_error(other),
-                })?;
+            let report = auth.import_users(source.rows, on_refused).await.map_err(|e| match e {
+                AuthError::Taken => fail(
+                    "a username or email was registered while the import ran; nothing was imported: run it again"
+                        .into(),
+                ),
+                other => operator_error(other),
+            })?;
             let mut text = import_summary(&report, &source.unread_columns, &target_of(settings), dry_run);
             if let Some(path) = id_map.filter(|_| !dry_run) {
                 write_id_map(&path, &report.ids).map_err(fail)?;
@@ -148,8 +140,7 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
             }
         }
         UserCommand::List { limit, offset } => {
-            let users = state
-                .auth
+            let users = auth
                 .list_users(limit.min(10_000), offset)
                 .await
                 .map_err(|e| fail(e.to_string()))?;

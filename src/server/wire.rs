@@ -1,0 +1,207 @@
+//! Building a server from validated settings: the store stack (database, meter,
+//! session cache, revocation push), the auth service, and the routes' state.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::StartError;
+use super::secrets::{hs256_secret_file, server_mac, signing_keys, vault};
+use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
+use crate::clock::Clock;
+use crate::config::{ConfigError, Settings};
+use crate::crypto::passwords::PasswordHasher;
+use crate::crypto::tokens::AccessTokens;
+use crate::fanout::RedisFanout;
+use crate::http::AppState;
+use crate::limits::Limiter;
+use crate::limits::memory::{MemoryLimiter, Rates};
+use crate::limits::redis::RedisLimiter;
+use crate::store::cache::CachedStore;
+use crate::store::metered::MeteredStore;
+use crate::store::{DatabaseUrl, Store};
+
+/// Whether opening a database may create it. Only `serve` and `migrate` may: an
+/// operator command pointed at the wrong directory must not make an empty database
+/// and report "no such user".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    CreateIfMissing,
+    MustExist,
+}
+
+/// Whom the state is built for. An operator command (`user ...`) signs no token and
+/// counts no rate: it needs no signing secret, no rate-limit store, and prints none of
+/// the server's warnings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Serve,
+    Operate,
+}
+
+/// An absolute form of `path` for logs and messages (as given if that fails).
+pub fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Open the configured database and bring its schema up to date.
+pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn Store>, StartError> {
+    let described = settings.store.database_url.describe();
+    if let DatabaseUrl::Sqlite { path } = &settings.store.database_url
+        && mode == OpenMode::MustExist
+        && !path.exists()
+    {
+        return Err(StartError::Runtime(format!(
+            "no database at {}; run this where `tokengate serve` runs, or point TOKENGATE_DATABASE_URL \
+             (or --database-url) at its file",
+            absolute(path).display()
+        )));
+    }
+    let store = crate::store::open(&settings.store)
+        .await
+        .map_err(|e| StartError::Runtime(format!("cannot open the database ({described}): {e}")))?;
+    tracing::info!("database: {described}");
+    Ok(store)
+}
+
+/// Everything the routes need, from validated settings.
+pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
+    let auth = build_auth(settings, clock, OpenMode::CreateIfMissing, Purpose::Serve).await?;
+    Ok(app_state(settings, auth))
+}
+
+/// The auth service over the configured database, for `purpose`, opening the database
+/// as `mode` says (operator commands: must exist). An operator command gets this and
+/// nothing of the HTTP side.
+pub async fn build_auth(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    mode: OpenMode,
+    purpose: Purpose,
+) -> Result<AuthService, StartError> {
+    // The recorder first, so nothing counted from here on is lost.
+    let _ = crate::metrics::handle();
+    let serving = purpose == Purpose::Serve;
+    if serving && matches!(settings.store.database_url, DatabaseUrl::Postgres(_)) && settings.redis.url.is_none() {
+        // Revocation holds across instances (every request checks the shared
+        // database); the counters of the rate limits do not yet.
+        tracing::warn!(
+            "rate limits are counted per instance (no TOKENGATE_REDIS_URL): with several instances, each allows the full rate"
+        );
+    }
+    // The per-request check is served from a cache that follows the revocation log;
+    // with Redis, revocations are also pushed so other instances read the log at once.
+    let metered: Arc<dyn crate::store::Store> = Arc::new(MeteredStore::new(open_store(settings, mode).await?));
+    let cache = CachedStore::start(metered, clock.clone()).await;
+    if let Some(url) = &settings.redis.url {
+        let fanout = RedisFanout::new(url, &settings.redis.prefix)
+            .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_REDIS_URL", e.to_string())))?;
+        fanout.listen(Arc::downgrade(&cache));
+        cache.announce_through(fanout);
+    }
+    let store: Arc<dyn Store> = cache;
+    let vault = Arc::new(vault(settings)?);
+    if vault.seals() {
+        let file = hs256_secret_file(settings);
+        crate::auth::keys::refuse_unsealed_at_start(store.as_ref(), &vault, file.as_deref(), clock.now())
+            .await
+            .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ENCRYPTION_KEY", e.0)))?;
+    }
+    match vault.current_id() {
+        Some(id) => tracing::info!(
+            key_id = id,
+            "secrets at rest: private keys and server secrets stored encrypted"
+        ),
+        None => tracing::info!(
+            "secrets at rest: private keys and server secrets are stored unencrypted (set TOKENGATE_ENCRYPTION_KEY)"
+        ),
+    }
+    let (keys, key_mode) = signing_keys(settings, &store, &clock, &vault, purpose).await?;
+    let tokens = AccessTokens::new(
+        keys,
+        settings.tokens.issuer.clone(),
+        settings.tokens.audience.clone(),
+        settings.tokens.access_ttl_secs,
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hasher = PasswordHasher::new(settings.argon2, cores, settings.limits.hash_queue_max)
+        .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ARGON2_MEMORY_KIB", e.to_string())))?
+        .with_bcrypt_max_cost(settings.limits.bcrypt_max_cost);
+    let rates = Rates {
+        login: settings.limits.login,
+        refresh: settings.limits.refresh,
+        register: settings.limits.register,
+    };
+    let max_keys = crate::limits::memory::DEFAULT_MAX_KEYS;
+    let limiter: Arc<dyn Limiter> = match settings.redis.url.as_ref().filter(|_| serving) {
+        Some(url) => {
+            tracing::info!(url = %crate::config::redact_url(url), "rate limits: shared in Redis");
+            RedisLimiter::connect(url, settings.redis.prefix.clone(), rates, max_keys, clock.clone())
+                .await
+                .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_REDIS_URL", e.to_string())))?
+        }
+        None => Arc::new(MemoryLimiter::new(rates, max_keys, clock.clone())),
+    };
+    let macs = ServerMacs {
+        csrf: server_mac(store.as_ref(), "csrf", &clock, &vault).await?,
+        device: server_mac(store.as_ref(), "device", &clock, &vault).await?,
+        refresh: server_mac(store.as_ref(), "refresh", &clock, &vault).await?,
+    };
+    let auth = AuthService::new(AuthParts {
+        store,
+        hasher,
+        tokens,
+        limiter,
+        clock,
+        sessions: SessionPolicy {
+            refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
+            max_lifetime_secs: settings.tokens.session_max_lifetime_secs,
+            reuse_grace_secs: settings.tokens.refresh_reuse_grace_secs,
+            ip: settings.tokens.session_ip,
+        },
+        keys: key_mode,
+        macs,
+        events: Arc::new(crate::events::LogAndCount {
+            ip: settings.tokens.session_ip,
+        }),
+    });
+    Ok(auth)
+}
+
+/// The routes' state around `auth`, from the HTTP settings.
+pub fn app_state(settings: &Settings, auth: AuthService) -> AppState {
+    if !settings.http.cookie_secure {
+        tracing::warn!(
+            "TOKENGATE_COOKIE_SECURE=false: cookies lack the Secure attribute; use this only for plain-HTTP local development"
+        );
+    }
+    let cors_origins = settings
+        .http
+        .cors_origins
+        .iter()
+        .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+        .collect::<Vec<_>>();
+    // Configured, else an issuer that is a URL, else the bind address.
+    let public_url = settings.http.public_url.clone().unwrap_or_else(|| {
+        let issuer = &settings.tokens.issuer;
+        if issuer.starts_with("https://") || issuer.starts_with("http://") {
+            issuer.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{}", settings.http.bind)
+        }
+    });
+    AppState {
+        auth: Arc::new(auth),
+        public_url: public_url.into(),
+        path_prefix: settings.http.path_prefix.clone().into(),
+        trusted_proxies: settings.http.trusted_proxies.clone().into(),
+        cookies: crate::http::cookies::CookiePolicy {
+            secure: settings.http.cookie_secure,
+            refresh_path: format!("{}{}", settings.http.path_prefix, crate::http::cookies::REFRESH_PATH).into(),
+            access_ttl_secs: settings.tokens.access_ttl_secs,
+            refresh_ttl_secs: settings.tokens.refresh_ttl_secs,
+            device_ttl_secs: crate::auth::DEVICE_TOKEN_TTL_SECS,
+        },
+        cors_origins: cors_origins.into(),
+        metrics_token: settings.http.metrics_token.clone().map(Arc::new),
+    }
+}
