@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use process::{start_server_with, terminate, tokengate};
 use serde_json::{Value, json};
-use tokengate::auth::keys::KeyStore;
+use tokengate::auth::keys::KeyService;
 use tokengate::config::Settings;
 use tokengate::crypto::at_rest::{EncryptionKey, Vault, sealed_with};
 use tokengate::server::{OpenMode, open_store};
@@ -147,13 +147,10 @@ async fn with_a_key_the_database_holds_no_private_key_material() {
     let raw = store.signing_keys().await.unwrap();
     assert!(!raw.is_empty());
     let vault = vault_of(KEY_A);
-    let opened = KeyStore {
-        store: store.as_ref(),
-        vault: &vault,
-    }
-    .all()
-    .await
-    .unwrap();
+    let opened = KeyService::new(store.clone(), std::sync::Arc::new(vault), 900)
+        .opened()
+        .await
+        .unwrap();
     let files = database_bytes(dir.path());
     for (stored, key) in raw.iter().zip(&opened) {
         assert!(sealed_with(&stored.private_der).is_some(), "{} stored sealed", key.kid);

@@ -90,7 +90,7 @@ async fn session(
 fn key(kid: &str, active: bool, now: UnixTime, retires_at: Option<UnixTime>) -> StoredKey {
     StoredKey {
         kid: kid.into(),
-        algorithm: "EdDSA".into(),
+        algorithm: tokengate::crypto::keys::SigningAlgorithm::EdDsa,
         private_der: vec![1, 2, 3],
         active,
         created_at: now,

@@ -90,7 +90,8 @@ pub struct AuthService {
     limiter: Arc<dyn Limiter>,
     clock: Arc<dyn Clock>,
     sessions: SessionPolicy,
-    keys: keys::KeyMode,
+    keys: keys::KeyService,
+    key_mode: keys::KeyMode,
     macs: ServerMacs,
     events: Arc<dyn EventSink>,
 }
@@ -103,7 +104,8 @@ pub struct AuthParts {
     pub limiter: Arc<dyn Limiter>,
     pub clock: Arc<dyn Clock>,
     pub sessions: SessionPolicy,
-    pub keys: keys::KeyMode,
+    pub keys: keys::KeyService,
+    pub key_mode: keys::KeyMode,
     pub macs: ServerMacs,
     /// Where auth events go (the server logs and counts them).
     pub events: Arc<dyn EventSink>,
@@ -119,6 +121,7 @@ impl AuthService {
             clock: p.clock,
             sessions: p.sessions,
             keys: p.keys,
+            key_mode: p.key_mode,
             macs: p.macs,
             events: p.events,
         }

@@ -20,4 +20,11 @@ impl SigningAlgorithm {
             Self::Rs256 => "RS256",
         }
     }
+
+    /// The algorithm of a JOSE name, exactly as [`Self::jose_name`] writes it.
+    pub fn from_jose(name: &str) -> Option<Self> {
+        [Self::Hs256, Self::EdDsa, Self::Es256, Self::Rs256]
+            .into_iter()
+            .find(|a| a.jose_name() == name)
+    }
 }

@@ -16,8 +16,8 @@ use crate::config::{ConfigError, Settings};
 use crate::http::AppState;
 use crate::http::ConnectionLimits;
 
-pub use crate::auth::keys::{SERVER_SECRETS, server_secret, server_secret_context};
-pub use secrets::{hs256_secret_file, secret_path, signing_algorithm, vault};
+pub use crate::auth::keys::{SERVER_SECRETS, server_secret_context};
+pub use secrets::{hs256_secret_file, key_config, secret_path, signing_algorithm, start_error, vault};
 pub use wire::{OpenMode, Purpose, absolute, app_state, build_auth, build_state, open_store};
 
 /// Why the server (or a command) could not start.

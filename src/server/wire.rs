@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::StartError;
-use super::secrets::{hs256_secret_file, server_mac, signing_keys, vault};
+use super::secrets::{hs256_secret_file, signing_keys, start_error, vault};
+use crate::auth::keys::KeyService;
 use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
@@ -100,12 +101,10 @@ pub async fn build_auth(
     }
     let store: Arc<dyn Store> = cache;
     let vault = Arc::new(vault(settings)?);
-    if vault.seals() {
-        let file = hs256_secret_file(settings);
-        crate::auth::keys::refuse_unsealed_at_start(store.as_ref(), &vault, file.as_deref(), clock.now())
-            .await
-            .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_ENCRYPTION_KEY", e.0)))?;
-    }
+    let keys = KeyService::new(store.clone(), vault.clone(), settings.tokens.access_ttl_secs);
+    keys.refuse_unsealed(hs256_secret_file(settings).as_deref(), clock.now())
+        .await
+        .map_err(start_error)?;
     match vault.current_id() {
         Some(id) => tracing::info!(
             key_id = id,
@@ -115,9 +114,9 @@ pub async fn build_auth(
             "secrets at rest: private keys and server secrets are stored unencrypted (set TOKENGATE_ENCRYPTION_KEY)"
         ),
     }
-    let (keys, key_mode) = signing_keys(settings, &store, &clock, &vault, purpose).await?;
+    let (ring, key_mode) = signing_keys(settings, &keys, clock.now(), purpose).await?;
     let tokens = AccessTokens::new(
-        keys,
+        ring,
         settings.tokens.issuer.clone(),
         settings.tokens.audience.clone(),
         settings.tokens.access_ttl_secs,
@@ -141,10 +140,11 @@ pub async fn build_auth(
         }
         None => Arc::new(MemoryLimiter::new(rates, max_keys, clock.clone())),
     };
+    let mac = |name| keys.mac(name, clock.now());
     let macs = ServerMacs {
-        csrf: server_mac(store.as_ref(), "csrf", &clock, &vault).await?,
-        device: server_mac(store.as_ref(), "device", &clock, &vault).await?,
-        refresh: server_mac(store.as_ref(), "refresh", &clock, &vault).await?,
+        csrf: mac("csrf").await.map_err(start_error)?,
+        device: mac("device").await.map_err(start_error)?,
+        refresh: mac("refresh").await.map_err(start_error)?,
     };
     let auth = AuthService::new(AuthParts {
         store,
@@ -158,7 +158,8 @@ pub async fn build_auth(
             reuse_grace_secs: settings.tokens.refresh_reuse_grace_secs,
             ip: settings.tokens.session_ip,
         },
-        keys: key_mode,
+        keys,
+        key_mode,
         macs,
         events: Arc::new(crate::events::LogAndCount {
             ip: settings.tokens.session_ip,

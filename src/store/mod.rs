@@ -22,6 +22,7 @@ use async_trait::async_trait;
 
 use self::layer::store_role;
 
+use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
@@ -344,8 +345,8 @@ pub struct UserChanged {
 #[derive(Clone, Debug)]
 pub struct StoredKey {
     pub kid: String,
-    /// JOSE name: `EdDSA`, `ES256`, `RS256`.
-    pub algorithm: String,
+    /// Stored by its JOSE name (`EdDSA`, `ES256`, `RS256`).
+    pub algorithm: SigningAlgorithm,
     pub private_der: Vec<u8>,
     pub active: bool,
     pub created_at: UnixTime,

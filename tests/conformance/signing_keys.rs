@@ -46,12 +46,7 @@ async fn verify_via_jwks(srv: &TestServer, token: &str) -> Result<Value, jsonweb
 async fn sign_with_stored(srv: &TestServer, kid: &str, header: Header, claims: &Value) -> String {
     let keys = srv.store().await.signing_keys().await.unwrap();
     let k = keys.iter().find(|k| k.kid == kid).expect("stored key");
-    let alg = match k.algorithm.as_str() {
-        "EdDSA" => SigningAlgorithm::EdDsa,
-        "ES256" => SigningAlgorithm::Es256,
-        _ => SigningAlgorithm::Rs256,
-    };
-    let loaded = keygen::load(&k.kid, alg, &k.private_der).unwrap();
+    let loaded = keygen::load(&k.kid, k.algorithm, &k.private_der).unwrap();
     jsonwebtoken::encode(&header, claims, &loaded.encoding).unwrap()
 }
 

@@ -254,7 +254,7 @@ impl<D: Dialect> SqlStore<D> {
              VALUES ($1, $2, $3, 'active', $4, $5)",
             &[
                 Text(&key.kid),
-                Text(&key.algorithm),
+                Text(key.algorithm.jose_name()),
                 Text(&B64.encode(&key.private_der)),
                 Int(key.created_at.0),
                 Int(key.signs_from.0),

@@ -9,6 +9,7 @@ use sqlx::Database;
 
 use super::db::Db;
 use super::{Dialect, err};
+use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
 use crate::domain::{Email, UnixTime, Username};
 use crate::store::{LoggedRevocation, Rotation, SessionRecord, StoreError, StoredKey, UserRecord, roles_from_json};
@@ -78,7 +79,11 @@ impl<D: Dialect> Rows<D> {
     pub(crate) fn key(row: &Row<D>) -> Result<StoredKey, StoreError> {
         Ok(StoredKey {
             kid: Self::text(row, "kid")?,
-            algorithm: Self::text(row, "algorithm")?,
+            algorithm: {
+                let name = Self::text(row, "algorithm")?;
+                SigningAlgorithm::from_jose(&name)
+                    .ok_or_else(|| StoreError::Backend(format!("unknown key algorithm {name:?} in database")))?
+            },
             private_der: Self::base64(row, "private_key")?,
             active: Self::text(row, "state")? == "active",
             created_at: UnixTime(Self::int(row, "created_at")?),
