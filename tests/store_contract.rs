@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::Arc;
+use tokengate_test_macros::per_backend;
 
 use tokengate::crypto::passwords::PasswordHashString;
 use tokengate::crypto::tokens::{RefreshToken, RefreshTokenHash};
@@ -99,6 +100,7 @@ fn key(kid: &str, active: bool, now: UnixTime, retires_at: Option<UnixTime>) -> 
     }
 }
 
+#[per_backend]
 async fn purge_removes_what_expired_and_keeps_what_lives(backend: common::Backend) {
     let Some((store, _keep)) = open(backend).await else {
         return;
@@ -148,6 +150,7 @@ async fn purge_removes_what_expired_and_keeps_what_lives(backend: common::Backen
     assert!(kids.iter().any(|k| k.starts_with("k-new") || k == "k-new"), "{kids:?}");
 }
 
+#[per_backend]
 async fn every_revoking_write_leaves_a_log_row(backend: common::Backend) {
     let Some((store, _keep)) = open(backend).await else {
         return;
@@ -199,6 +202,7 @@ async fn every_revoking_write_leaves_a_log_row(backend: common::Backend) {
     );
 }
 
+#[per_backend]
 async fn a_last_holder_refusal_writes_nothing(backend: common::Backend) {
     let Some((store, _keep)) = open(backend).await else {
         return;
@@ -270,6 +274,7 @@ async fn a_last_holder_refusal_writes_nothing(backend: common::Backend) {
     ));
 }
 
+#[per_backend]
 async fn concurrent_rotations_of_one_token_spend_it_once(backend: common::Backend) {
     let Some((store, _keep)) = open(backend).await else {
         return;
@@ -323,28 +328,4 @@ async fn concurrent_rotations_of_one_token_spend_it_once(backend: common::Backen
             .expect("the first token")
             .spent
     );
-}
-
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(crate::common::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(crate::common::Backend::Postgres).await;
-            })*
-        }
-    };
-}
-
-per_backend! {
-    purge_removes_what_expired_and_keeps_what_lives,
-    every_revoking_write_leaves_a_log_row,
-    a_last_holder_refusal_writes_nothing,
-    concurrent_rotations_of_one_token_spend_it_once,
 }

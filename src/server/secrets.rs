@@ -51,10 +51,7 @@ pub fn key_config(settings: &Settings) -> KeyConfig {
         algorithm: settings.tokens.algorithm,
         secret: settings.tokens.secret_key.clone(),
         previous: settings.tokens.previous_secret_keys.clone(),
-        secret_file: match &settings.store.database_url {
-            DatabaseUrl::Sqlite { path } => Some(secret_path(path)),
-            DatabaseUrl::Postgres(_) => None,
-        },
+        secret_file: hs256_secret_file(settings),
     }
 }
 

@@ -1,8 +1,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, PASSWORD, TestServer, assert_invalid_token};
 
+#[per_backend]
 pub async fn register_returns_user_read_without_hash(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv
@@ -24,6 +26,7 @@ pub async fn register_returns_user_read_without_hash(b: Backend) {
     assert!(!body.to_string().contains("argon2"));
 }
 
+#[per_backend]
 pub async fn register_refuses_taken_username_and_email(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -38,6 +41,7 @@ pub async fn register_refuses_taken_username_and_email(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn register_validation_lists_every_field(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv
@@ -98,6 +102,7 @@ pub async fn register_validation_lists_every_field(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn register_counts_password_characters_not_bytes(b: Backend) {
     let srv = TestServer::start(b).await;
     // 100 four-byte characters (none repeated): 400 bytes, well past bcrypt's 72, and
@@ -133,6 +138,7 @@ pub async fn register_counts_password_characters_not_bytes(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+#[per_backend]
 pub async fn register_never_grants_roles_from_the_body(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv
@@ -152,6 +158,7 @@ pub async fn register_never_grants_roles_from_the_body(b: Backend) {
     assert_eq!(claims["roles"], json!([]));
 }
 
+#[per_backend]
 pub async fn password_change_keeps_current_session_and_revokes_others(b: Backend) {
     let srv = TestServer::start(b).await;
     let here = srv.user("alzy").await;
@@ -177,6 +184,7 @@ pub async fn password_change_keeps_current_session_and_revokes_others(b: Backend
     srv.login("alzy", "a-brand-new-pass").await;
 }
 
+#[per_backend]
 pub async fn password_change_refuses_wrong_current_and_weak_new(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -240,6 +248,7 @@ async fn register_many(srv: &TestServer, names: impl Iterator<Item = String>) ->
         .collect()
 }
 
+#[per_backend]
 pub async fn a_taken_name_costs_no_hash(b: Backend) {
     let srv = TestServer::start_with(b, slow_hash_one_waiting).await;
     srv.register("alzy").await;
@@ -250,6 +259,7 @@ pub async fn a_taken_name_costs_no_hash(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn a_full_hash_queue_answers_503_at_once(b: Backend) {
     let srv = TestServer::start_with(b, slow_hash_one_waiting).await;
     let answers = register_many(&srv, (0..12).map(|i| format!("user{i}"))).await;
@@ -272,6 +282,7 @@ pub async fn a_full_hash_queue_answers_503_at_once(b: Backend) {
     srv.login("after", PASSWORD).await;
 }
 
+#[per_backend]
 pub async fn a_login_in_flight_during_a_password_change_opens_no_session(b: Backend) {
     use tokengate::crypto::tokens::RefreshToken;
     use tokengate::domain::SessionId;
@@ -339,6 +350,7 @@ async fn change_from(
         .await
 }
 
+#[per_backend]
 pub async fn a_password_change_that_lost_a_race_writes_nothing(b: Backend) {
     let srv = TestServer::start(b).await;
     let thief = srv.user("alzy").await;
@@ -371,6 +383,7 @@ pub async fn a_password_change_that_lost_a_race_writes_nothing(b: Backend) {
     srv.login("alzy", "owners-new-password").await;
 }
 
+#[per_backend]
 pub async fn a_password_change_loses_to_an_operator_reset(b: Backend) {
     let srv = TestServer::start(b).await;
     let thief = srv.user("alzy").await;
@@ -395,6 +408,7 @@ pub async fn a_password_change_loses_to_an_operator_reset(b: Backend) {
     srv.login("alzy", "operators-password").await;
 }
 
+#[per_backend]
 pub async fn a_password_change_from_a_revoked_session_writes_nothing(b: Backend) {
     let srv = TestServer::start(b).await;
     let thief = srv.user("alzy").await;
@@ -415,6 +429,7 @@ pub async fn a_password_change_from_a_revoked_session_writes_nothing(b: Backend)
     srv.login("alzy", PASSWORD).await;
 }
 
+#[per_backend]
 pub async fn the_most_common_passwords_are_refused_with_a_reason(b: Backend) {
     let srv = TestServer::start(b).await;
     for (i, common) in ["password", "iloveyou", "12345678", "Password123", "qwertyuiop"]

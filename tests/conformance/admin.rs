@@ -1,5 +1,6 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token, jwt_parts};
 
@@ -10,6 +11,7 @@ async fn user_id(srv: &TestServer, t: &Tokens) -> String {
         .to_owned()
 }
 
+#[per_backend]
 pub async fn non_admin_gets_403_and_anonymous_401(b: Backend) {
     let srv = TestServer::start(b).await;
     let alzy = srv.user("alzy").await;
@@ -34,6 +36,7 @@ pub async fn non_admin_gets_403_and_anonymous_401(b: Backend) {
     assert_eq!(me["roles"], json!([]));
 }
 
+#[per_backend]
 pub async fn admin_lists_users_with_bounded_paging(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.admin("root").await;
@@ -59,6 +62,7 @@ pub async fn admin_lists_users_with_bounded_paging(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn role_change_applies_at_next_refresh(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.admin("root").await;
@@ -98,6 +102,7 @@ pub async fn role_change_applies_at_next_refresh(b: Backend) {
     );
 }
 
+#[per_backend]
 pub async fn patch_validates_its_body(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.admin("root").await;
@@ -129,6 +134,7 @@ pub async fn patch_validates_its_body(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn deactivation_kills_every_token_and_reactivation_revives_none(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.admin("root").await;
@@ -172,6 +178,7 @@ pub async fn deactivation_kills_every_token_and_reactivation_revives_none(b: Bac
     }
 }
 
+#[per_backend]
 pub async fn deleting_a_user_kills_their_tokens(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.admin("root").await;
@@ -195,6 +202,7 @@ pub async fn deleting_a_user_kills_their_tokens(b: Backend) {
     srv.register("alzy").await;
 }
 
+#[per_backend]
 pub async fn the_last_admin_cannot_leave_the_server_without_one(b: Backend) {
     let srv = TestServer::start(b).await;
     let root = srv.admin("root").await;
@@ -262,6 +270,7 @@ async fn login_racing<F: std::future::Future<Output = reqwest::Response>>(
     (login.unwrap(), acted)
 }
 
+#[per_backend]
 pub async fn a_login_racing_a_deactivation_opens_no_session(b: Backend) {
     let srv = slow_login_server(b).await;
     let admin = srv.admin("root").await;
@@ -284,6 +293,7 @@ pub async fn a_login_racing_a_deactivation_opens_no_session(b: Backend) {
     assert_eq!(sessions.len(), 1, "only the new login's session: {sessions:?}");
 }
 
+#[per_backend]
 pub async fn a_login_racing_a_deletion_is_refused_not_a_500(b: Backend) {
     let srv = slow_login_server(b).await;
     let admin = srv.admin("root").await;
@@ -295,6 +305,7 @@ pub async fn a_login_racing_a_deletion_is_refused_not_a_500(b: Backend) {
     assert_eq!(login.text().await.unwrap(), crate::common::BAD_CREDENTIALS);
 }
 
+#[per_backend]
 pub async fn two_admins_demoting_each_other_at_once_leave_one(b: Backend) {
     let srv = TestServer::start(b).await;
     let root = srv.admin("root").await;

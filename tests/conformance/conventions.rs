@@ -2,9 +2,11 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, TestServer};
 
+#[per_backend]
 pub async fn unknown_route_is_json_404(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv.http.get(srv.url("/no/such/route")).send().await.unwrap();
@@ -12,6 +14,7 @@ pub async fn unknown_route_is_json_404(b: Backend) {
     assert_eq!(res.text().await.unwrap(), concat!(r#"{"detail":"Not Found"}"#, "\n"));
 }
 
+#[per_backend]
 pub async fn wrong_method_is_json_405(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv.http.get(srv.url("/auth/login")).send().await.unwrap();
@@ -25,6 +28,7 @@ pub async fn wrong_method_is_json_405(b: Backend) {
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
+#[per_backend]
 pub async fn oversized_body_is_413(b: Backend) {
     let srv = TestServer::start(b).await;
     let big = "x".repeat(65 * 1024);
@@ -57,6 +61,7 @@ pub async fn oversized_body_is_413(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+#[per_backend]
 pub async fn malformed_json_is_422(b: Backend) {
     let srv = TestServer::start(b).await;
     for body in ["{", "[]", "\"str\"", "{\"username\": }", "null"] {
@@ -74,6 +79,7 @@ pub async fn malformed_json_is_422(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn wrong_content_type_is_415(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv
@@ -98,6 +104,7 @@ pub async fn wrong_content_type_is_415(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
+#[per_backend]
 pub async fn health_and_readiness(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv.http.get(srv.url("/healthz")).send().await.unwrap();
@@ -108,6 +115,7 @@ pub async fn health_and_readiness(b: Backend) {
     assert_eq!(res.json::<Value>().await.unwrap()["database"], "ok");
 }
 
+#[per_backend]
 pub async fn no_client_input_causes_a_5xx(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -194,6 +202,7 @@ fn closed_within(stream: &mut std::net::TcpStream, within: std::time::Duration) 
     }
 }
 
+#[per_backend]
 pub async fn slow_and_idle_clients_cannot_hold_connections(b: Backend) {
     use std::io::Write as _;
     let srv = TestServer::start_with(b, |s| {
@@ -228,6 +237,7 @@ pub async fn slow_and_idle_clients_cannot_hold_connections(b: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn a_slow_body_gets_408(b: Backend) {
     use std::io::{Read as _, Write as _};
     let srv = TestServer::start_with(b, |s| s.http.connections.request_timeout_secs = 1).await;
@@ -257,6 +267,7 @@ pub async fn a_slow_body_gets_408(b: Backend) {
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
 }
 
+#[per_backend]
 pub async fn every_response_carries_a_request_id(b: Backend) {
     let srv = TestServer::start(b).await;
     let id_of = |res: &reqwest::Response| {
@@ -296,6 +307,7 @@ pub async fn every_response_carries_a_request_id(b: Backend) {
 
 /// Contract v1.2: `/metrics` on the main address answers only to its bearer token, and
 /// is not there at all (404) when no token is configured.
+#[per_backend]
 pub async fn metrics_answer_only_to_their_token(b: Backend) {
     const TOKEN: &str = "metrics-token-0123456789abcdef0123456789";
     let scrape = |srv: &TestServer, token: Option<&str>| {

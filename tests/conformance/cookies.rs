@@ -2,6 +2,7 @@
 //! reuse, logout clearing cookies, CORS, and the account page's headers.
 
 use std::collections::HashMap;
+use tokengate_test_macros::per_backend;
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -85,6 +86,7 @@ async fn cookie_login(srv: &TestServer, username: &str) -> (Jar, Value) {
     (jar, res.json().await.unwrap())
 }
 
+#[per_backend]
 pub async fn cookie_login_sets_the_three_cookies_and_no_token_in_the_body(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -141,6 +143,7 @@ pub async fn cookie_login_sets_the_three_cookies_and_no_token_in_the_body(b: Bac
     assert_eq!(jar.0.len(), 4);
 }
 
+#[per_backend]
 pub async fn protected_routes_accept_the_access_cookie(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -161,6 +164,7 @@ pub async fn protected_routes_accept_the_access_cookie(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[per_backend]
 pub async fn unsafe_cookie_requests_need_the_csrf_header(b: Backend) {
     let srv = TestServer::start(b).await;
     let bearer = srv.user("alzy").await;
@@ -216,6 +220,7 @@ pub async fn unsafe_cookie_requests_need_the_csrf_header(b: Backend) {
     assert_invalid_token(srv.get_auth("/me", &bearer.access).await).await;
 }
 
+#[per_backend]
 pub async fn cookie_refresh_rotates_and_reuse_kills_the_session(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -256,6 +261,7 @@ pub async fn cookie_refresh_rotates_and_reuse_kills_the_session(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[per_backend]
 pub async fn cookie_logout_clears_cookies_and_kills_the_session(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -280,6 +286,7 @@ pub async fn cookie_logout_clears_cookies_and_kills_the_session(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[per_backend]
 pub async fn cookie_logout_after_access_expiry_uses_the_refresh_cookie(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -293,6 +300,7 @@ pub async fn cookie_logout_after_access_expiry_uses_the_refresh_cookie(b: Backen
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[per_backend]
 pub async fn insecure_cookies_only_when_configured(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.http.cookie_secure = false).await;
     srv.register("alzy").await;
@@ -309,6 +317,7 @@ pub async fn insecure_cookies_only_when_configured(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn cors_allows_configured_origins_only(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.http.cors_origins = vec!["https://app.example.com".into()]).await;
     let preflight = |origin: &'static str| {
@@ -351,6 +360,7 @@ pub async fn cors_allows_configured_origins_only(b: Backend) {
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
 
+#[per_backend]
 pub async fn account_page_is_served_with_strict_security_headers(b: Backend) {
     let srv = TestServer::start(b).await;
     for (path, ty) in [
@@ -381,6 +391,7 @@ pub async fn account_page_is_served_with_strict_security_headers(b: Backend) {
     assert!(!html.contains("<script>") && !html.contains("style=") && !html.contains("onclick"));
 }
 
+#[per_backend]
 pub async fn a_cookie_sent_twice_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -400,6 +411,7 @@ pub async fn a_cookie_sent_twice_is_refused(b: Backend) {
     assert!(v["detail"].as_str().unwrap().contains("twice"), "{v}");
 }
 
+#[per_backend]
 pub async fn csrf_token_is_bound_to_its_session(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("victim").await;
@@ -423,6 +435,7 @@ pub async fn csrf_token_is_bound_to_its_session(b: Backend) {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
 }
 
+#[per_backend]
 pub async fn cross_site_cookie_login_is_refused(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.http.cors_origins = vec!["https://app.example.com".into()]).await;
     srv.register("mallory").await;
@@ -467,6 +480,7 @@ pub async fn cross_site_cookie_login_is_refused(b: Backend) {
     assert_eq!(login(&[]).await.unwrap().status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn cookie_refresh_in_the_reuse_grace_repeats_the_successor(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
     srv.register("alzy").await;

@@ -1,9 +1,11 @@
 //! `GET /auth/verify` for nginx auth_request, Traefik ForwardAuth, Caddy forward_auth.
 
 use reqwest::{Method, StatusCode};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, TestServer, jwt_parts};
 
+#[per_backend]
 pub async fn verify_answers_identity_headers(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -27,6 +29,7 @@ pub async fn verify_answers_identity_headers(b: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn verify_refuses_missing_invalid_and_revoked(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -43,6 +46,7 @@ pub async fn verify_refuses_missing_invalid_and_revoked(b: Backend) {
     assert!(res.headers().get("x-auth-user-id").is_none());
 }
 
+#[per_backend]
 pub async fn verify_checks_a_required_role(b: Backend) {
     let srv = TestServer::start(b).await;
     let user = srv.user("alzy").await;
@@ -58,6 +62,7 @@ pub async fn verify_checks_a_required_role(b: Backend) {
     assert_eq!(res.headers()["x-auth-roles"], "admin");
 }
 
+#[per_backend]
 pub async fn verify_applies_csrf_to_the_method_the_proxy_names(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;

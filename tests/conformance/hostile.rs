@@ -4,6 +4,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, PASSWORD, TestServer};
 
@@ -33,6 +34,7 @@ async fn assert_still_serving(srv: &TestServer) {
     assert_eq!(res.status(), StatusCode::OK, "the server stopped serving");
 }
 
+#[per_backend]
 pub async fn one_megabyte_bodies_and_chunked_bodies_are_413_and_the_connection_lives(b: Backend) {
     let srv = TestServer::start(b).await;
     let mb = 1024 * 1024;
@@ -81,6 +83,7 @@ pub async fn one_megabyte_bodies_and_chunked_bodies_are_413_and_the_connection_l
     assert_still_serving(&srv).await;
 }
 
+#[per_backend]
 pub async fn deeply_nested_json_is_refused_without_a_crash(b: Backend) {
     let srv = TestServer::start(b).await;
     for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
@@ -99,6 +102,7 @@ pub async fn deeply_nested_json_is_refused_without_a_crash(b: Backend) {
     assert_still_serving(&srv).await;
 }
 
+#[per_backend]
 pub async fn invalid_utf8_lone_surrogates_and_control_characters_in_every_string_field(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -177,6 +181,7 @@ pub async fn invalid_utf8_lone_surrogates_and_control_characters_in_every_string
     assert_still_serving(&srv).await;
 }
 
+#[per_backend]
 pub async fn huge_and_numerous_headers_are_4xx(b: Backend) {
     let srv = TestServer::start(b).await;
     // A 100 KB Authorization header.
@@ -197,6 +202,7 @@ pub async fn huge_and_numerous_headers_are_4xx(b: Backend) {
     assert_still_serving(&srv).await;
 }
 
+#[per_backend]
 pub async fn sql_and_like_wildcards_are_plain_text(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -240,6 +246,7 @@ pub async fn sql_and_like_wildcards_are_plain_text(b: Backend) {
     assert_eq!(me["username"], "alzy");
 }
 
+#[per_backend]
 pub async fn compressed_bodies_are_not_decompressed(b: Backend) {
     let srv = TestServer::start(b).await;
     // A gzip "bomb" header on a JSON body: we never decompress request bodies, so the
@@ -266,6 +273,7 @@ pub async fn compressed_bodies_are_not_decompressed(b: Backend) {
     assert!(res.headers().get("content-encoding").is_none());
 }
 
+#[per_backend]
 pub async fn five_hundred_slowloris_clients_are_cut_off_while_others_are_served(b: Backend) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     raise_open_file_limit();

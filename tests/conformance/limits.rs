@@ -3,6 +3,7 @@
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokengate::limits::Rate;
+use tokengate_test_macros::per_backend;
 
 use crate::common::{BAD_CREDENTIALS, Backend, PASSWORD, TestServer, jwt_parts};
 
@@ -45,6 +46,7 @@ async fn login_limited_server(b: Backend, count: u32) -> TestServer {
     .await
 }
 
+#[per_backend]
 pub async fn login_is_limited_per_ip(b: Backend) {
     let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
@@ -60,6 +62,7 @@ pub async fn login_is_limited_per_ip(b: Backend) {
     );
 }
 
+#[per_backend]
 pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: Backend) {
     let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
@@ -88,6 +91,7 @@ pub async fn limited_username_refuses_even_the_right_password_on_every_route(b: 
     );
 }
 
+#[per_backend]
 pub async fn a_locked_account_is_not_told_apart_through_its_email(b: Backend) {
     // A distributed attack on the username: probing addresses from elsewhere finds no
     // difference between the attacked account's and anyone else's (a 429 there would
@@ -126,6 +130,7 @@ pub async fn a_locked_account_is_not_told_apart_through_its_email(b: Backend) {
     );
 }
 
+#[per_backend]
 pub async fn one_network_guessing_locks_out_only_that_network(b: Backend) {
     let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
@@ -153,6 +158,7 @@ pub async fn one_network_guessing_locks_out_only_that_network(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn only_failed_logins_count(b: Backend) {
     let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
@@ -168,6 +174,7 @@ pub async fn only_failed_logins_count(b: Backend) {
     assert_limited(login_from(&srv, "203.0.113.30", "alzy", PASSWORD, false).await).await;
 }
 
+#[per_backend]
 pub async fn limit_lifts_when_the_window_passes(b: Backend) {
     // The test's clock moves the window: counted in this process (Redis counts on its
     // own clock, tested in scale_out.rs).
@@ -192,6 +199,7 @@ pub async fn limit_lifts_when_the_window_passes(b: Backend) {
     srv.login("alzy", PASSWORD).await;
 }
 
+#[per_backend]
 pub async fn refresh_is_limited_per_ip(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.limits.refresh = rate(2, 60)).await;
     let t = srv.user("alzy").await;
@@ -207,6 +215,7 @@ pub async fn refresh_is_limited_per_ip(b: Backend) {
     assert_limited(srv.refresh(&refresh).await).await;
 }
 
+#[per_backend]
 pub async fn forged_forwarded_for_is_ignored_by_default(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.limits.login = rate(3, 60)).await;
     srv.register("alzy").await;
@@ -218,6 +227,7 @@ pub async fn forged_forwarded_for_is_ignored_by_default(b: Backend) {
     assert_limited(login_from(&srv, "10.4.4.4", "alzy", PASSWORD, true).await).await;
 }
 
+#[per_backend]
 pub async fn session_ip_comes_from_trusted_proxies_only(b: Backend) {
     let plain = TestServer::start(b).await;
     plain.register("alzy").await;
@@ -241,6 +251,7 @@ pub async fn session_ip_comes_from_trusted_proxies_only(b: Backend) {
     assert_eq!(sessions[0]["id"], jwt_parts(&access).1["sid"]);
 }
 
+#[per_backend]
 pub async fn password_change_guesses_spend_the_sessions_own_budget(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.limits.login = rate(3, 60)).await;
     let thief = srv.user("alzy").await;
@@ -277,6 +288,7 @@ async fn login_with_device(srv: &TestServer, ip: &str, username: &str, password:
         .unwrap()
 }
 
+#[per_backend]
 pub async fn oversized_passwords_spend_no_username_budget(b: Backend) {
     let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
@@ -294,6 +306,7 @@ pub async fn oversized_passwords_spend_no_username_budget(b: Backend) {
     );
 }
 
+#[per_backend]
 pub async fn a_known_device_is_not_locked_out_by_strangers(b: Backend) {
     let srv = login_limited_server(b, 3).await;
     srv.register("alzy").await;
@@ -348,6 +361,7 @@ pub async fn a_known_device_is_not_locked_out_by_strangers(b: Backend) {
     assert_limited(login_with_device(&srv, "198.51.100.6", "alzy", PASSWORD, &mine).await).await;
 }
 
+#[per_backend]
 pub async fn register_is_limited_per_ip(b: Backend) {
     let srv = TestServer::start_with(b, |s| {
         s.limits.register = rate(2, 60);
@@ -377,6 +391,7 @@ pub async fn register_is_limited_per_ip(b: Backend) {
     );
 }
 
+#[per_backend]
 pub async fn ipv6_clients_share_a_budget_per_64(b: Backend) {
     let srv = login_limited_server(b, 2).await;
     srv.register("alzy").await;

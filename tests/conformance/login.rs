@@ -1,8 +1,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{AUDIENCE, Backend, ISSUER, PASSWORD, TestServer, jwt_parts};
 
+#[per_backend]
 pub async fn login_accepts_oauth2_form_and_json(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -35,6 +37,7 @@ pub async fn login_accepts_oauth2_form_and_json(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn login_unknown_user_and_wrong_password_look_the_same(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -51,6 +54,7 @@ pub async fn login_unknown_user_and_wrong_password_look_the_same(b: Backend) {
     assert!(answers.iter().all(|a| a == &answers[0]));
 }
 
+#[per_backend]
 pub async fn login_validation_errors(b: Backend) {
     let srv = TestServer::start(b).await;
     let res = srv
@@ -80,6 +84,7 @@ async fn token_form(srv: &TestServer, fields: &[(&str, &str)]) -> (StatusCode, V
 
 /// RFC 6749 section 6 at the advertised token endpoint: the refresh grant, with the
 /// rotation and reuse rules of `/auth/refresh`.
+#[per_backend]
 pub async fn token_endpoint_takes_the_refresh_grant(b: Backend) {
     let srv = TestServer::start(b).await;
     let first = srv.user("alzy").await;
@@ -115,6 +120,7 @@ pub async fn token_endpoint_takes_the_refresh_grant(b: Backend) {
     assert_eq!(srv.refresh(&t.refresh).await.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[per_backend]
 pub async fn token_endpoint_errors_carry_the_oauth2_error(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -154,6 +160,7 @@ pub async fn token_endpoint_errors_carry_the_oauth2_error(b: Backend) {
     assert_eq!(v, json!({"detail": "Invalid or expired refresh token"}));
 }
 
+#[per_backend]
 pub async fn access_token_has_the_contract_shape(b: Backend) {
     let srv = TestServer::start(b).await;
     let user = srv.register("alzy").await;
@@ -193,6 +200,7 @@ pub async fn access_token_has_the_contract_shape(b: Backend) {
     assert_ne!(c2["jti"], claims["jti"]);
 }
 
+#[per_backend]
 pub async fn me_returns_the_caller(b: Backend) {
     let srv = TestServer::start(b).await;
     let user = srv.register("alzy").await;
@@ -204,6 +212,7 @@ pub async fn me_returns_the_caller(b: Backend) {
     assert_eq!(me, user);
 }
 
+#[per_backend]
 pub async fn login_accepts_multipart_form_data(b: Backend) {
     // Browsers' FormData sends multipart; FastAPI's OAuth2PasswordRequestForm takes it.
     let srv = TestServer::start(b).await;
@@ -234,6 +243,7 @@ pub async fn login_accepts_multipart_form_data(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "no boundary");
 }
 
+#[per_backend]
 pub async fn json_sent_as_a_form_is_a_415_that_says_so(b: Backend) {
     // `curl -d '{...}'` sends JSON labelled as a form.
     let srv = TestServer::start(b).await;

@@ -1,8 +1,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token};
 
+#[per_backend]
 pub async fn logout_kills_the_session_not_only_the_token(b: Backend) {
     let srv = TestServer::start(b).await;
     let first = srv.user("alzy").await;
@@ -18,6 +20,7 @@ pub async fn logout_kills_the_session_not_only_the_token(b: Backend) {
     assert_invalid_token(srv.post_auth("/auth/logout", &second.access, None).await).await;
 }
 
+#[per_backend]
 pub async fn logout_leaves_other_sessions_alive(b: Backend) {
     let srv = TestServer::start(b).await;
     let phone = srv.user("alzy").await;
@@ -34,6 +37,7 @@ pub async fn logout_leaves_other_sessions_alive(b: Backend) {
     assert_eq!(srv.refresh(&laptop.refresh).await.status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn logout_with_refresh_token_of_another_session(b: Backend) {
     let srv = TestServer::start(b).await;
     let a = srv.user("alzy").await;
@@ -64,6 +68,7 @@ pub async fn logout_with_refresh_token_of_another_session(b: Backend) {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+#[per_backend]
 pub async fn logout_all_kills_every_session(b: Backend) {
     let srv = TestServer::start(b).await;
     let sessions = [
@@ -84,6 +89,7 @@ pub async fn logout_all_kills_every_session(b: Backend) {
     assert_eq!(srv.me_status(&again.access).await, StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn logout_requires_a_valid_token(b: Backend) {
     let srv = TestServer::start(b).await;
     for path in ["/auth/logout", "/auth/logout-all", "/auth/password"] {
@@ -94,6 +100,7 @@ pub async fn logout_requires_a_valid_token(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn a_revocation_on_another_instance_holds_within_a_second(b: Backend) {
     // Two instances on one database (on SQLite: another process, such as the operator's
     // `tokengate user deactivate`, writes the same file).
@@ -128,6 +135,7 @@ pub async fn a_revocation_on_another_instance_holds_within_a_second(b: Backend) 
     }
 }
 
+#[per_backend]
 pub async fn logout_takes_no_body_or_a_json_null(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -185,6 +193,7 @@ async fn break_the_revocation_log(srv: &TestServer) {
     }
 }
 
+#[per_backend]
 pub async fn a_logout_that_cannot_be_logged_is_a_503_and_changes_nothing(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;

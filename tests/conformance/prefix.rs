@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, PASSWORD, TestServer, Tokens};
 
@@ -12,6 +13,7 @@ async fn prefixed(b: Backend) -> TestServer {
     TestServer::start_with(b, |s| s.http.path_prefix = PREFIX.into()).await
 }
 
+#[per_backend]
 pub async fn the_main_flow_works_under_a_path_prefix(b: Backend) {
     let srv = prefixed(b).await;
     // register, log in (form), /me, refresh on both endpoints, sessions, logout.
@@ -85,6 +87,7 @@ pub async fn the_main_flow_works_under_a_path_prefix(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn nothing_answers_outside_the_path_prefix(b: Backend) {
     let srv = prefixed(b).await;
     srv.register("alzy").await;

@@ -1,10 +1,12 @@
 use std::collections::HashSet;
+use tokengate_test_macros::per_backend;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::{Backend, TestServer, Tokens, assert_invalid_token, jwt_parts};
 
+#[per_backend]
 pub async fn refresh_rotates_and_old_token_dies(b: Backend) {
     let srv = TestServer::start(b).await;
     let first = srv.user("alzy").await;
@@ -24,6 +26,7 @@ pub async fn refresh_rotates_and_old_token_dies(b: Backend) {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn refresh_reuse_revokes_the_whole_session(b: Backend) {
     let srv = TestServer::start(b).await;
     let first = srv.user("alzy").await;
@@ -40,6 +43,7 @@ pub async fn refresh_reuse_revokes_the_whole_session(b: Backend) {
     assert_eq!(srv.refresh(&other_device.refresh).await.status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn parallel_refresh_issues_exactly_one_pair(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -68,6 +72,7 @@ pub async fn parallel_refresh_issues_exactly_one_pair(b: Backend) {
     assert_invalid_token(srv.refresh(&winner.refresh).await).await;
 }
 
+#[per_backend]
 pub async fn refresh_token_expires(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.refresh_ttl_secs = 3600).await;
     let t = srv.user("alzy").await;
@@ -84,6 +89,7 @@ pub async fn refresh_token_expires(b: Backend) {
     assert_invalid_token(srv.refresh(&last.refresh).await).await;
 }
 
+#[per_backend]
 pub async fn refresh_refuses_malformed_and_unknown_tokens(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -105,6 +111,7 @@ pub async fn refresh_refuses_malformed_and_unknown_tokens(b: Backend) {
     assert_eq!(srv.refresh(&t.refresh).await.status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn refresh_validation_errors(b: Backend) {
     let srv = TestServer::start(b).await;
     for body in [json!({}), json!({"refresh_token": 5}), json!({"token": "x"})] {
@@ -115,6 +122,7 @@ pub async fn refresh_validation_errors(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn access_token_expires_and_refresh_renews_it(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.access_ttl_secs = 2).await;
     let t = srv.user("alzy").await;
@@ -128,6 +136,7 @@ pub async fn access_token_expires_and_refresh_renews_it(b: Backend) {
     assert_eq!(srv.me_status(v["access_token"].as_str().unwrap()).await, StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn sessions_end_at_their_absolute_lifetime(b: Backend) {
     // 7-day refresh tokens, 30-day sessions (the defaults): refreshing every 6 days
     // keeps a session going only until 30 days after its login.
@@ -156,6 +165,7 @@ pub async fn sessions_end_at_their_absolute_lifetime(b: Backend) {
     assert_eq!(srv.refresh(&again.refresh).await.status(), StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn the_session_lifetime_is_configurable(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.session_max_lifetime_secs = 3600).await;
     let t = srv.user("alzy").await;
@@ -188,6 +198,7 @@ async fn refresh_in_parallel(srv: &TestServer, token: &str) -> Vec<(StatusCode, 
     out
 }
 
+#[per_backend]
 pub async fn reuse_grace_gives_parallel_refreshes_one_successor(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
     let t = srv.user("alzy").await;
@@ -204,6 +215,7 @@ pub async fn reuse_grace_gives_parallel_refreshes_one_successor(b: Backend) {
     assert_eq!(srv.me_status(&next.access).await, StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn reuse_after_the_grace_revokes_the_session(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
     let t = srv.user("alzy").await;
@@ -219,6 +231,7 @@ pub async fn reuse_after_the_grace_revokes_the_session(b: Backend) {
     assert_invalid_token(srv.refresh(&second.refresh).await).await;
 }
 
+#[per_backend]
 pub async fn reuse_grace_covers_only_the_token_spent_last(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
     let t = srv.user("alzy").await;
@@ -231,6 +244,7 @@ pub async fn reuse_grace_covers_only_the_token_spent_last(b: Backend) {
     assert_invalid_token(srv.refresh(&third.refresh).await).await;
 }
 
+#[per_backend]
 pub async fn reuse_grace_never_revives_a_revoked_session(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.tokens.refresh_reuse_grace_secs = 2).await;
     let t = srv.user("alzy").await;

@@ -1,10 +1,12 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token};
 
 /// State built, server stopped, started again on the same database (and the secret
 /// it generated beside it): tokens, rotations, revocations and passwords all hold.
+#[per_backend]
 pub async fn state_survives_a_restart(b: Backend) {
     // On SQLite, the secret is the one generated beside the database file; a shared
     // database needs a configured one.

@@ -1,5 +1,6 @@
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokengate_test_macros::per_backend;
 
 use crate::common::{Backend, PASSWORD, TestServer, Tokens, assert_invalid_token, jwt_parts};
 
@@ -13,6 +14,7 @@ fn sid(t: &Tokens) -> String {
     jwt_parts(&t.access).1["sid"].as_str().unwrap().to_owned()
 }
 
+#[per_backend]
 pub async fn sessions_list_marks_current_and_hides_dead_ones(b: Backend) {
     let srv = TestServer::start(b).await;
     let phone = srv.user("alzy").await;
@@ -53,6 +55,7 @@ pub async fn sessions_list_marks_current_and_hides_dead_ones(b: Backend) {
     assert!(!sessions.iter().any(|s| s["id"] == sid(&gone).as_str()));
 }
 
+#[per_backend]
 pub async fn sessions_last_used_moves_on_refresh(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -71,6 +74,7 @@ pub async fn sessions_last_used_moves_on_refresh(b: Backend) {
     assert_eq!(now[0]["id"], sid(&fresh).as_str());
 }
 
+#[per_backend]
 pub async fn revoking_a_session_kills_it_at_once(b: Backend) {
     let srv = TestServer::start(b).await;
     let phone = srv.user("alzy").await;
@@ -89,6 +93,7 @@ pub async fn revoking_a_session_kills_it_at_once(b: Backend) {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
+#[per_backend]
 pub async fn another_users_session_is_not_found_and_stays_alive(b: Backend) {
     let srv = TestServer::start(b).await;
     let alzy = srv.user("alzy").await;
@@ -136,6 +141,7 @@ async fn login_as(srv: &TestServer, path: &str, user_agent: &str, fields: &[(&st
 const CHROME: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.8078.73 Safari/537.36";
 
+#[per_backend]
 pub async fn sessions_show_a_given_device_name_or_one_read_from_the_user_agent(b: Backend) {
     let srv = TestServer::start(b).await;
     let me = srv.user("alzy").await;
@@ -187,6 +193,7 @@ pub async fn sessions_show_a_given_device_name_or_one_read_from_the_user_agent(b
     assert!(curls.iter().all(|s| s["device_name"].is_null()));
 }
 
+#[per_backend]
 pub async fn a_device_name_over_64_characters_or_with_control_characters_is_a_422(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -227,6 +234,7 @@ pub async fn a_device_name_over_64_characters_or_with_control_characters_is_a_42
     assert_eq!(status, StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn session_ip_keeps_the_address_its_network_or_nothing(b: Backend) {
     use tokengate::auth::SessionIp;
     for (policy, want) in [

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokengate::crypto::keygen;
 use tokengate::crypto::keys::SigningAlgorithm;
+use tokengate_test_macros::per_backend;
 
 use crate::common::{AUDIENCE, Backend, ISSUER, PASSWORD, TEST_SECRET, TestServer, assert_invalid_token, jwt_parts};
 
@@ -50,6 +51,7 @@ async fn sign_with_stored(srv: &TestServer, kid: &str, header: Header, claims: &
     jsonwebtoken::encode(&header, claims, &loaded.encoding).unwrap()
 }
 
+#[per_backend]
 pub async fn asymmetric_tokens_verify_through_the_jwks(b: Backend) {
     for (alg, name) in ASYMMETRIC {
         let srv = server(b, alg).await;
@@ -100,6 +102,7 @@ pub async fn asymmetric_tokens_verify_through_the_jwks(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn rotation_keeps_old_tokens_valid_then_retires_the_key(b: Backend) {
     for (alg, _) in ASYMMETRIC {
         let srv = server(b, alg).await;
@@ -155,6 +158,7 @@ pub async fn rotation_keeps_old_tokens_valid_then_retires_the_key(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn algorithm_confusion_is_refused(b: Backend) {
     for (alg, _) in ASYMMETRIC {
         let srv = server(b, alg).await;
@@ -195,6 +199,7 @@ pub async fn algorithm_confusion_is_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn forged_kid_jku_and_jwk_headers_are_refused(b: Backend) {
     let srv = server(b, SigningAlgorithm::EdDsa).await;
     let t = srv.user("alzy").await;
@@ -243,6 +248,7 @@ pub async fn forged_kid_jku_and_jwk_headers_are_refused(b: Backend) {
     );
 }
 
+#[per_backend]
 pub async fn hs256_publishes_no_key_and_discovery_describes_the_server(b: Backend) {
     let srv = TestServer::start(b).await;
     assert_eq!(srv.get_json("/.well-known/jwks.json").await, json!({"keys": []}));
@@ -265,6 +271,7 @@ pub async fn hs256_publishes_no_key_and_discovery_describes_the_server(b: Backen
     assert_eq!(fetched["keys"].as_array().unwrap().len(), 1);
 }
 
+#[per_backend]
 pub async fn instances_on_one_database_share_keys_and_rotations(b: Backend) {
     let a = server(b, SigningAlgorithm::Es256).await;
     let mut settings = a.settings.clone();
@@ -293,6 +300,7 @@ pub async fn instances_on_one_database_share_keys_and_rotations(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn revoking_a_retired_key_ends_it_at_once(b: Backend) {
     let srv = server(b, SigningAlgorithm::EdDsa).await;
     let t = srv.user("alzy").await;
@@ -330,6 +338,7 @@ async fn discovery_for_a_forged_host(srv: &TestServer) -> Value {
         .unwrap()
 }
 
+#[per_backend]
 pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
     let srv = TestServer::start(b).await;
     let conf = discovery_for_a_forged_host(&srv).await;
@@ -340,6 +349,7 @@ pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
     assert_eq!(conf["token_endpoint"], "https://auth.example.com/auth/login");
 }
 
+#[per_backend]
 pub async fn switching_from_hs256_accepts_previous_secret_tokens(b: Backend) {
     let hs = TestServer::start(b).await;
     let t = hs.user("alzy").await;

@@ -6,6 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{
     Backend, PASSWORD, TEST_SECRET, TestServer, assert_invalid_token, assert_refused_because, jwt_parts,
@@ -32,6 +33,7 @@ async fn refused(srv: &TestServer, token: &str) {
     assert_invalid_token(srv.get_auth("/me", token).await).await;
 }
 
+#[per_backend]
 pub async fn missing_or_non_bearer_credentials_are_not_authenticated(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -52,6 +54,7 @@ pub async fn missing_or_non_bearer_credentials_are_not_authenticated(b: Backend)
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+#[per_backend]
 pub async fn resigned_genuine_claims_are_accepted(b: Backend) {
     // The control for every test below: the forging itself is right.
     let srv = TestServer::start(b).await;
@@ -59,6 +62,7 @@ pub async fn resigned_genuine_claims_are_accepted(b: Backend) {
     assert_eq!(srv.me_status(&sign_good(&kid, &claims)).await, StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn alg_none_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
@@ -73,6 +77,7 @@ pub async fn alg_none_is_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn other_algorithm_with_the_same_secret_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
@@ -81,6 +86,7 @@ pub async fn other_algorithm_with_the_same_secret_is_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn guessed_key_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
@@ -89,6 +95,7 @@ pub async fn guessed_key_is_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn unknown_or_missing_kid_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (_, claims) = genuine(&srv).await;
@@ -105,6 +112,7 @@ pub async fn unknown_or_missing_kid_is_refused(b: Backend) {
     .await;
 }
 
+#[per_backend]
 pub async fn wrong_issuer_or_audience_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
@@ -119,6 +127,7 @@ pub async fn wrong_issuer_or_audience_is_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn wrong_token_type_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
@@ -129,6 +138,7 @@ pub async fn wrong_token_type_is_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn missing_claims_are_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
@@ -140,6 +150,7 @@ pub async fn missing_claims_are_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn mistyped_claims_are_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;
@@ -167,6 +178,7 @@ pub async fn mistyped_claims_are_refused(b: Backend) {
     refused(&srv, &sign_good(&kid, &c)).await;
 }
 
+#[per_backend]
 pub async fn tampered_payload_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -188,6 +200,7 @@ pub async fn tampered_payload_is_refused(b: Backend) {
     refused(&srv, &format!("{}.{}.{}", parts[0], parts[1], sig)).await;
 }
 
+#[per_backend]
 pub async fn expired_token_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -197,6 +210,7 @@ pub async fn expired_token_is_refused(b: Backend) {
     refused(&srv, &t.access).await;
 }
 
+#[per_backend]
 pub async fn not_yet_valid_token_is_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, mut claims) = genuine(&srv).await;
@@ -204,6 +218,7 @@ pub async fn not_yet_valid_token_is_refused(b: Backend) {
     refused(&srv, &sign_good(&kid, &claims)).await;
 }
 
+#[per_backend]
 pub async fn garbage_tokens_are_refused(b: Backend) {
     let srv = TestServer::start(b).await;
     let long = "a".repeat(20_000);
@@ -221,6 +236,7 @@ pub async fn garbage_tokens_are_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn token_in_query_string_is_ignored(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("alzy").await;
@@ -235,6 +251,7 @@ pub async fn token_in_query_string_is_ignored(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn previous_secret_still_verifies(b: Backend) {
     // Tokens signed with the old secret keep working after a rotation that lists it
     // in TOKENGATE_PREVIOUS_SECRET_KEYS; new tokens use the new secret's kid.
@@ -270,6 +287,7 @@ pub async fn previous_secret_still_verifies(b: Backend) {
     assert_eq!(forgot.me_status(&t.access).await, StatusCode::OK);
 }
 
+#[per_backend]
 pub async fn crit_header_is_refused(b: Backend) {
     // RFC 7515 §4.1.11: a `crit` extension we do not understand makes the token invalid,
     // even when everything else about it is genuine.
@@ -284,6 +302,7 @@ pub async fn crit_header_is_refused(b: Backend) {
     }
 }
 
+#[per_backend]
 pub async fn refusals_say_why_in_the_challenge(b: Backend) {
     let srv = TestServer::start(b).await;
     let (kid, claims) = genuine(&srv).await;

@@ -4,6 +4,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokengate_test_macros::per_backend;
 
 use crate::common::{BAD_CREDENTIALS, Backend, PASSWORD, TestServer, jwt_parts};
 
@@ -17,6 +18,7 @@ async fn form_login(srv: &TestServer, path: &str, username: &str, password: &str
         .unwrap()
 }
 
+#[per_backend]
 pub async fn the_tutorials_urls_are_served_and_documented(b: Backend) {
     let srv = TestServer::start(b).await;
     srv.register("alzy").await;
@@ -57,6 +59,7 @@ pub async fn the_tutorials_urls_are_served_and_documented(b: Backend) {
     );
 }
 
+#[per_backend]
 pub async fn the_tutorials_urls_follow_the_path_prefix(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.http.path_prefix = "/api/v1".into()).await;
     srv.register("alzy").await;
@@ -77,6 +80,7 @@ pub async fn the_tutorials_urls_follow_the_path_prefix(b: Backend) {
     assert_eq!(outside.status(), StatusCode::NOT_FOUND);
 }
 
+#[per_backend]
 pub async fn access_tokens_name_the_user(b: Backend) {
     let srv = TestServer::start(b).await;
     let user = srv.register("Alzy.Dev").await;
@@ -87,6 +91,7 @@ pub async fn access_tokens_name_the_user(b: Backend) {
     assert_eq!(claims["sub"], user["id"]);
 }
 
+#[per_backend]
 pub async fn users_log_in_with_their_email_too(b: Backend) {
     let srv = TestServer::start(b).await;
     let user = srv.register("alzy").await;

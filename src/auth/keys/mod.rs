@@ -238,8 +238,18 @@ impl KeyService {
             });
         }
         let key = new_key(alg, now, now)?;
-        self.store.add_active_key(self.sealed(key.clone())?).await?;
-        Ok(key)
+        match self.store.add_active_key(self.sealed(key.clone())?).await {
+            Ok(()) => Ok(key),
+            // Another `keys generate` (or a start) got there first.
+            Err(StoreError::Conflict) => match self.active().await? {
+                Some(active) => Err(KeyError::ActiveKeyExists {
+                    kid: active.kid,
+                    algorithm: active.algorithm,
+                }),
+                None => Err(StoreError::Conflict.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Make a new active key, retiring the active one as `mode` says. A key that signs at
@@ -364,6 +374,11 @@ impl AuthService {
 
     /// Revoke key `kid` (the operator's `keys revoke`), then reload.
     pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), AuthError> {
+        // An instance signing with HS256 (or an operator command's throwaway ring) has
+        // no stored keys of its own to revoke.
+        if !matches!(self.key_mode, KeyMode::Stored { .. }) {
+            return Err(AuthError::internal(KeyError::Hs256HasNoStoredKeys));
+        }
         self.keys
             .revoke(kid, self.clock.now())
             .await

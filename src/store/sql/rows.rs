@@ -80,9 +80,17 @@ impl<D: Dialect> Rows<D> {
         Ok(StoredKey {
             kid: Self::text(row, "kid")?,
             algorithm: {
+                // Only asymmetric keys are ever stored (HS256 is configuration).
                 let name = Self::text(row, "algorithm")?;
                 SigningAlgorithm::from_jose(&name)
-                    .ok_or_else(|| StoreError::Backend(format!("unknown key algorithm {name:?} in database")))?
+                    .filter(|a| *a != SigningAlgorithm::Hs256)
+                    .ok_or_else(|| {
+                        let kid = Self::text(row, "kid").unwrap_or_default();
+                        StoreError::Backend(format!(
+                            "signing key {kid:?} has an unknown algorithm {name:?} (the signing_keys table was changed \
+                             by hand?)"
+                        ))
+                    })?
             },
             private_der: Self::base64(row, "private_key")?,
             active: Self::text(row, "state")? == "active",
