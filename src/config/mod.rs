@@ -2,9 +2,7 @@
 //! into typed values. A bad value is one line naming the variable to fix.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use clap::Args;
 use ipnet::IpNet;
 
 use crate::crypto::keys::SigningAlgorithm;
@@ -14,7 +12,10 @@ use crate::http::ConnectionLimits;
 use crate::limits::Rate;
 use crate::store::{DatabaseUrl, StoreSettings};
 
+mod declare;
 pub mod environment;
+
+use declare::settings;
 
 pub use crate::crypto::secret_strength::check_secret;
 
@@ -122,190 +123,100 @@ pub struct LimitSettings {
 }
 
 impl Default for Settings {
+    /// Every declared default (a configuration that sets nothing).
     fn default() -> Self {
-        let per_minute = |count| Rate { count, window_secs: 60 };
-        Self {
-            http: HttpSettings {
-                bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
-                public_url: None,
-                path_prefix: String::new(),
-                cookie_secure: true,
-                cors_origins: Vec::new(),
-                trusted_proxies: Vec::new(),
-                connections: ConnectionLimits::default(),
-                metrics_bind: None,
-                metrics_token: None,
-            },
-            store: StoreSettings {
-                database_url: DatabaseUrl::Sqlite {
-                    path: PathBuf::from("tokengate.db"),
-                },
-                pool_size: 10,
-                connect_timeout_secs: 5,
-            },
-            redis: RedisSettings {
-                url: None,
-                prefix: "tokengate:".into(),
-            },
-            tokens: TokenSettings {
-                algorithm: None,
-                secret_key: None,
-                previous_secret_keys: Vec::new(),
-                issuer: "tokengate".into(),
-                audience: "tokengate".into(),
-                access_ttl_secs: 15 * 60,
-                refresh_ttl_secs: 7 * 24 * 3600,
-                session_max_lifetime_secs: 30 * 24 * 3600,
-                refresh_reuse_grace_secs: 0,
-                session_ip: crate::auth::SessionIp::Full,
-            },
-            limits: LimitSettings {
-                login: per_minute(10),
-                refresh: per_minute(60),
-                register: per_minute(5),
-                hash_queue_max: 64,
-                bcrypt_max_cost: crate::crypto::passwords::DEFAULT_BCRYPT_MAX_COST,
-            },
-            argon2: Argon2Params::default(),
-            log_format: LogFormat::Pretty,
-            otlp_endpoint: None,
-            encryption: EncryptionSettings::default(),
-        }
+        RawSettings::default()
+            .validate()
+            .expect("every declared default is valid (config::tests)")
     }
 }
 
-/// The raw values, as flags or `TOKENGATE_*` variables (clap reads both; `.env` is
-/// loaded into the environment before). Kept as strings so that validation, not clap,
-/// words the error.
-#[derive(Args, Debug, Default, Clone)]
-pub struct RawSettings {
-    /// Address to listen on [default: 127.0.0.1:8000]
-    #[arg(long, env = "TOKENGATE_BIND")]
-    pub bind: Option<String>,
-    /// sqlite://FILE or postgres://... [default: sqlite://tokengate.db]
-    #[arg(long, env = "TOKENGATE_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Database connections at most (PostgreSQL) [default: 10]
-    #[arg(long, env = "TOKENGATE_DB_POOL_SIZE")]
-    pub db_pool_size: Option<String>,
-    /// Time to open a database connection [default: 5s]
-    #[arg(long, env = "TOKENGATE_DB_CONNECT_TIMEOUT")]
-    pub db_connect_timeout: Option<String>,
+settings! {
+    /// Address to listen on
+    bind: SocketAddr = one("TOKENGATE_BIND", "127.0.0.1:8000", parse_bind);
+    /// sqlite://FILE or postgres://...
+    database_url: DatabaseUrl = one("TOKENGATE_DATABASE_URL", hide_env_values, "sqlite://tokengate.db", DatabaseUrl::parse);
+    /// Database connections at most (PostgreSQL)
+    db_pool_size: u32 = one("TOKENGATE_DB_POOL_SIZE", "10", |v| parse_in_range(v, 1, 1000));
+    /// Time to open a database connection
+    db_connect_timeout: u64 = one("TOKENGATE_DB_CONNECT_TIMEOUT", "5s", parse_duration);
     /// redis://... for shared revocation and rate limits across instances
-    #[arg(long, env = "TOKENGATE_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key [default: tokengate:]
-    #[arg(long, env = "TOKENGATE_REDIS_PREFIX")]
-    pub redis_prefix: Option<String>,
+    redis_url: String = maybe("TOKENGATE_REDIS_URL", hide_env_values, "", parse_redis_url);
+    /// Prefix of every Redis key
+    redis_prefix: String = one("TOKENGATE_REDIS_PREFIX", "tokengate:", parse_redis_prefix);
     /// HS256 (default), EdDSA, ES256 or RS256
-    #[arg(long, env = "TOKENGATE_ALGORITHM")]
-    pub algorithm: Option<String>,
+    algorithm: SigningAlgorithm = maybe("TOKENGATE_ALGORITHM", "", parse_algorithm);
     /// HS256 secret, at least 32 bytes [default: generated and kept beside the SQLite file]
-    #[arg(long, env = "TOKENGATE_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    secret_key: Secret = maybe("TOKENGATE_SECRET_KEY", hide_env_values, "", check_secret);
     /// Comma-separated HS256 secrets still accepted for verification
-    #[arg(long, env = "TOKENGATE_PREVIOUS_SECRET_KEYS", hide_env_values = true)]
-    pub previous_secret_keys: Option<String>,
+    previous_secret_keys: Secret = list("TOKENGATE_PREVIOUS_SECRET_KEYS", hide_env_values, "", check_secret);
     /// 32 random bytes, base64 (openssl rand -base64 32): private keys and server secrets are stored encrypted [default: stored unencrypted]
-    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<String>,
+    encryption_key: Secret = maybe("TOKENGATE_ENCRYPTION_KEY", hide_env_values, "", parse_encryption_key);
     /// A file holding TOKENGATE_ENCRYPTION_KEY (e.g. a mounted secret)
-    #[arg(long, env = "TOKENGATE_ENCRYPTION_KEY_FILE")]
-    pub encryption_key_file: Option<String>,
+    encryption_key_file: String = maybe("TOKENGATE_ENCRYPTION_KEY_FILE", "", |v| Ok(v.to_owned()));
     /// Comma-separated earlier encryption keys, still opened (for `tokengate keys reencrypt`)
-    #[arg(long, env = "TOKENGATE_PREVIOUS_ENCRYPTION_KEYS", hide_env_values = true)]
-    pub previous_encryption_keys: Option<String>,
+    previous_encryption_keys: Secret = list("TOKENGATE_PREVIOUS_ENCRYPTION_KEYS", hide_env_values, "", parse_encryption_key);
     /// Serve /metrics (no token) on this private address, e.g. 10.0.0.5:9100 [default: none]
-    #[arg(long, env = "TOKENGATE_METRICS_BIND")]
-    pub metrics_bind: Option<String>,
+    metrics_bind: SocketAddr = maybe("TOKENGATE_METRICS_BIND", "", parse_metrics_bind);
     /// Bearer token for /metrics on the main address (at least 32 characters); unset: 404 there
-    #[arg(long, env = "TOKENGATE_METRICS_TOKEN", hide_env_values = true)]
-    pub metrics_token: Option<String>,
+    metrics_token: Secret = maybe("TOKENGATE_METRICS_TOKEN", hide_env_values, "", parse_metrics_token);
     /// External base URL, e.g. https://auth.example.com [default: http://BIND]
-    #[arg(long, env = "TOKENGATE_PUBLIC_URL")]
-    pub public_url: Option<String>,
+    public_url: String = maybe("TOKENGATE_PUBLIC_URL", "", parse_public_url);
     /// Mount every route under this path, e.g. /api/v1 [default: none]
-    #[arg(long, env = "TOKENGATE_PATH_PREFIX")]
-    pub path_prefix: Option<String>,
-    /// `iss` claim [default: tokengate]
-    #[arg(long, env = "TOKENGATE_ISSUER")]
-    pub issuer: Option<String>,
-    /// `aud` claim [default: tokengate]
-    #[arg(long, env = "TOKENGATE_AUDIENCE")]
-    pub audience: Option<String>,
-    /// Access token lifetime, e.g. 2s, 10m, 1h [default: 15m]
-    #[arg(long, env = "TOKENGATE_ACCESS_TTL")]
-    pub access_ttl: Option<String>,
-    /// Refresh token lifetime [default: 7d]
-    #[arg(long, env = "TOKENGATE_REFRESH_TTL")]
-    pub refresh_ttl: Option<String>,
-    /// A session ends this long after login, however often it refreshes [default: 30d]
-    #[arg(long, env = "TOKENGATE_SESSION_MAX_LIFETIME")]
-    pub session_max_lifetime: Option<String>,
+    path_prefix: String = one("TOKENGATE_PATH_PREFIX", "", parse_path_prefix);
+    /// `iss` claim
+    issuer: String = one("TOKENGATE_ISSUER", "tokengate", |v| Ok(v.to_owned()));
+    /// `aud` claim
+    audience: String = one("TOKENGATE_AUDIENCE", "tokengate", |v| Ok(v.to_owned()));
+    /// Access token lifetime, e.g. 2s, 10m, 1h
+    access_ttl: u64 = one("TOKENGATE_ACCESS_TTL", "15m", parse_duration);
+    /// Refresh token lifetime
+    refresh_ttl: u64 = one("TOKENGATE_REFRESH_TTL", "7d", parse_duration);
+    /// A session ends this long after login, however often it refreshes
+    session_max_lifetime: u64 = one("TOKENGATE_SESSION_MAX_LIFETIME", "30d", parse_duration);
     /// Seconds after a rotation in which the spent token gets the same successor again
-    /// (two tabs, a retried request) instead of revoking the session; at most 60s [default: 0s]
-    #[arg(long, env = "TOKENGATE_REFRESH_REUSE_GRACE")]
-    pub refresh_reuse_grace: Option<String>,
-    /// What a session keeps of the client's IP: full, prefix (/24, /48) or none [default: full]
-    #[arg(long, env = "TOKENGATE_SESSION_IP")]
-    pub session_ip: Option<String>,
-    /// Secure attribute on cookies; false only for plain-HTTP local development [default: true]
-    #[arg(long, env = "TOKENGATE_COOKIE_SECURE")]
-    pub cookie_secure: Option<String>,
+    /// (two tabs, a retried request) instead of revoking the session; at most 60s
+    refresh_reuse_grace: u64 = one("TOKENGATE_REFRESH_REUSE_GRACE", "0s", parse_reuse_grace);
+    /// What a session keeps of the client's IP: full, prefix (/24, /48) or none
+    session_ip: crate::auth::SessionIp = one("TOKENGATE_SESSION_IP", "full", parse_session_ip);
+    /// Secure attribute on cookies; false only for plain-HTTP local development
+    cookie_secure: bool = one("TOKENGATE_COOKIE_SECURE", "true", parse_bool);
     /// Comma-separated exact origins allowed by CORS
-    #[arg(long, env = "TOKENGATE_CORS_ORIGINS")]
-    pub cors_origins: Option<String>,
-    /// Login attempts per IP and per username, N/WINDOW [default: 10/1m]
-    #[arg(long, env = "TOKENGATE_LOGIN_RATE")]
-    pub login_rate: Option<String>,
-    /// Refreshes per IP, N/WINDOW [default: 60/1m]
-    #[arg(long, env = "TOKENGATE_REFRESH_RATE")]
-    pub refresh_rate: Option<String>,
-    /// Registrations per IP, N/WINDOW [default: 5/1m]
-    #[arg(long, env = "TOKENGATE_REGISTER_RATE")]
-    pub register_rate: Option<String>,
+    cors_origins: String = list("TOKENGATE_CORS_ORIGINS", "", parse_origin);
+    /// Login attempts per IP and per username, N/WINDOW
+    login_rate: Rate = one("TOKENGATE_LOGIN_RATE", "10/1m", parse_rate);
+    /// Refreshes per IP, N/WINDOW
+    refresh_rate: Rate = one("TOKENGATE_REFRESH_RATE", "60/1m", parse_rate);
+    /// Registrations per IP, N/WINDOW
+    register_rate: Rate = one("TOKENGATE_REGISTER_RATE", "5/1m", parse_rate);
     /// Comma-separated CIDRs whose X-Forwarded-For is believed [default: none]
-    #[arg(long, env = "TOKENGATE_TRUSTED_PROXIES")]
-    pub trusted_proxies: Option<String>,
-    /// json or pretty [default: pretty]
-    #[arg(long, env = "TOKENGATE_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    trusted_proxies: IpNet = list("TOKENGATE_TRUSTED_PROXIES", "", parse_cidr);
+    /// json or pretty
+    log_format: LogFormat = one("TOKENGATE_LOG_FORMAT", "pretty", parse_log_format);
     /// OTLP/HTTP collector, e.g. http://127.0.0.1:4318: export traces there [default: off]
-    #[arg(long, env = "TOKENGATE_OTLP_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
-    /// argon2id memory cost in KiB [default: 19456]
-    #[arg(long, env = "TOKENGATE_ARGON2_MEMORY_KIB")]
-    pub argon2_memory_kib: Option<String>,
-    /// argon2id iterations [default: 2]
-    #[arg(long, env = "TOKENGATE_ARGON2_ITERATIONS")]
-    pub argon2_iterations: Option<String>,
-    /// argon2id lanes [default: 1]
-    #[arg(long, env = "TOKENGATE_ARGON2_PARALLELISM")]
-    pub argon2_parallelism: Option<String>,
-    /// Password hashes that may wait for a core before 503 [default: 64]
-    #[arg(long, env = "TOKENGATE_HASH_QUEUE")]
-    pub hash_queue: Option<String>,
-    /// Imported bcrypt hashes above this cost are refused (and never verified) [default: 14]
-    #[arg(long, env = "TOKENGATE_BCRYPT_MAX_COST")]
-    pub bcrypt_max_cost: Option<String>,
-    /// Time a client has to send a request's headers; also the keep-alive idle timeout [default: 10s]
-    #[arg(long, env = "TOKENGATE_HEADER_TIMEOUT")]
-    pub header_timeout: Option<String>,
-    /// Time a request's body and answer may take before 408 [default: 30s]
-    #[arg(long, env = "TOKENGATE_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<String>,
-    /// Open connections at most [default: 4096]
-    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS")]
-    pub max_connections: Option<String>,
-    /// Open connections from one client network at most; trusted proxies exempt [default: 256]
-    #[arg(long, env = "TOKENGATE_MAX_CONNECTIONS_PER_CLIENT")]
-    pub max_connections_per_client: Option<String>,
-    /// Requests one connection serves before it is closed [default: 1000]
-    #[arg(long, env = "TOKENGATE_MAX_REQUESTS_PER_CONNECTION")]
-    pub max_requests_per_connection: Option<String>,
-    /// How long one connection may stay open [default: 5m]
-    #[arg(long, env = "TOKENGATE_MAX_CONNECTION_AGE")]
-    pub max_connection_age: Option<String>,
+    otlp_endpoint: String = maybe("TOKENGATE_OTLP_ENDPOINT", "", parse_otlp_endpoint);
+    /// argon2id memory cost in KiB
+    argon2_memory_kib: u32 = one("TOKENGATE_ARGON2_MEMORY_KIB", "19456", |v| parse_in_range(v, 8, 4 * 1024 * 1024));
+    /// argon2id iterations
+    argon2_iterations: u32 = one("TOKENGATE_ARGON2_ITERATIONS", "2", |v| parse_in_range(v, 1, 100));
+    /// argon2id lanes
+    argon2_parallelism: u32 = one("TOKENGATE_ARGON2_PARALLELISM", "1", |v| parse_in_range(v, 1, 64));
+    /// Password hashes that may wait for a core before 503
+    hash_queue: usize = one("TOKENGATE_HASH_QUEUE", "64", |v| parse_in_range(v, 1, 100_000).map(|n| n as usize));
+    /// Imported bcrypt hashes above this cost are refused (and never verified)
+    bcrypt_max_cost: u32 = one("TOKENGATE_BCRYPT_MAX_COST", "14", |v| parse_in_range(v, 4, 31));
+    /// Time a client has to send a request's headers; also the keep-alive idle timeout
+    header_timeout: u64 = one("TOKENGATE_HEADER_TIMEOUT", "10s", parse_duration);
+    /// Time a request's body and answer may take before 408
+    request_timeout: u64 = one("TOKENGATE_REQUEST_TIMEOUT", "30s", parse_duration);
+    /// Open connections at most
+    max_connections: usize = one("TOKENGATE_MAX_CONNECTIONS", "4096", |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize));
+    /// Open connections from one client network at most; trusted proxies exempt
+    max_connections_per_client: usize = one("TOKENGATE_MAX_CONNECTIONS_PER_CLIENT", "256", |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize));
+    /// Requests one connection serves before it is closed
+    max_requests_per_connection: u32 = one("TOKENGATE_MAX_REQUESTS_PER_CONNECTION", "1000", |v| parse_in_range(v, 1, 1_000_000_000));
+    /// How long one connection may stay open
+    max_connection_age: u64 = one("TOKENGATE_MAX_CONNECTION_AGE", "5m", parse_duration);
 }
 
 impl RawSettings {
@@ -322,78 +233,66 @@ impl RawSettings {
 
     /// Validate every value; the first problem found is returned.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
-        let d = Settings::default();
         let s = Settings {
-            http: self.http(&d.http)?,
+            http: HttpSettings {
+                bind: self.bind()?,
+                public_url: self.public_url()?,
+                path_prefix: self.path_prefix()?,
+                cookie_secure: self.cookie_secure()?,
+                cors_origins: self.cors_origins()?,
+                trusted_proxies: self.trusted_proxies()?,
+                connections: ConnectionLimits {
+                    header_timeout_secs: self.header_timeout()?,
+                    request_timeout_secs: self.request_timeout()?,
+                    max_connections: self.max_connections()?,
+                    max_connections_per_client: self.max_connections_per_client()?,
+                    max_requests_per_connection: self.max_requests_per_connection()?,
+                    max_connection_age_secs: self.max_connection_age()?,
+                },
+                metrics_bind: self.metrics_bind()?,
+                metrics_token: self.metrics_token()?,
+            },
             store: StoreSettings {
-                database_url: opt(
-                    "TOKENGATE_DATABASE_URL",
-                    &self.database_url,
-                    d.store.database_url,
-                    parse_database_url,
-                )?,
-                pool_size: opt("TOKENGATE_DB_POOL_SIZE", &self.db_pool_size, d.store.pool_size, |v| {
-                    parse_in_range(v, 1, 1000)
-                })?,
-                connect_timeout_secs: opt(
-                    "TOKENGATE_DB_CONNECT_TIMEOUT",
-                    &self.db_connect_timeout,
-                    d.store.connect_timeout_secs,
-                    parse_duration,
-                )?,
+                database_url: self.database_url()?,
+                pool_size: self.db_pool_size()?,
+                connect_timeout_secs: self.db_connect_timeout()?,
             },
             redis: RedisSettings {
-                url: opt("TOKENGATE_REDIS_URL", &self.redis_url, None, |v| {
-                    if v.starts_with("redis://") || v.starts_with("rediss://") {
-                        Ok(Some(v.to_owned()))
-                    } else {
-                        Err(format!("{:?} is not a redis:// or rediss:// URL", redact_url(v)))
-                    }
-                })?,
-                prefix: opt("TOKENGATE_REDIS_PREFIX", &self.redis_prefix, d.redis.prefix, |v| {
-                    if v.len() <= 64 && !v.contains(char::is_whitespace) {
-                        Ok(v.to_owned())
-                    } else {
-                        Err(format!("{v:?} must be at most 64 characters without spaces"))
-                    }
-                })?,
+                url: self.redis_url()?,
+                prefix: self.redis_prefix()?,
             },
-            tokens: self.tokens(&d.tokens)?,
+            tokens: TokenSettings {
+                algorithm: self.algorithm()?,
+                secret_key: self.secret_key()?,
+                previous_secret_keys: self.previous_secret_keys()?,
+                issuer: self.issuer()?,
+                audience: self.audience()?,
+                access_ttl_secs: self.access_ttl()?,
+                refresh_ttl_secs: self.refresh_ttl()?,
+                session_max_lifetime_secs: self.session_max_lifetime()?,
+                refresh_reuse_grace_secs: self.refresh_reuse_grace()?,
+                session_ip: self.session_ip()?,
+            },
             limits: LimitSettings {
-                login: opt("TOKENGATE_LOGIN_RATE", &self.login_rate, d.limits.login, parse_rate)?,
-                refresh: opt(
-                    "TOKENGATE_REFRESH_RATE",
-                    &self.refresh_rate,
-                    d.limits.refresh,
-                    parse_rate,
-                )?,
-                register: opt(
-                    "TOKENGATE_REGISTER_RATE",
-                    &self.register_rate,
-                    d.limits.register,
-                    parse_rate,
-                )?,
-                hash_queue_max: opt("TOKENGATE_HASH_QUEUE", &self.hash_queue, d.limits.hash_queue_max, |v| {
-                    parse_in_range(v, 1, 100_000).map(|n| n as usize)
-                })?,
-                bcrypt_max_cost: opt(
-                    "TOKENGATE_BCRYPT_MAX_COST",
-                    &self.bcrypt_max_cost,
-                    d.limits.bcrypt_max_cost,
-                    |v| parse_in_range(v, 4, 31),
-                )?,
+                login: self.login_rate()?,
+                refresh: self.refresh_rate()?,
+                register: self.register_rate()?,
+                hash_queue_max: self.hash_queue()?,
+                bcrypt_max_cost: self.bcrypt_max_cost()?,
             },
-            argon2: self.argon2(&d.argon2)?,
-            log_format: opt("TOKENGATE_LOG_FORMAT", &self.log_format, d.log_format, |v| match v {
-                "json" => Ok(LogFormat::Json),
-                "pretty" => Ok(LogFormat::Pretty),
-                _ => Err(format!("{v:?} is not json or pretty")),
-            })?,
-            otlp_endpoint: opt("TOKENGATE_OTLP_ENDPOINT", &self.otlp_endpoint, None, |v| {
-                parse_otlp_endpoint(v).map(Some)
-            })?,
-            encryption: self.encryption()?,
+            argon2: Argon2Params {
+                memory_kib: self.argon2_memory_kib()?,
+                iterations: self.argon2_iterations()?,
+                parallelism: self.argon2_parallelism()?,
+            },
+            log_format: self.log_format()?,
+            otlp_endpoint: self.otlp_endpoint()?,
+            encryption: EncryptionSettings {
+                key: self.encryption()?,
+                previous: self.previous_encryption_keys()?,
+            },
         };
+        // What no one setting can say alone.
         let t = &s.tokens;
         if t.session_max_lifetime_secs < t.access_ttl_secs {
             return Err(ConfigError::new(
@@ -407,226 +306,70 @@ impl RawSettings {
                 "must not be shorter than TOKENGATE_ACCESS_TTL",
             ));
         }
-        Ok(s)
-    }
-
-    fn encryption(&self) -> Result<EncryptionSettings, ConfigError> {
-        let key = match (non_empty(&self.encryption_key), non_empty(&self.encryption_key_file)) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "TOKENGATE_ENCRYPTION_KEY_FILE",
-                    "set TOKENGATE_ENCRYPTION_KEY or TOKENGATE_ENCRYPTION_KEY_FILE, not both",
-                ));
-            }
-            (Some(v), None) => {
-                Some(parse_encryption_key(v).map_err(|m| ConfigError::new("TOKENGATE_ENCRYPTION_KEY", m))?)
-            }
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::new("TOKENGATE_ENCRYPTION_KEY_FILE", format!("cannot read {path}: {e}"))
-                })?;
-                Some(
-                    parse_encryption_key(&text)
-                        .map_err(|m| ConfigError::new("TOKENGATE_ENCRYPTION_KEY_FILE", format!("{path}: {m}")))?,
-                )
-            }
-            (None, None) => None,
-        };
-        Ok(EncryptionSettings {
-            key,
-            previous: list(
-                "TOKENGATE_PREVIOUS_ENCRYPTION_KEYS",
-                &self.previous_encryption_keys,
-                parse_encryption_key,
-            )?,
-        })
-    }
-
-    fn http(&self, d: &HttpSettings) -> Result<HttpSettings, ConfigError> {
-        Ok(HttpSettings {
-            bind: opt("TOKENGATE_BIND", &self.bind, d.bind, parse_bind)?,
-            public_url: opt("TOKENGATE_PUBLIC_URL", &self.public_url, None, |v| {
-                parse_public_url(v).map(Some)
-            })?,
-            path_prefix: opt(
-                "TOKENGATE_PATH_PREFIX",
-                &self.path_prefix,
-                d.path_prefix.clone(),
-                parse_path_prefix,
-            )?,
-            cookie_secure: opt(
-                "TOKENGATE_COOKIE_SECURE",
-                &self.cookie_secure,
-                d.cookie_secure,
-                parse_bool,
-            )?,
-            cors_origins: list("TOKENGATE_CORS_ORIGINS", &self.cors_origins, parse_origin)?,
-            trusted_proxies: list("TOKENGATE_TRUSTED_PROXIES", &self.trusted_proxies, parse_cidr)?,
-            connections: ConnectionLimits {
-                header_timeout_secs: opt(
-                    "TOKENGATE_HEADER_TIMEOUT",
-                    &self.header_timeout,
-                    d.connections.header_timeout_secs,
-                    parse_duration,
-                )?,
-                request_timeout_secs: opt(
-                    "TOKENGATE_REQUEST_TIMEOUT",
-                    &self.request_timeout,
-                    d.connections.request_timeout_secs,
-                    parse_duration,
-                )?,
-                max_connections: opt(
-                    "TOKENGATE_MAX_CONNECTIONS",
-                    &self.max_connections,
-                    d.connections.max_connections,
-                    |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
-                )?,
-                max_connections_per_client: opt(
-                    "TOKENGATE_MAX_CONNECTIONS_PER_CLIENT",
-                    &self.max_connections_per_client,
-                    d.connections.max_connections_per_client,
-                    |v| parse_in_range(v, 1, 1_000_000).map(|n| n as usize),
-                )?,
-                max_requests_per_connection: opt(
-                    "TOKENGATE_MAX_REQUESTS_PER_CONNECTION",
-                    &self.max_requests_per_connection,
-                    d.connections.max_requests_per_connection,
-                    |v| parse_in_range(v, 1, 1_000_000_000),
-                )?,
-                max_connection_age_secs: opt(
-                    "TOKENGATE_MAX_CONNECTION_AGE",
-                    &self.max_connection_age,
-                    d.connections.max_connection_age_secs,
-                    parse_duration,
-                )?,
-            },
-            metrics_bind: opt("TOKENGATE_METRICS_BIND", &self.metrics_bind, None, |v| {
-                v.parse()
-                    .map(Some)
-                    .map_err(|_| format!("{v:?} is not an address like 0.0.0.0:9100"))
-            })?,
-            metrics_token: opt("TOKENGATE_METRICS_TOKEN", &self.metrics_token, None, |v| {
-                if v.chars().count() < 32 {
-                    return Err("must be at least 32 characters (e.g. `openssl rand -hex 32`)".into());
-                }
-                Ok(Some(Secret::new(v.as_bytes().to_vec())))
-            })?,
-        })
-    }
-
-    fn tokens(&self, d: &TokenSettings) -> Result<TokenSettings, ConfigError> {
-        Ok(TokenSettings {
-            algorithm: opt("TOKENGATE_ALGORITHM", &self.algorithm, None, |v| {
-                parse_algorithm(v).map(Some)
-            })?,
-            secret_key: opt("TOKENGATE_SECRET_KEY", &self.secret_key, None, |v| {
-                check_secret(v).map(Some)
-            })?,
-            previous_secret_keys: list(
-                "TOKENGATE_PREVIOUS_SECRET_KEYS",
-                &self.previous_secret_keys,
-                check_secret,
-            )?,
-            issuer: opt("TOKENGATE_ISSUER", &self.issuer, d.issuer.clone(), |v| Ok(v.to_owned()))?,
-            audience: opt("TOKENGATE_AUDIENCE", &self.audience, d.audience.clone(), |v| {
-                Ok(v.to_owned())
-            })?,
-            access_ttl_secs: opt(
-                "TOKENGATE_ACCESS_TTL",
-                &self.access_ttl,
-                d.access_ttl_secs,
-                parse_duration,
-            )?,
-            refresh_ttl_secs: opt(
-                "TOKENGATE_REFRESH_TTL",
-                &self.refresh_ttl,
-                d.refresh_ttl_secs,
-                parse_duration,
-            )?,
-            session_max_lifetime_secs: opt(
-                "TOKENGATE_SESSION_MAX_LIFETIME",
-                &self.session_max_lifetime,
-                d.session_max_lifetime_secs,
-                parse_duration,
-            )?,
-            refresh_reuse_grace_secs: opt(
-                "TOKENGATE_REFRESH_REUSE_GRACE",
-                &self.refresh_reuse_grace,
-                d.refresh_reuse_grace_secs,
-                parse_reuse_grace,
-            )?,
-            session_ip: opt("TOKENGATE_SESSION_IP", &self.session_ip, d.session_ip, parse_session_ip)?,
-        })
-    }
-
-    fn argon2(&self, d: &Argon2Params) -> Result<Argon2Params, ConfigError> {
-        let p = Argon2Params {
-            memory_kib: opt(
-                "TOKENGATE_ARGON2_MEMORY_KIB",
-                &self.argon2_memory_kib,
-                d.memory_kib,
-                |v| parse_in_range(v, 8, 4 * 1024 * 1024),
-            )?,
-            iterations: opt(
-                "TOKENGATE_ARGON2_ITERATIONS",
-                &self.argon2_iterations,
-                d.iterations,
-                |v| parse_in_range(v, 1, 100),
-            )?,
-            parallelism: opt(
-                "TOKENGATE_ARGON2_PARALLELISM",
-                &self.argon2_parallelism,
-                d.parallelism,
-                |v| parse_in_range(v, 1, 64),
-            )?,
-        };
-        if p.memory_kib < 8 * p.parallelism {
+        if s.argon2.memory_kib < 8 * s.argon2.parallelism {
             return Err(ConfigError::new(
                 "TOKENGATE_ARGON2_MEMORY_KIB",
                 "must be at least 8 KiB per lane (TOKENGATE_ARGON2_PARALLELISM)",
             ));
         }
-        Ok(p)
+        Ok(s)
+    }
+
+    /// The encryption key, given as itself or as a file (not both).
+    fn encryption(&self) -> Result<Option<Secret>, ConfigError> {
+        match (self.encryption_key()?, self.encryption_key_file()?) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                "TOKENGATE_ENCRYPTION_KEY_FILE",
+                "set TOKENGATE_ENCRYPTION_KEY or TOKENGATE_ENCRYPTION_KEY_FILE, not both",
+            )),
+            (Some(key), None) => Ok(Some(key)),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::new("TOKENGATE_ENCRYPTION_KEY_FILE", format!("cannot read {path}: {e}"))
+                })?;
+                parse_encryption_key(&text)
+                    .map(Some)
+                    .map_err(|m| ConfigError::new("TOKENGATE_ENCRYPTION_KEY_FILE", format!("{path}: {m}")))
+            }
+            (None, None) => Ok(None),
+        }
     }
 }
 
-/// A comma-separated list, each item parsed by `parse`; unset or empty is no items.
-fn list<T>(
-    var: &'static str,
-    raw: &Option<String>,
-    parse: impl Fn(&str) -> Result<T, String>,
-) -> Result<Vec<T>, ConfigError> {
-    match non_empty(raw) {
-        None => Ok(Vec::new()),
-        Some(v) => v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(parse)
-            .collect::<Result<_, _>>()
-            .map_err(|m| ConfigError::new(var, m)),
+fn parse_redis_url(v: &str) -> Result<String, String> {
+    if v.starts_with("redis://") || v.starts_with("rediss://") {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("{:?} is not a redis:// or rediss:// URL", redact_url(v)))
     }
 }
 
-fn non_empty(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// Parse an optional value, or take the default when it is unset or empty.
-fn opt<T>(
-    var: &'static str,
-    raw: &Option<String>,
-    default: T,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<T, ConfigError> {
-    match non_empty(raw) {
-        None => Ok(default),
-        Some(v) => parse(v).map_err(|m| ConfigError::new(var, m)),
+fn parse_redis_prefix(v: &str) -> Result<String, String> {
+    if v.len() <= 64 && !v.contains(char::is_whitespace) {
+        Ok(v.to_owned())
+    } else {
+        Err(format!("{v:?} must be at most 64 characters without spaces"))
     }
 }
 
-fn parse_database_url(v: &str) -> Result<DatabaseUrl, String> {
-    DatabaseUrl::parse(v)
+fn parse_log_format(v: &str) -> Result<LogFormat, String> {
+    match v {
+        "json" => Ok(LogFormat::Json),
+        "pretty" => Ok(LogFormat::Pretty),
+        _ => Err(format!("{v:?} is not json or pretty")),
+    }
+}
+
+fn parse_metrics_bind(v: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| format!("{v:?} is not an address like 0.0.0.0:9100"))
+}
+
+fn parse_metrics_token(v: &str) -> Result<Secret, String> {
+    if v.chars().count() < 32 {
+        return Err("must be at least 32 characters (e.g. `openssl rand -hex 32`)".into());
+    }
+    Ok(Secret::new(v.as_bytes().to_vec()))
 }
 
 pub use crate::store::redact_url;
@@ -819,6 +562,39 @@ fn parse_in_range(v: &str, min: u32, max: u32) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_declared_defaults_are_the_products_defaults() {
+        let d = Settings::default();
+        assert_eq!(d.http.bind, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(d.http.connections, ConnectionLimits::default());
+        assert_eq!(d.argon2, Argon2Params::default());
+        assert_eq!(
+            d.limits.bcrypt_max_cost,
+            crate::crypto::passwords::DEFAULT_BCRYPT_MAX_COST
+        );
+        assert_eq!(
+            (
+                d.tokens.access_ttl_secs,
+                d.tokens.refresh_ttl_secs,
+                d.tokens.session_max_lifetime_secs
+            ),
+            (15 * 60, 7 * 86_400, 30 * 86_400)
+        );
+        assert_eq!((d.limits.login.count, d.limits.login.window_secs), (10, 60));
+        assert_eq!(
+            d.store.database_url,
+            DatabaseUrl::Sqlite {
+                path: "tokengate.db".into()
+            }
+        );
+        assert!(d.tokens.secret_key.is_none() && d.redis.url.is_none() && d.http.path_prefix.is_empty());
+        // Every declared variable is read (a declaration with a typo in its variable
+        // would show up as an unknown variable here).
+        let known = environment::known_variables();
+        assert!(DECLARED.iter().all(|v| known.iter().any(|k| k == v)));
+        assert_eq!(DECLARED.len(), 42);
+    }
     use super::*;
 
     fn raw() -> RawSettings {
@@ -1061,18 +837,18 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        let p = parse_database_url("sqlite://data/t.db?mode=rwc").unwrap();
+        let p = crate::store::DatabaseUrl::parse("sqlite://data/t.db?mode=rwc").unwrap();
         assert_eq!(
             p,
             DatabaseUrl::Sqlite {
-                path: PathBuf::from("data/t.db")
+                path: std::path::PathBuf::from("data/t.db")
             }
         );
         assert!(matches!(
-            parse_database_url("postgres://u:p@h/db"),
+            crate::store::DatabaseUrl::parse("postgres://u:p@h/db"),
             Ok(DatabaseUrl::Postgres(_))
         ));
-        let err = parse_database_url("mysql://u:hunter2@h/db").unwrap_err();
+        let err = crate::store::DatabaseUrl::parse("mysql://u:hunter2@h/db").unwrap_err();
         assert!(!err.contains("hunter2"));
     }
 }
