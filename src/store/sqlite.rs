@@ -22,6 +22,9 @@ portable_db!(Sqlite);
 /// SQLite's ways: one writer connection, a pool of readers beside it.
 pub struct SqliteDialect;
 
+/// Each connection's page cache, in KiB.
+const CACHE_KIB: u32 = 256;
+
 /// A store on one SQLite file.
 pub type SqliteStore = SqlStore<SqliteDialect>;
 
@@ -61,7 +64,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A small page cache per connection (SQLite's default is 2 MiB each): the
+            // OS keeps the file's pages cached once for all of them.
+            .pragma("cache_size", format!("-{CACHE_KIB}"));
         // No ping before each use (sqlx's default): a connection to a local file does
         // not go stale, and the ping is one more round trip to the SQLite thread per
         // operation.
@@ -71,7 +77,8 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(err::<SqliteDialect>)?;
-        let readers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) as u32 * 2;
+        // One reader per core: reads are short, and each connection holds its own cache.
+        let readers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) as u32;
         let read = SqlitePoolOptions::new()
             .max_connections(readers)
             .test_before_acquire(false)
