@@ -106,16 +106,10 @@ impl Dialect for PgDialect {
 
     const POOLS: &'static [&'static str] = &["postgres"];
 
-    /// Lost connections, serialisation failures, deadlocks and an overloaded or
-    /// restarting server.
-    fn retryable(e: &sqlx::Error) -> bool {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
-            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-                c.starts_with("08") || matches!(c.as_ref(), "40001" | "40P01" | "53300" | "57P01" | "57P03")
-            }),
-            _ => false,
-        }
+    /// A lost connection (08...), serialisation failures, deadlocks, too many
+    /// connections, a server shutting down or starting.
+    fn retryable_code(code: &str) -> bool {
+        code.starts_with("08") || matches!(code, "40001" | "40P01" | "53300" | "57P01" | "57P03")
     }
 
     /// sqlx holds a PostgreSQL advisory lock while it migrates: instances starting

@@ -139,17 +139,9 @@ impl Dialect for SqliteDialect {
         "INSERT INTO revocations (session_id, user_id, created_at) VALUES ($1, $2, $3)";
     const POOLS: &'static [&'static str] = &["sqlite_read", "sqlite_write"];
 
-    /// No connection, or the file locked past the busy timeout (SQLITE_BUSY, SQLITE_LOCKED
-    /// with any extended code).
-    fn retryable(e: &sqlx::Error) -> bool {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-            sqlx::Error::Database(d) => d
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
-            _ => false,
-        }
+    /// The file locked past the busy timeout (SQLITE_BUSY, SQLITE_LOCKED, any extended code).
+    fn retryable_code(code: &str) -> bool {
+        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
     }
 
     fn migrator() -> &'static sqlx::migrate::Migrator {

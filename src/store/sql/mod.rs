@@ -42,8 +42,9 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// The names of the read and the write pool, for metrics (one name: one pool).
     const POOLS: &'static [&'static str];
-    /// Whether the driver's error may pass on a retry (a lost connection, a busy file).
-    fn retryable(e: &sqlx::Error) -> bool;
+    /// Whether the database's error code says a retry may pass (a busy file, a
+    /// serialisation failure, a server going down).
+    fn retryable_code(code: &str) -> bool;
     /// The embedded migrations of this backend's schema.
     fn migrator() -> &'static sqlx::migrate::Migrator;
     /// Serialise changes guarded by a role, before the user row is read (see
@@ -80,7 +81,12 @@ pub(crate) fn rotation_params(req: &RotateRequest) -> [Param<'_>; 4] {
 
 /// A database error as the store reports it.
 pub(crate) fn err<D: Dialect>(e: sqlx::Error) -> StoreError {
-    let retryable = D::retryable(&e);
+    // No connection at all is retryable with every driver; past that, the code says.
+    let retryable = match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| D::retryable_code(&c)),
+        _ => false,
+    };
     db::classified(e, retryable)
 }
 
