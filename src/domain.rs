@@ -138,6 +138,11 @@ impl Username {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// A validated email address; the domain is lower-cased.
@@ -169,6 +174,11 @@ impl Email {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 

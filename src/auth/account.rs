@@ -1,12 +1,13 @@
 //! Accounts: registration and password change.
 
+use super::User;
 use super::sessions::{self, net_of};
 use super::{AuthError, TokenProblem};
 use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
-use crate::store::{NewPassword, NewUser, StoreError, UserRecord};
+use crate::store::{NewPassword, NewUser, StoreError};
 
 impl AuthService {
     /// Create an account. Registration never grants roles: those come from an admin.
@@ -18,7 +19,7 @@ impl AuthService {
         email: Email,
         password: Password,
         client: &ClientInfo,
-    ) -> Result<UserRecord, AuthError> {
+    ) -> Result<User, AuthError> {
         self.limit(LimitKey::RegisterIp(net_of(client)), AuthEvent::RegisterLimited, client)
             .await?;
         let user = self.create_user(username, email, password, Vec::new()).await?;
@@ -33,7 +34,7 @@ impl AuthService {
         email: Email,
         password: Password,
         roles: Vec<Role>,
-    ) -> Result<UserRecord, AuthError> {
+    ) -> Result<User, AuthError> {
         if self.store.holders(&username, &email).await?.any() {
             return Err(AuthError::Taken);
         }
@@ -47,7 +48,7 @@ impl AuthService {
             created_at: self.clock.now(),
         };
         match self.store.create_user(new).await {
-            Ok(u) => Ok(u),
+            Ok(u) => Ok(User::from(u)),
             Err(StoreError::Conflict) => Err(AuthError::Taken),
             Err(e) => Err(e.into()),
         }

@@ -2,10 +2,11 @@
 //! `admin` role by the HTTP layer's `RequireRole` guard before they get here.
 
 use super::AuthError;
+use super::User;
 use super::{AuthService, Principal};
 use crate::domain::{Role, UserId};
 use crate::events::{AuthEvent, ClientInfo};
-use crate::store::{UserRecord, UserUpdate, UserWrite};
+use crate::store::{UserUpdate, UserWrite};
 
 /// An administrator's change to a user; `None` leaves a field as it is. What else the
 /// change implies (voiding logins in flight, revoking sessions) is decided here.
@@ -25,8 +26,14 @@ fn applied<T>(w: UserWrite<T>) -> Result<T, AuthError> {
 }
 
 impl AuthService {
-    pub async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, AuthError> {
-        Ok(self.store.list_users(limit, offset).await?)
+    pub async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, AuthError> {
+        Ok(self
+            .store
+            .list_users(limit, offset)
+            .await?
+            .into_iter()
+            .map(User::from)
+            .collect())
     }
 
     /// Change roles and/or activity. Deactivation kills every session and token of the
@@ -39,7 +46,7 @@ impl AuthService {
         id: UserId,
         change: UserChange,
         client: &ClientInfo,
-    ) -> Result<UserRecord, AuthError> {
+    ) -> Result<User, AuthError> {
         let before = self.store.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
         let deactivating = change.is_active == Some(false);
         let update = UserUpdate {
@@ -69,7 +76,7 @@ impl AuthService {
                 .record(AuthEvent::UserActivated, Some(id), by_session, client),
             _ => {}
         }
-        Ok(after)
+        Ok(User::from(after))
     }
 
     /// Delete a user; their sessions, refresh tokens and so access tokens die with them.
@@ -90,12 +97,13 @@ impl AuthService {
     }
 
     /// Find a user by name, for the operator's commands.
-    pub async fn user_named(&self, username: &str) -> Result<UserRecord, AuthError> {
-        self.store.user_by_username(username).await?.ok_or(AuthError::NotFound)
+    pub async fn user_named(&self, username: &str) -> Result<User, AuthError> {
+        let user = self.store.user_by_username(username).await?;
+        user.map(User::from).ok_or(AuthError::NotFound)
     }
 
     /// Replace a user's roles (operator command).
-    pub async fn set_roles(&self, id: UserId, roles: Vec<Role>, client: &ClientInfo) -> Result<UserRecord, AuthError> {
+    pub async fn set_roles(&self, id: UserId, roles: Vec<Role>, client: &ClientInfo) -> Result<User, AuthError> {
         let change = UserChange {
             roles: Some(roles),
             ..UserChange::default()

@@ -10,6 +10,7 @@ mod sessions;
 
 pub use crate::events::SessionIp;
 pub use admin::UserChange;
+
 pub use error::{AuthError, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
 
@@ -19,20 +20,63 @@ use crate::clock::Clock;
 use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal};
-use crate::domain::SessionId;
+use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
 use crate::events::{AuthEvent, ClientInfo, EventSink};
 use crate::limits::{Decision, LimitKey, Limiter};
 use crate::store::{SessionRecord, Store, UserRecord};
 
+/// A user as everything outside auth sees one: no password hash, no security stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: Username,
+    pub email: Email,
+    pub is_active: bool,
+    pub roles: Vec<Role>,
+    pub created_at: UnixTime,
+}
+
+impl From<UserRecord> for User {
+    fn from(u: UserRecord) -> Self {
+        Self {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            is_active: u.is_active,
+            roles: u.roles,
+            created_at: u.created_at,
+        }
+    }
+}
+
 /// A caller whose access token verified and whose session and account are live.
 #[derive(Clone, Debug)]
 pub struct Principal {
-    pub user: UserRecord,
-    pub session: SessionRecord,
+    /// The records as the check read them (auth's own: the hash and stamp stay here).
+    user: UserRecord,
+    session: SessionRecord,
     pub token: AccessToken,
 }
 
 impl Principal {
+    /// The caller's account.
+    pub fn user(&self) -> User {
+        User::from(self.user.clone())
+    }
+
+    pub fn user_id(&self) -> UserId {
+        self.user.id
+    }
+
+    pub fn username(&self) -> &Username {
+        &self.user.username
+    }
+
+    /// The session the caller's token belongs to.
+    pub fn session_id(&self) -> SessionId {
+        self.session.id
+    }
+
     /// A role counts only while both the token and the account carry it: a grant
     /// applies from the next login or refresh, a removal at once.
     pub fn has_role(&self, role: &str) -> bool {

@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 use sqlx::Connection as _;
 
 use crate::auth::import::{RowNumber, SourceRow, SourceUser};
+use crate::config::DatabaseUrl;
 use crate::domain::UnixTime;
 use crate::server::absolute;
-use crate::store::DatabaseUrl;
 
 /// Our fields a source column can be read as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

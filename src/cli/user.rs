@@ -8,15 +8,16 @@ use std::collections::BTreeSet;
 use super::UserCommand;
 use super::import::{self, ColumnMap};
 use crate::auth::AuthError;
+use crate::auth::User;
 use crate::auth::import::{ImportReport, OnRefused};
 use crate::clock::SystemClock;
+use crate::config::DatabaseUrl;
 use crate::config::Settings;
 use crate::domain::{Email, Password, Role, Username};
 use crate::events::ClientInfo;
 use crate::server::{OpenMode, Purpose, StartError, absolute, build_auth};
-use crate::store::{DatabaseUrl, UserRecord};
 
-fn roles_text(u: &UserRecord) -> String {
+fn roles_text(u: &User) -> String {
     u.roles.iter().map(Role::as_str).collect::<Vec<_>>().join(", ")
 }
 
@@ -265,7 +266,7 @@ fn import_summary(report: &ImportReport, unread: &BTreeSet<String>, target: &str
     out
 }
 
-async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<UserRecord, StartError> {
+async fn named(auth: &crate::auth::AuthService, username: &str) -> Result<User, StartError> {
     auth.user_named(username).await.map_err(|e| match e {
         AuthError::NotFound => StartError::Runtime(format!("no user named {username:?}")),
         other => StartError::Runtime(other.to_string()),

@@ -10,7 +10,8 @@ use crate::crypto::passwords::Argon2Params;
 use crate::domain::Secret;
 use crate::http::ConnectionLimits;
 use crate::limits::Rate;
-use crate::store::{DatabaseUrl, StoreSettings};
+pub use crate::store::DatabaseUrl;
+use crate::store::StoreSettings;
 
 mod declare;
 pub mod environment;

@@ -91,7 +91,7 @@ pub enum TokenError {
 pub struct AccessTokens {
     keys: RwLock<Arc<KeyRing>>,
     /// Tokens already verified in full (see `crypto::verified`).
-    verified: VerifiedTokens,
+    verified: VerifiedTokens<AccessToken>,
     issuer: String,
     audience: String,
     ttl_secs: u64,

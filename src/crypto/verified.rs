@@ -10,35 +10,40 @@
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 
-use super::tokens::AccessToken;
-
 /// Entries at most; a full memo is emptied and starts over (cheap, and bounded).
 const CAPACITY: usize = 4096;
 
-/// What a verified token said, and the key that verified it.
+/// What a verified token said (`T`: its claims), and the key that verified it.
 #[derive(Clone, Debug)]
-pub struct Verified {
-    pub token: AccessToken,
+pub struct Verified<T> {
+    pub token: T,
     pub kid: Box<str>,
 }
 
 /// Keys are whole tokens (hundreds of bytes): SipHash over them was most of a memo
 /// hit. foldhash is keyed per process, and only tokens that verified are ever
 /// inserted, so a client cannot fill the map with colliding keys.
-#[derive(Default)]
-pub struct VerifiedTokens {
-    entries: RwLock<HashMap<Box<str>, Verified, foldhash::fast::RandomState>>,
+pub struct VerifiedTokens<T> {
+    entries: RwLock<HashMap<Box<str>, Verified<T>, foldhash::fast::RandomState>>,
 }
 
-impl VerifiedTokens {
+impl<T> Default for VerifiedTokens<T> {
+    fn default() -> Self {
+        Self {
+            entries: RwLock::default(),
+        }
+    }
+}
+
+impl<T: Clone> VerifiedTokens<T> {
     /// The earlier verification of exactly these bytes, if remembered.
-    pub fn get(&self, token: &str) -> Option<Verified> {
+    pub fn get(&self, token: &str) -> Option<Verified<T>> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries.get(token).cloned()
     }
 
     /// Remember a token that verified in full.
-    pub fn insert(&self, token: &str, verified: Verified) {
+    pub fn insert(&self, token: &str, verified: Verified<T>) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= CAPACITY {
             entries.clear();

@@ -93,7 +93,7 @@ pub async fn authenticate(headers: &HeaderMap, state: &AppState, unsafe_method: 
     let who = state.auth.authenticate(&token).await?;
     if via == Via::Cookie && unsafe_method {
         let presented = cookies::csrf_header(headers).ok_or(ApiError::CsrfFailed)?;
-        if !state.auth.csrf_matches(who.session.id, presented) {
+        if !state.auth.csrf_matches(who.session_id(), presented) {
             return Err(ApiError::CsrfFailed);
         }
     }

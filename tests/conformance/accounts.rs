@@ -394,7 +394,7 @@ pub async fn a_password_change_loses_to_an_operator_reset(b: Backend) {
     };
     srv.auth()
         .set_password(
-            in_flight.user.id,
+            in_flight.user_id(),
             tokengate::domain::Password::parse("operators-password").unwrap(),
             &client,
         )
@@ -415,7 +415,7 @@ pub async fn a_password_change_from_a_revoked_session_writes_nothing(b: Backend)
     let owner = srv.login("alzy", PASSWORD).await;
     let in_flight = srv.auth().authenticate(&thief.access).await.unwrap();
     // The owner ends the thief's session alone (no stamp moves) while its change hashes.
-    let path = format!("/auth/sessions/{}", in_flight.session.id);
+    let path = format!("/auth/sessions/{}", in_flight.session_id());
     assert_eq!(
         srv.delete_auth(&path, &owner.access).await.status(),
         StatusCode::NO_CONTENT

@@ -73,7 +73,7 @@ pub async fn list(
 ) -> Result<Json<Vec<UserRead>>, ApiError> {
     let (limit, offset) = page(query.as_deref())?;
     let users = state.auth.list_users(limit, offset).await?;
-    Ok(Json(users.iter().map(UserRead::from).collect()))
+    Ok(Json(users.into_iter().map(UserRead::from).collect()))
 }
 
 /// Change a user's roles and/or activity. Deactivating revokes every session of
@@ -100,7 +100,7 @@ pub async fn update(
         .auth
         .update_user(Some(&admin), id, UserChange { roles, is_active }, &client)
         .await?;
-    Ok(Json(UserRead::from(&user)))
+    Ok(Json(UserRead::from(user)))
 }
 
 /// Delete a user and every session of theirs.

@@ -257,7 +257,7 @@ pub async fn register(
         .auth
         .register(body.username, body.email, body.password, &client)
         .await?;
-    Ok((StatusCode::CREATED, Json(UserRead::from(&user))))
+    Ok((StatusCode::CREATED, Json(UserRead::from(user))))
 }
 
 /// The device token an API client sends in the `X-Device-Token` header.

@@ -168,7 +168,7 @@ pub async fn logout(
     };
     match (who, refresh.as_deref()) {
         (Some(who), refresh) => {
-            check_csrf(&state, &headers, who.session.id)?;
+            check_csrf(&state, &headers, who.session_id())?;
             state.auth.logout(&who, refresh, &client).await?;
         }
         (None, Some(refresh)) => {

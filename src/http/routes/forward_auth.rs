@@ -88,10 +88,10 @@ pub async fn verify(
             headers.insert(HeaderName::from_static(name), v);
         }
     };
-    put("x-auth-user-id", who.user.id.to_string());
-    put("x-auth-username", who.user.username.as_str().to_owned());
+    put("x-auth-user-id", who.user_id().to_string());
+    put("x-auth-username", who.username().as_str().to_owned());
     put("x-auth-roles", who.effective_roles().join(","));
-    put("x-auth-session-id", who.session.id.to_string());
+    put("x-auth-session-id", who.session_id().to_string());
     Ok((StatusCode::OK, headers))
 }
 

@@ -20,5 +20,5 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses((status = 200, description = "The caller", body = UserRead), Unauthorized, Forbidden, Unavailable)
 )]
 pub async fn me(Authenticated(who): Authenticated) -> Json<UserRead> {
-    Json(UserRead::from(&who.user))
+    Json(UserRead::from(who.user()))
 }

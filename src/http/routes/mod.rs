@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 use super::openapi::ApiDoc;
-use crate::store::UserRecord;
+use crate::auth::User;
 
 /// Every documented route, with the document describing them.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -80,12 +80,12 @@ pub struct UserRead {
     pub created_at: String,
 }
 
-impl From<&UserRecord> for UserRead {
-    fn from(u: &UserRecord) -> Self {
+impl From<User> for UserRead {
+    fn from(u: User) -> Self {
         Self {
             id: u.id.to_hyphenated(),
-            username: u.username.as_str().to_owned(),
-            email: u.email.as_str().to_owned(),
+            username: u.username.into_string(),
+            email: u.email.into_string(),
             is_active: u.is_active,
             roles: u.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             created_at: u.created_at.to_rfc3339(),
