@@ -59,9 +59,17 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The caller's account.
+    /// The caller's account (what it shows: the hash and stamp are never copied out).
     pub fn user(&self) -> User {
-        User::from(self.user.clone())
+        let u = &self.user;
+        User {
+            id: u.id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            is_active: u.is_active,
+            roles: u.roles.clone(),
+            created_at: u.created_at,
+        }
     }
 
     pub fn user_id(&self) -> UserId {
