@@ -376,21 +376,17 @@ fn parse_metrics_token(v: &str) -> Result<Secret, String> {
 pub use crate::store::redact_url;
 
 fn parse_algorithm(v: &str) -> Result<SigningAlgorithm, String> {
-    const NAMES: [(&str, SigningAlgorithm); 4] = [
-        ("HS256", SigningAlgorithm::Hs256),
-        ("EdDSA", SigningAlgorithm::EdDsa),
-        ("ES256", SigningAlgorithm::Es256),
-        ("RS256", SigningAlgorithm::Rs256),
-    ];
-    if let Some((_, alg)) = NAMES.iter().find(|(n, _)| *n == v) {
-        return Ok(*alg);
+    if let Some(alg) = SigningAlgorithm::from_jose(v) {
+        return Ok(alg);
     }
     // JOSE names are case-sensitive (a JWT's `alg` must match exactly): suggested, not guessed.
-    match NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(v.trim())) {
-        Some((name, _)) => Err(format!(
-            "{v:?} is not one of HS256, EdDSA, ES256, RS256; did you mean {name}?"
+    let names = SigningAlgorithm::ALL.map(SigningAlgorithm::jose_name);
+    match names.iter().find(|n| n.eq_ignore_ascii_case(v.trim())) {
+        Some(name) => Err(format!(
+            "{v:?} is not one of {}; did you mean {name}?",
+            names.join(", ")
         )),
-        None => Err(format!("{v:?} is not one of HS256, EdDSA, ES256, RS256")),
+        None => Err(format!("{v:?} is not one of {}", names.join(", "))),
     }
 }
 

@@ -11,6 +11,9 @@ pub enum SigningAlgorithm {
 }
 
 impl SigningAlgorithm {
+    /// Every algorithm, in the order messages list them.
+    pub const ALL: [Self; 4] = [Self::Hs256, Self::EdDsa, Self::Es256, Self::Rs256];
+
     /// The JOSE name (`alg` header).
     pub fn jose_name(self) -> &'static str {
         match self {
@@ -23,8 +26,6 @@ impl SigningAlgorithm {
 
     /// The algorithm of a JOSE name, exactly as [`Self::jose_name`] writes it.
     pub fn from_jose(name: &str) -> Option<Self> {
-        [Self::Hs256, Self::EdDsa, Self::Es256, Self::Rs256]
-            .into_iter()
-            .find(|a| a.jose_name() == name)
+        Self::ALL.into_iter().find(|a| a.jose_name() == name)
     }
 }
