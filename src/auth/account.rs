@@ -1,7 +1,8 @@
 //! Accounts: registration and password change.
 
 use super::User;
-use super::sessions::{self, net_of};
+use super::budget::Spent;
+use super::sessions::net_of;
 use super::{AuthError, TokenProblem};
 use super::{AuthService, Principal};
 use crate::domain::{Email, Password, Role, UserId, Username};
@@ -71,7 +72,7 @@ impl AuthService {
         let verified = self.hasher.verify(current, Some(who.user.password_hash.clone())).await;
         // Only a wrong password counts (a busy hasher judged nothing).
         if !matches!(verified, Ok(false)) {
-            self.give_back(sessions::Spent(vec![budget])).await;
+            self.give_back(Spent(vec![budget])).await;
         }
         if !verified? {
             self.events.record(

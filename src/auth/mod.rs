@@ -3,10 +3,12 @@
 
 mod account;
 mod admin;
+mod budget;
 mod error;
 pub mod import;
 pub mod keys;
 mod sessions;
+mod signing;
 
 pub use crate::events::SessionIp;
 pub use admin::UserChange;
@@ -21,8 +23,8 @@ use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal};
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
-use crate::events::{AuthEvent, ClientInfo, EventSink};
-use crate::limits::{Decision, LimitKey, Limiter};
+use crate::events::EventSink;
+use crate::limits::Limiter;
 use crate::store::{SessionRecord, Store, UserRecord};
 
 /// A user as everything outside auth sees one: no password hash, no security stamp.
@@ -176,81 +178,6 @@ impl AuthService {
             key_mode: p.key_mode,
             macs: p.macs,
             events: p.events,
-        }
-    }
-
-    /// Count an attempt against `key`; over the limit it is refused (and logged). A
-    /// limiter that cannot count lets the attempt through, logged: every other check
-    /// still applies, and refusing every login while a counter is unreachable would
-    /// turn its outage into ours.
-    async fn limit(&self, key: LimitKey, event: AuthEvent, client: &ClientInfo) -> Result<(), AuthError> {
-        match self.limiter.hit(&key).await {
-            Ok(Decision::Allowed) => Ok(()),
-            Ok(Decision::Limited(retry)) => {
-                self.events.record(event, None, None, client);
-                Err(AuthError::RateLimited {
-                    retry_after_secs: retry.secs(),
-                })
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rate limit not counted");
-                Ok(())
-            }
-        }
-    }
-
-    /// [`AuthService::limit`], remembering the key in `spent` if it was counted.
-    async fn spend(&self, spent: &mut sessions::Spent, key: LimitKey, client: &ClientInfo) -> Result<(), AuthError> {
-        self.limit(key.clone(), AuthEvent::LoginLimited, client).await?;
-        spent.0.push(key);
-        Ok(())
-    }
-
-    /// Give back every attempt in `spent`: the attempt did not fail.
-    async fn give_back(&self, spent: sessions::Spent) {
-        for key in spent.0 {
-            if let Err(e) = self.limiter.refund(&key).await {
-                tracing::warn!(error = %e, "rate limit not refunded");
-            }
-        }
-    }
-
-    /// The username's shared budget: every failure without a device token counts
-    /// against it, but it refuses only while failures come from many networks at once
-    /// (a distributed attack); one network's guesses never lock out the others.
-    async fn spend_shared(
-        &self,
-        spent: &mut sessions::Spent,
-        username: &str,
-        client: &ClientInfo,
-    ) -> Result<(), AuthError> {
-        let key = LimitKey::LoginUser(username.to_owned());
-        match self.limiter.hit(&key).await {
-            Ok(Decision::Allowed) => spent.0.push(key),
-            Ok(Decision::Limited(retry)) => {
-                let networks = match self.limiter.failing_networks(username, None).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "failing networks not counted");
-                        0
-                    }
-                };
-                if networks >= sessions::DISTRIBUTED_NETWORKS {
-                    self.events.record(AuthEvent::LoginLimited, None, None, client);
-                    return Err(AuthError::RateLimited {
-                        retry_after_secs: retry.secs(),
-                    });
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "rate limit not counted"),
-        }
-        Ok(())
-    }
-
-    /// Note that a login as `username` failed from `net`.
-    async fn note_failing_network(&self, username: &str, net: crate::limits::ClientNet) {
-        if let Err(e) = self.limiter.failing_networks(username, Some(net)).await {
-            tracing::warn!(error = %e, "failing network not noted");
         }
     }
 

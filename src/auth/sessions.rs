@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::AuthError;
+use super::budget::Spent;
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
@@ -10,14 +11,6 @@ use crate::domain::{DeviceName, Email, Password, SessionId, UnixTime, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
-
-/// Failures for one username from this many client networks within the login window
-/// are a distributed attack: the username's shared budget applies (contract v1.2).
-pub const DISTRIBUTED_NETWORKS: usize = 5;
-
-/// The limit keys an attempt has spent so far (given back if it succeeds).
-#[derive(Default)]
-pub(super) struct Spent(pub(super) Vec<LimitKey>);
 
 /// A device token stays good this long after the login that issued it (each login
 /// issues a fresh one).
@@ -45,7 +38,7 @@ impl AuthService {
     /// against the client's network, and against the name as typed from that network (a
     /// client with a valid device token: against that token instead), so one network's
     /// guesses lock out only that network. While failures for the name come from
-    /// [`DISTRIBUTED_NETWORKS`] or more networks within the window (a distributed
+    /// [`DISTRIBUTED_NETWORKS`](super::budget::DISTRIBUTED_NETWORKS) or more networks within the window (a distributed
     /// attack), the name's shared budget applies too, to every client without a device
     /// token, even with the right password: the real user's known devices still get in.
     ///

@@ -3,7 +3,7 @@
 //! clap field (flag, variable, the default shown in the help), the reader that
 //! validates it, and the default itself (the declared text, read by the same reader).
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// The value set, trimmed; unset or blank is none.
 fn non_empty(v: &Option<String>) -> Option<&str> {

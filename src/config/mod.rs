@@ -15,27 +15,12 @@ use crate::store::StoreSettings;
 
 mod declare;
 pub mod environment;
+mod error;
 
 use declare::settings;
+pub use error::ConfigError;
 
 pub use crate::crypto::secret_strength::check_secret;
-
-/// A configuration problem: which variable, and what is wrong with it.
-#[derive(Debug, thiserror::Error)]
-#[error("{var}: {message}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(var: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            var,
-            message: message.into(),
-        }
-    }
-}
 
 pub use crate::telemetry::LogFormat;
 

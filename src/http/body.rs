@@ -10,6 +10,9 @@ use serde_json::{Map, Value, json};
 
 use crate::http::error::{ApiError, FieldError};
 
+/// Bodies larger than this are answered 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
 /// The fields of a body, whichever encoding it came in.
 #[derive(Debug, Default)]
 pub struct Fields(Map<String, Value>);
@@ -139,7 +142,7 @@ async fn drain(mut body: axum::body::BodyDataStream, budget: usize) {
 
 async fn read_bytes<S: Send + Sync>(req: Request, _state: &S) -> Result<Bytes, ApiError> {
     use futures_util::StreamExt as _;
-    let limit = crate::http::BODY_LIMIT;
+    let limit = BODY_LIMIT;
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

@@ -9,10 +9,10 @@ pub mod observe;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;
+mod state;
 pub mod user_agent;
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,20 +21,15 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use cookies::CookiePolicy;
-use ipnet::IpNet;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::auth::AuthService;
-use crate::domain::Secret;
 use crate::http::error::ApiError;
-
-/// Bodies larger than this are answered 413.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub use body::BODY_LIMIT;
+pub use state::AppState;
 
 /// Connection-level limits: what a slow or idle client may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,24 +63,6 @@ impl Default for ConnectionLimits {
             max_connection_age_secs: 300,
         }
     }
-}
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub auth: Arc<AuthService>,
-    /// The external base URL (`TOKENGATE_PUBLIC_URL`, else `http://` + the bind
-    /// address): every absolute URL we emit starts with it; never a request header.
-    pub public_url: Arc<str>,
-    /// Where the routes are mounted (`TOKENGATE_PATH_PREFIX`): `""` or `/api/v1`.
-    pub path_prefix: Arc<str>,
-    pub trusted_proxies: Arc<[IpNet]>,
-    pub cookies: CookiePolicy,
-    /// Exact origins allowed by CORS (with credentials); empty: same-origin only.
-    pub cors_origins: Arc<[HeaderValue]>,
-    /// The bearer token `/metrics` answers to on this router; `None`: 404 here (a
-    /// separate address may serve it, `TOKENGATE_METRICS_BIND`).
-    pub metrics_token: Option<Arc<Secret>>,
 }
 
 /// CORS for the configured origins only: credentials allowed, so never `*`.

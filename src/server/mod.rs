@@ -1,7 +1,9 @@
 //! Start-up and shutdown: open the store, load keys, build the service, serve.
 
+mod error;
 mod jobs;
 pub mod listen;
+mod purpose;
 mod secrets;
 mod wire;
 
@@ -12,32 +14,15 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-use crate::config::{ConfigError, Settings};
+use crate::config::Settings;
 use crate::http::AppState;
 use crate::http::ConnectionLimits;
 
 pub use crate::auth::keys::{SERVER_SECRETS, server_secret_context};
+pub use error::StartError;
+pub use purpose::Purpose;
 pub use secrets::{hs256_secret_file, key_config, secret_path, signing_algorithm, start_error, vault};
-pub use wire::{OpenMode, Purpose, absolute, app_state, build_auth, build_state, open_store};
-
-/// Why the server (or a command) could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Fix the named variable; exit code 2.
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Runtime(String),
-}
-
-impl StartError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Config(_) => 2,
-            Self::Runtime(_) => 1,
-        }
-    }
-}
+pub use wire::{OpenMode, absolute, app_state, build_auth, build_state, open_store};
 
 /// Serve `state` on `listener` until `shutdown` resolves, then finish in-flight
 /// requests for up to 10 seconds, under `limits` (see [`listen::serve_with`]).

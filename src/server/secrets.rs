@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::{Purpose, StartError};
+use super::error::StartError;
+use super::purpose::Purpose;
 use crate::auth::keys::{KeyConfig, KeyError, KeyMode, KeyService};
 use crate::config::{ConfigError, Settings};
 use crate::crypto::at_rest::{EncryptionKey, Vault};

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::StartError;
+use super::error::StartError;
+use super::purpose::Purpose;
 use super::secrets::{hs256_secret_file, signing_keys, start_error, vault};
 use crate::auth::keys::KeyService;
 use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
@@ -28,15 +29,6 @@ use crate::store::{DatabaseUrl, Store};
 pub enum OpenMode {
     CreateIfMissing,
     MustExist,
-}
-
-/// Whom the state is built for. An operator command (`user ...`) signs no token and
-/// counts no rate: it needs no signing secret, no rate-limit store, and prints none of
-/// the server's warnings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
-    Serve,
-    Operate,
 }
 
 /// An absolute form of `path` for logs and messages (as given if that fails).

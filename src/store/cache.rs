@@ -461,18 +461,24 @@ impl Sessions for CachedStore {
 // password-hash upgrade is no invalidation either: a cached user's older hash verifies
 // the same password, and nothing a request checks (activity, roles, stamp) changed.
 impl Over<UsersRole> for CachedStore {
+    type Inner = dyn Store;
+
     fn inner(&self) -> &dyn Store {
         self.inner.as_ref()
     }
 }
 
 impl Over<KeysRole> for CachedStore {
+    type Inner = dyn Store;
+
     fn inner(&self) -> &dyn Store {
         self.inner.as_ref()
     }
 }
 
 impl Over<RevocationLogRole> for CachedStore {
+    type Inner = dyn Store;
+
     fn inner(&self) -> &dyn Store {
         self.inner.as_ref()
     }

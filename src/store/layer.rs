@@ -6,11 +6,14 @@
 
 use futures_util::future::BoxFuture;
 
-use super::{Store, StoreError};
+use super::error::StoreError;
 
 /// A layer over `inner()` that passes role `R` through.
 pub trait Over<R>: Send + Sync + 'static {
-    fn inner(&self) -> &dyn Store;
+    /// What the calls are passed to (a layer's inner store, usually `dyn Store`).
+    type Inner: ?Sized + Sync;
+
+    fn inner(&self) -> &Self::Inner;
 
     /// Runs each passed-through call of role `R`, named `op`; by default, just the call.
     fn around<'a, T: Send + 'a>(
@@ -49,7 +52,11 @@ macro_rules! store_role {
         pub struct $marker;
 
         #[async_trait::async_trait]
-        impl<L: $crate::store::layer::Over<$marker>> $role for L {
+        impl<L> $role for L
+        where
+            L: $crate::store::layer::Over<$marker>,
+            <L as $crate::store::layer::Over<$marker>>::Inner: $role,
+        {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> Result<$ok, StoreError> {
                     let inner = self.inner();

@@ -50,6 +50,8 @@ fn observe(op: &'static str, started: Instant, failed: bool) {
 /// Every data role passes through here: refused at once while the database is known
 /// down, else timed under the method's name, traced as `db.<op>`, and watched.
 impl<R> Over<R> for MeteredStore {
+    type Inner = dyn Store;
+
     fn inner(&self) -> &dyn Store {
         self.inner.as_ref()
     }

@@ -6,6 +6,7 @@
 //! that means (a reused refresh token: auth revokes the session).
 
 pub mod cache;
+mod error;
 pub mod health;
 pub mod layer;
 pub mod metered;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use self::error::StoreError;
 use self::layer::store_role;
 
 use crate::crypto::algorithm::SigningAlgorithm;
@@ -319,18 +321,6 @@ pub enum Rotation {
     },
     /// Unknown or expired. Nothing written.
     Unknown,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("already exists")]
-    Conflict,
-    /// The database cannot be reached right now, or refused the transaction for a
-    /// reason a retry may cure (a lost connection, a busy or serialisation failure).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database: {0}")]
-    Backend(String),
 }
 
 /// A user as a change left them, and the sessions it revoked (a cache above the

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::UserRead;
+use super::user_read::UserRead;
 use crate::auth::UserChange;
 use crate::domain::{Role, UserId};
 use crate::http::AppState;

@@ -4,7 +4,7 @@ use crate::http::json::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::UserRead;
+use super::user_read::UserRead;
 use crate::http::AppState;
 use crate::http::extract::Authenticated;
 use crate::http::openapi::{Forbidden, Unauthorized, Unavailable};

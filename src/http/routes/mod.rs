@@ -12,17 +12,16 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod sessions;
+mod user_read;
 
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 use super::openapi::ApiDoc;
-use crate::auth::User;
+pub use user_read::UserRead;
 
 /// Every documented route, with the document describing them.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -62,33 +61,4 @@ pub fn with_tutorial_aliases(mut router: Router<AppState>, doc: &mut OpenApi) ->
         doc.paths.paths.insert(alias.to_owned(), item);
     }
     router
-}
-
-/// The contract's `UserRead`: never a hash.
-#[derive(Serialize, ToSchema)]
-pub struct UserRead {
-    #[schema(format = Uuid)]
-    pub id: String,
-    #[schema(example = "alice")]
-    pub username: String,
-    #[schema(format = Email, example = "alice@example.com")]
-    pub email: String,
-    pub is_active: bool,
-    #[schema(example = json!(["admin"]))]
-    pub roles: Vec<String>,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-}
-
-impl From<User> for UserRead {
-    fn from(u: User) -> Self {
-        Self {
-            id: u.id.to_hyphenated(),
-            username: u.username.into_string(),
-            email: u.email.into_string(),
-            is_active: u.is_active,
-            roles: u.roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            created_at: u.created_at.to_rfc3339(),
-        }
-    }
 }

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use sqlx::Database;
 
 use super::db::Db;
-use super::{Dialect, err};
+use super::dialect::{Dialect, err};
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
 use crate::domain::{Email, UnixTime, Username};
