@@ -59,12 +59,35 @@ for s in $(seq "$SECS"); do
 done
 wait $(jobs -p | grep -v "^$PID$") 2>/dev/null || true
 HWM=$(awk '/VmHWM/ {print $2}' /proc/$PID/status)
+# Where the resident memory is at the end, by mapping: the binary, shared libraries,
+# the database's files (the WAL index is mapped), thread stacks, and anonymous memory
+# (the allocator's heaps and arenas, the hashing threads' buffers).
+cp /proc/$PID/smaps "$OUT/smaps.txt"
+THREADS=$(ls /proc/$PID/task | wc -l)
 
 echo "| seconds | RSS min (MiB) | RSS max (MiB) | open fds max |"
 echo "|---|---|---|---|"
 awk -F, '{b=int(($1-1)/30); if(!(b in mn)||$2<mn[b])mn[b]=$2; if($2>mx[b])mx[b]=$2; if($3>fd[b])fd[b]=$3; n=b}
   END {for(i=0;i<=n;i++) printf "| %d-%d | %.1f | %.1f | %d |\n", i*30+1, (i+1)*30, mn[i]/1024, mx[i]/1024, fd[i]}' "$OUT/samples.csv"
-echo "peak RSS (VmHWM): $((HWM / 1024)) MiB"
+echo "peak RSS (VmHWM): $((HWM / 1024)) MiB; threads at the end: $THREADS"
+echo
+echo "| resident at the end, by mapping | MiB | mappings |"
+echo "|---|---|---|"
+awk -v bin="$(readlink -f target/release/tokengate)" '
+  /^[0-9a-f]+-[0-9a-f]+ / {
+    path = (NF >= 6) ? $6 : ""
+    if (path == bin) k = "the binary"
+    else if (path ~ /\.so/) k = "shared libraries"
+    else if (path ~ /\.db-shm$/) k = "the database WAL index (-shm)"
+    else if (path ~ /\.db(-wal)?$/) k = "database file pages"
+    else if (path == "[heap]") k = "main heap"
+    else if (path == "[stack]") k = "main stack"
+    else if (path == "") k = "anonymous (arenas, buffers, thread stacks)"
+    else k = path
+    n[k]++
+  }
+  /^Rss:/ { r[k] += $2 }
+  END { for (k in r) if (r[k] > 0) printf "| %s | %.1f | %d |\n", k, r[k] / 1024, n[k] }' "$OUT/smaps.txt" | sort -t'|' -k3 -rn
 echo
 echo "| load | requests | req/s | non-2xx | socket errors |"
 echo "|---|---|---|---|---|"

@@ -182,9 +182,9 @@ settings! {
     /// OTLP/HTTP collector, e.g. http://127.0.0.1:4318: export traces there [default: off]
     otlp_endpoint: String = maybe("TOKENGATE_OTLP_ENDPOINT", "", parse_otlp_endpoint);
     /// argon2id memory cost in KiB
-    argon2_memory_kib: u32 = one("TOKENGATE_ARGON2_MEMORY_KIB", "19456", |v| parse_in_range(v, 8, 4 * 1024 * 1024));
+    argon2_memory_kib: u32 = one("TOKENGATE_ARGON2_MEMORY_KIB", "12288", |v| parse_in_range(v, 8, 4 * 1024 * 1024));
     /// argon2id iterations
-    argon2_iterations: u32 = one("TOKENGATE_ARGON2_ITERATIONS", "2", |v| parse_in_range(v, 1, 100));
+    argon2_iterations: u32 = one("TOKENGATE_ARGON2_ITERATIONS", "3", |v| parse_in_range(v, 1, 100));
     /// argon2id lanes
     argon2_parallelism: u32 = one("TOKENGATE_ARGON2_PARALLELISM", "1", |v| parse_in_range(v, 1, 64));
     /// Password hashes that may wait for a core before 503

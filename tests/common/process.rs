@@ -14,7 +14,8 @@ pub fn tokengate(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(dir)
         .env_clear()
-        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
+        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024")
+        .env("TOKENGATE_ARGON2_ITERATIONS", "2");
     c
 }
 
