@@ -63,6 +63,46 @@ uuid_id!(
     /// The unique id of one access token: the `jti` claim.
     Jti
 );
+uuid_id!(
+    /// One message in the mail outbox.
+    MailId
+);
+
+/// What a one-time mail token is for: a token of one purpose never works for another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenPurpose {
+    /// Proves the user reads the address (at registration, or on request).
+    VerifyEmail,
+    /// Sets a new password without the old one.
+    ResetPassword,
+    /// Makes a new address the account's (mailed to the new address).
+    ChangeEmail,
+    /// Signs in without a password.
+    MagicLink,
+}
+
+impl TokenPurpose {
+    pub const ALL: [Self; 4] = [
+        Self::VerifyEmail,
+        Self::ResetPassword,
+        Self::ChangeEmail,
+        Self::MagicLink,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+            Self::ChangeEmail => "change_email",
+            Self::MagicLink => "magic_link",
+        }
+    }
+
+    pub fn from_store(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
 
 /// Seconds since the Unix epoch. All stored and signed times use it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -6,87 +6,14 @@
 
 mod common;
 
+use common::stores::{open, session, user};
+
 use std::sync::Arc;
 use tokengate_test_macros::per_backend;
 
-use tokengate::crypto::passwords::PasswordHashString;
-use tokengate::crypto::tokens::{RefreshToken, RefreshTokenHash};
-use tokengate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
-use tokengate::store::{
-    DatabaseUrl, NewSession, NewUser, RotateRequest, Rotation, SessionOpen, Store, StoreSettings, StoredKey,
-    UserUpdate, UserWrite,
-};
-
-/// A migrated store of `backend`, and what keeps it alive (a folder, a schema).
-async fn open(backend: common::Backend) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any>)> {
-    let (url, keep): (DatabaseUrl, Box<dyn std::any::Any>) = match backend {
-        common::Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = DatabaseUrl::Sqlite {
-                path: dir.path().join("contract.db"),
-            };
-            (url, Box::new(dir))
-        }
-        common::Backend::Postgres => {
-            let Some(admin) = common::pg_url() else {
-                common::say_pg_skipped();
-                return None;
-            };
-            let schema = common::PgSchema::create(&admin).await;
-            (DatabaseUrl::Postgres(schema.url()), Box::new(schema))
-        }
-    };
-    let settings = StoreSettings {
-        database_url: url,
-        pool_size: 4,
-        connect_timeout_secs: 5,
-    };
-    let store = tokengate::store::open(&settings).await.expect("the store opens");
-    Some((store, keep))
-}
-
-async fn user(store: &dyn Store, name: &str, now: UnixTime) -> UserId {
-    store
-        .create_user(NewUser {
-            id: UserId::new(),
-            username: Username::parse(name).unwrap(),
-            email: Email::parse(&format!("{name}@example.com")).unwrap(),
-            password_hash: PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
-            roles: Vec::new(),
-            created_at: now,
-        })
-        .await
-        .unwrap()
-        .id
-}
-
-/// A session of `user` that expires at `expires_at`; its id and refresh token's hash.
-async fn session(
-    store: &dyn Store,
-    user: UserId,
-    now: UnixTime,
-    expires_at: UnixTime,
-) -> (SessionId, RefreshTokenHash) {
-    let id = SessionId::new();
-    let refresh = RefreshToken::generate().unwrap().1;
-    let opened = store
-        .create_session(NewSession {
-            id,
-            user_id: user,
-            expected_stamp: 0,
-            now,
-            expires_at,
-            max_expires_at: expires_at,
-            user_agent: None,
-            ip: None,
-            device_name: None,
-            refresh_hash: refresh.clone(),
-        })
-        .await
-        .unwrap();
-    assert_eq!(opened, SessionOpen::Opened);
-    (id, refresh)
-}
+use tokengate::crypto::tokens::RefreshToken;
+use tokengate::domain::{Role, UnixTime};
+use tokengate::store::{RotateRequest, Rotation, Store, StoredKey, UserUpdate, UserWrite};
 
 fn key(kid: &str, active: bool, now: UnixTime, retires_at: Option<UnixTime>) -> StoredKey {
     StoredKey {

@@ -14,6 +14,8 @@ use crate::store::{UserUpdate, UserWrite};
 pub struct UserChange {
     pub roles: Option<Vec<Role>>,
     pub is_active: Option<bool>,
+    /// An operator vouches for (or withdraws) the address.
+    pub email_verified: Option<bool>,
 }
 
 /// The result of a guarded change, as the routes answer it.
@@ -54,6 +56,7 @@ impl AuthService {
             revoke_sessions: deactivating,
             roles: change.roles,
             is_active: change.is_active,
+            email_verified: change.email_verified,
         };
         let admin = Role::admin();
         let after = applied(

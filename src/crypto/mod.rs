@@ -8,6 +8,7 @@ pub mod hash_pool;
 pub mod keygen;
 pub mod keys;
 pub mod mac;
+pub mod opaque;
 pub mod passwords;
 pub mod secret_strength;
 pub mod tokens;

@@ -2,14 +2,12 @@
 
 use std::sync::{Arc, RwLock};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::crypto::keys::KeyRing;
 use crate::crypto::mac::MacKey;
+use crate::crypto::opaque::{OneTime, Opaque, OpaqueHash, Refresh};
 use crate::crypto::verified::{Verified, VerifiedTokens};
 use crate::domain::{Jti, Role, SessionId, UnixTime, UserId, Username};
 
@@ -257,66 +255,23 @@ impl AccessTokens {
     }
 }
 
-/// An opaque refresh token as the client holds it: 32 OS-random bytes, base64url.
-/// It never prints itself.
-pub struct RefreshToken(String);
+/// A one-time mail token (verification, reset, email change, magic link).
+pub type OneTimeToken = Opaque<OneTime>;
+/// SHA-256 of a one-time token, hex.
+pub type OneTimeTokenHash = OpaqueHash<OneTime>;
 
-impl RefreshToken {
-    pub fn generate() -> Result<(Self, RefreshTokenHash), getrandom::Error> {
-        let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw)?;
-        let token = URL_SAFE_NO_PAD.encode(raw);
-        let hash = RefreshTokenHash::of(&token);
-        Ok((Self(token), hash))
-    }
+/// A refresh token (opaque, stored only as its SHA-256).
+pub type RefreshToken = Opaque<Refresh>;
+/// SHA-256 of a refresh token, hex: all the store ever sees.
+pub type RefreshTokenHash = OpaqueHash<Refresh>;
 
+impl Opaque<Refresh> {
     /// The successor of `presented`, derived rather than drawn: the same input always
     /// gives the same token, so a token spent moments ago can be answered with its
     /// successor again without the successor ever being stored. As unguessable as a
     /// random one without `key` (HMAC-SHA256, 32 bytes, base64url).
     pub fn successor_of(key: &MacKey, presented: &str) -> (Self, RefreshTokenHash) {
-        let token = key.tag(presented.as_bytes());
-        let hash = RefreshTokenHash::of(&token);
-        (Self(token), hash)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RefreshToken(***)")
-    }
-}
-
-/// SHA-256 of a refresh token, hex: all the store ever sees. Lookup by hash is
-/// constant-time in effect: an attacker cannot steer a hash prefix.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RefreshTokenHash(String);
-
-impl RefreshTokenHash {
-    pub fn of(presented: &str) -> Self {
-        let digest = Sha256::digest(presented.as_bytes());
-        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
-    }
-
-    /// Well-formed tokens only (43 base64url characters); anything else cannot exist.
-    pub fn of_presented(presented: &str) -> Option<Self> {
-        let ok = presented.len() == 43
-            && presented
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| Self::of(presented))
-    }
-
-    pub fn from_store(hex: String) -> Self {
-        Self(hex)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+        Self::from_text(key.tag(presented.as_bytes()))
     }
 }
 

@@ -25,12 +25,13 @@ use async_trait::async_trait;
 
 use super::layer::Over;
 use super::{
-    KeysRole, Lifecycle, LoggedRevocation, NewPassword, NewSession, RevocationLogRole, Revoked, RotateRequest,
-    Rotation, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredRefreshToken, UserChanged, UserChanges,
-    UserRecord, UserUpdate, UserWrite, UsersRole,
+    KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken, NewPassword, NewSession, OneTimeTokens, OutboxRole, Redeem,
+    Redeemed, Redemption, RevocationLogRole, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Sessions,
+    Store, StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges, UserRecord, UserUpdate,
+    UserWrite, UsersRole,
 };
 use crate::clock::Clock;
-use crate::crypto::tokens::RefreshTokenHash;
+use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
 use crate::domain::{Role, SessionId, UnixTime, UserId};
 
 /// How often the revocation log is read.
@@ -386,6 +387,30 @@ impl UserChanges for CachedStore {
     }
 }
 
+/// A redeemed token may change the user (their address, their password): forgotten
+/// here at once, as a change through [`UserChanges`] is.
+#[async_trait]
+impl OneTimeTokens for CachedStore {
+    async fn issue_one_time(&self, token: NewOneTimeToken) -> Result<bool, StoreError> {
+        self.inner.issue_one_time(token).await
+    }
+
+    async fn one_time_token(&self, hash: &OneTimeTokenHash) -> Result<Option<StoredOneTimeToken>, StoreError> {
+        self.inner.one_time_token(hash).await
+    }
+
+    async fn redeem_one_time(&self, redeem: Redeem) -> Result<Option<Redeemed>, StoreError> {
+        let changes_user = !matches!(redeem.effect, Redemption::SignIn);
+        let out = self.inner.redeem_one_time(redeem).await?;
+        if let Some(done) = &out
+            && changes_user
+        {
+            self.revoked_here(Revoked::User(done.user.id));
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl Sessions for CachedStore {
     async fn create_session(&self, session: NewSession) -> Result<SessionOpen, StoreError> {
@@ -476,6 +501,14 @@ impl Over<KeysRole> for CachedStore {
     }
 }
 
+impl Over<OutboxRole> for CachedStore {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+}
+
 impl Over<RevocationLogRole> for CachedStore {
     type Inner = dyn Store;
 
@@ -543,6 +576,7 @@ mod tests {
                 roles: Vec::new(),
                 created_at: now,
                 security_stamp: 0,
+                email_verified: false,
             },
             loaded: Instant::now(),
         }

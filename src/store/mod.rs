@@ -26,8 +26,9 @@ use self::layer::store_role;
 
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::tokens::OneTimeTokenHash;
 use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use crate::domain::{Email, MailId, Role, SessionId, TokenPurpose, UnixTime, UserId, Username};
 
 /// Where state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +163,8 @@ pub struct UserRecord {
     pub created_at: UnixTime,
     /// Changes whenever the password, activity or roles change (see `NewSession`).
     pub security_stamp: i64,
+    /// The user proved they read `email` (a verification link, a reset, an operator).
+    pub email_verified: bool,
 }
 
 /// A user to insert.
@@ -351,10 +354,131 @@ pub struct StoredKey {
 pub struct UserUpdate {
     pub roles: Option<Vec<Role>>,
     pub is_active: Option<bool>,
+    pub email_verified: Option<bool>,
     /// Move the user's `security_stamp` (void logins in flight).
     pub bump_stamp: bool,
     /// Revoke every live session of the user in the same transaction.
     pub revoke_sessions: bool,
+}
+
+/// A message for the outbox, written in the same transaction as what it tells of.
+#[derive(Clone, Debug)]
+pub struct NewMail {
+    pub id: MailId,
+    pub recipient: Email,
+    /// What it is (`verify_email`, `password_reset`, ...), for logs and metrics.
+    pub kind: &'static str,
+    /// The whole message as the transport sends it (sealed when the server seals).
+    pub message: String,
+}
+
+/// A one-time token to store, with the mail that carries it (and any notice beside).
+#[derive(Clone, Debug)]
+pub struct NewOneTimeToken {
+    pub hash: OneTimeTokenHash,
+    pub purpose: TokenPurpose,
+    pub user: UserId,
+    /// The address it is mailed to.
+    pub email: Email,
+    /// Issued only while the user is active with this stamp (as the request read them).
+    pub expected_stamp: i64,
+    pub now: UnixTime,
+    pub expires_at: UnixTime,
+    pub mails: Vec<NewMail>,
+}
+
+/// A one-time token as stored.
+#[derive(Clone, Debug)]
+pub struct StoredOneTimeToken {
+    pub purpose: TokenPurpose,
+    pub user: UserId,
+    pub email: Email,
+    pub stamp: i64,
+    pub expires_at: UnixTime,
+    pub used_at: Option<UnixTime>,
+}
+
+/// What redeeming a token does, in the transaction that spends it.
+#[derive(Clone, Debug)]
+pub enum Redemption {
+    /// The token's address is proven: verified, if it is still the user's.
+    VerifyEmail,
+    /// The token's address becomes the user's, verified.
+    ChangeEmail,
+    /// A new password: the stamp moves, every session dies, and the address the token
+    /// went to counts as verified (if it is still the user's).
+    ResetPassword { hash: PasswordHashString },
+    /// Only the spend (the caller opens a session).
+    SignIn,
+}
+
+/// Spend a token: only a live one (unused, unexpired, of this purpose) whose user is
+/// active with the stamp it was issued under.
+#[derive(Clone, Debug)]
+pub struct Redeem {
+    pub hash: OneTimeTokenHash,
+    pub purpose: TokenPurpose,
+    pub now: UnixTime,
+    pub effect: Redemption,
+    /// Mail queued in the same transaction (a notice of what was done).
+    pub mails: Vec<NewMail>,
+}
+
+/// A redeemed token: the user as the redemption left them, and the sessions it revoked.
+#[derive(Clone, Debug)]
+pub struct Redeemed {
+    pub user: UserRecord,
+    pub revoked: Vec<SessionId>,
+}
+
+/// A message claimed for delivery: the claimer alone may mark it (by `attempt`).
+#[derive(Clone, Debug)]
+pub struct ClaimedMail {
+    pub id: MailId,
+    pub recipient: String,
+    pub kind: String,
+    pub message: String,
+    /// This delivery's number (1 for the first).
+    pub attempt: i64,
+    pub created_at: UnixTime,
+}
+
+/// How a delivery went.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    Sent,
+    /// Try again from `retry_at`.
+    Retry {
+        error: String,
+        retry_at: UnixTime,
+    },
+    /// Give up: kept with its error for `tokengate mail list --failed`.
+    GiveUp {
+        error: String,
+    },
+}
+
+/// A message as an operator sees it (never its body).
+#[derive(Clone, Debug)]
+pub struct MailEntry {
+    pub id: MailId,
+    pub recipient: String,
+    pub kind: String,
+    pub created_at: UnixTime,
+    pub attempts: i64,
+    pub next_attempt_at: UnixTime,
+    pub sent_at: Option<UnixTime>,
+    pub failed_at: Option<UnixTime>,
+    pub last_error: Option<String>,
+}
+
+/// The outbox's state now, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub queued: u64,
+    pub failed: u64,
+    /// Created time of the oldest message still waiting, if any.
+    pub oldest_queued: Option<UnixTime>,
 }
 
 /// One connection pool's occupancy.
@@ -503,12 +627,50 @@ store_role! {
     }
 }
 
+store_role! {
+    /// One-time mail tokens (verification, reset, email change, magic link). Each is
+    /// written with the mail that carries it, in one transaction.
+    pub trait OneTimeTokens (marker OneTimeTokensRole) {
+        /// Store `token` and queue its mail, in one transaction, only while the user is
+        /// active with `expected_stamp`; every older live token of the same user and
+        /// purpose dies in it. `false`: the user changed, nothing written.
+        async fn issue_one_time(&self, token: NewOneTimeToken) -> Result<bool, StoreError>;
+        /// The token as stored (spent or not, expired or not), if it exists. A read.
+        async fn one_time_token(&self, hash: &OneTimeTokenHash) -> Result<Option<StoredOneTimeToken>, StoreError>;
+        /// Spend the token (one conditional write: of two concurrent redemptions one
+        /// wins) and apply `effect`, with its mail, in one transaction; `None` when the
+        /// token is unknown, spent, expired, of another purpose, or its user changed
+        /// (nothing written). An email change to an address taken meanwhile is
+        /// `Conflict` (nothing written). Writes the revocation-log rows of what it changed.
+        async fn redeem_one_time(&self, redeem: Redeem) -> Result<Option<Redeemed>, StoreError>;
+    }
+}
+
+store_role! {
+    /// The mail outbox: messages wait here until one sender, on any instance, delivers them.
+    pub trait Outbox (marker OutboxRole) {
+        /// Queue `mails` (a notice with no token), in one transaction.
+        async fn enqueue_mail(&self, mails: Vec<NewMail>, now: UnixTime) -> Result<(), StoreError>;
+        /// Claim up to `limit` messages due at `now` until `lease_until`: one
+        /// conditional write per message, so each is claimed by one sender at a time.
+        async fn claim_mail(&self, now: UnixTime, lease_until: UnixTime, limit: u32) -> Result<Vec<ClaimedMail>, StoreError>;
+        /// Record how a claimed delivery went; `false` if the claim was lost (another
+        /// sender took the message after the lease ran out).
+        async fn finish_mail(&self, id: MailId, attempt: i64, outcome: Delivery, now: UnixTime) -> Result<bool, StoreError>;
+        /// Messages, newest first; only those given up on with `failed_only`.
+        async fn list_mail(&self, failed_only: bool, limit: u32) -> Result<Vec<MailEntry>, StoreError>;
+        /// Queue again the failed message `id`, or every failed one; how many.
+        async fn retry_mail(&self, id: Option<MailId>, now: UnixTime) -> Result<u64, StoreError>;
+        async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+    }
+}
+
 /// Every storage backend implements each role, and passes the one conformance suite
 /// (`tests/store_contract.rs`, `tests/conformance`); a layer implements the roles it
 /// changes and passes the rest through ([`layer::Over`]).
-pub trait Store: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog {}
+pub trait Store: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox {}
 
-impl<T: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog> Store for T {}
+impl<T: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox> Store for T {}
 
 /// Open the configured database with its backend, and bring its schema up to date.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {

@@ -98,6 +98,7 @@ impl Dialect for PgDialect {
     type DB = Postgres;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_SHARE: &'static str = " FOR SHARE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const HOLDS_ROLE: &'static str = "(u.roles::jsonb ? $1)";
     /// Dated by the database's clock where the caller's lags: an instance whose clock is
     /// behind cannot date a row into the past (and have it purged early).

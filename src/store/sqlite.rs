@@ -134,6 +134,7 @@ impl Dialect for SqliteDialect {
     // One writer connection: a transaction's reads see no concurrent change.
     const FOR_UPDATE: &'static str = "";
     const FOR_SHARE: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
     const HOLDS_ROLE: &'static str = "EXISTS (SELECT 1 FROM json_each(u.roles) r WHERE r.value = $1)";
     const LOG_REVOCATION: &'static str =
         "INSERT INTO revocations (session_id, user_id, created_at) VALUES ($1, $2, $3)";

@@ -2,6 +2,8 @@
 //! with an injected clock and a known secret so tests can forge tokens.
 #![allow(dead_code)]
 
+pub mod stores;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -98,7 +98,16 @@ pub async fn update(
     let UserUpdateRequest { roles, is_active } = body;
     let user = state
         .auth
-        .update_user(Some(&admin), id, UserChange { roles, is_active }, &client)
+        .update_user(
+            Some(&admin),
+            id,
+            UserChange {
+                roles,
+                is_active,
+                ..UserChange::default()
+            },
+            &client,
+        )
         .await?;
     Ok(Json(UserRead::from(user)))
 }

@@ -17,6 +17,9 @@ pub trait Dialect: Send + Sync + 'static {
     const FOR_UPDATE: &'static str;
     /// Appended to a read of a row that must not change before the commit.
     const FOR_SHARE: &'static str;
+    /// Appended to a read of rows to claim: rows another transaction holds are passed
+    /// over instead of waited for (nothing where writers are serialised anyway).
+    const SKIP_LOCKED: &'static str;
     /// A condition on `users u`: the user holds role `$1`.
     const HOLDS_ROLE: &'static str;
     /// A revocation-log row: `$1` session, `$2` user, `$3` the caller's clock.

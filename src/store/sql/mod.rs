@@ -6,6 +6,7 @@
 
 pub mod db;
 mod dialect;
+mod mail;
 mod rows;
 
 use std::time::Duration;
@@ -276,8 +277,11 @@ impl<D: Dialect> Lifecycle for SqlStore<D> {
         )
         .await?;
         let sessions = Self::exec(&mut tx, "DELETE FROM sessions WHERE expires_at < $1", &cutoff).await?;
+        let one_time = Self::exec(&mut tx, "DELETE FROM one_time_tokens WHERE expires_at < $1", &cutoff).await?;
+        // Delivered mail is kept (without its body) as long as an expired session is.
+        Self::exec(&mut tx, "DELETE FROM mail_outbox WHERE sent_at < $1", &cutoff).await?;
         Self::commit(tx).await?;
-        Ok(tokens + sessions)
+        Ok(tokens + sessions + one_time)
     }
 
     fn cache_trusted(&self) -> Option<bool> {
@@ -298,6 +302,7 @@ impl<D: Dialect> Users for SqlStore<D> {
             roles: user.roles,
             created_at: user.created_at,
             security_stamp: 0,
+            email_verified: false,
         })
     }
 
@@ -383,13 +388,15 @@ impl<D: Dialect> UserChanges for SqlStore<D> {
         Self::exec(
             &mut tx,
             "UPDATE users SET roles = coalesce($1, roles), is_active = coalesce($2, is_active),
-                 security_stamp = security_stamp + $3, updated_at = $4 WHERE id = $5",
+                 security_stamp = security_stamp + $3, updated_at = $4,
+                 email_verified = coalesce($6, email_verified) WHERE id = $5",
             &[
                 OptText(roles.as_deref()),
                 OptFlag(update.is_active),
                 Int(i64::from(update.bump_stamp)),
                 Int(now.0),
                 Text(&id.to_string()),
+                OptFlag(update.email_verified),
             ],
         )
         .await?;

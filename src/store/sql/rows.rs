@@ -14,8 +14,7 @@ use crate::crypto::passwords::PasswordHashString;
 use crate::domain::{Email, UnixTime, Username};
 use crate::store::{LoggedRevocation, Rotation, SessionRecord, StoreError, StoredKey, UserRecord, roles_from_json};
 
-pub(crate) const USER_COLUMNS: &str =
-    "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp";
+pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp, u.email_verified";
 pub(crate) const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, \
      s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.device_name";
 
@@ -25,11 +24,11 @@ pub(crate) struct Rows<D>(PhantomData<D>);
 type Row<D> = <<D as Dialect>::DB as Database>::Row;
 
 impl<D: Dialect> Rows<D> {
-    fn int(row: &Row<D>, col: &str) -> Result<i64, StoreError> {
+    pub(crate) fn int(row: &Row<D>, col: &str) -> Result<i64, StoreError> {
         D::DB::int(row, col).map_err(err::<D>)
     }
 
-    fn text(row: &Row<D>, col: &str) -> Result<String, StoreError> {
+    pub(crate) fn text(row: &Row<D>, col: &str) -> Result<String, StoreError> {
         D::DB::text(row, col).map_err(err::<D>)
     }
 
@@ -57,6 +56,7 @@ impl<D: Dialect> Rows<D> {
             roles: roles_from_json(&Self::text(row, "roles")?),
             created_at: UnixTime(Self::int(row, "created_at")?),
             security_stamp: Self::int(row, "security_stamp")?,
+            email_verified: D::DB::flag(row, "email_verified").map_err(err::<D>)?,
         })
     }
 

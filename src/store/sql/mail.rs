@@ -1,0 +1,344 @@
+//! One-time mail tokens and the mail outbox, for both SQL backends. A token is written
+//! in the same transaction as the mail that carries it, and spent by one conditional
+//! write in the same transaction as what it does.
+
+use async_trait::async_trait;
+use sqlx::Database;
+
+use super::SqlStore;
+use super::db::Db;
+use super::db::Param::{Flag, Int, OptText, Text};
+use super::dialect::{Dialect, err};
+use super::rows::Rows;
+use crate::crypto::tokens::OneTimeTokenHash;
+use crate::domain::{Email, MailId, TokenPurpose, UnixTime};
+use crate::store::{
+    ClaimedMail, Delivery, MailEntry, NewMail, NewOneTimeToken, OneTimeTokens, Outbox, OutboxStats, Redeem, Redeemed,
+    Redemption, Revoked, StoreError, StoredOneTimeToken,
+};
+
+type Row<D> = <<D as Dialect>::DB as Database>::Row;
+
+/// What a message still waiting is: neither delivered nor given up on.
+const WAITING: &str = "sent_at IS NULL AND failed_at IS NULL";
+
+impl<D: Dialect> SqlStore<D> {
+    async fn insert_mail(
+        c: &mut <D::DB as Database>::Connection,
+        mail: &NewMail,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        Self::exec(
+            c,
+            "INSERT INTO mail_outbox (id, recipient, kind, message, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $5)",
+            &[
+                Text(&mail.id.to_string()),
+                Text(mail.recipient.as_str()),
+                Text(mail.kind),
+                Text(&mail.message),
+                Int(now.0),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn one_time(row: &Row<D>) -> Result<StoredOneTimeToken, StoreError> {
+        let purpose = Rows::<D>::text(row, "purpose")?;
+        Ok(StoredOneTimeToken {
+            purpose: TokenPurpose::from_store(&purpose)
+                .ok_or_else(|| StoreError::Backend(format!("unknown one-time token purpose {purpose:?}")))?,
+            user: Rows::<D>::parsed(row, "user_id")?,
+            email: Email::from_store(Rows::<D>::text(row, "email")?),
+            stamp: Rows::<D>::int(row, "stamp")?,
+            expires_at: UnixTime(Rows::<D>::int(row, "expires_at")?),
+            used_at: D::DB::opt_int(row, "used_at").map_err(err::<D>)?.map(UnixTime),
+        })
+    }
+
+    fn mail_entry(row: &Row<D>) -> Result<MailEntry, StoreError> {
+        let opt_time = |col| Ok::<_, StoreError>(D::DB::opt_int(row, col).map_err(err::<D>)?.map(UnixTime));
+        Ok(MailEntry {
+            id: Rows::<D>::parsed(row, "id")?,
+            recipient: Rows::<D>::text(row, "recipient")?,
+            kind: Rows::<D>::text(row, "kind")?,
+            created_at: UnixTime(Rows::<D>::int(row, "created_at")?),
+            attempts: Rows::<D>::int(row, "attempts")?,
+            next_attempt_at: UnixTime(Rows::<D>::int(row, "next_attempt_at")?),
+            sent_at: opt_time("sent_at")?,
+            failed_at: opt_time("failed_at")?,
+            last_error: D::DB::opt_text(row, "last_error").map_err(err::<D>)?,
+        })
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> OneTimeTokens for SqlStore<D> {
+    async fn issue_one_time(&self, t: NewOneTimeToken) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let user = t.user.to_string();
+        // A write first, so SQLite takes its write lock at once (a read first could fail
+        // to upgrade it while another process writes).
+        Self::exec(
+            &mut tx,
+            "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
+            &[Int(t.now.0), Text(&user), Text(t.purpose.as_str())],
+        )
+        .await?;
+        let sql = format!(
+            "INSERT INTO one_time_tokens (token_hash, purpose, user_id, email, stamp, created_at, expires_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND is_active AND security_stamp = $5{})",
+            D::FOR_SHARE
+        );
+        let issued = Self::exec(
+            &mut tx,
+            &sql,
+            &[
+                Text(t.hash.as_str()),
+                Text(t.purpose.as_str()),
+                Text(&user),
+                Text(t.email.as_str()),
+                Int(t.expected_stamp),
+                Int(t.now.0),
+                Int(t.expires_at.0),
+            ],
+        )
+        .await?;
+        if issued == 0 {
+            Self::rollback(tx).await?;
+            return Ok(false);
+        }
+        for mail in &t.mails {
+            Self::insert_mail(&mut tx, mail, t.now).await?;
+        }
+        Self::commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn one_time_token(&self, hash: &OneTimeTokenHash) -> Result<Option<StoredOneTimeToken>, StoreError> {
+        let row = Self::optional(
+            &mut *self.reading().await?,
+            "SELECT purpose, user_id, email, stamp, expires_at, used_at FROM one_time_tokens WHERE token_hash = $1",
+            &[Text(hash.as_str())],
+        )
+        .await?;
+        row.as_ref().map(Self::one_time).transpose()
+    }
+
+    async fn redeem_one_time(&self, r: Redeem) -> Result<Option<Redeemed>, StoreError> {
+        let mut tx = self.begin().await?;
+        // The spend: one conditional write, so of two redemptions one wins.
+        let spent = Self::optional(
+            &mut tx,
+            "UPDATE one_time_tokens SET used_at = $1
+             WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
+             RETURNING purpose, user_id, email, stamp, expires_at, used_at",
+            &[Int(r.now.0), Text(r.hash.as_str()), Text(r.purpose.as_str())],
+        )
+        .await?;
+        let Some(token) = spent.as_ref().map(Self::one_time).transpose()? else {
+            Self::rollback(tx).await?;
+            return Ok(None);
+        };
+        // Issued to the user as they were: a password change (or a deactivation, a role
+        // change) since kills it. A verification only needs the address to be the same.
+        let user_ok = match Self::user_for_update(&mut tx, token.user).await? {
+            Some(u) => u.is_active && (matches!(r.effect, Redemption::VerifyEmail) || u.security_stamp == token.stamp),
+            None => false,
+        };
+        if !user_ok {
+            Self::rollback(tx).await?;
+            return Ok(None);
+        }
+        let user = token.user.to_string();
+        let (now, email) = (Int(r.now.0), Text(token.email.as_str()));
+        let changed = match &r.effect {
+            // Only while the address is still the one the link went to.
+            Redemption::VerifyEmail => Some(
+                Self::exec(
+                    &mut tx,
+                    "UPDATE users SET email_verified = $4, updated_at = $1 WHERE id = $2 AND lower(email) = lower($3)",
+                    &[now, Text(&user), email, Flag(true)],
+                )
+                .await?,
+            ),
+            Redemption::ChangeEmail => Some(
+                Self::exec(
+                    &mut tx,
+                    "UPDATE users SET email = $3, email_verified = $4, updated_at = $1 WHERE id = $2",
+                    &[now, Text(&user), email, Flag(true)],
+                )
+                .await?,
+            ),
+            // The address the reset went to is proven, if it is still the user's.
+            Redemption::ResetPassword { hash } => Some(
+                Self::exec(
+                    &mut tx,
+                    "UPDATE users SET password_hash = $4, security_stamp = security_stamp + 1, updated_at = $1,
+                         email_verified = CASE WHEN lower(email) = lower($3) THEN $5 ELSE email_verified END
+                     WHERE id = $2",
+                    &[now, Text(&user), email, Text(&hash.0), Flag(true)],
+                )
+                .await?,
+            ),
+            Redemption::SignIn => None,
+        };
+        let mut revoked = Vec::new();
+        if let Some(changed) = changed {
+            if changed == 0 {
+                // The address changed since the link went out: the link proves nothing now.
+                Self::rollback(tx).await?;
+                return Ok(None);
+            }
+            if matches!(r.effect, Redemption::ResetPassword { .. }) {
+                revoked = Self::revoke_all_in(&mut tx, token.user, None, r.now).await?;
+                // Every other reset, magic link or email change in flight dies with the
+                // old password (the stamp moved too).
+                Self::exec(
+                    &mut tx,
+                    "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL AND purpose <> $3",
+                    &[Int(r.now.0), Text(&user), Text(TokenPurpose::VerifyEmail.as_str())],
+                )
+                .await?;
+            }
+            // Every instance's cache forgets the user's record (its address, its stamp).
+            Self::log_revocation(&mut tx, Revoked::User(token.user), r.now).await?;
+        }
+        for mail in &r.mails {
+            Self::insert_mail(&mut tx, mail, r.now).await?;
+        }
+        let user = Self::user_for_update(&mut tx, token.user)
+            .await?
+            .ok_or_else(|| StoreError::Backend("redeeming user vanished".into()))?;
+        Self::commit(tx).await?;
+        Ok(Some(Redeemed { user, revoked }))
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> Outbox for SqlStore<D> {
+    async fn enqueue_mail(&self, mails: Vec<NewMail>, now: UnixTime) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for mail in &mails {
+            Self::insert_mail(&mut tx, mail, now).await?;
+        }
+        Self::commit(tx).await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMail>, StoreError> {
+        // The claim conditions are checked again on each row the update reaches: a row
+        // another sender claimed while this one waited for its lock is passed over.
+        let sql = format!(
+            "UPDATE mail_outbox SET claimed_until = $2, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM mail_outbox
+                          WHERE {WAITING} AND next_attempt_at <= $1
+                            AND (claimed_until IS NULL OR claimed_until <= $1)
+                          ORDER BY next_attempt_at LIMIT $3{})
+               AND {WAITING} AND (claimed_until IS NULL OR claimed_until <= $1)
+             RETURNING id, recipient, kind, message, attempts, created_at",
+            D::SKIP_LOCKED
+        );
+        let rows = Self::all(
+            &mut *self.writing().await?,
+            &sql,
+            &[Int(now.0), Int(lease_until.0), Int(i64::from(limit))],
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedMail {
+                    id: Rows::<D>::parsed(row, "id")?,
+                    recipient: Rows::<D>::text(row, "recipient")?,
+                    kind: Rows::<D>::text(row, "kind")?,
+                    message: Rows::<D>::text(row, "message")?,
+                    attempt: Rows::<D>::int(row, "attempts")?,
+                    created_at: UnixTime(Rows::<D>::int(row, "created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_mail(
+        &self,
+        id: MailId,
+        attempt: i64,
+        outcome: Delivery,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        // Only the sender holding this attempt's claim may record it.
+        let fence = "id = $2 AND attempts = $3 AND sent_at IS NULL";
+        let (sql, error) = match &outcome {
+            // Delivered: the body (a token's link) is not kept.
+            Delivery::Sent => (
+                format!(
+                    "UPDATE mail_outbox SET sent_at = $1, message = '', claimed_until = NULL, last_error = NULL WHERE {fence}"
+                ),
+                None,
+            ),
+            Delivery::Retry { error, .. } => (
+                format!(
+                    "UPDATE mail_outbox SET next_attempt_at = $5, claimed_until = NULL, last_error = $4 WHERE {fence}"
+                ),
+                Some(error.as_str()),
+            ),
+            Delivery::GiveUp { error } => (
+                format!("UPDATE mail_outbox SET failed_at = $1, claimed_until = NULL, last_error = $4 WHERE {fence}"),
+                Some(error.as_str()),
+            ),
+        };
+        let mut params = vec![Int(now.0), Text(&id), Int(attempt)];
+        if let Some(e) = error {
+            params.push(Text(e));
+        }
+        if let Delivery::Retry { retry_at, .. } = &outcome {
+            params.push(Int(retry_at.0));
+        }
+        Ok(Self::exec(&mut *self.writing().await?, &sql, &params).await? == 1)
+    }
+
+    async fn list_mail(&self, failed_only: bool, limit: u32) -> Result<Vec<MailEntry>, StoreError> {
+        let filter = if failed_only { "WHERE failed_at IS NOT NULL" } else { "" };
+        let sql = format!(
+            "SELECT id, recipient, kind, created_at, attempts, next_attempt_at, sent_at, failed_at, last_error
+             FROM mail_outbox {filter} ORDER BY created_at DESC, id LIMIT $1"
+        );
+        let rows = Self::all(&mut *self.reading().await?, &sql, &[Int(i64::from(limit))]).await?;
+        rows.iter().map(Self::mail_entry).collect()
+    }
+
+    async fn retry_mail(&self, id: Option<MailId>, now: UnixTime) -> Result<u64, StoreError> {
+        let id = id.map(|i| i.to_string());
+        Self::exec(
+            &mut *self.writing().await?,
+            "UPDATE mail_outbox SET failed_at = NULL, attempts = 0, next_attempt_at = $1, claimed_until = NULL
+             WHERE failed_at IS NOT NULL AND sent_at IS NULL AND ($2 IS NULL OR id = $2)",
+            &[Int(now.0), OptText(id.as_deref())],
+        )
+        .await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let sql = format!(
+            "SELECT (SELECT count(*) FROM mail_outbox WHERE {WAITING}) AS queued,
+                    (SELECT count(*) FROM mail_outbox WHERE failed_at IS NOT NULL) AS failed,
+                    (SELECT min(created_at) FROM mail_outbox WHERE {WAITING}) AS oldest"
+        );
+        let row = Self::optional(&mut *self.reading().await?, &sql, &[])
+            .await?
+            .ok_or_else(|| StoreError::Backend("no row from a SELECT".into()))?;
+        let count = |col| Rows::<D>::int(&row, col).map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(OutboxStats {
+            queued: count("queued")?,
+            failed: count("failed")?,
+            oldest_queued: D::DB::opt_int(&row, "oldest").map_err(err::<D>)?.map(UnixTime),
+        })
+    }
+}

@@ -1,0 +1,499 @@
+//! The storage contract of one-time mail tokens and the mail outbox, on `Arc<dyn Store>`
+//! as the server opens it, for every backend: a token is written with its mail or not at
+//! all, is spent once (also by 20 at once), dies with a newer one of its purpose, with
+//! its expiry, with a password change; what each redemption writes, and nothing when it
+//! is refused; the outbox hands each message to one sender, fences a sender whose claim
+//! ran out, retries, gives up, and is re-queued by an operator.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::stores::{open, session, user};
+use tokengate::crypto::passwords::PasswordHashString;
+use tokengate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
+use tokengate::domain::{Email, MailId, TokenPurpose, UnixTime, UserId};
+use tokengate::store::{
+    Delivery, NewMail, NewOneTimeToken, Redeem, Redemption, Revoked, Store, StoreError, UserUpdate, UserWrite,
+};
+use tokengate_test_macros::per_backend;
+
+const T0: UnixTime = UnixTime(1_800_000_000);
+const TTL: i64 = 1800;
+
+fn mail(to: &str, kind: &'static str) -> NewMail {
+    NewMail {
+        id: MailId::new(),
+        recipient: Email::parse(to).unwrap(),
+        kind,
+        message: format!("To: {to}\r\nSubject: {kind}\r\n\r\nthe link\r\n"),
+    }
+}
+
+/// Issue a token of `purpose` to `user` (stamp `stamp`) for `email`, with one mail.
+async fn issue(
+    store: &dyn Store,
+    user: UserId,
+    purpose: TokenPurpose,
+    email: &str,
+    stamp: i64,
+    now: UnixTime,
+) -> (bool, OneTimeTokenHash) {
+    let (_, hash) = OneTimeToken::generate().unwrap();
+    let issued = store
+        .issue_one_time(NewOneTimeToken {
+            hash: hash.clone(),
+            purpose,
+            user,
+            email: Email::parse(email).unwrap(),
+            expected_stamp: stamp,
+            now,
+            expires_at: UnixTime(now.0 + TTL),
+            mails: vec![mail(email, purpose.as_str())],
+        })
+        .await
+        .unwrap();
+    (issued, hash)
+}
+
+fn redeem(hash: &OneTimeTokenHash, purpose: TokenPurpose, effect: Redemption, now: UnixTime) -> Redeem {
+    Redeem {
+        hash: hash.clone(),
+        purpose,
+        now,
+        effect,
+        mails: Vec::new(),
+    }
+}
+
+async fn queued(store: &dyn Store) -> u64 {
+    store.outbox_stats().await.unwrap().queued
+}
+
+#[per_backend]
+async fn a_token_is_stored_with_its_mail_and_spent_once(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let alice = user(store.as_ref(), "alice", T0).await;
+    let (issued, hash) = issue(
+        store.as_ref(),
+        alice,
+        TokenPurpose::VerifyEmail,
+        "alice@example.com",
+        0,
+        T0,
+    )
+    .await;
+    assert!(issued);
+    assert_eq!(queued(store.as_ref()).await, 1, "the mail is queued with the token");
+    let stored = store.one_time_token(&hash).await.unwrap().expect("stored");
+    assert_eq!(stored.purpose, TokenPurpose::VerifyEmail);
+    assert_eq!(stored.user, alice);
+    assert_eq!(stored.used_at, None);
+
+    // Another purpose's redemption does not spend it.
+    let other = redeem(&hash, TokenPurpose::ResetPassword, Redemption::SignIn, T0);
+    assert!(store.redeem_one_time(other).await.unwrap().is_none());
+    let at = UnixTime(T0.0 + 60);
+    let done = store
+        .redeem_one_time(redeem(&hash, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, at))
+        .await
+        .unwrap()
+        .expect("redeemed");
+    assert!(done.user.email_verified);
+    assert!(done.revoked.is_empty());
+    assert_eq!(store.one_time_token(&hash).await.unwrap().unwrap().used_at, Some(at));
+    // Spent: never again.
+    let again = redeem(&hash, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, at);
+    assert!(store.redeem_one_time(again).await.unwrap().is_none());
+    // The cache of every instance forgets the user: a log row.
+    let log = store.revocations_after(0).await.unwrap();
+    assert!(log.iter().any(|r| r.what == Revoked::User(alice)), "{log:?}");
+}
+
+#[per_backend]
+async fn a_token_dies_with_its_expiry_and_with_a_newer_one(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let bob = user(store.as_ref(), "bob", T0).await;
+    let (_, first) = issue(
+        store.as_ref(),
+        bob,
+        TokenPurpose::ResetPassword,
+        "bob@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let (_, second) = issue(
+        store.as_ref(),
+        bob,
+        TokenPurpose::ResetPassword,
+        "bob@example.com",
+        0,
+        T0,
+    )
+    .await;
+    // A verification in flight is another purpose: untouched by the newer reset.
+    let (_, verify) = issue(store.as_ref(), bob, TokenPurpose::VerifyEmail, "bob@example.com", 0, T0).await;
+    let sign_in = |h: &OneTimeTokenHash, at| redeem(h, TokenPurpose::ResetPassword, Redemption::SignIn, at);
+    assert!(
+        store.redeem_one_time(sign_in(&first, T0)).await.unwrap().is_none(),
+        "older: dead"
+    );
+    // Expired: refused at its expiry, nothing written.
+    let expiry = UnixTime(T0.0 + TTL);
+    assert!(store.redeem_one_time(sign_in(&second, expiry)).await.unwrap().is_none());
+    assert_eq!(store.one_time_token(&second).await.unwrap().unwrap().used_at, None);
+    assert!(
+        store
+            .redeem_one_time(sign_in(&second, UnixTime(expiry.0 - 1)))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let v = redeem(&verify, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, T0);
+    assert!(store.redeem_one_time(v).await.unwrap().is_some());
+}
+
+#[per_backend]
+async fn a_token_is_issued_and_redeemed_only_for_the_user_as_read(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let carol = user(store.as_ref(), "carol", T0).await;
+    // A stamp that is not the user's: nothing written, no mail.
+    let (issued, hash) = issue(
+        store.as_ref(),
+        carol,
+        TokenPurpose::MagicLink,
+        "carol@example.com",
+        7,
+        T0,
+    )
+    .await;
+    assert!(!issued);
+    assert!(store.one_time_token(&hash).await.unwrap().is_none());
+    assert_eq!(queued(store.as_ref()).await, 0);
+
+    let (_, magic) = issue(
+        store.as_ref(),
+        carol,
+        TokenPurpose::MagicLink,
+        "carol@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let (_, verify) = issue(
+        store.as_ref(),
+        carol,
+        TokenPurpose::VerifyEmail,
+        "carol@example.com",
+        0,
+        T0,
+    )
+    .await;
+    // A role change moves the stamp: the magic link was issued to the user before it.
+    let bump = UserUpdate {
+        bump_stamp: true,
+        ..UserUpdate::default()
+    };
+    assert!(matches!(
+        store.update_user(carol, bump, None, T0).await.unwrap(),
+        UserWrite::Done(_)
+    ));
+    let m = redeem(&magic, TokenPurpose::MagicLink, Redemption::SignIn, T0);
+    assert!(store.redeem_one_time(m).await.unwrap().is_none());
+    assert_eq!(
+        store.one_time_token(&magic).await.unwrap().unwrap().used_at,
+        None,
+        "a refused redemption writes nothing"
+    );
+    // A verification needs only the same address.
+    let v = redeem(&verify, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, T0);
+    assert!(store.redeem_one_time(v).await.unwrap().is_some());
+}
+
+#[per_backend]
+async fn a_reset_kills_every_session_and_every_other_link_in_flight(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let dave = user(store.as_ref(), "dave", T0).await;
+    let far = UnixTime(T0.0 + 86_400);
+    let (s1, _) = session(store.as_ref(), dave, T0, far).await;
+    let (s2, _) = session(store.as_ref(), dave, T0, far).await;
+    let (_, reset) = issue(
+        store.as_ref(),
+        dave,
+        TokenPurpose::ResetPassword,
+        "dave@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let (_, magic) = issue(store.as_ref(), dave, TokenPurpose::MagicLink, "dave@example.com", 0, T0).await;
+    let (_, verify) = issue(
+        store.as_ref(),
+        dave,
+        TokenPurpose::VerifyEmail,
+        "dave@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let before = store.revocations_after(0).await.unwrap().len();
+    let new_hash = PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$bmV3c2FsdA$bmV3aGFzaA".into());
+    let mut r = redeem(
+        &reset,
+        TokenPurpose::ResetPassword,
+        Redemption::ResetPassword { hash: new_hash.clone() },
+        T0,
+    );
+    r.mails.push(mail("dave@example.com", "password_changed"));
+    let queued_before = queued(store.as_ref()).await;
+    let done = store.redeem_one_time(r).await.unwrap().expect("redeemed");
+    let mut revoked = done.revoked.clone();
+    revoked.sort_by_key(|s| s.to_string());
+    let mut expected = vec![s1, s2];
+    expected.sort_by_key(|s| s.to_string());
+    assert_eq!(revoked, expected);
+    assert_eq!(done.user.password_hash, new_hash);
+    assert_eq!(done.user.security_stamp, 1);
+    assert!(done.user.email_verified, "the address the reset went to is proven");
+    assert_eq!(
+        queued(store.as_ref()).await,
+        queued_before + 1,
+        "the notice is queued with it"
+    );
+    // Two sessions and the user: three log rows.
+    assert_eq!(store.revocations_after(0).await.unwrap().len(), before + 3);
+    for s in [s1, s2] {
+        let (session, _) = store.session_with_user(s).await.unwrap().unwrap();
+        assert!(session.revoked_at.is_some());
+    }
+    // The magic link died with the old password; a verification did not.
+    let m = redeem(&magic, TokenPurpose::MagicLink, Redemption::SignIn, T0);
+    assert!(store.redeem_one_time(m).await.unwrap().is_none());
+    assert_eq!(store.one_time_token(&verify).await.unwrap().unwrap().used_at, None);
+}
+
+#[per_backend]
+async fn an_email_change_to_a_taken_address_writes_nothing(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let erin = user(store.as_ref(), "erin", T0).await;
+    let (_, change) = issue(
+        store.as_ref(),
+        erin,
+        TokenPurpose::ChangeEmail,
+        "new-erin@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let (_, taken) = issue(
+        store.as_ref(),
+        erin,
+        TokenPurpose::ChangeEmail,
+        "frank@example.com",
+        0,
+        T0,
+    )
+    .await;
+    // The newer request killed the first.
+    let c = redeem(&change, TokenPurpose::ChangeEmail, Redemption::ChangeEmail, T0);
+    assert!(store.redeem_one_time(c).await.unwrap().is_none());
+    // Someone registered the address meanwhile.
+    user(store.as_ref(), "frank", T0).await;
+    let t = redeem(&taken, TokenPurpose::ChangeEmail, Redemption::ChangeEmail, T0);
+    assert!(matches!(store.redeem_one_time(t).await, Err(StoreError::Conflict)));
+    assert_eq!(store.one_time_token(&taken).await.unwrap().unwrap().used_at, None);
+    let after = store.user_by_id(erin).await.unwrap().unwrap();
+    assert_eq!(after.email.as_str(), "erin@example.com");
+
+    let (_, ok) = issue(
+        store.as_ref(),
+        erin,
+        TokenPurpose::ChangeEmail,
+        "erin2@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let c = redeem(&ok, TokenPurpose::ChangeEmail, Redemption::ChangeEmail, T0);
+    let done = store.redeem_one_time(c).await.unwrap().expect("changed");
+    assert_eq!(done.user.email.as_str(), "erin2@example.com");
+    assert!(done.user.email_verified);
+    // A verification link to the old address proves nothing now.
+    let (_, old) = issue(
+        store.as_ref(),
+        erin,
+        TokenPurpose::VerifyEmail,
+        "erin@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let v = redeem(&old, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, T0);
+    assert!(store.redeem_one_time(v).await.unwrap().is_none());
+}
+
+#[per_backend]
+async fn concurrent_redemptions_of_one_token_spend_it_once(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let gina = user(store.as_ref(), "gina", T0).await;
+    let (_, hash) = issue(store.as_ref(), gina, TokenPurpose::MagicLink, "gina@example.com", 0, T0).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let r = redeem(&hash, TokenPurpose::MagicLink, Redemption::SignIn, T0);
+            tokio::spawn(async move { store.redeem_one_time(r).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(Some(_)) => won += 1,
+            Ok(None) => {}
+            // A serialisation refusal is a loss too (the client would be told to retry).
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[per_backend]
+async fn the_outbox_hands_each_message_to_one_sender(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let mails: Vec<NewMail> = (0..10).map(|i| mail(&format!("m{i}@example.com"), "notice")).collect();
+    store.enqueue_mail(mails, T0).await.unwrap();
+    assert_eq!(queued(store.as_ref()).await, 10);
+    let lease = UnixTime(T0.0 + 60);
+    // Four senders at once, three messages each at most: every message once.
+    let claims: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.claim_mail(T0, lease, 3).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for c in claims {
+        match c.await.unwrap() {
+            Ok(batch) => seen.extend(batch),
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let mut ids: Vec<String> = seen.iter().map(|m| m.id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), seen.len(), "no message claimed twice");
+    assert!(seen.iter().all(|m| m.attempt == 1 && m.message.contains("the link")));
+    // The rest, by one more sender; then nothing is left to claim while the leases hold.
+    let rest = store.claim_mail(T0, lease, 100).await.unwrap();
+    assert_eq!(seen.len() + rest.len(), 10);
+    assert!(
+        store
+            .claim_mail(UnixTime(T0.0 + 59), lease, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all: Vec<_> = seen.into_iter().chain(rest).collect();
+
+    // Delivered: gone from the queue, its body not kept.
+    let first = &all[0];
+    assert!(store.finish_mail(first.id, 1, Delivery::Sent, T0).await.unwrap());
+    // A retry waits for its time.
+    let second = &all[1];
+    let retry = Delivery::Retry {
+        error: "421 try later".into(),
+        retry_at: UnixTime(T0.0 + 30),
+    };
+    assert!(store.finish_mail(second.id, 1, retry, T0).await.unwrap());
+    assert!(
+        store
+            .claim_mail(UnixTime(T0.0 + 29), UnixTime(T0.0 + 90), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_mail(UnixTime(T0.0 + 30), UnixTime(T0.0 + 90), 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempt), (second.id, 2));
+    // Given up: listed with its error, and queued again by an operator.
+    let third = &all[2];
+    let give_up = Delivery::GiveUp {
+        error: "550 no such user".into(),
+    };
+    assert!(store.finish_mail(third.id, 1, give_up, T0).await.unwrap());
+    let failed = store.list_mail(true, 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, third.id);
+    assert_eq!(failed[0].last_error.as_deref(), Some("550 no such user"));
+    assert_eq!(store.outbox_stats().await.unwrap().failed, 1);
+    assert_eq!(store.retry_mail(Some(third.id), UnixTime(T0.0 + 40)).await.unwrap(), 1);
+    assert!(store.list_mail(true, 10).await.unwrap().is_empty());
+
+    // A claim that ran out: another sender takes the message, and the first sender's
+    // late answer is not recorded.
+    let fourth = &all[3];
+    let later = UnixTime(T0.0 + 61);
+    let taken = store.claim_mail(later, UnixTime(later.0 + 60), 100).await.unwrap();
+    assert!(taken.iter().any(|m| m.id == fourth.id && m.attempt == 2));
+    assert!(!store.finish_mail(fourth.id, 1, Delivery::Sent, later).await.unwrap());
+    assert!(store.finish_mail(fourth.id, 2, Delivery::Sent, later).await.unwrap());
+    let sent = store.list_mail(false, 100).await.unwrap();
+    let entry = sent.iter().find(|m| m.id == fourth.id).unwrap();
+    assert_eq!(entry.sent_at, Some(later));
+
+    // A purge drops delivered mail past the cutoff, and expired tokens; the rest stays.
+    let stats = store.outbox_stats().await.unwrap();
+    store.purge_expired(UnixTime(later.0 + 1)).await.unwrap();
+    let left = store.list_mail(false, 100).await.unwrap();
+    assert!(left.iter().all(|m| m.sent_at.is_none()), "{left:?}");
+    assert_eq!(store.outbox_stats().await.unwrap().queued, stats.queued);
+}
+
+#[per_backend]
+async fn a_purge_drops_expired_tokens_and_keeps_live_ones(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let hank = user(store.as_ref(), "hank", T0).await;
+    let (_, old) = issue(
+        store.as_ref(),
+        hank,
+        TokenPurpose::VerifyEmail,
+        "hank@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let later = UnixTime(T0.0 + 2 * TTL);
+    let (_, live) = issue(
+        store.as_ref(),
+        hank,
+        TokenPurpose::MagicLink,
+        "hank@example.com",
+        0,
+        later,
+    )
+    .await;
+    store.purge_expired(UnixTime(later.0 - 1)).await.unwrap();
+    assert!(store.one_time_token(&old).await.unwrap().is_none());
+    assert!(store.one_time_token(&live).await.unwrap().is_some());
+}
