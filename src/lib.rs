@@ -16,6 +16,7 @@ pub mod fanout;
 pub mod fuzzing;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -70,6 +70,7 @@ fn main() -> ExitCode {
                 .map(|_| Some("database schema is up to date".to_owned())),
             Command::User { command, .. } => tokengate::cli::run_user(&settings, command).await.map(Some),
             Command::Keys { command, .. } => tokengate::cli::run_keys(&settings, command).await.map(Some),
+            Command::Mail { command, .. } => tokengate::cli::run_mail(&settings, command).await.map(Some),
             Command::Healthcheck { .. } => Ok(None),
         }
     });

@@ -23,6 +23,10 @@ pub const REDIS_UP: &str = "tokengate_redis_up";
 pub const SESSION_CACHE_TRUSTED: &str = "tokengate_session_cache_trusted";
 pub const RATE_LIMIT_KEYS: &str = "tokengate_rate_limit_keys";
 pub const BUILD_INFO: &str = "tokengate_build_info";
+pub const MAIL_DELIVERIES: &str = "tokengate_mail_deliveries_total";
+pub const MAIL_QUEUED: &str = "tokengate_mail_queued";
+pub const MAIL_FAILED_WAITING: &str = "tokengate_mail_failed";
+pub const MAIL_OLDEST_QUEUED_AGE: &str = "tokengate_mail_oldest_queued_age_seconds";
 
 /// Buckets for request and store latencies: sub-millisecond cache hits to slow writes.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -117,6 +121,20 @@ fn describe() {
         "1 while the session cache follows the revocation log (checks answered from memory); 0 while every check reads the database"
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs");
+    describe_counter!(
+        MAIL_DELIVERIES,
+        "Mail delivery attempts, by outcome: sent, retry (will be tried again), failed (given up on)"
+    );
+    describe_gauge!(MAIL_QUEUED, "Messages in the outbox waiting for delivery");
+    describe_gauge!(
+        MAIL_FAILED_WAITING,
+        "Messages given up on, kept for `tokengate mail list --failed` / `mail retry`"
+    );
+    describe_gauge!(
+        MAIL_OLDEST_QUEUED_AGE,
+        Unit::Seconds,
+        "Age of the oldest message waiting for delivery (0 when none waits)"
+    );
 }
 
 /// The standard `process_*` series (client_golang's names and meanings).

@@ -7,11 +7,13 @@ mod budget;
 mod error;
 pub mod import;
 pub mod keys;
+mod mail;
 mod sessions;
 mod signing;
 
 pub use crate::events::SessionIp;
 pub use admin::UserChange;
+pub use mail::QueuedMail;
 
 pub use error::{AuthError, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
@@ -25,6 +27,7 @@ use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal};
 use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
 use crate::events::EventSink;
 use crate::limits::Limiter;
+use crate::mail::MailService;
 use crate::store::{SessionRecord, Store, UserRecord};
 
 /// A user as everything outside auth sees one: no password hash, no security stamp.
@@ -148,6 +151,7 @@ pub struct AuthService {
     key_mode: keys::KeyMode,
     macs: ServerMacs,
     events: Arc<dyn EventSink>,
+    mail: Arc<MailService>,
 }
 
 /// What an [`AuthService`] is made of.
@@ -163,6 +167,8 @@ pub struct AuthParts {
     pub macs: ServerMacs,
     /// Where auth events go (the server logs and counts them).
     pub events: Arc<dyn EventSink>,
+    /// Composes mail for the outbox and delivers it.
+    pub mail: Arc<MailService>,
 }
 
 impl AuthService {
@@ -178,6 +184,7 @@ impl AuthService {
             key_mode: p.key_mode,
             macs: p.macs,
             events: p.events,
+            mail: p.mail,
         }
     }
 

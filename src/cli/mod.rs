@@ -1,9 +1,10 @@
-//! The command line: `serve`, `migrate`, `user ...`, `keys ...`, `healthcheck`. Parsing lives here; `main.rs`
+//! The command line: `serve`, `migrate`, `user ...`, `keys ...`, `mail ...`, `healthcheck`. Parsing lives here; `main.rs`
 //! only dispatches.
 
 pub mod healthcheck;
 mod import;
 mod keys;
+mod mail;
 mod table;
 mod user;
 
@@ -40,6 +41,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The mail outbox: what waits, what was given up on, and queuing it again.
+    Mail {
+        #[command(flatten)]
+        database: Database,
+        #[command(subcommand)]
+        command: MailCommand,
+    },
     /// Ask the server for /healthz; exit 0 when healthy (container health checks
     /// without curl).
     Healthcheck {
@@ -72,7 +80,10 @@ impl Command {
     pub fn settings(&self) -> Result<RawSettings, clap::Error> {
         let database = match self {
             Self::Serve(raw) => return Ok(raw.as_ref().clone()),
-            Self::Migrate(d) | Self::User { database: d, .. } | Self::Keys { database: d, .. } => Some(d),
+            Self::Migrate(d)
+            | Self::User { database: d, .. }
+            | Self::Keys { database: d, .. }
+            | Self::Mail { database: d, .. } => Some(d),
             Self::Healthcheck { .. } => None,
         };
         let mut raw = RawSettings::from_environment()?;
@@ -111,6 +122,28 @@ pub enum KeysCommand {
     /// TOKENGATE_ENCRYPTION_KEY, opening what is sealed with the keys in
     /// TOKENGATE_PREVIOUS_ENCRYPTION_KEYS (or stored unencrypted). Safe to run again.
     Reencrypt,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// List messages, newest first: id, kind, recipient, attempts, state, last error
+    /// (never a body).
+    List {
+        /// Only the messages given up on.
+        #[arg(long)]
+        failed: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Queue a failed message again (or every failed one, --all); a running server
+    /// delivers it within seconds.
+    Retry {
+        /// The message's id (see `mail list --failed`).
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -209,4 +242,5 @@ pub enum UserCommand {
 }
 
 pub use keys::run as run_keys;
+pub use mail::run as run_mail;
 pub use user::run as run_user;

@@ -2,6 +2,7 @@
 //! into typed values. A bad value is one line naming the variable to fix.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
@@ -10,6 +11,7 @@ use crate::crypto::passwords::Argon2Params;
 use crate::domain::Secret;
 use crate::http::ConnectionLimits;
 use crate::limits::Rate;
+use crate::mail::{MailSettings, MailTransportSettings, SmtpUrl, parse_mailbox};
 pub use crate::store::DatabaseUrl;
 use crate::store::StoreSettings;
 
@@ -37,7 +39,11 @@ pub struct Settings {
     /// Where traces go (the OTLP/HTTP traces URL, `.../v1/traces`); `None`: nowhere.
     pub otlp_endpoint: Option<String>,
     pub encryption: EncryptionSettings,
+    pub mail: MailSettings,
 }
+
+/// The sender of file-transport mail when none is set.
+const DEFAULT_MAIL_FROM: &str = "tokengate <no-reply@localhost>";
 
 /// Keys that seal secrets at rest (each 32 bytes, base64, checked); none: stored as is.
 #[derive(Clone, Debug, Default)]
@@ -203,6 +209,14 @@ settings! {
     max_requests_per_connection: u32 = one("TOKENGATE_MAX_REQUESTS_PER_CONNECTION", "1000", |v| parse_in_range(v, 1, 1_000_000_000));
     /// How long one connection may stay open
     max_connection_age: u64 = one("TOKENGATE_MAX_CONNECTION_AGE", "5m", parse_duration);
+    /// smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465, or
+    /// smtp://127.0.0.1:2525?tls=none (a loopback sink) [default: .eml files]
+    smtp_url: SmtpUrl = maybe("TOKENGATE_SMTP_URL", hide_env_values, "", SmtpUrl::parse);
+    /// Sender of every mail, e.g. "Example <no-reply@example.com>" (required with SMTP)
+    /// [default: tokengate <no-reply@localhost>]
+    mail_from: lettre::message::Mailbox = maybe("TOKENGATE_MAIL_FROM", "", parse_mailbox);
+    /// Folder of .eml files when no SMTP server is set [default: mail/ beside the SQLite file]
+    mail_dir: PathBuf = maybe("TOKENGATE_MAIL_DIR", "", |v| Ok(PathBuf::from(v)));
 }
 
 impl RawSettings {
@@ -277,6 +291,7 @@ impl RawSettings {
                 key: self.encryption()?,
                 previous: self.previous_encryption_keys()?,
             },
+            mail: self.mail()?,
         };
         // What no one setting can say alone.
         let t = &s.tokens;
@@ -299,6 +314,30 @@ impl RawSettings {
             ));
         }
         Ok(s)
+    }
+
+    /// Where mail goes and whom it is from. Without SMTP, files beside the SQLite
+    /// database (or in `mail/` of the working folder with PostgreSQL).
+    fn mail(&self) -> Result<MailSettings, ConfigError> {
+        let transport = match (self.smtp_url()?, self.mail_dir()?) {
+            (Some(url), _) => MailTransportSettings::Smtp(url),
+            (None, Some(dir)) => MailTransportSettings::Files(dir),
+            (None, None) => MailTransportSettings::Files(match self.database_url()? {
+                DatabaseUrl::Sqlite { path } => path.parent().unwrap_or(Path::new("")).join("mail"),
+                DatabaseUrl::Postgres(_) => PathBuf::from("mail"),
+            }),
+        };
+        let from = match self.mail_from()? {
+            Some(from) => from,
+            None if matches!(transport, MailTransportSettings::Smtp(_)) => {
+                return Err(ConfigError::new(
+                    "TOKENGATE_MAIL_FROM",
+                    "set the sender mail goes out as, e.g. \"Example <no-reply@example.com>\" (an SMTP server refuses mail from no-reply@localhost)",
+                ));
+            }
+            None => parse_mailbox(DEFAULT_MAIL_FROM).map_err(|m| ConfigError::new("TOKENGATE_MAIL_FROM", m))?,
+        };
+        Ok(MailSettings { transport, from })
     }
 
     /// The encryption key, given as itself or as a file (not both).
@@ -575,7 +614,7 @@ mod tests {
         // would show up as an unknown variable here).
         let known = environment::known_variables();
         assert!(DECLARED.iter().all(|v| known.iter().any(|k| k == v)));
-        assert_eq!(DECLARED.len(), 42);
+        assert_eq!(DECLARED.len(), 45);
     }
     use super::*;
 
@@ -660,6 +699,40 @@ mod tests {
     }
 
     #[test]
+    fn mail_goes_to_files_beside_the_database_unless_an_smtp_server_is_set() {
+        use crate::mail::{MailTransportSettings, SmtpTls};
+        let files = |s: Settings| match s.mail.transport {
+            MailTransportSettings::Files(dir) => dir,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(files(raw().validate().unwrap()), PathBuf::from("mail"));
+        let beside = RawSettings {
+            database_url: Some("sqlite://data/t.db".into()),
+            ..raw()
+        };
+        assert_eq!(files(beside.validate().unwrap()), PathBuf::from("data/mail"));
+        let chosen = RawSettings {
+            mail_dir: Some("/var/mail/tg".into()),
+            ..raw()
+        };
+        assert_eq!(files(chosen.validate().unwrap()), PathBuf::from("/var/mail/tg"));
+        assert_eq!(raw().validate().unwrap().mail.from.to_string(), DEFAULT_MAIL_FROM);
+
+        let smtp = RawSettings {
+            smtp_url: Some("smtps://me:pw@mail.example.com".into()),
+            mail_from: Some("Example <no-reply@example.com>".into()),
+            ..raw()
+        };
+        let s = smtp.validate().unwrap();
+        match &s.mail.transport {
+            MailTransportSettings::Smtp(url) => assert_eq!((url.port, url.tls), (465, SmtpTls::Implicit)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.mail.from.to_string(), "Example <no-reply@example.com>");
+        assert!(!format!("{s:?}").contains(":pw@"), "the password never prints");
+    }
+
+    #[test]
     fn each_error_names_its_variable() {
         let cases: Vec<(RawSettings, &str)> = vec![
             (
@@ -668,6 +741,28 @@ mod tests {
                     ..raw()
                 },
                 "TOKENGATE_PATH_PREFIX",
+            ),
+            (
+                RawSettings {
+                    smtp_url: Some("smtp://mail.example.com?tls=none".into()),
+                    ..raw()
+                },
+                "TOKENGATE_SMTP_URL",
+            ),
+            (
+                // An SMTP server refuses mail from no-reply@localhost: the sender is required.
+                RawSettings {
+                    smtp_url: Some("smtp://mail.example.com".into()),
+                    ..raw()
+                },
+                "TOKENGATE_MAIL_FROM",
+            ),
+            (
+                RawSettings {
+                    mail_from: Some("nobody".into()),
+                    ..raw()
+                },
+                "TOKENGATE_MAIL_FROM",
             ),
             (
                 RawSettings {

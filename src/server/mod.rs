@@ -64,11 +64,13 @@ pub async fn serve(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<(), 
     let auth = state.auth.clone();
     let purge = tokio::spawn(jobs::purge_loop(auth.clone(), settings.tokens.refresh_ttl_secs));
     let reload = tokio::spawn(jobs::reload_loop(auth.clone()));
+    let mail = tokio::spawn(auth.mail_service().run());
     serve_on(listener, state, settings.http.connections, shutdown)
         .await
         .map_err(|e| StartError::Runtime(e.to_string()))?;
     purge.abort();
     reload.abort();
+    mail.abort();
     if let Some(m) = metrics {
         m.abort();
     }

@@ -18,6 +18,7 @@ use crate::http::AppState;
 use crate::limits::Limiter;
 use crate::limits::memory::{MemoryLimiter, Rates};
 use crate::limits::redis::RedisLimiter;
+use crate::mail::{MailService, Transport};
 use crate::store::cache::CachedStore;
 use crate::store::metered::MeteredStore;
 use crate::store::{DatabaseUrl, Store};
@@ -138,6 +139,15 @@ pub async fn build_auth(
         device: mac("device").await.map_err(start_error)?,
         refresh: mac("refresh").await.map_err(start_error)?,
     };
+    let transport = Transport::new(&settings.mail.transport)
+        .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_SMTP_URL", e)))?;
+    let mail = Arc::new(MailService::new(
+        store.clone(),
+        transport,
+        settings.mail.from.clone(),
+        vault.clone(),
+        clock.clone(),
+    ));
     let auth = AuthService::new(AuthParts {
         store,
         hasher,
@@ -156,6 +166,7 @@ pub async fn build_auth(
         events: Arc::new(crate::events::LogAndCount {
             ip: settings.tokens.session_ip,
         }),
+        mail,
     });
     Ok(auth)
 }

@@ -2,6 +2,7 @@
 //! with an injected clock and a known secret so tests can forge tokens.
 #![allow(dead_code)]
 
+pub mod smtp;
 pub mod stores;
 
 use std::net::SocketAddr;
