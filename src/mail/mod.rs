@@ -8,9 +8,11 @@
 mod compose;
 mod sender;
 mod settings;
+mod templates;
 mod transport;
 
 pub use compose::{Content, compose};
 pub use sender::{MailService, Round};
 pub use settings::{MailSettings, MailTransportSettings, SmtpTls, SmtpUrl, parse_mailbox};
+pub use templates::Template;
 pub use transport::{DeliveryError, Transport};
