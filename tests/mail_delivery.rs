@@ -84,7 +84,7 @@ async fn each_message_arrives_once_as_a_mail_client_reads_it(backend: common::Ba
         assert!(m.body_text(0).unwrap().contains(&format!("token=abc{n}")));
         assert!(m.body_html(0).unwrap().contains(&format!("token=abc{n}")));
     }
-    // Delivered: recorded, and the body (a live link) is not kept.
+    // Delivered: recorded (that its body is emptied is the store contract's test).
     let listed = store.list_mail(false, 10).await.unwrap();
     assert!(listed.iter().all(|m| m.sent_at.is_some() && m.attempts == 1));
     assert_eq!(store.outbox_stats().await.unwrap().queued, 0);
@@ -203,4 +203,33 @@ async fn two_senders_on_one_database_deliver_each_message_once(backend: common::
     to.dedup();
     assert_eq!(to.len(), N, "each message once");
     assert_eq!(got.len(), N);
+}
+
+#[per_backend]
+async fn an_instance_without_the_key_leaves_a_sealed_message_to_one_with_it(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let sink = SmtpSink::start();
+    let clock = ManualClock::new();
+    let key = || EncryptionKey::from_base64("Hk4b9q7gN1f3nYvZbS0eJt2cQ8wXr5uLmA6pD0kHs1E=").unwrap();
+    let with_key = service(
+        &store,
+        &sink,
+        Vault::new(Some(key()), Vec::new()),
+        Arc::new(clock.clone()),
+    );
+    let without = service(&store, &sink, Vault::default(), Arc::new(clock.clone()));
+    queue(&store, &with_key, &clock, 5).await;
+    // No key here: tried again later, not given up on.
+    let round = without.deliver_due().await.unwrap();
+    assert_eq!((round.retried, round.given_up), (1, 0), "{round:?}");
+    clock.advance(30);
+    assert_eq!(with_key.deliver_due().await.unwrap().sent, 1);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+
+    // A body in the clear where the server seals was not queued by it: never sent.
+    queue(&store, &without, &clock, 6).await;
+    assert_eq!(with_key.deliver_due().await.unwrap().given_up, 1);
+    assert_eq!(sink.received().len(), 1);
 }

@@ -21,7 +21,7 @@ use tokengate_test_macros::per_backend;
 const T0: UnixTime = UnixTime(1_800_000_000);
 const TTL: i64 = 1800;
 
-fn mail(to: &str, kind: &'static str) -> NewMail {
+fn mail_to(to: &str, kind: &'static str) -> NewMail {
     NewMail {
         id: MailId::new(),
         recipient: Email::parse(to).unwrap(),
@@ -49,17 +49,18 @@ async fn issue(
             expected_stamp: stamp,
             now,
             expires_at: UnixTime(now.0 + TTL),
-            mails: vec![mail(email, purpose.as_str())],
+            mails: vec![mail_to(email, purpose.as_str())],
         })
         .await
         .unwrap();
     (issued, hash)
 }
 
-fn redeem(hash: &OneTimeTokenHash, purpose: TokenPurpose, effect: Redemption, now: UnixTime) -> Redeem {
+/// A redemption as auth asks for it: a verification survives a stamp change, the rest not.
+fn redeem(hash: &OneTimeTokenHash, effect: Redemption, now: UnixTime) -> Redeem {
     Redeem {
         hash: hash.clone(),
-        purpose,
+        check_stamp: effect.purpose() != TokenPurpose::VerifyEmail,
         now,
         effect,
         mails: Vec::new(),
@@ -93,11 +94,11 @@ async fn a_token_is_stored_with_its_mail_and_spent_once(backend: common::Backend
     assert_eq!(stored.used_at, None);
 
     // Another purpose's redemption does not spend it.
-    let other = redeem(&hash, TokenPurpose::ResetPassword, Redemption::SignIn, T0);
+    let other = redeem(&hash, Redemption::SignIn, T0);
     assert!(store.redeem_one_time(other).await.unwrap().is_none());
     let at = UnixTime(T0.0 + 60);
     let done = store
-        .redeem_one_time(redeem(&hash, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, at))
+        .redeem_one_time(redeem(&hash, Redemption::VerifyEmail, at))
         .await
         .unwrap()
         .expect("redeemed");
@@ -105,7 +106,7 @@ async fn a_token_is_stored_with_its_mail_and_spent_once(backend: common::Backend
     assert!(done.revoked.is_empty());
     assert_eq!(store.one_time_token(&hash).await.unwrap().unwrap().used_at, Some(at));
     // Spent: never again.
-    let again = redeem(&hash, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, at);
+    let again = redeem(&hash, Redemption::VerifyEmail, at);
     assert!(store.redeem_one_time(again).await.unwrap().is_none());
     // The cache of every instance forgets the user: a log row.
     let log = store.revocations_after(0).await.unwrap();
@@ -118,27 +119,12 @@ async fn a_token_dies_with_its_expiry_and_with_a_newer_one(backend: common::Back
         return;
     };
     let bob = user(store.as_ref(), "bob", T0).await;
-    let (_, first) = issue(
-        store.as_ref(),
-        bob,
-        TokenPurpose::ResetPassword,
-        "bob@example.com",
-        0,
-        T0,
-    )
-    .await;
-    let (_, second) = issue(
-        store.as_ref(),
-        bob,
-        TokenPurpose::ResetPassword,
-        "bob@example.com",
-        0,
-        T0,
-    )
-    .await;
-    // A verification in flight is another purpose: untouched by the newer reset.
+    let (first_issued, first) = issue(store.as_ref(), bob, TokenPurpose::MagicLink, "bob@example.com", 0, T0).await;
+    let (second_issued, second) = issue(store.as_ref(), bob, TokenPurpose::MagicLink, "bob@example.com", 0, T0).await;
+    assert!(first_issued && second_issued);
+    // A verification in flight is another purpose: untouched by the newer link.
     let (_, verify) = issue(store.as_ref(), bob, TokenPurpose::VerifyEmail, "bob@example.com", 0, T0).await;
-    let sign_in = |h: &OneTimeTokenHash, at| redeem(h, TokenPurpose::ResetPassword, Redemption::SignIn, at);
+    let sign_in = |h: &OneTimeTokenHash, at| redeem(h, Redemption::SignIn, at);
     assert!(
         store.redeem_one_time(sign_in(&first, T0)).await.unwrap().is_none(),
         "older: dead"
@@ -154,7 +140,7 @@ async fn a_token_dies_with_its_expiry_and_with_a_newer_one(backend: common::Back
             .unwrap()
             .is_some()
     );
-    let v = redeem(&verify, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, T0);
+    let v = redeem(&verify, Redemption::VerifyEmail, T0);
     assert!(store.redeem_one_time(v).await.unwrap().is_some());
 }
 
@@ -205,7 +191,7 @@ async fn a_token_is_issued_and_redeemed_only_for_the_user_as_read(backend: commo
         store.update_user(carol, bump, None, T0).await.unwrap(),
         UserWrite::Done(_)
     ));
-    let m = redeem(&magic, TokenPurpose::MagicLink, Redemption::SignIn, T0);
+    let m = redeem(&magic, Redemption::SignIn, T0);
     assert!(store.redeem_one_time(m).await.unwrap().is_none());
     assert_eq!(
         store.one_time_token(&magic).await.unwrap().unwrap().used_at,
@@ -213,7 +199,7 @@ async fn a_token_is_issued_and_redeemed_only_for_the_user_as_read(backend: commo
         "a refused redemption writes nothing"
     );
     // A verification needs only the same address.
-    let v = redeem(&verify, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, T0);
+    let v = redeem(&verify, Redemption::VerifyEmail, T0);
     assert!(store.redeem_one_time(v).await.unwrap().is_some());
 }
 
@@ -247,13 +233,8 @@ async fn a_reset_kills_every_session_and_every_other_link_in_flight(backend: com
     .await;
     let before = store.revocations_after(0).await.unwrap().len();
     let new_hash = PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$bmV3c2FsdA$bmV3aGFzaA".into());
-    let mut r = redeem(
-        &reset,
-        TokenPurpose::ResetPassword,
-        Redemption::ResetPassword { hash: new_hash.clone() },
-        T0,
-    );
-    r.mails.push(mail("dave@example.com", "password_changed"));
+    let mut r = redeem(&reset, Redemption::ResetPassword { hash: new_hash.clone() }, T0);
+    r.mails.push(mail_to("dave@example.com", "password_changed"));
     let queued_before = queued(store.as_ref()).await;
     let done = store.redeem_one_time(r).await.unwrap().expect("redeemed");
     let mut revoked = done.revoked.clone();
@@ -276,7 +257,7 @@ async fn a_reset_kills_every_session_and_every_other_link_in_flight(backend: com
         assert!(session.revoked_at.is_some());
     }
     // The magic link died with the old password; a verification did not.
-    let m = redeem(&magic, TokenPurpose::MagicLink, Redemption::SignIn, T0);
+    let m = redeem(&magic, Redemption::SignIn, T0);
     assert!(store.redeem_one_time(m).await.unwrap().is_none());
     assert_eq!(store.one_time_token(&verify).await.unwrap().unwrap().used_at, None);
 }
@@ -306,11 +287,11 @@ async fn an_email_change_to_a_taken_address_writes_nothing(backend: common::Back
     )
     .await;
     // The newer request killed the first.
-    let c = redeem(&change, TokenPurpose::ChangeEmail, Redemption::ChangeEmail, T0);
+    let c = redeem(&change, Redemption::ChangeEmail, T0);
     assert!(store.redeem_one_time(c).await.unwrap().is_none());
     // Someone registered the address meanwhile.
     user(store.as_ref(), "frank", T0).await;
-    let t = redeem(&taken, TokenPurpose::ChangeEmail, Redemption::ChangeEmail, T0);
+    let t = redeem(&taken, Redemption::ChangeEmail, T0);
     assert!(matches!(store.redeem_one_time(t).await, Err(StoreError::Conflict)));
     assert_eq!(store.one_time_token(&taken).await.unwrap().unwrap().used_at, None);
     let after = store.user_by_id(erin).await.unwrap().unwrap();
@@ -325,7 +306,7 @@ async fn an_email_change_to_a_taken_address_writes_nothing(backend: common::Back
         T0,
     )
     .await;
-    let c = redeem(&ok, TokenPurpose::ChangeEmail, Redemption::ChangeEmail, T0);
+    let c = redeem(&ok, Redemption::ChangeEmail, T0);
     let done = store.redeem_one_time(c).await.unwrap().expect("changed");
     assert_eq!(done.user.email.as_str(), "erin2@example.com");
     assert!(done.user.email_verified);
@@ -339,7 +320,7 @@ async fn an_email_change_to_a_taken_address_writes_nothing(backend: common::Back
         T0,
     )
     .await;
-    let v = redeem(&old, TokenPurpose::VerifyEmail, Redemption::VerifyEmail, T0);
+    let v = redeem(&old, Redemption::VerifyEmail, T0);
     assert!(store.redeem_one_time(v).await.unwrap().is_none());
 }
 
@@ -353,7 +334,7 @@ async fn concurrent_redemptions_of_one_token_spend_it_once(backend: common::Back
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = Arc::clone(&store);
-            let r = redeem(&hash, TokenPurpose::MagicLink, Redemption::SignIn, T0);
+            let r = redeem(&hash, Redemption::SignIn, T0);
             tokio::spawn(async move { store.redeem_one_time(r).await })
         })
         .collect();
@@ -375,7 +356,9 @@ async fn the_outbox_hands_each_message_to_one_sender(backend: common::Backend) {
     let Some((store, _keep)) = open(backend).await else {
         return;
     };
-    let mails: Vec<NewMail> = (0..10).map(|i| mail(&format!("m{i}@example.com"), "notice")).collect();
+    let mails: Vec<NewMail> = (0..10)
+        .map(|i| mail_to(&format!("m{i}@example.com"), "notice"))
+        .collect();
     store.enqueue_mail(mails, T0).await.unwrap();
     assert_eq!(queued(store.as_ref()).await, 10);
     let lease = UnixTime(T0.0 + 60);
@@ -413,14 +396,19 @@ async fn the_outbox_hands_each_message_to_one_sender(backend: common::Backend) {
 
     // Delivered: gone from the queue, its body not kept.
     let first = &all[0];
-    assert!(store.finish_mail(first.id, 1, Delivery::Sent, T0).await.unwrap());
+    assert!(
+        store
+            .finish_mail(first.id, first.claim, Delivery::Sent, T0)
+            .await
+            .unwrap()
+    );
     // A retry waits for its time.
     let second = &all[1];
     let retry = Delivery::Retry {
         error: "421 try later".into(),
         retry_at: UnixTime(T0.0 + 30),
     };
-    assert!(store.finish_mail(second.id, 1, retry, T0).await.unwrap());
+    assert!(store.finish_mail(second.id, second.claim, retry, T0).await.unwrap());
     assert!(
         store
             .claim_mail(UnixTime(T0.0 + 29), UnixTime(T0.0 + 90), 100)
@@ -439,7 +427,7 @@ async fn the_outbox_hands_each_message_to_one_sender(backend: common::Backend) {
     let give_up = Delivery::GiveUp {
         error: "550 no such user".into(),
     };
-    assert!(store.finish_mail(third.id, 1, give_up, T0).await.unwrap());
+    assert!(store.finish_mail(third.id, third.claim, give_up, T0).await.unwrap());
     let failed = store.list_mail(true, 10).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].id, third.id);
@@ -453,9 +441,20 @@ async fn the_outbox_hands_each_message_to_one_sender(backend: common::Backend) {
     let fourth = &all[3];
     let later = UnixTime(T0.0 + 61);
     let taken = store.claim_mail(later, UnixTime(later.0 + 60), 100).await.unwrap();
-    assert!(taken.iter().any(|m| m.id == fourth.id && m.attempt == 2));
-    assert!(!store.finish_mail(fourth.id, 1, Delivery::Sent, later).await.unwrap());
-    assert!(store.finish_mail(fourth.id, 2, Delivery::Sent, later).await.unwrap());
+    let retaken = taken.iter().find(|m| m.id == fourth.id).expect("taken over");
+    assert_eq!(retaken.attempt, 2);
+    assert!(
+        !store
+            .finish_mail(fourth.id, fourth.claim, Delivery::Sent, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .finish_mail(fourth.id, retaken.claim, Delivery::Sent, later)
+            .await
+            .unwrap()
+    );
     let sent = store.list_mail(false, 100).await.unwrap();
     let entry = sent.iter().find(|m| m.id == fourth.id).unwrap();
     assert_eq!(entry.sent_at, Some(later));
@@ -496,4 +495,198 @@ async fn a_purge_drops_expired_tokens_and_keeps_live_ones(backend: common::Backe
     store.purge_expired(UnixTime(later.0 - 1)).await.unwrap();
     assert!(store.one_time_token(&old).await.unwrap().is_none());
     assert!(store.one_time_token(&live).await.unwrap().is_some());
+}
+
+#[per_backend]
+async fn a_change_of_address_kills_every_link_in_flight(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let ivan = user(store.as_ref(), "ivan", T0).await;
+    let old = "ivan@example.com";
+    let (_, reset) = issue(store.as_ref(), ivan, TokenPurpose::ResetPassword, old, 0, T0).await;
+    let (_, magic) = issue(store.as_ref(), ivan, TokenPurpose::MagicLink, old, 0, T0).await;
+    let (_, verify) = issue(store.as_ref(), ivan, TokenPurpose::VerifyEmail, old, 0, T0).await;
+    let (_, change) = issue(
+        store.as_ref(),
+        ivan,
+        TokenPurpose::ChangeEmail,
+        "ivan-new@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let done = store
+        .redeem_one_time(redeem(&change, Redemption::ChangeEmail, T0))
+        .await
+        .unwrap()
+        .expect("changed");
+    assert_eq!(done.user.email.as_str(), "ivan-new@example.com");
+    assert_eq!(done.user.security_stamp, 1, "logins in flight are void");
+    // Whoever reads the old mailbox holds links to it: none of them works now.
+    let hash = PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$eHh4eHh4eHg$eHh4eHh4eHg".into());
+    for r in [
+        redeem(&reset, Redemption::ResetPassword { hash }, T0),
+        redeem(&magic, Redemption::SignIn, T0),
+        redeem(&verify, Redemption::VerifyEmail, T0),
+    ] {
+        assert!(store.redeem_one_time(r).await.unwrap().is_none());
+    }
+    // A link issued for the old address after the change (a stale read) opens nothing
+    // either, even with the current stamp.
+    let (issued, late) = issue(store.as_ref(), ivan, TokenPurpose::MagicLink, old, 1, T0).await;
+    assert!(issued);
+    assert!(
+        store
+            .redeem_one_time(redeem(&late, Redemption::SignIn, T0))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.one_time_token(&late).await.unwrap().unwrap().used_at, None);
+}
+
+#[per_backend]
+async fn a_refused_reset_writes_nothing(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let judy = user(store.as_ref(), "judy", T0).await;
+    let (s, _) = session(store.as_ref(), judy, T0, UnixTime(T0.0 + 86_400)).await;
+    let (_, reset) = issue(
+        store.as_ref(),
+        judy,
+        TokenPurpose::ResetPassword,
+        "judy@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let bump = UserUpdate {
+        bump_stamp: true,
+        ..UserUpdate::default()
+    };
+    store.update_user(judy, bump, None, T0).await.unwrap();
+    let (log, mail, before) = (
+        store.revocations_after(0).await.unwrap().len(),
+        queued(store.as_ref()).await,
+        store.user_by_id(judy).await.unwrap().unwrap(),
+    );
+    let hash = PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$eXl5eXl5eXk$eXl5eXl5eXk".into());
+    let mut r = redeem(&reset, Redemption::ResetPassword { hash }, T0);
+    r.mails.push(mail_to("judy@example.com", "password_changed"));
+    assert!(
+        store.redeem_one_time(r).await.unwrap().is_none(),
+        "issued before the stamp moved"
+    );
+    let after = store.user_by_id(judy).await.unwrap().unwrap();
+    assert_eq!(after.password_hash, before.password_hash);
+    assert_eq!(after.security_stamp, before.security_stamp);
+    assert!(
+        store
+            .session_with_user(s)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .revoked_at
+            .is_none()
+    );
+    assert_eq!(store.revocations_after(0).await.unwrap().len(), log);
+    assert_eq!(queued(store.as_ref()).await, mail);
+}
+
+#[per_backend]
+async fn concurrent_issues_leave_one_live_token(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let kate = user(store.as_ref(), "kate", T0).await;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let to = format!("kate{i}@example.com");
+                issue(store.as_ref(), kate, TokenPurpose::ChangeEmail, &to, 0, T0).await
+            })
+        })
+        .collect();
+    let mut hashes = Vec::new();
+    for t in tasks {
+        let (issued, hash) = t.await.unwrap();
+        assert!(issued);
+        hashes.push(hash);
+    }
+    let mut live = 0;
+    for hash in &hashes {
+        if store.one_time_token(hash).await.unwrap().unwrap().used_at.is_none() {
+            live += 1;
+        }
+    }
+    assert_eq!(live, 1, "a newer request kills the older ones, also when they race");
+}
+
+#[per_backend]
+async fn a_delivered_body_is_not_kept_and_a_stale_claim_never_records(backend: common::Backend) {
+    let Some((store, _keep, url)) = common::stores::open_at(backend).await else {
+        return;
+    };
+    let sent = mail_to("l1@example.com", "notice");
+    let failing = mail_to("l2@example.com", "notice");
+    store
+        .enqueue_mail(vec![sent.clone(), failing.clone()], T0)
+        .await
+        .unwrap();
+    let claimed = store.claim_mail(T0, UnixTime(T0.0 + 60), 10).await.unwrap();
+    let first = claimed.iter().find(|m| m.id == sent.id).unwrap();
+    assert!(
+        store
+            .finish_mail(first.id, first.claim, Delivery::Sent, T0)
+            .await
+            .unwrap()
+    );
+    let body = common::stores::text_of(
+        &url,
+        &format!("SELECT message FROM mail_outbox WHERE id = '{}'", sent.id),
+    )
+    .await;
+    assert_eq!(body.as_deref(), Some(""), "the link is gone from the database");
+
+    // The other's claim runs out; a second sender gives up on it; an operator queues it
+    // again; a third sender claims it. The first sender's late answer changes nothing.
+    let stale = claimed.iter().find(|m| m.id == failing.id).unwrap().clone();
+    let later = UnixTime(T0.0 + 61);
+    let second = store.claim_mail(later, UnixTime(later.0 + 60), 10).await.unwrap();
+    assert_eq!(second.len(), 1);
+    let give_up = Delivery::GiveUp { error: "550".into() };
+    assert!(
+        store
+            .finish_mail(second[0].id, second[0].claim, give_up, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.retry_mail(None, later).await.unwrap(), 1);
+    let third = store.claim_mail(later, UnixTime(later.0 + 60), 10).await.unwrap();
+    assert_eq!(third[0].attempt, 1, "an operator's retry starts the count over");
+    assert!(third[0].claim > second[0].claim && second[0].claim > stale.claim);
+    assert!(
+        !store
+            .finish_mail(stale.id, stale.claim, Delivery::Sent, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_mail(later, UnixTime(later.0 + 60), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "still held"
+    );
+    assert!(
+        store
+            .finish_mail(third[0].id, third[0].claim, Delivery::Sent, later)
+            .await
+            .unwrap()
+    );
 }

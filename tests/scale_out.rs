@@ -406,7 +406,10 @@ async fn redis_stopped_restarted_or_flushed_never_lets_a_revoked_token_through()
 /// The binary with exactly these settings (and a cheap argon2 cost).
 fn tokengate_with(env: &[(&str, String)]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tokengate"));
-    c.env_clear().env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
+    // A folder of its own: an instance without TOKENGATE_DATABASE_URL makes its SQLite
+    // file (and its secret) in the working folder, never the repository's.
+    let dir = tempfile::tempdir().expect("a temporary folder").keep();
+    c.current_dir(dir).env_clear().env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
     for (k, v) in env {
         c.env(k, v);
     }

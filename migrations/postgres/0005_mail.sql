@@ -26,7 +26,10 @@ CREATE TABLE mail_outbox (
     -- set); emptied once it is delivered.
     message         TEXT NOT NULL,
     created_at      bigint NOT NULL,
+    -- Deliveries tried (an operator's retry starts it over) and claims made (never
+    -- goes back: only the holder of the latest claim may record an outcome).
     attempts        bigint NOT NULL DEFAULT 0,
+    claims          bigint NOT NULL DEFAULT 0,
     next_attempt_at bigint NOT NULL,
     -- A sender holds the message until then (one sender per message, on any instance).
     claimed_until   bigint,

@@ -1,8 +1,8 @@
 //! The mail service: composes messages for the outbox (sealed when the server seals
 //! secrets at rest: a queued message carries a live link), and delivers what is due.
 //!
-//! Delivery is at least once: a message is claimed for a lease longer than one SMTP
-//! conversation, and only the claimer's outcome is recorded. A sender killed between
+//! Delivery is at least once: a batch is claimed for a lease longer than its SMTP
+//! conversations may take, and only the latest claimer's outcome is recorded. A sender killed between
 //! the server's acceptance and the record sends that message again after the lease
 //! (the one case of a duplicate); killed anywhere else, nothing is lost or repeated.
 
@@ -15,23 +15,27 @@ use tokio::sync::Notify;
 use super::compose::{Content, compose};
 use super::transport::{DeliveryError, Transport};
 use crate::clock::Clock;
-use crate::crypto::at_rest::{Vault, sealed_with};
+use crate::crypto::at_rest::{AtRestError, Vault, sealed_with};
 use crate::domain::{Email, MailId, UnixTime};
 use crate::metrics::{MAIL_DELIVERIES, MAIL_FAILED_WAITING, MAIL_OLDEST_QUEUED_AGE, MAIL_QUEUED};
 use crate::store::{ClaimedMail, Delivery, NewMail, Outbox, StoreError};
 
-/// How long a claim holds: longer than one SMTP conversation may take (30 s).
-const LEASE_SECS: i64 = 120;
 /// Messages claimed at once by one sender.
-const BATCH: u32 = 16;
+const BATCH: u32 = 8;
+/// How long a claim holds: the whole batch, each message taking up to its SMTP bound
+/// (30 s), and a margin. No other sender takes a message of the batch meanwhile.
+const LEASE_SECS: i64 = BATCH as i64 * 30 + 60;
 /// Deliveries of one message at most before it is given up on: the waits between them
 /// double from 30 s to at most an hour, about 3 hours in all.
 pub const MAX_ATTEMPTS: i64 = 10;
 /// How often the outbox is looked at when nothing woke the sender (another instance
 /// may have queued mail; a retry may have come due).
 const POLL: Duration = Duration::from_secs(2);
-/// The sealing context of queued messages.
-const SEALED_AS: &str = "mail outbox message";
+/// The sealing context of a queued message: its id and recipient, so a sealed body
+/// cannot be moved to another row or address.
+fn sealed_as(id: MailId, recipient: &str) -> String {
+    format!("mail outbox message {id} to {recipient}")
+}
 
 /// The wait before delivery `attempt + 1`, after `attempt` failed.
 pub fn backoff_secs(attempt: i64) -> i64 {
@@ -90,9 +94,13 @@ impl MailService {
     /// A message to `to`, ready to queue (`kind` names it in logs and metrics).
     pub fn message(&self, to: &Email, kind: &'static str, content: Content) -> Result<NewMail, String> {
         let raw = compose(&self.from, to.as_str(), content)?;
-        let stored = self.vault.seal(raw.as_bytes(), SEALED_AS).map_err(|e| e.to_string())?;
+        let id = MailId::new();
+        let stored = self
+            .vault
+            .seal(raw.as_bytes(), &sealed_as(id, to.as_str()))
+            .map_err(|e| e.to_string())?;
         Ok(NewMail {
-            id: MailId::new(),
+            id,
             recipient: to.clone(),
             kind,
             message: String::from_utf8(stored).map_err(|e| e.to_string())?,
@@ -104,15 +112,19 @@ impl MailService {
         self.wake.notify_one();
     }
 
-    /// Deliver forever: at every wake-up and every [`POLL`].
+    /// Deliver forever: at every wake-up and every [`POLL`]. A panic in a round (a bug)
+    /// is logged and the loop goes on: mail must not stop on an instance unnoticed.
     pub async fn run(self: Arc<Self>) {
         tracing::info!(transport = %self.describe(), "mail: delivering through the outbox");
         loop {
-            match self.deliver_due().await {
+            let this = Arc::clone(&self);
+            let round = tokio::spawn(async move { this.deliver_due().await }).await;
+            match round {
                 // More may be due at once (a batch was full): go on without waiting.
-                Ok(round) if round.worked() => continue,
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "mail: the outbox could not be read; trying again"),
+                Ok(Ok(round)) if round.worked() => continue,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "mail: the outbox could not be read; trying again"),
+                Err(e) => tracing::error!(error = %e, "mail: a delivery round failed; going on"),
             }
             self.observe().await;
             let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
@@ -125,13 +137,20 @@ impl MailService {
         let claimed = self.outbox.claim_mail(now, UnixTime(now.0 + LEASE_SECS), BATCH).await?;
         let mut round = Round::default();
         for mail in claimed {
-            let outcome = match self.deliver(&mail).await {
-                Ok(()) => Delivery::Sent,
-                Err(e) if e.permanent || mail.attempt >= MAX_ATTEMPTS => Delivery::GiveUp { error: e.message },
-                Err(e) => Delivery::Retry {
-                    error: e.message,
-                    retry_at: UnixTime(self.clock.now().0 + backoff_secs(mail.attempt)),
-                },
+            let outcome = if mail.attempt > MAX_ATTEMPTS {
+                // Claimed this often without an outcome: every try ended the sender.
+                Delivery::GiveUp {
+                    error: format!("claimed {} times without an outcome", mail.attempt - 1),
+                }
+            } else {
+                match self.deliver(&mail).await {
+                    Ok(()) => Delivery::Sent,
+                    Err(e) if e.permanent || mail.attempt >= MAX_ATTEMPTS => Delivery::GiveUp { error: e.message },
+                    Err(e) => Delivery::Retry {
+                        error: e.message,
+                        retry_at: UnixTime(self.clock.now().0 + backoff_secs(mail.attempt)),
+                    },
+                }
             };
             let label = match &outcome {
                 Delivery::Sent => {
@@ -153,13 +172,22 @@ impl MailService {
                 }
             };
             metrics::counter!(MAIL_DELIVERIES, "outcome" => label).increment(1);
-            if !self
+            // One message's record failing must not cost the others theirs: each is
+            // delivered again after the lease otherwise.
+            match self
                 .outbox
-                .finish_mail(mail.id, mail.attempt, outcome, self.clock.now())
-                .await?
+                .finish_mail(mail.id, mail.claim, outcome, self.clock.now())
+                .await
             {
-                round.lost_claims += 1;
-                tracing::warn!(mail_id = %mail.id, "mail: the claim ran out before the outcome was recorded");
+                Ok(true) => {}
+                Ok(false) => {
+                    round.lost_claims += 1;
+                    tracing::warn!(mail_id = %mail.id, "mail: the claim ran out before the outcome was recorded");
+                }
+                Err(e) => {
+                    round.lost_claims += 1;
+                    tracing::warn!(mail_id = %mail.id, error = %e, "mail: the outcome could not be recorded");
+                }
             }
         }
         Ok(round)
@@ -167,13 +195,18 @@ impl MailService {
 
     async fn deliver(&self, mail: &ClaimedMail) -> Result<(), DeliveryError> {
         let stored = mail.message.as_bytes();
-        // Queued before a key was set: as it is.
-        let raw = match sealed_with(stored) {
-            Some(_) => self.vault.open(stored, SEALED_AS).map_err(|e| DeliveryError {
-                permanent: true,
+        let context = sealed_as(mail.id, &mail.recipient);
+        // With a key set, a body stored in the clear was not queued by this server: not
+        // sent (as `Vault::open` refuses any unsealed secret).
+        let raw = if sealed_with(stored).is_some() || self.vault.seals() {
+            self.vault.open(stored, &context).map_err(|e| DeliveryError {
+                // Another instance may hold the key this one lacks (a key change rolling
+                // out): not given up on for that.
+                permanent: !matches!(e, AtRestError::NoKey { .. } | AtRestError::WrongKey { .. }),
                 message: format!("the queued message cannot be opened: {e}"),
-            })?,
-            None => stored.to_vec(),
+            })?
+        } else {
+            stored.to_vec()
         };
         self.transport.deliver(&self.from, &mail.recipient, &raw, mail.id).await
     }

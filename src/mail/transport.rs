@@ -126,24 +126,43 @@ impl Transport {
 }
 
 /// Write `<dir>/<id>.eml`, readable by its owner only, whole or not at all (written
-/// beside it, then renamed).
+/// beside it, then renamed). A folder others may write to is refused: they could plant
+/// a link where the file is about to be written, or read what it holds.
 async fn write_eml(dir: &Path, id: MailId, message: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
     let dir = dir.to_path_buf();
     let message = message.to_vec();
     tokio::task::spawn_blocking(move || {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let meta = std::fs::metadata(&dir)?;
+        // SAFETY: geteuid takes nothing and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.mode() & 0o022 != 0 || meta.uid() != me {
+            return Err(std::io::Error::other(format!(
+                "{} is writable by others or not owned by this user (mode {:o}); make it 0700",
+                dir.display(),
+                meta.mode() & 0o777
+            )));
+        }
         let path = dir.join(format!("{id}.eml"));
         let partial = dir.join(format!(".{id}.eml.partial"));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)?;
-        std::io::Write::write_all(&mut file, &message)?;
-        file.sync_all()?;
-        std::fs::rename(&partial, &path)
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&partial)?;
+            std::io::Write::write_all(&mut file, &message)?;
+            file.sync_all()?;
+            std::fs::rename(&partial, &path)?;
+            // The rename itself survives a crash once the folder is on disk.
+            std::fs::File::open(&dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written
     })
     .await
     .map_err(std::io::Error::other)?

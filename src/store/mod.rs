@@ -398,28 +398,45 @@ pub struct StoredOneTimeToken {
     pub used_at: Option<UnixTime>,
 }
 
-/// What redeeming a token does, in the transaction that spends it.
+/// What redeeming a token does, in the transaction that spends it; each is the effect of
+/// one purpose of token. Every one but `ChangeEmail` needs the token's address to be the
+/// user's still, and proves it (verified).
 #[derive(Clone, Debug)]
 pub enum Redemption {
-    /// The token's address is proven: verified, if it is still the user's.
+    /// The address is proven.
     VerifyEmail,
-    /// The token's address becomes the user's, verified.
+    /// The token's address becomes the user's, verified; the stamp moves and every
+    /// other token of the user in flight dies (they went to the old address).
     ChangeEmail,
-    /// A new password: the stamp moves, every session dies, and the address the token
-    /// went to counts as verified (if it is still the user's).
+    /// A new password: the stamp moves, every session dies, and every other token but
+    /// a verification dies.
     ResetPassword { hash: PasswordHashString },
-    /// Only the spend (the caller opens a session).
+    /// Nothing else (the caller opens a session).
     SignIn,
 }
 
+impl Redemption {
+    /// The purpose of the tokens this redeems.
+    pub fn purpose(&self) -> TokenPurpose {
+        match self {
+            Self::VerifyEmail => TokenPurpose::VerifyEmail,
+            Self::ChangeEmail => TokenPurpose::ChangeEmail,
+            Self::ResetPassword { .. } => TokenPurpose::ResetPassword,
+            Self::SignIn => TokenPurpose::MagicLink,
+        }
+    }
+}
+
 /// Spend a token: only a live one (unused, unexpired, of this purpose) whose user is
-/// active with the stamp it was issued under.
+/// active (and, with `check_stamp`, has the stamp it was issued under).
 #[derive(Clone, Debug)]
 pub struct Redeem {
     pub hash: OneTimeTokenHash,
-    pub purpose: TokenPurpose,
     pub now: UnixTime,
     pub effect: Redemption,
+    /// Also refuse it when the user's security stamp moved since it was issued (a
+    /// password change, a deactivation, a role change).
+    pub check_stamp: bool,
     /// Mail queued in the same transaction (a notice of what was done).
     pub mails: Vec<NewMail>,
 }
@@ -431,15 +448,20 @@ pub struct Redeemed {
     pub revoked: Vec<SessionId>,
 }
 
-/// A message claimed for delivery: the claimer alone may mark it (by `attempt`).
+/// A message claimed for delivery: the holder of this claim alone may record how it
+/// went (see [`Outbox::finish_mail`]).
 #[derive(Clone, Debug)]
 pub struct ClaimedMail {
     pub id: MailId,
     pub recipient: String,
     pub kind: String,
     pub message: String,
-    /// This delivery's number (1 for the first).
+    /// This delivery's number since the message was queued (or queued again by an
+    /// operator): 1 for the first.
     pub attempt: i64,
+    /// This claim's number: it only grows, so a claim that ran out is told apart from
+    /// the one that replaced it.
+    pub claim: i64,
     pub created_at: UnixTime,
 }
 
@@ -638,10 +660,11 @@ store_role! {
         /// The token as stored (spent or not, expired or not), if it exists. A read.
         async fn one_time_token(&self, hash: &OneTimeTokenHash) -> Result<Option<StoredOneTimeToken>, StoreError>;
         /// Spend the token (one conditional write: of two concurrent redemptions one
-        /// wins) and apply `effect`, with its mail, in one transaction; `None` when the
-        /// token is unknown, spent, expired, of another purpose, or its user changed
-        /// (nothing written). An email change to an address taken meanwhile is
-        /// `Conflict` (nothing written). Writes the revocation-log rows of what it changed.
+        /// wins) and apply its effect, with its mail, in one transaction; `None` when
+        /// the token is unknown, spent, expired, of another purpose than the effect's,
+        /// or its user changed (nothing written). An email change to an address taken
+        /// meanwhile is `Conflict` (nothing written). Writes the revocation-log rows of
+        /// what it changed. The user's row is locked first, as when a token is issued.
         async fn redeem_one_time(&self, redeem: Redeem) -> Result<Option<Redeemed>, StoreError>;
     }
 }
@@ -656,7 +679,7 @@ store_role! {
         async fn claim_mail(&self, now: UnixTime, lease_until: UnixTime, limit: u32) -> Result<Vec<ClaimedMail>, StoreError>;
         /// Record how a claimed delivery went; `false` if the claim was lost (another
         /// sender took the message after the lease ran out).
-        async fn finish_mail(&self, id: MailId, attempt: i64, outcome: Delivery, now: UnixTime) -> Result<bool, StoreError>;
+        async fn finish_mail(&self, id: MailId, claim: i64, outcome: Delivery, now: UnixTime) -> Result<bool, StoreError>;
         /// Messages, newest first; only those given up on with `failed_only`.
         async fn list_mail(&self, failed_only: bool, limit: u32) -> Result<Vec<MailEntry>, StoreError>;
         /// Queue again the failed message `id`, or every failed one; how many.

@@ -9,6 +9,11 @@ use tokengate::store::{DatabaseUrl, NewSession, NewUser, SessionOpen, Store, Sto
 
 /// A migrated store of `backend`, and what keeps it alive (a folder, a schema).
 pub async fn open(backend: super::Backend) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any>)> {
+    open_at(backend).await.map(|(store, keep, _)| (store, keep))
+}
+
+/// [`open`], and the database's URL (to look at a row the store does not show).
+pub async fn open_at(backend: super::Backend) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any>, DatabaseUrl)> {
     let (url, keep): (DatabaseUrl, Box<dyn std::any::Any>) = match backend {
         super::Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
@@ -27,12 +32,35 @@ pub async fn open(backend: super::Backend) -> Option<(Arc<dyn Store>, Box<dyn st
         }
     };
     let settings = StoreSettings {
-        database_url: url,
+        database_url: url.clone(),
         pool_size: 4,
         connect_timeout_secs: 5,
     };
     let store = tokengate::store::open(&settings).await.expect("the store opens");
-    Some((store, keep))
+    Some((store, keep, url))
+}
+
+/// The one text value `sql` selects, read straight from the database.
+pub async fn text_of(url: &DatabaseUrl, sql: &str) -> Option<String> {
+    use sqlx::Connection as _;
+    match url {
+        DatabaseUrl::Sqlite { path } => {
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap();
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_optional(&mut c)
+                .await
+                .unwrap()
+        }
+        DatabaseUrl::Postgres(url) => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_optional(&mut c)
+                .await
+                .unwrap()
+        }
+    }
 }
 
 pub async fn user(store: &dyn Store, name: &str, now: UnixTime) -> UserId {

@@ -22,6 +22,11 @@ type Row<D> = <<D as Dialect>::DB as Database>::Row;
 /// What a message still waiting is: neither delivered nor given up on.
 const WAITING: &str = "sent_at IS NULL AND failed_at IS NULL";
 
+/// Lock the user `$1` (a write: a row lock where rows are locked, the write lock on
+/// SQLite) if they are active with stamp `$2`; one row, or none.
+const LOCK_USER_AS_READ: &str =
+    "UPDATE users SET updated_at = updated_at WHERE id = $1 AND is_active AND security_stamp = $2";
+
 impl<D: Dialect> SqlStore<D> {
     async fn insert_mail(
         c: &mut <D::DB as Database>::Connection,
@@ -39,6 +44,22 @@ impl<D: Dialect> SqlStore<D> {
                 Text(&mail.message),
                 Int(now.0),
             ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Spend every live token of `user` (but those of purpose `but`).
+    async fn spend_all_of(
+        c: &mut <D::DB as Database>::Connection,
+        user: &str,
+        but: Option<TokenPurpose>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        Self::exec(
+            c,
+            "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL AND purpose <> $3",
+            &[Int(now.0), Text(user), Text(but.map_or("", TokenPurpose::as_str))],
         )
         .await?;
         Ok(())
@@ -78,23 +99,24 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
     async fn issue_one_time(&self, t: NewOneTimeToken) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         let user = t.user.to_string();
-        // A write first, so SQLite takes its write lock at once (a read first could fail
-        // to upgrade it while another process writes).
+        // The user's row first, as a redemption takes it: two issues for one user (or an
+        // issue and a redemption) go one after the other, and never lock in opposite
+        // orders. A write, so SQLite takes its write lock at once too.
+        let live = Self::exec(&mut tx, LOCK_USER_AS_READ, &[Text(&user), Int(t.expected_stamp)]).await?;
+        if live == 0 {
+            Self::rollback(tx).await?;
+            return Ok(false);
+        }
         Self::exec(
             &mut tx,
             "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
             &[Int(t.now.0), Text(&user), Text(t.purpose.as_str())],
         )
         .await?;
-        let sql = format!(
-            "INSERT INTO one_time_tokens (token_hash, purpose, user_id, email, stamp, created_at, expires_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $3 AND is_active AND security_stamp = $5{})",
-            D::FOR_SHARE
-        );
-        let issued = Self::exec(
+        Self::exec(
             &mut tx,
-            &sql,
+            "INSERT INTO one_time_tokens (token_hash, purpose, user_id, email, stamp, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 Text(t.hash.as_str()),
                 Text(t.purpose.as_str()),
@@ -106,10 +128,6 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
             ],
         )
         .await?;
-        if issued == 0 {
-            Self::rollback(tx).await?;
-            return Ok(false);
-        }
         for mail in &t.mails {
             Self::insert_mail(&mut tx, mail, t.now).await?;
         }
@@ -128,24 +146,31 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
     }
 
     async fn redeem_one_time(&self, r: Redeem) -> Result<Option<Redeemed>, StoreError> {
+        let purpose = r.effect.purpose();
         let mut tx = self.begin().await?;
+        // The token's user first (see `issue_one_time`).
+        Self::exec(
+            &mut tx,
+            "UPDATE users SET updated_at = updated_at
+             WHERE id = (SELECT user_id FROM one_time_tokens WHERE token_hash = $1)",
+            &[Text(r.hash.as_str())],
+        )
+        .await?;
         // The spend: one conditional write, so of two redemptions one wins.
         let spent = Self::optional(
             &mut tx,
             "UPDATE one_time_tokens SET used_at = $1
              WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
              RETURNING purpose, user_id, email, stamp, expires_at, used_at",
-            &[Int(r.now.0), Text(r.hash.as_str()), Text(r.purpose.as_str())],
+            &[Int(r.now.0), Text(r.hash.as_str()), Text(purpose.as_str())],
         )
         .await?;
         let Some(token) = spent.as_ref().map(Self::one_time).transpose()? else {
             Self::rollback(tx).await?;
             return Ok(None);
         };
-        // Issued to the user as they were: a password change (or a deactivation, a role
-        // change) since kills it. A verification only needs the address to be the same.
         let user_ok = match Self::user_for_update(&mut tx, token.user).await? {
-            Some(u) => u.is_active && (matches!(r.effect, Redemption::VerifyEmail) || u.security_stamp == token.stamp),
+            Some(u) => u.is_active && (!r.check_stamp || u.security_stamp == token.stamp),
             None => false,
         };
         if !user_ok {
@@ -153,59 +178,55 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
             return Ok(None);
         }
         let user = token.user.to_string();
-        let (now, email) = (Int(r.now.0), Text(token.email.as_str()));
-        let changed = match &r.effect {
-            // Only while the address is still the one the link went to.
-            Redemption::VerifyEmail => Some(
-                Self::exec(
+        let (now, email, yes) = (Int(r.now.0), Text(token.email.as_str()), Flag(true));
+        // Every effect but an email change needs the token's address to be the user's
+        // still (a link that went to a former address proves nothing and opens nothing),
+        // and proves it.
+        let changed =
+            match &r.effect {
+                Redemption::VerifyEmail | Redemption::SignIn => Self::exec(
                     &mut tx,
                     "UPDATE users SET email_verified = $4, updated_at = $1 WHERE id = $2 AND lower(email) = lower($3)",
-                    &[now, Text(&user), email, Flag(true)],
+                    &[now, Text(&user), email, yes],
                 )
                 .await?,
-            ),
-            Redemption::ChangeEmail => Some(
-                Self::exec(
-                    &mut tx,
-                    "UPDATE users SET email = $3, email_verified = $4, updated_at = $1 WHERE id = $2",
-                    &[now, Text(&user), email, Flag(true)],
-                )
-                .await?,
-            ),
-            // The address the reset went to is proven, if it is still the user's.
-            Redemption::ResetPassword { hash } => Some(
-                Self::exec(
-                    &mut tx,
-                    "UPDATE users SET password_hash = $4, security_stamp = security_stamp + 1, updated_at = $1,
-                         email_verified = CASE WHEN lower(email) = lower($3) THEN $5 ELSE email_verified END
-                     WHERE id = $2",
-                    &[now, Text(&user), email, Text(&hash.0), Flag(true)],
-                )
-                .await?,
-            ),
-            Redemption::SignIn => None,
-        };
-        let mut revoked = Vec::new();
-        if let Some(changed) = changed {
-            if changed == 0 {
-                // The address changed since the link went out: the link proves nothing now.
-                Self::rollback(tx).await?;
-                return Ok(None);
-            }
-            if matches!(r.effect, Redemption::ResetPassword { .. }) {
-                revoked = Self::revoke_all_in(&mut tx, token.user, None, r.now).await?;
-                // Every other reset, magic link or email change in flight dies with the
-                // old password (the stamp moved too).
-                Self::exec(
-                    &mut tx,
-                    "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL AND purpose <> $3",
-                    &[Int(r.now.0), Text(&user), Text(TokenPurpose::VerifyEmail.as_str())],
-                )
-                .await?;
-            }
-            // Every instance's cache forgets the user's record (its address, its stamp).
-            Self::log_revocation(&mut tx, Revoked::User(token.user), r.now).await?;
+                Redemption::ChangeEmail => {
+                    Self::exec(
+                        &mut tx,
+                        "UPDATE users SET email = $3, email_verified = $4, security_stamp = security_stamp + 1,
+                         updated_at = $1 WHERE id = $2",
+                        &[now, Text(&user), email, yes],
+                    )
+                    .await?
+                }
+                Redemption::ResetPassword { hash } => {
+                    Self::exec(
+                        &mut tx,
+                        "UPDATE users SET password_hash = $4, security_stamp = security_stamp + 1, email_verified = $5,
+                         updated_at = $1 WHERE id = $2 AND lower(email) = lower($3)",
+                        &[now, Text(&user), email, Text(&hash.0), yes],
+                    )
+                    .await?
+                }
+            };
+        if changed == 0 {
+            Self::rollback(tx).await?;
+            return Ok(None);
         }
+        let mut revoked = Vec::new();
+        match &r.effect {
+            Redemption::ResetPassword { .. } => {
+                revoked = Self::revoke_all_in(&mut tx, token.user, None, r.now).await?;
+                // Resets, sign-in links and email changes in flight die with the old
+                // password (their stamp moved too); a verification stays good.
+                Self::spend_all_of(&mut tx, &user, Some(TokenPurpose::VerifyEmail), r.now).await?;
+            }
+            // Every link in flight went to the old address.
+            Redemption::ChangeEmail => Self::spend_all_of(&mut tx, &user, None, r.now).await?,
+            Redemption::VerifyEmail | Redemption::SignIn => {}
+        }
+        // Every instance's cache forgets the user's record (address, stamp).
+        Self::log_revocation(&mut tx, Revoked::User(token.user), r.now).await?;
         for mail in &r.mails {
             Self::insert_mail(&mut tx, mail, r.now).await?;
         }
@@ -236,13 +257,13 @@ impl<D: Dialect> Outbox for SqlStore<D> {
         // The claim conditions are checked again on each row the update reaches: a row
         // another sender claimed while this one waited for its lock is passed over.
         let sql = format!(
-            "UPDATE mail_outbox SET claimed_until = $2, attempts = attempts + 1
+            "UPDATE mail_outbox SET claimed_until = $2, attempts = attempts + 1, claims = claims + 1
              WHERE id IN (SELECT id FROM mail_outbox
                           WHERE {WAITING} AND next_attempt_at <= $1
                             AND (claimed_until IS NULL OR claimed_until <= $1)
                           ORDER BY next_attempt_at LIMIT $3{})
                AND {WAITING} AND (claimed_until IS NULL OR claimed_until <= $1)
-             RETURNING id, recipient, kind, message, attempts, created_at",
+             RETURNING id, recipient, kind, message, attempts, claims, created_at",
             D::SKIP_LOCKED
         );
         let rows = Self::all(
@@ -259,22 +280,17 @@ impl<D: Dialect> Outbox for SqlStore<D> {
                     kind: Rows::<D>::text(row, "kind")?,
                     message: Rows::<D>::text(row, "message")?,
                     attempt: Rows::<D>::int(row, "attempts")?,
+                    claim: Rows::<D>::int(row, "claims")?,
                     created_at: UnixTime(Rows::<D>::int(row, "created_at")?),
                 })
             })
             .collect()
     }
 
-    async fn finish_mail(
-        &self,
-        id: MailId,
-        attempt: i64,
-        outcome: Delivery,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    async fn finish_mail(&self, id: MailId, claim: i64, outcome: Delivery, now: UnixTime) -> Result<bool, StoreError> {
         let id = id.to_string();
-        // Only the sender holding this attempt's claim may record it.
-        let fence = "id = $2 AND attempts = $3 AND sent_at IS NULL";
+        // Only the sender holding the latest claim may record it.
+        let fence = "id = $2 AND claims = $3 AND sent_at IS NULL AND failed_at IS NULL";
         let (sql, error) = match &outcome {
             // Delivered: the body (a token's link) is not kept.
             Delivery::Sent => (
@@ -294,7 +310,7 @@ impl<D: Dialect> Outbox for SqlStore<D> {
                 Some(error.as_str()),
             ),
         };
-        let mut params = vec![Int(now.0), Text(&id), Int(attempt)];
+        let mut params = vec![Int(now.0), Text(&id), Int(claim)];
         if let Some(e) = error {
             params.push(Text(e));
         }
