@@ -69,6 +69,20 @@ pub enum AuthEvent {
     UserDeactivated,
     UserActivated,
     UserDeleted,
+    /// Mail to one address was refused: over `TOKENGATE_MAIL_RATE`.
+    MailLimited,
+    EmailVerificationSent,
+    EmailVerified,
+    /// A reset link was asked for an address that belongs to a user (and mailed).
+    PasswordResetRequested,
+    /// A password set through a reset link.
+    PasswordResetByMail,
+    EmailChangeRequested,
+    EmailChanged,
+    MagicLinkRequested,
+    LoginMagicLink,
+    /// A one-time token was refused (unknown, spent, expired, of another purpose).
+    OneTimeTokenRejected,
 }
 
 impl AuthEvent {
@@ -97,13 +111,23 @@ impl AuthEvent {
             Self::UserDeactivated => "user.deactivated",
             Self::UserActivated => "user.activated",
             Self::UserDeleted => "user.deleted",
+            Self::MailLimited => "mail.limited",
+            Self::EmailVerificationSent => "email.verification_sent",
+            Self::EmailVerified => "email.verified",
+            Self::PasswordResetRequested => "password.reset_requested",
+            Self::PasswordResetByMail => "password.reset_by_mail",
+            Self::EmailChangeRequested => "email.change_requested",
+            Self::EmailChanged => "email.changed",
+            Self::MagicLinkRequested => "magic_link.requested",
+            Self::LoginMagicLink => "login.magic_link",
+            Self::OneTimeTokenRejected => "one_time_token.rejected",
         }
     }
 
     fn is_warning(self) -> bool {
         matches!(
             self,
-            Self::RefreshReuse | Self::LoginFailed | Self::PasswordChangeFailed
+            Self::RefreshReuse | Self::LoginFailed | Self::PasswordChangeFailed | Self::OneTimeTokenRejected
         )
     }
 }

@@ -65,7 +65,7 @@ async fn each_message_arrives_once_as_a_mail_client_reads_it(backend: common::Ba
     let round = mail.deliver_due().await.unwrap();
     assert_eq!(round.sent, 3, "{round:?}");
     assert_eq!(mail.deliver_due().await.unwrap().sent, 0, "nothing twice");
-    let got = sink.wait_for(3, Duration::from_secs(5));
+    let got = sink.wait_for(3, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 3);
     for r in &got {
         let n: usize = r.to[0]
@@ -110,7 +110,7 @@ async fn a_server_that_says_try_later_gets_the_message_after_the_backoff(backend
     assert_eq!(mail.deliver_due().await.unwrap().sent, 0);
     clock.advance(1);
     assert_eq!(mail.deliver_due().await.unwrap().sent, 1);
-    let got = sink.wait_for(1, Duration::from_secs(5));
+    let got = sink.wait_for(1, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].parsed().subject(), Some("Message 7"));
     assert_eq!(store.list_mail(false, 10).await.unwrap()[0].attempts, 2);
@@ -137,7 +137,7 @@ async fn a_permanent_refusal_is_kept_and_queued_again_by_an_operator(backend: co
     let now = tokengate::domain::UnixTime(clock.now_secs());
     assert_eq!(store.retry_mail(Some(failed[0].id), now).await.unwrap(), 1);
     assert_eq!(mail.deliver_due().await.unwrap().sent, 1);
-    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).await.len(), 1);
 }
 
 #[per_backend]
@@ -163,7 +163,7 @@ async fn a_queued_message_is_sealed_when_the_server_seals(backend: common::Backe
     // (That claim's lease ends at once: the sender takes it over.)
     clock.advance(1);
     assert_eq!(mail.deliver_due().await.unwrap().sent, 1);
-    let got = sink.wait_for(1, Duration::from_secs(5));
+    let got = sink.wait_for(1, Duration::from_secs(5)).await;
     assert!(got[0].parsed().body_text(0).unwrap().contains("token=abc3"));
 }
 
@@ -197,7 +197,7 @@ async fn two_senders_on_one_database_deliver_each_message_once(backend: common::
     let (sa, sb) = (run(a.clone()), run(b.clone()));
     let (sa, sb) = (sa.await.unwrap(), sb.await.unwrap());
     assert_eq!(sa + sb, N, "a: {sa}, b: {sb}");
-    let got = sink.wait_for(N, Duration::from_secs(10));
+    let got = sink.wait_for(N, Duration::from_secs(10)).await;
     let mut to: Vec<String> = got.iter().map(|r| r.to[0].clone()).collect();
     to.sort();
     to.dedup();
@@ -226,7 +226,7 @@ async fn an_instance_without_the_key_leaves_a_sealed_message_to_one_with_it(back
     assert_eq!((round.retried, round.given_up), (1, 0), "{round:?}");
     clock.advance(30);
     assert_eq!(with_key.deliver_due().await.unwrap().sent, 1);
-    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).len(), 1);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)).await.len(), 1);
 
     // A body in the clear where the server seals was not queued by it: never sent.
     queue(&store, &without, &clock, 6).await;

@@ -409,7 +409,9 @@ fn tokengate_with(env: &[(&str, String)]) -> std::process::Command {
     // A folder of its own: an instance without TOKENGATE_DATABASE_URL makes its SQLite
     // file (and its secret) in the working folder, never the repository's.
     let dir = tempfile::tempdir().expect("a temporary folder").keep();
-    c.current_dir(dir).env_clear().env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
+    c.current_dir(dir)
+        .env_clear()
+        .env("TOKENGATE_ARGON2_MEMORY_KIB", "1024");
     for (k, v) in env {
         c.env(k, v);
     }
@@ -715,6 +717,7 @@ fn limiter_rates(count: u32, window_secs: u64) -> tokengate::limits::memory::Rat
         login: r,
         refresh: r,
         register: r,
+        mail: r,
     }
 }
 

@@ -1,7 +1,6 @@
 //! Accounts: registration and password change.
 
 use super::User;
-use super::budget::Spent;
 use super::sessions::net_of;
 use super::{AuthError, TokenProblem};
 use super::{AuthService, Principal};
@@ -25,6 +24,7 @@ impl AuthService {
             .await?;
         let user = self.create_user(username, email, password, Vec::new()).await?;
         self.events.record(AuthEvent::Register, Some(user.id), None, client);
+        self.send_welcome(&user, client).await;
         Ok(user)
     }
 
@@ -67,22 +67,7 @@ impl AuthService {
         // Guessing the current password with a stolen access token spends this
         // session's own budget (failures only), so the owner, from another session, can
         // always change a password they think is compromised.
-        let budget = LimitKey::PasswordSession(who.session.id);
-        self.limit(budget.clone(), AuthEvent::LoginLimited, client).await?;
-        let verified = self.hasher.verify(current, Some(who.user.password_hash.clone())).await;
-        // Only a wrong password counts (a busy hasher judged nothing).
-        if !matches!(verified, Ok(false)) {
-            self.give_back(Spent(vec![budget])).await;
-        }
-        if !verified? {
-            self.events.record(
-                AuthEvent::PasswordChangeFailed,
-                Some(who.user.id),
-                Some(who.session.id),
-                client,
-            );
-            return Err(AuthError::WrongPassword);
-        }
+        self.step_up(who, current, client).await?;
         let hash = self.hasher.hash(new).await?;
         // Written only while the account is as verified and this session is live: a
         // change, reset or revocation that committed while this one hashed wins, and

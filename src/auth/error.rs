@@ -34,6 +34,16 @@ pub enum AuthError {
     LastAdmin,
     #[error("not found")]
     NotFound,
+    /// A one-time mail token that is unknown, spent, expired or of another purpose
+    /// (one answer for all, so none of them is told apart).
+    #[error("invalid or expired token")]
+    InvalidOneTimeToken,
+    /// `TOKENGATE_REQUIRE_VERIFIED_EMAIL`: the password was right, the address unproven.
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// A feature the configuration turned off (`TOKENGATE_MAGIC_LINKS`).
+    #[error("not enabled on this server")]
+    Disabled,
     #[error("too many attempts; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
     /// The password-hashing queue is full; retry shortly.

@@ -8,6 +8,7 @@ mod error;
 pub mod import;
 pub mod keys;
 mod mail;
+mod recovery;
 mod sessions;
 mod signing;
 
@@ -39,6 +40,8 @@ pub struct User {
     pub is_active: bool,
     pub roles: Vec<Role>,
     pub created_at: UnixTime,
+    /// The user proved they read `email`.
+    pub email_verified: bool,
 }
 
 impl From<UserRecord> for User {
@@ -50,6 +53,7 @@ impl From<UserRecord> for User {
             is_active: u.is_active,
             roles: u.roles,
             created_at: u.created_at,
+            email_verified: u.email_verified,
         }
     }
 }
@@ -74,6 +78,7 @@ impl Principal {
             is_active: u.is_active,
             roles: u.roles.clone(),
             created_at: u.created_at,
+            email_verified: u.email_verified,
         }
     }
 
@@ -131,6 +136,22 @@ pub struct SessionPolicy {
     pub ip: SessionIp,
 }
 
+/// How recovery behaves here.
+#[derive(Clone, Debug)]
+pub struct RecoveryPolicy {
+    /// The account page's absolute URL (`https://auth.example.com/account`, with any
+    /// path prefix): every link opens one of its pages.
+    pub account_url: String,
+    /// The product every mail names.
+    pub product: String,
+    pub reset_ttl_secs: u64,
+    /// `TOKENGATE_MAGIC_LINKS`.
+    pub magic_links: bool,
+    /// `TOKENGATE_REQUIRE_VERIFIED_EMAIL`: a login with the right password of a user
+    /// whose address is unproven is refused.
+    pub require_verified_email: bool,
+}
+
 /// The HMAC keys of values the server hands out and checks later.
 #[derive(Clone, Debug)]
 pub struct ServerMacs {
@@ -152,6 +173,7 @@ pub struct AuthService {
     macs: ServerMacs,
     events: Arc<dyn EventSink>,
     mail: Arc<MailService>,
+    recovery: RecoveryPolicy,
 }
 
 /// What an [`AuthService`] is made of.
@@ -169,6 +191,7 @@ pub struct AuthParts {
     pub events: Arc<dyn EventSink>,
     /// Composes mail for the outbox and delivers it.
     pub mail: Arc<MailService>,
+    pub recovery: RecoveryPolicy,
 }
 
 impl AuthService {
@@ -185,6 +208,7 @@ impl AuthService {
             macs: p.macs,
             events: p.events,
             mail: p.mail,
+            recovery: p.recovery,
         }
     }
 

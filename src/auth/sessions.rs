@@ -102,7 +102,14 @@ impl AuthService {
         match outcome {
             Ok((user, password)) => {
                 self.give_back(spent).await;
-                self.open_login_session(user, password, device_name, client).await
+                // Only someone who knows the password learns that the account is disabled.
+                if !user.is_active {
+                    self.events
+                        .record(AuthEvent::LoginInactive, Some(user.id), None, client);
+                    return Err(AuthError::InactiveUser);
+                }
+                self.upgrade_hash(&user, password, client).await;
+                self.open_session(user, device_name, client).await
             }
             Err(e) => {
                 if matches!(e, AuthError::BadCredentials) {
@@ -164,21 +171,24 @@ impl AuthService {
         }
     }
 
-    /// Open the session of a login whose password verified.
-    async fn open_login_session(
+    /// Open the session of a sign-in that proved who it is (a password, a sign-in
+    /// link), for an active user: only while the user is as it read them.
+    pub(super) async fn open_session(
         &self,
         user: UserRecord,
-        password: Password,
         device_name: Option<DeviceName>,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
-        // Only someone who knows the password learns that the account is disabled.
         if !user.is_active {
             self.events
                 .record(AuthEvent::LoginInactive, Some(user.id), None, client);
             return Err(AuthError::InactiveUser);
         }
-        self.upgrade_hash(&user, password, client).await;
+        // Told only to someone who proved who they are.
+        if self.recovery.require_verified_email && !user.email_verified {
+            self.events.record(AuthEvent::LoginFailed, Some(user.id), None, client);
+            return Err(AuthError::EmailNotVerified);
+        }
         let session_id = SessionId::new();
         let now = self.clock.now();
         let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;

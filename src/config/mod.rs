@@ -40,6 +40,16 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     pub encryption: EncryptionSettings,
     pub mail: MailSettings,
+    pub recovery: RecoverySettings,
+}
+
+/// Account recovery and email verification.
+#[derive(Clone, Copy, Debug)]
+pub struct RecoverySettings {
+    pub mail_rate: Rate,
+    pub reset_ttl_secs: u64,
+    pub magic_links: bool,
+    pub require_verified_email: bool,
 }
 
 /// The sender of file-transport mail when none is set.
@@ -217,6 +227,14 @@ settings! {
     mail_from: lettre::message::Mailbox = maybe("TOKENGATE_MAIL_FROM", "", parse_mailbox);
     /// Folder of .eml files when no SMTP server is set [default: mail/ beside the SQLite file]
     mail_dir: PathBuf = maybe("TOKENGATE_MAIL_DIR", "", |v| Ok(PathBuf::from(v)));
+    /// Mail (verification, reset, magic link) to one address, N/WINDOW; unknown addresses count alike
+    mail_rate: Rate = one("TOKENGATE_MAIL_RATE", "3/15m", parse_rate);
+    /// How long a password-reset link works
+    reset_ttl: u64 = one("TOKENGATE_RESET_TTL", "30m", parse_duration);
+    /// Sign-in links by mail (POST /auth/magic-link): on or off
+    magic_links: bool = one("TOKENGATE_MAGIC_LINKS", "off", parse_bool);
+    /// Refuse the login of a user whose address is not verified (403)
+    require_verified_email: bool = one("TOKENGATE_REQUIRE_VERIFIED_EMAIL", "false", parse_bool);
 }
 
 impl RawSettings {
@@ -292,6 +310,12 @@ impl RawSettings {
                 previous: self.previous_encryption_keys()?,
             },
             mail: self.mail()?,
+            recovery: RecoverySettings {
+                mail_rate: self.mail_rate()?,
+                reset_ttl_secs: self.reset_ttl()?,
+                magic_links: self.magic_links()?,
+                require_verified_email: self.require_verified_email()?,
+            },
         };
         // What no one setting can say alone.
         let t = &s.tokens;
@@ -614,7 +638,7 @@ mod tests {
         // would show up as an unknown variable here).
         let known = environment::known_variables();
         assert!(DECLARED.iter().all(|v| known.iter().any(|k| k == v)));
-        assert_eq!(DECLARED.len(), 45);
+        assert_eq!(DECLARED.len(), 49);
     }
     use super::*;
 

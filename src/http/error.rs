@@ -240,7 +240,9 @@ impl From<AuthError> for ApiError {
             AuthError::LastAdmin => {
                 Self::Conflict("This change would leave no active admin; give another user the admin role first")
             }
-            AuthError::NotFound => Self::NotFound,
+            AuthError::NotFound | AuthError::Disabled => Self::NotFound,
+            AuthError::InvalidOneTimeToken => Self::BadRequest("Invalid or expired token"),
+            AuthError::EmailNotVerified => Self::Forbidden("Email not verified"),
             AuthError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             AuthError::Busy { retry_after_secs } => Self::Busy { retry_after_secs },
             AuthError::Unavailable(why) => {

@@ -68,6 +68,7 @@ pub struct OAuthValidationBody {
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Register, log in, refresh, log out (Bearer tokens)"),
+        (name = "recovery", description = "Verify an address, reset a forgotten password, change the address, sign in by a mailed link"),
         (name = "cookie", description = "The browser flow: tokens in HttpOnly cookies, CSRF header on unsafe requests"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "User administration (`admin` role)"),

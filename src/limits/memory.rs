@@ -219,6 +219,7 @@ pub struct MemoryLimiter {
     refresh_ip: Bounded<ClientNet>,
     register_ip: Bounded<ClientNet>,
     password_session: Bounded<SessionId>,
+    mail_recipient: Bounded<String>,
     failing: FailingNetworks,
 }
 
@@ -231,6 +232,8 @@ pub struct Rates {
     pub login: Rate,
     pub refresh: Rate,
     pub register: Rate,
+    /// Mail to one address (verification, reset, magic link).
+    pub mail: Rate,
 }
 
 impl MemoryLimiter {
@@ -245,6 +248,7 @@ impl MemoryLimiter {
             refresh_ip: Bounded::new(rates.refresh, max_keys, clock.clone()),
             register_ip: Bounded::new(rates.register, max_keys, clock.clone()),
             password_session: Bounded::new(rates.login, max_keys, clock.clone()),
+            mail_recipient: Bounded::new(rates.mail, max_keys, clock.clone()),
             failing: FailingNetworks {
                 map: Mutex::new(HashMap::new()),
                 window: Duration::from_secs(rates.login.window_secs.max(1)),
@@ -255,7 +259,7 @@ impl MemoryLimiter {
     }
 
     /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
-    pub fn key_counts(&self) -> [(&'static str, usize); 8] {
+    pub fn key_counts(&self) -> [(&'static str, usize); 9] {
         [
             ("login_ip", self.login_ip.len()),
             ("login_user_net", self.login_user_net.len()),
@@ -265,6 +269,7 @@ impl MemoryLimiter {
             ("refresh_ip", self.refresh_ip.len()),
             ("register_ip", self.register_ip.len()),
             ("password_session", self.password_session.len()),
+            ("mail_recipient", self.mail_recipient.len()),
         ]
     }
 
@@ -278,6 +283,7 @@ impl MemoryLimiter {
             LimitKey::RefreshIp(net) => self.refresh_ip.hit(net),
             LimitKey::RegisterIp(net) => self.register_ip.hit(net),
             LimitKey::PasswordSession(id) => self.password_session.hit(id),
+            LimitKey::MailRecipient(digest) => self.mail_recipient.hit(digest),
         }
     }
 
@@ -291,6 +297,7 @@ impl MemoryLimiter {
             LimitKey::RefreshIp(net) => self.refresh_ip.refund(net),
             LimitKey::RegisterIp(net) => self.register_ip.refund(net),
             LimitKey::PasswordSession(id) => self.password_session.refund(id),
+            LimitKey::MailRecipient(digest) => self.mail_recipient.refund(digest),
         }
     }
 
@@ -335,6 +342,7 @@ mod tests {
             login: r,
             refresh: r,
             register: r,
+            mail: r,
         }
     }
 

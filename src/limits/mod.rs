@@ -37,6 +37,9 @@ pub enum LimitKey {
     RegisterIp(ClientNet),
     /// Current-password attempts at a password change, from one session.
     PasswordSession(SessionId),
+    /// Mail asked for to one address (a digest of it, lower-cased): known and unknown
+    /// addresses count alike.
+    MailRecipient(String),
 }
 
 /// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6

@@ -185,6 +185,7 @@ impl RedisLimiter {
             LimitKey::RefreshIp(net) => (format!("{p}rl:refresh-ip:{}", net.as_ip()), self.rates.refresh),
             LimitKey::RegisterIp(net) => (format!("{p}rl:register-ip:{}", net.as_ip()), self.rates.register),
             LimitKey::PasswordSession(id) => (format!("{p}rl:password-session:{id}"), self.rates.login),
+            LimitKey::MailRecipient(digest) => (format!("{p}rl:mail-recipient:{digest}"), self.rates.mail),
         }
     }
 

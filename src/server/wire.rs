@@ -8,7 +8,7 @@ use super::error::StartError;
 use super::purpose::Purpose;
 use super::secrets::{hs256_secret_file, signing_keys, start_error, vault};
 use crate::auth::keys::KeyService;
-use crate::auth::{AuthParts, AuthService, ServerMacs, SessionPolicy};
+use crate::auth::{AuthParts, AuthService, RecoveryPolicy, ServerMacs, SessionPolicy};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::crypto::passwords::PasswordHasher;
@@ -122,6 +122,7 @@ pub async fn build_auth(
         login: settings.limits.login,
         refresh: settings.limits.refresh,
         register: settings.limits.register,
+        mail: settings.recovery.mail_rate,
     };
     let max_keys = crate::limits::memory::DEFAULT_MAX_KEYS;
     let limiter: Arc<dyn Limiter> = match settings.redis.url.as_ref().filter(|_| serving) {
@@ -167,8 +168,28 @@ pub async fn build_auth(
             ip: settings.tokens.session_ip,
         }),
         mail,
+        recovery: RecoveryPolicy {
+            account_url: format!("{}{}/account", public_url(settings), settings.http.path_prefix),
+            product: settings.tokens.issuer.clone(),
+            reset_ttl_secs: settings.recovery.reset_ttl_secs,
+            magic_links: settings.recovery.magic_links,
+            require_verified_email: settings.recovery.require_verified_email,
+        },
     });
     Ok(auth)
+}
+
+/// The external base URL every absolute URL we emit starts with: configured, else an
+/// issuer that is a URL, else the bind address.
+fn public_url(settings: &Settings) -> String {
+    settings.http.public_url.clone().unwrap_or_else(|| {
+        let issuer = &settings.tokens.issuer;
+        if issuer.starts_with("https://") || issuer.starts_with("http://") {
+            issuer.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{}", settings.http.bind)
+        }
+    })
 }
 
 /// The routes' state around `auth`, from the HTTP settings.
@@ -184,18 +205,9 @@ pub fn app_state(settings: &Settings, auth: AuthService) -> AppState {
         .iter()
         .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
         .collect::<Vec<_>>();
-    // Configured, else an issuer that is a URL, else the bind address.
-    let public_url = settings.http.public_url.clone().unwrap_or_else(|| {
-        let issuer = &settings.tokens.issuer;
-        if issuer.starts_with("https://") || issuer.starts_with("http://") {
-            issuer.trim_end_matches('/').to_owned()
-        } else {
-            format!("http://{}", settings.http.bind)
-        }
-    });
     AppState {
         auth: Arc::new(auth),
-        public_url: public_url.into(),
+        public_url: public_url(settings).into(),
         path_prefix: settings.http.path_prefix.clone().into(),
         trusted_proxies: settings.http.trusted_proxies.clone().into(),
         cookies: crate::http::cookies::CookiePolicy {

@@ -17,6 +17,7 @@ use tokengate::config::Settings;
 use tokengate::config::check_secret;
 use tokengate::crypto::passwords::Argon2Params;
 use tokengate::limits::Rate;
+use tokengate::mail::MailTransportSettings;
 use tokengate::server::{build_state, serve_on};
 use tokengate::store::DatabaseUrl;
 use tokio::sync::oneshot;
@@ -145,6 +146,10 @@ pub fn test_settings(db: &Path) -> Settings {
     s.limits.login = plenty;
     s.limits.refresh = plenty;
     s.limits.register = plenty;
+    s.recovery.mail_rate = plenty;
+    // Mail (a verification at every registration) as files beside the database, in the
+    // test's own folder; a test that reads mail points it at an SMTP server of its own.
+    s.mail.transport = MailTransportSettings::Files(db.parent().unwrap_or(Path::new(".")).join("mail"));
     s
 }
 
@@ -181,7 +186,9 @@ impl TestServer {
             Backend::Postgres => {
                 let admin = pg_url().expect("TOKENGATE_TEST_PG_URL");
                 let schema = PgSchema::create(&admin).await;
-                let mut s = test_settings(Path::new("unused"));
+                // No database file, but a folder for the mail files all the same.
+                let dir = tempfile::tempdir().expect("tempdir");
+                let mut s = test_settings(&dir.path().join("unused"));
                 s.store.database_url = DatabaseUrl::Postgres(schema.url());
                 s.store.pool_size = 4;
                 // The scaled-out deployment: PostgreSQL with Redis when there is one,
@@ -193,6 +200,7 @@ impl TestServer {
                 tweak(&mut s);
                 let mut srv = Self::start_settings(s, ManualClock::new()).await;
                 srv._schema = Some(schema);
+                srv._dir = Some(dir);
                 srv
             }
         }
@@ -212,10 +220,13 @@ impl TestServer {
         let task = tokio::spawn({
             let state = state.clone();
             async move {
+                // As `serve` does: mail is delivered while the server runs.
+                let mail = tokio::spawn(state.auth.mail_service().run());
                 let _ = serve_on(listener, state, limits, async {
                     let _ = rx.await;
                 })
                 .await;
+                mail.abort();
             }
         });
         let db_path = match &settings.store.database_url {

@@ -18,6 +18,21 @@ pub struct Received {
 }
 
 impl Received {
+    /// The token of the first `#token=` link of its plain-text part.
+    pub fn token(&self) -> String {
+        let m = self.parsed();
+        let text = m.body_text(0).expect("a text part").into_owned();
+        let start = text.find("#token=").expect("a link with a token") + "#token=".len();
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+
+    pub fn subject(&self) -> String {
+        self.parsed().subject().unwrap_or_default().to_owned()
+    }
+
     /// The message as a mail client parses it.
     pub fn parsed(&self) -> mail_parser::Message<'_> {
         mail_parser::MessageParser::default()
@@ -123,7 +138,7 @@ impl SmtpSink {
     }
 
     /// Wait until `n` messages arrived (or panic after `within`); all of them.
-    pub fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let until = Instant::now() + within;
         loop {
             let got = self.received();
@@ -135,7 +150,24 @@ impl SmtpSink {
                 "{} of {n} messages arrived in {within:?}",
                 got.len()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The last message to `to` (waiting up to 5 s for one).
+    pub async fn last_to(&self, to: &str) -> Received {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(r) = self.received().into_iter().rev().find(|r| r.to.iter().any(|t| t == to)) {
+                return r;
+            }
+            assert!(Instant::now() < until, "no message to {to} arrived in 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many messages went to `to`.
+    pub fn count_to(&self, to: &str) -> usize {
+        self.received().iter().filter(|r| r.to.iter().any(|t| t == to)).count()
     }
 }

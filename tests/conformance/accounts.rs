@@ -17,7 +17,18 @@ pub async fn register_returns_user_read_without_hash(b: Backend) {
     let body: Value = res.json().await.unwrap();
     let mut keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
     keys.sort();
-    assert_eq!(keys, ["created_at", "email", "id", "is_active", "roles", "username"]);
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "email",
+            "email_verified",
+            "id",
+            "is_active",
+            "roles",
+            "username"
+        ]
+    );
     assert_eq!(body["username"], "alzy");
     assert_eq!(body["email"], "Alzy@example.com");
     assert_eq!(body["is_active"], true);

@@ -16,6 +16,7 @@ mod limits;
 mod login;
 mod logout;
 mod prefix;
+mod recovery;
 mod refresh;
 mod restart;
 mod sessions;

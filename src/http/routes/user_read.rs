@@ -15,6 +15,8 @@ pub struct UserRead {
     #[schema(format = Email, example = "alice@example.com")]
     pub email: String,
     pub is_active: bool,
+    /// The user proved they read `email` (a verification link, a reset, an operator).
+    pub email_verified: bool,
     #[schema(example = json!(["admin"]))]
     pub roles: Vec<String>,
     #[schema(format = DateTime)]
@@ -28,6 +30,7 @@ impl From<User> for UserRead {
             username: u.username.into_string(),
             email: u.email.into_string(),
             is_active: u.is_active,
+            email_verified: u.email_verified,
             roles: u.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             created_at: u.created_at.to_rfc3339(),
         }
