@@ -174,6 +174,8 @@ pub struct AuthService {
     events: Arc<dyn EventSink>,
     mail: Arc<MailService>,
     recovery: RecoveryPolicy,
+    /// Bounds the reset and sign-in links worked on after their answer.
+    recovery_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What an [`AuthService`] is made of.
@@ -209,6 +211,7 @@ impl AuthService {
             events: p.events,
             mail: p.mail,
             recovery: p.recovery,
+            recovery_slots: Arc::new(tokio::sync::Semaphore::new(recovery::LINKS_IN_FLIGHT)),
         }
     }
 

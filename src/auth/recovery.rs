@@ -21,6 +21,9 @@ use crate::limits::LimitKey;
 use crate::mail::Template;
 use crate::store::{NewMail, NewOneTimeToken, Redeem, Redeemed, Redemption, StoreError, UserRecord};
 
+/// Reset and sign-in links being looked up and queued at once, at most.
+pub const LINKS_IN_FLIGHT: usize = 64;
+
 /// How long a verification link works.
 pub const VERIFY_TTL_SECS: u64 = 24 * 3600;
 /// How long the link confirming a new address works.
@@ -138,6 +141,7 @@ impl AuthService {
         // A verification proves an address whatever else changed; every other link is
         // void once the password (the stamp) changed after it went out.
         let check_stamp = effect.purpose() != TokenPurpose::VerifyEmail;
+        let queues_mail = !mails.is_empty();
         let redeem = Redeem {
             hash,
             now: self.clock.now(),
@@ -146,7 +150,12 @@ impl AuthService {
             mails,
         };
         match self.store.redeem_one_time(redeem).await {
-            Ok(Some(done)) => Ok(done),
+            Ok(Some(done)) => {
+                if queues_mail {
+                    self.mail.wake();
+                }
+                Ok(done)
+            }
             Ok(None) => Err(self.rejected(client)),
             // An email change to an address someone took meanwhile.
             Err(StoreError::Conflict) => Err(AuthError::Taken),
@@ -272,14 +281,26 @@ impl AuthService {
     /// is an account's or not. The lookup and the mail run after the answer.
     pub async fn forgot_password(self: &Arc<Self>, email: Email, client: &ClientInfo) -> Result<(), AuthError> {
         self.mail_budget(&email, client).await?;
+        self.send_link_later(email, TokenPurpose::ResetPassword, client);
+        Ok(())
+    }
+
+    /// The lookup and the mail of a reset or sign-in link, after the answer; at most
+    /// [`LINKS_IN_FLIGHT`] at once (past that, the request is dropped, logged: a flood
+    /// must not queue unbounded work behind the answers it already got).
+    fn send_link_later(self: &Arc<Self>, email: Email, purpose: TokenPurpose, client: &ClientInfo) {
+        let Ok(permit) = Arc::clone(&self.recovery_slots).try_acquire_owned() else {
+            tracing::warn!("too many reset and sign-in links in flight; one request dropped");
+            return;
+        };
         let this = Arc::clone(self);
         let client = client.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.send_link(&email, TokenPurpose::ResetPassword, &client).await {
-                tracing::warn!(error = %e, "a reset link was not queued");
+            if let Err(e) = this.send_link(&email, purpose, &client).await {
+                tracing::warn!(error = %e, "a reset or sign-in link was not queued");
             }
+            drop(permit);
         });
-        Ok(())
     }
 
     /// `POST /auth/magic-link`: as [`AuthService::forgot_password`], for a sign-in link.
@@ -288,13 +309,7 @@ impl AuthService {
             return Err(AuthError::Disabled);
         }
         self.mail_budget(&email, client).await?;
-        let this = Arc::clone(self);
-        let client = client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.send_link(&email, TokenPurpose::MagicLink, &client).await {
-                tracing::warn!(error = %e, "a sign-in link was not queued");
-            }
-        });
+        self.send_link_later(email, TokenPurpose::MagicLink, client);
         Ok(())
     }
 
@@ -344,7 +359,6 @@ impl AuthService {
         let done = self
             .redeem(presented, Redemption::ResetPassword { hash }, vec![notice], client)
             .await?;
-        self.mail.wake();
         self.events
             .record(AuthEvent::PasswordResetByMail, Some(done.user.id), None, client);
         Ok(())
@@ -366,10 +380,14 @@ impl AuthService {
         }
         // Taken now: said at once (registration says as much). Taken by the time the
         // link is opened: the change fails then, with the same 409.
+        // Both addresses' budgets, before anything is looked up or sent: the notice to
+        // the current address is mail too, and a caller must not turn this route into a
+        // way to mail anyone, or to test which addresses are taken, without bound.
+        self.mail_budget(&user.email, client).await?;
+        self.mail_budget(&new_email, client).await?;
         if self.store.user_by_email(&new_email).await?.is_some() {
             return Err(AuthError::Taken);
         }
-        self.mail_budget(&new_email, client).await?;
         let notice = self.compose(
             &user.email,
             user.username.as_str(),

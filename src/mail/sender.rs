@@ -7,6 +7,7 @@
 //! (the one case of a duplicate); killed anywhere else, nothing is lost or repeated.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use lettre::message::Mailbox;
@@ -28,9 +29,11 @@ const LEASE_SECS: i64 = BATCH as i64 * 30 + 60;
 /// Deliveries of one message at most before it is given up on: the waits between them
 /// double from 30 s to at most an hour, about 3 hours in all.
 pub const MAX_ATTEMPTS: i64 = 10;
-/// How often the outbox is looked at when nothing woke the sender (another instance
-/// may have queued mail; a retry may have come due).
-const POLL: Duration = Duration::from_secs(2);
+/// How often the outbox is looked at when nothing woke the sender and no retry of its
+/// own is due: for what another process left (an instance that stopped mid-retry, an
+/// operator's `mail retry`). Whoever queues mail wakes its own instance's sender, so
+/// this is no delivery delay; and a server that sends no mail pays one query a minute.
+const IDLE_POLL: Duration = Duration::from_secs(60);
 /// The sealing context of a queued message: its id and recipient, so a sealed body
 /// cannot be moved to another row or address.
 fn sealed_as(id: MailId, recipient: &str) -> String {
@@ -66,6 +69,8 @@ pub struct MailService {
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
     wake: Notify,
+    /// The earliest retry this sender scheduled and has not reached yet (0: none).
+    next_retry: AtomicI64,
 }
 
 impl MailService {
@@ -83,6 +88,7 @@ impl MailService {
             vault,
             clock,
             wake: Notify::new(),
+            next_retry: AtomicI64::new(0),
         }
     }
 
@@ -112,8 +118,9 @@ impl MailService {
         self.wake.notify_one();
     }
 
-    /// Deliver forever: at every wake-up and every [`POLL`]. A panic in a round (a bug)
-    /// is logged and the loop goes on: mail must not stop on an instance unnoticed.
+    /// Deliver forever: at every wake-up, when a retry it scheduled comes due, and every
+    /// [`IDLE_POLL`]. A panic in a round (a bug) is logged and the loop goes on: mail
+    /// must not stop on an instance unnoticed.
     pub async fn run(self: Arc<Self>) {
         tracing::info!(transport = %self.describe(), "mail: delivering through the outbox");
         loop {
@@ -127,8 +134,22 @@ impl MailService {
                 Err(e) => tracing::error!(error = %e, "mail: a delivery round failed; going on"),
             }
             self.observe().await;
-            let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+            let _ = tokio::time::timeout(self.idle_wait(), self.wake.notified()).await;
         }
+    }
+
+    /// Until the earliest retry this sender scheduled, at most [`IDLE_POLL`].
+    fn idle_wait(&self) -> Duration {
+        let next = self.next_retry.load(Ordering::Relaxed);
+        if next == 0 {
+            return IDLE_POLL;
+        }
+        let secs = u64::try_from(next - self.clock.now().0).unwrap_or(0);
+        if secs == 0 {
+            // Reached: this round's claim takes it (or another sender did).
+            self.next_retry.store(0, Ordering::Relaxed);
+        }
+        Duration::from_secs(secs).min(IDLE_POLL)
     }
 
     /// One round: claim what is due, deliver it, record each outcome.
@@ -160,6 +181,10 @@ impl MailService {
                 }
                 Delivery::Retry { error, retry_at } => {
                     round.retried += 1;
+                    let next = self.next_retry.load(Ordering::Relaxed);
+                    if next == 0 || retry_at.0 < next {
+                        self.next_retry.store(retry_at.0, Ordering::Relaxed);
+                    }
                     tracing::warn!(mail_id = %mail.id, kind = %mail.kind, attempt = mail.attempt, error = %error,
                         retry_in_secs = retry_at.0 - self.clock.now().0, "mail not delivered; will retry");
                     "retry"

@@ -26,9 +26,9 @@ use async_trait::async_trait;
 use super::layer::Over;
 use super::{
     KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken, NewPassword, NewSession, OneTimeTokens, OutboxRole, Redeem,
-    Redeemed, Redemption, RevocationLogRole, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Sessions,
-    Store, StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges, UserRecord, UserUpdate,
-    UserWrite, UsersRole,
+    Redeemed, RevocationLogRole, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Sessions, Store,
+    StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite,
+    UsersRole,
 };
 use crate::clock::Clock;
 use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
@@ -400,11 +400,9 @@ impl OneTimeTokens for CachedStore {
     }
 
     async fn redeem_one_time(&self, redeem: Redeem) -> Result<Option<Redeemed>, StoreError> {
-        let changes_user = !matches!(redeem.effect, Redemption::SignIn);
+        // Every redemption changes the user (a sign-in link proves the address too).
         let out = self.inner.redeem_one_time(redeem).await?;
-        if let Some(done) = &out
-            && changes_user
-        {
+        if let Some(done) = &out {
             self.revoked_here(Revoked::User(done.user.id));
         }
         Ok(out)

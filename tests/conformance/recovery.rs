@@ -356,3 +356,34 @@ pub async fn sign_in_links_work_once_and_only_when_on(b: Backend) {
     let again = srv.post_json("/auth/magic-link/login", json!({"token": token})).await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
 }
+
+#[per_backend]
+pub async fn an_email_change_cannot_flood_either_address(b: Backend) {
+    let sink = SmtpSink::start();
+    let srv = server(b, &sink, |s| {
+        s.recovery.mail_rate = tokengate::limits::Rate {
+            count: 2,
+            window_secs: 900,
+        };
+    })
+    .await;
+    let t = srv.user("fay").await;
+    let change = |n: usize| json!({"new_email": format!("fay{n}@example.com"), "password": PASSWORD});
+    for n in 0..2 {
+        let res = srv.post_auth("/auth/email/change", &t.access, Some(change(n))).await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    // A new address each time: the current address's budget still runs out.
+    let res = srv.post_auth("/auth/email/change", &t.access, Some(change(9))).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // And so does testing which addresses are taken.
+    let taken = srv
+        .post_auth(
+            "/auth/email/change",
+            &t.access,
+            Some(json!({"new_email": "x@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(taken.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sink.count_to("fay9@example.com"), 0);
+}
