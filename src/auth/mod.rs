@@ -152,6 +152,9 @@ pub struct RecoveryPolicy {
     pub require_verified_email: bool,
 }
 
+/// Reset and sign-in links looked up and queued after their answer at once, at most.
+pub const LINKS_IN_FLIGHT: usize = 64;
+
 /// The HMAC keys of values the server hands out and checks later.
 #[derive(Clone, Debug)]
 pub struct ServerMacs {
@@ -211,7 +214,7 @@ impl AuthService {
             events: p.events,
             mail: p.mail,
             recovery: p.recovery,
-            recovery_slots: Arc::new(tokio::sync::Semaphore::new(recovery::LINKS_IN_FLIGHT)),
+            recovery_slots: Arc::new(tokio::sync::Semaphore::new(LINKS_IN_FLIGHT)),
         }
     }
 

@@ -21,9 +21,6 @@ use crate::limits::LimitKey;
 use crate::mail::Template;
 use crate::store::{NewMail, NewOneTimeToken, Redeem, Redeemed, Redemption, StoreError, UserRecord};
 
-/// Reset and sign-in links being looked up and queued at once, at most.
-pub const LINKS_IN_FLIGHT: usize = 64;
-
 /// How long a verification link works.
 pub const VERIFY_TTL_SECS: u64 = 24 * 3600;
 /// How long the link confirming a new address works.
@@ -286,7 +283,7 @@ impl AuthService {
     }
 
     /// The lookup and the mail of a reset or sign-in link, after the answer; at most
-    /// [`LINKS_IN_FLIGHT`] at once (past that, the request is dropped, logged: a flood
+    /// [`super::LINKS_IN_FLIGHT`] at once (past that, the request is dropped, logged: a flood
     /// must not queue unbounded work behind the answers it already got).
     fn send_link_later(self: &Arc<Self>, email: Email, purpose: TokenPurpose, client: &ClientInfo) {
         let Ok(permit) = Arc::clone(&self.recovery_slots).try_acquire_owned() else {
