@@ -62,14 +62,14 @@ scenarios() { # NAME BASE
   wait $storm
   : > "$OUT/$name-tokens.txt"
   for _ in 1 2 3 4; do
-    { login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/'; echo; } >> "$OUT/$name-tokens.txt"
+    { login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' | tr -d '\n'; echo; } >> "$OUT/$name-tokens.txt"
   done
   BENCH_TOKENS="$OUT/$name-tokens.txt" wrk -t4 -c4 -d"$DUR" --latency -s bench/refresh.lua \
     "$base/auth/refresh" > "$OUT/$name-refresh.txt"
   # 32 chains at once (one connection each): the writer under contention.
   : > "$OUT/$name-tokens32.txt"
   for _ in $(seq 32); do
-    { login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/'; echo; } >> "$OUT/$name-tokens32.txt"
+    { login | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' | tr -d '\n'; echo; } >> "$OUT/$name-tokens32.txt"
   done
   BENCH_TOKENS="$OUT/$name-tokens32.txt" wrk -t32 -c32 -d"$DUR" --latency -s bench/refresh.lua \
     "$base/auth/refresh" > "$OUT/$name-refresh_c32.txt"
@@ -131,7 +131,7 @@ for ALG in HS256 EdDSA ES256 RS256; do
   : > "$TG_DIR/chains.txt"
   for _ in 1 2 3 4; do
     curl -sf -X POST http://127.0.0.1:8100/auth/login -d 'username=benchuser&password=benchpass123' \
-      | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' >> "$TG_DIR/chains.txt"
+      | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' | tr -d '\n' >> "$TG_DIR/chains.txt"
     echo >> "$TG_DIR/chains.txt"
   done
   : > "$TG_DIR/minted.txt"

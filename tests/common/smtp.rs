@@ -166,6 +166,26 @@ impl SmtpSink {
         }
     }
 
+    /// The last message to `to` whose subject contains `subject` (waiting up to 5 s).
+    pub async fn mail_to(&self, to: &str, subject: &str) -> Received {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self
+                .received()
+                .into_iter()
+                .rev()
+                .find(|r| r.to.iter().any(|t| t == to) && r.subject().contains(subject));
+            if let Some(r) = found {
+                return r;
+            }
+            assert!(
+                Instant::now() < until,
+                "no message to {to} about {subject:?} arrived in 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// How many messages went to `to`.
     pub fn count_to(&self, to: &str) -> usize {
         self.received().iter().filter(|r| r.to.iter().any(|t| t == to)).count()

@@ -2,8 +2,6 @@
 //! link is read from the message a mail client would show, and its token sent back as
 //! the `/account` page does.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokengate::mail::{MailTransportSettings, SmtpUrl};
@@ -70,13 +68,7 @@ pub async fn every_bad_token_gets_the_same_400(b: Backend) {
     let verify = sink.last_to("tess@example.com").await.token();
     srv.post_json("/auth/password/forgot", json!({"email": "tess@example.com"}))
         .await;
-    let reset = loop {
-        let m = sink.last_to("tess@example.com").await;
-        if m.subject().contains("Reset") {
-            break m.token();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let reset = sink.mail_to("tess@example.com", "Reset").await.token();
     let cases = [
         ("/auth/email/verify", json!({"token": "x".repeat(43)})),
         ("/auth/email/verify", json!({"token": "short"})),
@@ -133,13 +125,7 @@ pub async fn a_reset_ends_every_session_and_tells_the_user(b: Backend) {
         (status, body.clone()),
         "an unknown address gets the same answer"
     );
-    let reset = loop {
-        let m = sink.last_to("rita@example.com").await;
-        if m.subject().contains("Reset your password") {
-            break m.token();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let reset = sink.mail_to("rita@example.com", "Reset your password").await.token();
     let weak = srv
         .post_json("/auth/password/reset", json!({"token": reset, "new_password": "short"}))
         .await;
@@ -169,13 +155,7 @@ pub async fn a_reset_ends_every_session_and_tells_the_user(b: Backend) {
     let new = srv.login("rita", "rita-new-password-9").await;
     let me: Value = srv.get_auth("/me", &new.access).await.json().await.unwrap();
     assert_eq!(me["email_verified"], true, "the reset proved the address");
-    let notice = loop {
-        let m = sink.last_to("rita@example.com").await;
-        if m.subject().contains("Your password was reset") {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let notice = sink.mail_to("rita@example.com", "Your password was reset").await;
     assert!(notice.parsed().body_text(0).unwrap().contains("If this was not you"));
     let again = srv
         .post_json(
@@ -274,13 +254,7 @@ pub async fn an_email_change_takes_effect_at_the_new_address_and_tells_the_old(b
     assert_eq!(ok.status(), StatusCode::ACCEPTED);
     let confirm = sink.last_to("cleo2@example.com").await;
     assert!(confirm.subject().contains("Confirm your new email address"));
-    let warned = loop {
-        let m = sink.last_to("cleo@example.com").await;
-        if m.subject().contains("about to change") {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let warned = sink.mail_to("cleo@example.com", "about to change").await;
     assert!(warned.parsed().body_text(0).unwrap().contains("cleo2@example.com"));
     // Nothing changed yet.
     let me: Value = srv.get_auth("/me", &t.access).await.json().await.unwrap();
@@ -300,13 +274,7 @@ pub async fn an_email_change_takes_effect_at_the_new_address_and_tells_the_old(b
         me["email"], "cleo2@example.com",
         "the session stays, and sees the change"
     );
-    let told = loop {
-        let m = sink.last_to("cleo@example.com").await;
-        if m.subject().contains("was changed") {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let told = sink.mail_to("cleo@example.com", "was changed").await;
     assert!(told.parsed().body_text(0).unwrap().contains("cleo2@example.com"));
 }
 
@@ -329,13 +297,7 @@ pub async fn sign_in_links_work_once_and_only_when_on(b: Backend) {
         .post_json("/auth/magic-link", json!({"email": "mia@example.com"}))
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let link = loop {
-        let m = sink.last_to("mia@example.com").await;
-        if m.subject().contains("sign-in link") {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let link = sink.mail_to("mia@example.com", "sign-in link").await;
     assert!(link.parsed().body_text(0).unwrap().contains("/account/magic#token="));
     let token = link.token();
     let (status, body) = detail(
