@@ -19,7 +19,9 @@ use crate::domain::{DeviceName, Email, Password, TokenPurpose};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::mail::Template;
-use crate::store::{NewMail, NewOneTimeToken, Redeem, Redeemed, Redemption, StoreError, UserRecord};
+use crate::store::{
+    NewMail, NewOneTimeToken, Redeem, Redeemed, Redemption, StoreError, StoredOneTimeToken, UserRecord,
+};
 
 /// How long a verification link works.
 pub const VERIFY_TTL_SECS: u64 = 24 * 3600;
@@ -171,7 +173,7 @@ impl AuthService {
         &self,
         presented: &str,
         purposes: &[TokenPurpose],
-    ) -> Result<Option<(TokenPurpose, UserRecord)>, AuthError> {
+    ) -> Result<Option<(StoredOneTimeToken, UserRecord)>, AuthError> {
         let Some(hash) = OneTimeTokenHash::of_presented(presented) else {
             return Ok(None);
         };
@@ -181,7 +183,7 @@ impl AuthService {
         if t.used_at.is_some() || t.expires_at <= self.clock.now() || !purposes.contains(&t.purpose) {
             return Ok(None);
         }
-        Ok(self.store.user_by_id(t.user).await?.map(|u| (t.purpose, u)))
+        Ok(self.store.user_by_id(t.user).await?.map(|u| (t, u)))
     }
 
     /// After a registration: the verification mail. The account stands whatever
@@ -230,8 +232,8 @@ impl AuthService {
             .token_user(presented, &[TokenPurpose::VerifyEmail, TokenPurpose::ChangeEmail])
             .await?;
         let done = match found {
-            Some((TokenPurpose::ChangeEmail, before)) => {
-                let done = self.redeem_change(presented, &before, client).await?;
+            Some((token, before)) if token.purpose == TokenPurpose::ChangeEmail => {
+                let done = self.redeem_change(presented, &token.email, &before, client).await?;
                 self.events
                     .record(AuthEvent::EmailChanged, Some(done.user.id), None, client);
                 done
@@ -248,20 +250,16 @@ impl AuthService {
         Ok(User::from(done.user))
     }
 
-    /// An email change, with its notice to the address it leaves. The notice names the
-    /// new address as the token holds it, read just before; a redemption of another
-    /// token in between fails this one (the stamp moved), so the two cannot disagree.
+    /// An email change to `new_email` (as the token, read just before, holds it), with
+    /// its notice to the address it leaves; a redemption of another token in between
+    /// fails this one (the stamp moved), so the notice and the change cannot disagree.
     async fn redeem_change(
         &self,
         presented: &str,
+        new_email: &Email,
         before: &UserRecord,
         client: &ClientInfo,
     ) -> Result<Redeemed, AuthError> {
-        let hash = OneTimeTokenHash::of_presented(presented).ok_or_else(|| self.rejected(client))?;
-        let new_email = match self.store.one_time_token(&hash).await? {
-            Some(t) => t.email,
-            None => return Err(self.rejected(client)),
-        };
         let notice = self.compose(
             &before.email,
             before.username.as_str(),
