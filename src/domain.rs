@@ -205,7 +205,25 @@ impl Email {
         if local.starts_with('"') || !domain_ok {
             return Err(INVALID);
         }
-        Ok(Self(format!("{local}@{}", domain.to_lowercase())))
+        // One spelling per address, the same to every backend and to Rust: an ASCII
+        // local part (so SQLite's ASCII-only `lower()`, PostgreSQL's and Rust's agree on
+        // what is the same address) and the domain in its DNS form (IDNA, lowercase, and
+        // within DNS lengths, so the mail transport can always address it).
+        if !local.is_ascii() {
+            return Err("value is not a valid email address: the part before the @ must be ASCII");
+        }
+        let domain = idna::domain_to_ascii_strict(domain).map_err(|_| INVALID)?;
+        let email = format!("{local}@{domain}");
+        if email.len() > 254 {
+            return Err(INVALID);
+        }
+        Ok(Self(email))
+    }
+
+    /// The address as every comparison sees it (ASCII, so lowercasing means the same
+    /// in SQL and here).
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
 
     pub fn from_store(raw: String) -> Self {

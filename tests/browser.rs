@@ -13,11 +13,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::smtp::SmtpSink;
 use common::{Backend, PASSWORD, TestServer, jwt_parts};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::StatusCode;
 use serde_json::json;
+use tokengate::mail::{MailTransportSettings, SmtpUrl};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -219,7 +221,10 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     click(client, "#register-button").await;
     wait_for(client, "#account:not([hidden])").await;
     assert_eq!(text(client, "#whoami").await, "You are newbie with roles: none");
-    assert_eq!(text(client, "#status").await, "Account created. You are signed in.");
+    assert_eq!(
+        text(client, "#status").await,
+        "Account created. You are signed in. Open the link we mailed you to confirm your address."
+    );
     click(client, "#signout").await;
     wait_for(client, "#signin:not([hidden])").await;
     type_into(client, "#username", "newbie@example.com").await;
@@ -227,6 +232,86 @@ async fn account_page_signs_in_lists_revokes_and_signs_out_in_chromium() {
     click(client, "#signin-button").await;
     wait_for(client, "#account:not([hidden])").await;
     assert_eq!(text(client, "#whoami").await, "You are newbie with roles: none");
+    client.clone().close().await.unwrap();
+}
+
+/// A forgotten password, from the account page to the mail and back: ask for a link,
+/// read it from a real SMTP server, open it as the reader would (the page takes the
+/// token out of the address bar and spends nothing until the form is sent), set a new
+/// password, sign in with it. The session that was open elsewhere is dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_password_is_reset_through_the_mailed_link_in_chromium() {
+    if !chromium_installed() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let smtp = SmtpUrl::parse(&sink.url()).unwrap();
+    let srv = TestServer::start_with(Backend::Sqlite, |s| {
+        s.mail.transport = MailTransportSettings::Smtp(smtp);
+    })
+    .await;
+    let elsewhere = srv.user("rosa").await;
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let browser = Browser::start().await;
+    let client = &browser.client;
+
+    client.goto(&format!("{base}/account")).await.unwrap();
+    wait_for(client, "#signin:not([hidden])").await;
+    click(client, "#to-forgot").await;
+    wait_for(client, "#forgot:not([hidden])").await;
+    type_into(client, "#forgot-email", "rosa@example.com").await;
+    click(client, "#forgot-button").await;
+    wait_for_text(client, "#status", "If the address belongs to an account").await;
+
+    let mail = sink.mail_to("rosa@example.com", "Reset your password").await;
+    let link = mail.link();
+    assert!(link.contains("/account/reset#token="), "{link}");
+    client.goto(&link.replace("127.0.0.1", "localhost")).await.unwrap();
+    wait_for(client, "#reset:not([hidden])").await;
+    // The token left the address bar (and so the history) as the page opened.
+    let shown = client.current_url().await.unwrap();
+    assert_eq!(shown.fragment(), None, "{shown}");
+    assert!(shown.path().ends_with("/account/reset"), "{shown}");
+    // Opening the page spent nothing: the form's POST below is what spends the token.
+    let new_password = "a-new-long-passphrase-7";
+    type_into(client, "#reset-password", new_password).await;
+    click(client, "#reset-button").await;
+    wait_for_text(client, "#status", "Your password is changed").await;
+    assert_eq!(srv.me_status(&elsewhere.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(srv.refresh(&elsewhere.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    let notice = sink.mail_to("rosa@example.com", "Your password was reset").await;
+    assert!(notice.subject().contains("reset"));
+
+    // The account page signs in with the new password; the reset proved the address.
+    click(client, "#to-account").await;
+    wait_for(client, "#signin:not([hidden])").await;
+    type_into(client, "#username", "rosa").await;
+    type_into(client, "#password", new_password).await;
+    click(client, "#signin-button").await;
+    wait_for(client, "#account:not([hidden])").await;
+    assert!(
+        !client
+            .find(Locator::Css("#unverified"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+
+    // The same link again: refused, said on the page.
+    client.goto(&link.replace("127.0.0.1", "localhost")).await.unwrap();
+    wait_for(client, "#reset:not([hidden])").await;
+    type_into(client, "#reset-password", "another-long-passphrase-8").await;
+    click(client, "#reset-button").await;
+    wait_for_text(client, "#status", "Invalid or expired token").await;
+
+    let violations: Vec<_> = console_log(client)
+        .await
+        .into_iter()
+        .filter(|m| m.contains("Content Security Policy"))
+        .collect();
+    assert!(violations.is_empty(), "{violations:?}");
     client.clone().close().await.unwrap();
 }
 
@@ -332,4 +417,17 @@ async fn text(client: &Client, css: &str) -> String {
 async fn document_cookie(client: &Client) -> String {
     let v = client.execute("return document.cookie", vec![]).await.unwrap();
     v.as_str().unwrap_or_default().to_owned()
+}
+
+/// Wait until the element's text contains `expected`.
+async fn wait_for_text(client: &Client, css: &str, expected: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = text(client, css).await;
+        if now.contains(expected) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{css} says {now:?}, not {expected:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

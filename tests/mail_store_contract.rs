@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::stores::{open, session, user};
+use common::stores::{open, session, session_at_stamp, user};
 use tokengate::crypto::passwords::PasswordHashString;
 use tokengate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
 use tokengate::domain::{Email, MailId, TokenPurpose, UnixTime, UserId};
@@ -67,6 +67,17 @@ fn redeem(hash: &OneTimeTokenHash, effect: Redemption, now: UnixTime) -> Redeem 
     }
 }
 
+/// A sign-in as auth asks for it: with the password an unproven address's account gets.
+fn sign_in() -> Redemption {
+    Redemption::SignIn {
+        unproven_password: Some(unknown_password()),
+    }
+}
+
+fn unknown_password() -> PasswordHashString {
+    PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$dW5rbm93bg$dW5rbm93bmhhc2g".into())
+}
+
 async fn queued(store: &dyn Store) -> u64 {
     store.outbox_stats().await.unwrap().queued
 }
@@ -94,7 +105,7 @@ async fn a_token_is_stored_with_its_mail_and_spent_once(backend: common::Backend
     assert_eq!(stored.used_at, None);
 
     // Another purpose's redemption does not spend it.
-    let other = redeem(&hash, Redemption::SignIn, T0);
+    let other = redeem(&hash, sign_in(), T0);
     assert!(store.redeem_one_time(other).await.unwrap().is_none());
     let at = UnixTime(T0.0 + 60);
     let done = store
@@ -124,24 +135,25 @@ async fn a_token_dies_with_its_expiry_and_with_a_newer_one(backend: common::Back
     assert!(first_issued && second_issued);
     // A verification in flight is another purpose: untouched by the newer link.
     let (_, verify) = issue(store.as_ref(), bob, TokenPurpose::VerifyEmail, "bob@example.com", 0, T0).await;
-    let sign_in = |h: &OneTimeTokenHash, at| redeem(h, Redemption::SignIn, at);
+    let spend = |h: &OneTimeTokenHash, at| redeem(h, sign_in(), at);
     assert!(
-        store.redeem_one_time(sign_in(&first, T0)).await.unwrap().is_none(),
+        store.redeem_one_time(spend(&first, T0)).await.unwrap().is_none(),
         "older: dead"
     );
+    assert_eq!(store.one_time_token(&verify).await.unwrap().unwrap().used_at, None);
     // Expired: refused at its expiry, nothing written.
     let expiry = UnixTime(T0.0 + TTL);
-    assert!(store.redeem_one_time(sign_in(&second, expiry)).await.unwrap().is_none());
+    assert!(store.redeem_one_time(spend(&second, expiry)).await.unwrap().is_none());
     assert_eq!(store.one_time_token(&second).await.unwrap().unwrap().used_at, None);
     assert!(
         store
-            .redeem_one_time(sign_in(&second, UnixTime(expiry.0 - 1)))
+            .redeem_one_time(spend(&second, UnixTime(expiry.0 - 1)))
             .await
             .unwrap()
             .is_some()
     );
-    let v = redeem(&verify, Redemption::VerifyEmail, T0);
-    assert!(store.redeem_one_time(v).await.unwrap().is_some());
+    // The sign-in proved the address first: every other token of the user died with it.
+    assert!(store.one_time_token(&verify).await.unwrap().unwrap().used_at.is_some());
 }
 
 #[per_backend]
@@ -191,7 +203,7 @@ async fn a_token_is_issued_and_redeemed_only_for_the_user_as_read(backend: commo
         store.update_user(carol, bump, None, T0).await.unwrap(),
         UserWrite::Done(_)
     ));
-    let m = redeem(&magic, Redemption::SignIn, T0);
+    let m = redeem(&magic, sign_in(), T0);
     assert!(store.redeem_one_time(m).await.unwrap().is_none());
     assert_eq!(
         store.one_time_token(&magic).await.unwrap().unwrap().used_at,
@@ -257,7 +269,7 @@ async fn a_reset_kills_every_session_and_every_other_link_in_flight(backend: com
         assert!(session.revoked_at.is_some());
     }
     // The magic link died with the old password; a verification did not.
-    let m = redeem(&magic, Redemption::SignIn, T0);
+    let m = redeem(&magic, sign_in(), T0);
     assert!(store.redeem_one_time(m).await.unwrap().is_none());
     assert_eq!(store.one_time_token(&verify).await.unwrap().unwrap().used_at, None);
 }
@@ -334,7 +346,7 @@ async fn concurrent_redemptions_of_one_token_spend_it_once(backend: common::Back
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = Arc::clone(&store);
-            let r = redeem(&hash, Redemption::SignIn, T0);
+            let r = redeem(&hash, sign_in(), T0);
             tokio::spawn(async move { store.redeem_one_time(r).await })
         })
         .collect();
@@ -527,7 +539,7 @@ async fn a_change_of_address_kills_every_link_in_flight(backend: common::Backend
     let hash = PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$eHh4eHh4eHg$eHh4eHh4eHg".into());
     for r in [
         redeem(&reset, Redemption::ResetPassword { hash }, T0),
-        redeem(&magic, Redemption::SignIn, T0),
+        redeem(&magic, sign_in(), T0),
         redeem(&verify, Redemption::VerifyEmail, T0),
     ] {
         assert!(store.redeem_one_time(r).await.unwrap().is_none());
@@ -538,7 +550,7 @@ async fn a_change_of_address_kills_every_link_in_flight(backend: common::Backend
     assert!(issued);
     assert!(
         store
-            .redeem_one_time(redeem(&late, Redemption::SignIn, T0))
+            .redeem_one_time(redeem(&late, sign_in(), T0))
             .await
             .unwrap()
             .is_none()
@@ -689,4 +701,71 @@ async fn a_delivered_body_is_not_kept_and_a_stale_claim_never_records(backend: c
             .await
             .unwrap()
     );
+}
+
+#[per_backend]
+async fn a_sign_in_that_first_proves_an_address_voids_what_its_registrant_set(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let kim = user(store.as_ref(), "kim", T0).await;
+    let far = UnixTime(T0.0 + 86_400);
+    // Whoever registered the address first: a session, and a reset link to the address.
+    let (squatter, _) = session(store.as_ref(), kim, T0, far).await;
+    let (_, reset) = issue(
+        store.as_ref(),
+        kim,
+        TokenPurpose::ResetPassword,
+        "kim@example.com",
+        0,
+        T0,
+    )
+    .await;
+    let (_, first) = issue(store.as_ref(), kim, TokenPurpose::MagicLink, "kim@example.com", 0, T0).await;
+    // Without a password to put in place, an unproven address's sign-in is refused.
+    let bare = redeem(
+        &first,
+        Redemption::SignIn {
+            unproven_password: None,
+        },
+        T0,
+    );
+    assert!(store.redeem_one_time(bare).await.unwrap().is_none());
+    assert_eq!(store.one_time_token(&first).await.unwrap().unwrap().used_at, None);
+
+    let done = store
+        .redeem_one_time(redeem(&first, sign_in(), T0))
+        .await
+        .unwrap()
+        .expect("signed in");
+    assert!(done.user.email_verified);
+    assert_eq!(
+        done.user.password_hash,
+        unknown_password(),
+        "the registrant's password is void"
+    );
+    assert_eq!(done.user.security_stamp, 1);
+    assert_eq!(done.revoked, vec![squatter]);
+    let (dead, _) = store.session_with_user(squatter).await.unwrap().unwrap();
+    assert!(dead.revoked_at.is_some());
+    assert!(
+        store.one_time_token(&reset).await.unwrap().unwrap().used_at.is_some(),
+        "links in flight die"
+    );
+
+    // Proven now: the next sign-in changes nothing else, and needs no password.
+    let (mine, _) = session_at_stamp(store.as_ref(), kim, 1, T0, far).await;
+    let (_, second) = issue(store.as_ref(), kim, TokenPurpose::MagicLink, "kim@example.com", 1, T0).await;
+    let again = redeem(
+        &second,
+        Redemption::SignIn {
+            unproven_password: None,
+        },
+        T0,
+    );
+    let done = store.redeem_one_time(again).await.unwrap().expect("signed in");
+    assert!(done.revoked.is_empty());
+    assert_eq!(done.user.security_stamp, 1);
+    let (live, _) = store.session_with_user(mine).await.unwrap().unwrap();
+    assert!(live.revoked_at.is_none());
 }

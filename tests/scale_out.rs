@@ -718,6 +718,7 @@ fn limiter_rates(count: u32, window_secs: u64) -> tokengate::limits::memory::Rat
         refresh: r,
         register: r,
         mail: r,
+        mail_network: r,
     }
 }
 

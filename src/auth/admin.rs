@@ -51,9 +51,11 @@ impl AuthService {
     ) -> Result<User, AuthError> {
         let before = self.store.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
         let deactivating = change.is_active == Some(false);
+        // Where a verified address is required, withdrawing it ends the user's sessions.
+        let unverifying = change.email_verified == Some(false) && self.recovery.require_verified_email;
         let update = UserUpdate {
-            bump_stamp: change.roles.is_some() || deactivating,
-            revoke_sessions: deactivating,
+            bump_stamp: change.roles.is_some() || deactivating || unverifying,
+            revoke_sessions: deactivating || unverifying,
             roles: change.roles,
             is_active: change.is_active,
             email_verified: change.email_verified,
@@ -79,6 +81,10 @@ impl AuthService {
                 .record(AuthEvent::UserActivated, Some(id), by_session, client),
             _ => {}
         }
+        if !before.email_verified && after.email_verified {
+            self.events
+                .record(AuthEvent::EmailVerified, Some(id), by_session, client);
+        }
         Ok(User::from(after))
     }
 
@@ -103,6 +109,15 @@ impl AuthService {
     pub async fn user_named(&self, username: &str) -> Result<User, AuthError> {
         let user = self.store.user_by_username(username).await?;
         user.map(User::from).ok_or(AuthError::NotFound)
+    }
+
+    /// Count a user's address as verified (operator command).
+    pub async fn vouch_for_email(&self, id: UserId, client: &ClientInfo) -> Result<User, AuthError> {
+        let change = UserChange {
+            email_verified: Some(true),
+            ..UserChange::default()
+        };
+        self.update_user(None, id, change, client).await
     }
 
     /// Replace a user's roles (operator command).

@@ -35,6 +35,9 @@ pub struct SourceUser {
     /// Never printed: a hash is a secret too.
     pub hashed_password: Option<String>,
     pub is_active: bool,
+    /// Only where the import maps a column to it: an address nobody proved here is not
+    /// verified.
+    pub email_verified: bool,
     pub roles: Vec<String>,
     pub created_at: Option<UnixTime>,
 }
@@ -156,6 +159,7 @@ fn validate(source: SourceUser, now: UnixTime, bounds: &CostBounds) -> Result<Ac
                 created_at: source.created_at.unwrap_or(now),
             },
             is_active: source.is_active,
+            email_verified: source.email_verified,
         },
         dropped_roles,
         old_id: source.old_id,
@@ -258,7 +262,7 @@ impl AuthService {
             }
             let user = &ok.user.user;
             let name_key = user.username.as_str().to_lowercase();
-            let email_key = user.email.as_str().to_lowercase();
+            let email_key = user.email.folded();
             if let Some(first) = names.get(&name_key) {
                 let reason = format!("username {:?} is also on {first}", user.username.as_str());
                 report.refused.push((number, reason));

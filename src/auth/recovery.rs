@@ -13,6 +13,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::budget::Spent;
+use super::sessions::net_of;
 use super::{AuthError, AuthService, Principal, TokenPair, User};
 use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
 use crate::domain::{DeviceName, Email, Password, TokenPurpose};
@@ -42,7 +43,7 @@ fn page(purpose: TokenPurpose) -> &'static str {
 /// The per-address mail budget's key: a digest, so no address is kept in the limiter
 /// (or Redis) as such; case does not make another budget.
 fn recipient_key(email: &Email) -> LimitKey {
-    let digest = Sha256::digest(email.as_str().to_lowercase().as_bytes());
+    let digest = Sha256::digest(email.folded().as_bytes());
     LimitKey::MailRecipient(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
 }
 
@@ -122,8 +123,11 @@ impl AuthService {
         .await
     }
 
-    /// Count one mail to `to` against `TOKENGATE_MAIL_RATE`.
+    /// Count one mail to `to` against `TOKENGATE_MAIL_RATE`, and one from the client's
+    /// network against `TOKENGATE_MAIL_NETWORK_RATE`.
     async fn mail_budget(&self, to: &Email, client: &ClientInfo) -> Result<(), AuthError> {
+        self.limit(LimitKey::MailIp(net_of(client)), AuthEvent::MailLimited, client)
+            .await?;
         self.limit(recipient_key(to), AuthEvent::MailLimited, client).await
     }
 
@@ -189,19 +193,30 @@ impl AuthService {
     /// After a registration: the verification mail. The account stands whatever
     /// happens to the mail (logged): the user can ask again.
     pub(super) async fn send_welcome(&self, user: &User, client: &ClientInfo) {
-        let sent = async {
-            let Some(record) = self.store.user_by_id(user.id).await? else {
-                return Ok(false);
-            };
-            self.mail_verification(&record).await
+        match self.store.user_by_id(user.id).await {
+            Ok(Some(record)) => self.queue_verification(&record, client).await,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, user_id = %user.id, "the verification mail was not queued"),
         }
-        .await;
-        match sent {
+    }
+
+    /// A verification link for `user`, logged: what asked for it stands whatever
+    /// happens to the mail.
+    async fn queue_verification(&self, user: &UserRecord, client: &ClientInfo) {
+        match self.mail_verification(user).await {
             Ok(true) => self
                 .events
                 .record(AuthEvent::EmailVerificationSent, Some(user.id), None, client),
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, user_id = %user.id, "the verification mail was not queued"),
+        }
+    }
+
+    /// A login refused for want of a verified address (with its right password): a
+    /// new link, within the address's budget; the refusal stands whatever happens here.
+    pub(super) async fn verification_after_login(&self, user: &UserRecord, client: &ClientInfo) {
+        if self.mail_budget(&user.email, client).await.is_ok() {
+            self.queue_verification(user, client).await;
         }
     }
 
@@ -370,7 +385,7 @@ impl AuthService {
     ) -> Result<(), AuthError> {
         self.step_up(who, password, client).await?;
         let user = &who.user;
-        if new_email.as_str().eq_ignore_ascii_case(user.email.as_str()) {
+        if new_email.folded() == user.email.folded() {
             return Ok(());
         }
         // Taken now: said at once (registration says as much). Taken by the time the
@@ -422,7 +437,8 @@ impl AuthService {
     }
 
     /// `POST /auth/magic-link/login`: a sign-in link's session (the address is proven
-    /// by it).
+    /// by it). The first proof of an address also ends every session of the account and
+    /// voids its password (the owner sets one by a reset).
     pub async fn magic_link_login(
         &self,
         presented: &str,
@@ -432,7 +448,20 @@ impl AuthService {
         if !self.recovery.magic_links {
             return Err(AuthError::Disabled);
         }
-        let done = self.redeem(presented, Redemption::SignIn, Vec::new(), client).await?;
+        // Read first, so a wrong token costs no hash.
+        let Some((_, user)) = self.token_user(presented, &[TokenPurpose::MagicLink]).await? else {
+            return Err(self.rejected(client));
+        };
+        // An address never proven may have been registered by someone else first (an
+        // account pre-hijack): its password gives way to one nobody knows.
+        let unproven_password = if user.email_verified {
+            None
+        } else {
+            Some(self.hasher.hash_unguessable().await?)
+        };
+        let done = self
+            .redeem(presented, Redemption::SignIn { unproven_password }, Vec::new(), client)
+            .await?;
         self.events
             .record(AuthEvent::LoginMagicLink, Some(done.user.id), None, client);
         self.open_session(done.user, device_name, client).await

@@ -187,6 +187,9 @@ impl AuthService {
         // Told only to someone who proved who they are.
         if self.recovery.require_verified_email && !user.email_verified {
             self.events.record(AuthEvent::LoginFailed, Some(user.id), None, client);
+            // The right password proves the account: a fresh link, so that a user
+            // whose first one expired is not locked out.
+            self.verification_after_login(&user, client).await;
             return Err(AuthError::EmailNotVerified);
         }
         let session_id = SessionId::new();
@@ -288,6 +291,13 @@ impl AuthService {
             .await?;
         match outcome {
             Rotation::Spent { session, user } if session.is_live(now) && user.is_active => {
+                if self.recovery.require_verified_email && !user.email_verified {
+                    // Required since the session began (verification withdrawn ends
+                    // the sessions).
+                    self.events
+                        .record(AuthEvent::RefreshRejected, Some(user.id), Some(session.id), client);
+                    return Err(AuthError::EmailNotVerified);
+                }
                 self.events
                     .record(AuthEvent::Refresh, Some(user.id), Some(session.id), client);
                 self.pair(&user, session.id, successor)

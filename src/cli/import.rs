@@ -23,6 +23,8 @@ pub enum Field {
     Email,
     HashedPassword,
     IsActive,
+    /// Whether the old app had proven the address (false when no column says so).
+    EmailVerified,
     /// The opposite of `is_active`, as the FastAPI docs' tutorial names it.
     Disabled,
     Role,
@@ -31,12 +33,13 @@ pub enum Field {
 }
 
 impl Field {
-    const ALL: [(&'static str, Field); 9] = [
+    const ALL: [(&'static str, Field); 10] = [
         ("id", Field::Id),
         ("username", Field::Username),
         ("email", Field::Email),
         ("hashed_password", Field::HashedPassword),
         ("is_active", Field::IsActive),
+        ("email_verified", Field::EmailVerified),
         ("disabled", Field::Disabled),
         ("role", Field::Role),
         ("roles", Field::Roles),
@@ -313,6 +316,7 @@ fn source_user(object: Map<String, Value>, columns: &ColumnMap, notes: &mut Vec<
             Field::Email => user.email = text(&value).map_err(&bad)?,
             Field::HashedPassword => user.hashed_password = text(&value).map_err(&bad)?,
             Field::IsActive => is_active = boolean(&value).map_err(&bad)?,
+            Field::EmailVerified => user.email_verified = boolean(&value).map_err(&bad)?.unwrap_or(false),
             Field::Disabled => disabled = boolean(&value).map_err(&bad)?,
             Field::Role => user.roles.extend(text(&value).map_err(&bad)?),
             Field::Roles => user.roles.extend(role_list(&value).map_err(&bad)?),
@@ -439,7 +443,7 @@ mod tests {
     #[test]
     fn json_lines_and_csv_read_the_tutorial_columns() {
         let jsonl = concat!(
-            r#"{"id": 1, "username": "alice", "email": "a@example.com", "hashed_password": "$2b$12$x", "is_active": true, "roles": ["admin"]}"#,
+            r#"{"id": 1, "username": "alice", "email": "a@example.com", "hashed_password": "$2b$12$x", "is_active": true, "email_verified": true, "roles": ["admin"]}"#,
             "\n\n",
             r#"{"username": "bob", "email": "b@example.com", "hashed_password": "h", "disabled": 1, "role": "user"}"#,
             "\n[1, 2]\n{not json\n",
@@ -460,9 +464,11 @@ mod tests {
         let alice = read.rows[0].user.as_ref().unwrap();
         assert_eq!(alice.username.as_deref(), Some("alice"));
         assert!(alice.is_active);
+        assert!(alice.email_verified);
         assert_eq!(alice.roles, ["admin"]);
         let bob = read.rows[1].user.as_ref().unwrap();
         assert!(!bob.is_active);
+        assert!(!bob.email_verified, "no column: not verified");
         assert_eq!(bob.roles, ["user"]);
         assert_eq!(read.rows[2].user.as_ref().unwrap_err(), "not a JSON object");
         assert!(read.rows[3].user.as_ref().unwrap_err().starts_with("not JSON"));

@@ -152,7 +152,6 @@ pub enum UserCommand {
     /// read as one line from standard input.
     Create {
         /// The new user's name: 3-50 characters of letters, digits, `_`, `.` and `-`.
-        /// The user whose password to reset.
         #[arg(long)]
         username: String,
         /// The new user's email address (unique; they may log in with it too).
@@ -168,7 +167,7 @@ pub enum UserCommand {
     /// Reset a user's password (for a user who lost theirs): every session of theirs
     /// is revoked at once. Prompted for at a terminal, else read from standard input.
     SetPassword {
-        /// The user whose roles to replace.
+        /// The user whose password to reset.
         #[arg(long)]
         username: String,
         /// Read the password from standard input even at a terminal.
@@ -177,7 +176,7 @@ pub enum UserCommand {
     },
     /// Replace a user's roles (none given: no roles). Applies at their next login or refresh.
     SetRoles {
-        /// The user to deactivate.
+        /// The user whose roles to replace.
         #[arg(long)]
         username: String,
         /// A role (repeatable), e.g. --role admin
@@ -186,20 +185,29 @@ pub enum UserCommand {
     },
     /// Deactivate a user: every session and token of theirs dies at once.
     Deactivate {
-        /// The user to let in again.
+        /// The user to deactivate.
+        #[arg(long)]
+        username: String,
+    },
+    /// Count a user's email address as verified (they need no link; with
+    /// TOKENGATE_REQUIRE_VERIFIED_EMAIL they can log in).
+    VerifyEmail {
+        /// The user whose address to vouch for.
         #[arg(long)]
         username: String,
     },
     /// Let a deactivated user log in again (old tokens stay dead).
     Activate {
+        /// The user to let in again.
         #[arg(long)]
         username: String,
     },
     /// Import users with their password hashes (bcrypt or argon2, as a FastAPI/passlib
     /// app stores them; each becomes argon2id at its first login) from a JSON Lines or
     /// CSV file (header row first) or another app's database table. Columns: username,
-    /// email, hashed_password, is_active or disabled, role or roles, created_at. One
-    /// transaction; existing usernames are skipped, so running it again is safe.
+    /// email, hashed_password, is_active or disabled, email_verified (false when absent),
+    /// role or roles, created_at. One transaction; existing usernames are skipped, so
+    /// running it again is safe.
     Import {
         /// A JSON Lines (.jsonl) or CSV (.csv) file.
         #[arg(

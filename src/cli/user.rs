@@ -96,6 +96,18 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 user.username.as_str()
             ))
         }
+        UserCommand::VerifyEmail { username } => {
+            let user = named(&auth, &username).await?;
+            let user = auth
+                .vouch_for_email(user.id, &ClientInfo::default())
+                .await
+                .map_err(operator_error)?;
+            Ok(format!(
+                "the address {} of {} counts as verified",
+                user.email.as_str(),
+                user.username.as_str()
+            ))
+        }
         UserCommand::Deactivate { username } => set_active(&auth, &username, false).await,
         UserCommand::Activate { username } => set_active(&auth, &username, true).await,
         UserCommand::Import {

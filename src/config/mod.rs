@@ -47,6 +47,7 @@ pub struct Settings {
 #[derive(Clone, Copy, Debug)]
 pub struct RecoverySettings {
     pub mail_rate: Rate,
+    pub mail_network_rate: Rate,
     pub reset_ttl_secs: u64,
     pub magic_links: bool,
     pub require_verified_email: bool,
@@ -229,6 +230,8 @@ settings! {
     mail_dir: PathBuf = maybe("TOKENGATE_MAIL_DIR", "", |v| Ok(PathBuf::from(v)));
     /// Mail (verification, reset, magic link) to one address, N/WINDOW; unknown addresses count alike
     mail_rate: Rate = one("TOKENGATE_MAIL_RATE", "3/15m", parse_rate);
+    /// Mail asked for from one client address (any recipients), N/WINDOW
+    mail_network_rate: Rate = one("TOKENGATE_MAIL_NETWORK_RATE", "20/15m", parse_rate);
     /// How long a password-reset link works
     reset_ttl: u64 = one("TOKENGATE_RESET_TTL", "30m", parse_duration);
     /// Sign-in links by mail (POST /auth/magic-link): on or off
@@ -312,6 +315,7 @@ impl RawSettings {
             mail: self.mail()?,
             recovery: RecoverySettings {
                 mail_rate: self.mail_rate()?,
+                mail_network_rate: self.mail_network_rate()?,
                 reset_ttl_secs: self.reset_ttl()?,
                 magic_links: self.magic_links()?,
                 require_verified_email: self.require_verified_email()?,
@@ -638,7 +642,7 @@ mod tests {
         // would show up as an unknown variable here).
         let known = environment::known_variables();
         assert!(DECLARED.iter().all(|v| known.iter().any(|k| k == v)));
-        assert_eq!(DECLARED.len(), 49);
+        assert_eq!(DECLARED.len(), 50);
     }
     use super::*;
 

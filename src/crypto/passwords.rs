@@ -245,9 +245,7 @@ impl PasswordHasher {
     /// most `max_waiting` wait for their turn.
     pub fn new(params: Argon2Params, concurrency: usize, max_waiting: usize) -> Result<Self, HashError> {
         let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None).map_err(argon2_err)?;
-        let mut raw = [0u8; 24];
-        getrandom::fill(&mut raw).map_err(argon2_err)?;
-        let dummy_password = Password::candidate(&hex(&raw)).ok_or_else(|| argon2_err("dummy password"))?;
+        let dummy_password = random_password()?;
         let pool = HashPool::start(concurrency.max(1)).map_err(argon2_err)?;
         // On a hashing thread, whose working memory it becomes: a buffer this big,
         // allocated and freed here, would raise glibc's mmap threshold, after which
@@ -355,6 +353,12 @@ impl PasswordHasher {
         let params = self.params.clone();
         self.run("password.hash", move |mem| hash_new(&params, &password, mem))
             .await?
+    }
+
+    /// The hash of a random password thrown away: a password no one knows (an account
+    /// whose registrant's password must stop working).
+    pub async fn hash_unguessable(&self) -> Result<PasswordHashString, HashError> {
+        self.hash(random_password()?).await
     }
 
     /// Check a password against a stored hash. `None` (no such user) still costs one
@@ -498,6 +502,13 @@ fn verify_with(
     let params = Params::try_from(&parsed).map_err(argon2_err)?;
     let computed = compute(algorithm, version, params, password, salt, mem, keep)?;
     Ok(computed == expected)
+}
+
+/// 192 random bits, as a password.
+fn random_password() -> Result<Password, HashError> {
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(argon2_err)?;
+    Password::candidate(&hex(&raw)).ok_or_else(|| argon2_err("random password"))
 }
 
 fn hex(bytes: &[u8]) -> String {

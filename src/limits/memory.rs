@@ -220,6 +220,7 @@ pub struct MemoryLimiter {
     register_ip: Bounded<ClientNet>,
     password_session: Bounded<SessionId>,
     mail_recipient: Bounded<String>,
+    mail_ip: Bounded<ClientNet>,
     failing: FailingNetworks,
 }
 
@@ -234,6 +235,8 @@ pub struct Rates {
     pub register: Rate,
     /// Mail to one address (verification, reset, magic link).
     pub mail: Rate,
+    /// Mail asked for from one client network.
+    pub mail_network: Rate,
 }
 
 impl MemoryLimiter {
@@ -249,6 +252,7 @@ impl MemoryLimiter {
             register_ip: Bounded::new(rates.register, max_keys, clock.clone()),
             password_session: Bounded::new(rates.login, max_keys, clock.clone()),
             mail_recipient: Bounded::new(rates.mail, max_keys, clock.clone()),
+            mail_ip: Bounded::new(rates.mail_network, max_keys, clock.clone()),
             failing: FailingNetworks {
                 map: Mutex::new(HashMap::new()),
                 window: Duration::from_secs(rates.login.window_secs.max(1)),
@@ -259,7 +263,7 @@ impl MemoryLimiter {
     }
 
     /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
-    pub fn key_counts(&self) -> [(&'static str, usize); 9] {
+    pub fn key_counts(&self) -> [(&'static str, usize); 10] {
         [
             ("login_ip", self.login_ip.len()),
             ("login_user_net", self.login_user_net.len()),
@@ -270,6 +274,7 @@ impl MemoryLimiter {
             ("register_ip", self.register_ip.len()),
             ("password_session", self.password_session.len()),
             ("mail_recipient", self.mail_recipient.len()),
+            ("mail_ip", self.mail_ip.len()),
         ]
     }
 
@@ -284,6 +289,7 @@ impl MemoryLimiter {
             LimitKey::RegisterIp(net) => self.register_ip.hit(net),
             LimitKey::PasswordSession(id) => self.password_session.hit(id),
             LimitKey::MailRecipient(digest) => self.mail_recipient.hit(digest),
+            LimitKey::MailIp(net) => self.mail_ip.hit(net),
         }
     }
 
@@ -298,6 +304,7 @@ impl MemoryLimiter {
             LimitKey::RegisterIp(net) => self.register_ip.refund(net),
             LimitKey::PasswordSession(id) => self.password_session.refund(id),
             LimitKey::MailRecipient(digest) => self.mail_recipient.refund(digest),
+            LimitKey::MailIp(net) => self.mail_ip.refund(net),
         }
     }
 
@@ -343,6 +350,7 @@ mod tests {
             refresh: r,
             register: r,
             mail: r,
+            mail_network: r,
         }
     }
 

@@ -40,6 +40,9 @@ pub enum LimitKey {
     /// Mail asked for to one address (a digest of it, lower-cased): known and unknown
     /// addresses count alike.
     MailRecipient(String),
+    /// Mail asked for from one client network, to any address: one client cannot turn
+    /// the server into a mailer for a list of addresses.
+    MailIp(ClientNet),
 }
 
 /// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6

@@ -186,6 +186,7 @@ impl RedisLimiter {
             LimitKey::RegisterIp(net) => (format!("{p}rl:register-ip:{}", net.as_ip()), self.rates.register),
             LimitKey::PasswordSession(id) => (format!("{p}rl:password-session:{id}"), self.rates.login),
             LimitKey::MailRecipient(digest) => (format!("{p}rl:mail-recipient:{digest}"), self.rates.mail),
+            LimitKey::MailIp(net) => (format!("{p}rl:mail-ip:{}", net.as_ip()), self.rates.mail_network),
         }
     }
 

@@ -123,6 +123,7 @@ pub async fn build_auth(
         refresh: settings.limits.refresh,
         register: settings.limits.register,
         mail: settings.recovery.mail_rate,
+        mail_network: settings.recovery.mail_network_rate,
     };
     let max_keys = crate::limits::memory::DEFAULT_MAX_KEYS;
     let limiter: Arc<dyn Limiter> = match settings.redis.url.as_ref().filter(|_| serving) {
@@ -169,7 +170,7 @@ pub async fn build_auth(
         }),
         mail,
         recovery: RecoveryPolicy {
-            account_url: format!("{}{}/account", public_url(settings), settings.http.path_prefix),
+            account_url: account_url(settings, serving),
             product: settings.tokens.issuer.clone(),
             reset_ttl_secs: settings.recovery.reset_ttl_secs,
             magic_links: settings.recovery.magic_links,
@@ -177,6 +178,24 @@ pub async fn build_auth(
         },
     });
     Ok(auth)
+}
+
+/// Where mailed links point: the account page under the public URL. A server that
+/// guesses its public URL from its bind address says so (a link to `0.0.0.0` or to
+/// a container's address reaches no one).
+fn account_url(settings: &Settings, serving: bool) -> String {
+    let url = format!("{}{}/account", public_url(settings), settings.http.path_prefix);
+    if serving && settings.http.public_url.is_none() && !settings.tokens.issuer.starts_with("http") {
+        if settings.http.bind.ip().is_loopback() {
+            tracing::info!(links = %url, "links in mail open this machine's account page (TOKENGATE_PUBLIC_URL unset)");
+        } else {
+            tracing::warn!(
+                links = %url,
+                "TOKENGATE_PUBLIC_URL is not set: links in mail (verification, reset, sign-in) point at the bind address; set it to the URL users reach"
+            );
+        }
+    }
+    url
 }
 
 /// The external base URL every absolute URL we emit starts with: configured, else an

@@ -178,11 +178,13 @@ pub struct NewUser {
     pub created_at: UnixTime,
 }
 
-/// A user brought in by an import: as `NewUser`, and active or not as it was there.
+/// A user brought in by an import: as `NewUser`, active or not and with its address
+/// verified or not as it was there.
 #[derive(Clone, Debug)]
 pub struct ImportedUser {
     pub user: NewUser,
     pub is_active: bool,
+    pub email_verified: bool,
 }
 
 /// Whether stored users hold a username and an email (case-insensitively).
@@ -411,8 +413,14 @@ pub enum Redemption {
     /// A new password: the stamp moves, every session dies, and every other token but
     /// a verification dies.
     ResetPassword { hash: PasswordHashString },
-    /// Nothing else (the caller opens a session).
-    SignIn,
+    /// A sign-in (the caller opens a session). When the address had not been verified
+    /// before, the password becomes `unproven_password` (one nobody knows), the stamp
+    /// moves and every session and token of the user dies: whoever registered the
+    /// address before its owner proved it keeps nothing. Without one, such a user's
+    /// token is refused.
+    SignIn {
+        unproven_password: Option<PasswordHashString>,
+    },
 }
 
 impl Redemption {
@@ -422,7 +430,7 @@ impl Redemption {
             Self::VerifyEmail => TokenPurpose::VerifyEmail,
             Self::ChangeEmail => TokenPurpose::ChangeEmail,
             Self::ResetPassword { .. } => TokenPurpose::ResetPassword,
-            Self::SignIn => TokenPurpose::MagicLink,
+            Self::SignIn { .. } => TokenPurpose::MagicLink,
         }
     }
 }

@@ -20,13 +20,21 @@ pub struct Received {
 impl Received {
     /// The token of the first `#token=` link of its plain-text part.
     pub fn token(&self) -> String {
+        let link = self.link();
+        let start = link.find("#token=").expect("a link with a token") + "#token=".len();
+        link[start..].to_owned()
+    }
+
+    /// The first link with a `#token=` of its plain-text part, as a reader clicks it.
+    pub fn link(&self) -> String {
         let m = self.parsed();
         let text = m.body_text(0).expect("a text part").into_owned();
-        let start = text.find("#token=").expect("a link with a token") + "#token=".len();
-        text[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect()
+        let at = text.find("#token=").expect("a link with a token");
+        let start = text[..at].rfind("http").expect("an absolute link");
+        let token_end = text[at + "#token=".len()..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .map_or(text.len(), |n| at + "#token=".len() + n);
+        text[start..token_end].to_owned()
     }
 
     pub fn subject(&self) -> String {

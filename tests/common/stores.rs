@@ -85,13 +85,24 @@ pub async fn session(
     now: UnixTime,
     expires_at: UnixTime,
 ) -> (SessionId, RefreshTokenHash) {
+    session_at_stamp(store, user, 0, now, expires_at).await
+}
+
+/// [`session`] of a user whose security stamp is `stamp`.
+pub async fn session_at_stamp(
+    store: &dyn Store,
+    user: UserId,
+    stamp: i64,
+    now: UnixTime,
+    expires_at: UnixTime,
+) -> (SessionId, RefreshTokenHash) {
     let id = SessionId::new();
     let refresh = RefreshToken::generate().unwrap().1;
     let opened = store
         .create_session(NewSession {
             id,
             user_id: user,
-            expected_stamp: 0,
+            expected_stamp: stamp,
             now,
             expires_at,
             max_expires_at: expires_at,

@@ -2,6 +2,8 @@
 //! link is read from the message a mail client would show, and its token sent back as
 //! the `/account` page does.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokengate::mail::{MailTransportSettings, SmtpUrl};
@@ -216,9 +218,37 @@ pub async fn an_unverified_address_keeps_its_user_out_where_required(b: Backend)
         )
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let token = sink.last_to("uma@example.com").await.token();
-    srv.post_json("/auth/email/verify", json!({"token": token})).await;
+    // The right password earned a fresh link (a user whose first one expired is not
+    // locked out); it replaces the welcome mail's.
+    let mails = sink.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(sink.count_to("uma@example.com"), 2, "the wrong password earned nothing");
+    let (welcome, fresh) = (mails[0].token(), mails[1].token());
+    let old = srv.post_json("/auth/email/verify", json!({"token": welcome})).await;
+    assert_eq!(old.status(), StatusCode::BAD_REQUEST);
+    let ok = srv.post_json("/auth/email/verify", json!({"token": fresh})).await;
+    assert_eq!(ok.status(), StatusCode::OK);
     srv.login("uma", PASSWORD).await;
+
+    // An operator who withdraws the address's verification ends the user's sessions:
+    // the refresh token no longer refreshes.
+    let t = srv.login("uma", PASSWORD).await;
+    srv.register("root").await;
+    srv.set_roles("root", &["admin"]).await;
+    let root = srv.auth().user_named("root").await.unwrap();
+    srv.auth().vouch_for_email(root.id, &Default::default()).await.unwrap();
+    let admin = srv.login("root", PASSWORD).await;
+    let uma = srv.auth().user_named("uma").await.unwrap();
+    let res = srv
+        .patch_auth(
+            &format!("/admin/users/{}", uma.id),
+            &admin.access,
+            json!({"email_verified": false}),
+        )
+        .await;
+    let (status, v) = detail(res).await;
+    assert_eq!((status, &v["email_verified"]), (StatusCode::OK, &json!(false)));
+    assert_eq!(srv.refresh(&t.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
 }
 
 #[per_backend]
@@ -348,4 +378,108 @@ pub async fn an_email_change_cannot_flood_either_address(b: Backend) {
         .await;
     assert_eq!(taken.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(sink.count_to("fay9@example.com"), 0);
+}
+
+/// An account pre-hijack: someone registers the victim's address first, with a password
+/// of their own, and keeps a session. The owner's first sign-in link proves the address:
+/// the squatter's session ends and their password stops working.
+#[per_backend]
+pub async fn a_first_sign_in_link_voids_what_a_squatter_set(b: Backend) {
+    let sink = SmtpSink::start();
+    let srv = server(b, &sink, |s| s.recovery.magic_links = true).await;
+    let squatter = srv.user("vic").await;
+    let res = srv
+        .post_json("/auth/magic-link", json!({"email": "vic@example.com"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let token = sink.mail_to("vic@example.com", "sign-in link").await.token();
+    let res = srv.post_json("/auth/magic-link/login", json!({"token": token})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(srv.me_status(&squatter.access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(srv.refresh(&squatter.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    let res = srv
+        .post_json("/auth/login", json!({"username": "vic", "password": PASSWORD}))
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the registrant's password is void"
+    );
+
+    // Proven now: the next link signs in and ends nothing.
+    let (status, first) = detail(
+        srv.post_json("/auth/magic-link", json!({"email": "vic@example.com"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    sink.wait_for(3, Duration::from_secs(5)).await;
+    let token = sink.last_to("vic@example.com").await.token();
+    let (status, session) = detail(srv.post_json("/auth/magic-link/login", json!({"token": token})).await).await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let owner = session["access_token"].as_str().unwrap();
+    assert_eq!(srv.me_status(owner).await, StatusCode::OK);
+}
+
+/// One client cannot mail a list of addresses: past `TOKENGATE_MAIL_NETWORK_RATE`
+/// every address is refused, a new one as well.
+#[per_backend]
+pub async fn one_client_cannot_mail_a_list_of_addresses(b: Backend) {
+    let sink = SmtpSink::start();
+    let srv = server(b, &sink, |s| {
+        s.recovery.mail_network_rate = tokengate::limits::Rate {
+            count: 3,
+            window_secs: 900,
+        };
+    })
+    .await;
+    for n in 0..3 {
+        let res = srv
+            .post_json(
+                "/auth/password/forgot",
+                json!({"email": format!("list{n}@example.com")}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+    }
+    let res = srv
+        .post_json("/auth/password/forgot", json!({"email": "list9@example.com"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+/// An address is one spelling everywhere: an internationalised domain in its DNS form,
+/// any case; a domain too long for DNS, or a non-ASCII local part, is a 422, never a 500
+/// when the mail is written.
+#[per_backend]
+pub async fn addresses_have_one_spelling_and_bad_ones_are_refused(b: Backend) {
+    let sink = SmtpSink::start();
+    let srv = server(b, &sink, |_| {}).await;
+    let register = |name: &str, email: &str| json!({"username": name, "email": email, "password": PASSWORD});
+    let (status, body) = detail(
+        srv.post_json("/auth/register", register("ida", "Ida@BÜCHER.example"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["email"], "Ida@xn--bcher-kva.example");
+    let same = srv
+        .post_json("/auth/register", register("ida2", "ida@xn--BCHER-kva.example"))
+        .await;
+    assert_eq!(
+        same.status(),
+        StatusCode::CONFLICT,
+        "the same address in another spelling"
+    );
+    let welcome = sink.last_to("Ida@xn--bcher-kva.example").await;
+    assert!(welcome.subject().contains("Confirm"), "{}", welcome.subject());
+
+    let long_label = format!("a@{}.example", "ü".repeat(60));
+    for bad in [long_label.as_str(), "jürgen@example.com"] {
+        let (status, body) = detail(srv.post_json("/auth/register", register("idb", bad)).await).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        let res = srv.post_json("/auth/password/forgot", json!({"email": bad})).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
 }

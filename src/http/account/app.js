@@ -1,24 +1,7 @@
 // The account page: the cookie flow from a browser. Tokens stay in HttpOnly cookies
 // this script cannot read; it reads only the CSRF cookie, and repeats it in the
-// X-CSRF-Token header of every state-changing request.
+// X-CSRF-Token header of every state-changing request. (common.js comes first.)
 "use strict";
-
-const $ = (id) => document.getElementById(id);
-
-// The routes sit beside this page: under TOKENGATE_PATH_PREFIX when one is set.
-const BASE = window.location.pathname.replace(/\/account\/?$/, "");
-
-function csrfToken() {
-  // Exact names only, the __Host- one first: a sibling subdomain can plant a plain
-  // `tokengate_csrf` cookie, never a __Host- one.
-  const jar = {};
-  for (const part of document.cookie.split(";")) {
-    const at = part.indexOf("=");
-    const name = part.slice(0, at).trim();
-    if (at > 0 && !(name in jar)) jar[name] = part.slice(at + 1).trim();
-  }
-  return jar["__Host-tokengate_csrf"] || jar["tokengate_csrf"] || "";
-}
 
 // fetch with cookies; on a 401, one silent cookie refresh, then one retry.
 async function call(method, path, body, retry = true) {
@@ -42,26 +25,10 @@ async function call(method, path, body, retry = true) {
   return res;
 }
 
-async function detail(res) {
-  try {
-    const j = await res.json();
-    if (typeof j.detail === "string") return j.detail;
-    return (j.detail || []).map((e) => e.msg).join("; ");
-  } catch {
-    return `${res.status} ${res.statusText}`;
-  }
-}
-
-function say(text, kind = "") {
-  $("status").textContent = text;
-  $("status").className = kind;
-}
-
+// Signed out, the address's fragment picks the form: #register, #forgot, or sign-in.
 function show(signedIn) {
-  const registering = !signedIn && window.location.hash === "#register";
-  $("signin").hidden = signedIn || registering;
-  $("register").hidden = !registering;
-  $("account").hidden = !signedIn;
+  const form = signedIn ? "account" : { "#register": "register", "#forgot": "forgot" }[window.location.hash] || "signin";
+  for (const id of ["signin", "register", "forgot", "account"]) $(id).hidden = id !== form;
 }
 
 function when(iso) {
@@ -114,6 +81,7 @@ async function load() {
   const me = await res.json();
   const roles = me.roles.length ? me.roles.join(", ") : "none";
   $("whoami").textContent = `You are ${me.username} with roles: ${roles}`;
+  $("unverified").hidden = me.email_verified;
   show(true);
   await loadSessions();
 }
@@ -127,12 +95,7 @@ async function revoke(id) {
 
 async function signIn(event) {
   event.preventDefault();
-  const res = await fetch(BASE + "/auth/cookie/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    credentials: "same-origin",
-    body: JSON.stringify({ username: $("username").value, password: $("password").value }),
-  });
+  const res = await post("/auth/cookie/login", { username: $("username").value, password: $("password").value });
   $("password").value = "";
   if (!res.ok) return say(await detail(res), "error");
   say("Signed in.", "ok");
@@ -143,28 +106,43 @@ async function register(event) {
   event.preventDefault();
   const username = $("new-username").value;
   const password = $("new-account-password").value;
-  const res = await fetch(BASE + "/auth/register", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    credentials: "same-origin",
-    body: JSON.stringify({ username, email: $("new-email").value, password }),
-  });
+  const res = await post("/auth/register", { username, email: $("new-email").value, password });
   if (res.status !== 201) return say(await detail(res), "error");
   $("new-account-password").value = "";
   // Signed in at once with what was just typed.
-  const login = await fetch(BASE + "/auth/cookie/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    credentials: "same-origin",
-    body: JSON.stringify({ username, password }),
-  });
+  const login = await post("/auth/cookie/login", { username, password });
   window.location.hash = "";
   if (!login.ok) {
     show(false);
     return say(`Account created; ${await detail(login)}`, "error");
   }
-  say("Account created. You are signed in.", "ok");
+  say("Account created. You are signed in. Open the link we mailed you to confirm your address.", "ok");
   await load();
+}
+
+async function forgot(event) {
+  event.preventDefault();
+  const res = await post("/auth/password/forgot", { email: $("forgot-email").value });
+  // The same answer whether or not the address is an account's.
+  if (res.status === 202) say(`${await detail(res)}. Open it in this browser or any other.`, "ok");
+  else say(await detail(res), "error");
+}
+
+async function resendVerification() {
+  const res = await call("POST", "/auth/email/verify/request");
+  if (res.status === 202) say("A new link is on its way to your address.", "ok");
+  else say(await detail(res), "error");
+}
+
+async function changeEmail(event) {
+  event.preventDefault();
+  const res = await call("POST", "/auth/email/change", {
+    new_email: $("change-email").value,
+    password: $("change-email-password").value,
+  });
+  $("change-email-password").value = "";
+  if (res.status === 202) say("Open the link we mailed to the new address to confirm it.", "ok");
+  else say(await detail(res), "error");
 }
 
 async function changePassword(event) {
@@ -201,6 +179,9 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("hashchange", () => {
     if ($("account").hidden) show(false);
   });
+  $("forgot-form").addEventListener("submit", forgot);
+  $("resend-verification").addEventListener("click", resendVerification);
+  $("email-form").addEventListener("submit", changeEmail);
   $("password-form").addEventListener("submit", changePassword);
   $("signout").addEventListener("click", signOut);
   $("signout-all").addEventListener("click", signOutEverywhere);

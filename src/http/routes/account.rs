@@ -1,6 +1,9 @@
 //! `/account`: a small built-in page that uses the cookie flow (sign in, sessions,
-//! password, sign out). Plain HTML + JS embedded in the binary; no inline script or
-//! style, so its Content-Security-Policy needs no `unsafe-inline`.
+//! password, email, sign out), and the pages mailed links open (`/account/verify`,
+//! `/account/reset`, `/account/magic`: they read the token from the fragment and spend
+//! it only when the user submits). Plain HTML + JS embedded in the binary; no inline
+//! script or style, so its Content-Security-Policy needs no `unsafe-inline`; no page
+//! sends a Referer anywhere.
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -13,12 +16,20 @@ use crate::http::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/account", get(index))
+        .route("/account/verify", get(link_page))
+        .route("/account/reset", get(link_page))
+        .route("/account/magic", get(link_page))
+        .route("/account/common.js", get(common_script))
         .route("/account/app.js", get(script))
+        .route("/account/link.js", get(link_script))
         .route("/account/app.css", get(style))
 }
 
 const INDEX: &str = include_str!("../account/index.html");
+const LINK_PAGE: &str = include_str!("../account/link.html");
+const COMMON_SCRIPT: &str = include_str!("../account/common.js");
 const SCRIPT: &str = include_str!("../account/app.js");
+const LINK_SCRIPT: &str = include_str!("../account/link.js");
 const STYLE: &str = include_str!("../account/app.css");
 
 /// Everything the page loads comes from this origin; it may not be framed.
@@ -39,6 +50,22 @@ fn page(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 /// `GET /account`
 pub async fn index() -> impl IntoResponse {
     page("text/html; charset=utf-8", INDEX)
+}
+
+/// `GET /account/verify`, `/account/reset`, `/account/magic`: one page, its form
+/// chosen by the path.
+pub async fn link_page() -> impl IntoResponse {
+    page("text/html; charset=utf-8", LINK_PAGE)
+}
+
+/// `GET /account/common.js`
+pub async fn common_script() -> impl IntoResponse {
+    page("text/javascript; charset=utf-8", COMMON_SCRIPT)
+}
+
+/// `GET /account/link.js`
+pub async fn link_script() -> impl IntoResponse {
+    page("text/javascript; charset=utf-8", LINK_SCRIPT)
 }
 
 /// `GET /account/app.js`

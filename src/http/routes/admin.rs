@@ -34,6 +34,9 @@ pub struct UserUpdateRequest {
     roles: Option<Vec<Role>>,
     /// `false` revokes every session of the user at once.
     is_active: Option<bool>,
+    /// An operator vouches for the address (`true`) or withdraws that (`false`: with
+    /// `TOKENGATE_REQUIRE_VERIFIED_EMAIL`, every session of the user ends).
+    email_verified: Option<bool>,
 }
 
 /// A role: 1-50 characters of a-z, 0-9, `_`, `:`, `.`, `-` (as `Role::parse` checks).
@@ -44,10 +47,11 @@ pub struct RoleName(String);
 
 impl FromFields for UserUpdateRequest {
     fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
-        c.forbid_others(&["roles", "is_active"]);
+        c.forbid_others(&["roles", "is_active", "email_verified"]);
         Some(Self {
             roles: c.optional_list("roles", Role::parse),
             is_active: c.optional_bool("is_active"),
+            email_verified: c.optional_bool("email_verified"),
         })
     }
 }
@@ -76,8 +80,9 @@ pub async fn list(
     Ok(Json(users.into_iter().map(UserRead::from).collect()))
 }
 
-/// Change a user's roles and/or activity. Deactivating revokes every session of
-/// theirs at once; no change may leave the server without an active admin.
+/// Change a user's roles, activity and/or whether their address counts as verified.
+/// Deactivating revokes every session of theirs at once; no change may leave the
+/// server without an active admin.
 #[utoipa::path(
     patch, path = "/admin/users/{id}", operation_id = "update_user", tag = "admin",
     params(("id" = String, Path, format = Uuid)),
@@ -95,7 +100,11 @@ pub async fn update(
     IdPath(id): IdPath<UserId>,
     JsonBody(body): JsonBody<UserUpdateRequest>,
 ) -> Result<Json<UserRead>, ApiError> {
-    let UserUpdateRequest { roles, is_active } = body;
+    let UserUpdateRequest {
+        roles,
+        is_active,
+        email_verified,
+    } = body;
     let user = state
         .auth
         .update_user(
@@ -104,7 +113,7 @@ pub async fn update(
             UserChange {
                 roles,
                 is_active,
-                ..UserChange::default()
+                email_verified,
             },
             &client,
         )

@@ -11,10 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{PasswordGrant, device_header};
+use super::recovery::MagicLoginBody;
 use crate::auth::{AuthError, TokenPair};
 use crate::domain::SessionId;
 use crate::http::AppState;
-use crate::http::body::FormOrJsonBody;
+use crate::http::body::{FormOrJsonBody, JsonBody};
 use crate::http::cookies::{Kind, csrf_header, is_cross_site};
 use crate::http::error::ApiError;
 use crate::http::extract::Client;
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
+        .routes(routes!(magic_link_login))
 }
 
 /// The body of a cookie login or refresh: what the page needs, no token (the tokens
@@ -92,11 +94,7 @@ pub async fn login(
     headers: HeaderMap,
     FormOrJsonBody(body): FormOrJsonBody<PasswordGrant>,
 ) -> Result<Response, ApiError> {
-    if is_cross_site(&headers, &state.public_url, &state.cors_origins) {
-        return Err(ApiError::Forbidden(
-            "Cross-site login refused: sign in from this site or an allowed origin",
-        ));
-    }
+    refuse_cross_site(&state, &headers)?;
     let device_cookie = state.cookies.read(&headers, Kind::Device)?;
     let device = body
         .device_token
@@ -106,6 +104,43 @@ pub async fn login(
     let pair = state
         .auth
         .login(&body.username, &body.password, device, body.device_name, &client)
+        .await?;
+    Ok(signed_in(&state, pair))
+}
+
+/// A sign-in posted from another site would sign the victim's browser in as the
+/// attacker (login CSRF).
+fn refuse_cross_site(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if is_cross_site(headers, &state.public_url, &state.cors_origins) {
+        return Err(ApiError::Forbidden(
+            "Cross-site login refused: sign in from this site or an allowed origin",
+        ));
+    }
+    Ok(())
+}
+
+/// Sign a browser in with a sign-in link's token (with `TOKENGATE_MAGIC_LINKS=on`):
+/// the cookies of `/auth/cookie/login`. The page `/account/magic` posts it.
+#[utoipa::path(
+    post, path = "/auth/cookie/magic-link/login", operation_id = "cookie_magic_link_login", tag = "cookie",
+    request_body = MagicLoginBody,
+    responses(
+        (status = 200, description = "Logged in; cookies set", body = CookieSession),
+        (status = 400, description = "Invalid or expired token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Sign-in links are off here", body = crate::http::openapi::ErrorBody),
+        Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+    )
+)]
+pub async fn magic_link_login(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MagicLoginBody>,
+) -> Result<Response, ApiError> {
+    refuse_cross_site(&state, &headers)?;
+    let pair = state
+        .auth
+        .magic_link_login(&body.token, body.device_name, &client)
         .await?;
     Ok(signed_in(&state, pair))
 }

@@ -115,10 +115,10 @@ impl FromFields for EmailChangeBody {
 /// `POST /auth/magic-link/login`.
 #[derive(ToSchema)]
 pub struct MagicLoginBody {
-    token: String,
+    pub(super) token: String,
     /// A name for this device's session ("Alice's laptop").
     #[schema(value_type = Option<String>, max_length = 64)]
-    device_name: Option<DeviceName>,
+    pub(super) device_name: Option<DeviceName>,
 }
 
 impl FromFields for MagicLoginBody {

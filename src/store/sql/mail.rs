@@ -169,14 +169,24 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
             Self::rollback(tx).await?;
             return Ok(None);
         };
-        let user_ok = match Self::user_for_update(&mut tx, token.user).await? {
-            Some(u) => u.is_active && (!r.check_stamp || u.security_stamp == token.stamp),
-            None => false,
+        let before = match Self::user_for_update(&mut tx, token.user).await? {
+            Some(u) if u.is_active && (!r.check_stamp || u.security_stamp == token.stamp) => u,
+            _ => {
+                Self::rollback(tx).await?;
+                return Ok(None);
+            }
         };
-        if !user_ok {
-            Self::rollback(tx).await?;
-            return Ok(None);
-        }
+        // A sign-in that first proves the address replaces what its registrant set.
+        let first_proof = match &r.effect {
+            Redemption::SignIn { unproven_password } if !before.email_verified => match unproven_password {
+                Some(hash) => Some(hash),
+                None => {
+                    Self::rollback(tx).await?;
+                    return Ok(None);
+                }
+            },
+            _ => None,
+        };
         let user = token.user.to_string();
         let (now, email, yes) = (Int(r.now.0), Text(token.email.as_str()), Flag(true));
         // Every effect but an email change needs the token's address to be the user's
@@ -184,7 +194,7 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
         // and proves it.
         let changed =
             match &r.effect {
-                Redemption::VerifyEmail | Redemption::SignIn => Self::exec(
+                Redemption::VerifyEmail | Redemption::SignIn { .. } => Self::exec(
                     &mut tx,
                     "UPDATE users SET email_verified = $4, updated_at = $1 WHERE id = $2 AND lower(email) = lower($3)",
                     &[now, Text(&user), email, yes],
@@ -214,6 +224,16 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
             return Ok(None);
         }
         let mut revoked = Vec::new();
+        if let Some(hash) = first_proof {
+            Self::exec(
+                &mut tx,
+                "UPDATE users SET password_hash = $3, security_stamp = security_stamp + 1, updated_at = $1 WHERE id = $2",
+                &[now, Text(&user), Text(&hash.0)],
+            )
+            .await?;
+            revoked = Self::revoke_all_in(&mut tx, token.user, None, r.now).await?;
+            Self::spend_all_of(&mut tx, &user, None, r.now).await?;
+        }
         match &r.effect {
             Redemption::ResetPassword { .. } => {
                 revoked = Self::revoke_all_in(&mut tx, token.user, None, r.now).await?;
@@ -223,7 +243,7 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
             }
             // Every link in flight went to the old address.
             Redemption::ChangeEmail => Self::spend_all_of(&mut tx, &user, None, r.now).await?,
-            Redemption::VerifyEmail | Redemption::SignIn => {}
+            Redemption::VerifyEmail | Redemption::SignIn { .. } => {}
         }
         // Every instance's cache forgets the user's record (address, stamp).
         Self::log_revocation(&mut tx, Revoked::User(token.user), r.now).await?;

@@ -193,11 +193,12 @@ impl<D: Dialect> SqlStore<D> {
         c: &mut <D::DB as Database>::Connection,
         user: &NewUser,
         is_active: bool,
+        email_verified: bool,
     ) -> Result<(), StoreError> {
         Self::exec(
             c,
-            "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            "INSERT INTO users (id, username, email, password_hash, is_active, roles, created_at, updated_at, email_verified)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
             &[
                 Text(&user.id.to_string()),
                 Text(user.username.as_str()),
@@ -206,6 +207,7 @@ impl<D: Dialect> SqlStore<D> {
                 Flag(is_active),
                 Text(&roles_to_json(&user.roles)),
                 Int(user.created_at.0),
+                Flag(email_verified),
             ],
         )
         .await?;
@@ -298,7 +300,7 @@ impl<D: Dialect> Lifecycle for SqlStore<D> {
 #[async_trait]
 impl<D: Dialect> Users for SqlStore<D> {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
-        Self::insert_user(&mut *self.writing().await?, &user, true).await?;
+        Self::insert_user(&mut *self.writing().await?, &user, true, false).await?;
         Ok(UserRecord {
             id: user.id,
             username: user.username,
@@ -330,7 +332,7 @@ impl<D: Dialect> Users for SqlStore<D> {
     async fn insert_users(&self, users: Vec<ImportedUser>) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for u in &users {
-            Self::insert_user(&mut tx, &u.user, u.is_active).await?;
+            Self::insert_user(&mut tx, &u.user, u.is_active, u.email_verified).await?;
         }
         Self::commit(tx).await
     }
