@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use process::{start_server_with, tokengate};
+use process::{start_server_with, terminate, tokengate};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokengate::config::Settings;
@@ -284,6 +284,83 @@ async fn kill_9_during_refreshes_loses_nothing_acknowledged_on_postgres() {
     };
     let schema: Arc<common::PgSchema> = common::PgSchema::create(&admin).await;
     crash_and_restart(Db {
+        env_url: schema.url(),
+        url: DatabaseUrl::Postgres(schema.url()),
+    })
+    .await;
+}
+
+/// The mail outbox across a `kill -9`: welcome mails committed with their registrations
+/// while the SMTP server refuses (451, so none has left) are in the database when the
+/// process dies; the restarted server delivers each exactly once.
+async fn mail_survives_kill_9(db: Db) {
+    use common::smtp::{Answer, SmtpSink};
+    const USERS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start();
+    sink.answer(Answer::TryLater);
+    let with_smtp = |dir: &Path| {
+        let mut c = server(dir, &db);
+        c.env("TOKENGATE_SMTP_URL", sink.url())
+            .env("TOKENGATE_MAIL_FROM", "tokengate <no-reply@example.com>");
+        c
+    };
+    let (mut child, _, base) = start_server_with(with_smtp(dir.path()));
+    let http = reqwest::Client::new();
+    for n in 0..USERS {
+        let user = format!("mailer{n}");
+        let res = post(
+            &http,
+            format!("{base}/auth/register"),
+            json!({"username": user, "email": format!("{user}@example.com"), "password": PASSWORD}),
+            None,
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "{user}");
+    }
+    // Time for the sender to try each and be refused.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(sink.received().is_empty(), "the SMTP server accepted nothing");
+    let queued = cli(dir.path(), &db, &["mail", "list"]);
+    assert_eq!(queued.matches("verify_email").count(), USERS, "{queued}");
+    assert!(!queued.contains(" sent "), "{queued}");
+
+    // The SMTP server is back; so is tokengate, on the same database.
+    sink.answer(Answer::Accept);
+    let (mut child, _, _) = start_server_with(with_smtp(dir.path()));
+    sink.wait_for(USERS, Duration::from_secs(60)).await;
+    // A second copy of any of them would arrive within the second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.received().len(), USERS);
+    for n in 0..USERS {
+        assert_eq!(sink.count_to(&format!("mailer{n}@example.com")), 1, "mailer{n}");
+    }
+    let sent = cli(dir.path(), &db, &["mail", "list"]);
+    assert_eq!(sent.matches(" sent ").count(), USERS, "{sent}");
+    terminate(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_mail_queued_loses_none_and_sends_none_twice_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mail.db");
+    mail_survives_kill_9(Db {
+        env_url: format!("sqlite://{}", path.display()),
+        url: DatabaseUrl::Sqlite { path },
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_mail_queued_loses_none_and_sends_none_twice_on_postgres() {
+    let Some(admin) = common::pg_url() else {
+        common::say_pg_skipped();
+        return;
+    };
+    let schema: Arc<common::PgSchema> = common::PgSchema::create(&admin).await;
+    mail_survives_kill_9(Db {
         env_url: schema.url(),
         url: DatabaseUrl::Postgres(schema.url()),
     })

@@ -421,6 +421,8 @@ async fn the_outbox_hands_each_message_to_one_sender(backend: common::Backend) {
         retry_at: UnixTime(T0.0 + 30),
     };
     assert!(store.finish_mail(second.id, second.claim, retry, T0).await.unwrap());
+    // What a sender waits for: the retry, due before the other claims run out.
+    assert_eq!(store.outbox_stats().await.unwrap().next_due, Some(UnixTime(T0.0 + 30)));
     assert!(
         store
             .claim_mail(UnixTime(T0.0 + 29), UnixTime(T0.0 + 90), 100)

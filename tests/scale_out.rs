@@ -1182,3 +1182,56 @@ async fn redis_refusing_our_configuration_stops_the_start_instead_of_degrading()
     assert_eq!(ready["redis"], "degraded", "{ready}");
     let _ = down.child.kill();
 }
+
+/// Two instances on one PostgreSQL and Redis, and one SMTP server: every message is sent
+/// once, by one of them; a reset through one ends the session the other serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_send_each_mail_once_and_a_reset_reaches_both() {
+    use common::smtp::SmtpSink;
+    use tokengate::mail::{MailTransportSettings, SmtpUrl};
+    const USERS: usize = 20;
+    if !services() {
+        return;
+    }
+    let sink = SmtpSink::start();
+    let smtp = SmtpUrl::parse(&sink.url()).unwrap();
+    let a = TestServer::start_with(Backend::Postgres, |s| {
+        s.mail.transport = MailTransportSettings::Smtp(smtp);
+    })
+    .await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    // Registrations on both: both senders see every message and race for it.
+    for n in 0..USERS {
+        let srv = if n % 2 == 0 { &a } else { &b };
+        srv.register(&format!("many{n}")).await;
+    }
+    sink.wait_for(USERS, std::time::Duration::from_secs(10)).await;
+    // A second copy of any of them would arrive within the second.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(sink.received().len(), USERS);
+    for n in 0..USERS {
+        assert_eq!(sink.count_to(&format!("many{n}@example.com")), 1, "many{n}");
+    }
+
+    // Signed in on B; the reset is asked for on A and completed on B.
+    let t = b.login("many1", PASSWORD).await;
+    assert_eq!(a.me_status(&t.access).await, StatusCode::OK);
+    let res = a
+        .post_json("/auth/password/forgot", json!({"email": "many1@example.com"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let token = sink.mail_to("many1@example.com", "Reset your password").await.token();
+    let res = b
+        .post_json(
+            "/auth/password/reset",
+            json!({"token": token, "new_password": "a-reset-on-another-node"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    for srv in [&a, &b] {
+        refused_within_a_second(srv, &t.access).await;
+    }
+    assert_invalid_token(a.refresh(&t.refresh).await).await;
+    // The new password works on either (`login` asserts the 200).
+    a.login("many1", "a-reset-on-another-node").await;
+}

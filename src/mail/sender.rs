@@ -7,7 +7,6 @@
 //! (the one case of a duplicate); killed anywhere else, nothing is lost or repeated.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use lettre::message::Mailbox;
@@ -69,8 +68,6 @@ pub struct MailService {
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
     wake: Notify,
-    /// The earliest retry this sender scheduled and has not reached yet (0: none).
-    next_retry: AtomicI64,
 }
 
 impl MailService {
@@ -88,7 +85,6 @@ impl MailService {
             vault,
             clock,
             wake: Notify::new(),
-            next_retry: AtomicI64::new(0),
         }
     }
 
@@ -118,8 +114,9 @@ impl MailService {
         self.wake.notify_one();
     }
 
-    /// Deliver forever: at every wake-up, when a retry it scheduled comes due, and every
-    /// [`IDLE_POLL`]. A panic in a round (a bug) is logged and the loop goes on: mail
+    /// Deliver forever: at every wake-up, when the outbox's next message comes due (a
+    /// retry any instance scheduled, one queued before a restart, a lease that runs
+    /// out), and at least every [`IDLE_POLL`]. A panic in a round (a bug) is logged and the loop goes on: mail
     /// must not stop on an instance unnoticed.
     pub async fn run(self: Arc<Self>) {
         tracing::info!(transport = %self.describe(), "mail: delivering through the outbox");
@@ -133,23 +130,17 @@ impl MailService {
                 Ok(Err(e)) => tracing::warn!(error = %e, "mail: the outbox could not be read; trying again"),
                 Err(e) => tracing::error!(error = %e, "mail: a delivery round failed; going on"),
             }
-            self.observe().await;
-            let _ = tokio::time::timeout(self.idle_wait(), self.wake.notified()).await;
+            let next_due = self.observe().await;
+            let _ = tokio::time::timeout(self.idle_wait(next_due), self.wake.notified()).await;
         }
     }
 
-    /// Until the earliest retry this sender scheduled, at most [`IDLE_POLL`].
-    fn idle_wait(&self) -> Duration {
-        let next = self.next_retry.load(Ordering::Relaxed);
-        if next == 0 {
-            return IDLE_POLL;
-        }
-        let secs = u64::try_from(next - self.clock.now().0).unwrap_or(0);
-        if secs == 0 {
-            // Reached: this round's claim takes it (or another sender did).
-            self.next_retry.store(0, Ordering::Relaxed);
-        }
-        Duration::from_secs(secs).min(IDLE_POLL)
+    /// Until `next_due` (a second at least: the round just ran), at most [`IDLE_POLL`].
+    fn idle_wait(&self, next_due: Option<UnixTime>) -> Duration {
+        next_due.map_or(IDLE_POLL, |due| {
+            let secs = u64::try_from(due.0 - self.clock.now().0).unwrap_or(0).max(1);
+            Duration::from_secs(secs).min(IDLE_POLL)
+        })
     }
 
     /// One round: claim what is due, deliver it, record each outcome.
@@ -181,10 +172,6 @@ impl MailService {
                 }
                 Delivery::Retry { error, retry_at } => {
                     round.retried += 1;
-                    let next = self.next_retry.load(Ordering::Relaxed);
-                    if next == 0 || retry_at.0 < next {
-                        self.next_retry.store(retry_at.0, Ordering::Relaxed);
-                    }
                     tracing::warn!(mail_id = %mail.id, kind = %mail.kind, attempt = mail.attempt, error = %error,
                         retry_in_secs = retry_at.0 - self.clock.now().0, "mail not delivered; will retry");
                     "retry"
@@ -236,15 +223,17 @@ impl MailService {
         self.transport.deliver(&self.from, &mail.recipient, &raw, mail.id).await
     }
 
-    /// The outbox's gauges: waiting, given up on, and the age of the oldest waiting.
-    async fn observe(&self) {
+    /// The outbox's gauges: waiting, given up on, and the age of the oldest waiting;
+    /// when the next waiting message comes due.
+    async fn observe(&self) -> Option<UnixTime> {
         let Ok(stats) = self.outbox.outbox_stats().await else {
-            return;
+            return None;
         };
         metrics::gauge!(MAIL_QUEUED).set(stats.queued as f64);
         metrics::gauge!(MAIL_FAILED_WAITING).set(stats.failed as f64);
         let age = stats.oldest_queued.map_or(0, |t| (self.clock.now().0 - t.0).max(0));
         metrics::gauge!(MAIL_OLDEST_QUEUED_AGE).set(age as f64);
+        stats.next_due
     }
 }
 

@@ -509,6 +509,9 @@ pub struct OutboxStats {
     pub failed: u64,
     /// Created time of the oldest message still waiting, if any.
     pub oldest_queued: Option<UnixTime>,
+    /// When the first waiting message may be claimed (its next try, or the end of the
+    /// claim on it), if any waits.
+    pub next_due: Option<UnixTime>,
 }
 
 /// One connection pool's occupancy.

@@ -365,7 +365,10 @@ impl<D: Dialect> Outbox for SqlStore<D> {
         let sql = format!(
             "SELECT (SELECT count(*) FROM mail_outbox WHERE {WAITING}) AS queued,
                     (SELECT count(*) FROM mail_outbox WHERE failed_at IS NOT NULL) AS failed,
-                    (SELECT min(created_at) FROM mail_outbox WHERE {WAITING}) AS oldest"
+                    (SELECT min(created_at) FROM mail_outbox WHERE {WAITING}) AS oldest,
+                    (SELECT min(CASE WHEN claimed_until > next_attempt_at THEN claimed_until
+                                     ELSE next_attempt_at END)
+                       FROM mail_outbox WHERE {WAITING}) AS next_due"
         );
         let row = Self::optional(&mut *self.reading().await?, &sql, &[])
             .await?
@@ -375,6 +378,7 @@ impl<D: Dialect> Outbox for SqlStore<D> {
             queued: count("queued")?,
             failed: count("failed")?,
             oldest_queued: D::DB::opt_int(&row, "oldest").map_err(err::<D>)?.map(UnixTime),
+            next_due: D::DB::opt_int(&row, "next_due").map_err(err::<D>)?.map(UnixTime),
         })
     }
 }
