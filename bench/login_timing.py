@@ -13,12 +13,11 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
-import tempfile
 import time
 import urllib.parse
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from local_server import release_server
+
 N = int(os.environ.get("N", "300"))
 PORT = 8141
 
@@ -31,46 +30,24 @@ def post(conn, path, body, content_type):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-    with tempfile.TemporaryDirectory() as d:
-        env = {
-            **os.environ,
-            "TOKENGATE_LOG": "error",
-            "TOKENGATE_BIND": f"127.0.0.1:{PORT}",
-            "TOKENGATE_DATABASE_URL": f"sqlite://{d}/t.db",
-            "TOKENGATE_LOGIN_RATE": "1000000/1s",
-            "TOKENGATE_REGISTER_RATE": "1000000/1s",
+    with release_server(PORT, LOGIN_RATE="1000000/1s", REGISTER_RATE="1000000/1s"):
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        body = json.dumps({"username": "timing_user", "email": "t@example.com", "password": "the-right-password"})
+        assert post(conn, "/auth/register", body, "application/json") == 201
+        cases = {
+            "unknown user": urllib.parse.urlencode({"username": "no_such_user", "password": "a-wrong-password"}),
+            "wrong password": urllib.parse.urlencode({"username": "timing_user", "password": "a-wrong-password"}),
         }
-        server = subprocess.Popen([f"{ROOT}/target/release/tokengate", "serve"], env=env)
-        try:
-            for _ in range(100):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=5)
-                    c.request("GET", "/healthz")
-                    c.getresponse().read()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-            body = json.dumps({"username": "timing_user", "email": "t@example.com", "password": "the-right-password"})
-            assert post(conn, "/auth/register", body, "application/json") == 201
-            cases = {
-                "unknown user": urllib.parse.urlencode({"username": "no_such_user", "password": "a-wrong-password"}),
-                "wrong password": urllib.parse.urlencode({"username": "timing_user", "password": "a-wrong-password"}),
-            }
-            times = {k: [] for k in cases}
-            for _ in range(5):  # warm up
-                for body in cases.values():
-                    post(conn, "/auth/login", body, "application/x-www-form-urlencoded")
-            for _ in range(N):
-                for name, body in cases.items():
-                    started = time.perf_counter()
-                    status = post(conn, "/auth/login", body, "application/x-www-form-urlencoded")
-                    times[name].append(time.perf_counter() - started)
-                    assert status == 401, status
-        finally:
-            server.terminate()
-            server.wait()
+        times = {k: [] for k in cases}
+        for _ in range(5):  # warm up
+            for body in cases.values():
+                post(conn, "/auth/login", body, "application/x-www-form-urlencoded")
+        for _ in range(N):
+            for name, body in cases.items():
+                started = time.perf_counter()
+                status = post(conn, "/auth/login", body, "application/x-www-form-urlencoded")
+                times[name].append(time.perf_counter() - started)
+                assert status == 401, status
     medians = {k: statistics.median(v) * 1000 for k, v in times.items()}
     for k, m in medians.items():
         q = statistics.quantiles(times[k], n=10)

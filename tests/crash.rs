@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use process::{start_server_with, terminate, tokengate};
+use process::{KillOnDrop, start_server_with, terminate, tokengate};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokengate::config::Settings;
@@ -265,29 +265,40 @@ async fn crash_and_restart(db: Db) {
     child.wait().unwrap();
 }
 
+/// A SQLite file in `dir`.
+fn sqlite_db(dir: &Path) -> Db {
+    let path = dir.join("crash.db");
+    Db {
+        env_url: format!("sqlite://{}", path.display()),
+        url: DatabaseUrl::Sqlite { path },
+    }
+}
+
+/// A fresh PostgreSQL schema (kept while its handle lives), or a printed skip.
+async fn postgres_db() -> Option<(Db, Arc<common::PgSchema>)> {
+    let Some(admin) = common::pg_url() else {
+        common::say_pg_skipped();
+        return None;
+    };
+    let schema: Arc<common::PgSchema> = common::PgSchema::create(&admin).await;
+    let db = Db {
+        env_url: schema.url(),
+        url: DatabaseUrl::Postgres(schema.url()),
+    };
+    Some((db, schema))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_refreshes_loses_nothing_acknowledged_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("crash.db");
-    crash_and_restart(Db {
-        env_url: format!("sqlite://{}", path.display()),
-        url: DatabaseUrl::Sqlite { path },
-    })
-    .await;
+    crash_and_restart(sqlite_db(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_refreshes_loses_nothing_acknowledged_on_postgres() {
-    let Some(admin) = common::pg_url() else {
-        common::say_pg_skipped();
-        return;
-    };
-    let schema: Arc<common::PgSchema> = common::PgSchema::create(&admin).await;
-    crash_and_restart(Db {
-        env_url: schema.url(),
-        url: DatabaseUrl::Postgres(schema.url()),
-    })
-    .await;
+    if let Some((db, _schema)) = postgres_db().await {
+        crash_and_restart(db).await;
+    }
 }
 
 /// The mail outbox across a `kill -9`: welcome mails committed with their registrations
@@ -305,7 +316,8 @@ async fn mail_survives_kill_9(db: Db) {
             .env("TOKENGATE_MAIL_FROM", "tokengate <no-reply@example.com>");
         c
     };
-    let (mut child, _, base) = start_server_with(with_smtp(dir.path()));
+    let (child, _, base) = start_server_with(with_smtp(dir.path()));
+    let mut child = KillOnDrop(child);
     let http = reqwest::Client::new();
     for n in 0..USERS {
         let user = format!("mailer{n}");
@@ -320,8 +332,8 @@ async fn mail_survives_kill_9(db: Db) {
     }
     // Time for the sender to try each and be refused.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     assert!(sink.received().is_empty(), "the SMTP server accepted nothing");
     let queued = cli(dir.path(), &db, &["mail", "list"]);
     assert_eq!(queued.matches("verify_email").count(), USERS, "{queued}");
@@ -329,7 +341,8 @@ async fn mail_survives_kill_9(db: Db) {
 
     // The SMTP server is back; so is tokengate, on the same database.
     sink.answer(Answer::Accept);
-    let (mut child, _, _) = start_server_with(with_smtp(dir.path()));
+    let (child, _, _) = start_server_with(with_smtp(dir.path()));
+    let mut child = KillOnDrop(child);
     sink.wait_for(USERS, Duration::from_secs(60)).await;
     // A second copy of any of them would arrive within the second.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -339,30 +352,18 @@ async fn mail_survives_kill_9(db: Db) {
     }
     let sent = cli(dir.path(), &db, &["mail", "list"]);
     assert_eq!(sent.matches(" sent ").count(), USERS, "{sent}");
-    terminate(&mut child);
+    terminate(&mut child.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_mail_queued_loses_none_and_sends_none_twice_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mail.db");
-    mail_survives_kill_9(Db {
-        env_url: format!("sqlite://{}", path.display()),
-        url: DatabaseUrl::Sqlite { path },
-    })
-    .await;
+    mail_survives_kill_9(sqlite_db(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_mail_queued_loses_none_and_sends_none_twice_on_postgres() {
-    let Some(admin) = common::pg_url() else {
-        common::say_pg_skipped();
-        return;
-    };
-    let schema: Arc<common::PgSchema> = common::PgSchema::create(&admin).await;
-    mail_survives_kill_9(Db {
-        env_url: schema.url(),
-        url: DatabaseUrl::Postgres(schema.url()),
-    })
-    .await;
+    if let Some((db, _schema)) = postgres_db().await {
+        mail_survives_kill_9(db).await;
+    }
 }

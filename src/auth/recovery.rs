@@ -16,7 +16,7 @@ use super::budget::Spent;
 use super::sessions::net_of;
 use super::{AuthError, AuthService, Principal, TokenPair, User};
 use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
-use crate::domain::{DeviceName, Email, Password, TokenPurpose};
+use crate::domain::{DeviceName, Email, Password, TokenPurpose, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::mail::Template;
@@ -125,10 +125,12 @@ impl AuthService {
 
     /// Count one mail to `to` against `TOKENGATE_MAIL_RATE`, and one from the client's
     /// network against `TOKENGATE_MAIL_NETWORK_RATE`.
-    async fn mail_budget(&self, to: &Email, client: &ClientInfo) -> Result<(), AuthError> {
-        self.limit(LimitKey::MailIp(net_of(client)), AuthEvent::MailLimited, client)
-            .await?;
-        self.limit(recipient_key(to), AuthEvent::MailLimited, client).await
+    async fn mail_budget(&self, to: &Email, client: &ClientInfo) -> Result<Spent, AuthError> {
+        let keys = [LimitKey::MailIp(net_of(client)), recipient_key(to)];
+        for key in &keys {
+            self.limit(key.clone(), AuthEvent::MailLimited, client).await?;
+        }
+        Ok(Spent(keys.into()))
     }
 
     /// Spend `presented` with `effect` (and queue `mails`); the same refusal for every
@@ -190,9 +192,30 @@ impl AuthService {
         Ok(self.store.user_by_id(t.user).await?.map(|u| (t, u)))
     }
 
+    /// `POST /auth/link/account`: whose account a link's token acts on, and for what (a
+    /// read: nothing is spent), for the page the link opens to say before the user
+    /// acts; the same refusal as a redemption's for a token that would be refused.
+    pub async fn link_account(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+    ) -> Result<(Username, TokenPurpose), AuthError> {
+        match self.token_user(presented, &TokenPurpose::ALL).await? {
+            Some((t, u)) if u.is_active && (t.purpose == TokenPurpose::VerifyEmail || u.security_stamp == t.stamp) => {
+                Ok((u.username, t.purpose))
+            }
+            _ => Err(self.rejected(client)),
+        }
+    }
+
     /// After a registration: the verification mail. The account stands whatever
     /// happens to the mail (logged): the user can ask again.
     pub(super) async fn send_welcome(&self, user: &User, client: &ClientInfo) {
+        // Registration is mail too: without these budgets, one client could mail a
+        // list of addresses by registering them. Past one, no mail (the user can ask).
+        if self.mail_budget(&user.email, client).await.is_err() {
+            return;
+        }
         match self.store.user_by_id(user.id).await {
             Ok(Some(record)) => self.queue_verification(&record, client).await,
             Ok(None) => {}
@@ -290,18 +313,29 @@ impl AuthService {
     /// same answer, as fast, for any address; the address's budget is spent whether it
     /// is an account's or not. The lookup and the mail run after the answer.
     pub async fn forgot_password(self: &Arc<Self>, email: Email, client: &ClientInfo) -> Result<(), AuthError> {
-        self.mail_budget(&email, client).await?;
-        self.send_link_later(email, TokenPurpose::ResetPassword, client);
+        let spent = self.mail_budget(&email, client).await?;
+        if let Some(unused) = self.send_link_later(email, TokenPurpose::ResetPassword, spent, client) {
+            self.give_back(unused).await;
+        }
         Ok(())
     }
 
     /// The lookup and the mail of a reset or sign-in link, after the answer; at most
-    /// [`super::LINKS_IN_FLIGHT`] at once (past that, the request is dropped, logged: a flood
-    /// must not queue unbounded work behind the answers it already got).
-    fn send_link_later(self: &Arc<Self>, email: Email, purpose: TokenPurpose, client: &ClientInfo) {
+    /// [`super::LINKS_IN_FLIGHT`] at once (past that, the request is dropped, logged: a
+    /// flood must not queue unbounded work behind the answers it already got). A
+    /// dropped request's budget comes back (`Some`), for the caller to give back: it
+    /// mailed no one.
+    #[must_use]
+    fn send_link_later(
+        self: &Arc<Self>,
+        email: Email,
+        purpose: TokenPurpose,
+        spent: Spent,
+        client: &ClientInfo,
+    ) -> Option<Spent> {
         let Ok(permit) = Arc::clone(&self.recovery_slots).try_acquire_owned() else {
             tracing::warn!("too many reset and sign-in links in flight; one request dropped");
-            return;
+            return Some(spent);
         };
         let this = Arc::clone(self);
         let client = client.clone();
@@ -311,6 +345,7 @@ impl AuthService {
             }
             drop(permit);
         });
+        None
     }
 
     /// `POST /auth/magic-link`: as [`AuthService::forgot_password`], for a sign-in link.
@@ -318,8 +353,10 @@ impl AuthService {
         if !self.recovery.magic_links {
             return Err(AuthError::Disabled);
         }
-        self.mail_budget(&email, client).await?;
-        self.send_link_later(email, TokenPurpose::MagicLink, client);
+        let spent = self.mail_budget(&email, client).await?;
+        if let Some(unused) = self.send_link_later(email, TokenPurpose::MagicLink, spent, client) {
+            self.give_back(unused).await;
+        }
         Ok(())
     }
 

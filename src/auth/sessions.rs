@@ -293,7 +293,9 @@ impl AuthService {
             Rotation::Spent { session, user } if session.is_live(now) && user.is_active => {
                 if self.recovery.require_verified_email && !user.email_verified {
                     // Required since the session began (verification withdrawn ends
-                    // the sessions).
+                    // the sessions). The session ends here too, so that the successor
+                    // just stored cannot be had by repeating the token within a grace.
+                    self.store.revoke_session(user.id, session.id, now).await?;
                     self.events
                         .record(AuthEvent::RefreshRejected, Some(user.id), Some(session.id), client);
                     return Err(AuthError::EmailNotVerified);
@@ -351,7 +353,11 @@ impl AuthService {
             return Ok(None);
         }
         match self.store.session_with_user(session_id).await? {
-            Some((session, user)) if session.is_live(now) && user.is_active => {
+            Some((session, user))
+                if session.is_live(now)
+                    && user.is_active
+                    && (user.email_verified || !self.recovery.require_verified_email) =>
+            {
                 Ok(Some(self.pair(&user, session_id, successor)?))
             }
             _ => Ok(None),

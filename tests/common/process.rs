@@ -74,3 +74,14 @@ pub fn terminate(child: &mut Child) -> i32 {
     assert!(ok.success());
     child.wait().unwrap().code().unwrap_or(-1)
 }
+
+/// A child that is killed (SIGKILL) when dropped: a failed assertion leaves no server
+/// running behind the test.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -22,7 +22,7 @@ impl Received {
     pub fn token(&self) -> String {
         let link = self.link();
         let start = link.find("#token=").expect("a link with a token") + "#token=".len();
-        link[start..].to_owned()
+        link[start..].split('&').next().unwrap_or_default().to_owned()
     }
 
     /// The first link with a `#token=` of its plain-text part, as a reader clicks it.
@@ -31,10 +31,8 @@ impl Received {
         let text = m.body_text(0).expect("a text part").into_owned();
         let at = text.find("#token=").expect("a link with a token");
         let start = text[..at].rfind("http").expect("an absolute link");
-        let token_end = text[at + "#token=".len()..]
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .map_or(text.len(), |n| at + "#token=".len() + n);
-        text[start..token_end].to_owned()
+        let end = text[at..].find(char::is_whitespace).map_or(text.len(), |n| at + n);
+        text[start..end].to_owned()
     }
 
     pub fn subject(&self) -> String {

@@ -24,6 +24,21 @@ async fn server(b: Backend, sink: &SmtpSink, tweak: impl FnOnce(&mut tokengate::
     .await
 }
 
+/// An account an operator created (`tokengate user create`): no mail went to it, so
+/// its address's budget is whole.
+async fn created(srv: &TestServer, name: &str) {
+    use tokengate::domain::{Email, Password, Username};
+    srv.auth()
+        .create_user(
+            Username::parse(name).unwrap(),
+            Email::parse(&format!("{name}@example.com")).unwrap(),
+            Password::parse(PASSWORD).unwrap(),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+}
+
 async fn detail(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
     (status, res.json().await.unwrap_or(Value::Null))
@@ -179,7 +194,7 @@ pub async fn mail_to_one_address_is_limited_known_or_not(b: Backend) {
         };
     })
     .await;
-    srv.register("lena").await;
+    created(&srv, "lena").await;
     for email in ["lena@example.com", "ghost@example.com"] {
         for _ in 0..2 {
             let res = srv.post_json("/auth/password/forgot", json!({"email": email})).await;
@@ -359,7 +374,8 @@ pub async fn an_email_change_cannot_flood_either_address(b: Backend) {
         };
     })
     .await;
-    let t = srv.user("fay").await;
+    created(&srv, "fay").await;
+    let t = srv.login("fay", PASSWORD).await;
     let change = |n: usize| json!({"new_email": format!("fay{n}@example.com"), "password": PASSWORD});
     for n in 0..2 {
         let res = srv.post_auth("/auth/email/change", &t.access, Some(change(n))).await;
@@ -482,4 +498,114 @@ pub async fn addresses_have_one_spelling_and_bad_ones_are_refused(b: Backend) {
         let res = srv.post_json("/auth/password/forgot", json!({"email": bad})).await;
         assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
+}
+
+/// The SMTP server refusing for a while (451) is never the user's problem: registration
+/// and a reset request are answered as ever, and the mail goes out after the backoff,
+/// once the server takes it again.
+#[per_backend]
+pub async fn mail_refused_for_a_while_goes_out_later_and_the_user_never_sees_it(b: Backend) {
+    use crate::common::smtp::Answer;
+    let sink = SmtpSink::start();
+    sink.answer(Answer::TryLater);
+    let srv = server(b, &sink, |_| {}).await;
+    srv.register("sol").await;
+    let res = srv
+        .post_json("/auth/password/forgot", json!({"email": "sol@example.com"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    // Both tried and refused meanwhile (the outbox keeps the 451); nothing arrived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let queued = srv.auth().queued_mail(false, 10).await.unwrap();
+        let refused = queued
+            .iter()
+            .filter(|m| m.last_error.as_deref().is_some_and(|e| e.contains("451")))
+            .count();
+        if refused == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{queued:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sink.received().is_empty());
+    sink.answer(Answer::Accept);
+    srv.clock.advance(30);
+    // The next mail queued wakes the sender, which takes what came due with it.
+    srv.register("sol2").await;
+    sink.wait_for(3, Duration::from_secs(5)).await;
+    assert_eq!(
+        sink.count_to("sol@example.com"),
+        2,
+        "the welcome mail and the reset link"
+    );
+    sink.mail_to("sol@example.com", "Reset your password").await;
+}
+
+/// The page a link opens asks whose account it acts on: the answer names the account
+/// and the purpose, spends nothing, and refuses what a redemption would refuse.
+#[per_backend]
+pub async fn a_link_names_its_account_without_being_spent(b: Backend) {
+    let sink = SmtpSink::start();
+    let srv = server(b, &sink, |_| {}).await;
+    srv.register("nell").await;
+    let token = sink.last_to("nell@example.com").await.token();
+    for _ in 0..2 {
+        let (status, body) = detail(srv.post_json("/auth/link/account", json!({"token": token})).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, json!({"username": "nell", "purpose": "verify_email"}));
+    }
+    let res = srv.post_json("/auth/email/verify", json!({"token": token})).await;
+    assert_eq!(res.status(), StatusCode::OK, "asking spent nothing");
+    for spent_or_bad in [token.as_str(), "x", &"A".repeat(43)] {
+        let (status, body) = detail(
+            srv.post_json("/auth/link/account", json!({"token": spent_or_bad}))
+                .await,
+        )
+        .await;
+        assert_eq!(
+            (status, body["detail"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(INVALID)),
+            "{spent_or_bad}"
+        );
+    }
+}
+
+/// Verification required after sessions began (an upgrade, a setting turned on): an
+/// unverified user's refresh is refused and ends the session, also for the same token
+/// presented again within the reuse grace.
+#[per_backend]
+pub async fn requiring_verification_later_ends_an_unverified_session_at_its_refresh(b: Backend) {
+    let sink = SmtpSink::start();
+    let before = server(b, &sink, |s| s.tokens.refresh_reuse_grace_secs = 30).await;
+    let t = before.user("late").await;
+    let mut settings = before.settings.clone();
+    settings.recovery.require_verified_email = true;
+    let after = TestServer::start_settings(settings, before.clock.clone()).await;
+    let (status, body) = detail(after.refresh(&t.refresh).await).await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (StatusCode::FORBIDDEN, Some("Email not verified"))
+    );
+    assert_eq!(after.refresh(&t.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(after.me_status(&t.access).await, StatusCode::UNAUTHORIZED);
+}
+
+/// A registration is mail too: past the client network's mail budget the account is
+/// created, and no mail goes out.
+#[per_backend]
+pub async fn registrations_spend_the_mail_budgets(b: Backend) {
+    let sink = SmtpSink::start();
+    let srv = server(b, &sink, |s| {
+        s.recovery.mail_network_rate = tokengate::limits::Rate {
+            count: 1,
+            window_secs: 900,
+        };
+    })
+    .await;
+    srv.register("first").await;
+    sink.last_to("first@example.com").await;
+    srv.register("second").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.count_to("second@example.com"), 0);
 }

@@ -17,8 +17,24 @@ function takeToken() {
 
 const TOKEN = takeToken();
 
+// The purposes of the tokens each page takes.
+const PURPOSES = {
+  verify: ["verify_email", "change_email"],
+  reset: ["reset_password"],
+  magic: ["magic_link"],
+};
+
+// Whose account the link acts on, as the server knows it (the fragment could say
+// anything): a link someone else asked for is seen to be for their account.
+const FOR_ACCOUNT = {
+  verify: (name) => `This confirms that the address is the one of the account ${name}. If that is not your account, close this page.`,
+  reset: (name) => `A new password for the account ${name}.`,
+  magic: (name) => `This signs this browser in as ${name}. If that is not your account, close this page: someone else asked for this link.`,
+};
+
 function done(text) {
   $(PAGE).hidden = true;
+  $("for-account").hidden = true;
   say(text, "ok");
 }
 
@@ -53,10 +69,17 @@ async function signIn(event) {
   done("You are signed in.");
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+document.addEventListener("DOMContentLoaded", async () => {
   const forms = { verify, reset, magic: signIn };
   if (!(PAGE in forms)) return;
   if (!TOKEN) return say("This link is incomplete: open the whole link from the mail.", "error");
+  // A read: nothing is spent until the form is sent.
+  const res = await post("/auth/link/account", { token: TOKEN });
+  if (!res.ok) return say(`${await detail(res)}: this link was used, has expired, or a newer one replaced it.`, "error");
+  const link = await res.json();
+  if (!PURPOSES[PAGE].includes(link.purpose)) return say("This link does not belong on this page.", "error");
+  $("for-account").textContent = FOR_ACCOUNT[PAGE](link.username);
+  $("for-account").hidden = false;
   $(PAGE).hidden = false;
   $(`${PAGE}-form`).addEventListener("submit", forms[PAGE]);
 });

@@ -31,6 +31,17 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_email))
         .routes(routes!(request_magic_link))
         .routes(routes!(magic_link_login))
+        .routes(routes!(link_account))
+}
+
+/// Whose account a link acts on, and for what.
+#[derive(Serialize, ToSchema)]
+pub struct LinkAccount {
+    #[schema(example = "mara")]
+    username: String,
+    /// `verify_email`, `change_email`, `reset_password` or `magic_link`.
+    #[schema(example = "reset_password")]
+    purpose: &'static str,
 }
 
 /// The answer to a request that mails something (202).
@@ -133,6 +144,30 @@ impl FromFields for MagicLoginBody {
             device_name,
         })
     }
+}
+
+/// What a link's token is for: the account it acts on and the link's purpose. Nothing
+/// is spent; the pages mailed links open show it before the user acts, so that a link
+/// someone else asked for is seen to be for their account.
+#[utoipa::path(
+    post, path = "/auth/link/account", tag = "recovery",
+    request_body = TokenBody,
+    responses(
+        (status = 200, description = "The account and purpose of a live token", body = LinkAccount),
+        (status = 400, description = "Invalid or expired token", body = crate::http::openapi::ErrorBody),
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+    )
+)]
+pub async fn link_account(
+    State(state): State<AppState>,
+    Client(client): Client,
+    JsonBody(body): JsonBody<TokenBody>,
+) -> Result<Json<LinkAccount>, ApiError> {
+    let (username, purpose) = state.auth.link_account(&body.token, &client).await?;
+    Ok(Json(LinkAccount {
+        username: username.as_str().to_owned(),
+        purpose: purpose.as_str(),
+    }))
 }
 
 /// Mail the caller a link that verifies their address (nothing if it is verified).
