@@ -59,6 +59,7 @@ impl AuthService {
             roles: change.roles,
             is_active: change.is_active,
             email_verified: change.email_verified,
+            email: None,
         };
         let admin = Role::admin();
         let after = applied(

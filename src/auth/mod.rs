@@ -2,6 +2,7 @@
 //! rotates, what logout kills. Handlers call one method here each.
 
 mod account;
+mod addresses;
 mod admin;
 mod budget;
 mod error;

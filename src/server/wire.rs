@@ -60,7 +60,31 @@ pub async fn open_store(settings: &Settings, mode: OpenMode) -> Result<Arc<dyn S
 /// Everything the routes need, from validated settings.
 pub async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartError> {
     let auth = build_auth(settings, clock, OpenMode::CreateIfMissing, Purpose::Serve).await?;
+    respell_addresses(&auth).await;
     Ok(app_state(settings, auth))
+}
+
+/// Addresses stored before they had one spelling, rewritten (logged); the server
+/// starts whatever happens here.
+async fn respell_addresses(auth: &AuthService) {
+    match auth.respell_stored_addresses().await {
+        Ok(report) => {
+            if report.rewritten > 0 {
+                tracing::info!(
+                    rewritten = report.rewritten,
+                    "email addresses rewritten in their one spelling (IDNA domain)"
+                );
+            }
+            for (username, why) in report.left {
+                tracing::warn!(
+                    username = username.as_str(),
+                    reason = %why,
+                    "an email address could not be rewritten in its one spelling: the user is not found by it (reset, sign-in links, login by email) until an operator gives them another"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "stored email addresses were not checked for their spelling"),
+    }
 }
 
 /// The auth service over the configured database, for `purpose`, opening the database

@@ -357,6 +357,8 @@ pub struct UserUpdate {
     pub roles: Option<Vec<Role>>,
     pub is_active: Option<bool>,
     pub email_verified: Option<bool>,
+    /// A new spelling of the address (`Conflict` if another user holds it).
+    pub email: Option<Email>,
     /// Move the user's `security_stamp` (void logins in flight).
     pub bump_stamp: bool,
     /// Revoke every live session of the user in the same transaction.
@@ -575,6 +577,9 @@ store_role! {
         async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
         /// Users by creation time.
         async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<UserRecord>, StoreError>;
+        /// Users whose stored address has a character outside printable ASCII (stored
+        /// before addresses had one spelling).
+        async fn users_with_non_ascii_email(&self) -> Result<Vec<UserRecord>, StoreError>;
     }
 }
 

@@ -100,6 +100,7 @@ impl Dialect for PgDialect {
     const FOR_SHARE: &'static str = " FOR SHARE";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const HOLDS_ROLE: &'static str = "(u.roles::jsonb ? $1)";
+    const NON_ASCII_EMAIL: &'static str = "u.email ~ '[^ -~]'";
     /// Dated by the database's clock where the caller's lags: an instance whose clock is
     /// behind cannot date a row into the past (and have it purged early).
     const LOG_REVOCATION: &'static str = "INSERT INTO revocations (session_id, user_id, created_at)

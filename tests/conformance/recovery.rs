@@ -609,3 +609,64 @@ pub async fn registrations_spend_the_mail_budgets(b: Backend) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.count_to("second@example.com"), 0);
 }
+
+/// Addresses stored before they had one spelling (an internationalised domain as typed)
+/// are rewritten: the user is found again by every lookup. One that cannot be written so
+/// (a non-ASCII local part) or whose new spelling another account holds is left and
+/// reported.
+#[per_backend]
+pub async fn addresses_stored_in_an_old_spelling_are_rewritten(b: Backend) {
+    use tokengate::crypto::passwords::PasswordHashString;
+    use tokengate::domain::{Email, UnixTime, UserId, Username};
+    use tokengate::server::{OpenMode, open_store};
+    use tokengate::store::NewUser;
+    let sink = SmtpSink::start();
+    let srv = server(b, &sink, |_| {}).await;
+    let store = open_store(&srv.settings, OpenMode::MustExist).await.unwrap();
+    let legacy = |name: &str, email: &str| NewUser {
+        id: UserId::new(),
+        username: Username::parse(name).unwrap(),
+        email: Email::from_store(email.to_owned()),
+        password_hash: PasswordHashString("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into()),
+        roles: Vec::new(),
+        created_at: UnixTime(1_700_000_000),
+    };
+    // As an earlier release stored them.
+    for (name, email) in [
+        ("bob", "Bob@Bücher.example"),
+        ("jurgen", "jürgen@example.com"),
+        ("carl2", "carl@exämple.com"),
+    ] {
+        store.create_user(legacy(name, email)).await.unwrap();
+    }
+    // carl2's mailbox in the new spelling is another account's already.
+    store
+        .create_user(legacy("carl3", "carl@xn--exmple-cua.com"))
+        .await
+        .unwrap();
+    let report = srv.auth().respell_stored_addresses().await.unwrap();
+    assert_eq!(report.rewritten, 1, "{report:?}");
+    let mut left: Vec<_> = report
+        .left
+        .iter()
+        .map(|(u, why)| (u.as_str().to_owned(), why.clone()))
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 2, "{report:?}");
+    assert_eq!(left[0].0, "carl2");
+    assert!(left[0].1.contains("another account"), "{report:?}");
+    assert_eq!(left[1].0, "jurgen");
+    assert!(left[1].1.contains("ASCII"), "{report:?}");
+
+    let bob = srv.auth().user_named("bob").await.unwrap();
+    assert_eq!(bob.email.as_str(), "Bob@xn--bcher-kva.example");
+    // Found by the spelling every lookup now uses: the reset link goes out.
+    let res = srv
+        .post_json("/auth/password/forgot", json!({"email": "bob@BÜCHER.example"}))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    sink.mail_to("Bob@xn--bcher-kva.example", "Reset your password").await;
+    // Nothing left to do the second time.
+    let again = srv.auth().respell_stored_addresses().await.unwrap();
+    assert_eq!(again.rewritten, 0);
+}

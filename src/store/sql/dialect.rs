@@ -22,6 +22,9 @@ pub trait Dialect: Send + Sync + 'static {
     const SKIP_LOCKED: &'static str;
     /// A condition on `users u`: the user holds role `$1`.
     const HOLDS_ROLE: &'static str;
+    /// A condition on `users u`: the stored address has a character outside printable
+    /// ASCII.
+    const NON_ASCII_EMAIL: &'static str;
     /// A revocation-log row: `$1` session, `$2` user, `$3` the caller's clock.
     const LOG_REVOCATION: &'static str;
 

@@ -374,6 +374,12 @@ impl<D: Dialect> Users for SqlStore<D> {
         .await?;
         rows.iter().map(Rows::<D>::user).collect()
     }
+
+    async fn users_with_non_ascii_email(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE {}", D::NON_ASCII_EMAIL);
+        let rows = Self::all(&mut *self.reading().await?, &sql, &[]).await?;
+        rows.iter().map(Rows::<D>::user).collect()
+    }
 }
 
 #[async_trait]
@@ -397,7 +403,7 @@ impl<D: Dialect> UserChanges for SqlStore<D> {
             &mut tx,
             "UPDATE users SET roles = coalesce($1, roles), is_active = coalesce($2, is_active),
                  security_stamp = security_stamp + $3, updated_at = $4,
-                 email_verified = coalesce($6, email_verified) WHERE id = $5",
+                 email_verified = coalesce($6, email_verified), email = coalesce($7, email) WHERE id = $5",
             &[
                 OptText(roles.as_deref()),
                 OptFlag(update.is_active),
@@ -405,6 +411,7 @@ impl<D: Dialect> UserChanges for SqlStore<D> {
                 Int(now.0),
                 Text(&id.to_string()),
                 OptFlag(update.email_verified),
+                OptText(update.email.as_ref().map(Email::as_str)),
             ],
         )
         .await?;
