@@ -4,9 +4,9 @@
 use super::AuthError;
 use super::User;
 use super::{AuthService, Principal};
-use crate::domain::{Role, UserId};
+use crate::domain::{Email, Role, UserId};
 use crate::events::{AuthEvent, ClientInfo};
-use crate::store::{UserUpdate, UserWrite};
+use crate::store::{StoreError, UserUpdate, UserWrite};
 
 /// An administrator's change to a user; `None` leaves a field as it is. What else the
 /// change implies (voiding logins in flight, revoking sessions) is decided here.
@@ -110,6 +110,22 @@ impl AuthService {
     pub async fn user_named(&self, username: &str) -> Result<User, AuthError> {
         let user = self.store.user_by_username(username).await?;
         user.map(User::from).ok_or(AuthError::NotFound)
+    }
+
+    /// Give a user another address (operator command). It counts as unverified until
+    /// proven or vouched for, and the links in flight to the old one die with it (the
+    /// stamp moves; a verification link names the old address).
+    pub async fn set_email(&self, id: UserId, email: Email) -> Result<User, AuthError> {
+        let update = UserUpdate {
+            email: Some(email),
+            email_verified: Some(false),
+            bump_stamp: true,
+            ..UserUpdate::default()
+        };
+        match self.store.update_user(id, update, None, self.clock.now()).await {
+            Err(StoreError::Conflict) => Err(AuthError::Taken),
+            written => Ok(User::from(applied(written?)?.user)),
+        }
     }
 
     /// Count a user's address as verified (operator command).

@@ -189,6 +189,16 @@ pub enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// Give a user another email address (it counts as unverified until they open the
+    /// link they ask for, or an operator vouches for it).
+    SetEmail {
+        /// The user whose address to change.
+        #[arg(long)]
+        username: String,
+        /// The new address (unique; they may log in with it too).
+        #[arg(long)]
+        email: String,
+    },
     /// Count a user's email address as verified (they need no link; with
     /// TOKENGATE_REQUIRE_VERIFIED_EMAIL they can log in).
     VerifyEmail {

@@ -96,6 +96,16 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 user.username.as_str()
             ))
         }
+        UserCommand::SetEmail { username, email } => {
+            let email = Email::parse(&email).map_err(|m| fail(format!("--email: {m}")))?;
+            let user = named(&auth, &username).await?;
+            let user = auth.set_email(user.id, email).await.map_err(operator_error)?;
+            Ok(format!(
+                "the address of {} is now {} (not verified)",
+                user.username.as_str(),
+                user.email.as_str()
+            ))
+        }
         UserCommand::VerifyEmail { username } => {
             let user = named(&auth, &username).await?;
             let user = auth

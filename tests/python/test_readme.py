@@ -96,6 +96,8 @@ def test_the_operator_commands_run_as_printed(tmp_path):
     assert "database schema is up to date" in out, out
     assert "created user root" in out and "created user ops" in out, out
     assert "user ops now has roles [admin, editor]" in out, out
+    assert "the address of ops is now ops2@example.com (not verified)" in out, out
+    assert "the address ops2@example.com of ops counts as verified" in out, out
     assert "new active key" in out, out
 
 
