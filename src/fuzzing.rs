@@ -12,8 +12,8 @@ use crate::config;
 use crate::crypto::device;
 use crate::crypto::keys::KeyRing;
 use crate::crypto::mac::MacKey;
-use crate::crypto::tokens::{AccessTokens, RefreshToken, RefreshTokenHash};
-use crate::domain::{Secret, UnixTime};
+use crate::crypto::tokens::{AccessTokens, OneTimeTokenHash, RefreshToken, RefreshTokenHash};
+use crate::domain::{Email, Secret, UnixTime};
 use crate::http::body::{parse_form, parse_json, read_fields};
 use crate::http::routes::admin::UserUpdateRequest;
 use crate::http::routes::auth::{
@@ -173,5 +173,26 @@ pub fn config_values(data: &[u8]) {
     }
     if let Ok(url) = config::parse_otlp_endpoint(s) {
         assert!(url.starts_with("http://") && url.ends_with("/v1/traces"));
+    }
+}
+
+/// An address as a client sends it (registration, forgot password, sign-in link,
+/// email change), and a link's token. The one spelling is ASCII, at most 254 bytes, the
+/// same when read again, and a mailbox the mail transport accepts (so a message to it
+/// is always composed: never a 500 for an address that passed).
+pub fn mail_addresses(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(email) = Email::parse(s) {
+        let one = email.as_str();
+        assert!(one.is_ascii() && one.len() <= 254, "{one:?}");
+        let again = Email::parse(one).ok().map(Email::into_string);
+        assert_eq!(again.as_deref(), Some(one), "read again");
+        assert_eq!(email.folded(), one.to_ascii_lowercase());
+        assert!(one.parse::<lettre::message::Mailbox>().is_ok(), "{one:?}");
+    }
+    if OneTimeTokenHash::of_presented(s).is_some() {
+        assert_eq!(s.len(), 43, "a token is 32 bytes in base64url");
     }
 }
