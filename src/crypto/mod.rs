@@ -12,4 +12,5 @@ pub mod opaque;
 pub mod passwords;
 pub mod secret_strength;
 pub mod tokens;
+pub mod totp;
 pub mod verified;
