@@ -7,6 +7,7 @@ pub mod extract;
 pub mod json;
 pub mod observe;
 pub mod openapi;
+pub mod qr;
 pub mod request_id;
 pub mod routes;
 mod state;
