@@ -40,6 +40,13 @@ fn page(purpose: TokenPurpose) -> &'static str {
     }
 }
 
+/// Whether a token of `purpose` dies when the user's stamp moves after it went out: a
+/// verification proves an address whatever else changed; every other link is void once
+/// the password (the stamp) changed.
+fn dies_with_the_stamp(purpose: TokenPurpose) -> bool {
+    purpose != TokenPurpose::VerifyEmail
+}
+
 /// The per-address mail budget's key: a digest, so no address is kept in the limiter
 /// (or Redis) as such; case does not make another budget.
 fn recipient_key(email: &Email) -> LimitKey {
@@ -143,9 +150,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<Redeemed, AuthError> {
         let hash = OneTimeTokenHash::of_presented(presented).ok_or_else(|| self.rejected(client))?;
-        // A verification proves an address whatever else changed; every other link is
-        // void once the password (the stamp) changed after it went out.
-        let check_stamp = effect.purpose() != TokenPurpose::VerifyEmail;
+        let check_stamp = dies_with_the_stamp(effect.purpose());
         let queues_mail = !mails.is_empty();
         let redeem = Redeem {
             hash,
@@ -201,7 +206,7 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<(Username, TokenPurpose), AuthError> {
         match self.token_user(presented, &TokenPurpose::ALL).await? {
-            Some((t, u)) if u.is_active && (t.purpose == TokenPurpose::VerifyEmail || u.security_stamp == t.stamp) => {
+            Some((t, u)) if u.is_active && (!dies_with_the_stamp(t.purpose) || u.security_stamp == t.stamp) => {
                 Ok((u.username, t.purpose))
             }
             _ => Err(self.rejected(client)),
@@ -309,33 +314,29 @@ impl AuthService {
             .await
     }
 
-    /// `POST /auth/password/forgot` (and, with `magic`, `POST /auth/magic-link`): the
-    /// same answer, as fast, for any address; the address's budget is spent whether it
-    /// is an account's or not. The lookup and the mail run after the answer.
+    /// `POST /auth/password/forgot`: the same answer, as fast, for any address; the
+    /// address's budget is spent whether it is an account's or not. The lookup and the
+    /// mail run after the answer.
     pub async fn forgot_password(self: &Arc<Self>, email: Email, client: &ClientInfo) -> Result<(), AuthError> {
-        let spent = self.mail_budget(&email, client).await?;
-        if let Some(unused) = self.send_link_later(email, TokenPurpose::ResetPassword, spent, client) {
-            self.give_back(unused).await;
-        }
-        Ok(())
+        self.request_link(email, TokenPurpose::ResetPassword, client).await
     }
 
-    /// The lookup and the mail of a reset or sign-in link, after the answer; at most
-    /// [`super::LINKS_IN_FLIGHT`] at once (past that, the request is dropped, logged: a
-    /// flood must not queue unbounded work behind the answers it already got). A
-    /// dropped request's budget comes back (`Some`), for the caller to give back: it
-    /// mailed no one.
-    #[must_use]
-    fn send_link_later(
+    /// A reset or sign-in link asked for: the address's budgets are spent now; the
+    /// lookup and the mail run after the answer, at most [`super::LINKS_IN_FLIGHT`] at
+    /// once (past that, the request is dropped, logged, and its budget given back: a
+    /// flood must not queue unbounded work behind the answers it already got, and a
+    /// dropped request mailed no one).
+    async fn request_link(
         self: &Arc<Self>,
         email: Email,
         purpose: TokenPurpose,
-        spent: Spent,
         client: &ClientInfo,
-    ) -> Option<Spent> {
+    ) -> Result<(), AuthError> {
+        let spent = self.mail_budget(&email, client).await?;
         let Ok(permit) = Arc::clone(&self.recovery_slots).try_acquire_owned() else {
             tracing::warn!("too many reset and sign-in links in flight; one request dropped");
-            return Some(spent);
+            self.give_back(spent).await;
+            return Ok(());
         };
         let this = Arc::clone(self);
         let client = client.clone();
@@ -345,7 +346,7 @@ impl AuthService {
             }
             drop(permit);
         });
-        None
+        Ok(())
     }
 
     /// `POST /auth/magic-link`: as [`AuthService::forgot_password`], for a sign-in link.
@@ -353,11 +354,7 @@ impl AuthService {
         if !self.recovery.magic_links {
             return Err(AuthError::Disabled);
         }
-        let spent = self.mail_budget(&email, client).await?;
-        if let Some(unused) = self.send_link_later(email, TokenPurpose::MagicLink, spent, client) {
-            self.give_back(unused).await;
-        }
-        Ok(())
+        self.request_link(email, TokenPurpose::MagicLink, client).await
     }
 
     /// A reset or sign-in link to the active account `email` is, if any.
@@ -368,20 +365,24 @@ impl AuthService {
         if !user.is_active {
             return Ok(());
         }
-        let (ttl, event) = match purpose {
-            TokenPurpose::MagicLink => (MAGIC_TTL_SECS, AuthEvent::MagicLinkRequested),
-            _ => (self.recovery.reset_ttl_secs, AuthEvent::PasswordResetRequested),
-        };
         let (hash, link) = self.new_token(purpose)?;
-        let template = match purpose {
-            TokenPurpose::MagicLink => Template::MagicLink {
-                link: &link,
-                expires_in_secs: ttl,
-            },
-            _ => Template::PasswordReset {
-                link: &link,
-                expires_in_secs: ttl,
-            },
+        let (ttl, event, template) = match purpose {
+            TokenPurpose::MagicLink => (
+                MAGIC_TTL_SECS,
+                AuthEvent::MagicLinkRequested,
+                Template::MagicLink {
+                    link: &link,
+                    expires_in_secs: MAGIC_TTL_SECS,
+                },
+            ),
+            _ => {
+                let ttl = self.recovery.reset_ttl_secs;
+                let template = Template::PasswordReset {
+                    link: &link,
+                    expires_in_secs: ttl,
+                };
+                (ttl, AuthEvent::PasswordResetRequested, template)
+            }
         };
         let mail = self.compose(&user.email, user.username.as_str(), template)?;
         let sent = self

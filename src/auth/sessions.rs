@@ -102,12 +102,9 @@ impl AuthService {
         match outcome {
             Ok((user, password)) => {
                 self.give_back(spent).await;
-                // Only someone who knows the password learns that the account is disabled.
-                if !user.is_active {
-                    self.events
-                        .record(AuthEvent::LoginInactive, Some(user.id), None, client);
-                    return Err(AuthError::InactiveUser);
-                }
+                // Only someone who knows the password learns that the account is
+                // disabled; a disabled account's hash is not redone.
+                self.refuse_inactive(&user, client)?;
                 self.upgrade_hash(&user, password, client).await;
                 self.open_session(user, device_name, client).await
             }
@@ -171,6 +168,17 @@ impl AuthService {
         }
     }
 
+    /// A disabled account is refused (logged), told only to a caller who proved who
+    /// they are.
+    fn refuse_inactive(&self, user: &UserRecord, client: &ClientInfo) -> Result<(), AuthError> {
+        if user.is_active {
+            return Ok(());
+        }
+        self.events
+            .record(AuthEvent::LoginInactive, Some(user.id), None, client);
+        Err(AuthError::InactiveUser)
+    }
+
     /// Open the session of a sign-in that proved who it is (a password, a sign-in
     /// link), for an active user: only while the user is as it read them.
     pub(super) async fn open_session(
@@ -179,11 +187,7 @@ impl AuthService {
         device_name: Option<DeviceName>,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
-        if !user.is_active {
-            self.events
-                .record(AuthEvent::LoginInactive, Some(user.id), None, client);
-            return Err(AuthError::InactiveUser);
-        }
+        self.refuse_inactive(&user, client)?;
         // Told only to someone who proved who they are.
         if self.recovery.require_verified_email && !user.email_verified {
             self.events.record(AuthEvent::LoginFailed, Some(user.id), None, client);

@@ -28,10 +28,10 @@ const LEASE_SECS: i64 = BATCH as i64 * 30 + 60;
 /// Deliveries of one message at most before it is given up on: the waits between them
 /// double from 30 s to at most an hour, about 3 hours in all.
 pub const MAX_ATTEMPTS: i64 = 10;
-/// How often the outbox is looked at when nothing woke the sender and no retry of its
-/// own is due: for what another process left (an instance that stopped mid-retry, an
-/// operator's `mail retry`). Whoever queues mail wakes its own instance's sender, so
-/// this is no delivery delay; and a server that sends no mail pays one query a minute.
+/// How often the outbox is looked at when nothing woke the sender and nothing in it
+/// comes due sooner: for what another process queued (an operator's `mail retry`, mail
+/// from another instance). Whoever queues mail wakes its own instance's sender, so this
+/// is no delivery delay; and a server that sends no mail pays one query a minute.
 const IDLE_POLL: Duration = Duration::from_secs(60);
 /// The sealing context of a queued message: its id and recipient, so a sealed body
 /// cannot be moved to another row or address.
@@ -116,8 +116,8 @@ impl MailService {
 
     /// Deliver forever: at every wake-up, when the outbox's next message comes due (a
     /// retry any instance scheduled, one queued before a restart, a lease that runs
-    /// out), and at least every [`IDLE_POLL`]. A panic in a round (a bug) is logged and the loop goes on: mail
-    /// must not stop on an instance unnoticed.
+    /// out), and at least every [`IDLE_POLL`]. A panic in a round (a bug) is logged and
+    /// the loop goes on: mail must not stop on an instance unnoticed.
     pub async fn run(self: Arc<Self>) {
         tracing::info!(transport = %self.describe(), "mail: delivering through the outbox");
         loop {

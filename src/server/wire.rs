@@ -208,8 +208,9 @@ pub async fn build_auth(
 /// guesses its public URL from its bind address says so (a link to `0.0.0.0` or to
 /// a container's address reaches no one).
 fn account_url(settings: &Settings, serving: bool) -> String {
-    let url = format!("{}{}/account", public_url(settings), settings.http.path_prefix);
-    if serving && settings.http.public_url.is_none() && !settings.tokens.issuer.starts_with("http") {
+    let (base, from_bind) = public_url(settings);
+    let url = format!("{base}{}/account", settings.http.path_prefix);
+    if serving && from_bind {
         if settings.http.bind.ip().is_loopback() {
             tracing::info!(links = %url, "links in mail open this machine's account page (TOKENGATE_PUBLIC_URL unset)");
         } else {
@@ -223,16 +224,17 @@ fn account_url(settings: &Settings, serving: bool) -> String {
 }
 
 /// The external base URL every absolute URL we emit starts with: configured, else an
-/// issuer that is a URL, else the bind address.
-fn public_url(settings: &Settings) -> String {
-    settings.http.public_url.clone().unwrap_or_else(|| {
-        let issuer = &settings.tokens.issuer;
-        if issuer.starts_with("https://") || issuer.starts_with("http://") {
-            issuer.trim_end_matches('/').to_owned()
-        } else {
-            format!("http://{}", settings.http.bind)
-        }
-    })
+/// issuer that is a URL, else the bind address (then `true`: a guess).
+fn public_url(settings: &Settings) -> (String, bool) {
+    if let Some(url) = &settings.http.public_url {
+        return (url.clone(), false);
+    }
+    let issuer = &settings.tokens.issuer;
+    if issuer.starts_with("https://") || issuer.starts_with("http://") {
+        (issuer.trim_end_matches('/').to_owned(), false)
+    } else {
+        (format!("http://{}", settings.http.bind), true)
+    }
 }
 
 /// The routes' state around `auth`, from the HTTP settings.
@@ -250,7 +252,7 @@ pub fn app_state(settings: &Settings, auth: AuthService) -> AppState {
         .collect::<Vec<_>>();
     AppState {
         auth: Arc::new(auth),
-        public_url: public_url(settings).into(),
+        public_url: public_url(settings).0.into(),
         path_prefix: settings.http.path_prefix.clone().into(),
         trusted_proxies: settings.http.trusted_proxies.clone().into(),
         cookies: crate::http::cookies::CookiePolicy {

@@ -39,6 +39,14 @@ async fn created(srv: &TestServer, name: &str) {
         .unwrap();
 }
 
+/// A rate of `count` in 15 minutes (the window of the mail budgets' defaults).
+fn per_15_minutes(count: u32) -> tokengate::limits::Rate {
+    tokengate::limits::Rate {
+        count,
+        window_secs: 900,
+    }
+}
+
 async fn detail(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
     (status, res.json().await.unwrap_or(Value::Null))
@@ -188,10 +196,7 @@ pub async fn a_reset_ends_every_session_and_tells_the_user(b: Backend) {
 pub async fn mail_to_one_address_is_limited_known_or_not(b: Backend) {
     let sink = SmtpSink::start();
     let srv = server(b, &sink, |s| {
-        s.recovery.mail_rate = tokengate::limits::Rate {
-            count: 2,
-            window_secs: 900,
-        };
+        s.recovery.mail_rate = per_15_minutes(2);
     })
     .await;
     created(&srv, "lena").await;
@@ -368,10 +373,7 @@ pub async fn sign_in_links_work_once_and_only_when_on(b: Backend) {
 pub async fn an_email_change_cannot_flood_either_address(b: Backend) {
     let sink = SmtpSink::start();
     let srv = server(b, &sink, |s| {
-        s.recovery.mail_rate = tokengate::limits::Rate {
-            count: 2,
-            window_secs: 900,
-        };
+        s.recovery.mail_rate = per_15_minutes(2);
     })
     .await;
     created(&srv, "fay").await;
@@ -443,10 +445,7 @@ pub async fn a_first_sign_in_link_voids_what_a_squatter_set(b: Backend) {
 pub async fn one_client_cannot_mail_a_list_of_addresses(b: Backend) {
     let sink = SmtpSink::start();
     let srv = server(b, &sink, |s| {
-        s.recovery.mail_network_rate = tokengate::limits::Rate {
-            count: 3,
-            window_secs: 900,
-        };
+        s.recovery.mail_network_rate = per_15_minutes(3);
     })
     .await;
     for n in 0..3 {
@@ -597,10 +596,7 @@ pub async fn requiring_verification_later_ends_an_unverified_session_at_its_refr
 pub async fn registrations_spend_the_mail_budgets(b: Backend) {
     let sink = SmtpSink::start();
     let srv = server(b, &sink, |s| {
-        s.recovery.mail_network_rate = tokengate::limits::Rate {
-            count: 1,
-            window_secs: 900,
-        };
+        s.recovery.mail_network_rate = per_15_minutes(1);
     })
     .await;
     srv.register("first").await;
