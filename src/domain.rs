@@ -79,10 +79,22 @@ pub enum TokenPurpose {
     ChangeEmail,
     /// Signs in without a password.
     MagicLink,
+    /// The second step of a sign-in whose first factor was right (never mailed: the
+    /// login answer carries it).
+    MfaLogin,
 }
 
 impl TokenPurpose {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
+        Self::VerifyEmail,
+        Self::ResetPassword,
+        Self::ChangeEmail,
+        Self::MagicLink,
+        Self::MfaLogin,
+    ];
+
+    /// The purposes whose tokens go out by mail (and open a page of `/account`).
+    pub const MAILED: [Self; 4] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::ChangeEmail,
@@ -96,11 +108,103 @@ impl TokenPurpose {
             Self::ResetPassword => "reset_password",
             Self::ChangeEmail => "change_email",
             Self::MagicLink => "magic_link",
+            Self::MfaLogin => "mfa_login",
         }
     }
 
     pub fn from_store(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+/// A way a user proved who they are, as an access token's `amr` names it (RFC 8176).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AuthMethod {
+    /// The password.
+    Pwd,
+    /// A sign-in link mailed to the account's address.
+    Email,
+    /// A one-time code: TOTP, or a recovery code.
+    Otp,
+    /// A key in hardware (a passkey on a security key or a platform authenticator).
+    Hwk,
+    /// A key in software (a synced passkey).
+    Swk,
+    /// The authenticator verified its user (PIN, biometrics).
+    User,
+}
+
+impl AuthMethod {
+    const ALL: [Self; 6] = [Self::Pwd, Self::Email, Self::Otp, Self::Hwk, Self::Swk, Self::User];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pwd => "pwd",
+            Self::Email => "email",
+            Self::Otp => "otp",
+            Self::Hwk => "hwk",
+            Self::Swk => "swk",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// A factor of its own (a verified user is a property of a key, not a factor).
+    fn is_factor(self) -> bool {
+        self != Self::User
+    }
+}
+
+/// How and when a session's user signed in: its tokens' `amr` and `auth_time`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authentication {
+    pub at: UnixTime,
+    methods: Vec<AuthMethod>,
+}
+
+impl Authentication {
+    pub fn new(at: UnixTime, methods: &[AuthMethod]) -> Self {
+        let mut methods = methods.to_vec();
+        methods.sort();
+        methods.dedup();
+        Self { at, methods }
+    }
+
+    /// The same sign-in with `more` proved too.
+    pub fn and(&self, more: &[AuthMethod]) -> Self {
+        Self::new(self.at, &[self.methods.as_slice(), more].concat())
+    }
+
+    pub fn methods(&self) -> &[AuthMethod] {
+        &self.methods
+    }
+
+    /// Two factors or more were proved.
+    pub fn is_multi_factor(&self) -> bool {
+        self.methods.iter().filter(|m| m.is_factor()).count() >= 2
+    }
+
+    /// The `amr` claim: each method, and `mfa` when two factors were proved.
+    pub fn amr(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = self.methods.iter().map(|m| m.as_str()).collect();
+        if self.is_multi_factor() {
+            out.push("mfa");
+        }
+        out
+    }
+
+    /// As stored: the methods, space-separated.
+    pub fn methods_to_store(&self) -> String {
+        self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// From storage; an unknown name is dropped rather than trusted.
+    pub fn from_store(at: UnixTime, methods: &str) -> Self {
+        let parsed: Vec<AuthMethod> = methods.split_whitespace().filter_map(AuthMethod::parse).collect();
+        Self::new(at, &parsed)
     }
 }
 

@@ -83,6 +83,16 @@ pub enum AuthEvent {
     LoginMagicLink,
     /// A one-time token was refused (unknown, spent, expired, of another purpose).
     OneTimeTokenRejected,
+    /// A first factor was right; the second was asked for.
+    MfaChallenged,
+    /// A second factor was refused (wrong, replayed, used, another network's token).
+    MfaFailed,
+    MfaEnabled,
+    MfaDisabled,
+    /// An operator turned a user's MFA off.
+    MfaReset,
+    RecoveryCodeUsed,
+    RecoveryCodesRegenerated,
 }
 
 impl AuthEvent {
@@ -121,13 +131,24 @@ impl AuthEvent {
             Self::MagicLinkRequested => "magic_link.requested",
             Self::LoginMagicLink => "login.magic_link",
             Self::OneTimeTokenRejected => "one_time_token.rejected",
+            Self::MfaChallenged => "mfa.challenged",
+            Self::MfaFailed => "mfa.failed",
+            Self::MfaEnabled => "mfa.enabled",
+            Self::MfaDisabled => "mfa.disabled",
+            Self::MfaReset => "mfa.reset",
+            Self::RecoveryCodeUsed => "mfa.recovery_code_used",
+            Self::RecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
         }
     }
 
     fn is_warning(self) -> bool {
         matches!(
             self,
-            Self::RefreshReuse | Self::LoginFailed | Self::PasswordChangeFailed | Self::OneTimeTokenRejected
+            Self::RefreshReuse
+                | Self::LoginFailed
+                | Self::PasswordChangeFailed
+                | Self::OneTimeTokenRejected
+                | Self::MfaFailed
         )
     }
 }

@@ -50,6 +50,7 @@ async fn issue(
             now,
             expires_at: UnixTime(now.0 + TTL),
             mails: vec![mail_to(email, purpose.as_str())],
+            context: None,
         })
         .await
         .unwrap();

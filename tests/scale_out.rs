@@ -719,6 +719,7 @@ fn limiter_rates(count: u32, window_secs: u64) -> tokengate::limits::memory::Rat
         register: r,
         mail: r,
         mail_network: r,
+        mfa: r,
     }
 }
 
@@ -873,6 +874,7 @@ async fn a_revocation_committed_out_of_sequence_order_is_applied() {
             ip: None,
             device_name: None,
             refresh_hash: RefreshToken::generate().unwrap().1,
+            auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
         })
         .await
         .unwrap();

@@ -60,7 +60,7 @@ impl AuthService {
     pub async fn change_password(
         &self,
         who: &Principal,
-        current: Password,
+        current: super::StepUp,
         new: Password,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {

@@ -44,6 +44,30 @@ pub enum AuthError {
     /// A feature the configuration turned off (`TOKENGATE_MAGIC_LINKS`).
     #[error("not enabled on this server")]
     Disabled,
+    /// The first factor was right; the account has MFA: nothing issued but this.
+    #[error("MFA required")]
+    MfaRequired(super::MfaChallenge),
+    /// An MFA token that is unknown, spent, expired, used up, from another network, or
+    /// whose account changed (one answer for all).
+    #[error("invalid or expired MFA token")]
+    InvalidMfaToken,
+    /// A TOTP or recovery code that is wrong, replayed or used.
+    #[error("invalid MFA code")]
+    InvalidMfaCode,
+    /// Step-up of an account with MFA needs a current code too.
+    #[error("MFA code required")]
+    MfaCodeRequired,
+    /// The caller holds the role, but this server requires MFA of it and theirs is off.
+    #[error("MFA required for this role")]
+    MfaRequiredForRole,
+    #[error("insufficient role")]
+    InsufficientRole,
+    #[error("TOTP is already enabled")]
+    TotpAlreadyEnabled,
+    #[error("no TOTP enrolment to confirm")]
+    NoPendingTotp,
+    #[error("MFA is not enabled")]
+    MfaNotEnabled,
     #[error("too many attempts; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
     /// The password-hashing queue is full; retry shortly.

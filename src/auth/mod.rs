@@ -9,6 +9,7 @@ mod error;
 pub mod import;
 pub mod keys;
 mod mail;
+mod mfa;
 mod recovery;
 mod sessions;
 mod signing;
@@ -16,6 +17,7 @@ mod signing;
 pub use crate::events::SessionIp;
 pub use admin::UserChange;
 pub use mail::QueuedMail;
+pub use mfa::{MFA_TOKEN_ATTEMPTS, MFA_TOKEN_TTL_SECS, MfaChallenge, MfaPolicy, MfaStatus, StepUp, TotpEnrolment};
 
 pub use error::{AuthError, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
@@ -178,6 +180,7 @@ pub struct AuthService {
     events: Arc<dyn EventSink>,
     mail: Arc<MailService>,
     recovery: RecoveryPolicy,
+    mfa: MfaPolicy,
     /// Bounds the reset and sign-in links worked on after their answer.
     recovery_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -198,6 +201,7 @@ pub struct AuthParts {
     /// Composes mail for the outbox and delivers it.
     pub mail: Arc<MailService>,
     pub recovery: RecoveryPolicy,
+    pub mfa: MfaPolicy,
 }
 
 impl AuthService {
@@ -215,6 +219,7 @@ impl AuthService {
             events: p.events,
             mail: p.mail,
             recovery: p.recovery,
+            mfa: p.mfa,
             recovery_slots: Arc::new(tokio::sync::Semaphore::new(LINKS_IN_FLIGHT)),
         }
     }

@@ -16,7 +16,7 @@ use super::budget::Spent;
 use super::sessions::net_of;
 use super::{AuthError, AuthService, Principal, TokenPair, User};
 use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
-use crate::domain::{DeviceName, Email, Password, TokenPurpose, Username};
+use crate::domain::{AuthMethod, Authentication, DeviceName, Email, Password, TokenPurpose, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::mail::Template;
@@ -36,7 +36,8 @@ fn page(purpose: TokenPurpose) -> &'static str {
     match purpose {
         TokenPurpose::VerifyEmail | TokenPurpose::ChangeEmail => "verify",
         TokenPurpose::ResetPassword => "reset",
-        TokenPurpose::MagicLink => "magic",
+        // An MFA step is never mailed.
+        TokenPurpose::MagicLink | TokenPurpose::MfaLogin => "magic",
     }
 }
 
@@ -55,7 +56,7 @@ fn recipient_key(email: &Email) -> LimitKey {
 }
 
 impl AuthService {
-    fn compose(&self, to: &Email, username: &str, template: Template<'_>) -> Result<NewMail, AuthError> {
+    pub(super) fn compose(&self, to: &Email, username: &str, template: Template<'_>) -> Result<NewMail, AuthError> {
         let content = template.render(&self.recovery.product, username, to.as_str());
         self.mail
             .message(to, template.kind(), content)
@@ -102,6 +103,7 @@ impl AuthService {
                 now,
                 expires_at: now.plus(ttl_secs),
                 mails,
+                context: None,
             })
             .await?;
         if issued {
@@ -205,7 +207,7 @@ impl AuthService {
         presented: &str,
         client: &ClientInfo,
     ) -> Result<(Username, TokenPurpose), AuthError> {
-        match self.token_user(presented, &TokenPurpose::ALL).await? {
+        match self.token_user(presented, &TokenPurpose::MAILED).await? {
             Some((t, u)) if u.is_active && (!dies_with_the_stamp(t.purpose) || u.security_stamp == t.stamp) => {
                 Ok((u.username, t.purpose))
             }
@@ -418,10 +420,10 @@ impl AuthService {
         &self,
         who: &Principal,
         new_email: Email,
-        password: Password,
+        step_up: super::StepUp,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        self.step_up(who, password, client).await?;
+        self.step_up(who, step_up, client).await?;
         let user = &who.user;
         if new_email.folded() == user.email.folded() {
             return Ok(());
@@ -502,12 +504,13 @@ impl AuthService {
             .await?;
         self.events
             .record(AuthEvent::LoginMagicLink, Some(done.user.id), None, client);
-        self.open_session(done.user, device_name, client).await
+        let auth = Authentication::new(self.clock.now(), &[AuthMethod::Email]);
+        self.open_session(done.user, auth, device_name, client).await
     }
 
     /// The caller's password again (step-up), against this session's own budget of
     /// failures.
-    pub(super) async fn step_up(
+    pub(super) async fn step_up_password(
         &self,
         who: &Principal,
         password: Password,

@@ -7,7 +7,7 @@ use super::budget::Spent;
 use super::{AuthService, Principal, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
-use crate::domain::{DeviceName, Email, Password, SessionId, UnixTime, Username};
+use crate::domain::{AuthMethod, Authentication, DeviceName, Email, Password, SessionId, UnixTime, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
 use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
@@ -106,7 +106,8 @@ impl AuthService {
                 // disabled; a disabled account's hash is not redone.
                 self.refuse_inactive(&user, client)?;
                 self.upgrade_hash(&user, password, client).await;
-                self.open_session(user, device_name, client).await
+                let auth = Authentication::new(self.clock.now(), &[AuthMethod::Pwd]);
+                self.open_session(user, auth, device_name, client).await
             }
             Err(e) => {
                 if matches!(e, AuthError::BadCredentials) {
@@ -179,11 +180,14 @@ impl AuthService {
         Err(AuthError::InactiveUser)
     }
 
-    /// Open the session of a sign-in that proved who it is (a password, a sign-in
-    /// link), for an active user: only while the user is as it read them.
+    /// Open the session of a sign-in that proved who it is (`auth`: a password, a
+    /// sign-in link, and a second factor when the account has MFA), for an active
+    /// user: only while the user is as it read them. An account with MFA whose sign-in
+    /// proved one factor gets an MFA token instead ([`AuthError::MfaRequired`]).
     pub(super) async fn open_session(
         &self,
         user: UserRecord,
+        auth: Authentication,
         device_name: Option<DeviceName>,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
@@ -195,6 +199,9 @@ impl AuthService {
             // whose first one expired is not locked out.
             self.verification_after_login(&user, client).await;
             return Err(AuthError::EmailNotVerified);
+        }
+        if user.mfa_enabled && !auth.is_multi_factor() {
+            return Err(self.mfa_challenge(&user, &auth, device_name, client).await);
         }
         let session_id = SessionId::new();
         let now = self.clock.now();
@@ -213,6 +220,7 @@ impl AuthService {
                 ip: self.sessions.ip.keep(client.ip),
                 device_name: device_name.map(|d| d.as_str().to_owned()),
                 refresh_hash,
+                auth: auth.clone(),
             })
             .await?;
         if opened == SessionOpen::UserChanged {
@@ -229,7 +237,7 @@ impl AuthService {
             now.plus(DEVICE_TOKEN_TTL_SECS),
         )
         .map_err(AuthError::internal)?;
-        let mut pair = self.pair(&user, session_id, refresh)?;
+        let mut pair = self.pair(&user, session_id, &auth, refresh)?;
         pair.device_token = Some(device_token);
         Ok(pair)
     }
@@ -306,7 +314,7 @@ impl AuthService {
                 }
                 self.events
                     .record(AuthEvent::Refresh, Some(user.id), Some(session.id), client);
-                self.pair(&user, session.id, successor)
+                self.pair(&user, session.id, &session.auth, successor)
             }
             // A token of a revoked or expired session, or of a deactivated user: its
             // successor lives in a dead session and is refused like it.
@@ -362,7 +370,7 @@ impl AuthService {
                     && user.is_active
                     && (user.email_verified || !self.recovery.require_verified_email) =>
             {
-                Ok(Some(self.pair(&user, session_id, successor)?))
+                Ok(Some(self.pair(&user, session_id, &session.auth, successor)?))
             }
             _ => Ok(None),
         }
@@ -429,12 +437,18 @@ impl AuthService {
         Ok(())
     }
 
-    /// Sign an access token for the session; roles come from the store, never from an
-    /// older token, so a role change applies at the next refresh.
-    fn pair(&self, user: &UserRecord, session: SessionId, refresh: RefreshToken) -> Result<TokenPair, AuthError> {
+    /// Sign an access token for the session (`auth`: its sign-in); roles come from the
+    /// store, never from an older token, so a role change applies at the next refresh.
+    fn pair(
+        &self,
+        user: &UserRecord,
+        session: SessionId,
+        auth: &Authentication,
+        refresh: RefreshToken,
+    ) -> Result<TokenPair, AuthError> {
         let signed = self
             .tokens
-            .sign(user.id, &user.username, session, &user.roles, self.clock.now())?;
+            .sign(user.id, &user.username, session, &user.roles, auth, self.clock.now())?;
         Ok(TokenPair {
             access_token: signed.token,
             refresh_token: refresh,

@@ -138,13 +138,15 @@ async fn reencrypt(settings: &Settings, keys: &KeyService, now: UnixTime) -> Res
     };
     // What is not sealed yet is sealed too (a database from before the key was set).
     let file = hs256_secret_file(settings).filter(|f| f.exists());
-    let (key_count, secret_count, file_sealed) = keys.reencrypt(file.as_deref(), now).await.map_err(start_error)?;
-    let file_note = match (&file, file_sealed) {
+    let done = keys.reencrypt(file.as_deref(), now).await.map_err(start_error)?;
+    let (key_count, secret_count, totp_count) = (done.signing_keys, done.server_secrets, done.totp_secrets);
+    let file_note = match (&file, done.secret_file) {
         (Some(f), true) => format!(", and the HS256 secret file {}", f.display()),
         _ => String::new(),
     };
     Ok(format!(
-        "re-encrypted {key_count} signing keys and {secret_count} server secrets{file_note} with encryption key {id}; \
+        "re-encrypted {key_count} signing keys, {secret_count} server secrets and {totp_count} TOTP secrets{file_note} \
+         with encryption key {id}; \
          restart every instance with TOKENGATE_ENCRYPTION_KEY set to it"
     ))
 }

@@ -206,6 +206,15 @@ pub enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// Turn a user's two-step sign-in off (they lost their authenticator and their
+    /// recovery codes): their factors and codes are deleted, every session of theirs
+    /// ends, and they are told by mail. They sign in with the password alone, then
+    /// enrol again.
+    ResetMfa {
+        /// The user whose MFA to turn off.
+        #[arg(value_name = "USER")]
+        username: String,
+    },
     /// Let a deactivated user log in again (old tokens stay dead).
     Activate {
         /// The user to let in again.

@@ -118,6 +118,16 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
                 user.username.as_str()
             ))
         }
+        UserCommand::ResetMfa { username } => {
+            let user = named(&auth, &username).await?;
+            auth.reset_mfa(user.id, &ClientInfo::default())
+                .await
+                .map_err(operator_error)?;
+            Ok(format!(
+                "two-step sign-in of {} is off; every session of theirs is revoked",
+                user.username.as_str()
+            ))
+        }
         UserCommand::Deactivate { username } => set_active(&auth, &username, false).await,
         UserCommand::Activate { username } => set_active(&auth, &username, true).await,
         UserCommand::Import {

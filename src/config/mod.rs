@@ -41,6 +41,16 @@ pub struct Settings {
     pub encryption: EncryptionSettings,
     pub mail: MailSettings,
     pub recovery: RecoverySettings,
+    pub mfa: MfaSettings,
+}
+
+/// Multi-factor sign-in.
+#[derive(Clone, Debug)]
+pub struct MfaSettings {
+    /// Second-factor codes tried for one account.
+    pub rate: Rate,
+    /// Roles whose holders must have MFA on to act with them.
+    pub required_roles: Vec<crate::domain::Role>,
 }
 
 /// Account recovery and email verification.
@@ -238,6 +248,10 @@ settings! {
     magic_links: bool = one("TOKENGATE_MAGIC_LINKS", "off", parse_bool);
     /// Refuse the login of a user whose address is not verified (403)
     require_verified_email: bool = one("TOKENGATE_REQUIRE_VERIFIED_EMAIL", "false", parse_bool);
+    /// Second-factor codes tried for one account (sign-in, step-up), N/WINDOW
+    mfa_rate: Rate = one("TOKENGATE_MFA_RATE", "5/5m", parse_rate);
+    /// Roles whose holders must turn MFA on to use them, comma-separated (e.g. admin)
+    require_mfa_roles: crate::domain::Role = list("TOKENGATE_REQUIRE_MFA_ROLES", "", parse_role);
 }
 
 impl RawSettings {
@@ -319,6 +333,10 @@ impl RawSettings {
                 reset_ttl_secs: self.reset_ttl()?,
                 magic_links: self.magic_links()?,
                 require_verified_email: self.require_verified_email()?,
+            },
+            mfa: MfaSettings {
+                rate: self.mfa_rate()?,
+                required_roles: self.require_mfa_roles()?,
             },
         };
         // What no one setting can say alone.
@@ -586,6 +604,10 @@ pub(crate) fn parse_cidr(v: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{v:?} is not a CIDR like 10.0.0.0/8 or an IP address"))
 }
 
+fn parse_role(v: &str) -> Result<crate::domain::Role, String> {
+    crate::domain::Role::parse(v).map_err(|e| format!("{v:?}: {e}"))
+}
+
 fn parse_origin(v: &str) -> Result<String, String> {
     if v == "*" {
         return Err("\"*\" is never allowed together with credentials; list exact origins".into());
@@ -642,7 +664,7 @@ mod tests {
         // would show up as an unknown variable here).
         let known = environment::known_variables();
         assert!(DECLARED.iter().all(|v| known.iter().any(|k| k == v)));
-        assert_eq!(DECLARED.len(), 50);
+        assert_eq!(DECLARED.len(), 52);
     }
     use super::*;
 

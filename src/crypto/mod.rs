@@ -10,6 +10,7 @@ pub mod keys;
 pub mod mac;
 pub mod opaque;
 pub mod passwords;
+pub mod recovery_codes;
 pub mod secret_strength;
 pub mod tokens;
 pub mod totp;

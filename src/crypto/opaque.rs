@@ -30,6 +30,14 @@ impl TokenKind for OneTime {
     const NAME: &'static str = "OneTimeToken";
 }
 
+/// A recovery code's kind (see `crypto::recovery_codes`: its own shape, this hash).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Recovery {}
+
+impl TokenKind for Recovery {
+    const NAME: &'static str = "RecoveryCode";
+}
+
 /// The secret itself: handed to the client once, never stored.
 pub struct Opaque<K: TokenKind>(String, PhantomData<K>);
 

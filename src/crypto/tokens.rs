@@ -9,7 +9,7 @@ use crate::crypto::keys::KeyRing;
 use crate::crypto::mac::MacKey;
 use crate::crypto::opaque::{OneTime, Opaque, OpaqueHash, Refresh};
 use crate::crypto::verified::{Verified, VerifiedTokens};
-use crate::domain::{Jti, Role, SessionId, UnixTime, UserId, Username};
+use crate::domain::{Authentication, Jti, Role, SessionId, UnixTime, UserId, Username};
 
 /// The claims of an access token, exactly as signed.
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,6 +29,12 @@ struct AccessClaims {
     aud: String,
     roles: Vec<String>,
     sid: String,
+    /// When the session's sign-in proved the user (OIDC's `auth_time`).
+    #[serde(default)]
+    auth_time: i64,
+    /// How it did (RFC 8176).
+    #[serde(default)]
+    amr: Vec<String>,
 }
 
 const ACCESS_TYPE: &str = "access";
@@ -149,6 +155,7 @@ impl AccessTokens {
         username: &Username,
         session: SessionId,
         roles: &[Role],
+        auth: &Authentication,
         now: UnixTime,
     ) -> Result<SignedAccess, TokenError> {
         let span = tracing::debug_span!("token.sign", alg = tracing::field::Empty).entered();
@@ -171,6 +178,8 @@ impl AccessTokens {
             aud: self.audience.clone(),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
             sid: session.to_string(),
+            auth_time: auth.at.0,
+            amr: auth.amr().into_iter().map(str::to_owned).collect(),
         };
         let token =
             jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))?;
@@ -289,12 +298,18 @@ mod tests {
         Username::parse("alice").unwrap()
     }
 
+    fn pwd(at: UnixTime) -> Authentication {
+        Authentication::new(at, &[crate::domain::AuthMethod::Pwd])
+    }
+
     #[test]
     fn sign_verify_and_expiry_boundary() {
         let t = tokens(60);
         let now = UnixTime(1_800_000_000);
         let (u, s) = (UserId::new(), SessionId::new());
-        let signed = t.sign(u, &alice(), s, &[Role::parse("admin").unwrap()], now).unwrap();
+        let signed = t
+            .sign(u, &alice(), s, &[Role::parse("admin").unwrap()], &pwd(now), now)
+            .unwrap();
         let v = t.verify(&signed.token, now).unwrap();
         assert_eq!((v.user_id, v.session_id, v.jti), (u, s, signed.jti));
         assert_eq!(v.roles, vec!["admin".to_string()]);
@@ -307,7 +322,9 @@ mod tests {
     fn a_remembered_token_is_still_refused_when_its_key_goes_or_its_time_is_up() {
         let t = tokens(60);
         let now = UnixTime(1_800_000_000);
-        let signed = t.sign(UserId::new(), &alice(), SessionId::new(), &[], now).unwrap();
+        let signed = t
+            .sign(UserId::new(), &alice(), SessionId::new(), &[], &pwd(now), now)
+            .unwrap();
         assert!(t.verify(&signed.token, now).is_ok());
         assert_eq!(t.verified.remembered(), 1, "remembered after a full verification");
         // Remembered, yet the times are checked on every use.
@@ -332,7 +349,9 @@ mod tests {
     fn a_hit_checks_the_key_even_if_the_memo_was_not_cleared() {
         let t = tokens(60);
         let now = UnixTime(1_800_000_000);
-        let signed = t.sign(UserId::new(), &alice(), SessionId::new(), &[], now).unwrap();
+        let signed = t
+            .sign(UserId::new(), &alice(), SessionId::new(), &[], &pwd(now), now)
+            .unwrap();
         let first = t.verify(&signed.token, now).unwrap();
         // Plant the entry under a kid the ring does not know: the hit must not count.
         t.verified.insert(

@@ -61,6 +61,18 @@ pub enum ApiError {
     InactiveUser,
     #[error("insufficient role")]
     InsufficientRole,
+    /// The first factor was right; the second is needed (the token completes it).
+    #[error("MFA required")]
+    MfaRequired {
+        mfa_token: String,
+        methods: Vec<&'static str>,
+    },
+    #[error("invalid MFA token")]
+    InvalidMfaToken,
+    #[error("invalid MFA code")]
+    InvalidMfaCode,
+    #[error("MFA code required")]
+    MfaCodeRequired,
     /// A cookie-authenticated unsafe request without the matching CSRF header.
     #[error("csrf check failed")]
     CsrfFailed,
@@ -107,10 +119,15 @@ impl ApiError {
             | Self::InvalidToken(_)
             | Self::BadCredentials
             | Self::InvalidRefreshToken
-            | Self::WrongPassword => StatusCode::UNAUTHORIZED,
-            Self::InactiveUser | Self::InsufficientRole | Self::CsrfFailed | Self::Forbidden(_) => {
-                StatusCode::FORBIDDEN
-            }
+            | Self::WrongPassword
+            | Self::InvalidMfaToken
+            | Self::InvalidMfaCode
+            | Self::MfaCodeRequired => StatusCode::UNAUTHORIZED,
+            Self::InactiveUser
+            | Self::InsufficientRole
+            | Self::CsrfFailed
+            | Self::Forbidden(_)
+            | Self::MfaRequired { .. } => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -138,6 +155,10 @@ impl ApiError {
             Self::WrongPassword => "Incorrect password",
             Self::InactiveUser => "Inactive user",
             Self::InsufficientRole => "Insufficient role",
+            Self::MfaRequired { .. } => "MFA required",
+            Self::InvalidMfaToken => "Invalid or expired MFA token",
+            Self::InvalidMfaCode => "Invalid MFA code",
+            Self::MfaCodeRequired => "MFA code required: this account has two-step sign-in",
             Self::CsrfFailed => "CSRF token missing or invalid",
             Self::Forbidden(msg) | Self::BadRequest(msg) => msg,
             Self::UnsupportedGrantType => "Unsupported grant_type: password or refresh_token",
@@ -169,7 +190,12 @@ impl ApiError {
             Self::InvalidToken(TokenProblem::Invalid) | Self::InvalidRefreshToken => {
                 Some("Bearer error=\"invalid_token\"")
             }
-            Self::NotAuthenticated | Self::BadCredentials | Self::WrongPassword => Some("Bearer"),
+            Self::NotAuthenticated
+            | Self::BadCredentials
+            | Self::WrongPassword
+            | Self::InvalidMfaToken
+            | Self::InvalidMfaCode
+            | Self::MfaCodeRequired => Some("Bearer"),
             _ => None,
         }
     }
@@ -196,6 +222,7 @@ impl ApiError {
                 Some("invalid_request")
             }
             Self::BadCredentials | Self::InvalidRefreshToken | Self::InactiveUser => Some("invalid_grant"),
+            Self::MfaRequired { .. } => Some("mfa_required"),
             Self::UnsupportedGrantType => Some("unsupported_grant_type"),
             _ => None,
         }
@@ -243,6 +270,20 @@ impl From<AuthError> for ApiError {
             AuthError::NotFound | AuthError::Disabled => Self::NotFound,
             AuthError::InvalidOneTimeToken => Self::BadRequest("Invalid or expired token"),
             AuthError::EmailNotVerified => Self::Forbidden("Email not verified"),
+            AuthError::MfaRequired(c) => Self::MfaRequired {
+                mfa_token: c.mfa_token,
+                methods: c.methods,
+            },
+            AuthError::InvalidMfaToken => Self::InvalidMfaToken,
+            AuthError::InvalidMfaCode => Self::InvalidMfaCode,
+            AuthError::MfaCodeRequired => Self::MfaCodeRequired,
+            AuthError::MfaRequiredForRole => Self::Forbidden("MFA required for this role"),
+            AuthError::InsufficientRole => Self::InsufficientRole,
+            AuthError::TotpAlreadyEnabled => Self::Conflict("TOTP is already enabled; remove it first"),
+            AuthError::NoPendingTotp => {
+                Self::Conflict("No TOTP enrolment to confirm; begin one with POST /auth/mfa/totp")
+            }
+            AuthError::MfaNotEnabled => Self::Conflict("MFA is not enabled"),
             AuthError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             AuthError::Busy { retry_after_secs } => Self::Busy { retry_after_secs },
             AuthError::Unavailable(why) => {
@@ -271,6 +312,11 @@ impl ApiError {
         if let Some((code, description)) = oauth {
             body["error"] = json!(code);
             body["error_description"] = json!(description);
+        }
+        if let Self::MfaRequired { mfa_token, methods } = &self {
+            body["error"] = json!("mfa_required");
+            body["mfa_token"] = json!(mfa_token);
+            body["methods"] = json!(methods);
         }
         let mut res = (self.status(), crate::http::json::Json(body)).into_response();
         if let Some(c) = self.challenge() {
@@ -303,6 +349,9 @@ mod tests {
             ApiError::BadCredentials,
             ApiError::InvalidRefreshToken,
             ApiError::WrongPassword,
+            ApiError::InvalidMfaToken,
+            ApiError::InvalidMfaCode,
+            ApiError::MfaCodeRequired,
         ] {
             assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
             assert!(e.challenge().is_some_and(|c| c.starts_with("Bearer")));

@@ -133,9 +133,7 @@ impl<R: RoleName> FromRequestParts<AppState> for RequireRole<R> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let Authenticated(who) = Authenticated::from_request_parts(parts, state).await?;
-        if !who.has_role(R::NAME) {
-            return Err(ApiError::InsufficientRole);
-        }
+        state.auth.require_role(&who, R::NAME)?;
         Ok(Self(who, PhantomData))
     }
 }

@@ -69,6 +69,7 @@ pub struct OAuthValidationBody {
     tags(
         (name = "auth", description = "Register, log in, refresh, log out (Bearer tokens)"),
         (name = "recovery", description = "Verify an address, reset a forgotten password, change the address, sign in by a mailed link"),
+        (name = "mfa", description = "Two-step sign-in: TOTP, recovery codes"),
         (name = "cookie", description = "The browser flow: tokens in HttpOnly cookies, CSRF header on unsafe requests"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "User administration (`admin` role)"),

@@ -20,7 +20,7 @@ use governor::{Quota, RateLimiter};
 
 use super::{ClientNet, Decision, LimitError, LimitKey, Limiter, Rate, RetryAfter};
 use crate::clock::Clock;
-use crate::domain::SessionId;
+use crate::domain::{SessionId, UserId};
 
 /// The injected clock, as governor reads time: a duration since the Unix epoch.
 #[derive(Clone)]
@@ -221,6 +221,7 @@ pub struct MemoryLimiter {
     password_session: Bounded<SessionId>,
     mail_recipient: Bounded<String>,
     mail_ip: Bounded<ClientNet>,
+    mfa: Bounded<UserId>,
     failing: FailingNetworks,
 }
 
@@ -237,6 +238,8 @@ pub struct Rates {
     pub mail: Rate,
     /// Mail asked for from one client network.
     pub mail_network: Rate,
+    /// Second-factor codes tried for one account.
+    pub mfa: Rate,
 }
 
 impl MemoryLimiter {
@@ -253,6 +256,7 @@ impl MemoryLimiter {
             password_session: Bounded::new(rates.login, max_keys, clock.clone()),
             mail_recipient: Bounded::new(rates.mail, max_keys, clock.clone()),
             mail_ip: Bounded::new(rates.mail_network, max_keys, clock.clone()),
+            mfa: Bounded::new(rates.mfa, max_keys, clock.clone()),
             failing: FailingNetworks {
                 map: Mutex::new(HashMap::new()),
                 window: Duration::from_secs(rates.login.window_secs.max(1)),
@@ -263,7 +267,7 @@ impl MemoryLimiter {
     }
 
     /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
-    pub fn key_counts(&self) -> [(&'static str, usize); 10] {
+    pub fn key_counts(&self) -> [(&'static str, usize); 11] {
         [
             ("login_ip", self.login_ip.len()),
             ("login_user_net", self.login_user_net.len()),
@@ -275,6 +279,7 @@ impl MemoryLimiter {
             ("password_session", self.password_session.len()),
             ("mail_recipient", self.mail_recipient.len()),
             ("mail_ip", self.mail_ip.len()),
+            ("mfa", self.mfa.len()),
         ]
     }
 
@@ -290,6 +295,7 @@ impl MemoryLimiter {
             LimitKey::PasswordSession(id) => self.password_session.hit(id),
             LimitKey::MailRecipient(digest) => self.mail_recipient.hit(digest),
             LimitKey::MailIp(net) => self.mail_ip.hit(net),
+            LimitKey::Mfa(user) => self.mfa.hit(user),
         }
     }
 
@@ -305,6 +311,7 @@ impl MemoryLimiter {
             LimitKey::PasswordSession(id) => self.password_session.refund(id),
             LimitKey::MailRecipient(digest) => self.mail_recipient.refund(digest),
             LimitKey::MailIp(net) => self.mail_ip.refund(net),
+            LimitKey::Mfa(user) => self.mfa.refund(user),
         }
     }
 
@@ -351,6 +358,7 @@ mod tests {
             register: r,
             mail: r,
             mail_network: r,
+            mfa: r,
         }
     }
 

@@ -43,6 +43,9 @@ pub enum LimitKey {
     /// Mail asked for from one client network, to any address: one client cannot turn
     /// the server into a mailer for a list of addresses.
     MailIp(ClientNet),
+    /// Second-factor codes tried for one account (at a sign-in's second step, at
+    /// step-up, at enrolment).
+    Mfa(crate::domain::UserId),
 }
 
 /// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6

@@ -187,6 +187,7 @@ impl RedisLimiter {
             LimitKey::PasswordSession(id) => (format!("{p}rl:password-session:{id}"), self.rates.login),
             LimitKey::MailRecipient(digest) => (format!("{p}rl:mail-recipient:{digest}"), self.rates.mail),
             LimitKey::MailIp(net) => (format!("{p}rl:mail-ip:{}", net.as_ip()), self.rates.mail_network),
+            LimitKey::Mfa(user) => (format!("{p}rl:mfa:{user}"), self.rates.mfa),
         }
     }
 

@@ -36,6 +36,11 @@ pub enum Template<'a> {
         link: &'a str,
         expires_in_secs: u64,
     },
+    /// A second factor was turned on or off, or recovery codes were replaced: `change`
+    /// says which, in a sentence.
+    MfaChanged {
+        change: &'a str,
+    },
 }
 
 struct Parts {
@@ -103,6 +108,13 @@ impl Template<'_> {
                 html: include_str!("templates/magic_link.html"),
                 not_you: "If you did not ask to sign in, ignore this message: no one can sign in without this link.",
             },
+            Self::MfaChanged { .. } => Parts {
+                kind: "mfa_changed",
+                subject: "Your two-step sign-in changed",
+                text: include_str!("templates/mfa_changed.txt"),
+                html: include_str!("templates/mfa_changed.html"),
+                not_you: "If this was not you, someone has your password: reset it now and tell your administrator.",
+            },
         }
     }
 
@@ -127,6 +139,7 @@ impl Template<'_> {
                 vec![("email", (*new_email).to_owned())]
             }
             Self::PasswordChanged => Vec::new(),
+            Self::MfaChanged { change } => vec![("change", (*change).to_owned())],
         }
     }
 

@@ -148,6 +148,7 @@ pub async fn build_auth(
         register: settings.limits.register,
         mail: settings.recovery.mail_rate,
         mail_network: settings.recovery.mail_network_rate,
+        mfa: settings.mfa.rate,
     };
     let max_keys = crate::limits::memory::DEFAULT_MAX_KEYS;
     let limiter: Arc<dyn Limiter> = match settings.redis.url.as_ref().filter(|_| serving) {
@@ -199,6 +200,9 @@ pub async fn build_auth(
             reset_ttl_secs: settings.recovery.reset_ttl_secs,
             magic_links: settings.recovery.magic_links,
             require_verified_email: settings.recovery.require_verified_email,
+        },
+        mfa: crate::auth::MfaPolicy {
+            required_roles: settings.mfa.required_roles.clone(),
         },
     });
     Ok(auth)

@@ -25,14 +25,15 @@ use async_trait::async_trait;
 
 use super::layer::Over;
 use super::{
-    KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken, NewPassword, NewSession, OneTimeTokens, OutboxRole, Redeem,
-    Redeemed, RevocationLogRole, Revoked, RotateRequest, Rotation, SessionOpen, SessionRecord, Sessions, Store,
-    StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite,
-    UsersRole,
+    ConfirmTotp, KeysRole, Lifecycle, LoggedRevocation, NewMail, NewOneTimeToken, NewPassword, NewSession,
+    OneTimeTokens, OutboxRole, Redeem, Redeemed, RemoveFactors, RevocationLogRole, Revoked, RotateRequest, Rotation,
+    SecondFactorState, SecondFactors, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken,
+    StoredRefreshToken, UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite, UsersRole,
 };
 use crate::clock::Clock;
+use crate::crypto::recovery_codes::RecoveryCodeHash;
 use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
-use crate::domain::{Role, SessionId, UnixTime, UserId};
+use crate::domain::{Role, SessionId, TokenPurpose, UnixTime, UserId};
 
 /// How often the revocation log is read.
 pub const CATCH_UP: Duration = Duration::from_millis(200);
@@ -399,6 +400,25 @@ impl OneTimeTokens for CachedStore {
         self.inner.one_time_token(hash).await
     }
 
+    async fn attempt_one_time(
+        &self,
+        hash: &OneTimeTokenHash,
+        purpose: TokenPurpose,
+        now: UnixTime,
+        max: i64,
+    ) -> Result<Option<StoredOneTimeToken>, StoreError> {
+        self.inner.attempt_one_time(hash, purpose, now, max).await
+    }
+
+    async fn spend_one_time(
+        &self,
+        hash: &OneTimeTokenHash,
+        purpose: TokenPurpose,
+        now: UnixTime,
+    ) -> Result<Option<StoredOneTimeToken>, StoreError> {
+        self.inner.spend_one_time(hash, purpose, now).await
+    }
+
     async fn redeem_one_time(&self, redeem: Redeem) -> Result<Option<Redeemed>, StoreError> {
         // Every redemption changes the user (a sign-in link proves the address too).
         let out = self.inner.redeem_one_time(redeem).await?;
@@ -406,6 +426,68 @@ impl OneTimeTokens for CachedStore {
             self.revoked_here(Revoked::User(done.user.id));
         }
         Ok(out)
+    }
+}
+
+/// Turning MFA on or off moves the user's stamp and revokes sessions: forgotten here at
+/// once. Steps and codes change nothing a request checks.
+#[async_trait]
+impl SecondFactors for CachedStore {
+    async fn second_factors(&self, user: UserId) -> Result<SecondFactorState, StoreError> {
+        self.inner.second_factors(user).await
+    }
+
+    async fn begin_totp(&self, user: UserId, secret: Vec<u8>, now: UnixTime) -> Result<bool, StoreError> {
+        self.inner.begin_totp(user, secret, now).await
+    }
+
+    async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let user = confirm.user;
+        let out = self.inner.confirm_totp(confirm).await?;
+        if out.is_some() {
+            self.revoked_here(Revoked::User(user));
+        }
+        Ok(out)
+    }
+
+    async fn advance_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError> {
+        self.inner.advance_totp_step(user, step).await
+    }
+
+    async fn spend_recovery_code(
+        &self,
+        user: UserId,
+        code: &RecoveryCodeHash,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.spend_recovery_code(user, code, now).await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user: UserId,
+        codes: Vec<RecoveryCodeHash>,
+        now: UnixTime,
+        mails: Vec<NewMail>,
+    ) -> Result<bool, StoreError> {
+        self.inner.replace_recovery_codes(user, codes, now, mails).await
+    }
+
+    async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let user = removal.user;
+        let out = self.inner.remove_second_factors(removal).await?;
+        if out.is_some() {
+            self.revoked_here(Revoked::User(user));
+        }
+        Ok(out)
+    }
+
+    async fn totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError> {
+        self.inner.totp_secrets().await
+    }
+
+    async fn reseal_totp_secret(&self, user: UserId, old: Vec<u8>, new: Vec<u8>) -> Result<bool, StoreError> {
+        self.inner.reseal_totp_secret(user, old, new).await
     }
 }
 
@@ -564,6 +646,7 @@ mod tests {
                 user_agent: None,
                 ip: None,
                 device_name: None,
+                auth: crate::domain::Authentication::new(now, &[crate::domain::AuthMethod::Pwd]),
             },
             user: UserRecord {
                 id: user,
@@ -575,6 +658,7 @@ mod tests {
                 created_at: now,
                 security_stamp: 0,
                 email_verified: false,
+                mfa_enabled: false,
             },
             loaded: Instant::now(),
         }

@@ -26,9 +26,10 @@ use self::layer::store_role;
 
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
+use crate::crypto::recovery_codes::RecoveryCodeHash;
 use crate::crypto::tokens::OneTimeTokenHash;
 use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{Email, MailId, Role, SessionId, TokenPurpose, UnixTime, UserId, Username};
+use crate::domain::{Authentication, Email, MailId, Role, SessionId, TokenPurpose, UnixTime, UserId, Username};
 
 /// Where state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +166,8 @@ pub struct UserRecord {
     pub security_stamp: i64,
     /// The user proved they read `email` (a verification link, a reset, an operator).
     pub email_verified: bool,
+    /// A second factor is confirmed (kept by the store with the factors themselves).
+    pub mfa_enabled: bool,
 }
 
 /// A user to insert.
@@ -213,6 +216,8 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub device_name: Option<String>,
+    /// How and when the sign-in that opened it proved the user.
+    pub auth: Authentication,
 }
 
 impl SessionRecord {
@@ -239,6 +244,8 @@ pub struct NewSession {
     pub ip: Option<String>,
     pub device_name: Option<String>,
     pub refresh_hash: RefreshTokenHash,
+    /// How the sign-in proved the user.
+    pub auth: Authentication,
 }
 
 /// What opening a session found.
@@ -389,6 +396,8 @@ pub struct NewOneTimeToken {
     pub now: UnixTime,
     pub expires_at: UnixTime,
     pub mails: Vec<NewMail>,
+    /// What the caller keeps with the token (opaque here), read back with it.
+    pub context: Option<String>,
 }
 
 /// A one-time token as stored.
@@ -400,6 +409,9 @@ pub struct StoredOneTimeToken {
     pub stamp: i64,
     pub expires_at: UnixTime,
     pub used_at: Option<UnixTime>,
+    /// Attempts counted against it ([`OneTimeTokens::attempt_one_time`]).
+    pub attempts: i64,
+    pub context: Option<String>,
 }
 
 /// What redeeming a token does, in the transaction that spends it; each is the effect of
@@ -456,6 +468,50 @@ pub struct Redeem {
 pub struct Redeemed {
     pub user: UserRecord,
     pub revoked: Vec<SessionId>,
+}
+
+/// A TOTP factor as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTotp {
+    /// The secret as stored (sealed when the server seals).
+    pub secret: Vec<u8>,
+    pub created_at: UnixTime,
+    /// `None`: enrolment begun, not confirmed (it is no factor yet).
+    pub confirmed_at: Option<UnixTime>,
+    /// The last step a code was accepted for.
+    pub last_step: Option<i64>,
+}
+
+/// A user's second factors as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecondFactorState {
+    pub totp: Option<StoredTotp>,
+    /// Recovery codes not yet used.
+    pub recovery_codes_left: u32,
+}
+
+/// Confirm a pending TOTP factor (see [`SecondFactors::confirm_totp`]).
+#[derive(Clone, Debug)]
+pub struct ConfirmTotp {
+    pub user: UserId,
+    /// The stored secret the code was checked against: a newer enrolment wins.
+    pub secret: Vec<u8>,
+    pub step: i64,
+    pub codes: Vec<RecoveryCodeHash>,
+    /// The session that confirmed (it stays).
+    pub keep: SessionId,
+    pub now: UnixTime,
+    pub mails: Vec<NewMail>,
+}
+
+/// Remove a user's second factors (see [`SecondFactors::remove_second_factors`]).
+#[derive(Clone, Debug)]
+pub struct RemoveFactors {
+    pub user: UserId,
+    /// The session that asked, if it stays (an operator's reset keeps none).
+    pub keep: Option<SessionId>,
+    pub now: UnixTime,
+    pub mails: Vec<NewMail>,
 }
 
 /// A message claimed for delivery: the holder of this claim alone may record how it
@@ -682,6 +738,48 @@ store_role! {
         /// meanwhile is `Conflict` (nothing written). Writes the revocation-log rows of
         /// what it changed. The user's row is locked first, as when a token is issued.
         async fn redeem_one_time(&self, redeem: Redeem) -> Result<Option<Redeemed>, StoreError>;
+        /// Count one attempt at a live token of `purpose` (unused, unexpired, fewer than
+        /// `max` attempts before this one), in one conditional write; the token as it
+        /// stands after it, `None` (nothing written) when it is not live or is used up.
+        async fn attempt_one_time(&self, hash: &OneTimeTokenHash, purpose: TokenPurpose, now: UnixTime, max: i64) -> Result<Option<StoredOneTimeToken>, StoreError>;
+        /// Spend a live token of `purpose` and nothing else (one conditional write: of two
+        /// spends one wins); the token as it was, `None` when it was not live.
+        async fn spend_one_time(&self, hash: &OneTimeTokenHash, purpose: TokenPurpose, now: UnixTime) -> Result<Option<StoredOneTimeToken>, StoreError>;
+    }
+}
+
+store_role! {
+    /// Second factors: a TOTP factor per user (pending until confirmed) and recovery
+    /// codes. A change that turns a user's MFA on or off moves their stamp, revokes
+    /// sessions and writes the revocation log in its own transaction.
+    pub trait SecondFactors (marker SecondFactorsRole) {
+        /// The user's factors as stored. A read.
+        async fn second_factors(&self, user: UserId) -> Result<SecondFactorState, StoreError>;
+        /// Store a pending TOTP secret for `user` (replacing a pending one); `false` when
+        /// a confirmed one exists (nothing written).
+        async fn begin_totp(&self, user: UserId, secret: Vec<u8>, now: UnixTime) -> Result<bool, StoreError>;
+        /// Confirm the pending factor whose stored secret is still `confirm.secret`, with
+        /// `confirm.step` as its last accepted step, replace the recovery codes, turn MFA
+        /// on, move the stamp and revoke every session but `confirm.keep`, with the mail,
+        /// in one transaction; the sessions revoked, `None` when no such pending factor
+        /// exists (nothing written).
+        async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError>;
+        /// Record `step` as the user's last accepted TOTP step, only if it is later than
+        /// the one stored (one conditional write); whether it was.
+        async fn advance_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError>;
+        /// Spend one unused recovery code of `user` (one conditional write); whether it was.
+        async fn spend_recovery_code(&self, user: UserId, code: &RecoveryCodeHash, now: UnixTime) -> Result<bool, StoreError>;
+        /// Replace every recovery code of a user with MFA on by `codes`, in one
+        /// transaction with the mail; `false` when MFA is off (nothing written).
+        async fn replace_recovery_codes(&self, user: UserId, codes: Vec<RecoveryCodeHash>, now: UnixTime, mails: Vec<NewMail>) -> Result<bool, StoreError>;
+        /// Delete the user's TOTP factor and recovery codes, turn MFA off, move the stamp
+        /// and revoke every session but `removal.keep`, with the mail, in one transaction;
+        /// the sessions revoked, `None` when there was no factor (nothing written).
+        async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError>;
+        /// Every stored TOTP secret (for re-sealing under a new key).
+        async fn totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError>;
+        /// Replace `user`'s stored TOTP secret `old` by `new` (re-sealed); whether it was.
+        async fn reseal_totp_secret(&self, user: UserId, old: Vec<u8>, new: Vec<u8>) -> Result<bool, StoreError>;
     }
 }
 
@@ -707,9 +805,15 @@ store_role! {
 /// Every storage backend implements each role, and passes the one conformance suite
 /// (`tests/store_contract.rs`, `tests/conformance`); a layer implements the roles it
 /// changes and passes the rest through ([`layer::Over`]).
-pub trait Store: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox {}
+pub trait Store:
+    Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox + SecondFactors
+{
+}
 
-impl<T: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox> Store for T {}
+impl<T: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox + SecondFactors>
+    Store for T
+{
+}
 
 /// Open the configured database with its backend, and bring its schema up to date.
 pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {

@@ -40,6 +40,7 @@ pub async fn store_with_a_session(dir: &std::path::Path) -> (Arc<dyn Store>, Ses
             ip: None,
             device_name: None,
             refresh_hash: refresh.clone(),
+            auth: crate::domain::Authentication::new(now, &[crate::domain::AuthMethod::Pwd]),
         })
         .await
         .unwrap();

@@ -148,6 +148,7 @@ pub fn test_settings(db: &Path) -> Settings {
     s.limits.register = plenty;
     s.recovery.mail_rate = plenty;
     s.recovery.mail_network_rate = plenty;
+    s.mfa.rate = plenty;
     // Mail (a verification at every registration) as files beside the database, in the
     // test's own folder; a test that reads mail points it at an SMTP server of its own.
     s.mail.transport = MailTransportSettings::Files(db.parent().unwrap_or(Path::new(".")).join("mail"));

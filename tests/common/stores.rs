@@ -110,6 +110,7 @@ pub async fn session_at_stamp(
             ip: None,
             device_name: None,
             refresh_hash: refresh.clone(),
+            auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
         })
         .await
         .unwrap();

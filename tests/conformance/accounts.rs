@@ -316,6 +316,7 @@ pub async fn a_login_in_flight_during_a_password_change_opens_no_session(b: Back
             ip: None,
             device_name: None,
             refresh_hash: RefreshToken::generate().unwrap().1,
+            auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
         }
     };
     // ...then the password changes, while it hashes.
@@ -354,7 +355,10 @@ async fn change_from(
     srv.auth()
         .change_password(
             who,
-            Password::parse(PASSWORD).unwrap(),
+            tokengate::auth::StepUp {
+                password: Password::parse(PASSWORD).unwrap(),
+                code: None,
+            },
             Password::parse(new).unwrap(),
             &client,
         )

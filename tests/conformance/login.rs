@@ -174,7 +174,9 @@ pub async fn access_token_has_the_contract_shape(b: Backend) {
     assert_eq!(
         keys,
         [
+            "amr",
             "aud",
+            "auth_time",
             "exp",
             "iat",
             "iss",
@@ -187,6 +189,9 @@ pub async fn access_token_has_the_contract_shape(b: Backend) {
             "type"
         ]
     );
+    // A password sign-in (RFC 8176), when it happened.
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    assert_eq!(claims["auth_time"], claims["iat"]);
     assert_eq!(claims["sub"], user["id"]);
     assert_eq!(claims["type"], "access");
     assert_eq!(claims["iss"], ISSUER);

@@ -15,6 +15,7 @@ mod hostile;
 mod limits;
 mod login;
 mod logout;
+mod mfa;
 mod prefix;
 mod recovery;
 mod refresh;

@@ -7,12 +7,28 @@ use super::{KeyError, KeyService, at_rest};
 use crate::crypto::at_rest::{Vault, sealed_with};
 use crate::domain::UnixTime;
 
+/// What `keys reencrypt` sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resealed {
+    pub signing_keys: usize,
+    pub server_secrets: usize,
+    pub totp_secrets: usize,
+    /// The HS256 secret file was sealed too.
+    pub secret_file: bool,
+}
+
 /// The server's HMAC keys kept in the database, by name.
 pub const SERVER_SECRETS: [&str; 3] = ["csrf", "device", "refresh"];
 
 /// What a sealed server secret is bound to.
 pub fn server_secret_context(name: &str) -> String {
     format!("server secret {name}")
+}
+
+/// What a sealed TOTP secret is bound to: its user (a secret copied into another
+/// user's row does not open).
+pub fn totp_secret_context(user: crate::domain::UserId) -> String {
+    format!("totp secret {user}")
 }
 
 fn random_32() -> Result<Vec<u8>, KeyError> {
@@ -51,6 +67,7 @@ impl KeyService {
         for name in SERVER_SECRETS {
             raw.push(self.stored_secret(name, &self.vault, now).await?);
         }
+        raw.extend(self.store.totp_secrets().await?.into_iter().map(|(_, secret)| secret));
         if let Some(Ok(bytes)) = secret_file.map(std::fs::read) {
             raw.push(bytes.trim_ascii().to_vec());
         }
@@ -73,12 +90,13 @@ impl KeyService {
     }
 
     /// The operator's `keys reencrypt`: seal every secret at rest with the vault's
-    /// current key: the signing keys, the server secrets and (given) the HS256 secret
-    /// file. This service's vault must open what is sealed with a previous key and what
-    /// is not sealed yet ([`Vault::accepting_unsealed`]). Each value is replaced on its
-    /// own, so an interrupted run is finished by running it again. How many signing keys
-    /// and server secrets, and whether the file, were sealed.
-    pub async fn reencrypt(&self, secret_file: Option<&Path>, now: UnixTime) -> Result<(usize, usize, bool), KeyError> {
+    /// current key: the signing keys, the server secrets, the users' TOTP secrets and
+    /// (given) the HS256 secret file. This service's vault must open what is sealed with
+    /// a previous key and what is not sealed yet ([`Vault::accepting_unsealed`]). Each
+    /// value is replaced on its own (a TOTP secret only while it is the one read), so an
+    /// interrupted run is finished by running it again. How many signing keys, server
+    /// secrets and TOTP secrets, and whether the file, were sealed.
+    pub async fn reencrypt(&self, secret_file: Option<&Path>, now: UnixTime) -> Result<Resealed, KeyError> {
         let opened = self.opened().await?;
         let key_count = opened.len();
         for key in opened {
@@ -90,6 +108,13 @@ impl KeyService {
             let sealed = self.vault.seal(&plain, &server_secret_context(name)).map_err(at_rest)?;
             self.store.replace_server_secret(name, sealed).await?;
         }
+        let mut totp_secrets = 0;
+        for (user, stored) in self.store.totp_secrets().await? {
+            let context = totp_secret_context(user);
+            let plain = self.vault.open(&stored, &context).map_err(at_rest)?;
+            let sealed = self.vault.seal(&plain, &context).map_err(at_rest)?;
+            totp_secrets += usize::from(self.store.reseal_totp_secret(user, stored, sealed).await?);
+        }
         let mut file = false;
         if let Some(path) = secret_file
             && let Some(secret) =
@@ -98,6 +123,11 @@ impl KeyService {
             crate::crypto::keys::write_secret_file(path, &secret, &self.vault, false).map_err(KeyError::SecretFile)?;
             file = true;
         }
-        Ok((key_count, SERVER_SECRETS.len(), file))
+        Ok(Resealed {
+            signing_keys: key_count,
+            server_secrets: SERVER_SECRETS.len(),
+            totp_secrets,
+            secret_file: file,
+        })
     }
 }

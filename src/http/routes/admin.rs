@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(update, delete))
+        .routes(routes!(reset_mfa))
 }
 
 /// `PATCH /admin/users/{id}`: what to change; other fields are refused.
@@ -135,6 +136,27 @@ pub async fn delete(
     IdPath(id): IdPath<UserId>,
 ) -> Result<StatusCode, ApiError> {
     state.auth.delete_user(Some(&admin), id, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Turn a user's MFA off (they lost every factor): every session of theirs ends, and
+/// they are told by mail.
+#[utoipa::path(
+    delete, path = "/admin/users/{id}/mfa", operation_id = "reset_user_mfa", tag = "admin",
+    params(("id" = String, Path, format = Uuid)),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "MFA off; every session of the user ended"),
+        Unauthorized, Forbidden, NotFound, Conflict, Unavailable,
+    )
+)]
+pub async fn reset_mfa(
+    State(state): State<AppState>,
+    Client(client): Client,
+    RequireRole(..): RequireRole<Admin>,
+    IdPath(id): IdPath<UserId>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.reset_mfa(id, &client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -226,15 +226,20 @@ pub struct PasswordChangeRequest {
     current_password: String,
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     new_password: Password,
+    /// Required when the account has MFA: a current TOTP code or an unused recovery code.
+    #[schema(nullable = false)]
+    code: Option<String>,
 }
 
 impl FromFields for PasswordChangeRequest {
     fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
         let current_password = c.owned("current_password");
         let new_password = c.parsed("new_password", Password::parse);
+        let code = c.optional_string("code").map(str::to_owned);
         Some(Self {
             current_password: current_password?,
             new_password: new_password?,
+            code,
         })
     }
 }
@@ -401,7 +406,7 @@ pub async fn change_password(
     Authenticated(who): Authenticated,
     JsonBody(body): JsonBody<PasswordChangeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let current = Password::candidate(&body.current_password).ok_or(ApiError::WrongPassword)?;
+    let current = super::mfa::step_up(&body.current_password, body.code)?;
     state
         .auth
         .change_password(&who, current, body.new_password, &client)

@@ -11,6 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{PasswordGrant, device_header};
+use super::mfa::MfaLoginBody;
 use super::recovery::MagicLoginBody;
 use crate::auth::{AuthError, TokenPair};
 use crate::domain::SessionId;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(magic_link_login))
+        .routes(routes!(login_mfa))
 }
 
 /// The body of a cookie login or refresh: what the page needs, no token (the tokens
@@ -142,6 +144,27 @@ pub async fn magic_link_login(
         .auth
         .magic_link_login(&body.token, body.device_name, &client)
         .await?;
+    Ok(signed_in(&state, pair))
+}
+
+/// The second step of a browser's sign-in (`/auth/login/mfa`'s body): the cookies of
+/// `/auth/cookie/login`.
+#[utoipa::path(
+    post, path = "/auth/cookie/login/mfa", operation_id = "cookie_login_mfa", tag = "cookie",
+    request_body = MfaLoginBody,
+    responses(
+        (status = 200, description = "Logged in; cookies set", body = CookieSession),
+        Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
+    )
+)]
+pub async fn login_mfa(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MfaLoginBody>,
+) -> Result<Response, ApiError> {
+    refuse_cross_site(&state, &headers)?;
+    let pair = state.auth.complete_mfa(&body.mfa_token, &body.code, &client).await?;
     Ok(signed_in(&state, pair))
 }
 

@@ -76,10 +76,8 @@ pub async fn verify(
     let who = authenticate(&request_headers, &state, unsafe_method).await?;
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
-    if let Some((_, role)) = pairs.iter().find(|(k, _)| k == "role")
-        && !who.has_role(role)
-    {
-        return Err(ApiError::InsufficientRole);
+    if let Some((_, role)) = pairs.iter().find(|(k, _)| k == "role") {
+        state.auth.require_role(&who, role)?;
     }
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: String| {

@@ -11,6 +11,7 @@ pub mod forward_auth;
 pub mod health;
 pub mod me;
 pub mod metrics;
+pub mod mfa;
 pub mod recovery;
 pub mod sessions;
 mod user_read;
@@ -30,6 +31,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(recovery::router())
+        .merge(mfa::router())
         .merge(cookie::router())
         .merge(sessions::router())
         .merge(me::router())

@@ -110,15 +110,20 @@ pub struct EmailChangeBody {
     new_email: Email,
     #[schema(format = Password)]
     password: String,
+    /// Required when the account has MFA: a current TOTP code or an unused recovery code.
+    #[schema(nullable = false)]
+    code: Option<String>,
 }
 
 impl FromFields for EmailChangeBody {
     fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
         let new_email = c.parsed("new_email", Email::parse);
         let password = c.owned("password");
+        let code = c.optional_string("code").map(str::to_owned);
         Some(Self {
             new_email: new_email?,
             password: password?,
+            code,
         })
     }
 }
@@ -266,10 +271,10 @@ pub async fn change_email(
     Authenticated(who): Authenticated,
     JsonBody(body): JsonBody<EmailChangeBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let password = Password::candidate(&body.password).ok_or(ApiError::WrongPassword)?;
+    let step_up = super::mfa::step_up(&body.password, body.code)?;
     state
         .auth
-        .request_email_change(&who, body.new_email, password, &client)
+        .request_email_change(&who, body.new_email, step_up, &client)
         .await?;
     Ok(accepted("A confirmation link is on its way to the new address"))
 }

@@ -43,6 +43,11 @@ pub struct SessionRead {
     ip: Option<String>,
     /// The session of the token that asked.
     current: bool,
+    /// When the sign-in that opened it proved the user.
+    #[schema(format = DateTime)]
+    auth_time: String,
+    /// How it did (RFC 8176: `pwd`, `email`, `otp`, `mfa`, ...).
+    amr: Vec<&'static str>,
 }
 
 impl From<SessionView> for SessionRead {
@@ -58,6 +63,8 @@ impl From<SessionView> for SessionRead {
             user_agent: s.user_agent,
             ip: s.ip,
             current: v.current,
+            auth_time: s.auth.at.to_rfc3339(),
+            amr: s.auth.amr(),
         }
     }
 }

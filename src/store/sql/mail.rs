@@ -19,6 +19,9 @@ use crate::store::{
 
 type Row<D> = <<D as Dialect>::DB as Database>::Row;
 
+/// A one-time token's columns, as [`SqlStore::one_time`] reads them.
+const ONE_TIME_COLUMNS: &str = "purpose, user_id, email, stamp, expires_at, used_at, attempts, context";
+
 /// What a message still waiting is: neither delivered nor given up on.
 const WAITING: &str = "sent_at IS NULL AND failed_at IS NULL";
 
@@ -28,7 +31,7 @@ const LOCK_USER_AS_READ: &str =
     "UPDATE users SET updated_at = updated_at WHERE id = $1 AND is_active AND security_stamp = $2";
 
 impl<D: Dialect> SqlStore<D> {
-    async fn insert_mail(
+    pub(super) async fn insert_mail(
         c: &mut <D::DB as Database>::Connection,
         mail: &NewMail,
         now: UnixTime,
@@ -65,6 +68,25 @@ impl<D: Dialect> SqlStore<D> {
         Ok(())
     }
 
+    /// Spend the live token `hash` of `purpose` (one conditional write); its row.
+    async fn spend_in(
+        c: &mut <D::DB as Database>::Connection,
+        hash: &OneTimeTokenHash,
+        purpose: TokenPurpose,
+        now: UnixTime,
+    ) -> Result<Option<Row<D>>, StoreError> {
+        Self::optional(
+            c,
+            &format!(
+                "UPDATE one_time_tokens SET used_at = $1
+                 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
+                 RETURNING {ONE_TIME_COLUMNS}"
+            ),
+            &[Int(now.0), Text(hash.as_str()), Text(purpose.as_str())],
+        )
+        .await
+    }
+
     fn one_time(row: &Row<D>) -> Result<StoredOneTimeToken, StoreError> {
         let purpose = Rows::<D>::text(row, "purpose")?;
         Ok(StoredOneTimeToken {
@@ -75,6 +97,8 @@ impl<D: Dialect> SqlStore<D> {
             stamp: Rows::<D>::int(row, "stamp")?,
             expires_at: UnixTime(Rows::<D>::int(row, "expires_at")?),
             used_at: D::DB::opt_int(row, "used_at").map_err(err::<D>)?.map(UnixTime),
+            attempts: Rows::<D>::int(row, "attempts")?,
+            context: D::DB::opt_text(row, "context").map_err(err::<D>)?,
         })
     }
 
@@ -115,8 +139,8 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
         .await?;
         Self::exec(
             &mut tx,
-            "INSERT INTO one_time_tokens (token_hash, purpose, user_id, email, stamp, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO one_time_tokens (token_hash, purpose, user_id, email, stamp, created_at, expires_at, context)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 Text(t.hash.as_str()),
                 Text(t.purpose.as_str()),
@@ -125,6 +149,7 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
                 Int(t.expected_stamp),
                 Int(t.now.0),
                 Int(t.expires_at.0),
+                OptText(t.context.as_deref()),
             ],
         )
         .await?;
@@ -138,10 +163,40 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
     async fn one_time_token(&self, hash: &OneTimeTokenHash) -> Result<Option<StoredOneTimeToken>, StoreError> {
         let row = Self::optional(
             &mut *self.reading().await?,
-            "SELECT purpose, user_id, email, stamp, expires_at, used_at FROM one_time_tokens WHERE token_hash = $1",
+            &format!("SELECT {ONE_TIME_COLUMNS} FROM one_time_tokens WHERE token_hash = $1"),
             &[Text(hash.as_str())],
         )
         .await?;
+        row.as_ref().map(Self::one_time).transpose()
+    }
+
+    async fn attempt_one_time(
+        &self,
+        hash: &OneTimeTokenHash,
+        purpose: TokenPurpose,
+        now: UnixTime,
+        max: i64,
+    ) -> Result<Option<StoredOneTimeToken>, StoreError> {
+        let row = Self::optional(
+            &mut *self.writing().await?,
+            &format!(
+                "UPDATE one_time_tokens SET attempts = attempts + 1
+                 WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 AND attempts < $4
+                 RETURNING {ONE_TIME_COLUMNS}"
+            ),
+            &[Int(now.0), Text(hash.as_str()), Text(purpose.as_str()), Int(max)],
+        )
+        .await?;
+        row.as_ref().map(Self::one_time).transpose()
+    }
+
+    async fn spend_one_time(
+        &self,
+        hash: &OneTimeTokenHash,
+        purpose: TokenPurpose,
+        now: UnixTime,
+    ) -> Result<Option<StoredOneTimeToken>, StoreError> {
+        let row = Self::spend_in(&mut *self.writing().await?, hash, purpose, now).await?;
         row.as_ref().map(Self::one_time).transpose()
     }
 
@@ -157,14 +212,7 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
         )
         .await?;
         // The spend: one conditional write, so of two redemptions one wins.
-        let spent = Self::optional(
-            &mut tx,
-            "UPDATE one_time_tokens SET used_at = $1
-             WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1
-             RETURNING purpose, user_id, email, stamp, expires_at, used_at",
-            &[Int(r.now.0), Text(r.hash.as_str()), Text(purpose.as_str())],
-        )
-        .await?;
+        let spent = Self::spend_in(&mut tx, &r.hash, purpose, r.now).await?;
         let Some(token) = spent.as_ref().map(Self::one_time).transpose()? else {
             Self::rollback(tx).await?;
             return Ok(None);
@@ -233,6 +281,8 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
             .await?;
             revoked = Self::revoke_all_in(&mut tx, token.user, None, r.now).await?;
             Self::spend_all_of(&mut tx, &user, None, r.now).await?;
+            // Second factors its registrant enrolled too.
+            Self::delete_factors_in(&mut tx, &user).await?;
         }
         match &r.effect {
             Redemption::ResetPassword { .. } => {

@@ -6,6 +6,7 @@
 
 pub mod db;
 mod dialect;
+mod factors;
 mod mail;
 mod rows;
 
@@ -311,6 +312,7 @@ impl<D: Dialect> Users for SqlStore<D> {
             created_at: user.created_at,
             security_stamp: 0,
             email_verified: false,
+            mfa_enabled: false,
         })
     }
 
@@ -516,8 +518,9 @@ impl<D: Dialect> Sessions for SqlStore<D> {
         // writer (a `tokengate user` command) instead of failing between a read and a
         // write.
         let sql = format!(
-            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip)
-             SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip,
+                                   auth_time, amr)
+             SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8, $10, $11
              WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND is_active AND security_stamp = $9{})",
             D::FOR_SHARE
         );
@@ -534,6 +537,8 @@ impl<D: Dialect> Sessions for SqlStore<D> {
                 OptText(s.device_name.as_deref()),
                 OptText(s.ip.as_deref()),
                 Int(s.expected_stamp),
+                Int(s.auth.at.0),
+                Text(&s.auth.methods_to_store()),
             ],
         )
         .await?;

@@ -11,12 +11,12 @@ use super::db::Db;
 use super::dialect::{Dialect, err};
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
-use crate::domain::{Email, UnixTime, Username};
+use crate::domain::{Authentication, Email, UnixTime, Username};
 use crate::store::{LoggedRevocation, Rotation, SessionRecord, StoreError, StoredKey, UserRecord, roles_from_json};
 
-pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp, u.email_verified";
+pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp, u.email_verified, u.mfa_enabled";
 pub(crate) const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, \
-     s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.device_name";
+     s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.device_name, s.auth_time, s.amr";
 
 /// Readers of one backend's rows.
 pub(crate) struct Rows<D>(PhantomData<D>);
@@ -26,6 +26,10 @@ type Row<D> = <<D as Dialect>::DB as Database>::Row;
 impl<D: Dialect> Rows<D> {
     pub(crate) fn int(row: &Row<D>, col: &str) -> Result<i64, StoreError> {
         D::DB::int(row, col).map_err(err::<D>)
+    }
+
+    pub(crate) fn opt_int(row: &Row<D>, col: &str) -> Result<Option<i64>, StoreError> {
+        D::DB::opt_int(row, col).map_err(err::<D>)
     }
 
     pub(crate) fn text(row: &Row<D>, col: &str) -> Result<String, StoreError> {
@@ -57,6 +61,7 @@ impl<D: Dialect> Rows<D> {
             created_at: UnixTime(Self::int(row, "created_at")?),
             security_stamp: Self::int(row, "security_stamp")?,
             email_verified: D::DB::flag(row, "email_verified").map_err(err::<D>)?,
+            mfa_enabled: D::DB::flag(row, "mfa_enabled").map_err(err::<D>)?,
         })
     }
 
@@ -73,6 +78,7 @@ impl<D: Dialect> Rows<D> {
             user_agent: opt_text("user_agent")?,
             device_name: opt_text("device_name")?,
             ip: opt_text("ip")?,
+            auth: Authentication::from_store(UnixTime(Self::int(row, "auth_time")?), &Self::text(row, "amr")?),
         })
     }
 

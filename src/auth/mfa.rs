@@ -1,0 +1,464 @@
+//! Multi-factor sign-in: TOTP enrolment and removal, recovery codes, the second step of
+//! a sign-in, step-up with a code, and roles that require MFA.
+//!
+//! The rules: a factor counts only once confirmed by a code, whose step is then spent;
+//! a TOTP step is accepted once per account (RFC 6238 §5.2), within ±1 step; a recovery
+//! code works once; turning MFA on or off ends every other session (the stamp moves)
+//! and mails a notice; a sign-in whose first factor was right for an account with MFA
+//! issues nothing but an MFA token (5 minutes, single use, 5 attempts, this network).
+
+use serde::{Deserialize, Serialize};
+
+use super::budget::Spent;
+use super::keys::totp_secret_context;
+use super::sessions::net_of;
+use super::{AuthError, AuthService, Principal, TokenPair};
+use crate::crypto::recovery_codes::RecoveryCode;
+use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
+use crate::crypto::totp::{self, TotpSecret};
+use crate::domain::{AuthMethod, Authentication, DeviceName, Password, Role, TokenPurpose, UnixTime, UserId};
+use crate::events::{AuthEvent, ClientInfo};
+use crate::limits::LimitKey;
+use crate::mail::Template;
+use crate::store::{ConfirmTotp, NewMail, NewOneTimeToken, RemoveFactors, StoredTotp, UserRecord};
+
+/// How long the second step of a sign-in may wait.
+pub const MFA_TOKEN_TTL_SECS: u64 = 5 * 60;
+/// Codes tried against one MFA token, at most.
+pub const MFA_TOKEN_ATTEMPTS: i64 = 5;
+/// Steps either side of now whose code is accepted (clock drift, a code typed late).
+const WINDOW_STEPS: u64 = 1;
+
+/// Which roles need MFA here (`TOKENGATE_REQUIRE_MFA_ROLES`).
+#[derive(Clone, Debug, Default)]
+pub struct MfaPolicy {
+    pub required_roles: Vec<Role>,
+}
+
+/// A sign-in that needs its second factor: the token to complete it with, and how.
+#[derive(Debug)]
+pub struct MfaChallenge {
+    pub mfa_token: String,
+    pub methods: Vec<&'static str>,
+}
+
+/// The caller's factors, as the account page shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MfaStatus {
+    pub totp: bool,
+    /// Enrolment begun, not yet confirmed.
+    pub totp_pending: bool,
+    pub recovery_codes_left: u32,
+}
+
+/// A TOTP enrolment begun: what an authenticator app needs.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    pub secret: TotpSecret,
+    pub otpauth_uri: String,
+}
+
+/// Step-up: the account password, and a current code when the account has MFA.
+#[derive(Debug)]
+pub struct StepUp {
+    pub password: Password,
+    pub code: Option<String>,
+}
+
+/// What an MFA token keeps of the sign-in it completes (stored beside it, opaque to
+/// the store).
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    /// The client network it was issued to.
+    net: String,
+    /// How the first step proved the user, and when.
+    amr: String,
+    at: i64,
+    device: Option<String>,
+}
+
+/// The steps whose codes are accepted at `now`.
+fn window(now: UnixTime) -> impl Iterator<Item = u64> {
+    let at = totp::step_at(now);
+    at.saturating_sub(WINDOW_STEPS)..=at + WINDOW_STEPS
+}
+
+/// A step as stored.
+fn stored_step(step: u64) -> i64 {
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+impl AuthService {
+    /// The caller's factors.
+    pub async fn mfa_status(&self, who: &Principal) -> Result<MfaStatus, AuthError> {
+        let state = self.store.second_factors(who.user.id).await?;
+        let confirmed = state.totp.as_ref().is_some_and(|t| t.confirmed_at.is_some());
+        Ok(MfaStatus {
+            totp: confirmed,
+            totp_pending: state.totp.is_some() && !confirmed,
+            recovery_codes_left: state.recovery_codes_left,
+        })
+    }
+
+    /// Begin a TOTP enrolment (step-up): a fresh secret, pending until a code confirms
+    /// it (a pending one is replaced). Refused while a confirmed factor exists.
+    pub async fn begin_totp(
+        &self,
+        who: &Principal,
+        step_up: StepUp,
+        client: &ClientInfo,
+    ) -> Result<TotpEnrolment, AuthError> {
+        // Before the step-up, which would spend a code.
+        if who.user.mfa_enabled {
+            return Err(AuthError::TotpAlreadyEnabled);
+        }
+        self.step_up(who, step_up, client).await?;
+        let secret = TotpSecret::generate().map_err(AuthError::internal)?;
+        let sealed = self.seal_totp(who.user.id, &secret)?;
+        if !self.store.begin_totp(who.user.id, sealed, self.clock.now()).await? {
+            return Err(AuthError::TotpAlreadyEnabled);
+        }
+        let otpauth_uri = totp::otpauth_uri(&self.recovery.product, who.user.username.as_str(), &secret);
+        Ok(TotpEnrolment { secret, otpauth_uri })
+    }
+
+    /// Confirm the pending TOTP factor with a code from the app: MFA is on, its step is
+    /// spent, every other session ends, the user is told by mail; the recovery codes,
+    /// shown this once.
+    pub async fn confirm_totp(
+        &self,
+        who: &Principal,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<Vec<RecoveryCode>, AuthError> {
+        let user = &who.user;
+        let pending = self
+            .store
+            .second_factors(user.id)
+            .await?
+            .totp
+            .filter(|t| t.confirmed_at.is_none())
+            .ok_or(AuthError::NoPendingTotp)?;
+        let now = self.clock.now();
+        let mut spent = Spent::default();
+        self.spend(&mut spent, LimitKey::Mfa(user.id), client).await?;
+        let secret = self.open_totp(user.id, &pending)?;
+        let Some(step) = secret.matching_step(code.trim(), window(now)) else {
+            self.events
+                .record(AuthEvent::MfaFailed, Some(user.id), Some(who.session.id), client);
+            return Err(AuthError::InvalidMfaCode);
+        };
+        let (codes, hashes) = RecoveryCode::generate_set().map_err(AuthError::internal)?;
+        let confirm = ConfirmTotp {
+            user: user.id,
+            secret: pending.secret,
+            step: stored_step(step),
+            codes: hashes,
+            keep: who.session.id,
+            now,
+            mails: self.mfa_notice(
+                user,
+                "Two-step sign-in with an authenticator app was turned on for your account, \
+                 and every other session of the account was signed out.",
+            ),
+        };
+        if self.store.confirm_totp(confirm).await?.is_none() {
+            // Replaced by a newer enrolment, or confirmed by another request meanwhile.
+            return Err(AuthError::NoPendingTotp);
+        }
+        self.give_back(spent).await;
+        self.events
+            .record(AuthEvent::MfaEnabled, Some(user.id), Some(who.session.id), client);
+        Ok(codes)
+    }
+
+    /// Turn TOTP off (step-up with a current code): the factor and the recovery codes
+    /// go, every other session ends, the user is told.
+    pub async fn remove_totp(&self, who: &Principal, step_up: StepUp, client: &ClientInfo) -> Result<(), AuthError> {
+        if !who.user.mfa_enabled {
+            return Err(AuthError::NotFound);
+        }
+        self.step_up(who, step_up, client).await?;
+        let removal = RemoveFactors {
+            user: who.user.id,
+            keep: Some(who.session.id),
+            now: self.clock.now(),
+            mails: self.mfa_notice(
+                &who.user,
+                "Two-step sign-in was turned off for your account, its recovery codes no longer work, \
+                 and every other session of the account was signed out.",
+            ),
+        };
+        if self.store.remove_second_factors(removal).await?.is_none() {
+            return Err(AuthError::NotFound);
+        }
+        self.events
+            .record(AuthEvent::MfaDisabled, Some(who.user.id), Some(who.session.id), client);
+        Ok(())
+    }
+
+    /// New recovery codes (step-up): the old list dies.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        who: &Principal,
+        step_up: StepUp,
+        client: &ClientInfo,
+    ) -> Result<Vec<RecoveryCode>, AuthError> {
+        if !who.user.mfa_enabled {
+            return Err(AuthError::MfaNotEnabled);
+        }
+        self.step_up(who, step_up, client).await?;
+        let (codes, hashes) = RecoveryCode::generate_set().map_err(AuthError::internal)?;
+        let mails = self.mfa_notice(
+            &who.user,
+            "New recovery codes were made for your account; the earlier ones no longer work.",
+        );
+        if !self
+            .store
+            .replace_recovery_codes(who.user.id, hashes, self.clock.now(), mails)
+            .await?
+        {
+            return Err(AuthError::MfaNotEnabled);
+        }
+        self.events.record(
+            AuthEvent::RecoveryCodesRegenerated,
+            Some(who.user.id),
+            Some(who.session.id),
+            client,
+        );
+        Ok(codes)
+    }
+
+    /// An operator turns a user's MFA off (they lost every factor): every session of
+    /// theirs ends, they are told.
+    pub async fn reset_mfa(&self, id: UserId, client: &ClientInfo) -> Result<(), AuthError> {
+        let user = self.store.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
+        let removal = RemoveFactors {
+            user: id,
+            keep: None,
+            now: self.clock.now(),
+            mails: self.mfa_notice(
+                &user,
+                "An administrator turned two-step sign-in off for your account and signed out every \
+                 session of it. Sign in with your password and turn it on again.",
+            ),
+        };
+        if self.store.remove_second_factors(removal).await?.is_none() {
+            return Err(AuthError::MfaNotEnabled);
+        }
+        self.events.record(AuthEvent::MfaReset, Some(id), None, client);
+        Ok(())
+    }
+
+    /// A sign-in whose first step proved `user` (`auth`) but whose account has MFA: an
+    /// MFA token for the second step, issued only while the user is as read.
+    pub(super) async fn mfa_challenge(
+        &self,
+        user: &UserRecord,
+        auth: &Authentication,
+        device_name: Option<DeviceName>,
+        client: &ClientInfo,
+    ) -> AuthError {
+        match self.issue_mfa_token(user, auth, device_name, client).await {
+            Ok(Some(mfa_token)) => {
+                self.events
+                    .record(AuthEvent::MfaChallenged, Some(user.id), None, client);
+                AuthError::MfaRequired(MfaChallenge {
+                    mfa_token,
+                    methods: vec!["totp", "recovery_code"],
+                })
+            }
+            // The password changed, or the user was deactivated, while this sign-in
+            // was hashing: what it verified no longer holds.
+            Ok(None) => AuthError::BadCredentials,
+            Err(e) => e,
+        }
+    }
+
+    async fn issue_mfa_token(
+        &self,
+        user: &UserRecord,
+        auth: &Authentication,
+        device_name: Option<DeviceName>,
+        client: &ClientInfo,
+    ) -> Result<Option<String>, AuthError> {
+        let (token, hash) = OneTimeToken::generate().map_err(AuthError::internal)?;
+        let now = self.clock.now();
+        let pending = Pending {
+            net: net_of(client).as_ip().to_string(),
+            amr: auth.methods_to_store(),
+            at: auth.at.0,
+            device: device_name.map(|d| d.as_str().to_owned()),
+        };
+        let issued = self
+            .store
+            .issue_one_time(NewOneTimeToken {
+                hash,
+                purpose: TokenPurpose::MfaLogin,
+                user: user.id,
+                email: user.email.clone(),
+                expected_stamp: user.security_stamp,
+                now,
+                expires_at: now.plus(MFA_TOKEN_TTL_SECS),
+                mails: Vec::new(),
+                context: Some(serde_json::to_string(&pending).map_err(AuthError::internal)?),
+            })
+            .await?;
+        Ok(issued.then(|| token.expose().to_owned()))
+    }
+
+    /// The second step of a sign-in: the MFA token and a TOTP or recovery code; the
+    /// login answer. Each try counts against the token (5) and the account
+    /// (`TOKENGATE_MFA_RATE`, failures only); a token shown from another network, or
+    /// after the account changed, is refused like an unknown one.
+    pub async fn complete_mfa(&self, mfa_token: &str, code: &str, client: &ClientInfo) -> Result<TokenPair, AuthError> {
+        let refused = || AuthError::InvalidMfaToken;
+        let hash = OneTimeTokenHash::of_presented(mfa_token).ok_or_else(refused)?;
+        let now = self.clock.now();
+        let token = self
+            .store
+            .attempt_one_time(&hash, TokenPurpose::MfaLogin, now, MFA_TOKEN_ATTEMPTS)
+            .await?
+            .ok_or_else(refused)?;
+        let pending: Pending = token
+            .context
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .ok_or_else(refused)?;
+        if pending.net != net_of(client).as_ip().to_string() {
+            self.events.record(AuthEvent::MfaFailed, Some(token.user), None, client);
+            return Err(refused());
+        }
+        let user = match self.store.user_by_id(token.user).await? {
+            Some(u) if u.is_active && u.security_stamp == token.stamp && u.mfa_enabled => u,
+            _ => return Err(refused()),
+        };
+        let method = self.second_factor(&user, code, None, client).await?;
+        if self
+            .store
+            .spend_one_time(&hash, TokenPurpose::MfaLogin, now)
+            .await?
+            .is_none()
+        {
+            // Completed by another request meanwhile: one sign-in per token.
+            return Err(refused());
+        }
+        let auth = Authentication::from_store(UnixTime(pending.at), &pending.amr).and(&[method]);
+        let device = pending.device.and_then(|d| DeviceName::parse(&d).ok());
+        self.open_session(user, auth, device, client).await
+    }
+
+    /// Check a second factor of `user` (a TOTP code, or a recovery code), spending it:
+    /// a step is accepted once, a recovery code works once. Counts against the
+    /// account's MFA budget (failures only).
+    pub(super) async fn second_factor(
+        &self,
+        user: &UserRecord,
+        code: &str,
+        session: Option<crate::domain::SessionId>,
+        client: &ClientInfo,
+    ) -> Result<AuthMethod, AuthError> {
+        let mut spent = Spent::default();
+        self.spend(&mut spent, LimitKey::Mfa(user.id), client).await?;
+        let code = code.trim();
+        let accepted = if code.len() == totp::DIGITS as usize {
+            self.spend_totp_code(user, code).await?
+        } else if let Some(hash) = RecoveryCode::hash_of_presented(code) {
+            let used = self.store.spend_recovery_code(user.id, &hash, self.clock.now()).await?;
+            if used {
+                self.events
+                    .record(AuthEvent::RecoveryCodeUsed, Some(user.id), session, client);
+            }
+            used
+        } else {
+            false
+        };
+        if !accepted {
+            self.events.record(AuthEvent::MfaFailed, Some(user.id), session, client);
+            return Err(AuthError::InvalidMfaCode);
+        }
+        self.give_back(spent).await;
+        Ok(AuthMethod::Otp)
+    }
+
+    /// A TOTP code of `user`'s confirmed factor, within the window and for a step later
+    /// than the last accepted one; its step is spent (one conditional write, so two
+    /// instances given one code accept it once).
+    async fn spend_totp_code(&self, user: &UserRecord, code: &str) -> Result<bool, AuthError> {
+        let Some(factor) = self
+            .store
+            .second_factors(user.id)
+            .await?
+            .totp
+            .filter(|t| t.confirmed_at.is_some())
+        else {
+            return Ok(false);
+        };
+        let secret = self.open_totp(user.id, &factor)?;
+        let Some(step) = secret.matching_step(code, window(self.clock.now())) else {
+            return Ok(false);
+        };
+        let step = stored_step(step);
+        if factor.last_step.is_some_and(|last| last >= step) {
+            return Ok(false);
+        }
+        Ok(self.store.advance_totp_step(user.id, step).await?)
+    }
+
+    /// Step-up: the caller's password (against this session's budget) and, when the
+    /// account has MFA, a current code (spent).
+    pub(super) async fn step_up(&self, who: &Principal, step_up: StepUp, client: &ClientInfo) -> Result<(), AuthError> {
+        self.step_up_password(who, step_up.password, client).await?;
+        if !who.user.mfa_enabled {
+            return Ok(());
+        }
+        let code = step_up
+            .code
+            .as_deref()
+            .filter(|c| !c.trim().is_empty())
+            .ok_or(AuthError::MfaCodeRequired)?;
+        self.second_factor(&who.user, code, Some(who.session.id), client)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the caller may act with `role`: they hold it (token and account), and
+    /// have MFA on if this server requires it of that role.
+    pub fn require_role(&self, who: &Principal, role: &str) -> Result<(), AuthError> {
+        if !who.has_role(role) {
+            return Err(AuthError::InsufficientRole);
+        }
+        if !who.user.mfa_enabled && self.mfa.required_roles.iter().any(|r| r.as_str() == role) {
+            return Err(AuthError::MfaRequiredForRole);
+        }
+        Ok(())
+    }
+
+    /// The notice of an MFA change, for the outbox (none if it cannot be composed: the
+    /// change stands, logged).
+    fn mfa_notice(&self, user: &UserRecord, change: &str) -> Vec<NewMail> {
+        match self.compose(&user.email, user.username.as_str(), Template::MfaChanged { change }) {
+            Ok(mail) => vec![mail],
+            Err(e) => {
+                tracing::warn!(error = %e, user_id = %user.id, "the MFA notice was not composed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn seal_totp(&self, user: UserId, secret: &TotpSecret) -> Result<Vec<u8>, AuthError> {
+        self.keys
+            .vault()
+            .seal(secret.as_bytes(), &totp_secret_context(user))
+            .map_err(AuthError::internal)
+    }
+
+    fn open_totp(&self, user: UserId, stored: &StoredTotp) -> Result<TotpSecret, AuthError> {
+        let raw = self
+            .keys
+            .vault()
+            .open(&stored.secret, &totp_secret_context(user))
+            .map_err(AuthError::internal)?;
+        Ok(TotpSecret::from_bytes(raw))
+    }
+}
