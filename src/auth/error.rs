@@ -14,6 +14,13 @@ pub enum TokenProblem {
     Invalid,
 }
 
+/// A sign-in that needs its second factor: the token to complete it with, and how.
+#[derive(Debug)]
+pub struct MfaChallenge {
+    pub mfa_token: String,
+    pub methods: Vec<&'static str>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("access token refused ({0:?})")]
@@ -46,7 +53,7 @@ pub enum AuthError {
     Disabled,
     /// The first factor was right; the account has MFA: nothing issued but this.
     #[error("MFA required")]
-    MfaRequired(super::MfaChallenge),
+    MfaRequired(MfaChallenge),
     /// An MFA token that is unknown, spent, expired, used up, from another network, or
     /// whose account changed (one answer for all).
     #[error("invalid or expired MFA token")]

@@ -10,13 +10,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::budget::Spent;
+use super::error::MfaChallenge;
 use super::keys::totp_secret_context;
 use super::sessions::net_of;
 use super::{AuthError, AuthService, Principal, TokenPair};
 use crate::crypto::recovery_codes::RecoveryCode;
 use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
 use crate::crypto::totp::{self, TotpSecret};
-use crate::domain::{AuthMethod, Authentication, DeviceName, Password, Role, TokenPurpose, UnixTime, UserId};
+use crate::domain::{AuthMethod, Authentication, DeviceName, Password, TokenPurpose, UnixTime, UserId};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::mail::Template;
@@ -28,19 +29,6 @@ pub const MFA_TOKEN_TTL_SECS: u64 = 5 * 60;
 pub const MFA_TOKEN_ATTEMPTS: i64 = 5;
 /// Steps either side of now whose code is accepted (clock drift, a code typed late).
 const WINDOW_STEPS: u64 = 1;
-
-/// Which roles need MFA here (`TOKENGATE_REQUIRE_MFA_ROLES`).
-#[derive(Clone, Debug, Default)]
-pub struct MfaPolicy {
-    pub required_roles: Vec<Role>,
-}
-
-/// A sign-in that needs its second factor: the token to complete it with, and how.
-#[derive(Debug)]
-pub struct MfaChallenge {
-    pub mfa_token: String,
-    pub methods: Vec<&'static str>,
-}
 
 /// The caller's factors, as the account page shows them.
 #[derive(Clone, Debug, PartialEq, Eq)]

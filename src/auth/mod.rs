@@ -17,9 +17,9 @@ mod signing;
 pub use crate::events::SessionIp;
 pub use admin::UserChange;
 pub use mail::QueuedMail;
-pub use mfa::{MFA_TOKEN_ATTEMPTS, MFA_TOKEN_TTL_SECS, MfaChallenge, MfaPolicy, MfaStatus, StepUp, TotpEnrolment};
+pub use mfa::{MFA_TOKEN_ATTEMPTS, MFA_TOKEN_TTL_SECS, MfaStatus, StepUp, TotpEnrolment};
 
-pub use error::{AuthError, TokenProblem};
+pub use error::{AuthError, MfaChallenge, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
 
 use std::sync::Arc;
@@ -153,6 +153,12 @@ pub struct RecoveryPolicy {
     /// `TOKENGATE_REQUIRE_VERIFIED_EMAIL`: a login with the right password of a user
     /// whose address is unproven is refused.
     pub require_verified_email: bool,
+}
+
+/// Which roles need MFA here (`TOKENGATE_REQUIRE_MFA_ROLES`).
+#[derive(Clone, Debug, Default)]
+pub struct MfaPolicy {
+    pub required_roles: Vec<Role>,
 }
 
 /// Reset and sign-in links looked up and queued after their answer at once, at most.

@@ -406,7 +406,7 @@ pub async fn change_password(
     Authenticated(who): Authenticated,
     JsonBody(body): JsonBody<PasswordChangeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let current = super::mfa::step_up(&body.current_password, body.code)?;
+    let current = super::step_up::step_up(&body.current_password, body.code)?;
     state
         .auth
         .change_password(&who, current, body.new_password, &client)

@@ -9,9 +9,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::TokenResponse;
-use crate::auth::StepUp;
+use super::step_up::StepUpBody;
 use crate::crypto::recovery_codes::RecoveryCode;
-use crate::domain::Password;
 use crate::http::AppState;
 use crate::http::body::{Checker, FromFields, JsonBody};
 use crate::http::error::ApiError;
@@ -29,40 +28,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(confirm_totp))
         .routes(routes!(recovery_codes))
         .routes(routes!(login_mfa))
-}
-
-/// Step-up: the account password, and a current code (TOTP or recovery code) when the
-/// account has MFA.
-#[derive(ToSchema)]
-pub struct StepUpBody {
-    #[schema(format = Password)]
-    password: String,
-    /// Required when the account has MFA: a current TOTP code or an unused recovery code.
-    #[schema(nullable = false, example = "123456")]
-    code: Option<String>,
-}
-
-impl FromFields for StepUpBody {
-    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
-        let password = c.owned("password");
-        let code = c.optional_string("code").map(str::to_owned);
-        Some(Self {
-            password: password?,
-            code,
-        })
-    }
-}
-
-/// A typed password and code as auth's step-up (a password that cannot be one is wrong).
-pub fn step_up(password: &str, code: Option<String>) -> Result<StepUp, ApiError> {
-    let password = Password::candidate(password).ok_or(ApiError::WrongPassword)?;
-    Ok(StepUp { password, code })
-}
-
-impl StepUpBody {
-    fn into_step_up(self) -> Result<StepUp, ApiError> {
-        step_up(&self.password, self.code)
-    }
 }
 
 /// `POST /auth/mfa/totp/confirm`.

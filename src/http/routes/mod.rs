@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod recovery;
 pub mod sessions;
+mod step_up;
 mod user_read;
 
 use axum::Router;

@@ -271,7 +271,7 @@ pub async fn change_email(
     Authenticated(who): Authenticated,
     JsonBody(body): JsonBody<EmailChangeBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let step_up = super::mfa::step_up(&body.password, body.code)?;
+    let step_up = super::step_up::step_up(&body.password, body.code)?;
     state
         .auth
         .request_email_change(&who, body.new_email, step_up, &client)
