@@ -320,6 +320,95 @@ async fn forgotten_password_is_reset_through_the_mailed_link_in_chromium() {
     client.clone().close().await.unwrap();
 }
 
+/// Two-step sign-in from the account page: turn it on from the QR code's key (a code
+/// computed from the key the page shows, as an app would), keep the recovery codes,
+/// sign out, sign in with the password and a code, then with a recovery code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_sign_in_is_set_up_and_used_from_the_account_page_in_chromium() {
+    use tokengate::crypto::totp::{TotpSecret, step_at};
+    if !chromium_installed() {
+        return;
+    }
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.register("tess").await;
+    let elsewhere = srv.login("tess", PASSWORD).await;
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    let sign_in = async |client: &Client| {
+        wait_for(client, "#signin:not([hidden])").await;
+        // The page keeps the name typed before (a sign-out does not reload it).
+        client
+            .find(Locator::Css("#username"))
+            .await
+            .unwrap()
+            .clear()
+            .await
+            .unwrap();
+        type_into(client, "#username", "tess").await;
+        type_into(client, "#password", PASSWORD).await;
+        click(client, "#signin-button").await;
+    };
+    client.goto(&format!("{base}/account")).await.unwrap();
+    sign_in(client).await;
+    wait_for(client, "#account:not([hidden])").await;
+    wait_for_text(client, "#mfa-state", "Off").await;
+
+    type_into(client, "#totp-begin-password", PASSWORD).await;
+    click(client, "#totp-begin-button").await;
+    wait_for(client, "#totp-enrol:not([hidden]) #totp-qr svg").await;
+    let key = text(client, "#totp-secret").await;
+    let secret = TotpSecret::from_bytes(data_encoding::BASE32_NOPAD.decode(key.as_bytes()).unwrap());
+    let now_code = |srv: &TestServer| secret.code_at(step_at(tokengate::domain::UnixTime(srv.clock.now_secs())));
+    type_into(client, "#totp-confirm-code", &now_code(&srv)).await;
+    click(client, "#totp-confirm-button").await;
+    wait_for(client, "#recovery-codes:not([hidden])").await;
+    let codes: Vec<String> = {
+        let items = client.find_all(Locator::Css("#recovery-list li")).await.unwrap();
+        let mut out = Vec::new();
+        for li in items {
+            out.push(li.text().await.unwrap());
+        }
+        out
+    };
+    assert_eq!(codes.len(), 10);
+    wait_for_text(client, "#mfa-state", "Recovery codes left: 10").await;
+    // The other device was signed out by the enrolment.
+    assert_eq!(srv.me_status(&elsewhere.access).await, StatusCode::UNAUTHORIZED);
+    screenshot(client, "account-mfa.png").await;
+
+    // Out, and in again: the password, then the app's code (a later step's: the one
+    // that confirmed is spent).
+    click(client, "#signout").await;
+    sign_in(client).await;
+    wait_for(client, "#second-step:not([hidden])").await;
+    srv.clock.advance(30);
+    type_into(client, "#mfa-code", &now_code(&srv)).await;
+    click(client, "#mfa-button").await;
+    wait_for(client, "#account:not([hidden])").await;
+    assert_eq!(text(client, "#whoami").await, "You are tess with roles: none");
+
+    // Out, and in with a recovery code; one fewer is left.
+    click(client, "#signout").await;
+    sign_in(client).await;
+    wait_for(client, "#second-step:not([hidden])").await;
+    type_into(client, "#mfa-code", &codes[0]).await;
+    click(client, "#mfa-button").await;
+    wait_for(client, "#account:not([hidden])").await;
+    wait_for_text(client, "#mfa-state", "Recovery codes left: 9").await;
+
+    // The same recovery code again is refused, on the page's second step.
+    click(client, "#signout").await;
+    sign_in(client).await;
+    wait_for(client, "#second-step:not([hidden])").await;
+    type_into(client, "#mfa-code", &codes[0]).await;
+    click(client, "#mfa-button").await;
+    wait_for_text(client, "#status", "Invalid MFA code").await;
+
+    assert_no_csp_violation(client).await;
+    client.clone().close().await.unwrap();
+}
+
 /// Swagger UI at `/docs`, offline from the binary: Authorize with a username and
 /// password (the OAuth2 password flow against `/auth/login`), then run `GET /me`
 /// from the page and see 200 with the user.

@@ -772,3 +772,159 @@ async fn a_sign_in_that_first_proves_an_address_voids_what_its_registrant_set(ba
     let (live, _) = store.session_with_user(mine).await.unwrap().unwrap();
     assert!(live.revoked_at.is_none());
 }
+
+/// An MFA token: attempts are counted against it by one conditional write each, up to
+/// the caller's maximum; it is spent once; expiry ends it; its context comes back as
+/// written.
+#[per_backend]
+async fn an_mfa_token_counts_its_attempts_and_is_spent_once(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let u = user(store.as_ref(), "mia", T0).await;
+    let (_, hash) = OneTimeToken::generate().unwrap();
+    let issued = store
+        .issue_one_time(NewOneTimeToken {
+            hash: hash.clone(),
+            purpose: TokenPurpose::MfaLogin,
+            user: u,
+            email: Email::parse("mia@example.com").unwrap(),
+            expected_stamp: 0,
+            now: T0,
+            expires_at: UnixTime(T0.0 + 300),
+            mails: Vec::new(),
+            context: Some("{\"net\":\"127.0.0.1\"}".into()),
+        })
+        .await
+        .unwrap();
+    assert!(issued);
+    assert_eq!(queued(store.as_ref()).await, 0, "an MFA token is never mailed");
+    for n in 1..=3 {
+        let t = store
+            .attempt_one_time(&hash, TokenPurpose::MfaLogin, T0, 3)
+            .await
+            .unwrap()
+            .expect("within the attempts");
+        assert_eq!(t.attempts, n);
+        assert_eq!(t.context.as_deref(), Some("{\"net\":\"127.0.0.1\"}"));
+    }
+    assert!(
+        store
+            .attempt_one_time(&hash, TokenPurpose::MfaLogin, T0, 3)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Of another purpose: not this token.
+    assert!(
+        store
+            .attempt_one_time(&hash, TokenPurpose::MagicLink, T0, 9)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .spend_one_time(&hash, TokenPurpose::MagicLink, T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Spent once (its attempts used up do not stop the spend: the caller decides).
+    assert!(
+        store
+            .spend_one_time(&hash, TokenPurpose::MfaLogin, T0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .spend_one_time(&hash, TokenPurpose::MfaLogin, T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .attempt_one_time(&hash, TokenPurpose::MfaLogin, T0, 9)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Expired: neither.
+    let (_, late) = OneTimeToken::generate().unwrap();
+    store
+        .issue_one_time(NewOneTimeToken {
+            hash: late.clone(),
+            purpose: TokenPurpose::MfaLogin,
+            user: u,
+            email: Email::parse("mia@example.com").unwrap(),
+            expected_stamp: 0,
+            now: T0,
+            expires_at: UnixTime(T0.0 + 300),
+            mails: Vec::new(),
+            context: None,
+        })
+        .await
+        .unwrap();
+    let at_end = UnixTime(T0.0 + 300);
+    assert!(
+        store
+            .attempt_one_time(&late, TokenPurpose::MfaLogin, at_end, 9)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .spend_one_time(&late, TokenPurpose::MfaLogin, at_end)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The same first proof voids second factors its registrant enrolled: the address's
+/// owner signs in to an account whose MFA is off and whose codes are gone.
+#[per_backend]
+async fn a_first_proof_also_voids_the_registrants_second_factors(backend: common::Backend) {
+    use tokengate::crypto::recovery_codes::RecoveryCode;
+    use tokengate::store::ConfirmTotp;
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let kim = user(store.as_ref(), "kim", T0).await;
+    let (squatter, _) = session(store.as_ref(), kim, T0, UnixTime(T0.0 + 86_400)).await;
+    store.begin_totp(kim, b"theirs".to_vec(), T0).await.unwrap();
+    let (_, codes) = RecoveryCode::generate_set().unwrap();
+    let confirm = ConfirmTotp {
+        user: kim,
+        secret: b"theirs".to_vec(),
+        step: 1,
+        codes: codes.clone(),
+        keep: squatter,
+        now: T0,
+        mails: Vec::new(),
+    };
+    store.confirm_totp(confirm).await.unwrap().unwrap();
+    let stamp = store.user_by_id(kim).await.unwrap().unwrap().security_stamp;
+    let (_, link) = issue(
+        store.as_ref(),
+        kim,
+        TokenPurpose::MagicLink,
+        "kim@example.com",
+        stamp,
+        T0,
+    )
+    .await;
+    let done = store
+        .redeem_one_time(redeem(&link, sign_in(), T0))
+        .await
+        .unwrap()
+        .expect("signed in");
+    assert!(!done.user.mfa_enabled);
+    assert_eq!(store.second_factors(kim).await.unwrap(), Default::default());
+    assert!(!store.spend_recovery_code(kim, &codes[0], T0).await.unwrap());
+    assert_eq!(done.revoked, vec![squatter]);
+}

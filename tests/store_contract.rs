@@ -256,3 +256,154 @@ async fn concurrent_rotations_of_one_token_spend_it_once(backend: common::Backen
             .spent
     );
 }
+
+/// Second factors: a pending TOTP factor is replaced by a newer one and confirmed only
+/// with the secret it was checked against; confirming turns MFA on, moves the stamp and
+/// revokes every session but the one kept, with log rows; a step advances only forward;
+/// a recovery code is spent once, and only its owner's; a new list kills the old one;
+/// removal undoes it all and revokes again.
+#[per_backend]
+async fn second_factors_turn_on_and_off_in_one_transaction_each(backend: common::Backend) {
+    use tokengate::crypto::recovery_codes::RecoveryCode;
+    use tokengate::store::{ConfirmTotp, RemoveFactors, Revoked};
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let bob = user(store.as_ref(), "bob", now).await;
+    let (kept, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    let (other, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    assert!(store.begin_totp(alice, b"first".to_vec(), now).await.unwrap());
+    assert!(store.begin_totp(alice, b"second".to_vec(), now).await.unwrap());
+    let state = store.second_factors(alice).await.unwrap();
+    let pending = state.totp.clone().unwrap();
+    assert_eq!(
+        (pending.secret.as_slice(), pending.confirmed_at),
+        (&b"second"[..], None)
+    );
+    let (codes, hashes) = RecoveryCode::generate_set().unwrap();
+    let confirm = |secret: &[u8]| ConfirmTotp {
+        user: alice,
+        secret: secret.to_vec(),
+        step: 100,
+        codes: hashes.clone(),
+        keep: kept,
+        now,
+        mails: Vec::new(),
+    };
+    // Checked against a secret replaced meanwhile: nothing written.
+    assert_eq!(store.confirm_totp(confirm(b"first")).await.unwrap(), None);
+    assert!(!store.user_by_id(alice).await.unwrap().unwrap().mfa_enabled);
+    let log_before = store.revocations_after(0).await.unwrap().len();
+    let revoked = store.confirm_totp(confirm(b"second")).await.unwrap().unwrap();
+    assert_eq!(revoked, vec![other]);
+    let after = store.user_by_id(alice).await.unwrap().unwrap();
+    assert!(after.mfa_enabled);
+    assert_eq!(after.security_stamp, 1);
+    let log: Vec<_> = store.revocations_after(0).await.unwrap()[log_before..]
+        .iter()
+        .map(|r| r.what)
+        .collect();
+    assert!(
+        log.contains(&Revoked::Session(other)) && log.contains(&Revoked::User(alice)),
+        "{log:?}"
+    );
+    let live: Vec<_> = store
+        .list_sessions(alice, now)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(live, vec![kept]);
+    // Confirmed: a new enrolment and a second confirmation write nothing.
+    assert!(!store.begin_totp(alice, b"third".to_vec(), now).await.unwrap());
+    assert_eq!(store.confirm_totp(confirm(b"second")).await.unwrap(), None);
+    let state = store.second_factors(alice).await.unwrap();
+    assert_eq!(state.totp.as_ref().unwrap().last_step, Some(100));
+    assert_eq!(state.recovery_codes_left, 10);
+    // Steps only move forward.
+    assert!(!store.advance_totp_step(alice, 100).await.unwrap());
+    assert!(!store.advance_totp_step(alice, 99).await.unwrap());
+    assert!(store.advance_totp_step(alice, 101).await.unwrap());
+    assert!(!store.advance_totp_step(bob, 500).await.unwrap(), "no factor, no step");
+    // A code once, and only its owner's.
+    assert!(!store.spend_recovery_code(bob, &hashes[0], now).await.unwrap());
+    assert!(store.spend_recovery_code(alice, &hashes[0], now).await.unwrap());
+    assert!(!store.spend_recovery_code(alice, &hashes[0], now).await.unwrap());
+    assert_eq!(store.second_factors(alice).await.unwrap().recovery_codes_left, 9);
+    drop(codes);
+    // A new list: the old codes die.
+    let (_, fresh) = RecoveryCode::generate_set().unwrap();
+    assert!(
+        !store
+            .replace_recovery_codes(bob, fresh.clone(), now, Vec::new())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_recovery_codes(alice, fresh.clone(), now, Vec::new())
+            .await
+            .unwrap()
+    );
+    assert!(!store.spend_recovery_code(alice, &hashes[1], now).await.unwrap());
+    assert!(store.spend_recovery_code(alice, &fresh[0], now).await.unwrap());
+    // Removal: everything goes, the stamp moves, the kept session alone stays.
+    let (third, _) = common::stores::session_at_stamp(store.as_ref(), alice, 1, now, now.plus(10_000)).await;
+    let removal = |keep| RemoveFactors {
+        user: alice,
+        keep,
+        now,
+        mails: Vec::new(),
+    };
+    assert_eq!(
+        store.remove_second_factors(removal(Some(kept))).await.unwrap(),
+        Some(vec![third])
+    );
+    let after = store.user_by_id(alice).await.unwrap().unwrap();
+    assert!(!after.mfa_enabled);
+    assert_eq!(after.security_stamp, 2);
+    assert_eq!(store.second_factors(alice).await.unwrap(), Default::default());
+    assert!(!store.spend_recovery_code(alice, &fresh[1], now).await.unwrap());
+    assert_eq!(store.remove_second_factors(removal(None)).await.unwrap(), None);
+}
+
+/// Twenty requests given one code at once (twenty instances behind a balancer): the
+/// step is accepted once, a recovery code spent once.
+#[per_backend]
+async fn concurrent_uses_of_one_code_succeed_once(backend: common::Backend) {
+    use tokengate::crypto::recovery_codes::RecoveryCode;
+    use tokengate::store::ConfirmTotp;
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let (kept, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    store.begin_totp(alice, b"s".to_vec(), now).await.unwrap();
+    let (_, hashes) = RecoveryCode::generate_set().unwrap();
+    let confirm = ConfirmTotp {
+        user: alice,
+        secret: b"s".to_vec(),
+        step: 1,
+        codes: hashes.clone(),
+        keep: kept,
+        now,
+        mails: Vec::new(),
+    };
+    store.confirm_totp(confirm).await.unwrap().unwrap();
+    let steps = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.advance_totp_step(alice, 2).await.unwrap() })
+    });
+    let won = futures_util::future::join_all(steps).await;
+    assert_eq!(won.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+    let spends = (0..20).map(|_| {
+        let (store, code) = (store.clone(), hashes[3].clone());
+        tokio::spawn(async move { store.spend_recovery_code(alice, &code, now).await.unwrap() })
+    });
+    let won = futures_util::future::join_all(spends).await;
+    assert_eq!(won.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+}

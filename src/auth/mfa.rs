@@ -37,6 +37,8 @@ pub struct MfaStatus {
     /// Enrolment begun, not yet confirmed.
     pub totp_pending: bool,
     pub recovery_codes_left: u32,
+    /// A role the caller holds needs MFA here, and theirs is off.
+    pub required: bool,
 }
 
 /// A TOTP enrolment begun: what an authenticator app needs.
@@ -85,6 +87,7 @@ impl AuthService {
             totp: confirmed,
             totp_pending: state.totp.is_some() && !confirmed,
             recovery_codes_left: state.recovery_codes_left,
+            required: !who.user.mfa_enabled && self.mfa.required_roles.iter().any(|r| who.has_role(r.as_str())),
         })
     }
 

@@ -120,13 +120,15 @@ pub async fn run(settings: &Settings, cmd: UserCommand) -> Result<String, StartE
         }
         UserCommand::ResetMfa { username } => {
             let user = named(&auth, &username).await?;
-            auth.reset_mfa(user.id, &ClientInfo::default())
-                .await
-                .map_err(operator_error)?;
-            Ok(format!(
-                "two-step sign-in of {} is off; every session of theirs is revoked",
-                user.username.as_str()
-            ))
+            let name = user.username.as_str();
+            match auth.reset_mfa(user.id, &ClientInfo::default()).await {
+                Ok(()) => Ok(format!(
+                    "two-step sign-in of {name} is off; every session of theirs is revoked"
+                )),
+                // What the operator wanted is so already.
+                Err(AuthError::MfaNotEnabled) => Ok(format!("{name} has no two-step sign-in; nothing changed")),
+                Err(e) => Err(operator_error(e)),
+            }
         }
         UserCommand::Deactivate { username } => set_active(&auth, &username, false).await,
         UserCommand::Activate { username } => set_active(&auth, &username, true).await,

@@ -140,7 +140,7 @@ pub async fn enrolment_then_a_sign_in_needs_the_code_and_says_so_in_the_token(b:
         .unwrap();
     assert_eq!(
         status_now,
-        json!({"totp": false, "totp_pending": true, "passkeys": 0, "recovery_codes_left": 0})
+        json!({"totp": false, "totp_pending": true, "passkeys": 0, "recovery_codes_left": 0, "required": false})
     );
     srv.login("tina", PASSWORD).await;
     // A wrong code confirms nothing.
@@ -175,7 +175,7 @@ pub async fn enrolment_then_a_sign_in_needs_the_code_and_says_so_in_the_token(b:
         .unwrap();
     assert_eq!(
         status_now,
-        json!({"totp": true, "totp_pending": false, "passkeys": 0, "recovery_codes_left": 10})
+        json!({"totp": true, "totp_pending": false, "passkeys": 0, "recovery_codes_left": 10, "required": false})
     );
     // Confirmed once: a second confirmation finds nothing pending.
     let (status, _) = body(
@@ -625,7 +625,7 @@ pub async fn removing_totp_ends_other_sessions_and_the_password_suffices_again(b
         .unwrap();
     assert_eq!(
         now,
-        json!({"totp": false, "totp_pending": false, "passkeys": 0, "recovery_codes_left": 0})
+        json!({"totp": false, "totp_pending": false, "passkeys": 0, "recovery_codes_left": 0, "required": false})
     );
     let t = srv.login("remy", PASSWORD).await;
     let (_, claims) = jwt_parts(&t.access);
@@ -647,6 +647,14 @@ pub async fn a_role_that_requires_mfa_is_refused_until_enrolled(b: Backend) {
     );
     let res = srv.get_auth("/auth/verify?role=admin", &admin.access).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // The account page learns why, to lead them to enrol.
+    let now = srv
+        .get_auth("/auth/mfa", &admin.access)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(now["required"], true);
     // Routes that need no role still work, and a role that needs no MFA is unaffected.
     assert_eq!(srv.me_status(&admin.access).await, StatusCode::OK);
     // Enrolled (in this very session): allowed.
@@ -673,6 +681,13 @@ pub async fn a_role_that_requires_mfa_is_refused_until_enrolled(b: Backend) {
         srv.get_auth("/auth/verify?role=admin", &admin.access).await.status(),
         StatusCode::OK
     );
+    let now = srv
+        .get_auth("/auth/mfa", &admin.access)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(now["required"], false);
 }
 
 #[per_backend]

@@ -98,6 +98,7 @@ def test_the_operator_commands_run_as_printed(tmp_path):
     assert "user ops now has roles [admin, editor]" in out, out
     assert "the address of ops is now ops2@example.com (not verified)" in out, out
     assert "the address ops2@example.com of ops counts as verified" in out, out
+    assert "ops has no two-step sign-in; nothing changed" in out, out
     assert "new active key" in out, out
 
 
@@ -113,3 +114,14 @@ def test_the_mail_walk_through_resets_a_password_as_printed(tokengate, tmp_path)
     # The new password works.
     res = tokengate.login("mara", "a-brand-new-passphrase")
     assert res.status == 200, res
+
+
+@pytest.mark.skipif(shutil.which("jq") is None and not os.environ.get("CI"), reason="jq is not installed")
+def test_the_multi_factor_walk_through_runs_as_printed(tokengate, tmp_path):
+    """TOTP by hand: enrol with step-up, confirm with the code the shell computes, the
+    password alone answers mfa_required, the second step signs in and says so in amr."""
+    (walk,) = sh_blocks("Multi-factor sign-in")
+    out = run_block(walk, tokengate, tmp_path)
+    assert out.splitlines() == ["10", "['pwd', 'otp', 'mfa']"], out
+    # The password alone issues nothing now.
+    assert tokengate.login("otto", "correct-horse-battery").status == 403

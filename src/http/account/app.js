@@ -28,7 +28,22 @@ async function call(method, path, body, retry = true) {
 // Signed out, the address's fragment picks the form: #register, #forgot, or sign-in.
 function show(signedIn) {
   const form = signedIn ? "account" : { "#register": "register", "#forgot": "forgot" }[window.location.hash] || "signin";
-  for (const id of ["signin", "register", "forgot", "account"]) $(id).hidden = id !== form;
+  showOnly(form);
+}
+
+function showOnly(form) {
+  for (const id of ["signin", "second-step", "register", "forgot", "account"]) $(id).hidden = id !== form;
+}
+
+// A sign-in whose password was right for an account with two-step sign-in: the token
+// the code completes it with (kept here only, for five minutes at most).
+let mfaToken = null;
+
+// A code typed for step-up, or nothing (sent only when the account has MFA).
+function code(id) {
+  const v = $(id).value.trim();
+  $(id).value = "";
+  return v || undefined;
 }
 
 function when(iso) {
@@ -72,6 +87,19 @@ async function loadSessions() {
   }
 }
 
+async function loadMfa() {
+  const res = await call("GET", "/auth/mfa");
+  if (!res.ok) return say(await detail(res), "error");
+  const mfa = await res.json();
+  $("mfa-state").textContent = mfa.totp
+    ? `On, with an authenticator app. Recovery codes left: ${mfa.recovery_codes_left}.`
+    : "Off: your password alone signs you in.";
+  $("mfa-required").hidden = !mfa.required;
+  $("totp-begin-form").hidden = mfa.totp || !$("totp-enrol").hidden;
+  $("mfa-manage").hidden = !mfa.totp;
+  for (const el of document.querySelectorAll(".mfa-only")) el.hidden = !mfa.totp;
+}
+
 async function load() {
   const res = await call("GET", "/me");
   if (!res.ok) {
@@ -83,7 +111,97 @@ async function load() {
   $("whoami").textContent = `You are ${me.username} with roles: ${roles}`;
   $("unverified").hidden = me.email_verified;
   show(true);
+  await loadMfa();
   await loadSessions();
+}
+
+// The QR code, as the server drew it (an SVG document with no script), parsed rather
+// than written as HTML.
+function showQr(svgText) {
+  const doc = new DOMParser().parseFromString(svgText, "image/svg+xml");
+  $("totp-qr").replaceChildren(document.importNode(doc.documentElement, true));
+}
+
+async function beginTotp(event) {
+  event.preventDefault();
+  const res = await call("POST", "/auth/mfa/totp", { password: $("totp-begin-password").value });
+  $("totp-begin-password").value = "";
+  if (!res.ok) return say(await detail(res), "error");
+  const enrolment = await res.json();
+  showQr(enrolment.qr_svg);
+  $("totp-secret").textContent = enrolment.secret;
+  $("totp-enrol").hidden = false;
+  $("totp-begin-form").hidden = true;
+  say("Scan the code, then type the code the app shows.", "ok");
+}
+
+let recoveryCodes = [];
+
+function showRecoveryCodes(codes) {
+  recoveryCodes = codes;
+  const list = $("recovery-list");
+  list.replaceChildren();
+  for (const c of codes) {
+    const li = document.createElement("li");
+    li.textContent = c;
+    list.append(li);
+  }
+  $("recovery-codes").hidden = false;
+}
+
+async function confirmTotp(event) {
+  event.preventDefault();
+  const res = await call("POST", "/auth/mfa/totp/confirm", { code: code("totp-confirm-code") });
+  if (!res.ok) return say(await detail(res), "error");
+  showRecoveryCodes((await res.json()).recovery_codes);
+  $("totp-enrol").hidden = true;
+  $("totp-qr").replaceChildren();
+  say("Two-step sign-in is on. Your other sessions are signed out.", "ok");
+  await loadMfa();
+  await loadSessions();
+}
+
+async function newRecoveryCodes(event) {
+  event.preventDefault();
+  const res = await call("POST", "/auth/mfa/recovery-codes", {
+    password: $("recovery-password").value,
+    code: code("recovery-code"),
+  });
+  $("recovery-password").value = "";
+  if (!res.ok) return say(await detail(res), "error");
+  showRecoveryCodes((await res.json()).recovery_codes);
+  say("New recovery codes; the earlier ones no longer work.", "ok");
+  await loadMfa();
+}
+
+async function removeTotp(event) {
+  event.preventDefault();
+  const res = await call("DELETE", "/auth/mfa/totp", {
+    password: $("totp-remove-password").value,
+    code: code("totp-remove-code"),
+  });
+  $("totp-remove-password").value = "";
+  if (res.status !== 204) return say(await detail(res), "error");
+  $("recovery-codes").hidden = true;
+  say("Two-step sign-in is off. Your other sessions are signed out.", "ok");
+  await loadMfa();
+  await loadSessions();
+}
+
+function copyRecoveryCodes() {
+  navigator.clipboard.writeText(recoveryCodes.join("\n")).then(
+    () => say("Recovery codes copied.", "ok"),
+    () => say("Copy them by hand: this browser refused the clipboard.", "error"),
+  );
+}
+
+function downloadRecoveryCodes() {
+  const file = new Blob([recoveryCodes.join("\n") + "\n"], { type: "text/plain" });
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(file);
+  a.download = "recovery-codes.txt";
+  a.click();
+  URL.revokeObjectURL(a.href);
 }
 
 async function revoke(id) {
@@ -97,7 +215,24 @@ async function signIn(event) {
   event.preventDefault();
   const res = await post("/auth/cookie/login", { username: $("username").value, password: $("password").value });
   $("password").value = "";
+  if (res.status === 403) {
+    const body = await res.clone().json().catch(() => ({}));
+    if (body.error === "mfa_required") {
+      mfaToken = body.mfa_token;
+      showOnly("second-step");
+      return say("Your password is right. Now the code.", "ok");
+    }
+  }
   if (!res.ok) return say(await detail(res), "error");
+  say("Signed in.", "ok");
+  await load();
+}
+
+async function secondStep(event) {
+  event.preventDefault();
+  const res = await post("/auth/cookie/login/mfa", { mfa_token: mfaToken, code: code("mfa-code") });
+  if (!res.ok) return say(await detail(res), "error");
+  mfaToken = null;
   say("Signed in.", "ok");
   await load();
 }
@@ -139,6 +274,7 @@ async function changeEmail(event) {
   const res = await call("POST", "/auth/email/change", {
     new_email: $("change-email").value,
     password: $("change-email-password").value,
+    code: code("change-email-code"),
   });
   $("change-email-password").value = "";
   if (res.status === 202) say("Open the link we mailed to the new address to confirm it.", "ok");
@@ -150,6 +286,7 @@ async function changePassword(event) {
   const res = await call("POST", "/auth/password", {
     current_password: $("current-password").value,
     new_password: $("new-password").value,
+    code: code("password-code"),
   });
   $("current-password").value = "";
   $("new-password").value = "";
@@ -175,6 +312,17 @@ async function signOutEverywhere() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("signin-form").addEventListener("submit", signIn);
+  $("mfa-form").addEventListener("submit", secondStep);
+  $("mfa-to-signin").addEventListener("click", () => {
+    mfaToken = null;
+    show(false);
+  });
+  $("totp-begin-form").addEventListener("submit", beginTotp);
+  $("totp-confirm-form").addEventListener("submit", confirmTotp);
+  $("recovery-form").addEventListener("submit", newRecoveryCodes);
+  $("totp-remove-form").addEventListener("submit", removeTotp);
+  $("recovery-copy").addEventListener("click", copyRecoveryCodes);
+  $("recovery-download").addEventListener("click", downloadRecoveryCodes);
   $("register-form").addEventListener("submit", register);
   window.addEventListener("hashchange", () => {
     if ($("account").hidden) show(false);

@@ -76,6 +76,9 @@ pub struct MfaRead {
     passkeys: u32,
     /// Recovery codes not yet used.
     recovery_codes_left: u32,
+    /// A role the caller holds requires MFA here (`TOKENGATE_REQUIRE_MFA_ROLES`), and
+    /// theirs is off: those roles' routes refuse them until they turn it on.
+    required: bool,
 }
 
 /// A TOTP enrolment: scan `qr_svg` (or type `secret`) into an authenticator app, then
@@ -120,6 +123,7 @@ pub async fn status(
         totp_pending: s.totp_pending,
         passkeys: 0,
         recovery_codes_left: s.recovery_codes_left,
+        required: s.required,
     }))
 }
 
