@@ -657,6 +657,94 @@ async fn two_instances_refreshing_one_token_at_once_issue_one_pair() {
     );
 }
 
+/// One TOTP code sent to two instances at once: one sign-in, once (the step is
+/// accepted once per account, whichever instance sees it first), and the same code on
+/// a fresh sign-in is a replay; an enrolment on one instance ends the sessions the
+/// other serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_given_one_totp_code_accept_it_once() {
+    use tokengate::crypto::totp::{TotpSecret, step_at};
+    if !services() {
+        return;
+    }
+    let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let t = a.user("otto").await;
+    let on_b = b.login("otto", common::PASSWORD).await;
+    let v: serde_json::Value = a
+        .post_auth(
+            "/auth/mfa/totp",
+            &t.access,
+            Some(serde_json::json!({"password": common::PASSWORD})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = TotpSecret::from_bytes(
+        data_encoding::BASE32_NOPAD
+            .decode(v["secret"].as_str().unwrap().as_bytes())
+            .unwrap(),
+    );
+    let code = |steps: u64| secret.code_at(step_at(tokengate::domain::UnixTime(a.clock.now_secs())) + steps);
+    let res = a
+        .post_auth(
+            "/auth/mfa/totp/confirm",
+            &t.access,
+            Some(serde_json::json!({"code": code(0)})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    refused_within_a_second(&b, &on_b.access).await;
+    // One sign-in's token, with the next step's code, ten times over both instances.
+    let token = {
+        let res = b
+            .post_json(
+                "/auth/login",
+                serde_json::json!({"username": "otto", "password": common::PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        res.json::<serde_json::Value>().await.unwrap()["mfa_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let next = code(1);
+    let sends = (0..10).map(|i| {
+        let srv = if i % 2 == 0 { &a } else { &b };
+        srv.post_json("/auth/login/mfa", serde_json::json!({"mfa_token": token, "code": next}))
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let won = answers.iter().filter(|r| r.status() == StatusCode::OK).count();
+    assert_eq!(
+        won, 1,
+        "exactly one of 10 concurrent second steps on two instances wins"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status() == StatusCode::OK || r.status() == StatusCode::UNAUTHORIZED)
+    );
+    // A fresh sign-in with the same code, on the other instance: a replay.
+    let token = {
+        let res = a
+            .post_json(
+                "/auth/login",
+                serde_json::json!({"username": "otto", "password": common::PASSWORD}),
+            )
+            .await;
+        res.json::<serde_json::Value>().await.unwrap()["mfa_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let res = a
+        .post_json("/auth/login/mfa", serde_json::json!({"mfa_token": token, "code": next}))
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
 /// A TCP relay to the test Redis that can be frozen: it then forwards nothing and
 /// counts what clients still send (a hung Redis, as seen from tokengate).
 struct FreezableRelay {
