@@ -158,38 +158,46 @@ impl AuthMethod {
     }
 }
 
-/// How and when a session's user signed in: its tokens' `amr` and `auth_time`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How and when a session's user signed in: its tokens' `amr` and `auth_time`. A set of
+/// methods in a byte (it is copied with every session the request path reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Authentication {
     pub at: UnixTime,
-    methods: Vec<AuthMethod>,
+    /// Bit `i`: `AuthMethod::ALL[i]` was proved.
+    methods: u8,
 }
 
 impl Authentication {
     pub fn new(at: UnixTime, methods: &[AuthMethod]) -> Self {
-        let mut methods = methods.to_vec();
-        methods.sort();
-        methods.dedup();
-        Self { at, methods }
+        Self { at, methods: 0 }.and(methods)
     }
 
     /// The same sign-in with `more` proved too.
-    pub fn and(&self, more: &[AuthMethod]) -> Self {
-        Self::new(self.at, &[self.methods.as_slice(), more].concat())
+    pub fn and(self, more: &[AuthMethod]) -> Self {
+        let methods = more.iter().fold(self.methods, |bits, m| bits | Self::bit(*m));
+        Self { at: self.at, methods }
     }
 
-    pub fn methods(&self) -> &[AuthMethod] {
-        &self.methods
+    fn bit(m: AuthMethod) -> u8 {
+        let at = AuthMethod::ALL.iter().position(|x| *x == m).unwrap_or(0);
+        1 << at
+    }
+
+    /// The methods proved, in `amr`'s order.
+    pub fn methods(self) -> impl Iterator<Item = AuthMethod> {
+        AuthMethod::ALL
+            .into_iter()
+            .filter(move |m| self.methods & Self::bit(*m) != 0)
     }
 
     /// Two factors or more were proved.
-    pub fn is_multi_factor(&self) -> bool {
-        self.methods.iter().filter(|m| m.is_factor()).count() >= 2
+    pub fn is_multi_factor(self) -> bool {
+        self.methods().filter(|m| m.is_factor()).count() >= 2
     }
 
     /// The `amr` claim: each method, and `mfa` when two factors were proved.
-    pub fn amr(&self) -> Vec<&'static str> {
-        let mut out: Vec<&'static str> = self.methods.iter().map(|m| m.as_str()).collect();
+    pub fn amr(self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = self.methods().map(AuthMethod::as_str).collect();
         if self.is_multi_factor() {
             out.push("mfa");
         }
@@ -197,14 +205,42 @@ impl Authentication {
     }
 
     /// As stored: the methods, space-separated.
-    pub fn methods_to_store(&self) -> String {
-        self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+    pub fn methods_to_store(self) -> String {
+        self.methods().map(AuthMethod::as_str).collect::<Vec<_>>().join(" ")
     }
 
     /// From storage; an unknown name is dropped rather than trusted.
     pub fn from_store(at: UnixTime, methods: &str) -> Self {
         let parsed: Vec<AuthMethod> = methods.split_whitespace().filter_map(AuthMethod::parse).collect();
         Self::new(at, &parsed)
+    }
+}
+
+#[cfg(test)]
+mod authentication_tests {
+    use super::{AuthMethod, Authentication, UnixTime};
+
+    #[test]
+    fn amr_lists_each_method_once_in_order_and_mfa_for_two_factors() {
+        let t = UnixTime(1);
+        assert_eq!(Authentication::new(t, &[AuthMethod::Pwd]).amr(), ["pwd"]);
+        let both = Authentication::new(t, &[AuthMethod::Otp, AuthMethod::Pwd, AuthMethod::Otp]);
+        assert_eq!(both.amr(), ["pwd", "otp", "mfa"]);
+        assert!(both.is_multi_factor());
+        // A verified user is a property of a key, not a second factor.
+        let key = Authentication::new(t, &[AuthMethod::Hwk, AuthMethod::User]);
+        assert_eq!(key.amr(), ["hwk", "user"]);
+        assert!(!key.is_multi_factor());
+        assert_eq!(
+            Authentication::new(t, &[AuthMethod::Email])
+                .and(&[AuthMethod::Otp])
+                .amr(),
+            ["email", "otp", "mfa"]
+        );
+        let stored = both.methods_to_store();
+        assert_eq!(stored, "pwd otp");
+        assert_eq!(Authentication::from_store(t, &stored), both);
+        assert_eq!(Authentication::from_store(t, "pwd bogus").amr(), ["pwd"]);
     }
 }
 

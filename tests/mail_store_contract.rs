@@ -51,6 +51,7 @@ async fn issue(
             expires_at: UnixTime(now.0 + TTL),
             mails: vec![mail_to(email, purpose.as_str())],
             context: None,
+            replaces_older: true,
         })
         .await
         .unwrap();
@@ -794,6 +795,7 @@ async fn an_mfa_token_counts_its_attempts_and_is_spent_once(backend: common::Bac
             expires_at: UnixTime(T0.0 + 300),
             mails: Vec::new(),
             context: Some("{\"net\":\"127.0.0.1\"}".into()),
+            replaces_older: false,
         })
         .await
         .unwrap();
@@ -865,6 +867,7 @@ async fn an_mfa_token_counts_its_attempts_and_is_spent_once(backend: common::Bac
             expires_at: UnixTime(T0.0 + 300),
             mails: Vec::new(),
             context: None,
+            replaces_older: false,
         })
         .await
         .unwrap();
@@ -904,6 +907,7 @@ async fn a_first_proof_also_voids_the_registrants_second_factors(backend: common
         step: 1,
         codes: codes.clone(),
         keep: squatter,
+        keep_auth: tokengate::domain::Authentication::new(T0, &[tokengate::domain::AuthMethod::Pwd]),
         now: T0,
         mails: Vec::new(),
     };

@@ -289,6 +289,7 @@ async fn second_factors_turn_on_and_off_in_one_transaction_each(backend: common:
         step: 100,
         codes: hashes.clone(),
         keep: kept,
+        keep_auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
         now,
         mails: Vec::new(),
     };
@@ -390,6 +391,7 @@ async fn concurrent_uses_of_one_code_succeed_once(backend: common::Backend) {
         step: 1,
         codes: hashes.clone(),
         keep: kept,
+        keep_auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
         now,
         mails: Vec::new(),
     };

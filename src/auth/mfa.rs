@@ -13,7 +13,7 @@ use super::budget::Spent;
 use super::error::MfaChallenge;
 use super::keys::totp_secret_context;
 use super::sessions::net_of;
-use super::{AuthError, AuthService, Principal, TokenPair};
+use super::{AuthError, AuthService, Principal, SignIn, TokenPair};
 use crate::crypto::recovery_codes::RecoveryCode;
 use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
 use crate::crypto::totp::{self, TotpSecret};
@@ -65,6 +65,10 @@ struct Pending {
     amr: String,
     at: i64,
     device: Option<String>,
+    /// The nonce of the device token the first step came with, if it is this
+    /// account's (a device it signed in from before).
+    #[serde(default)]
+    known_device: Option<String>,
 }
 
 /// The steps whose codes are accepted at `now`.
@@ -132,7 +136,8 @@ impl AuthService {
             .ok_or(AuthError::NoPendingTotp)?;
         let now = self.clock.now();
         let mut spent = Spent::default();
-        self.spend(&mut spent, LimitKey::Mfa(user.id), client).await?;
+        self.spend(&mut spent, LimitKey::PasswordSession(who.session.id), client)
+            .await?;
         let secret = self.open_totp(user.id, &pending)?;
         let Some(step) = secret.matching_step(code.trim(), window(now)) else {
             self.events
@@ -146,6 +151,8 @@ impl AuthService {
             step: stored_step(step),
             codes: hashes,
             keep: who.session.id,
+            // This session proved the authenticator with the code just checked.
+            keep_auth: who.session.auth.and(&[AuthMethod::Otp]),
             now,
             mails: self.mfa_notice(
                 user,
@@ -243,14 +250,8 @@ impl AuthService {
 
     /// A sign-in whose first step proved `user` (`auth`) but whose account has MFA: an
     /// MFA token for the second step, issued only while the user is as read.
-    pub(super) async fn mfa_challenge(
-        &self,
-        user: &UserRecord,
-        auth: &Authentication,
-        device_name: Option<DeviceName>,
-        client: &ClientInfo,
-    ) -> AuthError {
-        match self.issue_mfa_token(user, auth, device_name, client).await {
+    pub(super) async fn mfa_challenge(&self, user: &UserRecord, sign_in: SignIn, client: &ClientInfo) -> AuthError {
+        match self.issue_mfa_token(user, sign_in, client).await {
             Ok(Some(mfa_token)) => {
                 self.events
                     .record(AuthEvent::MfaChallenged, Some(user.id), None, client);
@@ -269,17 +270,17 @@ impl AuthService {
     async fn issue_mfa_token(
         &self,
         user: &UserRecord,
-        auth: &Authentication,
-        device_name: Option<DeviceName>,
+        sign_in: SignIn,
         client: &ClientInfo,
     ) -> Result<Option<String>, AuthError> {
         let (token, hash) = OneTimeToken::generate().map_err(AuthError::internal)?;
         let now = self.clock.now();
         let pending = Pending {
             net: net_of(client).as_ip().to_string(),
-            amr: auth.methods_to_store(),
-            at: auth.at.0,
-            device: device_name.map(|d| d.as_str().to_owned()),
+            amr: sign_in.auth.methods_to_store(),
+            at: sign_in.auth.at.0,
+            device: sign_in.device_name.map(|d| d.as_str().to_owned()),
+            known_device: sign_in.known_device,
         };
         let issued = self
             .store
@@ -293,6 +294,9 @@ impl AuthService {
                 expires_at: now.plus(MFA_TOKEN_TTL_SECS),
                 mails: Vec::new(),
                 context: Some(serde_json::to_string(&pending).map_err(AuthError::internal)?),
+                // Each sign-in's second step is its own: the owner's in flight is not
+                // ended by anyone else's password step.
+                replaces_older: false,
             })
             .await?;
         Ok(issued.then(|| token.expose().to_owned()))
@@ -306,10 +310,13 @@ impl AuthService {
         let refused = || AuthError::InvalidMfaToken;
         let hash = OneTimeTokenHash::of_presented(mfa_token).ok_or_else(refused)?;
         let now = self.clock.now();
+        // Read first: a token shown from another network, or refused by a budget, costs
+        // it none of its attempts (its owner's tries stay theirs).
         let token = self
             .store
-            .attempt_one_time(&hash, TokenPurpose::MfaLogin, now, MFA_TOKEN_ATTEMPTS)
+            .one_time_token(&hash)
             .await?
+            .filter(|t| t.purpose == TokenPurpose::MfaLogin && t.used_at.is_none() && now < t.expires_at)
             .ok_or_else(refused)?;
         let pending: Pending = token
             .context
@@ -320,11 +327,35 @@ impl AuthService {
             self.events.record(AuthEvent::MfaFailed, Some(token.user), None, client);
             return Err(refused());
         }
-        let user = match self.store.user_by_id(token.user).await? {
-            Some(u) if u.is_active && u.security_stamp == token.stamp && u.mfa_enabled => u,
-            _ => return Err(refused()),
+        // A device the account signed in from before has its own budget, as at the
+        // password step: whoever else has the password cannot spend it.
+        let budget = match &pending.known_device {
+            Some(nonce) => LimitKey::LoginDevice(nonce.clone()),
+            None => LimitKey::Mfa(token.user),
         };
-        let method = self.second_factor(&user, code, None, client).await?;
+        let mut spent = Spent::default();
+        self.spend(&mut spent, budget, client).await?;
+        let counted = self
+            .store
+            .attempt_one_time(&hash, TokenPurpose::MfaLogin, now, MFA_TOKEN_ATTEMPTS)
+            .await?;
+        let user = match (counted, self.store.user_by_id(token.user).await?) {
+            (Some(_), Some(u)) if u.is_active && u.security_stamp == token.stamp && u.mfa_enabled => u,
+            _ => {
+                self.give_back(spent).await;
+                return Err(refused());
+            }
+        };
+        let method = match self.check_code(&user, code, None, client).await {
+            Ok(m) => m,
+            Err(e) => {
+                if !matches!(e, AuthError::InvalidMfaCode) {
+                    self.give_back(spent).await;
+                }
+                return Err(e);
+            }
+        };
+        self.give_back(spent).await;
         if self
             .store
             .spend_one_time(&hash, TokenPurpose::MfaLogin, now)
@@ -334,23 +365,43 @@ impl AuthService {
             // Completed by another request meanwhile: one sign-in per token.
             return Err(refused());
         }
-        let auth = Authentication::from_store(UnixTime(pending.at), &pending.amr).and(&[method]);
-        let device = pending.device.and_then(|d| DeviceName::parse(&d).ok());
-        self.open_session(user, auth, device, client).await
+        let sign_in = SignIn {
+            auth: Authentication::from_store(UnixTime(pending.at), &pending.amr).and(&[method]),
+            device_name: pending.device.and_then(|d| DeviceName::parse(&d).ok()),
+            known_device: pending.known_device,
+        };
+        self.open_session(user, sign_in, client).await
     }
 
     /// Check a second factor of `user` (a TOTP code, or a recovery code), spending it:
-    /// a step is accepted once, a recovery code works once. Counts against the
-    /// account's MFA budget (failures only).
-    pub(super) async fn second_factor(
+    /// a step is accepted once, a recovery code works once. Counts against `budget`
+    /// (failures only).
+    async fn second_factor(
+        &self,
+        user: &UserRecord,
+        code: &str,
+        budget: LimitKey,
+        session: Option<crate::domain::SessionId>,
+        client: &ClientInfo,
+    ) -> Result<AuthMethod, AuthError> {
+        let mut spent = Spent::default();
+        self.spend(&mut spent, budget, client).await?;
+        let checked = self.check_code(user, code, session, client).await;
+        // Only a wrong code counts (a database that failed judged nothing).
+        if !matches!(checked, Err(AuthError::InvalidMfaCode)) {
+            self.give_back(spent).await;
+        }
+        checked
+    }
+
+    /// [`AuthService::second_factor`] without a budget (the caller's).
+    async fn check_code(
         &self,
         user: &UserRecord,
         code: &str,
         session: Option<crate::domain::SessionId>,
         client: &ClientInfo,
     ) -> Result<AuthMethod, AuthError> {
-        let mut spent = Spent::default();
-        self.spend(&mut spent, LimitKey::Mfa(user.id), client).await?;
         let code = code.trim();
         let accepted = if code.len() == totp::DIGITS as usize {
             self.spend_totp_code(user, code).await?
@@ -368,7 +419,6 @@ impl AuthService {
             self.events.record(AuthEvent::MfaFailed, Some(user.id), session, client);
             return Err(AuthError::InvalidMfaCode);
         }
-        self.give_back(spent).await;
         Ok(AuthMethod::Otp)
     }
 
@@ -396,8 +446,10 @@ impl AuthService {
         Ok(self.store.advance_totp_step(user.id, step).await?)
     }
 
-    /// Step-up: the caller's password (against this session's budget) and, when the
-    /// account has MFA, a current code (spent).
+    /// Step-up: the caller's password and, when the account has MFA, a current code
+    /// (spent), both against this session's own budget: whoever has the password and
+    /// burns the account's budget at the sign-in's second step does not keep the owner,
+    /// in their live session, from changing the password or the factors.
     pub(super) async fn step_up(&self, who: &Principal, step_up: StepUp, client: &ClientInfo) -> Result<(), AuthError> {
         self.step_up_password(who, step_up.password, client).await?;
         if !who.user.mfa_enabled {
@@ -408,18 +460,21 @@ impl AuthService {
             .as_deref()
             .filter(|c| !c.trim().is_empty())
             .ok_or(AuthError::MfaCodeRequired)?;
-        self.second_factor(&who.user, code, Some(who.session.id), client)
+        let budget = LimitKey::PasswordSession(who.session.id);
+        self.second_factor(&who.user, code, budget, Some(who.session.id), client)
             .await
             .map(|_| ())
     }
 
-    /// Whether the caller may act with `role`: they hold it (token and account), and
-    /// have MFA on if this server requires it of that role.
+    /// Whether the caller may act with `role`: they hold it (token and account), and,
+    /// if this server requires MFA of that role, their MFA is on and this session's
+    /// sign-in proved two factors (or proved the authenticator when it was enrolled).
     pub fn require_role(&self, who: &Principal, role: &str) -> Result<(), AuthError> {
         if !who.has_role(role) {
             return Err(AuthError::InsufficientRole);
         }
-        if !who.user.mfa_enabled && self.mfa.required_roles.iter().any(|r| r.as_str() == role) {
+        let mfa_session = who.user.mfa_enabled && who.session.auth.is_multi_factor();
+        if !mfa_session && self.mfa.required_roles.iter().any(|r| r.as_str() == role) {
             return Err(AuthError::MfaRequiredForRole);
         }
         Ok(())

@@ -28,7 +28,7 @@ use crate::clock::Clock;
 use crate::crypto::mac::MacKey;
 use crate::crypto::passwords::PasswordHasher;
 use crate::crypto::tokens::{AccessToken, AccessTokens, RefreshToken, Refusal};
-use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use crate::domain::{Authentication, DeviceName, Email, Role, SessionId, UnixTime, UserId, Username};
 use crate::events::EventSink;
 use crate::limits::Limiter;
 use crate::mail::MailService;
@@ -124,6 +124,15 @@ pub struct TokenPair {
     pub session_id: SessionId,
     /// After a successful login: the client's device token (see `crypto::device`).
     pub device_token: Option<String>,
+}
+
+/// A sign-in whose first step proved the user: how, the device's name, and the device
+/// token's nonce when it is this account's (a device it signed in from before).
+#[derive(Debug)]
+pub(crate) struct SignIn {
+    pub(crate) auth: Authentication,
+    pub(crate) device_name: Option<DeviceName>,
+    pub(crate) known_device: Option<String>,
 }
 
 /// How long sessions live, and what they keep of the client.

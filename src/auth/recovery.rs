@@ -104,6 +104,8 @@ impl AuthService {
                 expires_at: now.plus(ttl_secs),
                 mails,
                 context: None,
+                // The newest link is the one to open.
+                replaces_older: true,
             })
             .await?;
         if issued {
@@ -423,7 +425,6 @@ impl AuthService {
         step_up: super::StepUp,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        self.step_up(who, step_up, client).await?;
         let user = &who.user;
         if new_email.folded() == user.email.folded() {
             return Ok(());
@@ -438,6 +439,9 @@ impl AuthService {
         if self.store.user_by_email(&new_email).await?.is_some() {
             return Err(AuthError::Taken);
         }
+        // Last of the refusals: the step-up spends a code, which a refusal after it
+        // would waste.
+        self.step_up(who, step_up, client).await?;
         let notice = self.compose(
             &user.email,
             user.username.as_str(),
@@ -494,7 +498,11 @@ impl AuthService {
         };
         // An address never proven may have been registered by someone else first (an
         // account pre-hijack): its password gives way to one nobody knows.
-        let unproven_password = if user.email_verified {
+        // Not for an account with MFA on, though: its second factor would go with the
+        // password, and a mailbox alone must not be enough to take such an account
+        // (its owner may have mistyped the address). Such a link is refused; the owner
+        // signs in with the password and the second factor, then proves the address.
+        let unproven_password = if user.email_verified || user.mfa_enabled {
             None
         } else {
             Some(self.hasher.hash_unguessable().await?)
@@ -504,8 +512,12 @@ impl AuthService {
             .await?;
         self.events
             .record(AuthEvent::LoginMagicLink, Some(done.user.id), None, client);
-        let auth = Authentication::new(self.clock.now(), &[AuthMethod::Email]);
-        self.open_session(done.user, auth, device_name, client).await
+        let sign_in = super::SignIn {
+            auth: Authentication::new(self.clock.now(), &[AuthMethod::Email]),
+            device_name,
+            known_device: None,
+        };
+        self.open_session(done.user, sign_in, client).await
     }
 
     /// The caller's password again (step-up), against this session's own budget of

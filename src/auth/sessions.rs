@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::AuthError;
 use super::budget::Spent;
-use super::{AuthService, Principal, TokenPair};
+use super::{AuthService, Principal, SignIn, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use crate::domain::{AuthMethod, Authentication, DeviceName, Email, Password, SessionId, UnixTime, Username};
@@ -106,8 +106,15 @@ impl AuthService {
                 // disabled; a disabled account's hash is not redone.
                 self.refuse_inactive(&user, client)?;
                 self.upgrade_hash(&user, password, client).await;
-                let auth = Authentication::new(self.clock.now(), &[AuthMethod::Pwd]);
-                self.open_session(user, auth, device_name, client).await
+                // The device token, if it is this account's, keeps its own budget at
+                // the second step too.
+                let account = user.username.as_str().to_lowercase();
+                let sign_in = SignIn {
+                    auth: Authentication::new(self.clock.now(), &[AuthMethod::Pwd]),
+                    device_name,
+                    known_device: device.filter(|d| d.username == account).map(|d| d.nonce),
+                };
+                self.open_session(user, sign_in, client).await
             }
             Err(e) => {
                 if matches!(e, AuthError::BadCredentials) {
@@ -187,8 +194,7 @@ impl AuthService {
     pub(super) async fn open_session(
         &self,
         user: UserRecord,
-        auth: Authentication,
-        device_name: Option<DeviceName>,
+        sign_in: SignIn,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
         self.refuse_inactive(&user, client)?;
@@ -200,9 +206,10 @@ impl AuthService {
             self.verification_after_login(&user, client).await;
             return Err(AuthError::EmailNotVerified);
         }
-        if user.mfa_enabled && !auth.is_multi_factor() {
-            return Err(self.mfa_challenge(&user, &auth, device_name, client).await);
+        if user.mfa_enabled && !sign_in.auth.is_multi_factor() {
+            return Err(self.mfa_challenge(&user, sign_in, client).await);
         }
+        let SignIn { auth, device_name, .. } = sign_in;
         let session_id = SessionId::new();
         let now = self.clock.now();
         let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
@@ -220,7 +227,7 @@ impl AuthService {
                 ip: self.sessions.ip.keep(client.ip),
                 device_name: device_name.map(|d| d.as_str().to_owned()),
                 refresh_hash,
-                auth: auth.clone(),
+                auth,
             })
             .await?;
         if opened == SessionOpen::UserChanged {

@@ -398,6 +398,8 @@ pub struct NewOneTimeToken {
     pub mails: Vec<NewMail>,
     /// What the caller keeps with the token (opaque here), read back with it.
     pub context: Option<String>,
+    /// Every older live token of the same user and purpose dies in the same write.
+    pub replaces_older: bool,
 }
 
 /// A one-time token as stored.
@@ -498,8 +500,10 @@ pub struct ConfirmTotp {
     pub secret: Vec<u8>,
     pub step: i64,
     pub codes: Vec<RecoveryCodeHash>,
-    /// The session that confirmed (it stays).
+    /// The session that confirmed (it stays)...
     pub keep: SessionId,
+    /// ...and now counts as signed in this way (it proved the authenticator).
+    pub keep_auth: Authentication,
     pub now: UnixTime,
     pub mails: Vec<NewMail>,
 }
@@ -726,8 +730,8 @@ store_role! {
     /// written with the mail that carries it, in one transaction.
     pub trait OneTimeTokens (marker OneTimeTokensRole) {
         /// Store `token` and queue its mail, in one transaction, only while the user is
-        /// active with `expected_stamp`; every older live token of the same user and
-        /// purpose dies in it. `false`: the user changed, nothing written.
+        /// active with `expected_stamp`; with `replaces_older`, every older live token of
+        /// the same user and purpose dies in it. `false`: the user changed, nothing written.
         async fn issue_one_time(&self, token: NewOneTimeToken) -> Result<bool, StoreError>;
         /// The token as stored (spent or not, expired or not), if it exists. A read.
         async fn one_time_token(&self, hash: &OneTimeTokenHash) -> Result<Option<StoredOneTimeToken>, StoreError>;
@@ -760,8 +764,8 @@ store_role! {
         async fn begin_totp(&self, user: UserId, secret: Vec<u8>, now: UnixTime) -> Result<bool, StoreError>;
         /// Confirm the pending factor whose stored secret is still `confirm.secret`, with
         /// `confirm.step` as its last accepted step, replace the recovery codes, turn MFA
-        /// on, move the stamp and revoke every session but `confirm.keep`, with the mail,
-        /// in one transaction; the sessions revoked, `None` when no such pending factor
+        /// on, move the stamp, store `confirm.keep_auth` as the kept session's sign-in and
+        /// revoke every other session, with the mail, in one transaction; the sessions revoked, `None` when no such pending factor
         /// exists (nothing written).
         async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError>;
         /// Record `step` as the user's last accepted TOTP step, only if it is later than
@@ -772,9 +776,10 @@ store_role! {
         /// Replace every recovery code of a user with MFA on by `codes`, in one
         /// transaction with the mail; `false` when MFA is off (nothing written).
         async fn replace_recovery_codes(&self, user: UserId, codes: Vec<RecoveryCodeHash>, now: UnixTime, mails: Vec<NewMail>) -> Result<bool, StoreError>;
-        /// Delete the user's TOTP factor and recovery codes, turn MFA off, move the stamp
-        /// and revoke every session but `removal.keep`, with the mail, in one transaction;
-        /// the sessions revoked, `None` when there was no factor (nothing written).
+        /// For a user with MFA on: delete their TOTP factor and recovery codes, turn MFA
+        /// off, move the stamp and revoke every session but `removal.keep`, with the
+        /// mail, in one transaction; the sessions revoked, `None` when MFA was off
+        /// (nothing written).
         async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError>;
         /// Every stored TOTP secret (for re-sealing under a new key).
         async fn totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError>;

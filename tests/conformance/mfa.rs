@@ -209,9 +209,14 @@ pub async fn enrolment_then_a_sign_in_needs_the_code_and_says_so_in_the_token(b:
         .json::<Value>()
         .await
         .unwrap();
+    // Both say two factors: the sign-in that used the code, and the session that
+    // enrolled (it proved the authenticator with the confirming code).
     let amrs: Vec<Value> = list.as_array().unwrap().iter().map(|s| s["amr"].clone()).collect();
-    assert!(amrs.contains(&json!(["pwd"])), "{list}");
-    assert!(amrs.contains(&json!(["pwd", "otp", "mfa"])), "{list}");
+    assert_eq!(
+        amrs,
+        [json!(["pwd", "otp", "mfa"]), json!(["pwd", "otp", "mfa"])],
+        "{list}"
+    );
     assert!(list[0]["auth_time"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -487,8 +492,8 @@ pub async fn every_login_surface_answers_mfa_required(b: Backend) {
 pub async fn concurrent_second_steps_with_one_code_let_exactly_one_in(b: Backend) {
     let srv = TestServer::start(b).await;
     let e = enrol(&srv, "cora").await;
-    // One live MFA token per account (a newer sign-in's replaces it): eight requests
-    // race with it and one code, as eight instances behind a balancer would.
+    // Eight requests race with one sign-in's token and one code, as eight instances
+    // behind a balancer would.
     let token = password_step(&srv, "cora").await;
     let right = code(&srv, &e.secret, 0);
     let attempts = (0..8).map(|_| second_step(&srv, &token, &right));
@@ -754,4 +759,258 @@ pub async fn the_mfa_budget_is_per_account_and_counts_failures(b: Backend) {
     let (status, _) = second_step(&srv, &password_step(&srv, "bob").await, &code(&srv, &other.secret, 0)).await;
     assert_eq!(status, StatusCode::OK);
     // (The window's end is the limiter's own: Redis keeps real time, not this clock.)
+}
+
+#[per_backend]
+pub async fn a_newer_sign_in_leaves_the_owners_second_step_alone(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let e = enrol(&srv, "nora").await;
+    let owners = password_step(&srv, "nora").await;
+    // Someone else with the password signs in, again and again.
+    for _ in 0..3 {
+        password_step(&srv, "nora").await;
+    }
+    let (status, v) = second_step(&srv, &owners, &code(&srv, &e.secret, 0)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+#[per_backend]
+pub async fn a_burnt_account_budget_keeps_neither_known_devices_nor_live_sessions_out(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.mfa.rate = tokengate::limits::Rate {
+            count: 2,
+            window_secs: 300,
+        }
+    })
+    .await;
+    let e = enrol(&srv, "kay").await;
+    // The owner's device signed in before (its device token).
+    let (status, v) = second_step(&srv, &password_step(&srv, "kay").await, &e.codes[0]).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let device = v["device_token"].as_str().unwrap().to_owned();
+    // Whoever else has the password burns the account's budget.
+    let right = code(&srv, &e.secret, 0);
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    for _ in 0..2 {
+        refused(
+            second_step(&srv, &password_step(&srv, "kay").await, wrong).await,
+            INVALID_CODE,
+        );
+    }
+    let (status, _) = second_step(&srv, &password_step(&srv, "kay").await, &right).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The owner's known device has its own budget...
+    let (status, v) = body(
+        srv.post_json(
+            "/auth/login",
+            json!({"username": "kay", "password": PASSWORD, "device_token": device}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, v) = second_step(&srv, &mfa_required(&v), &right).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // ...and their live session changes the password with a code (its own budget).
+    next_step(&srv);
+    let res = srv
+        .post_auth(
+            "/auth/password",
+            &e.session.access,
+            Some(json!({"current_password": PASSWORD, "new_password": "kays-new-pass-1", "code": code(&srv, &e.secret, 0)})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+}
+
+#[per_backend]
+pub async fn refused_second_steps_cost_the_token_nothing_when_no_code_was_judged(b: Backend) {
+    let srv = TestServer::start_with(b, |s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let e = enrol(&srv, "ivy").await;
+    let from = |ip: &'static str, path: &'static str, v: Value| {
+        srv.http
+            .post(srv.url(path))
+            .header("x-forwarded-for", ip)
+            .json(&v)
+            .send()
+    };
+    let (_, v) = body(
+        from(
+            "203.0.113.5",
+            "/auth/login",
+            json!({"username": "ivy", "password": PASSWORD}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let token = mfa_required(&v);
+    let second = json!({"mfa_token": token, "code": e.codes[0]});
+    for _ in 0..6 {
+        refused(
+            body(from("198.51.100.7", "/auth/login/mfa", second.clone()).await.unwrap()).await,
+            INVALID_TOKEN,
+        );
+    }
+    let (status, v) = body(from("203.0.113.5", "/auth/login/mfa", second).await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+#[per_backend]
+pub async fn enrolling_upgrades_the_session_that_proved_the_code_and_no_other(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let e = enrol(&srv, "uma").await;
+    let list = srv
+        .get_auth("/auth/sessions", &e.session.access)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["amr"], json!(["pwd", "otp", "mfa"]));
+    // Its next access token says so.
+    let refreshed = srv.refresh(&e.session.refresh).await.json::<Value>().await.unwrap();
+    let (_, claims) = jwt_parts(refreshed["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]));
+}
+
+#[per_backend]
+pub async fn a_role_that_requires_mfa_wants_a_two_factor_session_while_mfa_is_on(b: Backend) {
+    let srv = TestServer::start_with(b, |s| {
+        s.mfa.required_roles = vec![tokengate::domain::Role::parse("admin").unwrap()];
+    })
+    .await;
+    srv.admin("abe").await;
+    let e = {
+        let t = srv.login("abe", PASSWORD).await;
+        let (_, v) = begin(&srv, &t.access, json!({"password": PASSWORD})).await;
+        let secret = TotpSecret::from_bytes(
+            data_encoding::BASE32_NOPAD
+                .decode(v["secret"].as_str().unwrap().as_bytes())
+                .unwrap(),
+        );
+        let confirm = json!({"code": code(&srv, &secret, 0)});
+        assert_eq!(
+            srv.post_auth("/auth/mfa/totp/confirm", &t.access, Some(confirm))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        next_step(&srv);
+        (t, secret)
+    };
+    // Removing MFA in that session: its sign-in proved two factors, but MFA is off now.
+    let res = srv
+        .http
+        .delete(srv.url("/auth/mfa/totp"))
+        .bearer_auth(&e.0.access)
+        .json(&json!({"password": PASSWORD, "code": code(&srv, &e.1, 0)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (status, v) = body(srv.get_auth("/admin/users", &e.0.access).await).await;
+    assert_eq!(
+        (status, v["detail"].as_str()),
+        (StatusCode::FORBIDDEN, Some("MFA required for this role"))
+    );
+}
+
+#[per_backend]
+pub async fn an_admin_reset_of_a_pending_enrolment_changes_nothing(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.admin("alf").await;
+    let t = srv.user("leo").await;
+    let (status, _) = begin(&srv, &t.access, json!({"password": PASSWORD})).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = srv.auth().user_named("leo").await.unwrap().id;
+    let res = srv.delete_auth(&format!("/admin/users/{id}/mfa"), &admin.access).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(srv.me_status(&t.access).await, StatusCode::OK, "no session ended");
+}
+
+#[per_backend]
+pub async fn a_refused_email_change_spends_no_code(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("taken").await;
+    let e = enrol(&srv, "emma").await;
+    for (new_email, status) in [
+        ("taken@example.com", StatusCode::CONFLICT),
+        ("emma@example.com", StatusCode::ACCEPTED),
+    ] {
+        let res = srv
+            .post_auth(
+                "/auth/email/change",
+                &e.session.access,
+                Some(json!({"new_email": new_email, "password": PASSWORD, "code": e.codes[0]})),
+            )
+            .await;
+        assert_eq!(res.status(), status, "{new_email}");
+    }
+    let now = srv
+        .get_auth("/auth/mfa", &e.session.access)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(now["recovery_codes_left"], 10);
+}
+
+#[per_backend]
+pub async fn a_sign_in_link_needs_the_second_factor_and_never_takes_an_mfa_account(b: Backend) {
+    use crate::common::smtp::SmtpSink;
+    use tokengate::mail::{MailTransportSettings, SmtpUrl};
+    let sink = SmtpSink::start();
+    let url = SmtpUrl::parse(&sink.url()).unwrap();
+    let srv = TestServer::start_with(b, |s| {
+        s.mail.transport = MailTransportSettings::Smtp(url);
+        s.recovery.magic_links = true;
+    })
+    .await;
+    let e = enrol(&srv, "vic").await;
+    let link = async |srv: &TestServer| {
+        let before = sink.count_to("vic@example.com");
+        let res = srv
+            .post_json("/auth/magic-link", json!({"email": "vic@example.com"}))
+            .await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        // The new link's mail, not an earlier one's.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while sink.count_to("vic@example.com") == before {
+            assert!(std::time::Instant::now() < deadline, "no sign-in link arrived");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sink.mail_to("vic@example.com", "sign-in link").await.token()
+    };
+    // The address was never proven: a mailbox alone does not take an account with MFA
+    // (its owner may have mistyped it). The link is refused; nothing changes.
+    let token = link(&srv).await;
+    let (status, v) = body(srv.post_json("/auth/magic-link/login", json!({"token": token})).await).await;
+    assert_eq!(
+        (status, v["detail"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Invalid or expired token"))
+    );
+    assert_eq!(srv.me_status(&e.session.access).await, StatusCode::OK);
+    let now = srv
+        .get_auth("/auth/mfa", &e.session.access)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(now["totp"], true);
+    // Proven (the registration's link): a sign-in link is a first factor, as a password.
+    let verify = sink.mail_to("vic@example.com", "Confirm your email").await.token();
+    assert_eq!(
+        srv.post_json("/auth/email/verify", json!({"token": verify}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let token = link(&srv).await;
+    let (status, v) = body(srv.post_json("/auth/magic-link/login", json!({"token": token})).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    let (status, v) = second_step(&srv, &mfa_required(&v), &code(&srv, &e.secret, 0)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, claims) = jwt_parts(v["access_token"].as_str().unwrap());
+    assert_eq!(claims["amr"], json!(["email", "otp", "mfa"]));
 }

@@ -128,6 +128,7 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
             step,
             codes,
             keep,
+            keep_auth,
             now,
             mails,
         } = confirm;
@@ -154,6 +155,12 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
             return Ok(None);
         }
         Self::replace_codes_in(&mut tx, &who, &codes, now).await?;
+        Self::exec(
+            &mut tx,
+            "UPDATE sessions SET amr = $3 WHERE id = $1 AND user_id = $2",
+            &[Text(&keep.to_string()), Text(&who), Text(&keep_auth.methods_to_store())],
+        )
+        .await?;
         let revoked = Self::after_mfa_change(&mut tx, user, Some(keep), now, &mails).await?;
         Self::commit(tx).await?;
         Ok(Some(revoked))
@@ -218,8 +225,7 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
         let mut tx = self.begin().await?;
         let had = Self::exec(
             &mut tx,
-            "UPDATE users SET security_stamp = security_stamp + 1, updated_at = $2
-             WHERE id = $1 AND EXISTS (SELECT 1 FROM totp_factors WHERE user_id = $1)",
+            "UPDATE users SET security_stamp = security_stamp + 1, updated_at = $2 WHERE id = $1 AND mfa_enabled",
             &[Text(&who), Int(now.0)],
         )
         .await?;

@@ -131,12 +131,14 @@ impl<D: Dialect> OneTimeTokens for SqlStore<D> {
             Self::rollback(tx).await?;
             return Ok(false);
         }
-        Self::exec(
-            &mut tx,
-            "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
-            &[Int(t.now.0), Text(&user), Text(t.purpose.as_str())],
-        )
-        .await?;
+        if t.replaces_older {
+            Self::exec(
+                &mut tx,
+                "UPDATE one_time_tokens SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
+                &[Int(t.now.0), Text(&user), Text(t.purpose.as_str())],
+            )
+            .await?;
+        }
         Self::exec(
             &mut tx,
             "INSERT INTO one_time_tokens (token_hash, purpose, user_id, email, stamp, created_at, expires_at, context)
