@@ -670,6 +670,8 @@ async fn two_instances_given_one_totp_code_accept_it_once() {
     let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
     let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
     let t = a.user("otto").await;
+    let id = a.auth().user_named("otto").await.unwrap().id;
+    a.auth().vouch_for_email(id, &Default::default()).await.unwrap();
     let on_b = b.login("otto", common::PASSWORD).await;
     let v: serde_json::Value = a
         .post_auth(

@@ -65,8 +65,8 @@ struct Pending {
     amr: String,
     at: i64,
     device: Option<String>,
-    /// The nonce of the device token the first step came with, if it is this
-    /// account's (a device it signed in from before).
+    /// The nonce of the device token the first step came with, if a sign-in that
+    /// passed this account's MFA issued it.
     #[serde(default)]
     known_device: Option<String>,
 }
@@ -107,6 +107,12 @@ impl AuthService {
         if who.user.mfa_enabled {
             return Err(AuthError::TotpAlreadyEnabled);
         }
+        // A second factor on an address nobody proved would let whoever registered
+        // someone else's address first keep the account from its owner (the owner's
+        // sign-in link is refused for an account with MFA).
+        if !who.user.email_verified {
+            return Err(AuthError::EmailNotVerified);
+        }
         self.step_up(who, step_up, client).await?;
         let secret = TotpSecret::generate().map_err(AuthError::internal)?;
         let sealed = self.seal_totp(who.user.id, &secret)?;
@@ -136,7 +142,7 @@ impl AuthService {
             .ok_or(AuthError::NoPendingTotp)?;
         let now = self.clock.now();
         let mut spent = Spent::default();
-        self.spend(&mut spent, LimitKey::PasswordSession(who.session.id), client)
+        self.spend(&mut spent, LimitKey::MfaSession(who.session.id), client)
             .await?;
         let secret = self.open_totp(user.id, &pending)?;
         let Some(step) = secret.matching_step(code.trim(), window(now)) else {
@@ -275,12 +281,33 @@ impl AuthService {
     ) -> Result<Option<String>, AuthError> {
         let (token, hash) = OneTimeToken::generate().map_err(AuthError::internal)?;
         let now = self.clock.now();
+        // Known only if a sign-in that passed this MFA issued it: a device token from
+        // before MFA was turned on (whoever had the password then could have many) buys
+        // no budget of its own.
+        let known_device = match sign_in.known_device {
+            Some(device) => {
+                let confirmed = self
+                    .store
+                    .second_factors(user.id)
+                    .await?
+                    .totp
+                    .and_then(|t| t.confirmed_at);
+                let issued = UnixTime(
+                    device
+                        .expires
+                        .0
+                        .saturating_sub(super::DEVICE_TOKEN_TTL_SECS.cast_signed()),
+                );
+                confirmed.filter(|at| issued > *at).map(|_| device.nonce)
+            }
+            None => None,
+        };
         let pending = Pending {
             net: net_of(client).as_ip().to_string(),
             amr: sign_in.auth.methods_to_store(),
             at: sign_in.auth.at.0,
             device: sign_in.device_name.map(|d| d.as_str().to_owned()),
-            known_device: sign_in.known_device,
+            known_device,
         };
         let issued = self
             .store
@@ -327,10 +354,10 @@ impl AuthService {
             self.events.record(AuthEvent::MfaFailed, Some(token.user), None, client);
             return Err(refused());
         }
-        // A device the account signed in from before has its own budget, as at the
-        // password step: whoever else has the password cannot spend it.
+        // A device that passed this MFA before has its own budget (at the same rate):
+        // whoever else has the password cannot spend it.
         let budget = match &pending.known_device {
-            Some(nonce) => LimitKey::LoginDevice(nonce.clone()),
+            Some(nonce) => LimitKey::MfaDevice(nonce.clone()),
             None => LimitKey::Mfa(token.user),
         };
         let mut spent = Spent::default();
@@ -368,7 +395,7 @@ impl AuthService {
         let sign_in = SignIn {
             auth: Authentication::from_store(UnixTime(pending.at), &pending.amr).and(&[method]),
             device_name: pending.device.and_then(|d| DeviceName::parse(&d).ok()),
-            known_device: pending.known_device,
+            known_device: None,
         };
         self.open_session(user, sign_in, client).await
     }
@@ -460,7 +487,7 @@ impl AuthService {
             .as_deref()
             .filter(|c| !c.trim().is_empty())
             .ok_or(AuthError::MfaCodeRequired)?;
-        let budget = LimitKey::PasswordSession(who.session.id);
+        let budget = LimitKey::MfaSession(who.session.id);
         self.second_factor(&who.user, code, budget, Some(who.session.id), client)
             .await
             .map(|_| ())

@@ -127,12 +127,12 @@ pub struct TokenPair {
 }
 
 /// A sign-in whose first step proved the user: how, the device's name, and the device
-/// token's nonce when it is this account's (a device it signed in from before).
+/// token it came with when that is this account's (a device it signed in from before).
 #[derive(Debug)]
 pub(crate) struct SignIn {
     pub(crate) auth: Authentication,
     pub(crate) device_name: Option<DeviceName>,
-    pub(crate) known_device: Option<String>,
+    pub(crate) known_device: Option<crate::crypto::device::Device>,
 }
 
 /// How long sessions live, and what they keep of the client.

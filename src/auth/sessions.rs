@@ -112,7 +112,7 @@ impl AuthService {
                 let sign_in = SignIn {
                     auth: Authentication::new(self.clock.now(), &[AuthMethod::Pwd]),
                     device_name,
-                    known_device: device.filter(|d| d.username == account).map(|d| d.nonce),
+                    known_device: device.filter(|d| d.username == account),
                 };
                 self.open_session(user, sign_in, client).await
             }

@@ -15,6 +15,8 @@ pub struct Device {
     pub username: String,
     /// Random, unique per token: the device's limiter key.
     pub nonce: String,
+    /// When it stops being good (its issue time plus the token lifetime).
+    pub expires: UnixTime,
 }
 
 /// Longer than any token we issue; anything bigger is refused unread.
@@ -50,6 +52,7 @@ pub fn verify(key: &MacKey, presented: &str, now: UnixTime) -> Option<Device> {
     (now.0 < expires).then(|| Device {
         username: username.to_owned(),
         nonce: nonce.to_owned(),
+        expires: UnixTime(expires),
     })
 }
 

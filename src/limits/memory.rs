@@ -222,6 +222,8 @@ pub struct MemoryLimiter {
     mail_recipient: Bounded<String>,
     mail_ip: Bounded<ClientNet>,
     mfa: Bounded<UserId>,
+    mfa_device: Bounded<String>,
+    mfa_session: Bounded<SessionId>,
     failing: FailingNetworks,
 }
 
@@ -257,6 +259,8 @@ impl MemoryLimiter {
             mail_recipient: Bounded::new(rates.mail, max_keys, clock.clone()),
             mail_ip: Bounded::new(rates.mail_network, max_keys, clock.clone()),
             mfa: Bounded::new(rates.mfa, max_keys, clock.clone()),
+            mfa_device: Bounded::new(rates.mfa, max_keys, clock.clone()),
+            mfa_session: Bounded::new(rates.mfa, max_keys, clock.clone()),
             failing: FailingNetworks {
                 map: Mutex::new(HashMap::new()),
                 window: Duration::from_secs(rates.login.window_secs.max(1)),
@@ -267,7 +271,7 @@ impl MemoryLimiter {
     }
 
     /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
-    pub fn key_counts(&self) -> [(&'static str, usize); 11] {
+    pub fn key_counts(&self) -> [(&'static str, usize); 13] {
         [
             ("login_ip", self.login_ip.len()),
             ("login_user_net", self.login_user_net.len()),
@@ -280,6 +284,8 @@ impl MemoryLimiter {
             ("mail_recipient", self.mail_recipient.len()),
             ("mail_ip", self.mail_ip.len()),
             ("mfa", self.mfa.len()),
+            ("mfa_device", self.mfa_device.len()),
+            ("mfa_session", self.mfa_session.len()),
         ]
     }
 
@@ -296,6 +302,8 @@ impl MemoryLimiter {
             LimitKey::MailRecipient(digest) => self.mail_recipient.hit(digest),
             LimitKey::MailIp(net) => self.mail_ip.hit(net),
             LimitKey::Mfa(user) => self.mfa.hit(user),
+            LimitKey::MfaDevice(nonce) => self.mfa_device.hit(nonce),
+            LimitKey::MfaSession(id) => self.mfa_session.hit(id),
         }
     }
 
@@ -312,6 +320,8 @@ impl MemoryLimiter {
             LimitKey::MailRecipient(digest) => self.mail_recipient.refund(digest),
             LimitKey::MailIp(net) => self.mail_ip.refund(net),
             LimitKey::Mfa(user) => self.mfa.refund(user),
+            LimitKey::MfaDevice(nonce) => self.mfa_device.refund(nonce),
+            LimitKey::MfaSession(id) => self.mfa_session.refund(id),
         }
     }
 

@@ -43,9 +43,14 @@ pub enum LimitKey {
     /// Mail asked for from one client network, to any address: one client cannot turn
     /// the server into a mailer for a list of addresses.
     MailIp(ClientNet),
-    /// Second-factor codes tried for one account (at a sign-in's second step, at
-    /// step-up, at enrolment).
+    /// Second-factor codes tried for one account at a sign-in's second step, from
+    /// clients that are not its known devices.
     Mfa(crate::domain::UserId),
+    /// Second-factor codes tried at a sign-in's second step from one known device (a
+    /// device token issued by a sign-in that passed the account's MFA).
+    MfaDevice(String),
+    /// Second-factor codes tried from one session (step-up, enrolment).
+    MfaSession(SessionId),
 }
 
 /// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6

@@ -188,6 +188,8 @@ impl RedisLimiter {
             LimitKey::MailRecipient(digest) => (format!("{p}rl:mail-recipient:{digest}"), self.rates.mail),
             LimitKey::MailIp(net) => (format!("{p}rl:mail-ip:{}", net.as_ip()), self.rates.mail_network),
             LimitKey::Mfa(user) => (format!("{p}rl:mfa:{user}"), self.rates.mfa),
+            LimitKey::MfaDevice(nonce) => (format!("{p}rl:mfa-device:{nonce}"), self.rates.mfa),
+            LimitKey::MfaSession(id) => (format!("{p}rl:mfa-session:{id}"), self.rates.mfa),
         }
     }
 

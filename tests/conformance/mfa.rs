@@ -32,6 +32,25 @@ fn next_step(srv: &TestServer) {
     srv.clock.advance(30 - now.rem_euclid(30));
 }
 
+/// The TOTP secret of an enrolment's answer, as an app reads its `secret`.
+fn secret_of(enrolment: &Value) -> TotpSecret {
+    let key = enrolment["secret"].as_str().expect("secret");
+    TotpSecret::from_bytes(data_encoding::BASE32_NOPAD.decode(key.as_bytes()).expect("base32"))
+}
+
+/// A JSON POST from client address `ip` (the server trusts loopback's X-Forwarded-For).
+async fn post_from(srv: &TestServer, ip: &str, path: &str, v: Value) -> (StatusCode, Value) {
+    let res = srv
+        .http
+        .post(srv.url(path))
+        .header("x-forwarded-for", ip)
+        .json(&v)
+        .send()
+        .await
+        .unwrap();
+    body(res).await
+}
+
 /// An account with TOTP on: its secret, its recovery codes, and the session that
 /// enrolled.
 struct Enrolled {
@@ -45,13 +64,23 @@ async fn begin(srv: &TestServer, access: &str, body_: Value) -> (StatusCode, Val
 }
 
 async fn enrol(srv: &TestServer, name: &str) -> Enrolled {
-    let session = srv.user(name).await;
+    enrol_in(srv, srv.user(name).await).await
+}
+
+/// An operator vouches for the address of the user `session` belongs to (MFA needs a
+/// proven address).
+async fn vouch(srv: &TestServer, session: &Tokens) {
+    let (_, claims) = jwt_parts(&session.access);
+    let id = claims["sub"].as_str().unwrap().parse().unwrap();
+    srv.auth().vouch_for_email(id, &Default::default()).await.unwrap();
+}
+
+/// TOTP turned on from `session`.
+async fn enrol_in(srv: &TestServer, session: Tokens) -> Enrolled {
+    vouch(srv, &session).await;
     let (status, v) = begin(srv, &session.access, json!({"password": PASSWORD})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    let raw = data_encoding::BASE32_NOPAD
-        .decode(v["secret"].as_str().unwrap().as_bytes())
-        .unwrap();
-    let secret = TotpSecret::from_bytes(raw);
+    let secret = secret_of(&v);
     let confirm = json!({"code": code(srv, &secret, 0)});
     let (status, v) = body(
         srv.post_auth("/auth/mfa/totp/confirm", &session.access, Some(confirm))
@@ -68,6 +97,19 @@ async fn enrol(srv: &TestServer, name: &str) -> Enrolled {
     // The step the confirmation spent is behind us.
     next_step(srv);
     Enrolled { secret, codes, session }
+}
+
+/// `DELETE /auth/mfa/totp` with a step-up body.
+async fn remove(srv: &TestServer, access: &str, step_up: Value) -> (StatusCode, Value) {
+    let res = srv
+        .http
+        .delete(srv.url("/auth/mfa/totp"))
+        .bearer_auth(access)
+        .json(&step_up)
+        .send()
+        .await
+        .unwrap();
+    body(res).await
 }
 
 /// The first step of a JSON login: 403 `mfa_required`, nothing issued; its token.
@@ -120,17 +162,20 @@ pub async fn enrolment_then_a_sign_in_needs_the_code_and_says_so_in_the_token(b:
         srv.login("tina", PASSWORD).await
     };
     let session = srv.login("tina", PASSWORD).await;
+    // An address nobody proved takes no second factor.
+    let (status, v) = begin(&srv, &session.access, json!({"password": PASSWORD})).await;
+    assert_eq!(
+        (status, v["detail"].as_str()),
+        (StatusCode::FORBIDDEN, Some("Email not verified"))
+    );
+    vouch(&srv, &session).await;
     let (status, v) = begin(&srv, &session.access, json!({"password": PASSWORD})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let uri = v["otpauth_uri"].as_str().unwrap();
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
     assert!(uri.contains(&format!("secret={}", v["secret"].as_str().unwrap())));
     assert!(v["qr_svg"].as_str().unwrap().contains("<svg"), "{v}");
-    let secret = TotpSecret::from_bytes(
-        data_encoding::BASE32_NOPAD
-            .decode(v["secret"].as_str().unwrap().as_bytes())
-            .unwrap(),
-    );
+    let secret = secret_of(&v);
     // Pending: no factor yet, a login needs none.
     let status_now = srv
         .get_auth("/auth/mfa", &session.access)
@@ -398,32 +443,22 @@ pub async fn a_password_change_voids_an_mfa_token_in_flight(b: Backend) {
 pub async fn an_mfa_token_works_only_from_the_network_it_was_issued_to(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let e = enrol(&srv, "nina").await;
-    let from = |ip: &'static str, path: &'static str, v: Value| {
-        srv.http
-            .post(srv.url(path))
-            .header("x-forwarded-for", ip)
-            .json(&v)
-            .send()
-    };
-    let (status, v) = body(
-        from(
-            "203.0.113.7",
-            "/auth/login",
-            json!({"username": "nina", "password": PASSWORD}),
-        )
-        .await
-        .unwrap(),
+    let (status, v) = post_from(
+        &srv,
+        "203.0.113.7",
+        "/auth/login",
+        json!({"username": "nina", "password": PASSWORD}),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let token = mfa_required(&v);
     let second = json!({"mfa_token": token, "code": code(&srv, &e.secret, 0)});
     refused(
-        body(from("198.51.100.9", "/auth/login/mfa", second.clone()).await.unwrap()).await,
+        post_from(&srv, "198.51.100.9", "/auth/login/mfa", second.clone()).await,
         INVALID_TOKEN,
     );
     // The code was not spent by the refusal; from its own network the token works.
-    let (status, v) = body(from("203.0.113.7", "/auth/login/mfa", second).await.unwrap()).await;
+    let (status, v) = post_from(&srv, "203.0.113.7", "/auth/login/mfa", second).await;
     assert_eq!(status, StatusCode::OK, "{v}");
 }
 
@@ -512,6 +547,7 @@ pub async fn concurrent_second_steps_with_one_code_let_exactly_one_in(b: Backend
 pub async fn step_up_refusals(b: Backend) {
     let srv = TestServer::start(b).await;
     let t = srv.user("stu").await;
+    vouch(&srv, &t).await;
     // A password is required, and must be right.
     let (status, _) = begin(&srv, &t.access, json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -529,15 +565,8 @@ pub async fn step_up_refusals(b: Backend) {
         )
         .await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
-    let res = srv
-        .http
-        .delete(srv.url("/auth/mfa/totp"))
-        .bearer_auth(&t.access)
-        .json(&json!({"password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let (status, _) = remove(&srv, &t.access, json!({"password": PASSWORD})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // Unauthenticated: 401.
     let res = srv.post_json("/auth/mfa/totp", json!({"password": PASSWORD})).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -572,15 +601,7 @@ pub async fn step_up_refusals(b: Backend) {
             .await,
             detail,
         );
-        let res = srv
-            .http
-            .delete(srv.url("/auth/mfa/totp"))
-            .bearer_auth(access)
-            .json(&b_)
-            .send()
-            .await
-            .unwrap();
-        refused(body(res).await, detail);
+        refused(remove(&srv, access, b_.clone()).await, detail);
         refused(
             body(
                 srv.post_auth(
@@ -611,15 +632,8 @@ pub async fn removing_totp_ends_other_sessions_and_the_password_suffices_again(b
     let (status, v) = second_step(&srv, &password_step(&srv, "remy").await, &e.codes[0]).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let other = Tokens::from(v);
-    let res = srv
-        .http
-        .delete(srv.url("/auth/mfa/totp"))
-        .bearer_auth(&e.session.access)
-        .json(&json!({"password": PASSWORD, "code": code(&srv, &e.secret, 0)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let removal = json!({"password": PASSWORD, "code": code(&srv, &e.secret, 0)});
+    assert_eq!(remove(&srv, &e.session.access, removal).await.0, StatusCode::NO_CONTENT);
     assert_eq!(srv.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(srv.me_status(&e.session.access).await, StatusCode::OK);
     let now = srv
@@ -663,21 +677,7 @@ pub async fn a_role_that_requires_mfa_is_refused_until_enrolled(b: Backend) {
     // Routes that need no role still work, and a role that needs no MFA is unaffected.
     assert_eq!(srv.me_status(&admin.access).await, StatusCode::OK);
     // Enrolled (in this very session): allowed.
-    let (status, v) = begin(&srv, &admin.access, json!({"password": PASSWORD})).await;
-    assert_eq!(status, StatusCode::OK);
-    let secret = TotpSecret::from_bytes(
-        data_encoding::BASE32_NOPAD
-            .decode(v["secret"].as_str().unwrap().as_bytes())
-            .unwrap(),
-    );
-    let res = srv
-        .post_auth(
-            "/auth/mfa/totp/confirm",
-            &admin.access,
-            Some(json!({"code": code(&srv, &secret, 0)})),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    enrol_in(&srv, admin.clone()).await;
     assert_eq!(
         srv.get_auth("/admin/users", &admin.access).await.status(),
         StatusCode::OK
@@ -783,8 +783,15 @@ pub async fn a_burnt_account_budget_keeps_neither_known_devices_nor_live_session
         }
     })
     .await;
-    let e = enrol(&srv, "kay").await;
-    // The owner's device signed in before (its device token).
+    srv.register("kay").await;
+    let before_mfa = srv
+        .post_json("/auth/login", json!({"username": "kay", "password": PASSWORD}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let e = enrol_in(&srv, Tokens::from(before_mfa.clone())).await;
+    // The owner's device signed in with the second factor (its device token).
     let (status, v) = second_step(&srv, &password_step(&srv, "kay").await, &e.codes[0]).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let device = v["device_token"].as_str().unwrap().to_owned();
@@ -798,6 +805,18 @@ pub async fn a_burnt_account_budget_keeps_neither_known_devices_nor_live_session
         );
     }
     let (status, _) = second_step(&srv, &password_step(&srv, "kay").await, &right).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // A device token from before MFA was on (whoever had the password then could hold
+    // many) buys no budget of its own.
+    let (_, v) = body(
+        srv.post_json(
+            "/auth/login",
+            json!({"username": "kay", "password": PASSWORD, "device_token": before_mfa["device_token"]}),
+        )
+        .await,
+    )
+    .await;
+    let (status, _) = second_step(&srv, &mfa_required(&v), &right).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     // The owner's known device has its own budget...
     let (status, v) = body(
@@ -827,32 +846,22 @@ pub async fn a_burnt_account_budget_keeps_neither_known_devices_nor_live_session
 pub async fn refused_second_steps_cost_the_token_nothing_when_no_code_was_judged(b: Backend) {
     let srv = TestServer::start_with(b, |s| s.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
     let e = enrol(&srv, "ivy").await;
-    let from = |ip: &'static str, path: &'static str, v: Value| {
-        srv.http
-            .post(srv.url(path))
-            .header("x-forwarded-for", ip)
-            .json(&v)
-            .send()
-    };
-    let (_, v) = body(
-        from(
-            "203.0.113.5",
-            "/auth/login",
-            json!({"username": "ivy", "password": PASSWORD}),
-        )
-        .await
-        .unwrap(),
+    let (_, v) = post_from(
+        &srv,
+        "203.0.113.5",
+        "/auth/login",
+        json!({"username": "ivy", "password": PASSWORD}),
     )
     .await;
     let token = mfa_required(&v);
     let second = json!({"mfa_token": token, "code": e.codes[0]});
     for _ in 0..6 {
         refused(
-            body(from("198.51.100.7", "/auth/login/mfa", second.clone()).await.unwrap()).await,
+            post_from(&srv, "198.51.100.7", "/auth/login/mfa", second.clone()).await,
             INVALID_TOKEN,
         );
     }
-    let (status, v) = body(from("203.0.113.5", "/auth/login/mfa", second).await.unwrap()).await;
+    let (status, v) = post_from(&srv, "203.0.113.5", "/auth/login/mfa", second).await;
     assert_eq!(status, StatusCode::OK, "{v}");
 }
 
@@ -880,36 +889,11 @@ pub async fn a_role_that_requires_mfa_wants_a_two_factor_session_while_mfa_is_on
         s.mfa.required_roles = vec![tokengate::domain::Role::parse("admin").unwrap()];
     })
     .await;
-    srv.admin("abe").await;
-    let e = {
-        let t = srv.login("abe", PASSWORD).await;
-        let (_, v) = begin(&srv, &t.access, json!({"password": PASSWORD})).await;
-        let secret = TotpSecret::from_bytes(
-            data_encoding::BASE32_NOPAD
-                .decode(v["secret"].as_str().unwrap().as_bytes())
-                .unwrap(),
-        );
-        let confirm = json!({"code": code(&srv, &secret, 0)});
-        assert_eq!(
-            srv.post_auth("/auth/mfa/totp/confirm", &t.access, Some(confirm))
-                .await
-                .status(),
-            StatusCode::OK
-        );
-        next_step(&srv);
-        (t, secret)
-    };
+    let e = enrol_in(&srv, srv.admin("abe").await).await;
     // Removing MFA in that session: its sign-in proved two factors, but MFA is off now.
-    let res = srv
-        .http
-        .delete(srv.url("/auth/mfa/totp"))
-        .bearer_auth(&e.0.access)
-        .json(&json!({"password": PASSWORD, "code": code(&srv, &e.1, 0)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let (status, v) = body(srv.get_auth("/admin/users", &e.0.access).await).await;
+    let removal = json!({"password": PASSWORD, "code": code(&srv, &e.secret, 0)});
+    assert_eq!(remove(&srv, &e.session.access, removal).await.0, StatusCode::NO_CONTENT);
+    let (status, v) = body(srv.get_auth("/admin/users", &e.session.access).await).await;
     assert_eq!(
         (status, v["detail"].as_str()),
         (StatusCode::FORBIDDEN, Some("MFA required for this role"))
@@ -921,6 +905,7 @@ pub async fn an_admin_reset_of_a_pending_enrolment_changes_nothing(b: Backend) {
     let srv = TestServer::start(b).await;
     let admin = srv.admin("alf").await;
     let t = srv.user("leo").await;
+    vouch(&srv, &t).await;
     let (status, _) = begin(&srv, &t.access, json!({"password": PASSWORD})).await;
     assert_eq!(status, StatusCode::OK);
     let id = srv.auth().user_named("leo").await.unwrap().id;
@@ -982,30 +967,7 @@ pub async fn a_sign_in_link_needs_the_second_factor_and_never_takes_an_mfa_accou
         }
         sink.mail_to("vic@example.com", "sign-in link").await.token()
     };
-    // The address was never proven: a mailbox alone does not take an account with MFA
-    // (its owner may have mistyped it). The link is refused; nothing changes.
-    let token = link(&srv).await;
-    let (status, v) = body(srv.post_json("/auth/magic-link/login", json!({"token": token})).await).await;
-    assert_eq!(
-        (status, v["detail"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("Invalid or expired token"))
-    );
-    assert_eq!(srv.me_status(&e.session.access).await, StatusCode::OK);
-    let now = srv
-        .get_auth("/auth/mfa", &e.session.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
-    assert_eq!(now["totp"], true);
-    // Proven (the registration's link): a sign-in link is a first factor, as a password.
-    let verify = sink.mail_to("vic@example.com", "Confirm your email").await.token();
-    assert_eq!(
-        srv.post_json("/auth/email/verify", json!({"token": verify}))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    // A sign-in link is a first factor, as a password.
     let token = link(&srv).await;
     let (status, v) = body(srv.post_json("/auth/magic-link/login", json!({"token": token})).await).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
@@ -1013,4 +975,24 @@ pub async fn a_sign_in_link_needs_the_second_factor_and_never_takes_an_mfa_accou
     assert_eq!(status, StatusCode::OK, "{v}");
     let (_, claims) = jwt_parts(v["access_token"].as_str().unwrap());
     assert_eq!(claims["amr"], json!(["email", "otp", "mfa"]));
+    // An operator withdraws the address's proof: a link to it now proves it for the
+    // first time, which for an account without MFA voids the password; a mailbox alone
+    // never takes an account with MFA, so the link is refused and nothing changes.
+    let id = srv.auth().user_named("vic").await.unwrap().id;
+    let withdraw = tokengate::auth::UserChange {
+        email_verified: Some(false),
+        ..Default::default()
+    };
+    srv.auth()
+        .update_user(None, id, withdraw, &Default::default())
+        .await
+        .unwrap();
+    let token = link(&srv).await;
+    let (status, v) = body(srv.post_json("/auth/magic-link/login", json!({"token": token})).await).await;
+    assert_eq!(
+        (status, v["detail"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Invalid or expired token"))
+    );
+    let after = srv.store().await.user_by_id(id).await.unwrap().unwrap();
+    assert!(after.mfa_enabled);
 }

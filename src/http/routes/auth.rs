@@ -286,7 +286,7 @@ pub fn device_header(headers: &HeaderMap) -> Option<&str> {
         (status = 401, description = "Bad credentials, or an invalid, expired or reused refresh token",
             body = crate::http::openapi::OAuthErrorBody,
             headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 403, description = "Inactive user", body = crate::http::openapi::OAuthErrorBody),
+        (status = 403, description = "Inactive user; or MFA required (`error: mfa_required`, with `mfa_token` and `methods`: complete it at `/auth/login/mfa`)", body = crate::http::openapi::OAuthErrorBody),
         (status = 422, description = "Validation Error", body = crate::http::openapi::OAuthValidationBody),
         PayloadTooLarge, UnsupportedMediaType, TooManyRequests, Unavailable,
     )

@@ -134,6 +134,7 @@ pub async fn status(
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The secret, pending until confirmed", body = TotpEnrolmentRead),
+        (status = 403, description = "Email not verified: MFA needs a proven address", body = crate::http::openapi::ErrorBody),
         Unauthorized, Conflict, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
     )
 )]
@@ -226,6 +227,8 @@ pub async fn recovery_codes(
     request_body = MfaLoginBody,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 403, description = "Inactive user, or email not verified (`TOKENGATE_REQUIRE_VERIFIED_EMAIL`)",
+            body = crate::http::openapi::ErrorBody),
         Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
     )
 )]

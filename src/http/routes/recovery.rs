@@ -306,6 +306,8 @@ pub async fn request_magic_link(
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
         (status = 400, description = "Invalid or expired token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "MFA required: the body carries `error: mfa_required`, `mfa_token` and `methods` (see `/auth/login/mfa`)",
+            body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Sign-in links are off here", body = crate::http::openapi::ErrorBody),
         PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
     )
