@@ -774,6 +774,28 @@ async fn a_sign_in_that_first_proves_an_address_voids_what_its_registrant_set(ba
     assert!(live.revoked_at.is_none());
 }
 
+/// An MFA token for `user` (stamp 0) at `T0`, 5 minutes, mailed to no one.
+async fn issue_mfa(store: &dyn Store, user: UserId, context: Option<&str>) -> OneTimeTokenHash {
+    let (_, hash) = OneTimeToken::generate().unwrap();
+    let issued = store
+        .issue_one_time(NewOneTimeToken {
+            hash: hash.clone(),
+            purpose: TokenPurpose::MfaLogin,
+            user,
+            email: Email::parse("mia@example.com").unwrap(),
+            expected_stamp: 0,
+            now: T0,
+            expires_at: UnixTime(T0.0 + 300),
+            mails: Vec::new(),
+            context: context.map(str::to_owned),
+            replaces_older: false,
+        })
+        .await
+        .unwrap();
+    assert!(issued);
+    hash
+}
+
 /// An MFA token: attempts are counted against it by one conditional write each, up to
 /// the caller's maximum; it is spent once; expiry ends it; its context comes back as
 /// written.
@@ -783,23 +805,7 @@ async fn an_mfa_token_counts_its_attempts_and_is_spent_once(backend: common::Bac
         return;
     };
     let u = user(store.as_ref(), "mia", T0).await;
-    let (_, hash) = OneTimeToken::generate().unwrap();
-    let issued = store
-        .issue_one_time(NewOneTimeToken {
-            hash: hash.clone(),
-            purpose: TokenPurpose::MfaLogin,
-            user: u,
-            email: Email::parse("mia@example.com").unwrap(),
-            expected_stamp: 0,
-            now: T0,
-            expires_at: UnixTime(T0.0 + 300),
-            mails: Vec::new(),
-            context: Some("{\"net\":\"127.0.0.1\"}".into()),
-            replaces_older: false,
-        })
-        .await
-        .unwrap();
-    assert!(issued);
+    let hash = issue_mfa(store.as_ref(), u, Some("{\"net\":\"127.0.0.1\"}")).await;
     assert_eq!(queued(store.as_ref()).await, 0, "an MFA token is never mailed");
     for n in 1..=3 {
         let t = store
@@ -810,82 +816,23 @@ async fn an_mfa_token_counts_its_attempts_and_is_spent_once(backend: common::Bac
         assert_eq!(t.attempts, n);
         assert_eq!(t.context.as_deref(), Some("{\"net\":\"127.0.0.1\"}"));
     }
-    assert!(
-        store
-            .attempt_one_time(&hash, TokenPurpose::MfaLogin, T0, 3)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let attempt = async |h: &OneTimeTokenHash, purpose, at, max| {
+        store.attempt_one_time(h, purpose, at, max).await.unwrap().is_some()
+    };
+    let spend = async |h: &OneTimeTokenHash, purpose, at| store.spend_one_time(h, purpose, at).await.unwrap().is_some();
+    assert!(!attempt(&hash, TokenPurpose::MfaLogin, T0, 3).await, "used up");
     // Of another purpose: not this token.
-    assert!(
-        store
-            .attempt_one_time(&hash, TokenPurpose::MagicLink, T0, 9)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .spend_one_time(&hash, TokenPurpose::MagicLink, T0)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!attempt(&hash, TokenPurpose::MagicLink, T0, 9).await);
+    assert!(!spend(&hash, TokenPurpose::MagicLink, T0).await);
     // Spent once (its attempts used up do not stop the spend: the caller decides).
-    assert!(
-        store
-            .spend_one_time(&hash, TokenPurpose::MfaLogin, T0)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .spend_one_time(&hash, TokenPurpose::MfaLogin, T0)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .attempt_one_time(&hash, TokenPurpose::MfaLogin, T0, 9)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(spend(&hash, TokenPurpose::MfaLogin, T0).await);
+    assert!(!spend(&hash, TokenPurpose::MfaLogin, T0).await);
+    assert!(!attempt(&hash, TokenPurpose::MfaLogin, T0, 9).await);
     // Expired: neither.
-    let (_, late) = OneTimeToken::generate().unwrap();
-    store
-        .issue_one_time(NewOneTimeToken {
-            hash: late.clone(),
-            purpose: TokenPurpose::MfaLogin,
-            user: u,
-            email: Email::parse("mia@example.com").unwrap(),
-            expected_stamp: 0,
-            now: T0,
-            expires_at: UnixTime(T0.0 + 300),
-            mails: Vec::new(),
-            context: None,
-            replaces_older: false,
-        })
-        .await
-        .unwrap();
+    let late = issue_mfa(store.as_ref(), u, None).await;
     let at_end = UnixTime(T0.0 + 300);
-    assert!(
-        store
-            .attempt_one_time(&late, TokenPurpose::MfaLogin, at_end, 9)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .spend_one_time(&late, TokenPurpose::MfaLogin, at_end)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!attempt(&late, TokenPurpose::MfaLogin, at_end, 9).await);
+    assert!(!spend(&late, TokenPurpose::MfaLogin, at_end).await);
 }
 
 /// The same first proof voids second factors its registrant enrolled: the address's

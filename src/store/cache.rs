@@ -25,13 +25,12 @@ use async_trait::async_trait;
 
 use super::layer::Over;
 use super::{
-    ConfirmTotp, KeysRole, Lifecycle, LoggedRevocation, NewMail, NewOneTimeToken, NewPassword, NewSession,
+    ConfirmTotp, FactorChanges, KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken, NewPassword, NewSession,
     OneTimeTokens, OutboxRole, Redeem, Redeemed, RemoveFactors, RevocationLogRole, Revoked, RotateRequest, Rotation,
-    SecondFactorState, SecondFactors, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken,
-    StoredRefreshToken, UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite, UsersRole,
+    SecondFactorsRole, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken,
+    UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite, UsersRole,
 };
 use crate::clock::Clock;
-use crate::crypto::recovery_codes::RecoveryCodeHash;
 use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
 use crate::domain::{Role, SessionId, TokenPurpose, UnixTime, UserId};
 
@@ -430,17 +429,9 @@ impl OneTimeTokens for CachedStore {
 }
 
 /// Turning MFA on or off moves the user's stamp and revokes sessions: forgotten here at
-/// once. Steps and codes change nothing a request checks.
+/// once.
 #[async_trait]
-impl SecondFactors for CachedStore {
-    async fn second_factors(&self, user: UserId) -> Result<SecondFactorState, StoreError> {
-        self.inner.second_factors(user).await
-    }
-
-    async fn begin_totp(&self, user: UserId, secret: Vec<u8>, now: UnixTime) -> Result<bool, StoreError> {
-        self.inner.begin_totp(user, secret, now).await
-    }
-
+impl FactorChanges for CachedStore {
     async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError> {
         let user = confirm.user;
         let out = self.inner.confirm_totp(confirm).await?;
@@ -450,29 +441,6 @@ impl SecondFactors for CachedStore {
         Ok(out)
     }
 
-    async fn advance_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError> {
-        self.inner.advance_totp_step(user, step).await
-    }
-
-    async fn spend_recovery_code(
-        &self,
-        user: UserId,
-        code: &RecoveryCodeHash,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        self.inner.spend_recovery_code(user, code, now).await
-    }
-
-    async fn replace_recovery_codes(
-        &self,
-        user: UserId,
-        codes: Vec<RecoveryCodeHash>,
-        now: UnixTime,
-        mails: Vec<NewMail>,
-    ) -> Result<bool, StoreError> {
-        self.inner.replace_recovery_codes(user, codes, now, mails).await
-    }
-
     async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError> {
         let user = removal.user;
         let out = self.inner.remove_second_factors(removal).await?;
@@ -480,14 +448,6 @@ impl SecondFactors for CachedStore {
             self.revoked_here(Revoked::User(user));
         }
         Ok(out)
-    }
-
-    async fn totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError> {
-        self.inner.totp_secrets().await
-    }
-
-    async fn reseal_totp_secret(&self, user: UserId, old: Vec<u8>, new: Vec<u8>) -> Result<bool, StoreError> {
-        self.inner.reseal_totp_secret(user, old, new).await
     }
 }
 
@@ -582,6 +542,15 @@ impl Over<KeysRole> for CachedStore {
 }
 
 impl Over<OutboxRole> for CachedStore {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+}
+
+// Steps and codes change nothing a request checks.
+impl Over<SecondFactorsRole> for CachedStore {
     type Inner = dyn Store;
 
     fn inner(&self) -> &dyn Store {

@@ -754,20 +754,13 @@ store_role! {
 
 store_role! {
     /// Second factors: a TOTP factor per user (pending until confirmed) and recovery
-    /// codes. A change that turns a user's MFA on or off moves their stamp, revokes
-    /// sessions and writes the revocation log in its own transaction.
+    /// codes. Nothing here changes what a request checks (see [`FactorChanges`]).
     pub trait SecondFactors (marker SecondFactorsRole) {
         /// The user's factors as stored. A read.
         async fn second_factors(&self, user: UserId) -> Result<SecondFactorState, StoreError>;
         /// Store a pending TOTP secret for `user` (replacing a pending one); `false` when
         /// a confirmed one exists (nothing written).
         async fn begin_totp(&self, user: UserId, secret: Vec<u8>, now: UnixTime) -> Result<bool, StoreError>;
-        /// Confirm the pending factor whose stored secret is still `confirm.secret`, with
-        /// `confirm.step` as its last accepted step, replace the recovery codes, turn MFA
-        /// on, move the stamp, store `confirm.keep_auth` as the kept session's sign-in and
-        /// revoke every other session, with the mail, in one transaction; the sessions revoked, `None` when no such pending factor
-        /// exists (nothing written).
-        async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError>;
         /// Record `step` as the user's last accepted TOTP step, only if it is later than
         /// the one stored (one conditional write); whether it was.
         async fn advance_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError>;
@@ -776,15 +769,29 @@ store_role! {
         /// Replace every recovery code of a user with MFA on by `codes`, in one
         /// transaction with the mail; `false` when MFA is off (nothing written).
         async fn replace_recovery_codes(&self, user: UserId, codes: Vec<RecoveryCodeHash>, now: UnixTime, mails: Vec<NewMail>) -> Result<bool, StoreError>;
+        /// Every stored TOTP secret (for re-sealing under a new key).
+        async fn totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError>;
+        /// Replace `user`'s stored TOTP secret `old` by `new` (re-sealed); whether it was.
+        async fn reseal_totp_secret(&self, user: UserId, old: Vec<u8>, new: Vec<u8>) -> Result<bool, StoreError>;
+    }
+}
+
+store_role! {
+    /// Changes that turn a user's MFA on or off: each moves the user's stamp, revokes
+    /// sessions and writes the revocation log in its own transaction (a cache above
+    /// must forget the user).
+    pub trait FactorChanges (marker FactorChangesRole) {
+        /// Confirm the pending factor whose stored secret is still `confirm.secret`, with
+        /// `confirm.step` as its last accepted step, replace the recovery codes, turn MFA
+        /// on, move the stamp, store `confirm.keep_auth` as the kept session's sign-in and
+        /// revoke every other session, with the mail, in one transaction; the sessions revoked, `None` when no such pending factor
+        /// exists (nothing written).
+        async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError>;
         /// For a user with MFA on: delete their TOTP factor and recovery codes, turn MFA
         /// off, move the stamp and revoke every session but `removal.keep`, with the
         /// mail, in one transaction; the sessions revoked, `None` when MFA was off
         /// (nothing written).
         async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError>;
-        /// Every stored TOTP secret (for re-sealing under a new key).
-        async fn totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError>;
-        /// Replace `user`'s stored TOTP secret `old` by `new` (re-sealed); whether it was.
-        async fn reseal_totp_secret(&self, user: UserId, old: Vec<u8>, new: Vec<u8>) -> Result<bool, StoreError>;
     }
 }
 
@@ -811,12 +818,30 @@ store_role! {
 /// (`tests/store_contract.rs`, `tests/conformance`); a layer implements the roles it
 /// changes and passes the rest through ([`layer::Over`]).
 pub trait Store:
-    Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox + SecondFactors
+    Lifecycle
+    + Users
+    + UserChanges
+    + Sessions
+    + Keys
+    + RevocationLog
+    + OneTimeTokens
+    + Outbox
+    + SecondFactors
+    + FactorChanges
 {
 }
 
-impl<T: Lifecycle + Users + UserChanges + Sessions + Keys + RevocationLog + OneTimeTokens + Outbox + SecondFactors>
-    Store for T
+impl<T> Store for T where
+    T: Lifecycle
+        + Users
+        + UserChanges
+        + Sessions
+        + Keys
+        + RevocationLog
+        + OneTimeTokens
+        + Outbox
+        + SecondFactors
+        + FactorChanges
 {
 }
 

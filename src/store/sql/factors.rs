@@ -14,7 +14,8 @@ use super::rows::Rows;
 use crate::crypto::recovery_codes::RecoveryCodeHash;
 use crate::domain::{SessionId, UnixTime, UserId};
 use crate::store::{
-    ConfirmTotp, NewMail, RemoveFactors, Revoked, SecondFactorState, SecondFactors, StoreError, StoredTotp,
+    ConfirmTotp, FactorChanges, NewMail, RemoveFactors, Revoked, SecondFactorState, SecondFactors, StoreError,
+    StoredTotp,
 };
 
 impl<D: Dialect> SqlStore<D> {
@@ -121,51 +122,6 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
         Ok(written == 1)
     }
 
-    async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError> {
-        let ConfirmTotp {
-            user,
-            secret,
-            step,
-            codes,
-            keep,
-            keep_auth,
-            now,
-            mails,
-        } = confirm;
-        let who = user.to_string();
-        let mut tx = self.begin().await?;
-        // The user's row first, as every change to the user takes it.
-        Self::exec(
-            &mut tx,
-            "UPDATE users SET mfa_enabled = $3, security_stamp = security_stamp + 1, updated_at = $2
-             WHERE id = $1 AND is_active",
-            &[Text(&who), Int(now.0), Flag(true)],
-        )
-        .await?;
-        let confirmed = Self::exec(
-            &mut tx,
-            "UPDATE totp_factors SET confirmed_at = $2, last_step = $3
-             WHERE user_id = $1 AND confirmed_at IS NULL AND secret = $4
-               AND EXISTS (SELECT 1 FROM users WHERE id = $1 AND is_active)",
-            &[Text(&who), Int(now.0), Int(step), Text(&B64.encode(&secret))],
-        )
-        .await?;
-        if confirmed == 0 {
-            Self::rollback(tx).await?;
-            return Ok(None);
-        }
-        Self::replace_codes_in(&mut tx, &who, &codes, now).await?;
-        Self::exec(
-            &mut tx,
-            "UPDATE sessions SET amr = $3 WHERE id = $1 AND user_id = $2",
-            &[Text(&keep.to_string()), Text(&who), Text(&keep_auth.methods_to_store())],
-        )
-        .await?;
-        let revoked = Self::after_mfa_change(&mut tx, user, Some(keep), now, &mails).await?;
-        Self::commit(tx).await?;
-        Ok(Some(revoked))
-    }
-
     async fn advance_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError> {
         let done = Self::exec(
             &mut *self.writing().await?,
@@ -219,26 +175,6 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
         Ok(true)
     }
 
-    async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError> {
-        let RemoveFactors { user, keep, now, mails } = removal;
-        let who = user.to_string();
-        let mut tx = self.begin().await?;
-        let had = Self::exec(
-            &mut tx,
-            "UPDATE users SET security_stamp = security_stamp + 1, updated_at = $2 WHERE id = $1 AND mfa_enabled",
-            &[Text(&who), Int(now.0)],
-        )
-        .await?;
-        if had == 0 {
-            Self::rollback(tx).await?;
-            return Ok(None);
-        }
-        Self::delete_factors_in(&mut tx, &who).await?;
-        let revoked = Self::after_mfa_change(&mut tx, user, keep, now, &mails).await?;
-        Self::commit(tx).await?;
-        Ok(Some(revoked))
-    }
-
     async fn totp_secrets(&self) -> Result<Vec<(UserId, Vec<u8>)>, StoreError> {
         let rows = Self::all(
             &mut *self.reading().await?,
@@ -263,5 +199,73 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
         )
         .await?;
         Ok(done == 1)
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> FactorChanges for SqlStore<D> {
+    async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let ConfirmTotp {
+            user,
+            secret,
+            step,
+            codes,
+            keep,
+            keep_auth,
+            now,
+            mails,
+        } = confirm;
+        let who = user.to_string();
+        let mut tx = self.begin().await?;
+        // The user's row first, as every change to the user takes it.
+        Self::exec(
+            &mut tx,
+            "UPDATE users SET mfa_enabled = $3, security_stamp = security_stamp + 1, updated_at = $2
+             WHERE id = $1 AND is_active",
+            &[Text(&who), Int(now.0), Flag(true)],
+        )
+        .await?;
+        let confirmed = Self::exec(
+            &mut tx,
+            "UPDATE totp_factors SET confirmed_at = $2, last_step = $3
+             WHERE user_id = $1 AND confirmed_at IS NULL AND secret = $4
+               AND EXISTS (SELECT 1 FROM users WHERE id = $1 AND is_active)",
+            &[Text(&who), Int(now.0), Int(step), Text(&B64.encode(&secret))],
+        )
+        .await?;
+        if confirmed == 0 {
+            Self::rollback(tx).await?;
+            return Ok(None);
+        }
+        Self::replace_codes_in(&mut tx, &who, &codes, now).await?;
+        Self::exec(
+            &mut tx,
+            "UPDATE sessions SET amr = $3 WHERE id = $1 AND user_id = $2",
+            &[Text(&keep.to_string()), Text(&who), Text(&keep_auth.methods_to_store())],
+        )
+        .await?;
+        let revoked = Self::after_mfa_change(&mut tx, user, Some(keep), now, &mails).await?;
+        Self::commit(tx).await?;
+        Ok(Some(revoked))
+    }
+
+    async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let RemoveFactors { user, keep, now, mails } = removal;
+        let who = user.to_string();
+        let mut tx = self.begin().await?;
+        let had = Self::exec(
+            &mut tx,
+            "UPDATE users SET security_stamp = security_stamp + 1, updated_at = $2 WHERE id = $1 AND mfa_enabled",
+            &[Text(&who), Int(now.0)],
+        )
+        .await?;
+        if had == 0 {
+            Self::rollback(tx).await?;
+            return Ok(None);
+        }
+        Self::delete_factors_in(&mut tx, &who).await?;
+        let revoked = Self::after_mfa_change(&mut tx, user, keep, now, &mails).await?;
+        Self::commit(tx).await?;
+        Ok(Some(revoked))
     }
 }
