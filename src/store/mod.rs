@@ -492,7 +492,7 @@ pub struct SecondFactorState {
     pub recovery_codes_left: u32,
 }
 
-/// Confirm a pending TOTP factor (see [`SecondFactors::confirm_totp`]).
+/// Confirm a pending TOTP factor (see [`FactorChanges::confirm_totp`]).
 #[derive(Clone, Debug)]
 pub struct ConfirmTotp {
     pub user: UserId,
@@ -508,7 +508,7 @@ pub struct ConfirmTotp {
     pub mails: Vec<NewMail>,
 }
 
-/// Remove a user's second factors (see [`SecondFactors::remove_second_factors`]).
+/// Remove a user's second factors (see [`FactorChanges::remove_second_factors`]).
 #[derive(Clone, Debug)]
 pub struct RemoveFactors {
     pub user: UserId,

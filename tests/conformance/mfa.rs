@@ -99,6 +99,13 @@ async fn enrol_in(srv: &TestServer, session: Tokens) -> Enrolled {
     Enrolled { secret, codes, session }
 }
 
+/// `GET /auth/mfa` of the caller.
+async fn mfa_of(srv: &TestServer, access: &str) -> Value {
+    let (status, v) = body(srv.get_auth("/auth/mfa", access).await).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v
+}
+
 /// `DELETE /auth/mfa/totp` with a step-up body.
 async fn remove(srv: &TestServer, access: &str, step_up: Value) -> (StatusCode, Value) {
     let res = srv
@@ -177,12 +184,7 @@ pub async fn enrolment_then_a_sign_in_needs_the_code_and_says_so_in_the_token(b:
     assert!(v["qr_svg"].as_str().unwrap().contains("<svg"), "{v}");
     let secret = secret_of(&v);
     // Pending: no factor yet, a login needs none.
-    let status_now = srv
-        .get_auth("/auth/mfa", &session.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let status_now = mfa_of(&srv, &session.access).await;
     assert_eq!(
         status_now,
         json!({"totp": false, "totp_pending": true, "passkeys": 0, "recovery_codes_left": 0, "required": false})
@@ -212,12 +214,7 @@ pub async fn enrolment_then_a_sign_in_needs_the_code_and_says_so_in_the_token(b:
     assert_eq!(srv.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(srv.refresh(&other.refresh).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(srv.me_status(&session.access).await, StatusCode::OK);
-    let status_now = srv
-        .get_auth("/auth/mfa", &session.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let status_now = mfa_of(&srv, &session.access).await;
     assert_eq!(
         status_now,
         json!({"totp": true, "totp_pending": false, "passkeys": 0, "recovery_codes_left": 10, "required": false})
@@ -344,12 +341,7 @@ pub async fn a_recovery_code_works_once_and_regeneration_kills_the_old_list(b: B
         second_step(&srv, &password_step(&srv, "rowan").await, first).await,
         INVALID_CODE,
     );
-    let left = srv
-        .get_auth("/auth/mfa", &e.session.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let left = mfa_of(&srv, &e.session.access).await;
     assert_eq!(left["recovery_codes_left"], 9);
     // Regeneration (step-up with another recovery code): ten new, the old ones dead.
     let res = srv
@@ -377,12 +369,7 @@ pub async fn a_recovery_code_works_once_and_regeneration_kills_the_old_list(b: B
     }
     let (status, _) = second_step(&srv, &password_step(&srv, "rowan").await, &fresh[0]).await;
     assert_eq!(status, StatusCode::OK);
-    let left = srv
-        .get_auth("/auth/mfa", &e.session.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let left = mfa_of(&srv, &e.session.access).await;
     assert_eq!(left["recovery_codes_left"], 9);
 }
 
@@ -593,12 +580,12 @@ pub async fn step_up_refusals(b: Backend) {
         );
     }
     // The recovery code given with a wrong password was not spent.
-    let now = srv.get_auth("/auth/mfa", access).await.json::<Value>().await.unwrap();
+    let now = mfa_of(&srv, access).await;
     assert_eq!(now["recovery_codes_left"], 10);
     let (status, v) = begin(&srv, access, json!({"password": PASSWORD, "code": e.codes[0]})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["detail"], "TOTP is already enabled; remove it first");
-    let now = srv.get_auth("/auth/mfa", access).await.json::<Value>().await.unwrap();
+    let now = mfa_of(&srv, access).await;
     assert_eq!(now["recovery_codes_left"], 10, "a refused enrolment spends no code");
 }
 
@@ -613,12 +600,7 @@ pub async fn removing_totp_ends_other_sessions_and_the_password_suffices_again(b
     assert_eq!(remove(&srv, &e.session.access, removal).await.0, StatusCode::NO_CONTENT);
     assert_eq!(srv.me_status(&other.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(srv.me_status(&e.session.access).await, StatusCode::OK);
-    let now = srv
-        .get_auth("/auth/mfa", &e.session.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let now = mfa_of(&srv, &e.session.access).await;
     assert_eq!(
         now,
         json!({"totp": false, "totp_pending": false, "passkeys": 0, "recovery_codes_left": 0, "required": false})
@@ -644,12 +626,7 @@ pub async fn a_role_that_requires_mfa_is_refused_until_enrolled(b: Backend) {
     let res = srv.get_auth("/auth/verify?role=admin", &admin.access).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     // The account page learns why, to lead them to enrol.
-    let now = srv
-        .get_auth("/auth/mfa", &admin.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let now = mfa_of(&srv, &admin.access).await;
     assert_eq!(now["required"], true);
     // Routes that need no role still work, and a role that needs no MFA is unaffected.
     assert_eq!(srv.me_status(&admin.access).await, StatusCode::OK);
@@ -663,12 +640,7 @@ pub async fn a_role_that_requires_mfa_is_refused_until_enrolled(b: Backend) {
         srv.get_auth("/auth/verify?role=admin", &admin.access).await.status(),
         StatusCode::OK
     );
-    let now = srv
-        .get_auth("/auth/mfa", &admin.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let now = mfa_of(&srv, &admin.access).await;
     assert_eq!(now["required"], false);
 }
 
@@ -688,12 +660,7 @@ pub async fn an_operator_resets_mfa_and_every_session_ends(b: Backend) {
     assert_eq!(srv.me_status(&e.session.access).await, StatusCode::UNAUTHORIZED);
     // The password alone signs in again; the old codes are gone.
     let t = srv.login("lost", PASSWORD).await;
-    let now = srv
-        .get_auth("/auth/mfa", &t.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let now = mfa_of(&srv, &t.access).await;
     assert_eq!(now["totp"], false);
     assert_eq!(now["recovery_codes_left"], 0);
     // Nothing left to reset; an unknown user is not found.
@@ -911,12 +878,7 @@ pub async fn a_refused_email_change_spends_no_code(b: Backend) {
             .await;
         assert_eq!(res.status(), status, "{new_email}");
     }
-    let now = srv
-        .get_auth("/auth/mfa", &e.session.access)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
+    let now = mfa_of(&srv, &e.session.access).await;
     assert_eq!(now["recovery_codes_left"], 10);
 }
 
