@@ -330,8 +330,11 @@ async fn second_factors_turn_on_and_off_in_one_transaction_each(backend: common:
     assert!(store.advance_totp_step(alice, 101).await.unwrap());
     assert!(!store.advance_totp_step(bob, 500).await.unwrap(), "no factor, no step");
     // A code once, and only its owner's.
+    assert!(!store.recovery_code_unused(bob, &hashes[0]).await.unwrap());
+    assert!(store.recovery_code_unused(alice, &hashes[0]).await.unwrap());
     assert!(!store.spend_recovery_code(bob, &hashes[0], now).await.unwrap());
     assert!(store.spend_recovery_code(alice, &hashes[0], now).await.unwrap());
+    assert!(!store.recovery_code_unused(alice, &hashes[0]).await.unwrap());
     assert!(!store.spend_recovery_code(alice, &hashes[0], now).await.unwrap());
     assert_eq!(store.second_factors(alice).await.unwrap().recovery_codes_left, 9);
     drop(codes);

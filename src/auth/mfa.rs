@@ -14,7 +14,7 @@ use super::error::MfaChallenge;
 use super::keys::totp_secret_context;
 use super::sessions::net_of;
 use super::{AuthError, AuthService, Principal, SignIn, TokenPair};
-use crate::crypto::recovery_codes::RecoveryCode;
+use crate::crypto::recovery_codes::{RecoveryCode, RecoveryCodeHash};
 use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
 use crate::crypto::totp::{self, TotpSecret};
 use crate::domain::{AuthMethod, Authentication, DeviceName, Password, TokenPurpose, UnixTime, UserId};
@@ -69,6 +69,14 @@ struct Pending {
     /// passed this account's MFA issued it.
     #[serde(default)]
     known_device: Option<String>,
+}
+
+/// A code that could be accepted now, before it is spent.
+enum Judged {
+    /// A TOTP code for this step.
+    Step(i64),
+    /// An unused recovery code.
+    Recovery(RecoveryCodeHash),
 }
 
 /// The steps whose codes are accepted at `now`.
@@ -373,8 +381,8 @@ impl AuthService {
                 return Err(refused());
             }
         };
-        let method = match self.check_code(&user, code, None, client).await {
-            Ok(m) => m,
+        let judged = match self.judge_code(&user, code, None, client).await {
+            Ok(j) => j,
             Err(e) => {
                 if !matches!(e, AuthError::InvalidMfaCode) {
                     self.give_back(spent).await;
@@ -383,15 +391,17 @@ impl AuthService {
             }
         };
         self.give_back(spent).await;
+        // The token is claimed before the code is spent: of requests racing with one
+        // token, one goes on, and only its code is used.
         if self
             .store
             .spend_one_time(&hash, TokenPurpose::MfaLogin, now)
             .await?
             .is_none()
         {
-            // Completed by another request meanwhile: one sign-in per token.
             return Err(refused());
         }
+        let method = self.spend_code(&user, judged, None, client).await?;
         let sign_in = SignIn {
             auth: Authentication::from_store(UnixTime(pending.at), &pending.amr).and(&[method]),
             device_name: pending.device.and_then(|d| DeviceName::parse(&d).ok()),
@@ -421,7 +431,7 @@ impl AuthService {
         checked
     }
 
-    /// [`AuthService::second_factor`] without a budget (the caller's).
+    /// [`AuthService::second_factor`] without a budget (the caller's): judged, then spent.
     async fn check_code(
         &self,
         user: &UserRecord,
@@ -429,30 +439,65 @@ impl AuthService {
         session: Option<crate::domain::SessionId>,
         client: &ClientInfo,
     ) -> Result<AuthMethod, AuthError> {
+        let judged = self.judge_code(user, code, session, client).await?;
+        self.spend_code(user, judged, session, client).await
+    }
+
+    /// Which code `code` is, if it could be accepted now: a TOTP code of the confirmed
+    /// factor within the window, for a step later than the last accepted one, or an
+    /// unused recovery code. A read: nothing is spent.
+    async fn judge_code(
+        &self,
+        user: &UserRecord,
+        code: &str,
+        session: Option<crate::domain::SessionId>,
+        client: &ClientInfo,
+    ) -> Result<Judged, AuthError> {
         let code = code.trim();
-        let accepted = if code.len() == totp::DIGITS as usize {
-            self.spend_totp_code(user, code).await?
+        let judged = if code.len() == totp::DIGITS as usize {
+            self.judge_totp(user, code).await?.map(Judged::Step)
         } else if let Some(hash) = RecoveryCode::hash_of_presented(code) {
-            let used = self.store.spend_recovery_code(user.id, &hash, self.clock.now()).await?;
-            if used {
-                self.events
-                    .record(AuthEvent::RecoveryCodeUsed, Some(user.id), session, client);
-            }
-            used
+            let unused = self.store.recovery_code_unused(user.id, &hash).await?;
+            unused.then_some(Judged::Recovery(hash))
         } else {
-            false
+            None
         };
-        if !accepted {
+        judged.ok_or_else(|| {
+            self.events.record(AuthEvent::MfaFailed, Some(user.id), session, client);
+            AuthError::InvalidMfaCode
+        })
+    }
+
+    /// Spend a judged code (one conditional write: of two requests with one code, one
+    /// spends it; the other is refused as a wrong code).
+    async fn spend_code(
+        &self,
+        user: &UserRecord,
+        judged: Judged,
+        session: Option<crate::domain::SessionId>,
+        client: &ClientInfo,
+    ) -> Result<AuthMethod, AuthError> {
+        let spent = match judged {
+            Judged::Step(step) => self.store.advance_totp_step(user.id, step).await?,
+            Judged::Recovery(hash) => {
+                let used = self.store.spend_recovery_code(user.id, &hash, self.clock.now()).await?;
+                if used {
+                    self.events
+                        .record(AuthEvent::RecoveryCodeUsed, Some(user.id), session, client);
+                }
+                used
+            }
+        };
+        if !spent {
             self.events.record(AuthEvent::MfaFailed, Some(user.id), session, client);
             return Err(AuthError::InvalidMfaCode);
         }
         Ok(AuthMethod::Otp)
     }
 
-    /// A TOTP code of `user`'s confirmed factor, within the window and for a step later
-    /// than the last accepted one; its step is spent (one conditional write, so two
-    /// instances given one code accept it once).
-    async fn spend_totp_code(&self, user: &UserRecord, code: &str) -> Result<bool, AuthError> {
+    /// The step a TOTP code of `user`'s confirmed factor is for, if it is within the
+    /// window and later than the last accepted one.
+    async fn judge_totp(&self, user: &UserRecord, code: &str) -> Result<Option<i64>, AuthError> {
         let Some(factor) = self
             .store
             .second_factors(user.id)
@@ -460,17 +505,14 @@ impl AuthService {
             .totp
             .filter(|t| t.confirmed_at.is_some())
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let secret = self.open_totp(user.id, &factor)?;
         let Some(step) = secret.matching_step(code, window(self.clock.now())) else {
-            return Ok(false);
+            return Ok(None);
         };
         let step = stored_step(step);
-        if factor.last_step.is_some_and(|last| last >= step) {
-            return Ok(false);
-        }
-        Ok(self.store.advance_totp_step(user.id, step).await?)
+        Ok(factor.last_step.is_none_or(|last| last < step).then_some(step))
     }
 
     /// Step-up: the caller's password and, when the account has MFA, a current code

@@ -764,6 +764,8 @@ store_role! {
         /// Record `step` as the user's last accepted TOTP step, only if it is later than
         /// the one stored (one conditional write); whether it was.
         async fn advance_totp_step(&self, user: UserId, step: i64) -> Result<bool, StoreError>;
+        /// Whether `user` has this recovery code, unused. A read.
+        async fn recovery_code_unused(&self, user: UserId, code: &RecoveryCodeHash) -> Result<bool, StoreError>;
         /// Spend one unused recovery code of `user` (one conditional write); whether it was.
         async fn spend_recovery_code(&self, user: UserId, code: &RecoveryCodeHash, now: UnixTime) -> Result<bool, StoreError>;
         /// Replace every recovery code of a user with MFA on by `codes`, in one

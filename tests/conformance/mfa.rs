@@ -505,6 +505,17 @@ pub async fn concurrent_second_steps_with_one_code_let_exactly_one_in(b: Backend
             .filter(|(s, _)| *s != StatusCode::OK)
             .all(|(s, _)| *s == StatusCode::UNAUTHORIZED)
     );
+    // Four different recovery codes at once on one token: one sign-in, and only its
+    // code is used (the token is claimed before a code is spent).
+    let token = password_step(&srv, "cora").await;
+    let attempts = e.codes[..4].iter().map(|c| second_step(&srv, &token, c));
+    let results = futures_util::future::join_all(attempts).await;
+    assert_eq!(
+        results.iter().filter(|(s, _)| *s == StatusCode::OK).count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(mfa_of(&srv, &e.session.access).await["recovery_codes_left"], 9);
 }
 
 #[per_backend]

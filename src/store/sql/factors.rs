@@ -133,6 +133,16 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
         Ok(done == 1)
     }
 
+    async fn recovery_code_unused(&self, user: UserId, code: &RecoveryCodeHash) -> Result<bool, StoreError> {
+        let row = Self::optional(
+            &mut *self.reading().await?,
+            "SELECT 1 AS found FROM recovery_codes WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+            &[Text(&user.to_string()), Text(code.as_str())],
+        )
+        .await?;
+        Ok(row.is_some())
+    }
+
     async fn spend_recovery_code(
         &self,
         user: UserId,
