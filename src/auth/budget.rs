@@ -50,6 +50,13 @@ impl AuthService {
         }
     }
 
+    /// Give `spent` back unless the attempt `failed` (only failures count).
+    pub(super) async fn settle(&self, spent: Spent, failed: bool) {
+        if !failed {
+            self.give_back(spent).await;
+        }
+    }
+
     /// The username's shared budget: every failure without a device token counts
     /// against it, but it refuses only while failures come from many networks at once
     /// (a distributed attack); one network's guesses never lock out the others.

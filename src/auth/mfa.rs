@@ -152,6 +152,25 @@ impl AuthService {
         let mut spent = Spent::default();
         self.spend(&mut spent, LimitKey::MfaSession(who.session.id), client)
             .await?;
+        let confirmed = self.confirm_pending(who, pending, code, now, client).await;
+        self.settle(spent, matches!(confirmed, Err(AuthError::InvalidMfaCode)))
+            .await;
+        let codes = confirmed?;
+        self.events
+            .record(AuthEvent::MfaEnabled, Some(user.id), Some(who.session.id), client);
+        Ok(codes)
+    }
+
+    /// [`AuthService::confirm_totp`]'s check and write, without its budget.
+    async fn confirm_pending(
+        &self,
+        who: &Principal,
+        pending: StoredTotp,
+        code: &str,
+        now: UnixTime,
+        client: &ClientInfo,
+    ) -> Result<Vec<RecoveryCode>, AuthError> {
+        let user = &who.user;
         let secret = self.open_totp(user.id, &pending)?;
         let Some(step) = secret.matching_step(code.trim(), window(now)) else {
             self.events
@@ -178,9 +197,6 @@ impl AuthService {
             // Replaced by a newer enrolment, or confirmed by another request meanwhile.
             return Err(AuthError::NoPendingTotp);
         }
-        self.give_back(spent).await;
-        self.events
-            .record(AuthEvent::MfaEnabled, Some(user.id), Some(who.session.id), client);
         Ok(codes)
     }
 
@@ -381,16 +397,10 @@ impl AuthService {
                 return Err(refused());
             }
         };
-        let judged = match self.judge_code(&user, code, None, client).await {
-            Ok(j) => j,
-            Err(e) => {
-                if !matches!(e, AuthError::InvalidMfaCode) {
-                    self.give_back(spent).await;
-                }
-                return Err(e);
-            }
-        };
-        self.give_back(spent).await;
+        let judged = self.judge_code(&user, code, None, client).await;
+        self.settle(spent, matches!(judged, Err(AuthError::InvalidMfaCode)))
+            .await;
+        let judged = judged?;
         // The token is claimed before the code is spent: of requests racing with one
         // token, one goes on, and only its code is used.
         if self
@@ -425,9 +435,8 @@ impl AuthService {
         self.spend(&mut spent, budget, client).await?;
         let checked = self.check_code(user, code, session, client).await;
         // Only a wrong code counts (a database that failed judged nothing).
-        if !matches!(checked, Err(AuthError::InvalidMfaCode)) {
-            self.give_back(spent).await;
-        }
+        self.settle(spent, matches!(checked, Err(AuthError::InvalidMfaCode)))
+            .await;
         checked
     }
 

@@ -17,7 +17,7 @@ mod signing;
 pub use crate::events::SessionIp;
 pub use admin::UserChange;
 pub use mail::QueuedMail;
-pub use mfa::{MFA_TOKEN_ATTEMPTS, MFA_TOKEN_TTL_SECS, MfaStatus, StepUp, TotpEnrolment};
+pub use mfa::{MfaStatus, StepUp, TotpEnrolment};
 
 pub use error::{AuthError, MfaChallenge, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};

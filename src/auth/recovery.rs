@@ -532,9 +532,7 @@ impl AuthService {
         self.limit(budget.clone(), AuthEvent::LoginLimited, client).await?;
         let verified = self.hasher.verify(password, Some(who.user.password_hash.clone())).await;
         // Only a wrong password counts (a busy hasher judged nothing).
-        if !matches!(verified, Ok(false)) {
-            self.give_back(Spent(vec![budget])).await;
-        }
+        self.settle(Spent(vec![budget]), matches!(verified, Ok(false))).await;
         if !verified? {
             self.events.record(
                 AuthEvent::PasswordChangeFailed,
