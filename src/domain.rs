@@ -28,6 +28,14 @@ macro_rules! uuid_id {
             pub fn to_hyphenated(self) -> String {
                 hyphenated(self.0)
             }
+
+            pub fn as_uuid(self) -> Uuid {
+                self.0
+            }
+
+            pub fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
         }
 
         impl Default for $name {
@@ -67,6 +75,35 @@ uuid_id!(
     /// One message in the mail outbox.
     MailId
 );
+uuid_id!(
+    /// One passkey of a user's (not the credential ID its authenticator chose).
+    PasskeyId
+);
+
+/// What a WebAuthn ceremony does: one of one kind never finishes another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CeremonyKind {
+    /// Registers a passkey for a signed-in user.
+    Register,
+    /// Signs in with a passkey (first factor, or a user's only).
+    SignIn,
+    /// The second step of a sign-in whose password was right.
+    SecondFactor,
+    /// Proves a signed-in user's passkey again before a sensitive change.
+    StepUp,
+}
+
+impl CeremonyKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::SignIn => "sign_in",
+            Self::SecondFactor => "second_factor",
+            Self::StepUp => "step_up",
+        }
+    }
+}
 
 /// What a one-time mail token is for: a token of one purpose never works for another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,6 +232,14 @@ impl Authentication {
         self.methods().filter(|m| m.is_factor()).count() >= 2
     }
 
+    /// Strong enough where MFA is required: two factors, or a key whose authenticator
+    /// verified its user (a passkey with PIN or biometrics is multi-factor by itself,
+    /// NIST SP 800-63B's multi-factor cryptographic authenticator).
+    pub fn satisfies_mfa(self) -> bool {
+        let has = |m: AuthMethod| self.methods & Self::bit(m) != 0;
+        self.is_multi_factor() || ((has(AuthMethod::Hwk) || has(AuthMethod::Swk)) && has(AuthMethod::User))
+    }
+
     /// The `amr` claim: each method, and `mfa` when two factors were proved.
     pub fn amr(self) -> Vec<&'static str> {
         let mut out: Vec<&'static str> = self.methods().map(AuthMethod::as_str).collect();
@@ -231,6 +276,11 @@ mod authentication_tests {
         let key = Authentication::new(t, &[AuthMethod::Hwk, AuthMethod::User]);
         assert_eq!(key.amr(), ["hwk", "user"]);
         assert!(!key.is_multi_factor());
+        // ...but a key that verified its user satisfies an MFA requirement.
+        assert!(key.satisfies_mfa());
+        assert!(!Authentication::new(t, &[AuthMethod::Swk]).satisfies_mfa());
+        assert!(!Authentication::new(t, &[AuthMethod::Pwd]).satisfies_mfa());
+        assert!(both.satisfies_mfa());
         assert_eq!(
             Authentication::new(t, &[AuthMethod::Email])
                 .and(&[AuthMethod::Otp])
@@ -417,6 +467,32 @@ impl fmt::Debug for Password {
     }
 }
 
+/// Why a label (a device's or a passkey's name) is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LabelProblem {
+    Length,
+    Control,
+    Invisible,
+}
+
+/// A label the user gives something: 1-64 printable characters, surrounding spaces
+/// trimmed.
+fn label(raw: &str) -> Result<&str, LabelProblem> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(LabelProblem::Length);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(LabelProblem::Control);
+    }
+    // Bidi overrides and invisible characters would let a thief dress a session up
+    // as the owner's ("\u{202e}MacBook (this browser)").
+    if name.chars().any(is_format_character) {
+        return Err(LabelProblem::Invisible);
+    }
+    Ok(name)
+}
+
 /// A name the user gives a device at login ("Alice's laptop"): 1-64 printable
 /// characters (no control characters), surrounding spaces trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -425,19 +501,33 @@ pub struct DeviceName(String);
 impl DeviceName {
     /// Why a candidate is refused, in the words of a 422 `msg`.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        let name = raw.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err("Device name must be 1 to 64 characters long");
+        match label(raw) {
+            Ok(name) => Ok(Self(name.to_owned())),
+            Err(LabelProblem::Length) => Err("Device name must be 1 to 64 characters long"),
+            Err(LabelProblem::Control) => Err("Device name may not contain control characters"),
+            Err(LabelProblem::Invisible) => Err("Device name may not contain invisible or text-direction characters"),
         }
-        if name.chars().any(char::is_control) {
-            return Err("Device name may not contain control characters");
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A name the user gives a passkey ("YubiKey 5C", "iPhone"), under the same rules as
+/// a device's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyName(String);
+
+impl PasskeyName {
+    /// Why a candidate is refused, in the words of a 422 `msg`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        match label(raw) {
+            Ok(name) => Ok(Self(name.to_owned())),
+            Err(LabelProblem::Length) => Err("Passkey name must be 1 to 64 characters long"),
+            Err(LabelProblem::Control) => Err("Passkey name may not contain control characters"),
+            Err(LabelProblem::Invisible) => Err("Passkey name may not contain invisible or text-direction characters"),
         }
-        // Bidi overrides and invisible characters would let a thief dress a session up
-        // as the owner's ("\u{202e}MacBook (this browser)").
-        if name.chars().any(is_format_character) {
-            return Err("Device name may not contain invisible or text-direction characters");
-        }
-        Ok(Self(name.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

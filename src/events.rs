@@ -93,6 +93,12 @@ pub enum AuthEvent {
     MfaReset,
     RecoveryCodeUsed,
     RecoveryCodesRegenerated,
+    PasskeyAdded,
+    PasskeyRemoved,
+    /// A passkey's signature counter went backwards: its authenticator may be cloned.
+    PasskeyCloned,
+    /// A passkey sign-in was refused (unknown passkey, bad assertion).
+    PasskeyFailed,
 }
 
 impl AuthEvent {
@@ -138,6 +144,10 @@ impl AuthEvent {
             Self::MfaReset => "mfa.reset",
             Self::RecoveryCodeUsed => "mfa.recovery_code_used",
             Self::RecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
+            Self::PasskeyAdded => "passkey.added",
+            Self::PasskeyRemoved => "passkey.removed",
+            Self::PasskeyCloned => "passkey.counter_regressed",
+            Self::PasskeyFailed => "passkey.failed",
         }
     }
 
@@ -149,6 +159,8 @@ impl AuthEvent {
                 | Self::PasswordChangeFailed
                 | Self::OneTimeTokenRejected
                 | Self::MfaFailed
+                | Self::PasskeyCloned
+                | Self::PasskeyFailed
         )
     }
 }

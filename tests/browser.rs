@@ -412,6 +412,147 @@ async fn two_step_sign_in_is_set_up_and_used_from_the_account_page_in_chromium()
     client.clone().close().await.unwrap();
 }
 
+/// A command of the W3C WebAuthn automation extension, which chromedriver serves:
+/// `path` under the session (`webauthn/authenticator`, ...).
+#[derive(Debug)]
+struct WebAuthnCommand {
+    method: http::Method,
+    path: String,
+    body: Option<serde_json::Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for WebAuthnCommand {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.path))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (self.method.clone(), self.body.as_ref().map(|b| b.to_string()))
+    }
+}
+
+/// Passkeys on the account page, with Chromium's virtual authenticator (a platform
+/// authenticator that keeps discoverable credentials and verifies its user): add one
+/// (after the password), sign out, sign in with it and no username, sign in with the
+/// password and it as the second step, then remove it (step-up by the passkey itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_are_added_used_and_removed_from_the_account_page_in_chromium() {
+    if !chromium_installed() {
+        return;
+    }
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.register("pia").await;
+    let id = srv.auth().user_named("pia").await.unwrap().id;
+    srv.auth().vouch_for_email(id, &Default::default()).await.unwrap();
+    let elsewhere = srv.login("pia", PASSWORD).await;
+    // The RP ID is `localhost`: the page is opened there.
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    let authenticator = client
+        .issue_cmd(WebAuthnCommand {
+            method: http::Method::POST,
+            path: "webauthn/authenticator".into(),
+            body: Some(json!({
+                "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+                "hasUserVerification": true, "isUserVerified": true,
+                "automaticPresenceSimulation": true
+            })),
+        })
+        .await
+        .expect("a virtual authenticator (WebAuthn automation)");
+    let authenticator = authenticator.as_str().expect("authenticator id").to_owned();
+    let credentials = async |client: &Client| {
+        let v = client
+            .issue_cmd(WebAuthnCommand {
+                method: http::Method::GET,
+                path: format!("webauthn/authenticator/{authenticator}/credentials"),
+                body: None,
+            })
+            .await
+            .unwrap();
+        v.as_array().unwrap().clone()
+    };
+    let sign_in = async |client: &Client| {
+        wait_for(client, "#signin:not([hidden])").await;
+        client
+            .find(Locator::Css("#username"))
+            .await
+            .unwrap()
+            .clear()
+            .await
+            .unwrap();
+        type_into(client, "#username", "pia").await;
+        type_into(client, "#password", PASSWORD).await;
+        click(client, "#signin-button").await;
+    };
+    client.goto(&format!("{base}/account")).await.unwrap();
+    sign_in(client).await;
+    wait_for(client, "#account:not([hidden])").await;
+
+    // Add: a name and the password; the authenticator makes a discoverable credential.
+    type_into(client, "#passkey-name", "Laptop").await;
+    type_into(client, "#passkey-password", PASSWORD).await;
+    click(client, "#passkey-add-button").await;
+    wait_for_text(client, "#status", "Passkey added").await;
+    wait_for(client, "#recovery-codes:not([hidden])").await;
+    wait_for(client, "#passkeys:not([hidden]) tbody tr").await;
+    wait_for_text(client, "#mfa-state", "1 passkey").await;
+    let stored = credentials(client).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["isResidentCredential"], true, "{stored:?}");
+    assert_eq!(stored[0]["rpId"], "localhost");
+    // The other device was signed out.
+    assert_eq!(srv.me_status(&elsewhere.access).await, StatusCode::UNAUTHORIZED);
+    screenshot(client, "account-passkeys.png").await;
+
+    // Out, and in with the passkey: no username, no password.
+    click(client, "#signout").await;
+    wait_for(client, "#signin:not([hidden])").await;
+    click(client, "#passkey-signin").await;
+    wait_for(client, "#account:not([hidden])").await;
+    assert_eq!(text(client, "#whoami").await, "You are pia with roles: none");
+    let sessions = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/auth/sessions', {credentials: 'same-origin'}).then((r) => r.json()).then(done);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let current = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .cloned();
+    assert_eq!(current.unwrap()["amr"], json!(["hwk", "user"]), "{sessions}");
+
+    // Out, and in with the password: the passkey is the second step.
+    click(client, "#signout").await;
+    sign_in(client).await;
+    wait_for(client, "#second-step:not([hidden]) #mfa-passkey:not([hidden])").await;
+    click(client, "#mfa-passkey").await;
+    wait_for(client, "#account:not([hidden])").await;
+    assert_eq!(text(client, "#whoami").await, "You are pia with roles: none");
+
+    // Remove: the password, and the passkey itself as the second proof.
+    type_into(client, "#passkey-password", PASSWORD).await;
+    click(client, ".passkey-remove").await;
+    wait_for_text(client, "#status", "Passkey removed").await;
+    wait_for_text(client, "#mfa-state", "Off").await;
+    wait_for(client, "#passkeys[hidden]").await;
+
+    // The authenticator still holds the credential, but the server knows it no more.
+    click(client, "#signout").await;
+    wait_for(client, "#signin:not([hidden])").await;
+    click(client, "#passkey-signin").await;
+    wait_for_text(client, "#status", "Passkey not recognised").await;
+
+    assert_no_csp_violation(client).await;
+    client.clone().close().await.unwrap();
+}
+
 /// Swagger UI at `/docs`, offline from the binary: Authorize with a username and
 /// password (the OAuth2 password flow against `/auth/login`), then run `GET /me`
 /// from the page and see 200 with the user.

@@ -5,6 +5,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/soft_passkey.rs"]
+mod soft_passkey;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -661,6 +663,58 @@ async fn two_instances_refreshing_one_token_at_once_issue_one_pair() {
 /// accepted once per account, whichever instance sees it first), and the same code on
 /// a fresh sign-in is a replay; an enrolment on one instance ends the sessions the
 /// other serves.
+/// Behind a balancer: a passkey registered on one instance and finished on the other,
+/// a sign-in begun on one and finished on the other, and one answer sent to both at
+/// once signs in once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_ceremony_begun_on_one_instance_finishes_on_another() {
+    if !services() {
+        return;
+    }
+    // The origin users see (the balancer's), the same for both.
+    let front = "http://localhost:4242";
+    let a = TestServer::start_with(Backend::Postgres, |s| s.webauthn.origins = vec![front.into()]).await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let t = a.user("pat").await;
+    let id = a.auth().user_named("pat").await.unwrap().id;
+    a.auth().vouch_for_email(id, &Default::default()).await.unwrap();
+    let mut key = soft_passkey::SoftPasskey::new(front);
+    let start: Value = a
+        .post_auth(
+            "/auth/passkeys/register/start",
+            &t.access,
+            Some(json!({"password": PASSWORD})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let credential = key.create(&start["publicKey"]).await;
+    let res = b
+        .post_auth(
+            "/auth/passkeys/register/finish",
+            &t.access,
+            Some(json!({"ceremony_id": start["ceremony_id"], "credential": credential, "name": "key"})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let start: Value = b
+        .post_json("/auth/passkeys/login/start", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let credential = key.get(&start["publicKey"]).await;
+    let finish = json!({"ceremony_id": start["ceremony_id"], "credential": credential});
+    let (on_a, on_b) = tokio::join!(
+        a.post_json("/auth/passkeys/login/finish", finish.clone()),
+        b.post_json("/auth/passkeys/login/finish", finish)
+    );
+    let mut statuses = [on_a.status(), on_b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_REQUEST]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_given_one_totp_code_accept_it_once() {
     use tokengate::crypto::totp::{TotpSecret, step_at};

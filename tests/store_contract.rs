@@ -358,6 +358,7 @@ async fn second_factors_turn_on_and_off_in_one_transaction_each(backend: common:
     let (third, _) = common::stores::session_at_stamp(store.as_ref(), alice, 1, now, now.plus(10_000)).await;
     let removal = |keep| RemoveFactors {
         user: alice,
+        scope: tokengate::store::FactorScope::Every,
         keep,
         now,
         mails: Vec::new(),
@@ -411,4 +412,275 @@ async fn concurrent_uses_of_one_code_succeed_once(backend: common::Backend) {
     });
     let won = futures_util::future::join_all(spends).await;
     assert_eq!(won.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+}
+
+fn stored_passkey(
+    user: tokengate::domain::UserId,
+    credential_id: &[u8],
+    now: UnixTime,
+) -> tokengate::store::StoredPasskey {
+    tokengate::store::StoredPasskey {
+        id: tokengate::domain::PasskeyId::new(),
+        user,
+        credential_id: credential_id.to_vec(),
+        rp_id: "example.com".into(),
+        name: tokengate::domain::PasskeyName::parse("key").unwrap(),
+        credential: "{}".into(),
+        sign_count: 0,
+        created_at: now,
+        last_used_at: None,
+    }
+}
+
+/// Adding a passkey turns MFA on (codes only then), moves the stamp and keeps one
+/// session; a credential ID is one account's; removing the last factor turns MFA off,
+/// unless asked to keep one; a TOTP factor removed leaves MFA on while a passkey stays.
+#[per_backend]
+async fn passkeys_turn_mfa_on_and_off_in_one_transaction_each(backend: common::Backend) {
+    use tokengate::crypto::recovery_codes::RecoveryCode;
+    use tokengate::domain::{AuthMethod, Authentication};
+    use tokengate::store::{AddPasskey, FactorScope, PasskeyAdded, PasskeyRemoved, RemoveFactors, RemovePasskey};
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let bob = user(store.as_ref(), "bob", now).await;
+    let (kept, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    let (other, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    let (_, codes) = RecoveryCode::generate_set().unwrap();
+    let add = |user, keep, credential_id: &[u8]| AddPasskey {
+        passkey: stored_passkey(user, credential_id, now),
+        codes_if_first: codes.clone(),
+        keep,
+        keep_auth: Authentication::new(now, &[AuthMethod::Pwd, AuthMethod::Hwk, AuthMethod::User]),
+        now,
+        mails: Vec::new(),
+    };
+    assert_eq!(
+        store.add_passkey(add(alice, kept, b"cred-1")).await.unwrap(),
+        PasskeyAdded::Added {
+            revoked: vec![other],
+            mfa_turned_on: true
+        }
+    );
+    let after = store.user_by_id(alice).await.unwrap().unwrap();
+    assert!(after.mfa_enabled);
+    assert_eq!(after.security_stamp, 1);
+    let state = store.second_factors(alice).await.unwrap();
+    assert_eq!((state.passkeys, state.recovery_codes_left), (1, 10));
+    let (kept_now, _) = store.session_with_user(kept).await.unwrap().unwrap();
+    assert_eq!(kept_now.auth.amr(), ["pwd", "hwk", "user", "mfa"]);
+    // The same credential, for anyone: nothing written.
+    assert_eq!(
+        store.add_passkey(add(bob, kept, b"cred-1")).await.unwrap(),
+        PasskeyAdded::CredentialTaken
+    );
+    assert!(!store.user_by_id(bob).await.unwrap().unwrap().mfa_enabled);
+    // A second: MFA was on, the codes stay as they are.
+    store.spend_recovery_code(alice, &codes[0], now).await.unwrap();
+    let (_, fresh) = RecoveryCode::generate_set().unwrap();
+    let mut second = add(alice, kept, b"cred-2");
+    second.codes_if_first = fresh;
+    assert!(matches!(
+        store.add_passkey(second).await.unwrap(),
+        PasskeyAdded::Added {
+            mfa_turned_on: false,
+            ..
+        }
+    ));
+    assert_eq!(store.second_factors(alice).await.unwrap().recovery_codes_left, 9);
+    assert_eq!(store.passkeys_of(alice).await.unwrap().len(), 2);
+    let by_credential = |c: &'static [u8]| {
+        let store = store.clone();
+        async move { store.passkey_by_credential(c).await.unwrap().unwrap() }
+    };
+    let (first, found) = (by_credential(b"cred-1").await, by_credential(b"cred-2").await);
+    assert_eq!(found.user, alice);
+    let ids = [first.id, found.id];
+    assert!(store.passkey_by_credential(b"cred-3").await.unwrap().is_none());
+    // Renaming: only the owner's.
+    let name = tokengate::domain::PasskeyName::parse("blue").unwrap();
+    assert!(!store.rename_passkey(bob, ids[0], name.clone()).await.unwrap());
+    assert!(store.rename_passkey(alice, ids[0], name).await.unwrap());
+    let remove = |id, keep_a_factor| RemovePasskey {
+        user: alice,
+        id,
+        keep: kept,
+        keep_a_factor,
+        now,
+        mails: Vec::new(),
+    };
+    // Another user's id is not found; one of two goes with MFA left on.
+    let mut foreign = remove(ids[0], false);
+    foreign.user = bob;
+    assert_eq!(store.remove_passkey(foreign).await.unwrap(), PasskeyRemoved::NotFound);
+    assert!(matches!(
+        store.remove_passkey(remove(ids[0], true)).await.unwrap(),
+        PasskeyRemoved::Removed {
+            mfa_turned_off: false,
+            ..
+        }
+    ));
+    // The last one, kept when asked; else MFA and the codes go.
+    assert_eq!(
+        store.remove_passkey(remove(ids[1], true)).await.unwrap(),
+        PasskeyRemoved::LastFactor
+    );
+    assert_eq!(store.passkeys_of(alice).await.unwrap().len(), 1);
+    // With a TOTP factor beside it, removing the TOTP leaves MFA on.
+    store.begin_totp(alice, b"s".to_vec(), now).await.unwrap();
+    let confirm = tokengate::store::ConfirmTotp {
+        user: alice,
+        secret: b"s".to_vec(),
+        step: 1,
+        codes: codes.clone(),
+        keep: kept,
+        keep_auth: Authentication::new(now, &[AuthMethod::Pwd]),
+        now,
+        mails: Vec::new(),
+    };
+    store.confirm_totp(confirm).await.unwrap().unwrap();
+    let totp_off = RemoveFactors {
+        user: alice,
+        scope: FactorScope::Totp,
+        keep: Some(kept),
+        now,
+        mails: Vec::new(),
+    };
+    assert!(store.remove_second_factors(totp_off.clone()).await.unwrap().is_some());
+    assert!(store.user_by_id(alice).await.unwrap().unwrap().mfa_enabled);
+    assert_eq!(store.second_factors(alice).await.unwrap().recovery_codes_left, 10);
+    // No TOTP left to remove: nothing written.
+    assert_eq!(store.remove_second_factors(totp_off).await.unwrap(), None);
+    assert!(matches!(
+        store.remove_passkey(remove(ids[1], false)).await.unwrap(),
+        PasskeyRemoved::Removed {
+            mfa_turned_off: true,
+            ..
+        }
+    ));
+    let after = store.user_by_id(alice).await.unwrap().unwrap();
+    assert!(!after.mfa_enabled);
+    assert_eq!(store.second_factors(alice).await.unwrap(), Default::default());
+    assert_eq!(store.passkey_rp_ids().await.unwrap(), Vec::<(String, u64)>::new());
+}
+
+/// A use is recorded only when the counter moves forward (or stays 0 for an
+/// authenticator that keeps none); of twenty uses with one counter, one is.
+#[per_backend]
+async fn passkey_uses_move_the_counter_forward_once(backend: common::Backend) {
+    use tokengate::store::PasskeyUse;
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let (kept, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    let p = stored_passkey(alice, b"cred", now);
+    let id = p.id;
+    store
+        .add_passkey(tokengate::store::AddPasskey {
+            passkey: p,
+            codes_if_first: Vec::new(),
+            keep: kept,
+            keep_auth: tokengate::domain::Authentication::new(now, &[]),
+            now,
+            mails: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let used = move |count, credential: &str| PasskeyUse {
+        id,
+        credential: credential.into(),
+        sign_count: count,
+        now: now.plus(5),
+    };
+    // A counter-less authenticator: every use counts.
+    assert!(store.record_passkey_use(used(0, "a")).await.unwrap());
+    assert!(store.record_passkey_use(used(0, "b")).await.unwrap());
+    let uses = (0..20).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.record_passkey_use(used(7, "c")).await.unwrap() })
+    });
+    let won = futures_util::future::join_all(uses).await;
+    assert_eq!(won.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+    // Backwards, or 0 after a counter: refused.
+    assert!(!store.record_passkey_use(used(6, "d")).await.unwrap());
+    assert!(!store.record_passkey_use(used(0, "d")).await.unwrap());
+    let stored = store.passkey_by_credential(b"cred").await.unwrap().unwrap();
+    assert_eq!((stored.sign_count, stored.credential.as_str()), (7, "c"));
+    assert_eq!(stored.last_used_at, Some(now.plus(5)));
+    assert_eq!(
+        store.passkey_rp_ids().await.unwrap(),
+        vec![("example.com".to_owned(), 1)]
+    );
+}
+
+/// A ceremony is taken once, before it expires, by its kind only; of twenty requests
+/// finishing one, one gets it; the purge drops expired ones.
+#[per_backend]
+async fn a_ceremony_is_taken_once(backend: common::Backend) {
+    use tokengate::crypto::tokens::OneTimeToken;
+    use tokengate::domain::CeremonyKind;
+    use tokengate::store::NewCeremony;
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let open_one = |user| {
+        let (_, hash) = OneTimeToken::generate().unwrap();
+        (
+            hash.clone(),
+            NewCeremony {
+                hash,
+                kind: CeremonyKind::SignIn,
+                user,
+                state: "{\"s\":1}".into(),
+                now,
+                expires_at: now.plus(300),
+            },
+        )
+    };
+    let (named, ceremony) = open_one(Some(alice));
+    store.open_ceremony(ceremony).await.unwrap();
+    assert!(
+        store
+            .take_ceremony(&named, CeremonyKind::Register, now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let takes = (0..20).map(|_| {
+        let (store, hash) = (store.clone(), named.clone());
+        tokio::spawn(async move { store.take_ceremony(&hash, CeremonyKind::SignIn, now).await.unwrap() })
+    });
+    let taken: Vec<_> = futures_util::future::join_all(takes)
+        .await
+        .into_iter()
+        .filter_map(|t| t.unwrap())
+        .collect();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].user, Some(alice));
+    assert_eq!(taken[0].state, "{\"s\":1}");
+    // Expired: not taken; purged.
+    let (late, ceremony) = open_one(None);
+    store.open_ceremony(ceremony).await.unwrap();
+    assert!(
+        store
+            .take_ceremony(&late, CeremonyKind::SignIn, now.plus(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.purge_expired(now.plus(301)).await.unwrap();
+    let (fresh, ceremony) = open_one(None);
+    store.open_ceremony(ceremony).await.unwrap();
+    let t = store
+        .take_ceremony(&fresh, CeremonyKind::SignIn, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.user, None);
 }

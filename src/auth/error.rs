@@ -75,6 +75,25 @@ pub enum AuthError {
     NoPendingTotp,
     #[error("MFA is not enabled")]
     MfaNotEnabled,
+    /// No RP ID is configured or derivable here: passkeys are off.
+    #[error("passkeys are not set up on this server")]
+    PasskeysOff,
+    /// A WebAuthn ceremony that is unknown, expired, finished or of another kind.
+    #[error("unknown, expired or finished passkey ceremony")]
+    InvalidCeremony,
+    /// A registration whose authenticator's answer did not verify (wrong origin or RP
+    /// ID, a challenge of another ceremony, no user verification, malformed).
+    #[error("the passkey's answer was not accepted")]
+    PasskeyRejected,
+    /// A sign-in whose assertion did not verify, or whose passkey is unknown.
+    #[error("passkey not recognised")]
+    PasskeyRefused,
+    /// That credential is registered already.
+    #[error("this passkey is registered already")]
+    PasskeyTaken,
+    /// Removing this factor would leave a holder of an MFA-required role without one.
+    #[error("last factor of an MFA-required role")]
+    LastFactor,
     #[error("too many attempts; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
     /// The password-hashing queue is full; retry shortly.

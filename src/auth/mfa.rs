@@ -21,7 +21,7 @@ use crate::domain::{AuthMethod, Authentication, DeviceName, Password, TokenPurpo
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::mail::Template;
-use crate::store::{ConfirmTotp, NewMail, NewOneTimeToken, RemoveFactors, StoredTotp, UserRecord};
+use crate::store::{ConfirmTotp, FactorScope, NewMail, NewOneTimeToken, RemoveFactors, StoredTotp, UserRecord};
 
 /// How long the second step of a sign-in may wait.
 pub const MFA_TOKEN_TTL_SECS: u64 = 5 * 60;
@@ -34,6 +34,7 @@ const WINDOW_STEPS: u64 = 1;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MfaStatus {
     pub totp: bool,
+    pub passkeys: u32,
     /// Enrolment begun, not yet confirmed.
     pub totp_pending: bool,
     pub recovery_codes_left: u32,
@@ -48,17 +49,19 @@ pub struct TotpEnrolment {
     pub otpauth_uri: String,
 }
 
-/// Step-up: the account password, and a current code when the account has MFA.
+/// Step-up: the account password, and a second proof when the account has MFA (a
+/// current code, or a passkey's answer to a step-up ceremony).
 #[derive(Debug)]
 pub struct StepUp {
     pub password: Password,
     pub code: Option<String>,
+    pub passkey: Option<super::PasskeyProof>,
 }
 
 /// What an MFA token keeps of the sign-in it completes (stored beside it, opaque to
 /// the store).
 #[derive(Serialize, Deserialize)]
-struct Pending {
+pub(super) struct Pending {
     /// The client network it was issued to.
     net: String,
     /// How the first step proved the user, and when.
@@ -97,6 +100,7 @@ impl AuthService {
         let confirmed = state.totp.as_ref().is_some_and(|t| t.confirmed_at.is_some());
         Ok(MfaStatus {
             totp: confirmed,
+            passkeys: state.passkeys,
             totp_pending: state.totp.is_some() && !confirmed,
             recovery_codes_left: state.recovery_codes_left,
             required: !who.user.mfa_enabled && self.mfa.required_roles.iter().any(|r| who.has_role(r.as_str())),
@@ -112,7 +116,8 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<TotpEnrolment, AuthError> {
         // Before the step-up, which would spend a code.
-        if who.user.mfa_enabled {
+        let confirmed = self.store.second_factors(who.user.id).await?.totp;
+        if confirmed.is_some_and(|t| t.confirmed_at.is_some()) {
             return Err(AuthError::TotpAlreadyEnabled);
         }
         // A second factor on an address nobody proved would let whoever registered
@@ -206,15 +211,25 @@ impl AuthService {
         if !who.user.mfa_enabled {
             return Err(AuthError::NotFound);
         }
+        let passkeys_left = self.store.second_factors(who.user.id).await?.passkeys > 0;
+        if !passkeys_left && self.holds_mfa_role(&who.user) {
+            return Err(AuthError::LastFactor);
+        }
         self.step_up(who, step_up, client).await?;
         let removal = RemoveFactors {
             user: who.user.id,
+            scope: FactorScope::Totp,
             keep: Some(who.session.id),
             now: self.clock.now(),
             mails: self.mfa_notice(
                 &who.user,
-                "Two-step sign-in was turned off for your account, its recovery codes no longer work, \
-                 and every other session of the account was signed out.",
+                if passkeys_left {
+                    "The authenticator app was removed from your account's two-step sign-in (your passkeys \
+                     still work), and every other session of the account was signed out."
+                } else {
+                    "Two-step sign-in was turned off for your account, its recovery codes no longer work, \
+                     and every other session of the account was signed out."
+                },
             ),
         };
         if self.store.remove_second_factors(removal).await?.is_none() {
@@ -263,6 +278,7 @@ impl AuthService {
         let user = self.store.user_by_id(id).await?.ok_or(AuthError::NotFound)?;
         let removal = RemoveFactors {
             user: id,
+            scope: FactorScope::Every,
             keep: None,
             now: self.clock.now(),
             mails: self.mfa_notice(
@@ -282,13 +298,18 @@ impl AuthService {
     /// MFA token for the second step, issued only while the user is as read.
     pub(super) async fn mfa_challenge(&self, user: &UserRecord, sign_in: SignIn, client: &ClientInfo) -> AuthError {
         match self.issue_mfa_token(user, sign_in, client).await {
-            Ok(Some(mfa_token)) => {
+            Ok(Some((mfa_token, factors))) => {
                 self.events
                     .record(AuthEvent::MfaChallenged, Some(user.id), None, client);
-                AuthError::MfaRequired(MfaChallenge {
-                    mfa_token,
-                    methods: vec!["totp", "recovery_code"],
-                })
+                let mut methods = Vec::with_capacity(3);
+                if factors.totp.as_ref().is_some_and(|t| t.confirmed_at.is_some()) {
+                    methods.push("totp");
+                }
+                if factors.passkeys > 0 {
+                    methods.push("passkey");
+                }
+                methods.push("recovery_code");
+                AuthError::MfaRequired(MfaChallenge { mfa_token, methods })
             }
             // The password changed, or the user was deactivated, while this sign-in
             // was hashing: what it verified no longer holds.
@@ -302,20 +323,22 @@ impl AuthService {
         user: &UserRecord,
         sign_in: SignIn,
         client: &ClientInfo,
-    ) -> Result<Option<String>, AuthError> {
+    ) -> Result<Option<(String, crate::store::SecondFactorState)>, AuthError> {
         let (token, hash) = OneTimeToken::generate().map_err(AuthError::internal)?;
         let now = self.clock.now();
+        let factors = self.store.second_factors(user.id).await?;
         // Known only if a sign-in that passed this MFA issued it: a device token from
         // before MFA was turned on (whoever had the password then could have many) buys
         // no budget of its own.
         let known_device = match sign_in.known_device {
             Some(device) => {
-                let confirmed = self
-                    .store
-                    .second_factors(user.id)
-                    .await?
-                    .totp
-                    .and_then(|t| t.confirmed_at);
+                let totp_since = factors.totp.as_ref().and_then(|t| t.confirmed_at);
+                let passkey_since = if factors.passkeys > 0 {
+                    self.store.passkeys_of(user.id).await?.first().map(|p| p.created_at)
+                } else {
+                    None
+                };
+                let confirmed = totp_since.into_iter().chain(passkey_since).min();
                 let issued = UnixTime(
                     device
                         .expires
@@ -350,7 +373,7 @@ impl AuthService {
                 replaces_older: false,
             })
             .await?;
-        Ok(issued.then(|| token.expose().to_owned()))
+        Ok(issued.then(|| (token.expose().to_owned(), factors)))
     }
 
     /// The second step of a sign-in: the MFA token and a TOTP or recovery code; the
@@ -363,29 +386,10 @@ impl AuthService {
         let now = self.clock.now();
         // Read first: a token shown from another network, or refused by a budget, costs
         // it none of its attempts (its owner's tries stay theirs).
-        let token = self
-            .store
-            .one_time_token(&hash)
-            .await?
-            .filter(|t| t.purpose == TokenPurpose::MfaLogin && t.used_at.is_none() && now < t.expires_at)
-            .ok_or_else(refused)?;
-        let pending: Pending = token
-            .context
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .ok_or_else(refused)?;
-        if pending.net != net_of(client).as_ip().to_string() {
-            self.events.record(AuthEvent::MfaFailed, Some(token.user), None, client);
-            return Err(refused());
-        }
-        // A device that passed this MFA before has its own budget (at the same rate):
-        // whoever else has the password cannot spend it.
-        let budget = match &pending.known_device {
-            Some(nonce) => LimitKey::MfaDevice(nonce.clone()),
-            None => LimitKey::Mfa(token.user),
-        };
+        let (token, pending) = self.live_mfa_token(&hash, client).await?;
         let mut spent = Spent::default();
-        self.spend(&mut spent, budget, client).await?;
+        self.spend(&mut spent, self.mfa_budget(&pending, token.user), client)
+            .await?;
         let counted = self
             .store
             .attempt_one_time(&hash, TokenPurpose::MfaLogin, now, MFA_TOKEN_ATTEMPTS)
@@ -412,8 +416,81 @@ impl AuthService {
             return Err(refused());
         }
         let method = self.spend_code(&user, judged, None, client).await?;
+        self.open_after_second_step(user, pending, &[method], client).await
+    }
+
+    /// A live MFA token (unused, unexpired) shown from the network it was issued to,
+    /// and the sign-in it completes. A read: nothing is spent.
+    pub(super) async fn live_mfa_token(
+        &self,
+        hash: &OneTimeTokenHash,
+        client: &ClientInfo,
+    ) -> Result<(crate::store::StoredOneTimeToken, Pending), AuthError> {
+        let refused = || AuthError::InvalidMfaToken;
+        let now = self.clock.now();
+        let token = self
+            .store
+            .one_time_token(hash)
+            .await?
+            .filter(|t| t.purpose == TokenPurpose::MfaLogin && t.used_at.is_none() && now < t.expires_at)
+            .ok_or_else(refused)?;
+        let pending: Pending = token
+            .context
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .ok_or_else(refused)?;
+        if pending.net != net_of(client).as_ip().to_string() {
+            self.events.record(AuthEvent::MfaFailed, Some(token.user), None, client);
+            return Err(refused());
+        }
+        Ok((token, pending))
+    }
+
+    /// The budget a sign-in's second step counts against. A device that passed this
+    /// MFA before has its own (at the same rate): whoever else has the password cannot
+    /// spend it.
+    pub(super) fn mfa_budget(&self, pending: &Pending, user: UserId) -> LimitKey {
+        match &pending.known_device {
+            Some(nonce) => LimitKey::MfaDevice(nonce.clone()),
+            None => LimitKey::Mfa(user),
+        }
+    }
+
+    /// Complete a sign-in whose second factor (`methods`) was proved: its MFA token is
+    /// claimed (once), its user is as it was, and the session opens.
+    pub(super) async fn complete_second_step(
+        &self,
+        hash: &OneTimeTokenHash,
+        token: &crate::store::StoredOneTimeToken,
+        pending: Pending,
+        methods: &[AuthMethod],
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        let refused = || AuthError::InvalidMfaToken;
+        if self
+            .store
+            .spend_one_time(hash, TokenPurpose::MfaLogin, self.clock.now())
+            .await?
+            .is_none()
+        {
+            return Err(refused());
+        }
+        let user = match self.store.user_by_id(token.user).await? {
+            Some(u) if u.is_active && u.security_stamp == token.stamp && u.mfa_enabled => u,
+            _ => return Err(refused()),
+        };
+        self.open_after_second_step(user, pending, methods, client).await
+    }
+
+    async fn open_after_second_step(
+        &self,
+        user: UserRecord,
+        pending: Pending,
+        methods: &[AuthMethod],
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
         let sign_in = SignIn {
-            auth: Authentication::from_store(UnixTime(pending.at), &pending.amr).and(&[method]),
+            auth: Authentication::from_store(UnixTime(pending.at), &pending.amr).and(methods),
             device_name: pending.device.and_then(|d| DeviceName::parse(&d).ok()),
             known_device: None,
         };
@@ -533,6 +610,9 @@ impl AuthService {
         if !who.user.mfa_enabled {
             return Ok(());
         }
+        if let Some(proof) = step_up.passkey {
+            return self.passkey_step_up(who, proof, client).await;
+        }
         let code = step_up
             .code
             .as_deref()
@@ -551,7 +631,7 @@ impl AuthService {
         if !who.has_role(role) {
             return Err(AuthError::InsufficientRole);
         }
-        let mfa_session = who.user.mfa_enabled && who.session.auth.is_multi_factor();
+        let mfa_session = who.user.mfa_enabled && who.session.auth.satisfies_mfa();
         if !mfa_session && self.mfa.required_roles.iter().any(|r| r.as_str() == role) {
             return Err(AuthError::MfaRequiredForRole);
         }
@@ -560,7 +640,7 @@ impl AuthService {
 
     /// The notice of an MFA change, for the outbox (none if it cannot be composed: the
     /// change stands, logged).
-    fn mfa_notice(&self, user: &UserRecord, change: &str) -> Vec<NewMail> {
+    pub(super) fn mfa_notice(&self, user: &UserRecord, change: &str) -> Vec<NewMail> {
         match self.compose(&user.email, user.username.as_str(), Template::MfaChanged { change }) {
             Ok(mail) => vec![mail],
             Err(e) => {

@@ -10,6 +10,7 @@ pub mod import;
 pub mod keys;
 mod mail;
 mod mfa;
+mod passkeys;
 mod recovery;
 mod sessions;
 mod signing;
@@ -18,11 +19,14 @@ pub use crate::events::SessionIp;
 pub use admin::UserChange;
 pub use mail::QueuedMail;
 pub use mfa::{MfaStatus, StepUp, TotpEnrolment};
+pub use passkeys::{CEREMONY_TTL_SECS, CeremonyStart, PasskeyRegistered, PasskeyView};
 
 pub use error::{AuthError, MfaChallenge, TokenProblem};
 pub use sessions::{DEVICE_TOKEN_TTL_SECS, SessionView};
 
 use std::sync::Arc;
+
+use webauthn_rs::prelude::{Url, Webauthn, WebauthnBuilder};
 
 use crate::clock::Clock;
 use crate::crypto::mac::MacKey;
@@ -170,6 +174,57 @@ pub struct MfaPolicy {
     pub required_roles: Vec<Role>,
 }
 
+/// This server as a WebAuthn relying party: its RP ID and the origins it accepts.
+#[derive(Clone, Debug)]
+pub struct PasskeyPolicy {
+    webauthn: Webauthn,
+    rp_id: String,
+}
+
+impl PasskeyPolicy {
+    /// A relying party for `rp_id`, accepting exactly `origins` (each must be the RP ID
+    /// or one of its subdomains); why not, in words for the operator.
+    pub fn new(rp_id: &str, origins: &[String], product: &str) -> Result<Self, String> {
+        let parsed: Vec<Url> = origins
+            .iter()
+            .map(|o| Url::parse(o).map_err(|e| format!("{o:?} is not an origin: {e}")))
+            .collect::<Result<_, _>>()?;
+        let (first, rest) = parsed
+            .split_first()
+            .ok_or("no origin to accept passkeys from (TOKENGATE_WEBAUTHN_ORIGINS)")?;
+        for origin in &parsed {
+            let host = origin.host_str().unwrap_or_default();
+            if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+                return Err(format!(
+                    "the origin {origin} is not on the RP ID {rp_id:?} (it must be {rp_id} or one of its subdomains)"
+                ));
+            }
+        }
+        let mut builder = WebauthnBuilder::new(rp_id, first)
+            .map_err(|e| format!("RP ID {rp_id:?} with origin {first}: {e}"))?
+            .rp_name(product);
+        for origin in rest {
+            builder = builder.append_allowed_origin(origin);
+        }
+        let webauthn = builder.build().map_err(|e| e.to_string())?;
+        Ok(Self {
+            webauthn,
+            rp_id: rp_id.to_owned(),
+        })
+    }
+
+    pub fn rp_id(&self) -> &str {
+        &self.rp_id
+    }
+}
+
+/// The answer of an authenticator to a sign-in or step-up ceremony.
+#[derive(Debug)]
+pub struct PasskeyProof {
+    pub ceremony_id: String,
+    pub credential: serde_json::Value,
+}
+
 /// Reset and sign-in links looked up and queued after their answer at once, at most.
 pub const LINKS_IN_FLIGHT: usize = 64;
 
@@ -196,6 +251,8 @@ pub struct AuthService {
     mail: Arc<MailService>,
     recovery: RecoveryPolicy,
     mfa: MfaPolicy,
+    /// `None`: no RP ID here, passkeys are off.
+    passkeys: Option<PasskeyPolicy>,
     /// Bounds the reset and sign-in links worked on after their answer.
     recovery_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -217,6 +274,8 @@ pub struct AuthParts {
     pub mail: Arc<MailService>,
     pub recovery: RecoveryPolicy,
     pub mfa: MfaPolicy,
+    /// This server as a WebAuthn relying party; `None`: passkeys are off.
+    pub passkeys: Option<PasskeyPolicy>,
 }
 
 impl AuthService {
@@ -235,6 +294,7 @@ impl AuthService {
             mail: p.mail,
             recovery: p.recovery,
             mfa: p.mfa,
+            passkeys: p.passkeys,
             recovery_slots: Arc::new(tokio::sync::Semaphore::new(LINKS_IN_FLIGHT)),
         }
     }

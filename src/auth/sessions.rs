@@ -147,7 +147,7 @@ impl AuthService {
     /// The account a login names: by username, or by email (a username never holds an
     /// `@`, so the two cannot be confused). A string that is neither names no one and is
     /// not looked up (PostgreSQL refuses a NUL in text outright); it costs the same hash.
-    async fn user_by_login_name(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
+    pub(super) async fn user_by_login_name(&self, name: &str) -> Result<Option<UserRecord>, AuthError> {
         if Username::parse(name).is_ok() {
             return Ok(self.store.user_by_username(name).await?);
         }
@@ -206,7 +206,7 @@ impl AuthService {
             self.verification_after_login(&user, client).await;
             return Err(AuthError::EmailNotVerified);
         }
-        if user.mfa_enabled && !sign_in.auth.is_multi_factor() {
+        if user.mfa_enabled && !sign_in.auth.satisfies_mfa() {
             return Err(self.mfa_challenge(&user, sign_in, client).await);
         }
         let SignIn { auth, device_name, .. } = sign_in;

@@ -42,6 +42,16 @@ pub struct Settings {
     pub mail: MailSettings,
     pub recovery: RecoverySettings,
     pub mfa: MfaSettings,
+    pub webauthn: WebauthnSettings,
+}
+
+/// Passkeys: this server as a WebAuthn relying party.
+#[derive(Clone, Debug, Default)]
+pub struct WebauthnSettings {
+    /// `None`: the public URL's host.
+    pub rp_id: Option<String>,
+    /// Empty: the public URL's origin.
+    pub origins: Vec<String>,
 }
 
 /// Multi-factor sign-in.
@@ -252,6 +262,11 @@ settings! {
     mfa_rate: Rate = one("TOKENGATE_MFA_RATE", "5/5m", parse_rate);
     /// Roles whose holders must turn MFA on to use them, comma-separated (e.g. admin)
     require_mfa_roles: crate::domain::Role = list("TOKENGATE_REQUIRE_MFA_ROLES", "", parse_role);
+    /// Passkeys' relying party ID: a domain name, the public URL's host or a parent of
+    /// it (changing it orphans every passkey) [default: the public URL's host]
+    webauthn_rp_id: String = maybe("TOKENGATE_WEBAUTHN_RP_ID", "", parse_rp_id);
+    /// Comma-separated exact origins passkeys are used from [default: the public URL's]
+    webauthn_origins: String = list("TOKENGATE_WEBAUTHN_ORIGINS", "", parse_origin);
 }
 
 impl RawSettings {
@@ -337,6 +352,10 @@ impl RawSettings {
             mfa: MfaSettings {
                 rate: self.mfa_rate()?,
                 required_roles: self.require_mfa_roles()?,
+            },
+            webauthn: WebauthnSettings {
+                rp_id: self.webauthn_rp_id()?,
+                origins: self.webauthn_origins()?,
             },
         };
         // What no one setting can say alone.
@@ -624,6 +643,28 @@ fn parse_origin(v: &str) -> Result<String, String> {
     Ok(v.to_owned())
 }
 
+/// A WebAuthn RP ID: a domain name (browsers refuse an IP address, a port or a scheme).
+fn parse_rp_id(v: &str) -> Result<String, String> {
+    let id = v.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if id.parse::<std::net::IpAddr>().is_ok() || id.split('.').all(|l| l.chars().all(|c| c.is_ascii_digit())) {
+        return Err(format!(
+            "{v:?} is an IP address; WebAuthn needs a domain name (e.g. auth.example.com or localhost)"
+        ));
+    }
+    if id.is_empty() || id.len() > 253 || !id.split('.').all(label_ok) {
+        return Err(format!(
+            "{v:?} is not a domain name like auth.example.com (no scheme, port or path)"
+        ));
+    }
+    Ok(id)
+}
+
 fn parse_in_range(v: &str, min: u32, max: u32) -> Result<u32, String> {
     match v.parse::<u32>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
@@ -664,9 +705,29 @@ mod tests {
         // would show up as an unknown variable here).
         let known = environment::known_variables();
         assert!(DECLARED.iter().all(|v| known.iter().any(|k| k == v)));
-        assert_eq!(DECLARED.len(), 52);
+        assert_eq!(DECLARED.len(), 54);
     }
     use super::*;
+
+    #[test]
+    fn an_rp_id_is_a_domain_name() {
+        assert_eq!(parse_rp_id("Auth.Example.COM.").unwrap(), "auth.example.com");
+        assert_eq!(parse_rp_id("localhost").unwrap(), "localhost");
+        for bad in [
+            "127.0.0.1",
+            "::1",
+            "10.0.0.5",
+            "https://auth.example.com",
+            "auth.example.com:443",
+            "",
+            "-a.com",
+            "a..b",
+            "a/b",
+        ] {
+            assert!(parse_rp_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_rp_id("192.168.1.1").unwrap_err().contains("IP address"));
+    }
 
     fn raw() -> RawSettings {
         RawSettings::default()

@@ -358,6 +358,33 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A required JSON object field (a WebAuthn credential: checked by its reader).
+    pub fn object(&mut self, name: &str) -> Option<Value> {
+        match self.fields.0.get(name) {
+            None | Some(Value::Null) => {
+                self.errors.push(FieldError::body(name, "Field required", "missing"));
+                None
+            }
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(_) => {
+                self.errors.push(FieldError::body(
+                    name,
+                    "Input should be a valid dictionary",
+                    "dict_type",
+                ));
+                None
+            }
+        }
+    }
+
+    /// An optional JSON object field (absent or null is `None`).
+    pub fn optional_object(&mut self, name: &str) -> Option<Value> {
+        match self.fields.0.get(name) {
+            None | Some(Value::Null) => None,
+            Some(_) => self.object(name),
+        }
+    }
+
     /// An optional boolean field.
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
         match self.fields.0.get(name) {

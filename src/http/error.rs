@@ -89,6 +89,12 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error("not found")]
     NotFound,
+    /// Not here, for the reason the detail states (a feature this server has off).
+    #[error("not found: {0}")]
+    NotFoundBecause(&'static str),
+    /// A passkey sign-in whose assertion did not verify.
+    #[error("passkey refused")]
+    PasskeyRefused,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("payload too large")]
@@ -122,7 +128,8 @@ impl ApiError {
             | Self::WrongPassword
             | Self::InvalidMfaToken
             | Self::InvalidMfaCode
-            | Self::MfaCodeRequired => StatusCode::UNAUTHORIZED,
+            | Self::MfaCodeRequired
+            | Self::PasskeyRefused => StatusCode::UNAUTHORIZED,
             Self::InactiveUser
             | Self::InsufficientRole
             | Self::CsrfFailed
@@ -130,7 +137,7 @@ impl ApiError {
             | Self::MfaRequired { .. } => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::NotFoundBecause(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -160,7 +167,8 @@ impl ApiError {
             Self::InvalidMfaCode => "Invalid MFA code",
             Self::MfaCodeRequired => "MFA code required: this account has two-step sign-in",
             Self::CsrfFailed => "CSRF token missing or invalid",
-            Self::Forbidden(msg) | Self::BadRequest(msg) => msg,
+            Self::Forbidden(msg) | Self::BadRequest(msg) | Self::NotFoundBecause(msg) => msg,
+            Self::PasskeyRefused => "Passkey not recognised",
             Self::UnsupportedGrantType => "Unsupported grant_type: password or refresh_token",
             Self::Conflict(msg) => msg,
             Self::NotFound => "Not Found",
@@ -195,7 +203,8 @@ impl ApiError {
             | Self::WrongPassword
             | Self::InvalidMfaToken
             | Self::InvalidMfaCode
-            | Self::MfaCodeRequired => Some("Bearer"),
+            | Self::MfaCodeRequired
+            | Self::PasskeyRefused => Some("Bearer"),
             _ => None,
         }
     }
@@ -284,6 +293,20 @@ impl From<AuthError> for ApiError {
                 Self::Conflict("No TOTP enrolment to confirm; begin one with POST /auth/mfa/totp")
             }
             AuthError::MfaNotEnabled => Self::Conflict("MFA is not enabled"),
+            AuthError::PasskeysOff => Self::NotFoundBecause(
+                "Passkeys are not set up on this server: it needs a domain name as its RP ID (TOKENGATE_WEBAUTHN_RP_ID)",
+            ),
+            AuthError::InvalidCeremony => {
+                Self::BadRequest("Unknown, expired or finished passkey ceremony; start again")
+            }
+            AuthError::PasskeyRejected => Self::BadRequest(
+                "The authenticator's answer was not accepted (origin, RP ID, challenge or user verification); start again",
+            ),
+            AuthError::PasskeyRefused => Self::PasskeyRefused,
+            AuthError::PasskeyTaken => Self::Conflict("This passkey is registered already"),
+            AuthError::LastFactor => Self::Conflict(
+                "This is your last second factor and a role of yours requires MFA: add another factor first",
+            ),
             AuthError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             AuthError::Busy { retry_after_secs } => Self::Busy { retry_after_secs },
             AuthError::Unavailable(why) => {
@@ -352,6 +375,7 @@ mod tests {
             ApiError::InvalidMfaToken,
             ApiError::InvalidMfaCode,
             ApiError::MfaCodeRequired,
+            ApiError::PasskeyRefused,
         ] {
             assert_eq!(e.status(), StatusCode::UNAUTHORIZED);
             assert!(e.challenge().is_some_and(|c| c.starts_with("Bearer")));

@@ -70,6 +70,7 @@ pub struct OAuthValidationBody {
         (name = "auth", description = "Register, log in, refresh, log out (Bearer tokens)"),
         (name = "recovery", description = "Verify an address, reset a forgotten password, change the address, sign in by a mailed link"),
         (name = "mfa", description = "Two-step sign-in: TOTP, recovery codes"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): register, sign in with or without a username, second factor, step-up"),
         (name = "cookie", description = "The browser flow: tokens in HttpOnly cookies, CSRF header on unsafe requests"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "User administration (`admin` role)"),
@@ -155,6 +156,9 @@ error_responses! {
     /// Authenticated but not allowed.
     Forbidden => "403", "ErrorBody",
         "Inactive user, missing role, or a cookie request without its CSRF token";
+    /// A request the server cannot act on (an unknown or expired ceremony, an answer
+    /// that does not verify).
+    BadRequest => "400", "ErrorBody", "Bad request: the detail says why";
     /// Unknown or someone else's resource.
     NotFound => "404", "ErrorBody", "Not found";
     /// The name or email is taken, or the change would leave no admin.

@@ -8,7 +8,7 @@ use super::error::StartError;
 use super::purpose::Purpose;
 use super::secrets::{hs256_secret_file, signing_keys, start_error, vault};
 use crate::auth::keys::KeyService;
-use crate::auth::{AuthParts, AuthService, RecoveryPolicy, ServerMacs, SessionPolicy};
+use crate::auth::{AuthParts, AuthService, PasskeyPolicy, RecoveryPolicy, ServerMacs, SessionPolicy};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::crypto::passwords::PasswordHasher;
@@ -175,6 +175,7 @@ pub async fn build_auth(
         vault.clone(),
         clock.clone(),
     ));
+    let passkeys = passkey_policy(settings, serving)?;
     let auth = AuthService::new(AuthParts {
         store,
         hasher,
@@ -204,8 +205,70 @@ pub async fn build_auth(
         mfa: crate::auth::MfaPolicy {
             required_roles: settings.mfa.required_roles.clone(),
         },
+        passkeys,
     });
+    if serving {
+        auth.check_passkey_rp_id()
+            .await
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+    }
     Ok(auth)
+}
+
+/// This server as a WebAuthn relying party: the RP ID configured, else the public URL's
+/// host (`localhost` for a loopback address: browsers treat it as secure and accept it
+/// as an RP ID); the origins configured, else the public URL's. `None` (passkeys off,
+/// said once) when the host is another IP address and nothing was configured; a
+/// configuration that cannot work stops the start.
+fn passkey_policy(settings: &Settings, serving: bool) -> Result<Option<PasskeyPolicy>, StartError> {
+    let (base, _) = public_url(settings);
+    let config = |var: &'static str, why: String| StartError::Config(ConfigError::new(var, why));
+    let url = url::Url::parse(&base).map_err(|e| config("TOKENGATE_PUBLIC_URL", e.to_string()))?;
+    let configured = &settings.webauthn;
+    let (rp_id, origin) = match (&configured.rp_id, url.host()) {
+        (Some(id), _) => (id.clone(), url.origin().ascii_serialization()),
+        (None, Some(url::Host::Domain(host))) => (host.to_ascii_lowercase(), url.origin().ascii_serialization()),
+        (None, Some(url::Host::Ipv4(ip))) if ip.is_loopback() => ("localhost".to_owned(), localhost_origin(&url)),
+        (None, Some(url::Host::Ipv6(ip))) if ip.is_loopback() => ("localhost".to_owned(), localhost_origin(&url)),
+        (None, _) => {
+            let why = format!(
+                "no RP ID for passkeys: the public URL {base} has an IP address, which WebAuthn refuses; \
+                 set TOKENGATE_PUBLIC_URL to the domain name users reach, or TOKENGATE_WEBAUTHN_RP_ID"
+            );
+            if !configured.origins.is_empty() {
+                return Err(config("TOKENGATE_WEBAUTHN_RP_ID", why));
+            }
+            if serving {
+                tracing::info!("passkeys are off: {why}");
+            }
+            return Ok(None);
+        }
+    };
+    let origins = if configured.origins.is_empty() {
+        vec![origin]
+    } else {
+        configured.origins.clone()
+    };
+    let policy = PasskeyPolicy::new(&rp_id, &origins, &settings.tokens.issuer).map_err(|why| {
+        let var = if configured.origins.is_empty() {
+            "TOKENGATE_WEBAUTHN_RP_ID"
+        } else {
+            "TOKENGATE_WEBAUTHN_ORIGINS"
+        };
+        config(var, why)
+    })?;
+    if serving {
+        tracing::info!(rp_id = %rp_id, origins = %origins.join(", "), "passkeys: relying party");
+    }
+    Ok(Some(policy))
+}
+
+/// `url`'s origin with `localhost` for its host.
+fn localhost_origin(url: &url::Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}://localhost:{port}", url.scheme()),
+        None => format!("{}://localhost", url.scheme()),
+    }
 }
 
 /// Where mailed links point: the account page under the public URL. A server that

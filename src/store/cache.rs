@@ -25,10 +25,11 @@ use async_trait::async_trait;
 
 use super::layer::Over;
 use super::{
-    ConfirmTotp, FactorChanges, KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken, NewPassword, NewSession,
-    OneTimeTokens, OutboxRole, Redeem, Redeemed, RemoveFactors, RevocationLogRole, Revoked, RotateRequest, Rotation,
-    SecondFactorsRole, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken,
-    UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite, UsersRole,
+    AddPasskey, ConfirmTotp, FactorChanges, KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken, NewPassword,
+    NewSession, OneTimeTokens, OutboxRole, PasskeyAdded, PasskeyRemoved, PasskeysRole, Redeem, Redeemed, RemoveFactors,
+    RemovePasskey, RevocationLogRole, Revoked, RotateRequest, Rotation, SecondFactorsRole, SessionOpen, SessionRecord,
+    Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges, UserRecord,
+    UserUpdate, UserWrite, UsersRole,
 };
 use crate::clock::Clock;
 use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
@@ -449,6 +450,24 @@ impl FactorChanges for CachedStore {
         }
         Ok(out)
     }
+
+    async fn add_passkey(&self, add: AddPasskey) -> Result<PasskeyAdded, StoreError> {
+        let user = add.passkey.user;
+        let out = self.inner.add_passkey(add).await?;
+        if matches!(out, PasskeyAdded::Added { .. }) {
+            self.revoked_here(Revoked::User(user));
+        }
+        Ok(out)
+    }
+
+    async fn remove_passkey(&self, remove: RemovePasskey) -> Result<PasskeyRemoved, StoreError> {
+        let user = remove.user;
+        let out = self.inner.remove_passkey(remove).await?;
+        if matches!(out, PasskeyRemoved::Removed { .. }) {
+            self.revoked_here(Revoked::User(user));
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -551,6 +570,15 @@ impl Over<OutboxRole> for CachedStore {
 
 // Steps and codes change nothing a request checks.
 impl Over<SecondFactorsRole> for CachedStore {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+}
+
+// A use, a rename and a ceremony change nothing a request checks.
+impl Over<PasskeysRole> for CachedStore {
     type Inner = dyn Store;
 
     fn inner(&self) -> &dyn Store {

@@ -29,7 +29,10 @@ use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::recovery_codes::RecoveryCodeHash;
 use crate::crypto::tokens::OneTimeTokenHash;
 use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{Authentication, Email, MailId, Role, SessionId, TokenPurpose, UnixTime, UserId, Username};
+use crate::domain::{
+    Authentication, CeremonyKind, Email, MailId, PasskeyId, PasskeyName, Role, SessionId, TokenPurpose, UnixTime,
+    UserId, Username,
+};
 
 /// Where state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -490,6 +493,109 @@ pub struct SecondFactorState {
     pub totp: Option<StoredTotp>,
     /// Recovery codes not yet used.
     pub recovery_codes_left: u32,
+    /// Passkeys registered.
+    pub passkeys: u32,
+}
+
+/// A passkey as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPasskey {
+    pub id: PasskeyId,
+    pub user: UserId,
+    /// The credential ID its authenticator chose.
+    pub credential_id: Vec<u8>,
+    /// The RP ID it was registered for.
+    pub rp_id: String,
+    pub name: PasskeyName,
+    /// The credential as the WebAuthn library keeps it (opaque here).
+    pub credential: String,
+    pub sign_count: u32,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+}
+
+/// Register a passkey (see [`FactorChanges::add_passkey`]).
+#[derive(Clone, Debug)]
+pub struct AddPasskey {
+    pub passkey: StoredPasskey,
+    /// Stored as the user's recovery codes only if this turns their MFA on.
+    pub codes_if_first: Vec<RecoveryCodeHash>,
+    /// The session that registered it (it stays, signed in as `keep_auth` now).
+    pub keep: SessionId,
+    pub keep_auth: Authentication,
+    pub now: UnixTime,
+    pub mails: Vec<NewMail>,
+}
+
+/// What [`FactorChanges::add_passkey`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasskeyAdded {
+    /// Stored; the sessions revoked, and whether MFA was off until now (the codes
+    /// given were stored).
+    Added {
+        revoked: Vec<SessionId>,
+        mfa_turned_on: bool,
+    },
+    /// That credential ID is registered already (to anyone): nothing written.
+    CredentialTaken,
+    /// The user is gone or inactive: nothing written.
+    NoUser,
+}
+
+/// Remove a passkey (see [`FactorChanges::remove_passkey`]).
+#[derive(Clone, Debug)]
+pub struct RemovePasskey {
+    pub user: UserId,
+    pub id: PasskeyId,
+    pub keep: SessionId,
+    /// Refuse when it is the user's last factor (no other passkey, no confirmed TOTP).
+    pub keep_a_factor: bool,
+    pub now: UnixTime,
+    pub mails: Vec<NewMail>,
+}
+
+/// What [`FactorChanges::remove_passkey`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasskeyRemoved {
+    /// Gone; the sessions revoked, and whether it was the last factor (MFA is off and
+    /// the recovery codes are gone).
+    Removed {
+        revoked: Vec<SessionId>,
+        mfa_turned_off: bool,
+    },
+    /// No such passkey of this user's: nothing written.
+    NotFound,
+    /// It is the user's last factor and `keep_a_factor` was asked: nothing written.
+    LastFactor,
+}
+
+/// A passkey's use: its credential as the library updated it.
+#[derive(Clone, Debug)]
+pub struct PasskeyUse {
+    pub id: PasskeyId,
+    pub credential: String,
+    /// The counter the assertion carried (0: the authenticator keeps none).
+    pub sign_count: u32,
+    pub now: UnixTime,
+}
+
+/// A WebAuthn ceremony begun (see [`Passkeys::open_ceremony`]).
+#[derive(Clone, Debug)]
+pub struct NewCeremony {
+    pub hash: OneTimeTokenHash,
+    pub kind: CeremonyKind,
+    pub user: Option<UserId>,
+    /// What the caller keeps of it (opaque here), read back when it is taken.
+    pub state: String,
+    pub now: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A ceremony taken to be finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakenCeremony {
+    pub user: Option<UserId>,
+    pub state: String,
 }
 
 /// Confirm a pending TOTP factor (see [`FactorChanges::confirm_totp`]).
@@ -508,10 +614,21 @@ pub struct ConfirmTotp {
     pub mails: Vec<NewMail>,
 }
 
+/// Which factors [`FactorChanges::remove_second_factors`] removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorScope {
+    /// The confirmed TOTP factor (and a pending one); MFA goes off, with the recovery
+    /// codes, only if no passkey is left.
+    Totp,
+    /// Every factor, passkeys included, and the recovery codes: MFA goes off.
+    Every,
+}
+
 /// Remove a user's second factors (see [`FactorChanges::remove_second_factors`]).
 #[derive(Clone, Debug)]
 pub struct RemoveFactors {
     pub user: UserId,
+    pub scope: FactorScope,
     /// The session that asked, if it stays (an operator's reset keeps none).
     pub keep: Option<SessionId>,
     pub now: UnixTime,
@@ -789,11 +906,48 @@ store_role! {
         /// revoke every other session, with the mail, in one transaction; the sessions revoked, `None` when no such pending factor
         /// exists (nothing written).
         async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError>;
-        /// For a user with MFA on: delete their TOTP factor and recovery codes, turn MFA
-        /// off, move the stamp and revoke every session but `removal.keep`, with the
-        /// mail, in one transaction; the sessions revoked, `None` when MFA was off
-        /// (nothing written).
+        /// For a user with MFA on: delete the factors of `removal.scope` (for `Totp`,
+        /// only if a confirmed one exists) and, when no factor is left, the recovery
+        /// codes, turning MFA off; move the stamp and revoke every session but
+        /// `removal.keep`, with the mail, in one transaction. The sessions revoked,
+        /// `None` when there was nothing to remove (nothing written).
         async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError>;
+        /// Store a passkey for an active user, turning their MFA on (with
+        /// `codes_if_first` as recovery codes if it was off), storing `keep_auth` as the
+        /// kept session's sign-in, moving the stamp and revoking every other session,
+        /// with the mail, in one transaction. A credential ID registered already
+        /// (anyone's) writes nothing.
+        async fn add_passkey(&self, add: AddPasskey) -> Result<PasskeyAdded, StoreError>;
+        /// Delete one of the user's passkeys; when no factor is left, the recovery codes
+        /// go and MFA turns off. Moves the stamp and revokes every session but
+        /// `remove.keep`, with the mail, in one transaction.
+        async fn remove_passkey(&self, remove: RemovePasskey) -> Result<PasskeyRemoved, StoreError>;
+    }
+}
+
+store_role! {
+    /// Passkeys, and the WebAuthn ceremonies in flight. Nothing here changes what a
+    /// request checks (adding and removing one do: see [`FactorChanges`]).
+    pub trait Passkeys (marker PasskeysRole) {
+        /// The user's passkeys, oldest first. A read.
+        async fn passkeys_of(&self, user: UserId) -> Result<Vec<StoredPasskey>, StoreError>;
+        /// The passkey with this credential ID, anyone's. A read.
+        async fn passkey_by_credential(&self, credential_id: &[u8]) -> Result<Option<StoredPasskey>, StoreError>;
+        /// Record a use: the credential as updated, its counter and `last_used_at`, only
+        /// if the counter moved forward (or both it and the stored one are 0) — one
+        /// conditional write; whether it was written (`false`: a use with a later
+        /// counter won, or the passkey is gone).
+        async fn record_passkey_use(&self, used: PasskeyUse) -> Result<bool, StoreError>;
+        /// Rename one of the user's passkeys; whether it exists.
+        async fn rename_passkey(&self, user: UserId, id: PasskeyId, name: PasskeyName) -> Result<bool, StoreError>;
+        /// Store a ceremony until `expires_at`.
+        async fn open_ceremony(&self, ceremony: NewCeremony) -> Result<(), StoreError>;
+        /// Take a live ceremony of `kind` (one conditional delete: of two requests
+        /// finishing one, one gets it); `None` when it is unknown, expired, taken or of
+        /// another kind (nothing changed).
+        async fn take_ceremony(&self, hash: &OneTimeTokenHash, kind: CeremonyKind, now: UnixTime) -> Result<Option<TakenCeremony>, StoreError>;
+        /// The RP IDs passkeys are registered for, with how many each.
+        async fn passkey_rp_ids(&self) -> Result<Vec<(String, u64)>, StoreError>;
     }
 }
 
@@ -830,6 +984,7 @@ pub trait Store:
     + Outbox
     + SecondFactors
     + FactorChanges
+    + Passkeys
 {
 }
 
@@ -844,6 +999,7 @@ impl<T> Store for T where
         + Outbox
         + SecondFactors
         + FactorChanges
+        + Passkeys
 {
 }
 

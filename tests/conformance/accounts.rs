@@ -358,6 +358,7 @@ async fn change_from(
             tokengate::auth::StepUp {
                 password: Password::parse(PASSWORD).unwrap(),
                 code: None,
+                passkey: None,
             },
             Password::parse(new).unwrap(),
             &client,

@@ -5,6 +5,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/soft_passkey.rs"]
+mod soft_passkey;
 
 mod accounts;
 mod admin;
@@ -16,6 +18,7 @@ mod limits;
 mod login;
 mod logout;
 mod mfa;
+mod passkeys;
 mod prefix;
 mod recovery;
 mod refresh;

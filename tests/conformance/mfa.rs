@@ -841,16 +841,29 @@ pub async fn enrolling_upgrades_the_session_that_proved_the_code_and_no_other(b:
 }
 
 #[per_backend]
-pub async fn a_role_that_requires_mfa_wants_a_two_factor_session_while_mfa_is_on(b: Backend) {
+pub async fn a_role_that_requires_mfa_keeps_its_holders_last_factor(b: Backend) {
     let srv = TestServer::start_with(b, |s| {
         s.mfa.required_roles = vec![tokengate::domain::Role::parse("admin").unwrap()];
     })
     .await;
     let e = enrol_in(&srv, srv.admin("abe").await).await;
-    // Removing MFA in that session: its sign-in proved two factors, but MFA is off now.
+    // Their only factor: removing it would leave the role without MFA (409, nothing
+    // spent: the code still works).
     let removal = json!({"password": PASSWORD, "code": code(&srv, &e.secret, 0)});
-    assert_eq!(remove(&srv, &e.session.access, removal).await.0, StatusCode::NO_CONTENT);
-    let (status, v) = body(srv.get_auth("/admin/users", &e.session.access).await).await;
+    let (status, v) = remove(&srv, &e.session.access, removal).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("last second factor"), "{v}");
+    assert_eq!(
+        srv.get_auth("/admin/users", &e.session.access).await.status(),
+        StatusCode::OK
+    );
+    // An operator can (they lost the factor): every session ends, and a password
+    // sign-in is refused the role until MFA is on again.
+    let id = jwt_parts(&e.session.access).1["sub"].as_str().unwrap().parse().unwrap();
+    srv.auth().reset_mfa(id, &Default::default()).await.unwrap();
+    assert_eq!(srv.me_status(&e.session.access).await, StatusCode::UNAUTHORIZED);
+    let t = srv.login("abe", PASSWORD).await;
+    let (status, v) = body(srv.get_auth("/admin/users", &t.access).await).await;
     assert_eq!(
         (status, v["detail"].as_str()),
         (StatusCode::FORBIDDEN, Some("MFA required for this role"))

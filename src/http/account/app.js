@@ -87,17 +87,173 @@ async function loadSessions() {
   }
 }
 
+// The caller's factors as last read.
+let factors = { totp: false, passkeys: 0 };
+
 async function loadMfa() {
   const res = await call("GET", "/auth/mfa");
   if (!res.ok) return say(await detail(res), "error");
   const mfa = await res.json();
-  $("mfa-state").textContent = mfa.totp
-    ? `On, with an authenticator app. Recovery codes left: ${mfa.recovery_codes_left}.`
+  factors = mfa;
+  const on = mfa.totp || mfa.passkeys > 0;
+  const with_ = [mfa.totp ? "an authenticator app" : "", mfa.passkeys ? `${mfa.passkeys} passkey(s)` : ""]
+    .filter(Boolean)
+    .join(" and ");
+  $("mfa-state").textContent = on
+    ? `On, with ${with_}. Recovery codes left: ${mfa.recovery_codes_left}.`
     : "Off: your password alone signs you in.";
   $("mfa-required").hidden = !mfa.required;
   $("totp-begin-form").hidden = mfa.totp || !$("totp-enrol").hidden;
-  $("mfa-manage").hidden = !mfa.totp;
-  for (const el of document.querySelectorAll(".mfa-only")) el.hidden = !mfa.totp;
+  $("mfa-manage").hidden = !on;
+  $("totp-remove-form").hidden = !mfa.totp;
+  for (const el of document.querySelectorAll(".mfa-only")) el.hidden = !on;
+}
+
+// Step-up for the passkey section: the password, and, once MFA is on, the code typed or
+// else one of the caller's passkeys.
+async function stepUp(password, typedCode) {
+  const body = { password };
+  if (typedCode) body.code = typedCode;
+  else if (factors.passkeys > 0) {
+    const start = await call("POST", "/auth/passkeys/step-up/start");
+    if (!start.ok) throw new Error(await detail(start));
+    const ceremony = await start.json();
+    body.passkey = { ceremony_id: ceremony.ceremony_id, credential: await passkeyGet(ceremony.publicKey) };
+  }
+  return body;
+}
+
+async function loadPasskeys() {
+  const res = await call("GET", "/auth/passkeys");
+  if (!res.ok) return say(await detail(res), "error");
+  const passkeys = await res.json();
+  const tbody = $("passkeys").querySelector("tbody");
+  tbody.replaceChildren();
+  $("passkeys").hidden = passkeys.length === 0;
+  $("passkey-add-form").hidden = !passkeysSupported();
+  if (!passkeysSupported()) $("passkeys-state").textContent = "This browser cannot use passkeys.";
+  for (const p of passkeys) {
+    const tr = document.createElement("tr");
+    tr.dataset.passkeyId = p.id;
+    const name = document.createElement("input");
+    name.value = p.name;
+    name.maxLength = 64;
+    name.className = "passkey-name";
+    const nameCell = document.createElement("td");
+    nameCell.append(name);
+    tr.append(nameCell, cell(when(p.created_at)), cell(p.last_used_at ? when(p.last_used_at) : "never"));
+    const actions = document.createElement("td");
+    const rename = document.createElement("button");
+    rename.type = "button";
+    rename.className = "passkey-rename";
+    rename.textContent = "Rename";
+    rename.addEventListener("click", () => renamePasskey(p.id, name.value));
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "passkey-remove danger";
+    remove.textContent = "Remove";
+    remove.addEventListener("click", () => removePasskey(p.id));
+    actions.append(rename, remove);
+    tr.append(actions);
+    tbody.append(tr);
+  }
+}
+
+async function addPasskey(event) {
+  event.preventDefault();
+  try {
+    const body = await stepUp($("passkey-password").value, code("passkey-code"));
+    $("passkey-password").value = "";
+    const start = await call("POST", "/auth/passkeys/register/start", body);
+    if (!start.ok) return say(await detail(start), "error");
+    const ceremony = await start.json();
+    const credential = await passkeyCreate(ceremony.publicKey);
+    const res = await call("POST", "/auth/passkeys/register/finish", {
+      ceremony_id: ceremony.ceremony_id,
+      credential,
+      name: $("passkey-name").value,
+    });
+    if (res.status !== 201) return say(await detail(res), "error");
+    const added = await res.json();
+    $("passkey-name").value = "";
+    if (added.recovery_codes) showRecoveryCodes(added.recovery_codes);
+    say("Passkey added. Your other sessions are signed out.", "ok");
+  } catch (e) {
+    // The browser's dialog was cancelled or timed out: nothing was spent.
+    return say(`No passkey was added: ${e.message}`, "error");
+  }
+  await loadMfa();
+  await loadPasskeys();
+  await loadSessions();
+}
+
+async function renamePasskey(id, name) {
+  const res = await call("PATCH", `/auth/passkeys/${encodeURIComponent(id)}`, { name });
+  if (res.ok) say("Passkey renamed.", "ok");
+  else say(await detail(res), "error");
+  await loadPasskeys();
+}
+
+async function removePasskey(id) {
+  if (!$("passkey-password").value) return say("Type your current password above to remove a passkey.", "error");
+  try {
+    const body = await stepUp($("passkey-password").value, code("passkey-code"));
+    $("passkey-password").value = "";
+    const res = await call("DELETE", `/auth/passkeys/${encodeURIComponent(id)}`, body);
+    if (res.status !== 204) return say(await detail(res), "error");
+    say("Passkey removed. Your other sessions are signed out.", "ok");
+  } catch (e) {
+    return say(`Nothing was removed: ${e.message}`, "error");
+  }
+  await loadMfa();
+  await loadPasskeys();
+  await loadSessions();
+}
+
+// A passkey sign-in waiting in the username field's autofill (conditional UI), if any:
+// the button or the password form cancels it first.
+let conditional = null;
+
+async function offerPasskeysInAutofill() {
+  if (!(await conditionalUiAvailable())) return;
+  conditional = new AbortController();
+  const signal = conditional.signal;
+  try {
+    const start = await post("/auth/cookie/passkeys/login/start", {});
+    if (!start.ok) return;
+    const ceremony = await start.json();
+    const credential = await passkeyGet(ceremony.publicKey, "conditional", signal);
+    await finishPasskeySignIn(ceremony.ceremony_id, credential);
+  } catch {
+    // Cancelled (the user chose another way), or no passkey picked: nothing to say.
+  }
+}
+
+function cancelAutofill() {
+  if (conditional) conditional.abort();
+  conditional = null;
+}
+
+async function finishPasskeySignIn(ceremonyId, credential) {
+  const res = await post("/auth/cookie/passkeys/login/finish", { ceremony_id: ceremonyId, credential });
+  if (!res.ok) return say(await detail(res), "error");
+  mfaToken = null;
+  say("Signed in.", "ok");
+  await load();
+}
+
+// "Sign in with a passkey", or "Use a passkey instead" at a sign-in's second step.
+async function passkeySignIn(start) {
+  cancelAutofill();
+  try {
+    const res = await post("/auth/cookie/passkeys/login/start", start);
+    if (!res.ok) return say(await detail(res), "error");
+    const ceremony = await res.json();
+    const credential = await passkeyGet(ceremony.publicKey);
+    await finishPasskeySignIn(ceremony.ceremony_id, credential);
+  } catch (e) {
+    say(`No passkey was used: ${e.message}`, "error");
+  }
 }
 
 async function load() {
@@ -112,6 +268,7 @@ async function load() {
   $("unverified").hidden = me.email_verified;
   show(true);
   await loadMfa();
+  await loadPasskeys();
   await loadSessions();
 }
 
@@ -213,12 +370,14 @@ async function revoke(id) {
 
 async function signIn(event) {
   event.preventDefault();
+  cancelAutofill();
   const res = await post("/auth/cookie/login", { username: $("username").value, password: $("password").value });
   $("password").value = "";
   if (res.status === 403) {
     const body = await res.clone().json().catch(() => ({}));
     if (body.error === "mfa_required") {
       mfaToken = body.mfa_token;
+      $("mfa-passkey").hidden = !(passkeysSupported() && (body.methods || []).includes("passkey"));
       showOnly("second-step");
       return say("Your password is right. Now the code.", "ok");
     }
@@ -312,6 +471,10 @@ async function signOutEverywhere() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("signin-form").addEventListener("submit", signIn);
+  $("passkey-signin").hidden = !passkeysSupported();
+  $("passkey-signin").addEventListener("click", () => passkeySignIn({}));
+  $("mfa-passkey").addEventListener("click", () => passkeySignIn({ mfa_token: mfaToken }));
+  $("passkey-add-form").addEventListener("submit", addPasskey);
   $("mfa-form").addEventListener("submit", secondStep);
   $("mfa-to-signin").addEventListener("click", () => {
     mfaToken = null;
@@ -333,5 +496,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("password-form").addEventListener("submit", changePassword);
   $("signout").addEventListener("click", signOut);
   $("signout-all").addEventListener("click", signOutEverywhere);
-  load();
+  load().then(() => {
+    if (!$("signin").hidden) offerPasskeysInAutofill();
+  });
 });

@@ -12,7 +12,7 @@ use axum::routing::get;
 
 use crate::http::AppState;
 
-/// The page and its two files (HTML, not part of the JSON API's document).
+/// The page and its files (HTML, not part of the JSON API's document).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/account", get(index))
@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/account/magic", get(link_page))
         .route("/account/common.js", get(common_script))
         .route("/account/app.js", get(script))
+        .route("/account/passkeys.js", get(passkeys_script))
         .route("/account/link.js", get(link_script))
         .route("/account/app.css", get(style))
 }
@@ -29,6 +30,7 @@ const INDEX: &str = include_str!("../account/index.html");
 const LINK_PAGE: &str = include_str!("../account/link.html");
 const COMMON_SCRIPT: &str = include_str!("../account/common.js");
 const SCRIPT: &str = include_str!("../account/app.js");
+const PASSKEYS_SCRIPT: &str = include_str!("../account/passkeys.js");
 const LINK_SCRIPT: &str = include_str!("../account/link.js");
 const STYLE: &str = include_str!("../account/app.css");
 
@@ -71,6 +73,11 @@ pub async fn link_script() -> impl IntoResponse {
 /// `GET /account/app.js`
 pub async fn script() -> impl IntoResponse {
     page("text/javascript; charset=utf-8", SCRIPT)
+}
+
+/// `GET /account/passkeys.js`
+pub async fn passkeys_script() -> impl IntoResponse {
+    page("text/javascript; charset=utf-8", PASSKEYS_SCRIPT)
 }
 
 /// `GET /account/app.css`

@@ -109,7 +109,7 @@ pub struct LoginRequest {
     #[schema(
         min_length = 1,
         max_length = 64,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\\u115F-\\u1160\\u180B-\\u180F\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$",
         nullable = false
     )]
     device_name: Option<String>,
@@ -129,7 +129,7 @@ pub struct PasswordGrant {
     pub device_token: Option<String>,
     /// A name for this device in session lists ("Alice's laptop"), 1-64 printable characters.
     #[schema(value_type = Option<String>, min_length = 1, max_length = 64,
-             pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", nullable = false)]
+             pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\\u115F-\\u1160\\u180B-\\u180F\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$", nullable = false)]
     pub device_name: Option<DeviceName>,
 }
 
@@ -226,9 +226,13 @@ pub struct PasswordChangeRequest {
     current_password: String,
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     new_password: Password,
-    /// Required when the account has MFA: a current TOTP code or an unused recovery code.
+    /// Required when the account has MFA (unless `passkey` is given): a current TOTP
+    /// code or an unused recovery code.
     #[schema(nullable = false)]
     code: Option<String>,
+    /// In place of `code`: a passkey's answer to `POST /auth/passkeys/step-up/start`.
+    #[schema(nullable = false, value_type = Option<super::step_up::PasskeyProofBody>)]
+    passkey: Option<crate::auth::PasskeyProof>,
 }
 
 impl FromFields for PasswordChangeRequest {
@@ -236,10 +240,12 @@ impl FromFields for PasswordChangeRequest {
         let current_password = c.owned("current_password");
         let new_password = c.parsed("new_password", Password::parse);
         let code = c.optional_string("code").map(str::to_owned);
+        let passkey = super::step_up::passkey_field(c);
         Some(Self {
             current_password: current_password?,
             new_password: new_password?,
             code,
+            passkey,
         })
     }
 }
@@ -406,7 +412,7 @@ pub async fn change_password(
     Authenticated(who): Authenticated,
     JsonBody(body): JsonBody<PasswordChangeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let current = super::step_up::step_up(&body.current_password, body.code)?;
+    let current = super::step_up::step_up(&body.current_password, body.code, body.passkey)?;
     state
         .auth
         .change_password(&who, current, body.new_password, &client)

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use super::auth::{PasswordGrant, device_header};
 use super::mfa::MfaLoginBody;
+use super::passkeys::{LoginFinishBody, LoginStartBody};
 use super::recovery::MagicLoginBody;
 use crate::auth::{AuthError, TokenPair};
 use crate::domain::SessionId;
@@ -21,7 +22,8 @@ use crate::http::cookies::{Kind, csrf_header, is_cross_site};
 use crate::http::error::ApiError;
 use crate::http::extract::Client;
 use crate::http::openapi::{
-    Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, TooManyRequests, Unauthorized, Unavailable, Unprocessable,
+    UnsupportedMediaType,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(magic_link_login))
         .routes(routes!(login_mfa))
+        .routes(routes!(passkey_login_start))
+        .routes(routes!(passkey_login_finish))
 }
 
 /// The body of a cookie login or refresh: what the page needs, no token (the tokens
@@ -165,6 +169,48 @@ pub async fn login_mfa(
 ) -> Result<Response, ApiError> {
     refuse_cross_site(&state, &headers)?;
     let pair = state.auth.complete_mfa(&body.mfa_token, &body.code, &client).await?;
+    Ok(signed_in(&state, pair))
+}
+
+/// `/auth/passkeys/login/start` for the browser flow (the same options; nothing is set).
+#[utoipa::path(
+    post, path = "/auth/cookie/passkeys/login/start", operation_id = "cookie_passkey_login_start", tag = "cookie",
+    request_body = LoginStartBody,
+    responses(
+        (status = 200, description = "The ceremony begun", body = super::passkeys::CeremonyRead),
+        Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+    )
+)]
+pub async fn passkey_login_start(
+    state: State<AppState>,
+    client: Client,
+    body: JsonBody<LoginStartBody>,
+) -> Result<Json<super::passkeys::CeremonyRead>, ApiError> {
+    super::passkeys::login_start(state, client, body).await
+}
+
+/// A browser's passkey sign-in (`/auth/passkeys/login/finish`'s body): the cookies of
+/// `/auth/cookie/login`.
+#[utoipa::path(
+    post, path = "/auth/cookie/passkeys/login/finish", operation_id = "cookie_passkey_login_finish", tag = "cookie",
+    request_body = LoginFinishBody,
+    responses(
+        (status = 200, description = "Logged in; cookies set", body = CookieSession),
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable,
+        TooManyRequests, Unavailable,
+    )
+)]
+pub async fn passkey_login_finish(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<LoginFinishBody>,
+) -> Result<Response, ApiError> {
+    refuse_cross_site(&state, &headers)?;
+    let pair = state
+        .auth
+        .finish_passkey_sign_in(&body.ceremony_id, body.credential, &client)
+        .await?;
     Ok(signed_in(&state, pair))
 }
 

@@ -121,7 +121,7 @@ pub async fn status(
     Ok(Json(MfaRead {
         totp: s.totp,
         totp_pending: s.totp_pending,
-        passkeys: 0,
+        passkeys: s.passkeys,
         recovery_codes_left: s.recovery_codes_left,
         required: s.required,
     }))

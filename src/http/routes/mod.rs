@@ -12,6 +12,7 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod mfa;
+pub mod passkeys;
 pub mod recovery;
 pub mod sessions;
 mod step_up;
@@ -33,6 +34,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(recovery::router())
         .merge(mfa::router())
+        .merge(passkeys::router())
         .merge(cookie::router())
         .merge(sessions::router())
         .merge(me::router())

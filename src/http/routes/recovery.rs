@@ -110,9 +110,13 @@ pub struct EmailChangeBody {
     new_email: Email,
     #[schema(format = Password)]
     password: String,
-    /// Required when the account has MFA: a current TOTP code or an unused recovery code.
+    /// Required when the account has MFA (unless `passkey` is given): a current TOTP
+    /// code or an unused recovery code.
     #[schema(nullable = false)]
     code: Option<String>,
+    /// In place of `code`: a passkey's answer to `POST /auth/passkeys/step-up/start`.
+    #[schema(nullable = false, value_type = Option<super::step_up::PasskeyProofBody>)]
+    passkey: Option<crate::auth::PasskeyProof>,
 }
 
 impl FromFields for EmailChangeBody {
@@ -120,10 +124,12 @@ impl FromFields for EmailChangeBody {
         let new_email = c.parsed("new_email", Email::parse);
         let password = c.owned("password");
         let code = c.optional_string("code").map(str::to_owned);
+        let passkey = super::step_up::passkey_field(c);
         Some(Self {
             new_email: new_email?,
             password: password?,
             code,
+            passkey,
         })
     }
 }
@@ -271,7 +277,7 @@ pub async fn change_email(
     Authenticated(who): Authenticated,
     JsonBody(body): JsonBody<EmailChangeBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let step_up = super::step_up::step_up(&body.password, body.code)?;
+    let step_up = super::step_up::step_up(&body.password, body.code, body.passkey)?;
     state
         .auth
         .request_email_change(&who, body.new_email, step_up, &client)

@@ -14,18 +14,19 @@ use super::rows::Rows;
 use crate::crypto::recovery_codes::RecoveryCodeHash;
 use crate::domain::{SessionId, UnixTime, UserId};
 use crate::store::{
-    ConfirmTotp, FactorChanges, NewMail, RemoveFactors, Revoked, SecondFactorState, SecondFactors, StoreError,
-    StoredTotp,
+    AddPasskey, ConfirmTotp, FactorChanges, FactorScope, NewMail, PasskeyAdded, PasskeyRemoved, RemoveFactors,
+    RemovePasskey, Revoked, SecondFactorState, SecondFactors, StoreError, StoredTotp,
 };
 
 impl<D: Dialect> SqlStore<D> {
-    /// Delete every factor and code of `user` and turn their MFA off.
+    /// Delete every factor (passkeys too) and code of `user` and turn their MFA off.
     pub(super) async fn delete_factors_in(
         c: &mut <D::DB as Database>::Connection,
         user: &str,
     ) -> Result<(), StoreError> {
         let who = [Text(user)];
         Self::exec(c, "DELETE FROM totp_factors WHERE user_id = $1", &who).await?;
+        Self::exec(c, "DELETE FROM passkeys WHERE user_id = $1", &who).await?;
         Self::exec(c, "DELETE FROM recovery_codes WHERE user_id = $1", &who).await?;
         Self::exec(
             c,
@@ -37,7 +38,7 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// Replace `user`'s recovery codes by `codes`.
-    async fn replace_codes_in(
+    pub(super) async fn replace_codes_in(
         c: &mut <D::DB as Database>::Connection,
         user: &str,
         codes: &[RecoveryCodeHash],
@@ -57,7 +58,7 @@ impl<D: Dialect> SqlStore<D> {
 
     /// After a change that turns MFA on or off: the stamp moved in it, so every session
     /// but `keep` dies and every instance's cache forgets the user; the mail goes with it.
-    async fn after_mfa_change(
+    pub(super) async fn after_mfa_change(
         c: &mut <D::DB as Database>::Connection,
         user: UserId,
         keep: Option<SessionId>,
@@ -102,9 +103,19 @@ impl<D: Dialect> SecondFactors for SqlStore<D> {
         .map(|row| Rows::<D>::int(&row, "n"))
         .transpose()?
         .unwrap_or(0);
+        let passkeys = Self::optional(
+            &mut c,
+            "SELECT count(*) AS n FROM passkeys WHERE user_id = $1",
+            &[Text(&who)],
+        )
+        .await?
+        .map(|row| Rows::<D>::int(&row, "n"))
+        .transpose()?
+        .unwrap_or(0);
         Ok(SecondFactorState {
             totp,
             recovery_codes_left: u32::try_from(left).unwrap_or(0),
+            passkeys: u32::try_from(passkeys).unwrap_or(0),
         })
     }
 
@@ -260,7 +271,13 @@ impl<D: Dialect> FactorChanges for SqlStore<D> {
     }
 
     async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError> {
-        let RemoveFactors { user, keep, now, mails } = removal;
+        let RemoveFactors {
+            user,
+            scope,
+            keep,
+            now,
+            mails,
+        } = removal;
         let who = user.to_string();
         let mut tx = self.begin().await?;
         let had = Self::exec(
@@ -273,9 +290,32 @@ impl<D: Dialect> FactorChanges for SqlStore<D> {
             Self::rollback(tx).await?;
             return Ok(None);
         }
-        Self::delete_factors_in(&mut tx, &who).await?;
+        match scope {
+            FactorScope::Every => Self::delete_factors_in(&mut tx, &who).await?,
+            FactorScope::Totp => {
+                let confirmed = Self::exec(
+                    &mut tx,
+                    "DELETE FROM totp_factors WHERE user_id = $1 AND confirmed_at IS NOT NULL",
+                    &[Text(&who)],
+                )
+                .await?;
+                if confirmed == 0 {
+                    Self::rollback(tx).await?;
+                    return Ok(None);
+                }
+                Self::off_without_factors_in(&mut tx, &who).await?;
+            }
+        }
         let revoked = Self::after_mfa_change(&mut tx, user, keep, now, &mails).await?;
         Self::commit(tx).await?;
         Ok(Some(revoked))
+    }
+
+    async fn add_passkey(&self, add: AddPasskey) -> Result<PasskeyAdded, StoreError> {
+        self.add_passkey_in(add).await
+    }
+
+    async fn remove_passkey(&self, remove: RemovePasskey) -> Result<PasskeyRemoved, StoreError> {
+        self.remove_passkey_in(remove).await
     }
 }

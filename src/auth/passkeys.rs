@@ -1,0 +1,633 @@
+//! Passkeys (WebAuthn): registration, sign-in with no username (discoverable) or after
+//! one, the second step of a password sign-in, step-up, and their management.
+//!
+//! The rules: the WebAuthn library (webauthn-rs) verifies every answer (origin, RP ID,
+//! challenge, signature, user verification, counter); a ceremony is stored server-side
+//! for 5 minutes and finished once, by any instance; registering needs step-up and a
+//! proven address, and turns MFA on (a passkey is a second factor after a password, and
+//! a whole sign-in by itself); adding or removing one ends every other session and
+//! mails a notice; a username that is unknown, or has no passkey, gets sign-in options
+//! shaped like a real user's.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use webauthn_rs::prelude::{
+    DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    WebauthnError,
+};
+
+use super::budget::Spent;
+use super::mfa::StepUp;
+use super::{AuthError, AuthService, PasskeyPolicy, PasskeyProof, Principal, SignIn, TokenPair};
+use crate::crypto::recovery_codes::RecoveryCode;
+use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
+use crate::domain::{AuthMethod, Authentication, CeremonyKind, PasskeyId, PasskeyName, UnixTime, UserId};
+use crate::events::{AuthEvent, ClientInfo};
+use crate::limits::LimitKey;
+use crate::store::{
+    AddPasskey, NewCeremony, PasskeyAdded, PasskeyRemoved, PasskeyUse, RemovePasskey, StoredPasskey, UserRecord,
+};
+
+/// How long a ceremony may wait for its authenticator (and its user).
+pub const CEREMONY_TTL_SECS: u64 = 5 * 60;
+
+/// A ceremony begun: its id, and the options for `navigator.credentials.create()` or
+/// `.get()` (`publicKey`).
+#[derive(Debug)]
+pub struct CeremonyStart {
+    pub ceremony_id: String,
+    pub public_key: Value,
+}
+
+/// A passkey as its owner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PasskeyView {
+    pub id: PasskeyId,
+    pub name: PasskeyName,
+    pub created_at: UnixTime,
+    pub last_used_at: Option<UnixTime>,
+}
+
+impl From<&StoredPasskey> for PasskeyView {
+    fn from(p: &StoredPasskey) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.clone(),
+            created_at: p.created_at,
+            last_used_at: p.last_used_at,
+        }
+    }
+}
+
+/// A registered passkey, and the recovery codes made when it turned MFA on (shown
+/// this once).
+#[derive(Debug)]
+pub struct PasskeyRegistered {
+    pub passkey: PasskeyView,
+    pub recovery_codes: Option<Vec<RecoveryCode>>,
+}
+
+/// What a registration ceremony keeps.
+#[derive(Serialize, Deserialize)]
+struct Registering {
+    state: PasskeyRegistration,
+    /// The session that began it: only it finishes it.
+    session: String,
+}
+
+/// What a sign-in, second-step or step-up ceremony keeps.
+#[derive(Serialize, Deserialize)]
+struct Asserting {
+    state: DiscoverableAuthentication,
+    /// The second step's MFA token (its hash), or the step-up's session.
+    #[serde(default)]
+    bound_to: Option<String>,
+}
+
+/// A verified assertion: whose passkey, and how it signed in.
+struct Asserted {
+    user: UserRecord,
+    method: AuthMethod,
+}
+
+impl AuthService {
+    fn passkey_policy(&self) -> Result<&PasskeyPolicy, AuthError> {
+        self.passkeys.as_ref().ok_or(AuthError::PasskeysOff)
+    }
+
+    /// Log at start-up what passkeys this server serves, and warn when passkeys were
+    /// registered for another RP ID (they cannot sign in here).
+    pub async fn check_passkey_rp_id(&self) -> Result<(), AuthError> {
+        let registered = self.store.passkey_rp_ids().await?;
+        let here = self.passkeys.as_ref().map(PasskeyPolicy::rp_id);
+        for (rp_id, count) in registered.iter().filter(|(id, _)| Some(id.as_str()) != here) {
+            tracing::warn!(
+                registered_for = %rp_id,
+                passkeys = count,
+                rp_id = here.unwrap_or("(none: passkeys are off)"),
+                "passkeys registered for another RP ID cannot sign in here: TOKENGATE_WEBAUTHN_RP_ID (or the public URL's host) changed"
+            );
+        }
+        Ok(())
+    }
+
+    async fn open(
+        &self,
+        kind: CeremonyKind,
+        user: Option<UserId>,
+        state: &impl Serialize,
+    ) -> Result<String, AuthError> {
+        let (id, hash) = OneTimeToken::generate().map_err(AuthError::internal)?;
+        let now = self.clock.now();
+        self.store
+            .open_ceremony(NewCeremony {
+                hash,
+                kind,
+                user,
+                state: serde_json::to_string(state).map_err(AuthError::internal)?,
+                now,
+                expires_at: now.plus(CEREMONY_TTL_SECS),
+            })
+            .await?;
+        Ok(id.expose().to_owned())
+    }
+
+    /// Take a ceremony of `kind` to finish it: once, unexpired.
+    async fn take<T: for<'de> Deserialize<'de>>(
+        &self,
+        ceremony_id: &str,
+        kind: CeremonyKind,
+    ) -> Result<(Option<UserId>, T), AuthError> {
+        let hash = OneTimeTokenHash::of_presented(ceremony_id).ok_or(AuthError::InvalidCeremony)?;
+        let taken = self
+            .store
+            .take_ceremony(&hash, kind, self.clock.now())
+            .await?
+            .ok_or(AuthError::InvalidCeremony)?;
+        let state = serde_json::from_str(&taken.state).map_err(AuthError::internal)?;
+        Ok((taken.user, state))
+    }
+
+    /// Begin registering a passkey (step-up, a proven address): the options for
+    /// `navigator.credentials.create()`. A failed or abandoned ceremony costs nothing:
+    /// begin another.
+    pub async fn begin_passkey_registration(
+        &self,
+        who: &Principal,
+        step_up: StepUp,
+        client: &ClientInfo,
+    ) -> Result<CeremonyStart, AuthError> {
+        let policy = self.passkey_policy()?;
+        // As for TOTP: a factor on an address nobody proved would keep its owner out.
+        if !who.user.email_verified {
+            return Err(AuthError::EmailNotVerified);
+        }
+        self.step_up(who, step_up, client).await?;
+        let user = &who.user;
+        let existing = self.store.passkeys_of(user.id).await?;
+        let exclude = existing.iter().map(|p| p.credential_id.clone()).collect::<Vec<_>>();
+        let (options, state) = policy
+            .webauthn
+            .start_passkey_registration(
+                user.id.as_uuid(),
+                user.username.as_str(),
+                user.username.as_str(),
+                Some(exclude),
+            )
+            .map_err(AuthError::internal)?;
+        let mut public_key = serde_json::to_value(options.public_key).map_err(AuthError::internal)?;
+        // A credential the browser can offer without a username (discoverable), where
+        // the authenticator can keep one; the library asks for none.
+        public_key["authenticatorSelection"]["residentKey"] = Value::from("preferred");
+        let ceremony_id = self
+            .open(
+                CeremonyKind::Register,
+                Some(user.id),
+                &Registering {
+                    state,
+                    session: who.session.id.to_string(),
+                },
+            )
+            .await?;
+        Ok(CeremonyStart {
+            ceremony_id,
+            public_key,
+        })
+    }
+
+    /// Finish a registration with the authenticator's answer: the passkey is stored,
+    /// MFA is on (recovery codes made if it was off), every other session ends, the
+    /// user is told.
+    pub async fn finish_passkey_registration(
+        &self,
+        who: &Principal,
+        ceremony_id: &str,
+        credential: Value,
+        name: PasskeyName,
+        client: &ClientInfo,
+    ) -> Result<PasskeyRegistered, AuthError> {
+        let policy = self.passkey_policy()?;
+        let (user, registering): (_, Registering) = self.take(ceremony_id, CeremonyKind::Register).await?;
+        if user != Some(who.user.id) || registering.session != who.session.id.to_string() {
+            return Err(AuthError::InvalidCeremony);
+        }
+        let answer: RegisterPublicKeyCredential =
+            serde_json::from_value(credential).map_err(|_| AuthError::PasskeyRejected)?;
+        let passkey = policy
+            .webauthn
+            .finish_passkey_registration(&answer, &registering.state)
+            .map_err(|e| {
+                tracing::info!(user_id = %who.user.id, error = %e, "passkey registration refused");
+                AuthError::PasskeyRejected
+            })?;
+        let now = self.clock.now();
+        let stored = StoredPasskey {
+            id: PasskeyId::new(),
+            user: who.user.id,
+            credential_id: passkey.cred_id().to_vec(),
+            rp_id: policy.rp_id.clone(),
+            name,
+            credential: serde_json::to_string(&passkey).map_err(AuthError::internal)?,
+            sign_count: 0,
+            created_at: now,
+            last_used_at: None,
+        };
+        let (codes, hashes) = RecoveryCode::generate_set().map_err(AuthError::internal)?;
+        let view = PasskeyView::from(&stored);
+        let added = self
+            .store
+            .add_passkey(AddPasskey {
+                passkey: stored,
+                codes_if_first: hashes,
+                keep: who.session.id,
+                // This session just proved the passkey (with its user verified).
+                keep_auth: who.session.auth.and(&[AuthMethod::Hwk, AuthMethod::User]),
+                now,
+                mails: self.mfa_notice(
+                    &who.user,
+                    &format!(
+                        "A passkey ({}) was added to your account, and every other session of the account was signed out.",
+                        view.name.as_str()
+                    ),
+                ),
+            })
+            .await?;
+        match added {
+            PasskeyAdded::Added { mfa_turned_on, .. } => {
+                self.events
+                    .record(AuthEvent::PasskeyAdded, Some(who.user.id), Some(who.session.id), client);
+                Ok(PasskeyRegistered {
+                    passkey: view,
+                    recovery_codes: mfa_turned_on.then_some(codes),
+                })
+            }
+            PasskeyAdded::CredentialTaken => Err(AuthError::PasskeyTaken),
+            PasskeyAdded::NoUser => Err(AuthError::InactiveUser),
+        }
+    }
+
+    /// The caller's passkeys, oldest first.
+    pub async fn passkeys(&self, who: &Principal) -> Result<Vec<PasskeyView>, AuthError> {
+        let stored = self.store.passkeys_of(who.user.id).await?;
+        Ok(stored.iter().map(PasskeyView::from).collect())
+    }
+
+    /// Rename one of the caller's passkeys.
+    pub async fn rename_passkey(
+        &self,
+        who: &Principal,
+        id: PasskeyId,
+        name: PasskeyName,
+    ) -> Result<PasskeyView, AuthError> {
+        if !self.store.rename_passkey(who.user.id, id, name).await? {
+            return Err(AuthError::NotFound);
+        }
+        let stored = self.store.passkeys_of(who.user.id).await?;
+        stored
+            .iter()
+            .find(|p| p.id == id)
+            .map(PasskeyView::from)
+            .ok_or(AuthError::NotFound)
+    }
+
+    /// Remove one of the caller's passkeys (step-up): every other session ends, the
+    /// user is told; the last factor of a holder of an MFA-required role stays.
+    pub async fn remove_passkey(
+        &self,
+        who: &Principal,
+        id: PasskeyId,
+        step_up: StepUp,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let stored = self.store.passkeys_of(who.user.id).await?;
+        let passkey = stored.iter().find(|p| p.id == id).ok_or(AuthError::NotFound)?;
+        self.step_up(who, step_up, client).await?;
+        let removed = self
+            .store
+            .remove_passkey(RemovePasskey {
+                user: who.user.id,
+                id,
+                keep: who.session.id,
+                keep_a_factor: self.holds_mfa_role(&who.user),
+                now: self.clock.now(),
+                mails: self.mfa_notice(
+                    &who.user,
+                    &format!(
+                        "The passkey {} was removed from your account, and every other session of the account was signed out.",
+                        passkey.name.as_str()
+                    ),
+                ),
+            })
+            .await?;
+        match removed {
+            PasskeyRemoved::Removed { .. } => {
+                self.events.record(
+                    AuthEvent::PasskeyRemoved,
+                    Some(who.user.id),
+                    Some(who.session.id),
+                    client,
+                );
+                Ok(())
+            }
+            PasskeyRemoved::NotFound => Err(AuthError::NotFound),
+            PasskeyRemoved::LastFactor => Err(AuthError::LastFactor),
+        }
+    }
+
+    /// Whether `user` holds a role this server requires MFA of.
+    pub(super) fn holds_mfa_role(&self, user: &UserRecord) -> bool {
+        self.mfa
+            .required_roles
+            .iter()
+            .any(|r| user.roles.iter().any(|held| held == r))
+    }
+
+    /// Begin a passkey sign-in: with no username, for the browser to offer the user's
+    /// discoverable passkeys; with one, for that user's passkeys (a username unknown, or
+    /// without passkeys, gets options of the same shape); with an MFA token, as the
+    /// second step of that sign-in.
+    pub async fn begin_passkey_sign_in(
+        &self,
+        username: Option<&str>,
+        mfa_token: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<CeremonyStart, AuthError> {
+        let policy = self.passkey_policy()?;
+        let (options, state) = policy
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(AuthError::internal)?;
+        let mut public_key = serde_json::to_value(options.public_key).map_err(AuthError::internal)?;
+        let (kind, user, bound_to, allowed) = if let Some(token) = mfa_token {
+            let hash = OneTimeTokenHash::of_presented(token).ok_or(AuthError::InvalidMfaToken)?;
+            let (token, _) = self.live_mfa_token(&hash, client).await?;
+            let ids = self.credential_ids(token.user).await?;
+            (
+                CeremonyKind::SecondFactor,
+                Some(token.user),
+                Some(hash.as_str().to_owned()),
+                Some(ids),
+            )
+        } else if let Some(name) = username {
+            let user = self.user_by_login_name(name).await?;
+            let ids = match &user {
+                Some(u) => self.credential_ids(u.id).await?,
+                None => Vec::new(),
+            };
+            // Unknown, or without a passkey: a credential that exists nowhere, the same
+            // for every request with this name (so asking twice tells nothing either).
+            let ids = if ids.is_empty() {
+                vec![self.decoy_credential(name)]
+            } else {
+                ids
+            };
+            (CeremonyKind::SignIn, user.map(|u| u.id), None, Some(ids))
+        } else {
+            (CeremonyKind::SignIn, None, None, None)
+        };
+        if let Some(ids) = allowed {
+            public_key["allowCredentials"] = ids
+                .iter()
+                .map(|id| serde_json::json!({"type": "public-key", "id": b64url(id)}))
+                .collect();
+        }
+        let ceremony_id = self.open(kind, user, &Asserting { state, bound_to }).await?;
+        Ok(CeremonyStart {
+            ceremony_id,
+            public_key,
+        })
+    }
+
+    /// A credential ID that exists nowhere, the same for every request naming `name`, of
+    /// one of the lengths real authenticators' IDs have (16 to 64 bytes).
+    fn decoy_credential(&self, name: &str) -> Vec<u8> {
+        const LENGTHS: [usize; 4] = [16, 20, 32, 64];
+        let key = format!("passkey decoy {}", name.trim().to_lowercase());
+        let mut bytes = self.macs.device.raw_tag(key.as_bytes()).to_vec();
+        bytes.extend_from_slice(&self.macs.device.raw_tag(&bytes));
+        let length = LENGTHS[usize::from(bytes[0]) % LENGTHS.len()];
+        bytes.truncate(length);
+        bytes
+    }
+
+    async fn credential_ids(&self, user: UserId) -> Result<Vec<Vec<u8>>, AuthError> {
+        Ok(self
+            .store
+            .passkeys_of(user)
+            .await?
+            .into_iter()
+            .map(|p| p.credential_id)
+            .collect())
+    }
+
+    /// Finish a passkey sign-in: the login answer. As the second step of a password
+    /// sign-in, it completes that sign-in (its MFA token is spent).
+    pub async fn finish_passkey_sign_in(
+        &self,
+        ceremony_id: &str,
+        credential: Value,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        let hash = OneTimeTokenHash::of_presented(ceremony_id).ok_or(AuthError::InvalidCeremony)?;
+        let now = self.clock.now();
+        // Which kind it is: the one whose ceremony this id takes.
+        let taken = self.store.take_ceremony(&hash, CeremonyKind::SignIn, now).await?;
+        let (kind, taken) = match taken {
+            Some(t) => (CeremonyKind::SignIn, t),
+            None => (
+                CeremonyKind::SecondFactor,
+                self.store
+                    .take_ceremony(&hash, CeremonyKind::SecondFactor, now)
+                    .await?
+                    .ok_or(AuthError::InvalidCeremony)?,
+            ),
+        };
+        let asserting: Asserting = serde_json::from_str(&taken.state).map_err(AuthError::internal)?;
+        if kind == CeremonyKind::SecondFactor {
+            let mfa = OneTimeTokenHash::from_store(asserting.bound_to.clone().unwrap_or_default());
+            return self
+                .passkey_second_step(&mfa, taken.user, asserting, credential, client)
+                .await;
+        }
+        let mut spent = Spent::default();
+        self.spend(&mut spent, LimitKey::LoginIp(super::sessions::net_of(client)), client)
+            .await?;
+        let asserted = self.verify_assertion(taken.user, asserting, credential, client).await;
+        self.settle(spent, matches!(asserted, Err(AuthError::PasskeyRefused)))
+            .await;
+        let Asserted { user, method } = asserted?;
+        let sign_in = SignIn {
+            auth: Authentication::new(now, &[method, AuthMethod::User]),
+            device_name: None,
+            known_device: None,
+        };
+        self.open_session(user, sign_in, client).await
+    }
+
+    /// The second step of a password sign-in with a passkey.
+    async fn passkey_second_step(
+        &self,
+        mfa: &OneTimeTokenHash,
+        owner: Option<UserId>,
+        asserting: Asserting,
+        credential: Value,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        let (token, pending) = self.live_mfa_token(mfa, client).await?;
+        if owner != Some(token.user) {
+            return Err(AuthError::InvalidCeremony);
+        }
+        let mut spent = Spent::default();
+        self.spend(&mut spent, self.mfa_budget(&pending, token.user), client)
+            .await?;
+        let asserted = self.verify_assertion(owner, asserting, credential, client).await;
+        self.settle(spent, matches!(asserted, Err(AuthError::PasskeyRefused)))
+            .await;
+        if let Err(AuthError::PasskeyRefused) = &asserted {
+            self.events.record(AuthEvent::MfaFailed, Some(token.user), None, client);
+            // A failed try costs the token one of its attempts.
+            let _ = self
+                .store
+                .attempt_one_time(
+                    mfa,
+                    crate::domain::TokenPurpose::MfaLogin,
+                    self.clock.now(),
+                    super::mfa::MFA_TOKEN_ATTEMPTS,
+                )
+                .await?;
+        }
+        let Asserted { method, .. } = asserted?;
+        self.complete_second_step(mfa, &token, pending, &[method, AuthMethod::User], client)
+            .await
+    }
+
+    /// Verify an authenticator's assertion against the ceremony's state: the passkey
+    /// it names is registered, is `owner`'s when the ceremony named a user, and signed
+    /// this challenge for this origin with its user verified; its counter moved on.
+    async fn verify_assertion(
+        &self,
+        owner: Option<UserId>,
+        asserting: Asserting,
+        credential: Value,
+        client: &ClientInfo,
+    ) -> Result<Asserted, AuthError> {
+        let policy = self.passkey_policy()?;
+        let refused = || AuthError::PasskeyRefused;
+        let answer: PublicKeyCredential = serde_json::from_value(credential).map_err(|_| refused())?;
+        let stored = self
+            .store
+            .passkey_by_credential(answer.get_credential_id())
+            .await?
+            .ok_or_else(refused)?;
+        if owner.is_some_and(|o| o != stored.user) {
+            return Err(refused());
+        }
+        // A discoverable credential names its user: it must be the passkey's owner.
+        if let Some(handle) = answer.get_user_unique_id()
+            && handle != stored.user.as_uuid().as_bytes()
+        {
+            return Err(refused());
+        }
+        let mut passkey: Passkey = serde_json::from_str(&stored.credential).map_err(AuthError::internal)?;
+        let result = match policy
+            .webauthn
+            .finish_discoverable_authentication_v2(&answer, asserting.state, &passkey)
+        {
+            Ok(r) => r,
+            Err(WebauthnError::CredentialPossibleCompromise) => {
+                tracing::warn!(
+                    user_id = %stored.user,
+                    passkey_id = %stored.id,
+                    "passkey refused: its signature counter went backwards (a cloned authenticator?)"
+                );
+                self.events
+                    .record(AuthEvent::PasskeyCloned, Some(stored.user), None, client);
+                return Err(refused());
+            }
+            Err(e) => {
+                tracing::info!(user_id = %stored.user, error = %e, "passkey assertion refused");
+                self.events
+                    .record(AuthEvent::PasskeyFailed, Some(stored.user), None, client);
+                return Err(refused());
+            }
+        };
+        passkey.update_credential(&result);
+        let recorded = self
+            .store
+            .record_passkey_use(PasskeyUse {
+                id: stored.id,
+                credential: serde_json::to_string(&passkey).map_err(AuthError::internal)?,
+                sign_count: result.counter(),
+                now: self.clock.now(),
+            })
+            .await?;
+        if !recorded {
+            // A use with a later counter was recorded meanwhile: this one is older.
+            tracing::warn!(user_id = %stored.user, passkey_id = %stored.id, "passkey refused: a later use was recorded first");
+            return Err(refused());
+        }
+        let user = self.store.user_by_id(stored.user).await?.ok_or_else(refused)?;
+        let method = if result.backup_eligible() {
+            AuthMethod::Swk
+        } else {
+            AuthMethod::Hwk
+        };
+        Ok(Asserted { user, method })
+    }
+
+    /// Begin a step-up with a passkey: options for the caller's passkeys.
+    pub async fn begin_passkey_step_up(&self, who: &Principal) -> Result<CeremonyStart, AuthError> {
+        let policy = self.passkey_policy()?;
+        let ids = self.credential_ids(who.user.id).await?;
+        if ids.is_empty() {
+            return Err(AuthError::NotFound);
+        }
+        let (options, state) = policy
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(AuthError::internal)?;
+        let mut public_key = serde_json::to_value(options.public_key).map_err(AuthError::internal)?;
+        public_key["allowCredentials"] = ids
+            .iter()
+            .map(|id| serde_json::json!({"type": "public-key", "id": b64url(id)}))
+            .collect();
+        let bound_to = Some(who.session.id.to_string());
+        let ceremony_id = self
+            .open(CeremonyKind::StepUp, Some(who.user.id), &Asserting { state, bound_to })
+            .await?;
+        Ok(CeremonyStart {
+            ceremony_id,
+            public_key,
+        })
+    }
+
+    /// A step-up's second proof by passkey: a step-up ceremony of this session,
+    /// answered by one of the caller's passkeys.
+    pub(super) async fn passkey_step_up(
+        &self,
+        who: &Principal,
+        proof: PasskeyProof,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let (owner, asserting): (_, Asserting) = self.take(&proof.ceremony_id, CeremonyKind::StepUp).await?;
+        if owner != Some(who.user.id) || asserting.bound_to.as_deref() != Some(&who.session.id.to_string()) {
+            return Err(AuthError::InvalidCeremony);
+        }
+        let mut spent = Spent::default();
+        self.spend(&mut spent, LimitKey::MfaSession(who.session.id), client)
+            .await?;
+        let asserted = self.verify_assertion(owner, asserting, proof.credential, client).await;
+        self.settle(spent, matches!(asserted, Err(AuthError::PasskeyRefused)))
+            .await;
+        if asserted.is_err() {
+            self.events
+                .record(AuthEvent::MfaFailed, Some(who.user.id), Some(who.session.id), client);
+        }
+        asserted.map(|_| ())
+    }
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
