@@ -107,10 +107,21 @@ pub enum LogFormat {
 /// exporter that cannot be built is reported and left out: traces are an aid, never a
 /// reason not to serve.
 pub fn init(format: LogFormat, default_level: &str, otlp_endpoint: Option<&str>) -> Result<Telemetry, String> {
-    let filter = match std::env::var("TOKENGATE_LOG") {
-        Ok(v) if !v.trim().is_empty() => check_filter(&v)?,
-        _ => EnvFilter::new(default_level),
+    let chosen = std::env::var("TOKENGATE_LOG").ok().filter(|v| !v.trim().is_empty());
+    let mut filter = match &chosen {
+        Some(v) => check_filter(v)?,
+        None => EnvFilter::new(default_level),
     };
+    // The WebAuthn library logs what it refuses with the raw bytes it was sent, at
+    // ERROR: a client could fill the log (auth logs each refusal itself). Off unless
+    // TOKENGATE_LOG names it.
+    if !chosen.is_some_and(|v| v.contains("webauthn")) {
+        for quiet in ["webauthn_rs_core=off", "webauthn_rs=off"] {
+            if let Ok(d) = quiet.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let logs = fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);

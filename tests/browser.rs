@@ -338,20 +338,7 @@ async fn two_step_sign_in_is_set_up_and_used_from_the_account_page_in_chromium()
     let base = srv.base.replace("127.0.0.1", "localhost");
     let browser = Browser::start().await;
     let client = &browser.client;
-    let sign_in = async |client: &Client| {
-        wait_for(client, "#signin:not([hidden])").await;
-        // The page keeps the name typed before (a sign-out does not reload it).
-        client
-            .find(Locator::Css("#username"))
-            .await
-            .unwrap()
-            .clear()
-            .await
-            .unwrap();
-        type_into(client, "#username", "tess").await;
-        type_into(client, "#password", PASSWORD).await;
-        click(client, "#signin-button").await;
-    };
+    let sign_in = async |client: &Client| sign_in_with_password(client, "tess").await;
     client.goto(&format!("{base}/account")).await.unwrap();
     sign_in(client).await;
     wait_for(client, "#account:not([hidden])").await;
@@ -473,19 +460,7 @@ async fn passkeys_are_added_used_and_removed_from_the_account_page_in_chromium()
             .unwrap();
         v.as_array().unwrap().clone()
     };
-    let sign_in = async |client: &Client| {
-        wait_for(client, "#signin:not([hidden])").await;
-        client
-            .find(Locator::Css("#username"))
-            .await
-            .unwrap()
-            .clear()
-            .await
-            .unwrap();
-        type_into(client, "#username", "pia").await;
-        type_into(client, "#password", PASSWORD).await;
-        click(client, "#signin-button").await;
-    };
+    let sign_in = async |client: &Client| sign_in_with_password(client, "pia").await;
     client.goto(&format!("{base}/account")).await.unwrap();
     sign_in(client).await;
     wait_for(client, "#account:not([hidden])").await;
@@ -617,6 +592,22 @@ async fn swagger_ui_authorizes_with_a_password_and_runs_me_in_chromium() {
         .map(|s| s["device_name"].clone())
         .collect();
     assert!(names.contains(&json!("Swagger UI (/docs)")), "{sessions}");
+}
+
+/// Sign in on the account page's form with `username` and the tests' password.
+async fn sign_in_with_password(client: &Client, username: &str) {
+    wait_for(client, "#signin:not([hidden])").await;
+    // The page keeps the name typed before (a sign-out does not reload it).
+    client
+        .find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    type_into(client, "#username", username).await;
+    type_into(client, "#password", PASSWORD).await;
+    click(client, "#signin-button").await;
 }
 
 async fn wait_for(client: &Client, css: &str) {

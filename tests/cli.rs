@@ -40,6 +40,10 @@ fn bad_configuration_is_one_line_naming_the_variable_and_exit_2() {
         // A filter naming no level: accepted, it would silence every log line.
         ("TOKENGATE_LOG", "verbose"),
         ("TOKENGATE_DATABASE_URL", "sqlite:///./app.db"),
+        // Browsers refuse an IP address as an RP ID, and one the pages are not on.
+        ("TOKENGATE_WEBAUTHN_RP_ID", "127.0.0.1"),
+        ("TOKENGATE_WEBAUTHN_RP_ID", "example.com"),
+        ("TOKENGATE_WEBAUTHN_ORIGINS", "https://evil.example"),
     ];
     for (var, value) in cases {
         let (code, _, err) = run(tokengate(dir.path()).arg("serve").env(var, value), "");

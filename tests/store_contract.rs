@@ -359,20 +359,24 @@ async fn second_factors_turn_on_and_off_in_one_transaction_each(backend: common:
     let removal = |keep| RemoveFactors {
         user: alice,
         scope: tokengate::store::FactorScope::Every,
+        keep_a_factor: false,
         keep,
         now,
         mails: Vec::new(),
     };
     assert_eq!(
         store.remove_second_factors(removal(Some(kept))).await.unwrap(),
-        Some(vec![third])
+        tokengate::store::FactorsRemoved::Removed(vec![third])
     );
     let after = store.user_by_id(alice).await.unwrap().unwrap();
     assert!(!after.mfa_enabled);
     assert_eq!(after.security_stamp, 2);
     assert_eq!(store.second_factors(alice).await.unwrap(), Default::default());
     assert!(!store.spend_recovery_code(alice, &fresh[1], now).await.unwrap());
-    assert_eq!(store.remove_second_factors(removal(None)).await.unwrap(), None);
+    assert_eq!(
+        store.remove_second_factors(removal(None)).await.unwrap(),
+        tokengate::store::FactorsRemoved::Nothing
+    );
 }
 
 /// Twenty requests given one code at once (twenty instances behind a balancer): the
@@ -439,7 +443,9 @@ fn stored_passkey(
 async fn passkeys_turn_mfa_on_and_off_in_one_transaction_each(backend: common::Backend) {
     use tokengate::crypto::recovery_codes::RecoveryCode;
     use tokengate::domain::{AuthMethod, Authentication};
-    use tokengate::store::{AddPasskey, FactorScope, PasskeyAdded, PasskeyRemoved, RemoveFactors, RemovePasskey};
+    use tokengate::store::{
+        AddPasskey, FactorScope, FactorsRemoved, PasskeyAdded, PasskeyRemoved, RemoveFactors, RemovePasskey,
+    };
     let Some((store, _keep)) = open(backend).await else {
         return;
     };
@@ -544,15 +550,22 @@ async fn passkeys_turn_mfa_on_and_off_in_one_transaction_each(backend: common::B
     let totp_off = RemoveFactors {
         user: alice,
         scope: FactorScope::Totp,
+        keep_a_factor: true,
         keep: Some(kept),
         now,
         mails: Vec::new(),
     };
-    assert!(store.remove_second_factors(totp_off.clone()).await.unwrap().is_some());
+    assert!(matches!(
+        store.remove_second_factors(totp_off.clone()).await.unwrap(),
+        FactorsRemoved::Removed(_)
+    ));
     assert!(store.user_by_id(alice).await.unwrap().unwrap().mfa_enabled);
     assert_eq!(store.second_factors(alice).await.unwrap().recovery_codes_left, 10);
     // No TOTP left to remove: nothing written.
-    assert_eq!(store.remove_second_factors(totp_off).await.unwrap(), None);
+    assert_eq!(
+        store.remove_second_factors(totp_off).await.unwrap(),
+        FactorsRemoved::Nothing
+    );
     assert!(matches!(
         store.remove_passkey(remove(ids[1], false)).await.unwrap(),
         PasskeyRemoved::Removed {
@@ -664,7 +677,7 @@ async fn a_ceremony_is_taken_once(backend: common::Backend) {
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].user, Some(alice));
     assert_eq!(taken[0].state, "{\"s\":1}");
-    // Expired: not taken; purged.
+    // Expired: not taken; purged at once (not kept as long as sessions are).
     let (late, ceremony) = open_one(None);
     store.open_ceremony(ceremony).await.unwrap();
     assert!(
@@ -674,7 +687,8 @@ async fn a_ceremony_is_taken_once(backend: common::Backend) {
             .unwrap()
             .is_none()
     );
-    store.purge_expired(now.plus(301)).await.unwrap();
+    assert_eq!(store.purge_ceremonies(now.plus(299)).await.unwrap(), 0);
+    assert_eq!(store.purge_ceremonies(now.plus(300)).await.unwrap(), 1);
     let (fresh, ceremony) = open_one(None);
     store.open_ceremony(ceremony).await.unwrap();
     let t = store
@@ -683,4 +697,118 @@ async fn a_ceremony_is_taken_once(backend: common::Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(t.user, None);
+}
+
+/// A TOTP factor and the last passkey removed at once by a holder of a role that
+/// requires MFA: one removal wins, the other finds it would leave no factor.
+#[per_backend]
+async fn concurrent_removals_keep_one_factor_when_asked(backend: common::Backend) {
+    use tokengate::store::{
+        AddPasskey, ConfirmTotp, FactorScope, FactorsRemoved, PasskeyRemoved, RemoveFactors, RemovePasskey,
+    };
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let (kept, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    let auth = tokengate::domain::Authentication::new(now, &[]);
+    let p = stored_passkey(alice, b"cred", now);
+    let id = p.id;
+    store
+        .add_passkey(AddPasskey {
+            passkey: p,
+            codes_if_first: Vec::new(),
+            keep: kept,
+            keep_auth: auth,
+            now,
+            mails: Vec::new(),
+        })
+        .await
+        .unwrap();
+    store.begin_totp(alice, b"s".to_vec(), now).await.unwrap();
+    let confirm = ConfirmTotp {
+        user: alice,
+        secret: b"s".to_vec(),
+        step: 1,
+        codes: Vec::new(),
+        keep: kept,
+        keep_auth: auth,
+        now,
+        mails: Vec::new(),
+    };
+    store.confirm_totp(confirm).await.unwrap().unwrap();
+    let (a, b) = (store.clone(), store.clone());
+    let totp = tokio::spawn(async move {
+        a.remove_second_factors(RemoveFactors {
+            user: alice,
+            scope: FactorScope::Totp,
+            keep_a_factor: true,
+            keep: Some(kept),
+            now,
+            mails: Vec::new(),
+        })
+        .await
+        .unwrap()
+    });
+    let passkey = tokio::spawn(async move {
+        b.remove_passkey(RemovePasskey {
+            user: alice,
+            id,
+            keep: kept,
+            keep_a_factor: true,
+            now,
+            mails: Vec::new(),
+        })
+        .await
+        .unwrap()
+    });
+    let (totp, passkey) = (totp.await.unwrap(), passkey.await.unwrap());
+    let removed = usize::from(matches!(totp, FactorsRemoved::Removed(_)))
+        + usize::from(matches!(passkey, PasskeyRemoved::Removed { .. }));
+    assert_eq!(removed, 1, "{totp:?} {passkey:?}");
+    assert!(store.user_by_id(alice).await.unwrap().unwrap().mfa_enabled);
+}
+
+/// Two first passkeys registered at once: MFA turns on once, with one set of codes.
+#[per_backend]
+async fn concurrent_first_passkeys_turn_mfa_on_once(backend: common::Backend) {
+    use tokengate::store::{AddPasskey, PasskeyAdded};
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let alice = user(store.as_ref(), "alice", now).await;
+    let (kept, _) = session(store.as_ref(), alice, now, now.plus(10_000)).await;
+    let adds = (0..6u8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .add_passkey(AddPasskey {
+                    passkey: stored_passkey(alice, &[b'c', i], now),
+                    codes_if_first: Vec::new(),
+                    keep: kept,
+                    keep_auth: tokengate::domain::Authentication::new(now, &[]),
+                    now,
+                    mails: Vec::new(),
+                })
+                .await
+                .unwrap()
+        })
+    });
+    let added = futures_util::future::join_all(adds).await;
+    let turned_on = added
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.as_ref().unwrap(),
+                PasskeyAdded::Added {
+                    mfa_turned_on: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(turned_on, 1, "{added:?}");
+    assert_eq!(store.passkeys_of(alice).await.unwrap().len(), 6);
 }

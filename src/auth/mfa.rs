@@ -21,7 +21,9 @@ use crate::domain::{AuthMethod, Authentication, DeviceName, Password, TokenPurpo
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::mail::Template;
-use crate::store::{ConfirmTotp, FactorScope, NewMail, NewOneTimeToken, RemoveFactors, StoredTotp, UserRecord};
+use crate::store::{
+    ConfirmTotp, FactorScope, FactorsRemoved, NewMail, NewOneTimeToken, RemoveFactors, StoredTotp, UserRecord,
+};
 
 /// How long the second step of a sign-in may wait.
 pub const MFA_TOKEN_TTL_SECS: u64 = 5 * 60;
@@ -212,13 +214,16 @@ impl AuthService {
             return Err(AuthError::NotFound);
         }
         let passkeys_left = self.store.second_factors(who.user.id).await?.passkeys > 0;
-        if !passkeys_left && self.holds_mfa_role(&who.user) {
+        let keep_a_factor = self.holds_mfa_role(&who.user);
+        // Told before the step-up spends a code; the store checks again in its write.
+        if !passkeys_left && keep_a_factor {
             return Err(AuthError::LastFactor);
         }
         self.step_up(who, step_up, client).await?;
         let removal = RemoveFactors {
             user: who.user.id,
             scope: FactorScope::Totp,
+            keep_a_factor,
             keep: Some(who.session.id),
             now: self.clock.now(),
             mails: self.mfa_notice(
@@ -232,8 +237,10 @@ impl AuthService {
                 },
             ),
         };
-        if self.store.remove_second_factors(removal).await?.is_none() {
-            return Err(AuthError::NotFound);
+        match self.store.remove_second_factors(removal).await? {
+            FactorsRemoved::Removed(_) => {}
+            FactorsRemoved::Nothing => return Err(AuthError::NotFound),
+            FactorsRemoved::LastFactor => return Err(AuthError::LastFactor),
         }
         self.events
             .record(AuthEvent::MfaDisabled, Some(who.user.id), Some(who.session.id), client);
@@ -279,6 +286,7 @@ impl AuthService {
         let removal = RemoveFactors {
             user: id,
             scope: FactorScope::Every,
+            keep_a_factor: false,
             keep: None,
             now: self.clock.now(),
             mails: self.mfa_notice(
@@ -287,7 +295,10 @@ impl AuthService {
                  session of it. Sign in with your password and turn it on again.",
             ),
         };
-        if self.store.remove_second_factors(removal).await?.is_none() {
+        if !matches!(
+            self.store.remove_second_factors(removal).await?,
+            FactorsRemoved::Removed(_)
+        ) {
             return Err(AuthError::MfaNotEnabled);
         }
         self.events.record(AuthEvent::MfaReset, Some(id), None, client);
@@ -432,7 +443,12 @@ impl AuthService {
             .store
             .one_time_token(hash)
             .await?
-            .filter(|t| t.purpose == TokenPurpose::MfaLogin && t.used_at.is_none() && now < t.expires_at)
+            .filter(|t| {
+                t.purpose == TokenPurpose::MfaLogin
+                    && t.used_at.is_none()
+                    && now < t.expires_at
+                    && t.attempts < MFA_TOKEN_ATTEMPTS
+            })
             .ok_or_else(refused)?;
         let pending: Pending = token
             .context

@@ -235,6 +235,9 @@ pub struct ServerMacs {
     pub device: MacKey,
     /// Derives a refresh token's successor (only with a reuse grace).
     pub refresh: MacKey,
+    /// Derives the made-up credential a passkey sign-in offers for a username that has
+    /// none.
+    pub passkey_decoy: MacKey,
 }
 
 pub struct AuthService {
@@ -330,7 +333,9 @@ impl AuthService {
             .store
             .purge_revocations(crate::domain::UnixTime(now.0 - 3600))
             .await;
-        Ok(removed.and_then(|n| log.map(|_| n))?)
+        // Ceremonies go as soon as they expire (anyone may begin one).
+        let ceremonies = self.store.purge_ceremonies(now).await;
+        Ok(removed.and_then(|n| log.and(ceremonies).map(|_| n))?)
     }
 
     /// Close the database's connections (graceful shutdown).

@@ -18,10 +18,11 @@ use webauthn_rs::prelude::{
 
 use super::budget::Spent;
 use super::mfa::StepUp;
+use super::sessions::net_of;
 use super::{AuthError, AuthService, PasskeyPolicy, PasskeyProof, Principal, SignIn, TokenPair};
 use crate::crypto::recovery_codes::RecoveryCode;
 use crate::crypto::tokens::{OneTimeToken, OneTimeTokenHash};
-use crate::domain::{AuthMethod, Authentication, CeremonyKind, PasskeyId, PasskeyName, UnixTime, UserId};
+use crate::domain::{AuthMethod, Authentication, CeremonyKind, PasskeyId, PasskeyName, UnixTime, UserId, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
 use crate::store::{
@@ -82,6 +83,10 @@ struct Asserting {
     /// The second step's MFA token (its hash), or the step-up's session.
     #[serde(default)]
     bound_to: Option<String>,
+    /// Begun for one user (by username, MFA token or session): only that user's
+    /// passkeys finish it, so one that named nobody is finished by none.
+    #[serde(default)]
+    named: bool,
 }
 
 /// A verified assertion: whose passkey, and how it signed in.
@@ -234,6 +239,12 @@ impl AuthService {
         };
         let (codes, hashes) = RecoveryCode::generate_set().map_err(AuthError::internal)?;
         let view = PasskeyView::from(&stored);
+        // A synced passkey is a key in software (the library keeps the flag it read).
+        let synced = serde_json::to_value(&passkey)
+            .ok()
+            .and_then(|v| v["cred"]["backup_eligible"].as_bool())
+            .unwrap_or(false);
+        let key = if synced { AuthMethod::Swk } else { AuthMethod::Hwk };
         let added = self
             .store
             .add_passkey(AddPasskey {
@@ -241,7 +252,7 @@ impl AuthService {
                 codes_if_first: hashes,
                 keep: who.session.id,
                 // This session just proved the passkey (with its user verified).
-                keep_auth: who.session.auth.and(&[AuthMethod::Hwk, AuthMethod::User]),
+                keep_auth: who.session.auth.and(&[key, AuthMethod::User]),
                 now,
                 mails: self.mfa_notice(
                     &who.user,
@@ -344,8 +355,8 @@ impl AuthService {
 
     /// Begin a passkey sign-in: with no username, for the browser to offer the user's
     /// discoverable passkeys; with one, for that user's passkeys (a username unknown, or
-    /// without passkeys, gets options of the same shape); with an MFA token, as the
-    /// second step of that sign-in.
+    /// without passkeys, gets options of the same shape, and a ceremony no passkey
+    /// finishes); with an MFA token, as the second step of that sign-in.
     pub async fn begin_passkey_sign_in(
         &self,
         username: Option<&str>,
@@ -353,61 +364,74 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<CeremonyStart, AuthError> {
         let policy = self.passkey_policy()?;
+        // Every start is stored until it expires: counted, never given back.
+        self.limit(LimitKey::CeremonyIp(net_of(client)), AuthEvent::LoginLimited, client)
+            .await?;
         let (options, state) = policy
             .webauthn
             .start_discoverable_authentication()
             .map_err(AuthError::internal)?;
         let mut public_key = serde_json::to_value(options.public_key).map_err(AuthError::internal)?;
-        let (kind, user, bound_to, allowed) = if let Some(token) = mfa_token {
+        let mut asserting = Asserting {
+            state,
+            bound_to: None,
+            named: false,
+        };
+        let (kind, user) = if let Some(token) = mfa_token {
             let hash = OneTimeTokenHash::of_presented(token).ok_or(AuthError::InvalidMfaToken)?;
             let (token, _) = self.live_mfa_token(&hash, client).await?;
-            let ids = self.credential_ids(token.user).await?;
-            (
-                CeremonyKind::SecondFactor,
-                Some(token.user),
-                Some(hash.as_str().to_owned()),
-                Some(ids),
-            )
+            allow(&mut public_key, &self.credential_ids(token.user).await?);
+            asserting.bound_to = Some(hash.as_str().to_owned());
+            asserting.named = true;
+            (CeremonyKind::SecondFactor, Some(token.user))
         } else if let Some(name) = username {
-            let user = self.user_by_login_name(name).await?;
-            let ids = match &user {
-                Some(u) => self.credential_ids(u.id).await?,
-                None => Vec::new(),
+            // Usernames only (an address would tie itself to its account's passkeys),
+            // matched as login matches them; the same reads whether or not the name is
+            // anyone's.
+            let user = match Username::parse(name) {
+                Ok(_) => self.store.user_by_username(name).await?,
+                Err(_) => None,
             };
-            // Unknown, or without a passkey: a credential that exists nowhere, the same
-            // for every request with this name (so asking twice tells nothing either).
+            let nobody = UserId::from_uuid(uuid::Uuid::nil());
+            let ids = self.credential_ids(user.as_ref().map_or(nobody, |u| u.id)).await?;
+            // Unknown, or without a passkey: credentials that exist nowhere, the same for
+            // every spelling the lookup takes as this name (asking twice, or in another
+            // case, tells nothing either).
             let ids = if ids.is_empty() {
-                vec![self.decoy_credential(name)]
+                self.decoy_credentials(name)
             } else {
                 ids
             };
-            (CeremonyKind::SignIn, user.map(|u| u.id), None, Some(ids))
+            allow(&mut public_key, &ids);
+            asserting.named = true;
+            (CeremonyKind::SignIn, user.map(|u| u.id))
         } else {
-            (CeremonyKind::SignIn, None, None, None)
+            (CeremonyKind::SignIn, None)
         };
-        if let Some(ids) = allowed {
-            public_key["allowCredentials"] = ids
-                .iter()
-                .map(|id| serde_json::json!({"type": "public-key", "id": b64url(id)}))
-                .collect();
-        }
-        let ceremony_id = self.open(kind, user, &Asserting { state, bound_to }).await?;
+        let ceremony_id = self.open(kind, user, &asserting).await?;
         Ok(CeremonyStart {
             ceremony_id,
             public_key,
         })
     }
 
-    /// A credential ID that exists nowhere, the same for every request naming `name`, of
-    /// one of the lengths real authenticators' IDs have (16 to 64 bytes).
-    fn decoy_credential(&self, name: &str) -> Vec<u8> {
+    /// Credential IDs that exist nowhere, the same for every spelling of `name` the
+    /// username lookup matches (it ignores ASCII case): one or two, as real users have,
+    /// each of a length real authenticators' IDs have (16 to 64 bytes).
+    fn decoy_credentials(&self, name: &str) -> Vec<Vec<u8>> {
         const LENGTHS: [usize; 4] = [16, 20, 32, 64];
-        let key = format!("passkey decoy {}", name.trim().to_lowercase());
-        let mut bytes = self.macs.device.raw_tag(key.as_bytes()).to_vec();
-        bytes.extend_from_slice(&self.macs.device.raw_tag(&bytes));
-        let length = LENGTHS[usize::from(bytes[0]) % LENGTHS.len()];
-        bytes.truncate(length);
-        bytes
+        let mac = &self.macs.passkey_decoy;
+        let key = mac.raw_tag(name.to_ascii_lowercase().as_bytes());
+        let count: u8 = if key[0].is_multiple_of(4) { 2 } else { 1 };
+        (0..count)
+            .map(|i| {
+                let first = mac.raw_tag(&[&key[..], &[i, 1]].concat());
+                let second = mac.raw_tag(&[&key[..], &[i, 2]].concat());
+                let mut id = [first, second].concat();
+                id.truncate(LENGTHS[usize::from(first[0]) % LENGTHS.len()]);
+                id
+            })
+            .collect()
     }
 
     async fn credential_ids(&self, user: UserId) -> Result<Vec<Vec<u8>>, AuthError> {
@@ -450,7 +474,7 @@ impl AuthService {
                 .await;
         }
         let mut spent = Spent::default();
-        self.spend(&mut spent, LimitKey::LoginIp(super::sessions::net_of(client)), client)
+        self.spend(&mut spent, LimitKey::LoginIp(net_of(client)), client)
             .await?;
         let asserted = self.verify_assertion(taken.user, asserting, credential, client).await;
         self.settle(spent, matches!(asserted, Err(AuthError::PasskeyRefused)))
@@ -519,7 +543,7 @@ impl AuthService {
             .passkey_by_credential(answer.get_credential_id())
             .await?
             .ok_or_else(refused)?;
-        if owner.is_some_and(|o| o != stored.user) {
+        if owner.is_some_and(|o| o != stored.user) || (asserting.named && owner.is_none()) {
             return Err(refused());
         }
         // A discoverable credential names its user: it must be the passkey's owner.
@@ -528,6 +552,9 @@ impl AuthService {
         {
             return Err(refused());
         }
+        // The user (and their stamp) before the use is recorded: a removal of this passkey
+        // that commits after it moves the stamp, and the session is then not opened.
+        let user = self.store.user_by_id(stored.user).await?.ok_or_else(refused)?;
         let mut passkey: Passkey = serde_json::from_str(&stored.credential).map_err(AuthError::internal)?;
         let result = match policy
             .webauthn
@@ -566,7 +593,6 @@ impl AuthService {
             tracing::warn!(user_id = %stored.user, passkey_id = %stored.id, "passkey refused: a later use was recorded first");
             return Err(refused());
         }
-        let user = self.store.user_by_id(stored.user).await?.ok_or_else(refused)?;
         let method = if result.backup_eligible() {
             AuthMethod::Swk
         } else {
@@ -576,25 +602,30 @@ impl AuthService {
     }
 
     /// Begin a step-up with a passkey: options for the caller's passkeys.
-    pub async fn begin_passkey_step_up(&self, who: &Principal) -> Result<CeremonyStart, AuthError> {
+    pub async fn begin_passkey_step_up(
+        &self,
+        who: &Principal,
+        client: &ClientInfo,
+    ) -> Result<CeremonyStart, AuthError> {
         let policy = self.passkey_policy()?;
         let ids = self.credential_ids(who.user.id).await?;
         if ids.is_empty() {
             return Err(AuthError::NotFound);
         }
+        self.limit(LimitKey::CeremonyIp(net_of(client)), AuthEvent::LoginLimited, client)
+            .await?;
         let (options, state) = policy
             .webauthn
             .start_discoverable_authentication()
             .map_err(AuthError::internal)?;
         let mut public_key = serde_json::to_value(options.public_key).map_err(AuthError::internal)?;
-        public_key["allowCredentials"] = ids
-            .iter()
-            .map(|id| serde_json::json!({"type": "public-key", "id": b64url(id)}))
-            .collect();
-        let bound_to = Some(who.session.id.to_string());
-        let ceremony_id = self
-            .open(CeremonyKind::StepUp, Some(who.user.id), &Asserting { state, bound_to })
-            .await?;
+        allow(&mut public_key, &ids);
+        let asserting = Asserting {
+            state,
+            bound_to: Some(who.session.id.to_string()),
+            named: true,
+        };
+        let ceremony_id = self.open(CeremonyKind::StepUp, Some(who.user.id), &asserting).await?;
         Ok(CeremonyStart {
             ceremony_id,
             public_key,
@@ -625,6 +656,14 @@ impl AuthService {
         }
         asserted.map(|_| ())
     }
+}
+
+/// Offer exactly these credentials (`allowCredentials`).
+fn allow(public_key: &mut Value, ids: &[Vec<u8>]) {
+    public_key["allowCredentials"] = ids
+        .iter()
+        .map(|id| serde_json::json!({"type": "public-key", "id": b64url(id)}))
+        .collect();
 }
 
 fn b64url(bytes: &[u8]) -> String {

@@ -224,6 +224,7 @@ pub struct MemoryLimiter {
     mfa: Bounded<UserId>,
     mfa_device: Bounded<String>,
     mfa_session: Bounded<SessionId>,
+    ceremony_ip: Bounded<ClientNet>,
     failing: FailingNetworks,
 }
 
@@ -261,6 +262,7 @@ impl MemoryLimiter {
             mfa: Bounded::new(rates.mfa, max_keys, clock.clone()),
             mfa_device: Bounded::new(rates.mfa, max_keys, clock.clone()),
             mfa_session: Bounded::new(rates.mfa, max_keys, clock.clone()),
+            ceremony_ip: Bounded::new(rates.refresh, max_keys, clock.clone()),
             failing: FailingNetworks {
                 map: Mutex::new(HashMap::new()),
                 window: Duration::from_secs(rates.login.window_secs.max(1)),
@@ -271,7 +273,7 @@ impl MemoryLimiter {
     }
 
     /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
-    pub fn key_counts(&self) -> [(&'static str, usize); 13] {
+    pub fn key_counts(&self) -> [(&'static str, usize); 14] {
         [
             ("login_ip", self.login_ip.len()),
             ("login_user_net", self.login_user_net.len()),
@@ -286,6 +288,7 @@ impl MemoryLimiter {
             ("mfa", self.mfa.len()),
             ("mfa_device", self.mfa_device.len()),
             ("mfa_session", self.mfa_session.len()),
+            ("ceremony_ip", self.ceremony_ip.len()),
         ]
     }
 
@@ -304,6 +307,7 @@ impl MemoryLimiter {
             LimitKey::Mfa(user) => self.mfa.hit(user),
             LimitKey::MfaDevice(nonce) => self.mfa_device.hit(nonce),
             LimitKey::MfaSession(id) => self.mfa_session.hit(id),
+            LimitKey::CeremonyIp(net) => self.ceremony_ip.hit(net),
         }
     }
 
@@ -322,6 +326,7 @@ impl MemoryLimiter {
             LimitKey::Mfa(user) => self.mfa.refund(user),
             LimitKey::MfaDevice(nonce) => self.mfa_device.refund(nonce),
             LimitKey::MfaSession(id) => self.mfa_session.refund(id),
+            LimitKey::CeremonyIp(net) => self.ceremony_ip.refund(net),
         }
     }
 

@@ -51,6 +51,9 @@ pub enum LimitKey {
     MfaDevice(String),
     /// Second-factor codes tried from one session (step-up, enrolment).
     MfaSession(SessionId),
+    /// Passkey ceremonies begun from one client network (each is stored until it is
+    /// finished or expires), at the refresh rate.
+    CeremonyIp(ClientNet),
 }
 
 /// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6

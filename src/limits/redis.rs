@@ -190,6 +190,7 @@ impl RedisLimiter {
             LimitKey::Mfa(user) => (format!("{p}rl:mfa:{user}"), self.rates.mfa),
             LimitKey::MfaDevice(nonce) => (format!("{p}rl:mfa-device:{nonce}"), self.rates.mfa),
             LimitKey::MfaSession(id) => (format!("{p}rl:mfa-session:{id}"), self.rates.mfa),
+            LimitKey::CeremonyIp(net) => (format!("{p}rl:ceremony-ip:{}", net.as_ip()), self.rates.refresh),
         }
     }
 

@@ -106,6 +106,8 @@ pub async fn build_auth(
             "rate limits are counted per instance (no TOKENGATE_REDIS_URL): with several instances, each allows the full rate"
         );
     }
+    // Before the database is opened: a configuration that cannot work creates nothing.
+    let passkeys = passkey_policy(settings, serving)?;
     // The per-request check is served from a cache that follows the revocation log;
     // with Redis, revocations are also pushed so other instances read the log at once.
     let metered: Arc<dyn crate::store::Store> = Arc::new(MeteredStore::new(open_store(settings, mode).await?));
@@ -165,6 +167,7 @@ pub async fn build_auth(
         csrf: mac("csrf").await.map_err(start_error)?,
         device: mac("device").await.map_err(start_error)?,
         refresh: mac("refresh").await.map_err(start_error)?,
+        passkey_decoy: mac("passkey-decoy").await.map_err(start_error)?,
     };
     let transport = Transport::new(&settings.mail.transport)
         .map_err(|e| StartError::Config(ConfigError::new("TOKENGATE_SMTP_URL", e)))?;
@@ -175,7 +178,6 @@ pub async fn build_auth(
         vault.clone(),
         clock.clone(),
     ));
-    let passkeys = passkey_policy(settings, serving)?;
     let auth = AuthService::new(AuthParts {
         store,
         hasher,

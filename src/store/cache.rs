@@ -25,11 +25,11 @@ use async_trait::async_trait;
 
 use super::layer::Over;
 use super::{
-    AddPasskey, ConfirmTotp, FactorChanges, KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken, NewPassword,
-    NewSession, OneTimeTokens, OutboxRole, PasskeyAdded, PasskeyRemoved, PasskeysRole, Redeem, Redeemed, RemoveFactors,
-    RemovePasskey, RevocationLogRole, Revoked, RotateRequest, Rotation, SecondFactorsRole, SessionOpen, SessionRecord,
-    Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges, UserRecord,
-    UserUpdate, UserWrite, UsersRole,
+    AddPasskey, ConfirmTotp, FactorChanges, FactorsRemoved, KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken,
+    NewPassword, NewSession, OneTimeTokens, OutboxRole, PasskeyAdded, PasskeyRemoved, PasskeysRole, Redeem, Redeemed,
+    RemoveFactors, RemovePasskey, RevocationLogRole, Revoked, RotateRequest, Rotation, SecondFactorsRole, SessionOpen,
+    SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges,
+    UserRecord, UserUpdate, UserWrite, UsersRole,
 };
 use crate::clock::Clock;
 use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
@@ -442,10 +442,10 @@ impl FactorChanges for CachedStore {
         Ok(out)
     }
 
-    async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError> {
+    async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<FactorsRemoved, StoreError> {
         let user = removal.user;
         let out = self.inner.remove_second_factors(removal).await?;
-        if out.is_some() {
+        if matches!(out, FactorsRemoved::Removed(_)) {
             self.revoked_here(Revoked::User(user));
         }
         Ok(out)

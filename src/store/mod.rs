@@ -527,6 +527,17 @@ pub struct AddPasskey {
     pub mails: Vec<NewMail>,
 }
 
+/// What [`FactorChanges::remove_second_factors`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FactorsRemoved {
+    /// Gone; the sessions revoked.
+    Removed(Vec<SessionId>),
+    /// MFA off, or no confirmed TOTP factor to remove: nothing written.
+    Nothing,
+    /// No factor would be left and one was to be kept: nothing written.
+    LastFactor,
+}
+
 /// What [`FactorChanges::add_passkey`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PasskeyAdded {
@@ -629,6 +640,8 @@ pub enum FactorScope {
 pub struct RemoveFactors {
     pub user: UserId,
     pub scope: FactorScope,
+    /// Refuse when no factor would be left (for [`FactorScope::Totp`]).
+    pub keep_a_factor: bool,
     /// The session that asked, if it stays (an operator's reset keeps none).
     pub keep: Option<SessionId>,
     pub now: UnixTime,
@@ -908,10 +921,10 @@ store_role! {
         async fn confirm_totp(&self, confirm: ConfirmTotp) -> Result<Option<Vec<SessionId>>, StoreError>;
         /// For a user with MFA on: delete the factors of `removal.scope` (for `Totp`,
         /// only if a confirmed one exists) and, when no factor is left, the recovery
-        /// codes, turning MFA off; move the stamp and revoke every session but
-        /// `removal.keep`, with the mail, in one transaction. The sessions revoked,
-        /// `None` when there was nothing to remove (nothing written).
-        async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError>;
+        /// codes, turning MFA off (refused with `keep_a_factor`: nothing written); move
+        /// the stamp and revoke every session but `removal.keep`, with the mail, in one
+        /// transaction.
+        async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<FactorsRemoved, StoreError>;
         /// Store a passkey for an active user, turning their MFA on (with
         /// `codes_if_first` as recovery codes if it was off), storing `keep_auth` as the
         /// kept session's sign-in, moving the stamp and revoking every other session,
@@ -946,6 +959,8 @@ store_role! {
         /// finishing one, one gets it); `None` when it is unknown, expired, taken or of
         /// another kind (nothing changed).
         async fn take_ceremony(&self, hash: &OneTimeTokenHash, kind: CeremonyKind, now: UnixTime) -> Result<Option<TakenCeremony>, StoreError>;
+        /// Delete every ceremony expired at `now` (none is ever finished after); how many.
+        async fn purge_ceremonies(&self, now: UnixTime) -> Result<u64, StoreError>;
         /// The RP IDs passkeys are registered for, with how many each.
         async fn passkey_rp_ids(&self) -> Result<Vec<(String, u64)>, StoreError>;
     }

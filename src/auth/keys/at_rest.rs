@@ -18,7 +18,7 @@ pub struct Resealed {
 }
 
 /// The server's HMAC keys kept in the database, by name.
-pub const SERVER_SECRETS: [&str; 3] = ["csrf", "device", "refresh"];
+pub const SERVER_SECRETS: [&str; 4] = ["csrf", "device", "refresh", "passkey-decoy"];
 
 /// What a sealed server secret is bound to.
 pub fn server_secret_context(name: &str) -> String {

@@ -178,7 +178,7 @@ pub async fn login_mfa(
     request_body = LoginStartBody,
     responses(
         (status = 200, description = "The ceremony begun", body = super::passkeys::CeremonyRead),
-        Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+        Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
     )
 )]
 pub async fn passkey_login_start(

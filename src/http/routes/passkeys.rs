@@ -303,7 +303,7 @@ pub async fn remove(
     request_body = LoginStartBody,
     responses(
         (status = 200, description = "The ceremony begun", body = CeremonyRead),
-        Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+        Unauthorized, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable, TooManyRequests, Unavailable,
     )
 )]
 pub async fn login_start(
@@ -349,13 +349,14 @@ pub async fn login_finish(
     security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
     responses(
         (status = 200, description = "The ceremony begun", body = CeremonyRead),
-        Unauthorized, NotFound, Unavailable,
+        Unauthorized, NotFound, TooManyRequests, Unavailable,
     )
 )]
 pub async fn step_up_start(
     State(state): State<AppState>,
+    Client(client): Client,
     Authenticated(who): Authenticated,
 ) -> Result<Json<CeremonyRead>, ApiError> {
-    let start = state.auth.begin_passkey_step_up(&who).await?;
+    let start = state.auth.begin_passkey_step_up(&who, &client).await?;
     Ok(Json(start.into()))
 }

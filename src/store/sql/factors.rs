@@ -14,8 +14,8 @@ use super::rows::Rows;
 use crate::crypto::recovery_codes::RecoveryCodeHash;
 use crate::domain::{SessionId, UnixTime, UserId};
 use crate::store::{
-    AddPasskey, ConfirmTotp, FactorChanges, FactorScope, NewMail, PasskeyAdded, PasskeyRemoved, RemoveFactors,
-    RemovePasskey, Revoked, SecondFactorState, SecondFactors, StoreError, StoredTotp,
+    AddPasskey, ConfirmTotp, FactorChanges, FactorScope, FactorsRemoved, NewMail, PasskeyAdded, PasskeyRemoved,
+    RemoveFactors, RemovePasskey, Revoked, SecondFactorState, SecondFactors, StoreError, StoredTotp,
 };
 
 impl<D: Dialect> SqlStore<D> {
@@ -270,10 +270,11 @@ impl<D: Dialect> FactorChanges for SqlStore<D> {
         Ok(Some(revoked))
     }
 
-    async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<Option<Vec<SessionId>>, StoreError> {
+    async fn remove_second_factors(&self, removal: RemoveFactors) -> Result<FactorsRemoved, StoreError> {
         let RemoveFactors {
             user,
             scope,
+            keep_a_factor,
             keep,
             now,
             mails,
@@ -288,7 +289,7 @@ impl<D: Dialect> FactorChanges for SqlStore<D> {
         .await?;
         if had == 0 {
             Self::rollback(tx).await?;
-            return Ok(None);
+            return Ok(FactorsRemoved::Nothing);
         }
         match scope {
             FactorScope::Every => Self::delete_factors_in(&mut tx, &who).await?,
@@ -301,14 +302,18 @@ impl<D: Dialect> FactorChanges for SqlStore<D> {
                 .await?;
                 if confirmed == 0 {
                     Self::rollback(tx).await?;
-                    return Ok(None);
+                    return Ok(FactorsRemoved::Nothing);
+                }
+                if keep_a_factor && !Self::has_a_factor_in(&mut tx, &who).await? {
+                    Self::rollback(tx).await?;
+                    return Ok(FactorsRemoved::LastFactor);
                 }
                 Self::off_without_factors_in(&mut tx, &who).await?;
             }
         }
         let revoked = Self::after_mfa_change(&mut tx, user, keep, now, &mails).await?;
         Self::commit(tx).await?;
-        Ok(Some(revoked))
+        Ok(FactorsRemoved::Removed(revoked))
     }
 
     async fn add_passkey(&self, add: AddPasskey) -> Result<PasskeyAdded, StoreError> {

@@ -282,12 +282,6 @@ impl<D: Dialect> Lifecycle for SqlStore<D> {
         .await?;
         let sessions = Self::exec(&mut tx, "DELETE FROM sessions WHERE expires_at < $1", &cutoff).await?;
         let one_time = Self::exec(&mut tx, "DELETE FROM one_time_tokens WHERE expires_at < $1", &cutoff).await?;
-        Self::exec(
-            &mut tx,
-            "DELETE FROM webauthn_ceremonies WHERE expires_at < $1",
-            &cutoff,
-        )
-        .await?;
         // Delivered mail is kept (without its body) as long as an expired session is;
         // mail given up on too (its link, if it had one, is dead by then).
         Self::exec(

@@ -43,7 +43,10 @@ fn passkey<D: Dialect>(row: &Row<D>) -> Result<StoredPasskey, StoreError> {
 
 impl<D: Dialect> SqlStore<D> {
     /// Whether `user` has a factor left: a passkey or a confirmed TOTP factor.
-    async fn has_a_factor_in(c: &mut <D::DB as sqlx::Database>::Connection, user: &str) -> Result<bool, StoreError> {
+    pub(super) async fn has_a_factor_in(
+        c: &mut <D::DB as sqlx::Database>::Connection,
+        user: &str,
+    ) -> Result<bool, StoreError> {
         let row = Self::optional(
             c,
             "SELECT 1 AS found WHERE EXISTS (SELECT 1 FROM passkeys WHERE user_id = $1)
@@ -172,6 +175,15 @@ impl<D: Dialect> Passkeys for SqlStore<D> {
         .transpose()
     }
 
+    async fn purge_ceremonies(&self, now: UnixTime) -> Result<u64, StoreError> {
+        Self::exec(
+            &mut *self.writing().await?,
+            "DELETE FROM webauthn_ceremonies WHERE expires_at <= $1",
+            &[Int(now.0)],
+        )
+        .await
+    }
+
     async fn passkey_rp_ids(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows = Self::all(
             &mut *self.reading().await?,
@@ -202,25 +214,25 @@ impl<D: Dialect> SqlStore<D> {
         } = add;
         let who = p.user.to_string();
         let mut tx = self.begin().await?;
-        // The user's row first, as every change to the user takes it; whether MFA was
-        // on is read under that lock.
-        let Some(row) = Self::optional(
+        // The user's row first, as every change to the user takes it (a concurrent
+        // registration waits here, and then sees MFA on).
+        let active = Self::exec(
             &mut tx,
-            "SELECT mfa_enabled FROM users WHERE id = $1 AND is_active",
-            &[Text(&who)],
-        )
-        .await?
-        else {
-            Self::rollback(tx).await?;
-            return Ok(PasskeyAdded::NoUser);
-        };
-        let was_on = D::DB::flag(&row, "mfa_enabled").map_err(super::err::<D>)?;
-        Self::exec(
-            &mut tx,
-            "UPDATE users SET mfa_enabled = $3, security_stamp = security_stamp + 1, updated_at = $2 WHERE id = $1",
-            &[Text(&who), Int(now.0), Flag(true)],
+            "UPDATE users SET security_stamp = security_stamp + 1, updated_at = $2 WHERE id = $1 AND is_active",
+            &[Text(&who), Int(now.0)],
         )
         .await?;
+        if active == 0 {
+            Self::rollback(tx).await?;
+            return Ok(PasskeyAdded::NoUser);
+        }
+        let turned_on = Self::exec(
+            &mut tx,
+            "UPDATE users SET mfa_enabled = $2 WHERE id = $1 AND NOT mfa_enabled",
+            &[Text(&who), Flag(true)],
+        )
+        .await?;
+        let was_on = turned_on == 0;
         let inserted = Self::exec(
             &mut tx,
             &format!(
