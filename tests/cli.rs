@@ -747,3 +747,71 @@ fn healthcheck_command_exits_0_while_serving_and_1_after() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+/// Passkeys stored for another RP ID (the public URL's host changed) cannot sign in: the
+/// start says so, with how many and for which RP ID; the server serves all the same.
+#[test]
+fn passkeys_of_another_rp_id_are_warned_about_at_start() {
+    use tokengate::domain::{Authentication, PasskeyId, PasskeyName, SessionId, UnixTime, UserId};
+    use tokengate::store::{AddPasskey, NewUser, StoredPasskey};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, log) = start_server(dir.path());
+    assert!(
+        log.contains("passkeys: relying party") && log.contains("localhost"),
+        "{log}"
+    );
+    assert!(!log.contains("another RP ID"), "{log}");
+    assert_eq!(terminate(&mut child), 0);
+    // A passkey registered when the server was reached as auth.old.example.
+    let mut settings = tokengate::config::Settings::default();
+    settings.store.database_url = tokengate::store::DatabaseUrl::Sqlite {
+        path: dir.path().join("tokengate.db"),
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = tokengate::server::open_store(&settings, tokengate::server::OpenMode::MustExist)
+            .await
+            .unwrap();
+        let now = UnixTime(1_900_000_000);
+        let user = UserId::new();
+        store
+            .create_user(NewUser {
+                id: user,
+                username: tokengate::domain::Username::parse("pat").unwrap(),
+                email: tokengate::domain::Email::parse("pat@example.com").unwrap(),
+                password_hash: tokengate::crypto::passwords::PasswordHashString("x".into()),
+                roles: Vec::new(),
+                created_at: now,
+            })
+            .await
+            .unwrap();
+        store
+            .add_passkey(AddPasskey {
+                passkey: StoredPasskey {
+                    id: PasskeyId::new(),
+                    user,
+                    credential_id: b"cred".to_vec(),
+                    rp_id: "auth.old.example".into(),
+                    name: PasskeyName::parse("key").unwrap(),
+                    credential: "{}".into(),
+                    sign_count: 0,
+                    created_at: now,
+                    last_used_at: None,
+                },
+                codes_if_first: Vec::new(),
+                keep: SessionId::new(),
+                keep_auth: Authentication::new(now, &[]),
+                now,
+                mails: Vec::new(),
+            })
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let (mut child, log) = start_server(dir.path());
+    assert!(
+        log.contains("passkeys registered for another RP ID cannot sign in here"),
+        "{log}"
+    );
+    assert!(log.contains("auth.old.example"), "{log}");
+    assert_eq!(terminate(&mut child), 0);
+}

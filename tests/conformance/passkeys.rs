@@ -120,6 +120,15 @@ fn amr(access: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many notices of a change to a user's factors were queued for `to`.
+async fn notices(srv: &TestServer, to: &str) -> usize {
+    let mails = srv.store().await.list_mail(false, 100).await.unwrap();
+    mails
+        .iter()
+        .filter(|m| m.kind == "mfa_changed" && m.recipient == to)
+        .count()
+}
+
 /// The credential IDs a sign-in's options allow.
 fn allowed(start: &Value) -> Vec<String> {
     start["publicKey"]["allowCredentials"]
@@ -479,6 +488,8 @@ pub async fn adding_and_removing_a_passkey_ends_other_sessions(b: Backend) {
     let id = v["id"].as_str().unwrap().to_owned();
     assert_eq!(srv.me_status(&elsewhere.access).await, StatusCode::UNAUTHORIZED);
     assert_eq!(srv.me_status(&session.access).await, StatusCode::OK);
+    // The owner is told (a notice in the outbox, queued with the change).
+    assert_eq!(notices(&srv, "wes@example.com").await, 1);
     // The registering session counts as having proved the passkey.
     let (_, sessions) = body(srv.get_auth("/auth/sessions", &session.access).await).await;
     // (1Password's authenticator makes synced passkeys: a key in software, as its own
@@ -525,6 +536,7 @@ pub async fn adding_and_removing_a_passkey_ends_other_sessions(b: Backend) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(srv.me_status(&other).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(notices(&srv, "wes@example.com").await, 2);
     // The last factor gone: MFA is off, its codes with it; the password alone signs in.
     let (_, mfa) = body(srv.get_auth("/auth/mfa", &session.access).await).await;
     assert_eq!(
