@@ -99,6 +99,8 @@ pub enum AuthEvent {
     PasskeyCloned,
     /// A passkey sign-in was refused (unknown passkey, bad assertion).
     PasskeyFailed,
+    /// Passkey ceremonies begun over their budget.
+    PasskeyLimited,
 }
 
 impl AuthEvent {
@@ -148,6 +150,7 @@ impl AuthEvent {
             Self::PasskeyRemoved => "passkey.removed",
             Self::PasskeyCloned => "passkey.counter_regressed",
             Self::PasskeyFailed => "passkey.failed",
+            Self::PasskeyLimited => "passkey.limited",
         }
     }
 

@@ -167,6 +167,12 @@ impl AuthService {
         if !who.user.email_verified {
             return Err(AuthError::EmailNotVerified);
         }
+        self.limit(
+            LimitKey::CeremonyOwner(format!("session:{}", who.session.id)),
+            AuthEvent::PasskeyLimited,
+            client,
+        )
+        .await?;
         self.step_up(who, step_up, client).await?;
         let user = &who.user;
         let existing = self.store.passkeys_of(user.id).await?;
@@ -364,9 +370,13 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<CeremonyStart, AuthError> {
         let policy = self.passkey_policy()?;
-        // Every start is stored until it expires: counted, never given back.
-        self.limit(LimitKey::CeremonyIp(net_of(client)), AuthEvent::LoginLimited, client)
-            .await?;
+        // Every start is stored until it expires: counted (the second step's against its
+        // MFA token, any other against the client's network), never given back.
+        let budget = match mfa_token.and_then(OneTimeTokenHash::of_presented) {
+            Some(hash) => LimitKey::CeremonyOwner(format!("mfa:{}", hash.as_str())),
+            None => LimitKey::CeremonyIp(net_of(client)),
+        };
+        self.limit(budget, AuthEvent::PasskeyLimited, client).await?;
         let (options, state) = policy
             .webauthn
             .start_discoverable_authentication()
@@ -538,23 +548,34 @@ impl AuthService {
         let policy = self.passkey_policy()?;
         let refused = || AuthError::PasskeyRefused;
         let answer: PublicKeyCredential = serde_json::from_value(credential).map_err(|_| refused())?;
-        let stored = self
-            .store
-            .passkey_by_credential(answer.get_credential_id())
-            .await?
-            .ok_or_else(refused)?;
-        if owner.is_some_and(|o| o != stored.user) || (asserting.named && owner.is_none()) {
-            return Err(refused());
-        }
-        // A discoverable credential names its user: it must be the passkey's owner.
-        if let Some(handle) = answer.get_user_unique_id()
-            && handle != stored.user.as_uuid().as_bytes()
-        {
-            return Err(refused());
-        }
+        let found = self.store.passkey_by_credential(answer.get_credential_id()).await?;
+        // The passkey it names, if this ceremony takes it: registered, the ceremony's
+        // user's when it named one (and it named someone), and the user its
+        // discoverable answer names.
+        let stored = found.filter(|stored| {
+            let owner_ok = match owner {
+                Some(o) => o == stored.user,
+                None => !asserting.named,
+            };
+            let handle_ok = answer
+                .get_user_unique_id()
+                .is_none_or(|handle| handle == stored.user.as_uuid().as_bytes());
+            owner_ok && handle_ok
+        });
         // The user (and their stamp) before the use is recorded: a removal of this passkey
         // that commits after it moves the stamp, and the session is then not opened.
-        let user = self.store.user_by_id(stored.user).await?.ok_or_else(refused)?;
+        let nobody = UserId::from_uuid(uuid::Uuid::nil());
+        let user = self
+            .store
+            .user_by_id(stored.as_ref().map_or(owner.unwrap_or(nobody), |s| s.user))
+            .await?;
+        let (Some(stored), Some(user)) = (stored, user) else {
+            // The same work as for a passkey this ceremony takes (a signature checked,
+            // against a key nobody holds): how long the refusal takes tells nobody
+            // whether a credential offered for a username was real.
+            let _ = policy.decoy_check(&answer, asserting.state);
+            return Err(refused());
+        };
         let mut passkey: Passkey = serde_json::from_str(&stored.credential).map_err(AuthError::internal)?;
         let result = match policy
             .webauthn
@@ -612,8 +633,12 @@ impl AuthService {
         if ids.is_empty() {
             return Err(AuthError::NotFound);
         }
-        self.limit(LimitKey::CeremonyIp(net_of(client)), AuthEvent::LoginLimited, client)
-            .await?;
+        self.limit(
+            LimitKey::CeremonyOwner(format!("session:{}", who.session.id)),
+            AuthEvent::PasskeyLimited,
+            client,
+        )
+        .await?;
         let (options, state) = policy
             .webauthn
             .start_discoverable_authentication()

@@ -225,6 +225,7 @@ pub struct MemoryLimiter {
     mfa_device: Bounded<String>,
     mfa_session: Bounded<SessionId>,
     ceremony_ip: Bounded<ClientNet>,
+    ceremony_owner: Bounded<String>,
     failing: FailingNetworks,
 }
 
@@ -263,6 +264,7 @@ impl MemoryLimiter {
             mfa_device: Bounded::new(rates.mfa, max_keys, clock.clone()),
             mfa_session: Bounded::new(rates.mfa, max_keys, clock.clone()),
             ceremony_ip: Bounded::new(rates.refresh, max_keys, clock.clone()),
+            ceremony_owner: Bounded::new(rates.refresh, max_keys, clock.clone()),
             failing: FailingNetworks {
                 map: Mutex::new(HashMap::new()),
                 window: Duration::from_secs(rates.login.window_secs.max(1)),
@@ -273,7 +275,7 @@ impl MemoryLimiter {
     }
 
     /// Keys held per kind, for `/metrics`: with `max_keys`, what bounds the memory.
-    pub fn key_counts(&self) -> [(&'static str, usize); 14] {
+    pub fn key_counts(&self) -> [(&'static str, usize); 15] {
         [
             ("login_ip", self.login_ip.len()),
             ("login_user_net", self.login_user_net.len()),
@@ -289,6 +291,7 @@ impl MemoryLimiter {
             ("mfa_device", self.mfa_device.len()),
             ("mfa_session", self.mfa_session.len()),
             ("ceremony_ip", self.ceremony_ip.len()),
+            ("ceremony_owner", self.ceremony_owner.len()),
         ]
     }
 
@@ -308,6 +311,7 @@ impl MemoryLimiter {
             LimitKey::MfaDevice(nonce) => self.mfa_device.hit(nonce),
             LimitKey::MfaSession(id) => self.mfa_session.hit(id),
             LimitKey::CeremonyIp(net) => self.ceremony_ip.hit(net),
+            LimitKey::CeremonyOwner(owner) => self.ceremony_owner.hit(owner),
         }
     }
 
@@ -327,6 +331,7 @@ impl MemoryLimiter {
             LimitKey::MfaDevice(nonce) => self.mfa_device.refund(nonce),
             LimitKey::MfaSession(id) => self.mfa_session.refund(id),
             LimitKey::CeremonyIp(net) => self.ceremony_ip.refund(net),
+            LimitKey::CeremonyOwner(owner) => self.ceremony_owner.refund(owner),
         }
     }
 

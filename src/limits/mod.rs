@@ -51,9 +51,13 @@ pub enum LimitKey {
     MfaDevice(String),
     /// Second-factor codes tried from one session (step-up, enrolment).
     MfaSession(SessionId),
-    /// Passkey ceremonies begun from one client network (each is stored until it is
-    /// finished or expires), at the refresh rate.
+    /// Passkey ceremonies begun from one client network with no session (each is
+    /// stored until it is finished or expires), at the refresh rate.
     CeremonyIp(ClientNet),
+    /// Passkey ceremonies begun for one session or one MFA token (`session:ID`,
+    /// `mfa:HASH`), at the refresh rate: a signed-in user's do not spend their
+    /// network's.
+    CeremonyOwner(String),
 }
 
 /// A client address as rate limits see it: an IPv4 address, or an IPv6 /64. One IPv6

@@ -191,6 +191,7 @@ impl RedisLimiter {
             LimitKey::MfaDevice(nonce) => (format!("{p}rl:mfa-device:{nonce}"), self.rates.mfa),
             LimitKey::MfaSession(id) => (format!("{p}rl:mfa-session:{id}"), self.rates.mfa),
             LimitKey::CeremonyIp(net) => (format!("{p}rl:ceremony-ip:{}", net.as_ip()), self.rates.refresh),
+            LimitKey::CeremonyOwner(owner) => (format!("{p}rl:ceremony-owner:{owner}"), self.rates.refresh),
         }
     }
 

@@ -496,7 +496,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("password-form").addEventListener("submit", changePassword);
   $("signout").addEventListener("click", signOut);
   $("signout-all").addEventListener("click", signOutEverywhere);
-  load().then(() => {
-    if (!$("signin").hidden) offerPasskeysInAutofill();
-  });
+  // Passkeys in the username field's autofill: begun when the field is first used, so
+  // a page merely opened stores no ceremony (each counts against this network's budget).
+  $("username").addEventListener("focus", offerPasskeysInAutofill, { once: true });
+  load();
 });
