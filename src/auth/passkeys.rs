@@ -370,10 +370,26 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<CeremonyStart, AuthError> {
         let policy = self.passkey_policy()?;
-        // Every start is stored until it expires: counted (the second step's against its
-        // MFA token, any other against the client's network), never given back.
-        let budget = match mfa_token.and_then(OneTimeTokenHash::of_presented) {
-            Some(hash) => LimitKey::CeremonyOwner(format!("mfa:{}", hash.as_str())),
+        // Every start is stored until it expires: counted, never given back; a second
+        // step's against its MFA token once the token is known live, any other (and a
+        // dead token's) against the client's network.
+        let live = match mfa_token {
+            Some(token) => {
+                let found = match OneTimeTokenHash::of_presented(token) {
+                    Some(hash) => self.live_mfa_token(&hash, client).await.map(|(t, _)| (hash, t)),
+                    None => Err(AuthError::InvalidMfaToken),
+                };
+                if let Err(e) = found {
+                    self.limit(LimitKey::CeremonyIp(net_of(client)), AuthEvent::PasskeyLimited, client)
+                        .await?;
+                    return Err(e);
+                }
+                found.ok()
+            }
+            None => None,
+        };
+        let budget = match &live {
+            Some((hash, _)) => LimitKey::CeremonyOwner(format!("mfa:{}", hash.as_str())),
             None => LimitKey::CeremonyIp(net_of(client)),
         };
         self.limit(budget, AuthEvent::PasskeyLimited, client).await?;
@@ -387,9 +403,7 @@ impl AuthService {
             bound_to: None,
             named: false,
         };
-        let (kind, user) = if let Some(token) = mfa_token {
-            let hash = OneTimeTokenHash::of_presented(token).ok_or(AuthError::InvalidMfaToken)?;
-            let (token, _) = self.live_mfa_token(&hash, client).await?;
+        let (kind, user) = if let Some((hash, token)) = live {
             allow(&mut public_key, &self.credential_ids(token.user).await?);
             asserting.bound_to = Some(hash.as_str().to_owned());
             asserting.named = true;
