@@ -79,6 +79,11 @@ uuid_id!(
     /// One passkey of a user's (not the credential ID its authenticator chose).
     PasskeyId
 );
+uuid_id!(
+    /// An application that signs its users in here (OAuth2 / OpenID Connect): its
+    /// `client_id`.
+    ClientId
+);
 
 /// What a WebAuthn ceremony does: one of one kind never finishes another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -258,6 +263,47 @@ impl Authentication {
     pub fn from_store(at: UnixTime, methods: &str) -> Self {
         let parsed: Vec<AuthMethod> = methods.split_whitespace().filter_map(AuthMethod::parse).collect();
         Self::new(at, &parsed)
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::{RedirectUri, Scope};
+
+    #[test]
+    fn redirect_uris_are_https_loopback_http_or_an_apps_scheme() {
+        for ok in [
+            "https://app.example.com/callback",
+            "https://app.example.com/cb?tenant=1",
+            "http://127.0.0.1:8080/cb",
+            "http://localhost/cb",
+            "http://[::1]:9000/cb",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert!(RedirectUri::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "/callback",
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#frag",
+            "https://user:pw@app.example.com/cb",
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "myapp:/cb",
+            "",
+        ] {
+            assert!(RedirectUri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_are_rfc_6749_tokens() {
+        for ok in ["openid", "read:orders", "offline_access", "a"] {
+            assert!(Scope::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "two words", "quo\"te", "back\\slash", "é"] {
+            assert!(Scope::parse(bad).is_err(), "{bad}");
+        }
     }
 }
 
@@ -507,6 +553,94 @@ impl DeviceName {
             Err(LabelProblem::Control) => Err("Device name may not contain control characters"),
             Err(LabelProblem::Invisible) => Err("Device name may not contain invisible or text-direction characters"),
         }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An application's name as its users see it (on the consent page): a label, as a
+/// device's name is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientName(String);
+
+impl ClientName {
+    /// Why a candidate is refused, in the words of a 422 `msg`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        match label(raw) {
+            Ok(name) => Ok(Self(name.to_owned())),
+            Err(LabelProblem::Length) => Err("Client name must be 1 to 64 characters long"),
+            Err(LabelProblem::Control) => Err("Client name may not contain control characters"),
+            Err(LabelProblem::Invisible) => Err("Client name may not contain invisible or text-direction characters"),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A redirect URI an application registered (matched exactly at authorization):
+/// absolute, without a fragment or user information; `https`, or `http` only for a
+/// loopback host, or an app's private-use scheme (RFC 8252 §7.1: a reversed domain,
+/// `com.example.app:/callback`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    /// Why a candidate is refused, in the words of a 422 `msg`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        if raw.len() > 2000 {
+            return Err("Redirect URI must be at most 2000 characters long");
+        }
+        let url = url::Url::parse(raw).map_err(|_| "Redirect URI must be an absolute URI")?;
+        if url.fragment().is_some() {
+            return Err("Redirect URI may not have a fragment");
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("Redirect URI may not carry user information");
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        let ok = match url.scheme() {
+            "https" => url.host().is_some(),
+            "http" => loopback,
+            // A private-use scheme: a reversed domain name (has a dot), never a web one.
+            other => other.contains('.') && !matches!(other, "javascript" | "data" | "file"),
+        };
+        if !ok {
+            return Err(
+                "Redirect URI must be https://, http:// on a loopback host, or an app's reversed-domain scheme",
+            );
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An OAuth scope (RFC 6749 §3.3): 1-64 printable ASCII characters but `"` and `\`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope(String);
+
+impl Scope {
+    /// Why a candidate is refused, in the words of a 422 `msg`.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let ok = (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !ok {
+            return Err("Scope must be 1 to 64 printable ASCII characters, with no space, quote or backslash");
+        }
+        Ok(Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -71,6 +71,7 @@ fn main() -> ExitCode {
             Command::User { command, .. } => tokengate::cli::run_user(&settings, command).await.map(Some),
             Command::Keys { command, .. } => tokengate::cli::run_keys(&settings, command).await.map(Some),
             Command::Mail { command, .. } => tokengate::cli::run_mail(&settings, command).await.map(Some),
+            Command::Client { command, .. } => tokengate::cli::run_client(&settings, command).await.map(Some),
             Command::Healthcheck { .. } => Ok(None),
         }
     });

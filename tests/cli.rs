@@ -815,3 +815,81 @@ fn passkeys_of_another_rp_id_are_warned_about_at_start() {
     assert!(log.contains("auth.old.example"), "{log}");
     assert_eq!(terminate(&mut child), 0);
 }
+
+/// `client create|list|rotate-secret|delete`: the secret printed once, a bad redirect
+/// URI refused with the flag named, a public client without a secret.
+#[test]
+fn operator_registers_lists_rotates_and_deletes_applications() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(tokengate(dir.path()).arg("migrate"), "");
+    assert_eq!(code, 0, "{err}");
+    let create = [
+        "client",
+        "create",
+        "--name",
+        "Grafana",
+        "--redirect-uri",
+        "https://grafana.example.com/login/generic_oauth",
+        "--trusted",
+    ];
+    let (code, out, err) = run(tokengate(dir.path()).args(create), "");
+    assert_eq!(code, 0, "{err}");
+    let field = |out: &str, name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    let id = field(&out, "client_id");
+    let secret = field(&out, "client_secret");
+    assert!(secret.len() >= 43, "{out}");
+    let (code, out, err) = run(
+        tokengate(dir.path()).args([
+            "client",
+            "create",
+            "--name",
+            "SPA",
+            "--redirect-uri",
+            "http://127.0.0.1:5173/cb",
+            "--public",
+            "--scope",
+            "openid",
+        ]),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("public client: no secret"), "{out}");
+    let (code, out, _) = run(tokengate(dir.path()).args(["client", "list"]), "");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&id) && out.contains("Grafana") && out.contains("confidential"),
+        "{out}"
+    );
+    assert!(out.contains("SPA") && out.contains("public"), "{out}");
+    assert!(!out.contains(&secret), "the secret is never listed: {out}");
+    let (code, out, err) = run(tokengate(dir.path()).args(["client", "rotate-secret", &id]), "");
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(field(&out, "client_secret"), secret);
+    // Refusals: the flag and the reason, exit 1.
+    let (code, _, err) = run(
+        tokengate(dir.path()).args([
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "http://app.example.com/cb",
+        ]),
+        "",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--redirect-uri") && err.contains("loopback"), "{err}");
+    let (code, _, err) = run(tokengate(dir.path()).args(["client", "delete", "nope"]), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("not a client_id"), "{err}");
+    let (code, out, err) = run(tokengate(dir.path()).args(["client", "delete", &id]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deleted"), "{out}");
+    let (code, _, _) = run(tokengate(dir.path()).args(["client", "delete", &id]), "");
+    assert_eq!(code, 1);
+}

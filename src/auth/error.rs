@@ -75,6 +75,12 @@ pub enum AuthError {
     NoPendingTotp,
     #[error("MFA is not enabled")]
     MfaNotEnabled,
+    /// A client needs at least one redirect URI.
+    #[error("at least one redirect URI is needed")]
+    NoRedirectUri,
+    /// A public client has no secret to rotate.
+    #[error("a public client has no secret")]
+    PublicClient,
     /// No RP ID is configured or derivable here: passkeys are off.
     #[error("passkeys are not set up on this server")]
     PasskeysOff,

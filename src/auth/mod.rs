@@ -10,6 +10,7 @@ pub mod import;
 pub mod keys;
 mod mail;
 mod mfa;
+pub mod oauth;
 mod passkeys;
 mod recovery;
 mod sessions;

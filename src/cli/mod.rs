@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate`, `user ...`, `keys ...`, `mail ...`, `healthcheck`. Parsing lives here; `main.rs`
 //! only dispatches.
 
+mod client;
 pub mod healthcheck;
 mod import;
 mod keys;
@@ -40,6 +41,13 @@ pub enum Command {
         database: Database,
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The applications that sign their users in here (OAuth2 / OpenID Connect clients).
+    Client {
+        #[command(flatten)]
+        database: Database,
+        #[command(subcommand)]
+        command: ClientCommand,
     },
     /// The mail outbox: what waits, what was given up on, and queuing it again.
     Mail {
@@ -83,6 +91,7 @@ impl Command {
             Self::Migrate(d)
             | Self::User { database: d, .. }
             | Self::Keys { database: d, .. }
+            | Self::Client { database: d, .. }
             | Self::Mail { database: d, .. } => Some(d),
             Self::Healthcheck { .. } => None,
         };
@@ -122,6 +131,48 @@ pub enum KeysCommand {
     /// TOKENGATE_ENCRYPTION_KEY, opening what is sealed with the keys in
     /// TOKENGATE_PREVIOUS_ENCRYPTION_KEYS (or stored unencrypted). Safe to run again.
     Reencrypt,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Register an application: prints its client_id, and its secret (confidential
+    /// clients) once.
+    Create {
+        /// Its name, as its users see it on the consent page.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeatable; at least one): https://, http:// on a loopback
+        /// host, or an app's reversed-domain scheme. Matched exactly.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may send the user back (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A scope it may ask for (repeatable) [default: openid profile email].
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// No secret: a SPA or a mobile app (it uses PKCE alone).
+        #[arg(long)]
+        public: bool,
+        /// First-party: its users are not asked to consent.
+        #[arg(long)]
+        trusted: bool,
+        /// The `aud` of its access tokens [default: TOKENGATE_AUDIENCE].
+        #[arg(long)]
+        audience: Option<String>,
+    },
+    /// List applications: client_id, name, type, trusted, scopes, redirect URIs.
+    List,
+    /// Remove an application.
+    Delete {
+        /// Its client_id (see `client list`).
+        client_id: String,
+    },
+    /// A new secret for a confidential application; the old one stops working at once.
+    RotateSecret {
+        /// Its client_id (see `client list`).
+        client_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -268,6 +319,7 @@ pub enum UserCommand {
     },
 }
 
+pub use client::run as run_client;
 pub use keys::run as run_keys;
 pub use mail::run as run_mail;
 pub use user::run as run_user;

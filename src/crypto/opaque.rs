@@ -38,6 +38,14 @@ impl TokenKind for Recovery {
     const NAME: &'static str = "RecoveryCode";
 }
 
+/// An OAuth client's secret (confidential clients): shown once, stored as its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientSecretKind {}
+
+impl TokenKind for ClientSecretKind {
+    const NAME: &'static str = "ClientSecret";
+}
+
 /// The secret itself: handed to the client once, never stored.
 pub struct Opaque<K: TokenKind>(String, PhantomData<K>);
 

@@ -269,6 +269,11 @@ pub type OneTimeToken = Opaque<OneTime>;
 /// SHA-256 of a one-time token, hex.
 pub type OneTimeTokenHash = OpaqueHash<OneTime>;
 
+/// An OAuth client's secret (opaque, 256 bits, stored only as its SHA-256).
+pub type ClientSecret = Opaque<super::opaque::ClientSecretKind>;
+/// SHA-256 of a client secret, hex.
+pub type ClientSecretHash = OpaqueHash<super::opaque::ClientSecretKind>;
+
 /// A refresh token (opaque, stored only as its SHA-256).
 pub type RefreshToken = Opaque<Refresh>;
 /// SHA-256 of a refresh token, hex: all the store ever sees.

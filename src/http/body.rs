@@ -358,6 +358,11 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Whether the body lacks this field (or has it null).
+    pub fn is_absent(&self, name: &str) -> bool {
+        matches!(self.fields.0.get(name), None | Some(Value::Null))
+    }
+
     /// A required JSON object field (a WebAuthn credential: checked by its reader).
     pub fn object(&mut self, name: &str) -> Option<Value> {
         match self.fields.0.get(name) {

@@ -293,6 +293,12 @@ impl From<AuthError> for ApiError {
                 Self::Conflict("No TOTP enrolment to confirm; begin one with POST /auth/mfa/totp")
             }
             AuthError::MfaNotEnabled => Self::Conflict("MFA is not enabled"),
+            AuthError::NoRedirectUri => Self::Validation(vec![FieldError::body(
+                "redirect_uris",
+                "At least one redirect URI is needed",
+                "value_error",
+            )]),
+            AuthError::PublicClient => Self::Conflict("A public client has no secret"),
             AuthError::PasskeysOff => Self::NotFoundBecause(
                 "Passkeys are not set up on this server: it needs a domain name as its RP ID (TOKENGATE_WEBAUTHN_RP_ID)",
             ),

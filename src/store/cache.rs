@@ -25,11 +25,11 @@ use async_trait::async_trait;
 
 use super::layer::Over;
 use super::{
-    AddPasskey, ConfirmTotp, FactorChanges, FactorsRemoved, KeysRole, Lifecycle, LoggedRevocation, NewOneTimeToken,
-    NewPassword, NewSession, OneTimeTokens, OutboxRole, PasskeyAdded, PasskeyRemoved, PasskeysRole, Redeem, Redeemed,
-    RemoveFactors, RemovePasskey, RevocationLogRole, Revoked, RotateRequest, Rotation, SecondFactorsRole, SessionOpen,
-    SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges,
-    UserRecord, UserUpdate, UserWrite, UsersRole,
+    AddPasskey, ClientsRole, ConfirmTotp, FactorChanges, FactorsRemoved, KeysRole, Lifecycle, LoggedRevocation,
+    NewOneTimeToken, NewPassword, NewSession, OneTimeTokens, OutboxRole, PasskeyAdded, PasskeyRemoved, PasskeysRole,
+    Redeem, Redeemed, RemoveFactors, RemovePasskey, RevocationLogRole, Revoked, RotateRequest, Rotation,
+    SecondFactorsRole, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken,
+    UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite, UsersRole,
 };
 use crate::clock::Clock;
 use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
@@ -570,6 +570,15 @@ impl Over<OutboxRole> for CachedStore {
 
 // Steps and codes change nothing a request checks.
 impl Over<SecondFactorsRole> for CachedStore {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        self.inner.as_ref()
+    }
+}
+
+// Clients change nothing a bearer request checks.
+impl Over<ClientsRole> for CachedStore {
     type Inner = dyn Store;
 
     fn inner(&self) -> &dyn Store {

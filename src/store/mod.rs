@@ -27,11 +27,12 @@ use self::layer::store_role;
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::recovery_codes::RecoveryCodeHash;
+use crate::crypto::tokens::ClientSecretHash;
 use crate::crypto::tokens::OneTimeTokenHash;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::domain::{
-    Authentication, CeremonyKind, Email, MailId, PasskeyId, PasskeyName, Role, SessionId, TokenPurpose, UnixTime,
-    UserId, Username,
+    Authentication, CeremonyKind, ClientId, ClientName, Email, MailId, PasskeyId, PasskeyName, RedirectUri, Role,
+    Scope, SessionId, TokenPurpose, UnixTime, UserId, Username,
 };
 
 /// Where state lives.
@@ -514,6 +515,22 @@ pub struct StoredPasskey {
     pub last_used_at: Option<UnixTime>,
 }
 
+/// An application registered with the provider, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredClient {
+    pub id: ClientId,
+    pub name: ClientName,
+    /// `None`: a public client (no secret).
+    pub secret_hash: Option<ClientSecretHash>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub scopes: Vec<Scope>,
+    pub trusted: bool,
+    pub audience: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
 /// Register a passkey (see [`FactorChanges::add_passkey`]).
 #[derive(Clone, Debug)]
 pub struct AddPasskey {
@@ -939,6 +956,26 @@ store_role! {
 }
 
 store_role! {
+    /// The applications registered with the OAuth2 / OpenID Connect provider.
+    pub trait Clients (marker ClientsRole) {
+        /// Store a new client.
+        async fn create_client(&self, client: StoredClient) -> Result<(), StoreError>;
+        /// The client with this id. A read.
+        async fn client(&self, id: ClientId) -> Result<Option<StoredClient>, StoreError>;
+        /// Every client, oldest first. A read.
+        async fn list_clients(&self) -> Result<Vec<StoredClient>, StoreError>;
+        /// Replace what may change of a client (everything but its id, its secret and
+        /// when it was made); whether it exists.
+        async fn update_client(&self, client: StoredClient) -> Result<bool, StoreError>;
+        /// Replace a confidential client's secret (one conditional write: a public one
+        /// keeps none); whether it was.
+        async fn set_client_secret(&self, id: ClientId, secret: ClientSecretHash, now: UnixTime) -> Result<bool, StoreError>;
+        /// Delete a client; whether it existed.
+        async fn delete_client(&self, id: ClientId) -> Result<bool, StoreError>;
+    }
+}
+
+store_role! {
     /// Passkeys, and the WebAuthn ceremonies in flight. Nothing here changes what a
     /// request checks (adding and removing one do: see [`FactorChanges`]).
     pub trait Passkeys (marker PasskeysRole) {
@@ -1000,6 +1037,7 @@ pub trait Store:
     + SecondFactors
     + FactorChanges
     + Passkeys
+    + Clients
 {
 }
 
@@ -1015,6 +1053,7 @@ impl<T> Store for T where
         + SecondFactors
         + FactorChanges
         + Passkeys
+        + Clients
 {
 }
 

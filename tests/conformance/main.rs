@@ -10,6 +10,7 @@ mod soft_passkey;
 
 mod accounts;
 mod admin;
+mod clients;
 mod conventions;
 mod cookies;
 mod forward_auth;

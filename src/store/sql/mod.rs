@@ -4,6 +4,7 @@
 //! its SQL spells differently, and the refresh rotation (one round trip, which each
 //! database reaches its own way).
 
+mod clients;
 pub mod db;
 mod dialect;
 mod factors;

@@ -1,0 +1,207 @@
+//! The applications registered with the provider (operators only: the CLI and
+//! `/admin/clients`). The rules: a confidential client gets a secret, shown once and
+//! stored as its SHA-256 (256 random bits: a slow hash would add nothing); a public one
+//! (a SPA, a mobile app) has none and must use PKCE; at least one redirect URI, each
+//! matched exactly later; scopes default to `openid profile email`.
+
+use crate::auth::{AuthError, AuthService};
+use crate::crypto::tokens::ClientSecret;
+use crate::domain::{ClientId, ClientName, RedirectUri, Scope, UnixTime};
+use crate::store::StoredClient;
+
+/// The scopes a client may ask for when none are given.
+const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];
+
+/// A new application.
+#[derive(Clone, Debug)]
+pub struct ClientRegistration {
+    pub name: ClientName,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// `None`: [`DEFAULT_SCOPES`].
+    pub scopes: Option<Vec<Scope>>,
+    /// No secret: a SPA or a mobile app.
+    pub public: bool,
+    /// First-party: its users are not asked to consent.
+    pub trusted: bool,
+    /// The `aud` of its access tokens; `None`: the server's.
+    pub audience: Option<String>,
+}
+
+/// What changes of an application (`None`: unchanged).
+#[derive(Clone, Debug, Default)]
+pub struct ClientChange {
+    pub name: Option<ClientName>,
+    pub redirect_uris: Option<Vec<RedirectUri>>,
+    pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
+    pub scopes: Option<Vec<Scope>>,
+    pub trusted: Option<bool>,
+    /// `Some(None)`: back to the server's audience.
+    pub audience: Option<Option<String>>,
+}
+
+/// An application as operators see it (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientView {
+    pub id: ClientId,
+    pub name: ClientName,
+    pub public: bool,
+    pub trusted: bool,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub scopes: Vec<Scope>,
+    pub audience: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+impl From<StoredClient> for ClientView {
+    fn from(c: StoredClient) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            public: c.secret_hash.is_none(),
+            trusted: c.trusted,
+            redirect_uris: c.redirect_uris,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            scopes: c.scopes,
+            audience: c.audience,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// A client just registered: the secret is in this answer only.
+#[derive(Debug)]
+pub struct RegisteredClient {
+    pub client: ClientView,
+    pub secret: Option<String>,
+}
+
+/// Each once, in the order given.
+fn deduped<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// An audience: 1-200 printable characters.
+pub fn parse_audience(raw: &str) -> Result<String, &'static str> {
+    let ok = (1..=200).contains(&raw.chars().count()) && !raw.chars().any(char::is_control);
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("Audience must be 1 to 200 printable characters")
+    }
+}
+
+impl AuthService {
+    /// Register an application: its id, and its secret (confidential clients), shown
+    /// this once.
+    pub async fn register_client(&self, r: ClientRegistration) -> Result<RegisteredClient, AuthError> {
+        if r.redirect_uris.is_empty() {
+            return Err(AuthError::NoRedirectUri);
+        }
+        let now = self.clock.now();
+        let (secret, secret_hash) = if r.public {
+            (None, None)
+        } else {
+            let (secret, hash) = ClientSecret::generate().map_err(AuthError::internal)?;
+            (Some(secret.expose().to_owned()), Some(hash))
+        };
+        let default_scopes = || DEFAULT_SCOPES.iter().filter_map(|s| Scope::parse(s).ok()).collect();
+        let stored = StoredClient {
+            id: ClientId::new(),
+            name: r.name,
+            secret_hash,
+            redirect_uris: deduped(r.redirect_uris),
+            post_logout_redirect_uris: deduped(r.post_logout_redirect_uris),
+            scopes: deduped(r.scopes.unwrap_or_else(default_scopes)),
+            trusted: r.trusted,
+            audience: r.audience,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_client(stored.clone()).await?;
+        tracing::info!(client_id = %stored.id, name = stored.name.as_str(), "OAuth client registered");
+        Ok(RegisteredClient {
+            client: stored.into(),
+            secret,
+        })
+    }
+
+    /// Every application, oldest first.
+    pub async fn clients(&self) -> Result<Vec<ClientView>, AuthError> {
+        let all = self.store.list_clients().await?;
+        Ok(all.into_iter().map(ClientView::from).collect())
+    }
+
+    /// One application.
+    pub async fn client(&self, id: ClientId) -> Result<ClientView, AuthError> {
+        self.store
+            .client(id)
+            .await?
+            .map(ClientView::from)
+            .ok_or(AuthError::NotFound)
+    }
+
+    /// Change an application: the fields given.
+    pub async fn change_client(&self, id: ClientId, change: ClientChange) -> Result<ClientView, AuthError> {
+        let mut c = self.store.client(id).await?.ok_or(AuthError::NotFound)?;
+        if let Some(name) = change.name {
+            c.name = name;
+        }
+        if let Some(uris) = change.redirect_uris {
+            if uris.is_empty() {
+                return Err(AuthError::NoRedirectUri);
+            }
+            c.redirect_uris = deduped(uris);
+        }
+        if let Some(uris) = change.post_logout_redirect_uris {
+            c.post_logout_redirect_uris = deduped(uris);
+        }
+        if let Some(scopes) = change.scopes {
+            c.scopes = deduped(scopes);
+        }
+        if let Some(trusted) = change.trusted {
+            c.trusted = trusted;
+        }
+        if let Some(audience) = change.audience {
+            c.audience = audience;
+        }
+        c.updated_at = self.clock.now();
+        if !self.store.update_client(c.clone()).await? {
+            return Err(AuthError::NotFound);
+        }
+        Ok(c.into())
+    }
+
+    /// A new secret for a confidential application (the old one stops working at
+    /// once), shown this once.
+    pub async fn rotate_client_secret(&self, id: ClientId) -> Result<String, AuthError> {
+        let client = self.store.client(id).await?.ok_or(AuthError::NotFound)?;
+        if client.secret_hash.is_none() {
+            return Err(AuthError::PublicClient);
+        }
+        let (secret, hash) = ClientSecret::generate().map_err(AuthError::internal)?;
+        if !self.store.set_client_secret(id, hash, self.clock.now()).await? {
+            return Err(AuthError::NotFound);
+        }
+        tracing::info!(client_id = %id, "OAuth client secret rotated");
+        Ok(secret.expose().to_owned())
+    }
+
+    /// Remove an application.
+    pub async fn delete_client(&self, id: ClientId) -> Result<(), AuthError> {
+        if !self.store.delete_client(id).await? {
+            return Err(AuthError::NotFound);
+        }
+        tracing::info!(client_id = %id, "OAuth client deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,322 @@
+//! `/admin/clients`: the applications registered with the OAuth2 / OpenID Connect
+//! provider (`admin` role only).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::oauth::{ClientChange, ClientRegistration, ClientView, parse_audience};
+use crate::domain::{ClientId, ClientName, RedirectUri, Scope};
+use crate::http::AppState;
+use crate::http::body::{Checker, FromFields, JsonBody};
+use crate::http::error::ApiError;
+use crate::http::extract::{Admin, IdPath, RequireRole};
+use crate::http::json::Json;
+use crate::http::openapi::{
+    Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, delete))
+}
+
+/// An application as operators see it (its secret never).
+#[derive(Serialize, ToSchema)]
+pub struct ClientRead {
+    #[schema(format = Uuid)]
+    client_id: String,
+    name: String,
+    /// No secret (a SPA, a mobile app): it authenticates with PKCE alone.
+    public: bool,
+    /// First-party: its users are not asked to consent.
+    trusted: bool,
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    scopes: Vec<String>,
+    /// The `aud` of its access tokens; none: the server's (`TOKENGATE_AUDIENCE`).
+    audience: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+impl From<ClientView> for ClientRead {
+    fn from(c: ClientView) -> Self {
+        let uris = |u: Vec<RedirectUri>| u.iter().map(|u| u.as_str().to_owned()).collect();
+        Self {
+            client_id: c.id.to_string(),
+            name: c.name.as_str().to_owned(),
+            public: c.public,
+            trusted: c.trusted,
+            redirect_uris: uris(c.redirect_uris),
+            post_logout_redirect_uris: uris(c.post_logout_redirect_uris),
+            scopes: c.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            audience: c.audience,
+            created_at: c.created_at.to_rfc3339(),
+            updated_at: c.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+/// A redirect URI: `https://`, `http://` on a loopback host, or an app's reversed-domain
+/// scheme; no fragment, no user information (as `RedirectUri::parse` checks).
+#[derive(ToSchema)]
+#[schema(
+    max_length = 2000,
+    pattern = "^(https://([a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\\.)*[a-z]([a-z0-9-]{0,20}[a-z0-9])?(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/=&-]*)?(\\?[A-Za-z0-9._~=&-]*)?|http://(localhost|127\\.0\\.0\\.1|\\[::1\\])(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/=&-]*)?(\\?[A-Za-z0-9._~=&-]*)?|[a-z][a-z0-9-]*(\\.[a-z0-9]+)+:/[A-Za-z0-9._~/-]*)$",
+    example = "https://app.example.com/callback"
+)]
+#[allow(dead_code)]
+pub struct RedirectUriString(String);
+
+/// An OAuth scope: printable ASCII, no space, quote or backslash (RFC 6749 §3.3).
+#[derive(ToSchema)]
+#[schema(pattern = "^[!#-\\[\\]-~]{1,64}$", example = "openid")]
+#[allow(dead_code)]
+pub struct ScopeString(String);
+
+/// An application just registered: its secret is in this answer only.
+#[derive(Serialize, ToSchema)]
+pub struct ClientCreated {
+    #[serde(flatten)]
+    client: ClientRead,
+    /// The secret (confidential clients), shown this once: store it now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+}
+
+/// `POST /admin/clients`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCreateBody {
+    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\\u115F-\\u1160\\u180B-\\u180F\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$", example = "Grafana")]
+    name: ClientName,
+    /// At least one; each matched exactly (for a loopback host, any port).
+    #[schema(value_type = Vec<RedirectUriString>, min_items = 1, example = json!(["https://grafana.example.com/login/generic_oauth"]))]
+    redirect_uris: Vec<RedirectUri>,
+    #[schema(value_type = Option<Vec<RedirectUriString>>)]
+    post_logout_redirect_uris: Option<Vec<RedirectUri>>,
+    /// The scopes it may ask for [default: openid profile email].
+    #[schema(value_type = Option<Vec<ScopeString>>, example = json!(["openid", "profile", "email"]))]
+    scopes: Option<Vec<Scope>>,
+    /// No secret (a SPA, a mobile app) [default: false].
+    public: Option<bool>,
+    /// First-party: no consent screen [default: false].
+    trusted: Option<bool>,
+    audience: Option<String>,
+}
+
+impl FromFields for ClientCreateBody {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        c.forbid_others(&[
+            "name",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "scopes",
+            "public",
+            "trusted",
+            "audience",
+        ]);
+        let name = c.parsed("name", ClientName::parse);
+        let redirect_uris = c.optional_list("redirect_uris", RedirectUri::parse);
+        if c.is_absent("redirect_uris") {
+            c.fail("redirect_uris", "Field required", "missing");
+        }
+        let post_logout_redirect_uris = c.optional_list("post_logout_redirect_uris", RedirectUri::parse);
+        let scopes = c.optional_list("scopes", Scope::parse);
+        let public = c.optional_bool("public");
+        let trusted = c.optional_bool("trusted");
+        let audience = c.optional_string("audience").map(parse_audience);
+        let audience = match audience {
+            Some(Err(msg)) => {
+                c.fail("audience", msg, "value_error");
+                None
+            }
+            Some(Ok(a)) => Some(a),
+            None => None,
+        };
+        Some(Self {
+            name: name?,
+            redirect_uris: redirect_uris?,
+            post_logout_redirect_uris,
+            scopes,
+            public,
+            trusted,
+            audience,
+        })
+    }
+}
+
+/// `PATCH /admin/clients/{id}`: the fields given change; `audience: ""` goes back to the
+/// server's.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientUpdateBody {
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\\u115F-\\u1160\\u180B-\\u180F\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF9-\\uFFFB]*$")]
+    name: Option<ClientName>,
+    #[schema(value_type = Option<Vec<RedirectUriString>>, min_items = 1)]
+    redirect_uris: Option<Vec<RedirectUri>>,
+    #[schema(value_type = Option<Vec<RedirectUriString>>)]
+    post_logout_redirect_uris: Option<Vec<RedirectUri>>,
+    #[schema(value_type = Option<Vec<ScopeString>>)]
+    scopes: Option<Vec<Scope>>,
+    trusted: Option<bool>,
+    audience: Option<String>,
+}
+
+impl FromFields for ClientUpdateBody {
+    fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
+        c.forbid_others(&[
+            "name",
+            "redirect_uris",
+            "post_logout_redirect_uris",
+            "scopes",
+            "trusted",
+            "audience",
+        ]);
+        let name = c.optional_string("name").map(ClientName::parse);
+        let name = match name {
+            Some(Err(msg)) => {
+                c.fail("name", msg, "value_error");
+                None
+            }
+            Some(Ok(n)) => Some(n),
+            None => None,
+        };
+        Some(Self {
+            name,
+            redirect_uris: c.optional_list("redirect_uris", RedirectUri::parse),
+            post_logout_redirect_uris: c.optional_list("post_logout_redirect_uris", RedirectUri::parse),
+            scopes: c.optional_list("scopes", Scope::parse),
+            trusted: c.optional_bool("trusted"),
+            audience: c.optional_string("audience").map(str::to_owned),
+        })
+    }
+}
+
+/// Every application, oldest first.
+#[utoipa::path(
+    get, path = "/admin/clients", operation_id = "list_clients", tag = "admin",
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "The applications", body = Vec<ClientRead>), Unauthorized, Forbidden, Unavailable)
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    RequireRole(..): RequireRole<Admin>,
+) -> Result<Json<Vec<ClientRead>>, ApiError> {
+    let all = state.auth.clients().await?;
+    Ok(Json(all.into_iter().map(ClientRead::from).collect()))
+}
+
+/// Register an application: its `client_id`, and its `client_secret` (confidential
+/// clients) shown this once.
+#[utoipa::path(
+    post, path = "/admin/clients", operation_id = "create_client", tag = "admin",
+    request_body = ClientCreateBody,
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 201, description = "Registered", body = ClientCreated),
+        Unauthorized, Forbidden, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    RequireRole(..): RequireRole<Admin>,
+    JsonBody(body): JsonBody<ClientCreateBody>,
+) -> Result<(StatusCode, Json<ClientCreated>), ApiError> {
+    let registered = state
+        .auth
+        .register_client(ClientRegistration {
+            name: body.name,
+            redirect_uris: body.redirect_uris,
+            post_logout_redirect_uris: body.post_logout_redirect_uris.unwrap_or_default(),
+            scopes: body.scopes,
+            public: body.public.unwrap_or(false),
+            trusted: body.trusted.unwrap_or(false),
+            audience: body.audience,
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ClientCreated {
+            client: registered.client.into(),
+            client_secret: registered.secret,
+        }),
+    ))
+}
+
+/// One application.
+#[utoipa::path(
+    get, path = "/admin/clients/{id}", operation_id = "get_client", tag = "admin",
+    params(("id" = String, Path, format = Uuid, description = "The client_id")),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 200, description = "The application", body = ClientRead), Unauthorized, Forbidden, NotFound, Unavailable)
+)]
+pub async fn get_one(
+    State(state): State<AppState>,
+    RequireRole(..): RequireRole<Admin>,
+    IdPath(id): IdPath<ClientId>,
+) -> Result<Json<ClientRead>, ApiError> {
+    Ok(Json(state.auth.client(id).await?.into()))
+}
+
+/// Change an application: the fields given.
+#[utoipa::path(
+    patch, path = "/admin/clients/{id}", operation_id = "update_client", tag = "admin",
+    params(("id" = String, Path, format = Uuid, description = "The client_id")),
+    request_body = ClientUpdateBody,
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "Changed", body = ClientRead),
+        Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    RequireRole(..): RequireRole<Admin>,
+    IdPath(id): IdPath<ClientId>,
+    JsonBody(body): JsonBody<ClientUpdateBody>,
+) -> Result<Json<ClientRead>, ApiError> {
+    let audience = match body.audience.as_deref() {
+        None => None,
+        Some("") => Some(None),
+        Some(a) => Some(Some(parse_audience(a).map_err(|msg| {
+            ApiError::Validation(vec![crate::http::error::FieldError::body(
+                "audience",
+                msg,
+                "value_error",
+            )])
+        })?)),
+    };
+    let change = ClientChange {
+        name: body.name,
+        redirect_uris: body.redirect_uris,
+        post_logout_redirect_uris: body.post_logout_redirect_uris,
+        scopes: body.scopes,
+        trusted: body.trusted,
+        audience,
+    };
+    Ok(Json(state.auth.change_client(id, change).await?.into()))
+}
+
+/// Remove an application.
+#[utoipa::path(
+    delete, path = "/admin/clients/{id}", operation_id = "delete_client", tag = "admin",
+    params(("id" = String, Path, format = Uuid, description = "The client_id")),
+    security(("OAuth2PasswordBearer" = []), ("bearerAuth" = [])),
+    responses((status = 204, description = "Removed"), Unauthorized, Forbidden, NotFound, Unavailable)
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    RequireRole(..): RequireRole<Admin>,
+    IdPath(id): IdPath<ClientId>,
+) -> Result<StatusCode, ApiError> {
+    state.auth.delete_client(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

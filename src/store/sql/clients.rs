@@ -1,0 +1,149 @@
+//! The provider's registered applications, for both SQL backends: one row each, its
+//! URIs as JSON arrays, its scopes space-separated, its secret only as a hash.
+
+use async_trait::async_trait;
+
+use super::SqlStore;
+use super::db::Db as _;
+use super::db::Param::{Flag, Int, OptText, Text};
+use super::dialect::Dialect;
+use super::rows::Rows;
+use crate::crypto::tokens::ClientSecretHash;
+use crate::domain::{ClientId, ClientName, RedirectUri, Scope, UnixTime};
+use crate::store::{Clients, StoreError, StoredClient};
+
+const CLIENT_COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, scopes, trusted, \
+                              audience, created_at, updated_at";
+
+type Row<D> = <<D as Dialect>::DB as sqlx::Database>::Row;
+
+fn malformed(col: &str) -> StoreError {
+    StoreError::Backend(format!("malformed {col} in database"))
+}
+
+fn uris_to_json(uris: &[RedirectUri]) -> String {
+    serde_json::to_string(&uris.iter().map(RedirectUri::as_str).collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into())
+}
+
+fn uris_from_json(raw: &str, col: &str) -> Result<Vec<RedirectUri>, StoreError> {
+    let list: Vec<String> = serde_json::from_str(raw).map_err(|_| malformed(col))?;
+    list.iter()
+        .map(|u| RedirectUri::parse(u).map_err(|_| malformed(col)))
+        .collect()
+}
+
+fn scopes_to_text(scopes: &[Scope]) -> String {
+    scopes.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
+}
+
+fn client<D: Dialect>(row: &Row<D>) -> Result<StoredClient, StoreError> {
+    let text = |col: &str| Rows::<D>::text(row, col);
+    let opt_text = |col: &str| D::DB::opt_text(row, col).map_err(super::err::<D>);
+    Ok(StoredClient {
+        id: Rows::<D>::parsed(row, "id")?,
+        name: ClientName::parse(&text("name")?).map_err(|_| malformed("name"))?,
+        secret_hash: opt_text("secret_hash")?.map(ClientSecretHash::from_store),
+        redirect_uris: uris_from_json(&text("redirect_uris")?, "redirect_uris")?,
+        post_logout_redirect_uris: uris_from_json(&text("post_logout_redirect_uris")?, "post_logout_redirect_uris")?,
+        scopes: text("scopes")?
+            .split_whitespace()
+            .map(|s| Scope::parse(s).map_err(|_| malformed("scopes")))
+            .collect::<Result<_, _>>()?,
+        trusted: D::DB::flag(row, "trusted").map_err(super::err::<D>)?,
+        audience: opt_text("audience")?,
+        created_at: UnixTime(Rows::<D>::int(row, "created_at")?),
+        updated_at: UnixTime(Rows::<D>::int(row, "updated_at")?),
+    })
+}
+
+#[async_trait]
+impl<D: Dialect> Clients for SqlStore<D> {
+    async fn create_client(&self, c: StoredClient) -> Result<(), StoreError> {
+        Self::exec(
+            &mut *self.writing().await?,
+            &format!("INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            &[
+                Text(&c.id.to_string()),
+                Text(c.name.as_str()),
+                OptText(c.secret_hash.as_ref().map(ClientSecretHash::as_str)),
+                Text(&uris_to_json(&c.redirect_uris)),
+                Text(&uris_to_json(&c.post_logout_redirect_uris)),
+                Text(&scopes_to_text(&c.scopes)),
+                Flag(c.trusted),
+                OptText(c.audience.as_deref()),
+                Int(c.created_at.0),
+                Int(c.updated_at.0),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn client(&self, id: ClientId) -> Result<Option<StoredClient>, StoreError> {
+        Self::optional(
+            &mut *self.reading().await?,
+            &format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients WHERE id = $1"),
+            &[Text(&id.to_string())],
+        )
+        .await?
+        .as_ref()
+        .map(client::<D>)
+        .transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<StoredClient>, StoreError> {
+        let rows = Self::all(
+            &mut *self.reading().await?,
+            &format!("SELECT {CLIENT_COLUMNS} FROM oauth_clients ORDER BY created_at, id"),
+            &[],
+        )
+        .await?;
+        rows.iter().map(client::<D>).collect()
+    }
+
+    async fn update_client(&self, c: StoredClient) -> Result<bool, StoreError> {
+        let done = Self::exec(
+            &mut *self.writing().await?,
+            "UPDATE oauth_clients SET name = $2, redirect_uris = $3, post_logout_redirect_uris = $4, scopes = $5,
+                 trusted = $6, audience = $7, updated_at = $8
+             WHERE id = $1",
+            &[
+                Text(&c.id.to_string()),
+                Text(c.name.as_str()),
+                Text(&uris_to_json(&c.redirect_uris)),
+                Text(&uris_to_json(&c.post_logout_redirect_uris)),
+                Text(&scopes_to_text(&c.scopes)),
+                Flag(c.trusted),
+                OptText(c.audience.as_deref()),
+                Int(c.updated_at.0),
+            ],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn set_client_secret(
+        &self,
+        id: ClientId,
+        secret: ClientSecretHash,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let done = Self::exec(
+            &mut *self.writing().await?,
+            "UPDATE oauth_clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL",
+            &[Text(&id.to_string()), Text(secret.as_str()), Int(now.0)],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_client(&self, id: ClientId) -> Result<bool, StoreError> {
+        let done = Self::exec(
+            &mut *self.writing().await?,
+            "DELETE FROM oauth_clients WHERE id = $1",
+            &[Text(&id.to_string())],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+}
