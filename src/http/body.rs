@@ -390,6 +390,15 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An optional string field, parsed by `parse` when present (its error becomes the
+    /// `msg`).
+    pub fn optional_parsed<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, &'static str>) -> Option<T> {
+        if self.is_absent(name) {
+            return None;
+        }
+        self.parsed(name, parse)
+    }
+
     /// An optional boolean field.
     pub fn optional_bool(&mut self, name: &str) -> Option<bool> {
         match self.fields.0.get(name) {

@@ -38,6 +38,23 @@ async fn vouch(srv: &TestServer, session: &Tokens) {
     srv.auth().vouch_for_email(id, &Default::default()).await.unwrap();
 }
 
+/// `POST /auth/passkeys/register/finish` with the authenticator's answer to `start`.
+async fn finish_registration(
+    srv: &TestServer,
+    access: &str,
+    start: &Value,
+    credential: &Value,
+    name: &str,
+) -> (StatusCode, Value) {
+    post_as(
+        srv,
+        access,
+        "/auth/passkeys/register/finish",
+        json!({"ceremony_id": start["ceremony_id"], "credential": credential, "name": name}),
+    )
+    .await
+}
+
 /// A user with a passkey registered from `session`: its authenticator, and the
 /// recovery codes the registration made.
 struct Holder {
@@ -58,13 +75,7 @@ async fn register(
     let (status, start) = post_as(srv, &session.access, "/auth/passkeys/register/start", step_up).await;
     assert_eq!(status, StatusCode::OK, "{start}");
     let credential = key.create(&start["publicKey"]).await;
-    post_as(
-        srv,
-        &session.access,
-        "/auth/passkeys/register/finish",
-        json!({"ceremony_id": start["ceremony_id"], "credential": credential, "name": name}),
-    )
-    .await
+    finish_registration(srv, &session.access, &start, &credential, name).await
 }
 
 async fn holder(srv: &TestServer, name: &str) -> Holder {
@@ -283,13 +294,7 @@ pub async fn a_wrong_origin_or_rp_id_is_refused(b: Backend) {
     .await;
     let elsewhere = url::Url::parse("http://localhost:1").unwrap();
     let credential = key.create_at(&elsewhere, &start["publicKey"]).await.unwrap();
-    let (status, v) = post_as(
-        &srv,
-        &session.access,
-        "/auth/passkeys/register/finish",
-        json!({"ceremony_id": start["ceremony_id"], "credential": credential, "name": "x"}),
-    )
-    .await;
+    let (status, v) = finish_registration(&srv, &session.access, &start, &credential, "x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     // A site of another RP ID relaying our options as its own.
     let (_, start) = post_as(
@@ -303,13 +308,7 @@ pub async fn a_wrong_origin_or_rp_id_is_refused(b: Backend) {
     options["rp"]["id"] = json!("example.com");
     let phishing = url::Url::parse("https://example.com").unwrap();
     let credential = key.create_at(&phishing, &options).await.unwrap();
-    let (status, v) = post_as(
-        &srv,
-        &session.access,
-        "/auth/passkeys/register/finish",
-        json!({"ceremony_id": start["ceremony_id"], "credential": credential, "name": "x"}),
-    )
-    .await;
+    let (status, v) = finish_registration(&srv, &session.access, &start, &credential, "x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     // Neither burnt anything: a registration from the right origin works now.
     let (status, v) = register(&srv, &mut key, &session, json!({"password": PASSWORD}), "ok").await;
@@ -359,13 +358,7 @@ pub async fn ceremonies_are_single_use_and_expire(b: Backend) {
     let t = Tokens::from(sign_in(&srv, &mut h.key).await.1);
     let start = sign_in_start(&srv, json!({})).await;
     let credential = h.key.get(&start["publicKey"]).await;
-    let (status, v) = post_as(
-        &srv,
-        &t.access,
-        "/auth/passkeys/register/finish",
-        json!({"ceremony_id": start["ceremony_id"], "credential": credential, "name": "x"}),
-    )
-    .await;
+    let (status, v) = finish_registration(&srv, &t.access, &start, &credential, "x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     // Garbage is a clear 4xx.
     let (status, v) = post(

@@ -132,15 +132,7 @@ impl FromFields for ClientCreateBody {
         let scopes = c.optional_list("scopes", Scope::parse);
         let public = c.optional_bool("public");
         let trusted = c.optional_bool("trusted");
-        let audience = c.optional_string("audience").map(parse_audience);
-        let audience = match audience {
-            Some(Err(msg)) => {
-                c.fail("audience", msg, "value_error");
-                None
-            }
-            Some(Ok(a)) => Some(a),
-            None => None,
-        };
+        let audience = c.optional_parsed("audience", parse_audience);
         Some(Self {
             name: name?,
             redirect_uris: redirect_uris?,
@@ -180,17 +172,8 @@ impl FromFields for ClientUpdateBody {
             "trusted",
             "audience",
         ]);
-        let name = c.optional_string("name").map(ClientName::parse);
-        let name = match name {
-            Some(Err(msg)) => {
-                c.fail("name", msg, "value_error");
-                None
-            }
-            Some(Ok(n)) => Some(n),
-            None => None,
-        };
         Some(Self {
-            name,
+            name: c.optional_parsed("name", ClientName::parse),
             redirect_uris: c.optional_list("redirect_uris", RedirectUri::parse),
             post_logout_redirect_uris: c.optional_list("post_logout_redirect_uris", RedirectUri::parse),
             scopes: c.optional_list("scopes", Scope::parse),
