@@ -279,6 +279,7 @@ mod client_tests {
             "http://localhost/cb",
             "http://[::1]:9000/cb",
             "com.example.app:/oauth2redirect",
+            "https://app.example.com/",
         ] {
             assert!(RedirectUri::parse(ok).is_ok(), "{ok}");
         }
@@ -291,6 +292,19 @@ mod client_tests {
             "data:text/html,x",
             "myapp:/cb",
             "",
+            // Not in the form a parser writes back: what they mean is not what is read.
+            "https://app.example.com",
+            "https:evil.com",
+            "https:\\\\evil.com\\cb",
+            "https://evil.com\\@app.example.com/",
+            "http://127.0.0.1\\@evil.com/",
+            "https://app.example.com/cb\r\nSet-Cookie: x=1",
+            " https://app.example.com/cb",
+            "https://app.example.com/a b",
+            "https://\u{0430}pple.com/cb",
+            "https://:@app.example.com/cb",
+            "https://*.example.com/cb",
+            "a.b:x",
         ] {
             assert!(RedirectUri::parse(bad).is_err(), "{bad}");
         }
@@ -592,9 +606,15 @@ impl RedirectUri {
     /// Why a candidate is refused, in the words of a 422 `msg`.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         if raw.len() > 2000 {
-            return Err("Redirect URI must be at most 2000 characters long");
+            return Err("Redirect URI must be at most 2000 bytes long");
         }
         let url = url::Url::parse(raw).map_err(|_| "Redirect URI must be an absolute URI")?;
+        // Exactly as a URL parser writes it back: no spaces, control characters or
+        // backslashes it would drop or turn, an ASCII (punycode) host, a `/` path. What
+        // is registered is then what every parser, and every reader, takes it to be.
+        if url.as_str() != raw {
+            return Err("Redirect URI must be written in its normal form (as a browser would send it back)");
+        }
         if url.fragment().is_some() {
             return Err("Redirect URI may not have a fragment");
         }
@@ -607,11 +627,13 @@ impl RedirectUri {
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => false,
         };
+        let wildcard = url.host_str().is_some_and(|h| h.contains('*'));
         let ok = match url.scheme() {
-            "https" => url.host().is_some(),
+            "https" => url.host().is_some() && !wildcard,
             "http" => loopback,
-            // A private-use scheme: a reversed domain name (has a dot), never a web one.
-            other => other.contains('.') && !matches!(other, "javascript" | "data" | "file"),
+            // A private-use scheme: a reversed domain name (so it has a dot, and is no web
+            // scheme), with an absolute path.
+            other => other.contains('.') && url.path().starts_with('/') && url.host().is_none(),
         };
         if !ok {
             return Err(
@@ -619,6 +641,12 @@ impl RedirectUri {
             );
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// As stored (checked when it was registered; rules may have tightened since, and a
+    /// stored one is shown as it is rather than refused).
+    pub fn from_store(raw: String) -> Self {
+        Self(raw)
     }
 
     pub fn as_str(&self) -> &str {

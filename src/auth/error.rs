@@ -78,6 +78,9 @@ pub enum AuthError {
     /// A client needs at least one redirect URI.
     #[error("at least one redirect URI is needed")]
     NoRedirectUri,
+    /// A client needs at least one scope.
+    #[error("at least one scope is needed")]
+    NoScope,
     /// A public client has no secret to rotate.
     #[error("a public client has no secret")]
     PublicClient,

@@ -168,7 +168,7 @@ impl AuthService {
             return Err(AuthError::EmailNotVerified);
         }
         self.limit(
-            LimitKey::CeremonyOwner(format!("session:{}", who.session.id)),
+            LimitKey::CeremonyOwner(format!("user:{}", who.user.id)),
             AuthEvent::PasskeyLimited,
             client,
         )
@@ -371,8 +371,9 @@ impl AuthService {
     ) -> Result<CeremonyStart, AuthError> {
         let policy = self.passkey_policy()?;
         // Every start is stored until it expires: counted, never given back; a second
-        // step's against its MFA token once the token is known live, any other (and a
-        // dead token's) against the client's network.
+        // step's against its user once its MFA token is known live (however many tokens
+        // their password buys), any other (and a dead token's) against the client's
+        // network.
         let live = match mfa_token {
             Some(token) => {
                 let found = match OneTimeTokenHash::of_presented(token) {
@@ -389,7 +390,7 @@ impl AuthService {
             None => None,
         };
         let budget = match &live {
-            Some((hash, _)) => LimitKey::CeremonyOwner(format!("mfa:{}", hash.as_str())),
+            Some((_, token)) => LimitKey::CeremonyOwner(format!("user:{}", token.user)),
             None => LimitKey::CeremonyIp(net_of(client)),
         };
         self.limit(budget, AuthEvent::PasskeyLimited, client).await?;
@@ -648,7 +649,7 @@ impl AuthService {
             return Err(AuthError::NotFound);
         }
         self.limit(
-            LimitKey::CeremonyOwner(format!("session:{}", who.session.id)),
+            LimitKey::CeremonyOwner(format!("user:{}", who.user.id)),
             AuthEvent::PasskeyLimited,
             client,
         )

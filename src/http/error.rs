@@ -298,6 +298,11 @@ impl From<AuthError> for ApiError {
                 "At least one redirect URI is needed",
                 "value_error",
             )]),
+            AuthError::NoScope => Self::Validation(vec![FieldError::body(
+                "scopes",
+                "At least one scope is needed",
+                "value_error",
+            )]),
             AuthError::PublicClient => Self::Conflict("A public client has no secret"),
             AuthError::PasskeysOff => Self::NotFoundBecause(
                 "Passkeys are not set up on this server: it needs a domain name as its RP ID (TOKENGATE_WEBAUTHN_RP_ID)",

@@ -54,9 +54,9 @@ pub enum LimitKey {
     /// Passkey ceremonies begun from one client network with no session (each is
     /// stored until it is finished or expires), at the refresh rate.
     CeremonyIp(ClientNet),
-    /// Passkey ceremonies begun for one session or one MFA token (`session:ID`,
-    /// `mfa:HASH`), at the refresh rate: a signed-in user's do not spend their
-    /// network's.
+    /// Passkey ceremonies begun for one user (`user:ID`: signed in, or at a second step
+    /// with a live MFA token), at the refresh rate: theirs do not spend their
+    /// network's, and no number of sessions or tokens multiplies it.
     CeremonyOwner(String),
 }
 

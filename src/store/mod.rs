@@ -531,6 +531,18 @@ pub struct StoredClient {
     pub updated_at: UnixTime,
 }
 
+/// What changes of a client (see [`Clients::update_client`]); `None`: unchanged.
+#[derive(Clone, Debug, Default)]
+pub struct ClientUpdate {
+    pub name: Option<ClientName>,
+    pub redirect_uris: Option<Vec<RedirectUri>>,
+    pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
+    pub scopes: Option<Vec<Scope>>,
+    pub trusted: Option<bool>,
+    /// `Some(None)`: back to the server's audience.
+    pub audience: Option<Option<String>>,
+}
+
 /// Register a passkey (see [`FactorChanges::add_passkey`]).
 #[derive(Clone, Debug)]
 pub struct AddPasskey {
@@ -964,9 +976,9 @@ store_role! {
         async fn client(&self, id: ClientId) -> Result<Option<StoredClient>, StoreError>;
         /// Every client, oldest first. A read.
         async fn list_clients(&self) -> Result<Vec<StoredClient>, StoreError>;
-        /// Replace what may change of a client (everything but its id, its secret and
-        /// when it was made); whether it exists.
-        async fn update_client(&self, client: StoredClient) -> Result<bool, StoreError>;
+        /// Change the fields `update` gives, and only those (one statement: two changes
+        /// at once to different fields both stand); whether the client exists.
+        async fn update_client(&self, id: ClientId, update: ClientUpdate, now: UnixTime) -> Result<bool, StoreError>;
         /// Replace a confidential client's secret (one conditional write: a public one
         /// keeps none); whether it was.
         async fn set_client_secret(&self, id: ClientId, secret: ClientSecretHash, now: UnixTime) -> Result<bool, StoreError>;

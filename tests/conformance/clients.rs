@@ -147,6 +147,27 @@ pub async fn bad_registrations_are_a_422_naming_the_field(b: Backend) {
             json!({"name": "x", "redirect_uris": ["https://a.example/cb"], "secret": "mine"}),
             "secret",
         ),
+        (
+            json!({"name": "x", "redirect_uris": ["https://a.example/cb"], "scopes": []}),
+            "scopes",
+        ),
+        // Not as a parser writes it back: what it means is not what anyone reads.
+        (
+            json!({"name": "x", "redirect_uris": ["https://a.example"]}),
+            "normal form",
+        ),
+        (
+            json!({"name": "x", "redirect_uris": ["https://evil.example\\@a.example/"]}),
+            "normal form",
+        ),
+        (
+            json!({"name": "x", "redirect_uris": ["https://a.example/cb\r\nSet-Cookie: x=1"]}),
+            "normal form",
+        ),
+        (
+            json!({"name": "x", "redirect_uris": ["http://127.0.0.1\\@evil.example/"]}),
+            "normal form",
+        ),
     ];
     for (request, field) in cases {
         let (status, v) = body(
@@ -167,4 +188,28 @@ pub async fn bad_registrations_are_a_422_naming_the_field(b: Backend) {
         )
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[per_backend]
+pub async fn two_changes_at_once_to_different_fields_both_stand(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let admin = srv.admin("ada").await;
+    let app = json!({"name": "App", "redirect_uris": ["https://a.example/cb"]});
+    let (_, created) = body(srv.post_auth("/admin/clients", &admin.access, Some(app)).await).await;
+    let path = format!("/admin/clients/{}", created["client_id"].as_str().unwrap());
+    for i in 0..10 {
+        let name = format!("App {i}");
+        let uri = format!("https://a.example/cb{i}");
+        let (a, b) = tokio::join!(
+            srv.patch_auth(&path, &admin.access, json!({"name": name})),
+            srv.patch_auth(&path, &admin.access, json!({"redirect_uris": [uri]}))
+        );
+        assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+        let (_, now) = body(srv.get_auth(&path, &admin.access).await).await;
+        assert_eq!(
+            (&now["name"], &now["redirect_uris"]),
+            (&json!(name), &json!([uri])),
+            "{now}"
+        );
+    }
 }

@@ -644,7 +644,7 @@ pub async fn a_used_up_mfa_token_takes_no_passkey_and_starts_are_limited(b: Back
     assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
     let (status, v) = post(&srv, "/auth/passkeys/login/start", json!({})).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
-    // A signed-in user's starts spend their session's budget, not the network's.
+    // A signed-in user's starts spend their own budget, not the network's.
     let (status, v) = post_as(&srv, &h.session.access, "/auth/passkeys/step-up/start", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
 }

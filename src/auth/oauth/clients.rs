@@ -29,16 +29,7 @@ pub struct ClientRegistration {
 }
 
 /// What changes of an application (`None`: unchanged).
-#[derive(Clone, Debug, Default)]
-pub struct ClientChange {
-    pub name: Option<ClientName>,
-    pub redirect_uris: Option<Vec<RedirectUri>>,
-    pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
-    pub scopes: Option<Vec<Scope>>,
-    pub trusted: Option<bool>,
-    /// `Some(None)`: back to the server's audience.
-    pub audience: Option<Option<String>>,
-}
+pub type ClientChange = crate::store::ClientUpdate;
 
 /// An application as operators see it (never its secret).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,13 +81,13 @@ fn deduped<T: PartialEq>(items: Vec<T>) -> Vec<T> {
     out
 }
 
-/// An audience: 1-200 printable characters.
+/// An audience: 1-200 printable characters, no space (an `aud` is one identifier).
 pub fn parse_audience(raw: &str) -> Result<String, &'static str> {
-    let ok = (1..=200).contains(&raw.chars().count()) && !raw.chars().any(char::is_control);
+    let ok = (1..=200).contains(&raw.chars().count()) && !raw.chars().any(|c| c.is_control() || c.is_whitespace());
     if ok {
         Ok(raw.to_owned())
     } else {
-        Err("Audience must be 1 to 200 printable characters")
+        Err("Audience must be 1 to 200 printable characters, with no space")
     }
 }
 
@@ -106,6 +97,9 @@ impl AuthService {
     pub async fn register_client(&self, r: ClientRegistration) -> Result<RegisteredClient, AuthError> {
         if r.redirect_uris.is_empty() {
             return Err(AuthError::NoRedirectUri);
+        }
+        if r.scopes.as_ref().is_some_and(Vec::is_empty) {
+            return Err(AuthError::NoScope);
         }
         let now = self.clock.now();
         let (secret, secret_hash) = if r.public {
@@ -150,35 +144,37 @@ impl AuthService {
             .ok_or(AuthError::NotFound)
     }
 
-    /// Change an application: the fields given.
+    /// Change an application: the fields given (and only those: two changes at once to
+    /// different fields both stand).
     pub async fn change_client(&self, id: ClientId, change: ClientChange) -> Result<ClientView, AuthError> {
-        let mut c = self.store.client(id).await?.ok_or(AuthError::NotFound)?;
-        if let Some(name) = change.name {
-            c.name = name;
+        if change.redirect_uris.as_ref().is_some_and(Vec::is_empty) {
+            return Err(AuthError::NoRedirectUri);
         }
-        if let Some(uris) = change.redirect_uris {
-            if uris.is_empty() {
-                return Err(AuthError::NoRedirectUri);
-            }
-            c.redirect_uris = deduped(uris);
+        if change.scopes.as_ref().is_some_and(Vec::is_empty) {
+            return Err(AuthError::NoScope);
         }
-        if let Some(uris) = change.post_logout_redirect_uris {
-            c.post_logout_redirect_uris = deduped(uris);
-        }
-        if let Some(scopes) = change.scopes {
-            c.scopes = deduped(scopes);
-        }
-        if let Some(trusted) = change.trusted {
-            c.trusted = trusted;
-        }
-        if let Some(audience) = change.audience {
-            c.audience = audience;
-        }
-        c.updated_at = self.clock.now();
-        if !self.store.update_client(c.clone()).await? {
+        let fields: Vec<&str> = [
+            ("name", change.name.is_some()),
+            ("redirect_uris", change.redirect_uris.is_some()),
+            ("post_logout_redirect_uris", change.post_logout_redirect_uris.is_some()),
+            ("scopes", change.scopes.is_some()),
+            ("trusted", change.trusted.is_some()),
+            ("audience", change.audience.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
+        let change = ClientChange {
+            redirect_uris: change.redirect_uris.map(deduped),
+            post_logout_redirect_uris: change.post_logout_redirect_uris.map(deduped),
+            scopes: change.scopes.map(deduped),
+            ..change
+        };
+        if !self.store.update_client(id, change, self.clock.now()).await? {
             return Err(AuthError::NotFound);
         }
-        Ok(c.into())
+        tracing::info!(client_id = %id, changed = %fields.join(","), "OAuth client changed");
+        self.client(id).await
     }
 
     /// A new secret for a confidential application (the old one stops working at

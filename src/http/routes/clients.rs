@@ -69,7 +69,7 @@ impl From<ClientView> for ClientRead {
 #[derive(ToSchema)]
 #[schema(
     max_length = 2000,
-    pattern = "^(https://([a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\\.)*[a-z]([a-z0-9-]{0,20}[a-z0-9])?(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/=&-]*)?(\\?[A-Za-z0-9._~=&-]*)?|http://(localhost|127\\.0\\.0\\.1|\\[::1\\])(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/=&-]*)?(\\?[A-Za-z0-9._~=&-]*)?|[a-z][a-z0-9-]*(\\.[a-z0-9]+)+:/[A-Za-z0-9._~/-]*)$",
+    pattern = "^(https://([a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?\\.)*[a-z]([a-z0-9-]{0,20}[a-z0-9])?(:[1-9][0-9]{3})?/[A-Za-z0-9_~/=&-]*(\\?[A-Za-z0-9_~=&-]*)?|http://(localhost|127\\.0\\.0\\.1|\\[::1\\])(:[1-9][0-9]{3})?/[A-Za-z0-9_~/=&-]*(\\?[A-Za-z0-9_~=&-]*)?|[a-z][a-z0-9-]*(\\.[a-z0-9]+)+:/[A-Za-z0-9_~/-]*)$",
     example = "https://app.example.com/callback"
 )]
 #[allow(dead_code)]
@@ -103,7 +103,7 @@ pub struct ClientCreateBody {
     #[schema(value_type = Option<Vec<RedirectUriString>>)]
     post_logout_redirect_uris: Option<Vec<RedirectUri>>,
     /// The scopes it may ask for [default: openid profile email].
-    #[schema(value_type = Option<Vec<ScopeString>>, example = json!(["openid", "profile", "email"]))]
+    #[schema(value_type = Option<Vec<ScopeString>>, min_items = 1, example = json!(["openid", "profile", "email"]))]
     scopes: Option<Vec<Scope>>,
     /// No secret (a SPA, a mobile app) [default: false].
     public: Option<bool>,
@@ -156,7 +156,7 @@ pub struct ClientUpdateBody {
     redirect_uris: Option<Vec<RedirectUri>>,
     #[schema(value_type = Option<Vec<RedirectUriString>>)]
     post_logout_redirect_uris: Option<Vec<RedirectUri>>,
-    #[schema(value_type = Option<Vec<ScopeString>>)]
+    #[schema(value_type = Option<Vec<ScopeString>>, min_items = 1)]
     scopes: Option<Vec<Scope>>,
     trusted: Option<bool>,
     audience: Option<String>,
