@@ -217,37 +217,7 @@ impl PasskeyPolicy {
     pub fn rp_id(&self) -> &str {
         &self.rp_id
     }
-
-    /// Check `answer` as [`Webauthn::finish_discoverable_authentication_v2`] would, but
-    /// against a public key whose private key was thrown away when it was made (so it
-    /// never verifies), under the credential ID the answer names: the cost of a real
-    /// check, for a refusal that must not be told apart by its time.
-    pub(crate) fn decoy_check(
-        &self,
-        answer: &webauthn_rs::prelude::PublicKeyCredential,
-        state: webauthn_rs::prelude::DiscoverableAuthentication,
-    ) -> bool {
-        use base64::Engine as _;
-        let mut decoy: serde_json::Value = match serde_json::from_str(DECOY_PASSKEY) {
-            Ok(v) => v,
-            Err(_) => return false,
-        };
-        decoy["cred"]["cred_id"] = serde_json::Value::from(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(answer.get_credential_id()),
-        );
-        match serde_json::from_value::<webauthn_rs::prelude::Passkey>(decoy) {
-            Ok(key) => self
-                .webauthn
-                .finish_discoverable_authentication_v2(answer, state, &key)
-                .is_ok(),
-            Err(_) => false,
-        }
-    }
 }
-
-/// A passkey as webauthn-rs stores one: an ES256 public key made for [`PasskeyPolicy::
-/// decoy_check`], whose private key was discarded at once (no one can sign for it).
-const DECOY_PASSKEY: &str = r#"{"cred":{"cred_id":"AAAAAAAAAAAAAAAAAAAAAA","cred":{"type_":"ES256","key":{"EC_EC2":{"curve":"SECP256R1","x":"o7ZivJGaPQQ6MHqDmF8D2mLjg3p7lfbwVaykIWu3ww4","y":"7OWiJtwA0Q_AEWvpAyjEOvMX1v0cnIL31aMM-76Aoic"}}},"counter":0,"transports":null,"user_verified":true,"backup_eligible":false,"backup_state":false,"registration_policy":"required","extensions":{"cred_protect":"Ignored","hmac_create_secret":"NotRequested","appid":"NotRequested","cred_props":"Ignored"},"attestation":{"data":"None","metadata":"None"},"attestation_format":"none"}}"#;
 
 /// The answer of an authenticator to a sign-in or step-up ceremony.
 #[derive(Debug)]

@@ -588,7 +588,7 @@ impl AuthService {
             // The same work as for a passkey this ceremony takes (a signature checked,
             // against a key nobody holds): how long the refusal takes tells nobody
             // whether a credential offered for a username was real.
-            let _ = policy.decoy_check(&answer, asserting.state);
+            let _ = decoy_check(policy, &answer, asserting.state);
             return Err(refused());
         };
         let mut passkey: Passkey = serde_json::from_str(&stored.credential).map_err(AuthError::internal)?;
@@ -697,6 +697,28 @@ impl AuthService {
         asserted.map(|_| ())
     }
 }
+
+/// Check `answer` as [`webauthn_rs::Webauthn::finish_discoverable_authentication_v2`]
+/// would, but against a public key whose private key was thrown away when it was made
+/// (so it never verifies), under the credential ID the answer names: the cost of a real
+/// check, for a refusal that must not be told apart by its time.
+fn decoy_check(policy: &PasskeyPolicy, answer: &PublicKeyCredential, state: DiscoverableAuthentication) -> bool {
+    let Ok(mut decoy) = serde_json::from_str::<Value>(DECOY_PASSKEY) else {
+        return false;
+    };
+    decoy["cred"]["cred_id"] = Value::from(b64url(answer.get_credential_id()));
+    match serde_json::from_value::<Passkey>(decoy) {
+        Ok(key) => policy
+            .webauthn
+            .finish_discoverable_authentication_v2(answer, state, &key)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A passkey as webauthn-rs stores one: an ES256 public key made for [`decoy_check`],
+/// whose private key was discarded at once (no one can sign for it).
+const DECOY_PASSKEY: &str = r#"{"cred":{"cred_id":"AAAAAAAAAAAAAAAAAAAAAA","cred":{"type_":"ES256","key":{"EC_EC2":{"curve":"SECP256R1","x":"o7ZivJGaPQQ6MHqDmF8D2mLjg3p7lfbwVaykIWu3ww4","y":"7OWiJtwA0Q_AEWvpAyjEOvMX1v0cnIL31aMM-76Aoic"}}},"counter":0,"transports":null,"user_verified":true,"backup_eligible":false,"backup_state":false,"registration_policy":"required","extensions":{"cred_protect":"Ignored","hmac_create_secret":"NotRequested","appid":"NotRequested","cred_props":"Ignored"},"attestation":{"data":"None","metadata":"None"},"attestation_format":"none"}}"#;
 
 /// Offer exactly these credentials (`allowCredentials`).
 fn allow(public_key: &mut Value, ids: &[Vec<u8>]) {

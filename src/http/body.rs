@@ -358,11 +358,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Whether the body lacks this field (or has it null).
-    pub fn is_absent(&self, name: &str) -> bool {
-        matches!(self.fields.0.get(name), None | Some(Value::Null))
-    }
-
     /// A required JSON object field (a WebAuthn credential: checked by its reader).
     pub fn object(&mut self, name: &str) -> Option<Value> {
         match self.fields.0.get(name) {
@@ -388,15 +383,6 @@ impl<'a> Checker<'a> {
             None | Some(Value::Null) => None,
             Some(_) => self.object(name),
         }
-    }
-
-    /// An optional string field, parsed by `parse` when present (its error becomes the
-    /// `msg`).
-    pub fn optional_parsed<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, &'static str>) -> Option<T> {
-        if self.is_absent(name) {
-            return None;
-        }
-        self.parsed(name, parse)
     }
 
     /// An optional boolean field.
