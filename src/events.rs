@@ -101,6 +101,20 @@ pub enum AuthEvent {
     PasskeyFailed,
     /// Passkey ceremonies begun over their budget.
     PasskeyLimited,
+    /// A user allowed an application (new scopes, or its first use).
+    ConsentGranted,
+    /// A user took an application's access back (its sessions revoked).
+    ConsentRevoked,
+    /// An authorization code was issued.
+    CodeIssued,
+    /// An authorization code was exchanged: a session for an application opened.
+    CodeExchanged,
+    /// An authorization code came back a second time: what its first use opened died.
+    CodeReuse,
+    /// A token request was refused (bad client, code, verifier, grant).
+    TokenRejected,
+    /// An application got a token for itself (`client_credentials`).
+    ClientToken,
 }
 
 impl AuthEvent {
@@ -151,6 +165,13 @@ impl AuthEvent {
             Self::PasskeyCloned => "passkey.counter_regressed",
             Self::PasskeyFailed => "passkey.failed",
             Self::PasskeyLimited => "passkey.limited",
+            Self::ConsentGranted => "oauth.consent_granted",
+            Self::ConsentRevoked => "oauth.consent_revoked",
+            Self::CodeIssued => "oauth.code_issued",
+            Self::CodeExchanged => "oauth.code_exchanged",
+            Self::CodeReuse => "oauth.code_reuse_detected",
+            Self::TokenRejected => "oauth.token_rejected",
+            Self::ClientToken => "oauth.client_credentials",
         }
     }
 
@@ -164,6 +185,8 @@ impl AuthEvent {
                 | Self::MfaFailed
                 | Self::PasskeyCloned
                 | Self::PasskeyFailed
+                | Self::CodeReuse
+                | Self::TokenRejected
         )
     }
 }

@@ -1019,6 +1019,8 @@ async fn a_revocation_committed_out_of_sequence_order_is_applied() {
             device_name: None,
             refresh_hash: RefreshToken::generate().unwrap().1,
             auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
+            client: None,
+            from_code: None,
         })
         .await
         .unwrap();

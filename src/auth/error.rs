@@ -103,6 +103,12 @@ pub enum AuthError {
     /// Removing this factor would leave a holder of an MFA-required role without one.
     #[error("last factor of an MFA-required role")]
     LastFactor,
+    /// Refused in OAuth's words (the token endpoint, introspection, revocation).
+    #[error("OAuth error {}: {}", .0.code.as_str(), .0.description)]
+    OAuth(crate::auth::oauth::OAuthError),
+    /// The token is valid but lacks this scope (RFC 6750 §3.1).
+    #[error("insufficient scope: {0} is required")]
+    InsufficientScope(&'static str),
     #[error("too many attempts; retry in {retry_after_secs}s")]
     RateLimited { retry_after_secs: u64 },
     /// The password-hashing queue is full; retry shortly.

@@ -129,6 +129,19 @@ pub struct TokenPair {
     pub session_id: SessionId,
     /// After a successful login: the client's device token (see `crypto::device`).
     pub device_token: Option<String>,
+    /// For an application granted `openid`: its id_token.
+    pub id_token: Option<String>,
+    /// For an application: the scopes its tokens carry.
+    pub scopes: Option<Vec<crate::domain::Scope>>,
+}
+
+/// What tokens for an application are issued with (the provider's token endpoint): the
+/// client, the id_token key, and the nonce of the authorization request (only at the
+/// code's exchange).
+pub(crate) struct AppIssue<'a> {
+    pub(crate) client: &'a crate::store::StoredClient,
+    pub(crate) id_key: &'a crate::crypto::keygen::AsymmetricKey,
+    pub(crate) nonce: Option<&'a str>,
 }
 
 /// A sign-in whose first step proved the user: how, the device's name, and the device
@@ -226,6 +239,15 @@ pub struct PasskeyProof {
     pub credential: serde_json::Value,
 }
 
+/// What a client is told of a refused token.
+fn refusal_problem(refusal: Refusal) -> TokenProblem {
+    match refusal {
+        Refusal::Expired => TokenProblem::Expired,
+        Refusal::BadSignature => TokenProblem::BadSignature,
+        Refusal::Invalid => TokenProblem::Invalid,
+    }
+}
+
 /// Reset and sign-in links looked up and queued after their answer at once, at most.
 pub const LINKS_IN_FLIGHT: usize = 64;
 
@@ -257,6 +279,9 @@ pub struct AuthService {
     mfa: MfaPolicy,
     /// `None`: no RP ID here, passkeys are off.
     passkeys: Option<PasskeyPolicy>,
+    provider: oauth::ProviderPolicy,
+    /// The key that signs id_tokens, loaded at the provider's first use.
+    id_key: tokio::sync::OnceCell<Arc<crate::crypto::keygen::AsymmetricKey>>,
     /// Bounds the reset and sign-in links worked on after their answer.
     recovery_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -280,6 +305,8 @@ pub struct AuthParts {
     pub mfa: MfaPolicy,
     /// This server as a WebAuthn relying party; `None`: passkeys are off.
     pub passkeys: Option<PasskeyPolicy>,
+    /// This server as an OAuth2 / OpenID Connect provider.
+    pub provider: oauth::ProviderPolicy,
 }
 
 impl AuthService {
@@ -299,6 +326,8 @@ impl AuthService {
             recovery: p.recovery,
             mfa: p.mfa,
             passkeys: p.passkeys,
+            provider: p.provider,
+            id_key: tokio::sync::OnceCell::new(),
             recovery_slots: Arc::new(tokio::sync::Semaphore::new(LINKS_IN_FLIGHT)),
         }
     }
@@ -365,11 +394,7 @@ impl AuthService {
         let now = self.clock.now();
         let token = self.tokens.verify_why(bearer, now).map_err(|(why, refusal)| {
             tracing::debug!(reason = why, "access token refused");
-            AuthError::InvalidToken(match refusal {
-                Refusal::Expired => TokenProblem::Expired,
-                Refusal::BadSignature => TokenProblem::BadSignature,
-                Refusal::Invalid => TokenProblem::Invalid,
-            })
+            AuthError::InvalidToken(refusal_problem(refusal))
         })?;
         let revoked = AuthError::InvalidToken(TokenProblem::Revoked);
         let Some((session, user)) = self.store.session_with_user(token.session_id).await? else {

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::AuthError;
 use super::budget::Spent;
-use super::{AuthService, Principal, SignIn, TokenPair};
+use super::{AppIssue, AuthService, Principal, SignIn, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use crate::domain::{AuthMethod, Authentication, DeviceName, Email, Password, SessionId, UnixTime, Username};
@@ -22,6 +22,11 @@ pub struct SessionView {
     pub session: SessionRecord,
     /// The session of the token that asked.
     pub current: bool,
+}
+
+/// Whether `session` was opened for `app` (or, with none, for no application).
+fn same_party(session: &SessionRecord, app: Option<&AppIssue<'_>>) -> bool {
+    session.client.as_ref().map(|c| c.id) == app.map(|a| a.client.id)
 }
 
 /// The client's network as limits key it.
@@ -228,6 +233,8 @@ impl AuthService {
                 device_name: device_name.map(|d| d.as_str().to_owned()),
                 refresh_hash,
                 auth,
+                client: None,
+                from_code: None,
             })
             .await?;
         if opened == SessionOpen::UserChanged {
@@ -284,6 +291,18 @@ impl AuthService {
     /// successor for that long (two tabs, a retry after a lost response): the chain
     /// never forks.
     pub async fn refresh(&self, presented: &str, client: &ClientInfo) -> Result<TokenPair, AuthError> {
+        self.refresh_as(presented, None, client).await
+    }
+
+    /// [`AuthService::refresh`] by `app` (the provider's token endpoint, the client
+    /// authenticated) or by a first-party client (`None`). A token of a session opened
+    /// for another party is a stolen one: its session dies.
+    pub(super) async fn refresh_as(
+        &self,
+        presented: &str,
+        app: Option<&AppIssue<'_>>,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
         self.limit(LimitKey::RefreshIp(net_of(client)), AuthEvent::RefreshLimited, client)
             .await?;
         let Some(hash) = RefreshTokenHash::of_presented(presented) else {
@@ -309,6 +328,16 @@ impl AuthService {
             })
             .await?;
         match outcome {
+            Rotation::Spent { session, .. } if !same_party(&session, app) => {
+                self.store.revoke_session(session.user_id, session.id, now).await?;
+                self.events.record(
+                    AuthEvent::RefreshRejected,
+                    Some(session.user_id),
+                    Some(session.id),
+                    client,
+                );
+                Err(AuthError::InvalidRefreshToken)
+            }
             Rotation::Spent { session, user } if session.is_live(now) && user.is_active => {
                 if self.recovery.require_verified_email && !user.email_verified {
                     // Required since the session began (verification withdrawn ends
@@ -321,7 +350,7 @@ impl AuthService {
                 }
                 self.events
                     .record(AuthEvent::Refresh, Some(user.id), Some(session.id), client);
-                self.pair(&user, session.id, &session.auth, successor)
+                self.pair_for(&user, &session, successor, app)
             }
             // A token of a revoked or expired session, or of a deactivated user: its
             // successor lives in a dead session and is refused like it.
@@ -337,7 +366,7 @@ impl AuthService {
                 if grace > 0
                     && now <= spent_at.plus(grace)
                     && let Some(pair) = self
-                        .repeat_successor(session_id, successor, &successor_hash, now)
+                        .repeat_successor(session_id, successor, &successor_hash, now, app)
                         .await?
                 {
                     self.events
@@ -362,6 +391,7 @@ impl AuthService {
         successor: RefreshToken,
         successor_hash: &RefreshTokenHash,
         now: UnixTime,
+        app: Option<&AppIssue<'_>>,
     ) -> Result<Option<TokenPair>, AuthError> {
         let current = self
             .store
@@ -375,9 +405,10 @@ impl AuthService {
             Some((session, user))
                 if session.is_live(now)
                     && user.is_active
+                    && same_party(&session, app)
                     && (user.email_verified || !self.recovery.require_verified_email) =>
             {
-                Ok(Some(self.pair(&user, session_id, &session.auth, successor)?))
+                Ok(Some(self.pair_for(&user, &session, successor, app)?))
             }
             _ => Ok(None),
         }
@@ -462,6 +493,23 @@ impl AuthService {
             expires_in: self.tokens.ttl_secs(),
             session_id: session,
             device_token: None,
+            id_token: None,
+            scopes: None,
         })
+    }
+
+    /// The tokens of `session`: first-party ones, or an application's (its claims,
+    /// audience and scopes; an id_token when `openid` was granted).
+    pub(super) fn pair_for(
+        &self,
+        user: &UserRecord,
+        session: &SessionRecord,
+        refresh: RefreshToken,
+        app: Option<&AppIssue<'_>>,
+    ) -> Result<TokenPair, AuthError> {
+        match (app, &session.client) {
+            (Some(app), Some(granted)) => self.app_pair(user, session, &granted.scopes, refresh, app),
+            _ => self.pair(user, session.id, &session.auth, refresh),
+        }
     }
 }

@@ -17,9 +17,16 @@ impl AuthService {
         Ok(())
     }
 
-    /// The public JWK Set (empty for HS256).
-    pub fn jwks(&self) -> Value {
-        self.tokens.jwks(self.clock.now())
+    /// The public JWK Set: the access tokens' keys (none for HS256), and the key that
+    /// signs id_tokens once the provider made one.
+    pub async fn jwks(&self) -> Result<Value, AuthError> {
+        let mut set = self.tokens.jwks(self.clock.now());
+        if let Some(key) = self.existing_id_token_key().await?
+            && let Some(keys) = set["keys"].as_array_mut()
+        {
+            keys.push(key.jwk.clone());
+        }
+        Ok(set)
     }
 
     /// The JOSE name of the algorithm new tokens are signed with.

@@ -46,6 +46,14 @@ impl TokenKind for ClientSecretKind {
     const NAME: &'static str = "ClientSecret";
 }
 
+/// An OAuth authorization code: handed to the browser once, exchanged once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthCodeKind {}
+
+impl TokenKind for AuthCodeKind {
+    const NAME: &'static str = "AuthorizationCode";
+}
+
 /// The secret itself: handed to the client once, never stored.
 pub struct Opaque<K: TokenKind>(String, PhantomData<K>);
 

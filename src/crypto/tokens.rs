@@ -35,6 +35,39 @@ struct AccessClaims {
     /// How it did (RFC 8176).
     #[serde(default)]
     amr: Vec<String>,
+    /// The application it was issued to (RFC 9068); absent for first-party tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    /// The scopes granted to that application, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+}
+
+/// What an access token issued to an application says of it.
+#[derive(Clone, Debug)]
+pub struct ClientClaims {
+    pub client_id: String,
+    /// Space-separated.
+    pub scope: String,
+    /// `None`: the server's audience.
+    pub audience: Option<String>,
+}
+
+/// The claims of a token a confidential application got for itself (the
+/// `client_credentials` grant): no user, no session.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClientCredentialsClaims {
+    sub: String,
+    client_id: String,
+    scope: String,
+    #[serde(rename = "type")]
+    token_type: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: String,
+    iss: String,
+    aud: String,
 }
 
 const ACCESS_TYPE: &str = "access";
@@ -52,6 +85,18 @@ pub struct AccessToken {
     pub issued_at: UnixTime,
     pub not_before: UnixTime,
     pub expires_at: UnixTime,
+    /// Issued to an application (its id and scopes): such a token is for that
+    /// application's APIs and the provider's userinfo, never for tokengate's own routes.
+    pub client: Option<(String, String)>,
+    /// `aud` is this server's (first-party routes accept no other).
+    pub ours: bool,
+}
+
+impl AccessToken {
+    /// A first-party token: issued to no application, for this server's audience.
+    pub fn is_first_party(&self) -> bool {
+        self.ours && self.client.is_none()
+    }
 }
 
 /// `exp` and `nbf` against `now`, with no leeway: issuer and verifier are the same
@@ -158,6 +203,62 @@ impl AccessTokens {
         auth: &Authentication,
         now: UnixTime,
     ) -> Result<SignedAccess, TokenError> {
+        self.sign_as(user, username, session, roles, auth, None, now)
+    }
+
+    /// An access token for an application (RFC 9068's `client_id` and `scope`, its
+    /// audience).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_for_client(
+        &self,
+        user: UserId,
+        username: &Username,
+        session: SessionId,
+        roles: &[Role],
+        auth: &Authentication,
+        client: &ClientClaims,
+        now: UnixTime,
+    ) -> Result<SignedAccess, TokenError> {
+        self.sign_as(user, username, session, roles, auth, Some(client), now)
+    }
+
+    /// A token an application gets for itself (`sub` = its id). Nothing revokes it
+    /// before its expiry: it is as short-lived as any access token.
+    pub fn sign_client_credentials(&self, client: &ClientClaims, now: UnixTime) -> Result<SignedAccess, TokenError> {
+        let ring = self.ring();
+        let key = ring.signing(now);
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        let jti = Jti::new();
+        let expires_at = now.plus(self.ttl_secs);
+        let claims = ClientCredentialsClaims {
+            sub: client.client_id.clone(),
+            client_id: client.client_id.clone(),
+            scope: client.scope.clone(),
+            token_type: ACCESS_TYPE.into(),
+            iat: now.0,
+            nbf: now.0,
+            exp: expires_at.0,
+            jti: jti.to_string(),
+            iss: self.issuer.clone(),
+            aud: client.audience.clone().unwrap_or_else(|| self.audience.clone()),
+        };
+        let token =
+            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))?;
+        Ok(SignedAccess { token, jti, expires_at })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign_as(
+        &self,
+        user: UserId,
+        username: &Username,
+        session: SessionId,
+        roles: &[Role],
+        auth: &Authentication,
+        client: Option<&ClientClaims>,
+        now: UnixTime,
+    ) -> Result<SignedAccess, TokenError> {
         let span = tracing::debug_span!("token.sign", alg = tracing::field::Empty).entered();
         let ring = self.ring();
         let key = ring.signing(now);
@@ -175,11 +276,15 @@ impl AccessTokens {
             exp: expires_at.0,
             jti: jti.to_string(),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: client
+                .and_then(|c| c.audience.clone())
+                .unwrap_or_else(|| self.audience.clone()),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
             sid: session.to_string(),
             auth_time: auth.at.0,
             amr: auth.amr().into_iter().map(str::to_owned).collect(),
+            client_id: client.map(|c| c.client_id.clone()),
+            scope: client.map(|c| c.scope.clone()),
         };
         let token =
             jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))?;
@@ -196,6 +301,16 @@ impl AccessTokens {
     /// verified before is not parsed or checked for its signature again, but its key
     /// must still verify and its times are checked again.
     pub fn verify_why(&self, token: &str, now: UnixTime) -> Result<AccessToken, (&'static str, Refusal)> {
+        let verified = self.verify_any_why(token, now)?;
+        if !verified.is_first_party() {
+            return Err(("issued to an application, or for another audience", Refusal::Invalid));
+        }
+        Ok(verified)
+    }
+
+    /// [`AccessTokens::verify_why`] for tokens issued to applications too, whatever
+    /// their audience (the provider's userinfo and introspection).
+    pub fn verify_any_why(&self, token: &str, now: UnixTime) -> Result<AccessToken, (&'static str, Refusal)> {
         if let Some(hit) = self.verified.get(token)
             && self.ring().verifying(&hit.kid, now).is_some()
         {
@@ -210,6 +325,40 @@ impl AccessTokens {
             },
         );
         check_times(verified, now)
+    }
+
+    /// An access token of any shape we sign (a user's, an application's, a client's own)
+    /// verified in full (signature, key, algorithm, `iss`, `type`, `exp`, `nbf`), its
+    /// claims as signed: what introspection reports. `None` for anything else.
+    pub fn inspect(&self, token: &str, now: UnixTime) -> Option<serde_json::Map<String, serde_json::Value>> {
+        if token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() {
+            return None;
+        }
+        if header.crit.is_some() {
+            return None;
+        }
+        let ring = self.ring();
+        let key = ring.verifying(header.kid.as_deref()?, now)?;
+        if header.alg != key.alg {
+            return None;
+        }
+        let mut v = Validation::new(key.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.validate_aud = false;
+        v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.decoding, &v)
+            .ok()?
+            .claims;
+        let time = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
+        let live = time("exp").is_some_and(|exp| now.0 < exp) && time("nbf").is_some_and(|nbf| now.0 >= nbf);
+        let access = claims.get("type").and_then(serde_json::Value::as_str) == Some(ACCESS_TYPE);
+        (live && access).then_some(claims)
     }
 
     /// Everything but the times: size, header, key, algorithm, signature, claims. The
@@ -236,7 +385,8 @@ impl AccessTokens {
         }
         let mut v = Validation::new(key.alg);
         v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[&self.audience]);
+        // Checked below: an application's tokens may carry its own audience.
+        v.validate_aud = false;
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
         // exp and nbf are checked below against the injected clock, with no leeway:
         // issuer and verifier are the same process.
@@ -259,6 +409,8 @@ impl AccessTokens {
             issued_at: UnixTime(c.iat),
             not_before: UnixTime(c.nbf),
             expires_at: UnixTime(c.exp),
+            ours: c.aud == self.audience,
+            client: c.client_id.map(|id| (id, c.scope.unwrap_or_default())),
         };
         Ok((kid, verified))
     }
@@ -273,6 +425,11 @@ pub type OneTimeTokenHash = OpaqueHash<OneTime>;
 pub type ClientSecret = Opaque<super::opaque::ClientSecretKind>;
 /// SHA-256 of a client secret, hex.
 pub type ClientSecretHash = OpaqueHash<super::opaque::ClientSecretKind>;
+
+/// An OAuth authorization code (opaque, 60 s, one use, stored only as its SHA-256).
+pub type AuthCode = Opaque<super::opaque::AuthCodeKind>;
+/// SHA-256 of an authorization code, hex.
+pub type AuthCodeHash = OpaqueHash<super::opaque::AuthCodeKind>;
 
 /// A refresh token (opaque, stored only as its SHA-256).
 pub type RefreshToken = Opaque<Refresh>;

@@ -95,6 +95,17 @@ pub enum ApiError {
     /// A passkey sign-in whose assertion did not verify.
     #[error("passkey refused")]
     PasskeyRefused,
+    /// Refused in OAuth's words (RFC 6749 §5.2): 401 for `invalid_client`, else 400.
+    #[error("oauth error {code}: {description}")]
+    OAuth {
+        code: &'static str,
+        description: String,
+        /// The client authenticated with HTTP Basic.
+        basic: bool,
+    },
+    /// A valid token without the scope a route needs (RFC 6750 §3.1).
+    #[error("insufficient scope")]
+    InsufficientScope(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("payload too large")]
@@ -130,6 +141,9 @@ impl ApiError {
             | Self::InvalidMfaCode
             | Self::MfaCodeRequired
             | Self::PasskeyRefused => StatusCode::UNAUTHORIZED,
+            Self::OAuth { code, .. } if *code == "invalid_client" => StatusCode::UNAUTHORIZED,
+            Self::OAuth { .. } => StatusCode::BAD_REQUEST,
+            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::InactiveUser
             | Self::InsufficientRole
             | Self::CsrfFailed
@@ -169,6 +183,8 @@ impl ApiError {
             Self::CsrfFailed => "CSRF token missing or invalid",
             Self::Forbidden(msg) | Self::BadRequest(msg) | Self::NotFoundBecause(msg) => msg,
             Self::PasskeyRefused => "Passkey not recognised",
+            Self::OAuth { description, .. } => return json!(description),
+            Self::InsufficientScope(scope) => return json!(format!("The token lacks the {scope} scope")),
             Self::UnsupportedGrantType => "Unsupported grant_type: password or refresh_token",
             Self::Conflict(msg) => msg,
             Self::NotFound => "Not Found",
@@ -198,6 +214,10 @@ impl ApiError {
             Self::InvalidToken(TokenProblem::Invalid) | Self::InvalidRefreshToken => {
                 Some("Bearer error=\"invalid_token\"")
             }
+            // RFC 6749 §5.2: the scheme the client authenticates with (Basic, or in the
+            // body, for which Basic is the one a header would use).
+            Self::OAuth { code, .. } if *code == "invalid_client" => Some("Basic realm=\"tokengate\""),
+            Self::InsufficientScope(_) => Some("Bearer error=\"insufficient_scope\""),
             Self::NotAuthenticated
             | Self::BadCredentials
             | Self::WrongPassword
@@ -232,6 +252,7 @@ impl ApiError {
             }
             Self::BadCredentials | Self::InvalidRefreshToken | Self::InactiveUser => Some("invalid_grant"),
             Self::MfaRequired { .. } => Some("mfa_required"),
+            Self::OAuth { code, .. } => Some(code),
             Self::UnsupportedGrantType => Some("unsupported_grant_type"),
             _ => None,
         }
@@ -318,6 +339,12 @@ impl From<AuthError> for ApiError {
             AuthError::LastFactor => Self::Conflict(
                 "This is your last second factor and a role of yours requires MFA: add another factor first",
             ),
+            AuthError::OAuth(e) => Self::OAuth {
+                code: e.code.as_str(),
+                description: e.description,
+                basic: e.basic,
+            },
+            AuthError::InsufficientScope(scope) => Self::InsufficientScope(scope),
             AuthError::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             AuthError::Busy { retry_after_secs } => Self::Busy { retry_after_secs },
             AuthError::Unavailable(why) => {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod json;
 pub mod observe;
+mod open_cors;
 pub mod openapi;
 pub mod qr;
 pub mod request_id;
@@ -115,7 +116,8 @@ pub fn router(state: AppState) -> Router {
     let routes = api
         .route("/metrics", get(routes::metrics::scrape_with_token))
         .merge(routes::docs::router(document.into(), &prefix))
-        .merge(routes::account::router());
+        .merge(routes::account::router())
+        .merge(routes::oauth_pages::router());
     // Under a prefix, nothing answers outside it.
     let routes = if prefix.is_empty() {
         routes

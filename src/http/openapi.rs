@@ -74,7 +74,8 @@ pub struct OAuthValidationBody {
         (name = "cookie", description = "The browser flow: tokens in HttpOnly cookies, CSRF header on unsafe requests"),
         (name = "sessions", description = "The caller's sessions (devices)"),
         (name = "admin", description = "User administration (`admin` role)"),
-        (name = "discovery", description = "JWKS and OpenID-style discovery, for resource servers"),
+        (name = "oauth", description = "The OAuth2 / OpenID Connect provider: tokens for registered applications, userinfo, introspection, revocation, the user's consents"),
+        (name = "discovery", description = "JWKS and OpenID Connect discovery"),
         (name = "operations", description = "Health, readiness, forward-auth"),
     )
 )]

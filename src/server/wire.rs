@@ -208,6 +208,9 @@ pub async fn build_auth(
             required_roles: settings.mfa.required_roles.clone(),
         },
         passkeys,
+        provider: crate::auth::oauth::ProviderPolicy {
+            issuer: format!("{}{}", public_url(settings).0, settings.http.path_prefix),
+        },
     });
     if serving {
         auth.check_passkey_rp_id()

@@ -25,15 +25,16 @@ use async_trait::async_trait;
 
 use super::layer::Over;
 use super::{
-    AddPasskey, ClientsRole, ConfirmTotp, FactorChanges, FactorsRemoved, KeysRole, Lifecycle, LoggedRevocation,
-    NewOneTimeToken, NewPassword, NewSession, OneTimeTokens, OutboxRole, PasskeyAdded, PasskeyRemoved, PasskeysRole,
-    Redeem, Redeemed, RemoveFactors, RemovePasskey, RevocationLogRole, Revoked, RotateRequest, Rotation,
-    SecondFactorsRole, SessionOpen, SessionRecord, Sessions, Store, StoreError, StoredOneTimeToken, StoredRefreshToken,
-    UserChanged, UserChanges, UserRecord, UserUpdate, UserWrite, UsersRole,
+    AddPasskey, ClientUpdate, Clients, CodeTaken, ConfirmTotp, FactorChanges, FactorsRemoved, GrantRevoked, Grants,
+    KeysRole, Lifecycle, LoggedRevocation, NewCode, NewOneTimeToken, NewPassword, NewSession, OneTimeTokens,
+    OutboxRole, PasskeyAdded, PasskeyRemoved, PasskeysRole, Redeem, Redeemed, RemoveFactors, RemovePasskey,
+    RevocationLogRole, Revoked, RotateRequest, Rotation, SecondFactorsRole, SessionOpen, SessionRecord, Sessions,
+    Store, StoreError, StoredClient, StoredConsent, StoredOneTimeToken, StoredRefreshToken, UserChanged, UserChanges,
+    UserRecord, UserUpdate, UserWrite, UsersRole,
 };
 use crate::clock::Clock;
-use crate::crypto::tokens::{OneTimeTokenHash, RefreshTokenHash};
-use crate::domain::{Role, SessionId, TokenPurpose, UnixTime, UserId};
+use crate::crypto::tokens::{AuthCodeHash, ClientSecretHash, OneTimeTokenHash, RefreshTokenHash};
+use crate::domain::{ClientId, Role, Scope, SessionId, TokenPurpose, UnixTime, UserId};
 
 /// How often the revocation log is read.
 pub const CATCH_UP: Duration = Duration::from_millis(200);
@@ -577,12 +578,79 @@ impl Over<SecondFactorsRole> for CachedStore {
     }
 }
 
-// Clients change nothing a bearer request checks.
-impl Over<ClientsRole> for CachedStore {
-    type Inner = dyn Store;
+// A client's deletion revokes its sessions; nothing else of a client is checked.
+#[async_trait]
+impl Clients for CachedStore {
+    async fn create_client(&self, client: StoredClient) -> Result<(), StoreError> {
+        self.inner.create_client(client).await
+    }
 
-    fn inner(&self) -> &dyn Store {
-        self.inner.as_ref()
+    async fn client(&self, id: ClientId) -> Result<Option<StoredClient>, StoreError> {
+        self.inner.client(id).await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<StoredClient>, StoreError> {
+        self.inner.list_clients().await
+    }
+
+    async fn update_client(&self, id: ClientId, update: ClientUpdate, now: UnixTime) -> Result<bool, StoreError> {
+        self.inner.update_client(id, update, now).await
+    }
+
+    async fn set_client_secret(
+        &self,
+        id: ClientId,
+        secret: ClientSecretHash,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_client_secret(id, secret, now).await
+    }
+
+    async fn delete_client(&self, id: ClientId, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let revoked = self.inner.delete_client(id, now).await?;
+        for s in revoked.iter().flatten() {
+            self.revoked_here(Revoked::Session(*s));
+        }
+        Ok(revoked)
+    }
+}
+
+// Revoking a grant revokes its sessions; codes and consents are not checked per request
+// (a reused code's session is revoked through `revoke_session`).
+#[async_trait]
+impl Grants for CachedStore {
+    async fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
+        self.inner.save_code(code).await
+    }
+
+    async fn take_code(&self, hash: &AuthCodeHash, session: SessionId, now: UnixTime) -> Result<CodeTaken, StoreError> {
+        self.inner.take_code(hash, session, now).await
+    }
+
+    async fn consent(&self, user: UserId, client: ClientId) -> Result<Option<Vec<Scope>>, StoreError> {
+        self.inner.consent(user, client).await
+    }
+
+    async fn save_consent(
+        &self,
+        user: UserId,
+        client: ClientId,
+        scopes: Vec<Scope>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.save_consent(user, client, scopes, now).await
+    }
+
+    async fn consents(&self, user: UserId, now: UnixTime) -> Result<Vec<StoredConsent>, StoreError> {
+        self.inner.consents(user, now).await
+    }
+
+    async fn revoke_grant(&self, user: UserId, client: ClientId, now: UnixTime) -> Result<GrantRevoked, StoreError> {
+        let revoked = self.inner.revoke_grant(user, client, now).await?;
+        for s in &revoked.sessions {
+            self.revoked_here(Revoked::Session(*s));
+        }
+        Ok(revoked)
     }
 }
 
@@ -653,6 +721,7 @@ mod tests {
                 ip: None,
                 device_name: None,
                 auth: crate::domain::Authentication::new(now, &[crate::domain::AuthMethod::Pwd]),
+                client: None,
             },
             user: UserRecord {
                 id: user,

@@ -27,9 +27,9 @@ use self::layer::store_role;
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::recovery_codes::RecoveryCodeHash;
-use crate::crypto::tokens::ClientSecretHash;
 use crate::crypto::tokens::OneTimeTokenHash;
 use crate::crypto::tokens::RefreshTokenHash;
+use crate::crypto::tokens::{AuthCodeHash, ClientSecretHash};
 use crate::domain::{
     Authentication, CeremonyKind, ClientId, ClientName, Email, MailId, PasskeyId, PasskeyName, RedirectUri, Role,
     Scope, SessionId, TokenPurpose, UnixTime, UserId, Username,
@@ -222,6 +222,15 @@ pub struct SessionRecord {
     pub device_name: Option<String>,
     /// How and when the sign-in that opened it proved the user.
     pub auth: Authentication,
+    /// The application it was opened for (`None`: a first-party sign-in).
+    pub client: Option<SessionClient>,
+}
+
+/// The application a session's tokens were issued to, and the scopes they carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionClient {
+    pub id: ClientId,
+    pub scopes: Vec<Scope>,
 }
 
 impl SessionRecord {
@@ -250,6 +259,11 @@ pub struct NewSession {
     pub refresh_hash: RefreshTokenHash,
     /// How the sign-in proved the user.
     pub auth: Authentication,
+    /// Opened for an application (see [`SessionClient`]).
+    pub client: Option<SessionClient>,
+    /// Opened by exchanging this authorization code: only while the code has not come
+    /// back a second time (see [`Grants::take_code`]).
+    pub from_code: Option<AuthCodeHash>,
 }
 
 /// What opening a session found.
@@ -541,6 +555,62 @@ pub struct ClientUpdate {
     pub trusted: Option<bool>,
     /// `Some(None)`: back to the server's audience.
     pub audience: Option<Option<String>>,
+}
+
+/// An authorization code to store (see [`Grants::save_code`]).
+#[derive(Clone, Debug)]
+pub struct NewCode {
+    pub hash: AuthCodeHash,
+    pub code: StoredCode,
+    pub now: UnixTime,
+}
+
+/// An authorization code as stored: what it was issued for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCode {
+    pub client: ClientId,
+    pub user: UserId,
+    pub redirect_uri: String,
+    /// base64url(SHA-256(verifier)).
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub scopes: Vec<Scope>,
+    /// The browser sign-in it stands for.
+    pub auth: Authentication,
+    /// The user's security stamp when it was issued.
+    pub user_stamp: i64,
+    pub expires_at: UnixTime,
+}
+
+/// What taking an authorization code found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodeTaken {
+    /// Unused and unexpired, and now used: its exchange opens `session`.
+    Taken(StoredCode),
+    /// Used before: the session the first use opened (it may not be open yet; it will
+    /// not open now). Marked as come back.
+    Reused { user: UserId, session: Option<SessionId> },
+    /// Unknown or expired. Nothing written.
+    Unknown,
+}
+
+/// What a user allowed an application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredConsent {
+    pub client: ClientId,
+    pub client_name: ClientName,
+    pub scopes: Vec<Scope>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+/// What revoking a user's grant to an application did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRevoked {
+    /// A consent was stored (and is gone).
+    pub consent: bool,
+    /// The sessions of the application's tokens, revoked.
+    pub sessions: Vec<SessionId>,
 }
 
 /// Register a passkey (see [`FactorChanges::add_passkey`]).
@@ -855,6 +925,8 @@ store_role! {
         /// The secret stored under `name`; `fresh` is stored first if there is none (one
         /// atomic insert-if-absent, so every instance ends up with the same value).
         async fn server_secret(&self, name: &str, fresh: Vec<u8>, now: UnixTime) -> Result<Vec<u8>, StoreError>;
+        /// The secret stored under `name`, if there is one. A read.
+        async fn stored_server_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
         /// Every signing key, active first, then the newest retired.
         async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
         /// Replace key `kid`'s private key material (re-encryption); `false` if no such key.
@@ -982,8 +1054,31 @@ store_role! {
         /// Replace a confidential client's secret (one conditional write: a public one
         /// keeps none); whether it was.
         async fn set_client_secret(&self, id: ClientId, secret: ClientSecretHash, now: UnixTime) -> Result<bool, StoreError>;
-        /// Delete a client; whether it existed.
-        async fn delete_client(&self, id: ClientId) -> Result<bool, StoreError>;
+        /// Delete a client (its codes and consents go with it) and revoke every session
+        /// opened for it, in one transaction; those sessions, `None` if it did not exist.
+        async fn delete_client(&self, id: ClientId, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError>;
+    }
+}
+
+store_role! {
+    /// What the provider hands out: authorization codes and users' consents. Sessions
+    /// opened for applications are sessions (see [`Sessions`]).
+    pub trait Grants (marker GrantsRole) {
+        /// Store an authorization code until its expiry.
+        async fn save_code(&self, code: NewCode) -> Result<(), StoreError>;
+        /// Use a code (one conditional write: of two requests, one takes it), naming
+        /// the session its exchange will open; a code used before is marked as come
+        /// back, so that session never opens if it has not yet.
+        async fn take_code(&self, hash: &AuthCodeHash, session: SessionId, now: UnixTime) -> Result<CodeTaken, StoreError>;
+        /// The scopes `user` allowed `client`, if any. A read.
+        async fn consent(&self, user: UserId, client: ClientId) -> Result<Option<Vec<Scope>>, StoreError>;
+        /// Store what `user` allows `client` now (replacing what was).
+        async fn save_consent(&self, user: UserId, client: ClientId, scopes: Vec<Scope>, now: UnixTime) -> Result<(), StoreError>;
+        /// The applications `user` allowed, newest first. A read.
+        async fn consents(&self, user: UserId, now: UnixTime) -> Result<Vec<StoredConsent>, StoreError>;
+        /// Forget `user`'s consent to `client` and revoke every session opened for it,
+        /// in one transaction.
+        async fn revoke_grant(&self, user: UserId, client: ClientId, now: UnixTime) -> Result<GrantRevoked, StoreError>;
     }
 }
 
@@ -1050,6 +1145,7 @@ pub trait Store:
     + FactorChanges
     + Passkeys
     + Clients
+    + Grants
 {
 }
 
@@ -1066,6 +1162,7 @@ impl<T> Store for T where
         + FactorChanges
         + Passkeys
         + Clients
+        + Grants
 {
 }
 

@@ -41,6 +41,8 @@ pub async fn store_with_a_session(dir: &std::path::Path) -> (Arc<dyn Store>, Ses
             device_name: None,
             refresh_hash: refresh.clone(),
             auth: crate::domain::Authentication::new(now, &[crate::domain::AuthMethod::Pwd]),
+            client: None,
+            from_code: None,
         })
         .await
         .unwrap();

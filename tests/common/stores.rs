@@ -111,6 +111,8 @@ pub async fn session_at_stamp(
             device_name: None,
             refresh_hash: refresh.clone(),
             auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
+            client: None,
+            from_code: None,
         })
         .await
         .unwrap();

@@ -317,6 +317,8 @@ pub async fn a_login_in_flight_during_a_password_change_opens_no_session(b: Back
             device_name: None,
             refresh_hash: RefreshToken::generate().unwrap().1,
             auth: tokengate::domain::Authentication::new(now, &[tokengate::domain::AuthMethod::Pwd]),
+            client: None,
+            from_code: None,
         }
     };
     // ...then the password changes, while it hashes.

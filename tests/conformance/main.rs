@@ -19,6 +19,7 @@ mod limits;
 mod login;
 mod logout;
 mod mfa;
+mod oidc;
 mod passkeys;
 mod prefix;
 mod recovery;

@@ -56,7 +56,8 @@ pub async fn the_main_flow_works_under_a_path_prefix(b: Backend) {
 
     // Discovery, the OpenAPI document, the docs page, the account page, health.
     let conf = srv.get_json("/.well-known/openid-configuration").await;
-    assert_eq!(conf["token_endpoint"], format!("{}{PREFIX}/auth/login", srv.base));
+    assert_eq!(conf["token_endpoint"], format!("{}{PREFIX}/oauth/token", srv.base));
+    assert_eq!(conf["issuer"], format!("{}{PREFIX}", srv.base));
     assert_eq!(conf["jwks_uri"], format!("{}{PREFIX}/.well-known/jwks.json", srv.base));
     let jwks = srv.http.get(conf["jwks_uri"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(jwks.status(), StatusCode::OK);

@@ -253,9 +253,13 @@ pub async fn hs256_publishes_no_key_and_discovery_describes_the_server(b: Backen
     let srv = TestServer::start(b).await;
     assert_eq!(srv.get_json("/.well-known/jwks.json").await, json!({"keys": []}));
     let conf = srv.get_json("/.well-known/openid-configuration").await;
-    assert_eq!(conf["issuer"], ISSUER);
-    assert_eq!(conf["id_token_signing_alg_values_supported"], json!(["HS256"]));
-    assert!(conf["token_endpoint"].as_str().unwrap().ends_with("/auth/login"));
+    // The provider's issuer is its URL (OpenID Connect Discovery §4.3); access tokens
+    // carry the configured one, said beside it.
+    assert_eq!(conf["issuer"], srv.url(""));
+    assert_eq!(conf["access_token_issuer"], ISSUER);
+    assert_eq!(conf["access_token_signing_alg"], "HS256");
+    assert_eq!(conf["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    assert!(conf["token_endpoint"].as_str().unwrap().ends_with("/oauth/token"));
     assert!(
         conf["grant_types_supported"]
             .as_array()
@@ -265,7 +269,7 @@ pub async fn hs256_publishes_no_key_and_discovery_describes_the_server(b: Backen
 
     let ed = server(b, SigningAlgorithm::EdDsa).await;
     let conf = ed.get_json("/.well-known/openid-configuration").await;
-    assert_eq!(conf["id_token_signing_alg_values_supported"], json!(["EdDSA"]));
+    assert_eq!(conf["access_token_signing_alg"], "EdDSA");
     let jwks_uri = conf["jwks_uri"].as_str().unwrap();
     let fetched: Value = ed.http.get(jwks_uri).send().await.unwrap().json().await.unwrap();
     assert_eq!(fetched["keys"].as_array().unwrap().len(), 1);
@@ -346,7 +350,8 @@ pub async fn discovery_urls_never_come_from_the_host_header(b: Backend) {
     let public = TestServer::start_with(b, |s| s.http.public_url = Some("https://auth.example.com".into())).await;
     let conf = discovery_for_a_forged_host(&public).await;
     assert_eq!(conf["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
-    assert_eq!(conf["token_endpoint"], "https://auth.example.com/auth/login");
+    assert_eq!(conf["token_endpoint"], "https://auth.example.com/oauth/token");
+    assert_eq!(conf["issuer"], "https://auth.example.com");
 }
 
 #[per_backend]

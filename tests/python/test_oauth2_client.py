@@ -1,7 +1,9 @@
 """A standard OAuth2 client library (oauthlib through requests-oauthlib, as Postman and
-many Python services use) against the token endpoint that discovery advertises:
-password grant, a resource request with its token, refresh through the library, and
-reuse of a spent refresh token refused in the error format the library reads."""
+many Python services use) against the first-party token endpoint (`/auth/login`, the
+FastAPI tutorial's `tokenUrl`): password grant, a resource request with its token,
+refresh through the library, and reuse of a spent refresh token refused in the error
+format the library reads. (Discovery's `token_endpoint` is the provider's, for
+registered applications: test_oidc_authlib.py.)"""
 
 import os
 
@@ -16,7 +18,7 @@ os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
 
 def token_endpoint(tokengate) -> str:
-    return tokengate.request("GET", "/.well-known/openid-configuration").json()["token_endpoint"]
+    return f"{tokengate.base}/auth/login"
 
 
 def test_password_grant_resource_request_refresh_and_reuse(tokengate):

@@ -10,7 +10,7 @@ mod error;
 mod hs256;
 mod states;
 
-pub use at_rest::{Resealed, SERVER_SECRETS, server_secret_context, totp_secret_context};
+pub use at_rest::{ID_TOKEN_KEY, Resealed, SERVER_SECRETS, server_secret_context, totp_secret_context};
 pub use error::KeyError;
 pub use hs256::{Hs256Key, Hs256Source};
 pub use states::{KeyState, key_states};

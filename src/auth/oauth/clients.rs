@@ -122,6 +122,9 @@ impl AuthService {
             updated_at: now,
         };
         self.store.create_client(stored.clone()).await?;
+        // Published in the JWKS from now on: a relying party fetches the keys when it
+        // reads discovery, before its first id_token.
+        self.id_token_key().await?;
         tracing::info!(client_id = %stored.id, name = stored.name.as_str(), "OAuth client registered");
         Ok(RegisteredClient {
             client: stored.into(),
@@ -192,12 +195,13 @@ impl AuthService {
         Ok(secret.expose().to_owned())
     }
 
-    /// Remove an application.
+    /// Remove an application: its codes and consents go, every session opened for it
+    /// ends (its tokens die on every instance).
     pub async fn delete_client(&self, id: ClientId) -> Result<(), AuthError> {
-        if !self.store.delete_client(id).await? {
+        let Some(revoked) = self.store.delete_client(id, self.clock.now()).await? else {
             return Err(AuthError::NotFound);
-        }
-        tracing::info!(client_id = %id, "OAuth client deleted");
+        };
+        tracing::info!(client_id = %id, sessions = revoked.len(), "OAuth client deleted");
         Ok(())
     }
 }

@@ -237,9 +237,7 @@ function cancelAutofill() {
 async function finishPasskeySignIn(ceremonyId, credential) {
   const res = await post("/auth/cookie/passkeys/login/finish", { ceremony_id: ceremonyId, credential });
   if (!res.ok) return say(await detail(res), "error");
-  mfaToken = null;
-  say("Signed in.", "ok");
-  await load();
+  await signedIn();
 }
 
 // "Sign in with a passkey", or "Use a passkey instead" at a sign-in's second step.
@@ -256,10 +254,39 @@ async function passkeySignIn(start) {
   }
 }
 
+// Sent here by the authorization endpoint (an application's sign-in): where to go
+// back once signed in (that endpoint of this server only, never elsewhere), and whether
+// the application asked for a new sign-in even if this browser is signed in.
+const CONTINUE = (() => {
+  const raw = new URLSearchParams(window.location.search).get("continue");
+  if (!raw) return null;
+  try {
+    const url = new URL(raw, window.location.origin);
+    const ours = url.origin === window.location.origin && url.pathname === `${BASE}/oauth/authorize`;
+    return ours ? url.href : null;
+  } catch {
+    return null;
+  }
+})();
+let freshSignIn = CONTINUE !== null && new URLSearchParams(window.location.search).get("fresh") === "1";
+
+// After a sign-in: a fresh one was had.
+async function signedIn() {
+  freshSignIn = false;
+  mfaToken = null;
+  say("Signed in.", "ok");
+  await load();
+}
+
 async function load() {
   const res = await call("GET", "/me");
-  if (!res.ok) {
+  if (!res.ok || freshSignIn) {
     show(false);
+    if (freshSignIn && res.ok) say("The application asks you to sign in again.", "ok");
+    return;
+  }
+  if (CONTINUE) {
+    window.location.assign(CONTINUE);
     return;
   }
   const me = await res.json();
@@ -383,17 +410,14 @@ async function signIn(event) {
     }
   }
   if (!res.ok) return say(await detail(res), "error");
-  say("Signed in.", "ok");
-  await load();
+  await signedIn();
 }
 
 async function secondStep(event) {
   event.preventDefault();
   const res = await post("/auth/cookie/login/mfa", { mfa_token: mfaToken, code: code("mfa-code") });
   if (!res.ok) return say(await detail(res), "error");
-  mfaToken = null;
-  say("Signed in.", "ok");
-  await load();
+  await signedIn();
 }
 
 async function register(event) {
@@ -410,6 +434,7 @@ async function register(event) {
     show(false);
     return say(`Account created; ${await detail(login)}`, "error");
   }
+  freshSignIn = false;
   say("Account created. You are signed in. Open the link we mailed you to confirm your address.", "ok");
   await load();
 }

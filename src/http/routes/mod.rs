@@ -12,6 +12,8 @@ pub mod health;
 pub mod me;
 pub mod metrics;
 pub mod mfa;
+pub mod oauth;
+pub mod oauth_pages;
 pub mod passkeys;
 pub mod recovery;
 pub mod sessions;
@@ -35,6 +37,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(recovery::router())
         .merge(mfa::router())
         .merge(passkeys::router())
+        .merge(oauth::router())
         .merge(cookie::router())
         .merge(sessions::router())
         .merge(me::router())

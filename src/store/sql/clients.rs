@@ -7,10 +7,10 @@ use super::SqlStore;
 use super::db::Db as _;
 use super::db::Param::{Flag, Int, OptFlag, OptText, Text};
 use super::dialect::Dialect;
-use super::rows::Rows;
+use super::rows::{Rows, scopes_from_text, scopes_to_text};
 use crate::crypto::tokens::ClientSecretHash;
-use crate::domain::{ClientId, ClientName, RedirectUri, Scope, UnixTime};
-use crate::store::{ClientUpdate, Clients, StoreError, StoredClient};
+use crate::domain::{ClientId, ClientName, RedirectUri, SessionId, UnixTime};
+use crate::store::{ClientUpdate, Clients, Revoked, StoreError, StoredClient};
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, scopes, trusted, \
                               audience, created_at, updated_at";
@@ -31,10 +31,6 @@ fn uris_from_json(raw: &str, col: &str) -> Result<Vec<RedirectUri>, StoreError> 
     Ok(list.into_iter().map(RedirectUri::from_store).collect())
 }
 
-fn scopes_to_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
-}
-
 fn client<D: Dialect>(row: &Row<D>) -> Result<StoredClient, StoreError> {
     let text = |col: &str| Rows::<D>::text(row, col);
     let opt_text = |col: &str| D::DB::opt_text(row, col).map_err(super::err::<D>);
@@ -44,10 +40,7 @@ fn client<D: Dialect>(row: &Row<D>) -> Result<StoredClient, StoreError> {
         secret_hash: opt_text("secret_hash")?.map(ClientSecretHash::from_store),
         redirect_uris: uris_from_json(&text("redirect_uris")?, "redirect_uris")?,
         post_logout_redirect_uris: uris_from_json(&text("post_logout_redirect_uris")?, "post_logout_redirect_uris")?,
-        scopes: text("scopes")?
-            .split_whitespace()
-            .map(|s| Scope::parse(s).map_err(|_| malformed("scopes")))
-            .collect::<Result<_, _>>()?,
+        scopes: scopes_from_text(&text("scopes")?)?,
         trusted: D::DB::flag(row, "trusted").map_err(super::err::<D>)?,
         audience: opt_text("audience")?,
         created_at: UnixTime(Rows::<D>::int(row, "created_at")?),
@@ -142,13 +135,28 @@ impl<D: Dialect> Clients for SqlStore<D> {
         Ok(done == 1)
     }
 
-    async fn delete_client(&self, id: ClientId) -> Result<bool, StoreError> {
-        let done = Self::exec(
-            &mut *self.writing().await?,
-            "DELETE FROM oauth_clients WHERE id = $1",
-            &[Text(&id.to_string())],
+    async fn delete_client(&self, id: ClientId, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError> {
+        let mut tx = self.begin().await?;
+        let client_id = id.to_string();
+        let done = Self::exec(&mut tx, "DELETE FROM oauth_clients WHERE id = $1", &[Text(&client_id)]).await?;
+        if done == 0 {
+            Self::rollback(tx).await?;
+            return Ok(None);
+        }
+        let rows = Self::all(
+            &mut tx,
+            "UPDATE sessions SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL RETURNING id",
+            &[Int(now.0), Text(&client_id)],
         )
         .await?;
-        Ok(done == 1)
+        let sessions = rows
+            .iter()
+            .map(|r| Rows::<D>::parsed(r, "id"))
+            .collect::<Result<Vec<SessionId>, _>>()?;
+        for s in &sessions {
+            Self::log_revocation(&mut tx, Revoked::Session(*s), now).await?;
+        }
+        Self::commit(tx).await?;
+        Ok(Some(sessions))
     }
 }

@@ -8,6 +8,7 @@ mod clients;
 pub mod db;
 mod dialect;
 mod factors;
+mod grants;
 mod mail;
 mod passkeys;
 mod rows;
@@ -283,6 +284,8 @@ impl<D: Dialect> Lifecycle for SqlStore<D> {
         .await?;
         let sessions = Self::exec(&mut tx, "DELETE FROM sessions WHERE expires_at < $1", &cutoff).await?;
         let one_time = Self::exec(&mut tx, "DELETE FROM one_time_tokens WHERE expires_at < $1", &cutoff).await?;
+        // A code is kept past its minute for as long, so that a replay is still known.
+        Self::exec(&mut tx, "DELETE FROM oauth_codes WHERE expires_at < $1", &cutoff).await?;
         // Delivered mail is kept (without its body) as long as an expired session is;
         // mail given up on too (its link, if it had one, is dead by then).
         Self::exec(
@@ -521,11 +524,14 @@ impl<D: Dialect> Sessions for SqlStore<D> {
         // write.
         let sql = format!(
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip,
-                                   auth_time, amr)
-             SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8, $10, $11
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND is_active AND security_stamp = $9{})",
+                                   auth_time, amr, client_id, scope)
+             SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8, $10, $11, $12, $13
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND is_active AND security_stamp = $9{})
+               AND NOT EXISTS (SELECT 1 FROM oauth_codes WHERE code_hash = $14 AND reused_at IS NOT NULL)",
             D::FOR_SHARE
         );
+        let client_id = s.client.as_ref().map(|c| c.id.to_string());
+        let scope = s.client.as_ref().map(|c| rows::scopes_to_text(&c.scopes));
         let opened = Self::exec(
             &mut tx,
             &sql,
@@ -541,6 +547,9 @@ impl<D: Dialect> Sessions for SqlStore<D> {
                 Int(s.expected_stamp),
                 Int(s.auth.at.0),
                 Text(&s.auth.methods_to_store()),
+                OptText(client_id.as_deref()),
+                OptText(scope.as_deref()),
+                OptText(s.from_code.as_ref().map(|c| c.as_str())),
             ],
         )
         .await?;
@@ -683,6 +692,16 @@ impl<D: Dialect> Keys for SqlStore<D> {
         .await?
         .ok_or_else(|| StoreError::Backend(format!("server secret {name:?} vanished")))?;
         Rows::<D>::base64(&row, "value")
+    }
+
+    async fn stored_server_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = Self::optional(
+            &mut *self.reading().await?,
+            "SELECT value FROM server_secrets WHERE name = $1",
+            &[Text(name)],
+        )
+        .await?;
+        row.map(|r| Rows::<D>::base64(&r, "value")).transpose()
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {

@@ -11,12 +11,26 @@ use super::db::Db;
 use super::dialect::{Dialect, err};
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
-use crate::domain::{Authentication, Email, UnixTime, Username};
-use crate::store::{LoggedRevocation, Rotation, SessionRecord, StoreError, StoredKey, UserRecord, roles_from_json};
+use crate::domain::{Authentication, Email, Scope, UnixTime, Username};
+use crate::store::{
+    LoggedRevocation, Rotation, SessionClient, SessionRecord, StoreError, StoredKey, UserRecord, roles_from_json,
+};
 
 pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_hash, u.is_active, u.roles, u.created_at, u.security_stamp, u.email_verified, u.mfa_enabled";
 pub(crate) const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, \
-     s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.device_name, s.auth_time, s.amr";
+     s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.device_name, s.auth_time, s.amr, s.client_id, s.scope";
+
+/// Scopes as stored: space-separated.
+pub(crate) fn scopes_to_text(scopes: &[Scope]) -> String {
+    scopes.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
+}
+
+/// Scopes as stored, read back; one that does not parse is a malformed row.
+pub(crate) fn scopes_from_text(raw: &str) -> Result<Vec<Scope>, StoreError> {
+    raw.split_whitespace()
+        .map(|s| Scope::parse(s).map_err(|_| StoreError::Backend("malformed scope in database".into())))
+        .collect()
+}
 
 /// Readers of one backend's rows.
 pub(crate) struct Rows<D>(PhantomData<D>);
@@ -79,6 +93,15 @@ impl<D: Dialect> Rows<D> {
             device_name: opt_text("device_name")?,
             ip: opt_text("ip")?,
             auth: Authentication::from_store(UnixTime(Self::int(row, "auth_time")?), &Self::text(row, "amr")?),
+            client: match opt_text("client_id")? {
+                None => None,
+                Some(id) => Some(SessionClient {
+                    id: id
+                        .parse()
+                        .map_err(|_| StoreError::Backend("malformed client_id in database".into()))?,
+                    scopes: scopes_from_text(&opt_text("scope")?.unwrap_or_default())?,
+                }),
+            },
         })
     }
 

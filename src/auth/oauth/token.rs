@@ -1,0 +1,442 @@
+//! The token endpoint's rules (RFC 6749 §3.2, §4.1.3, §4.4, §6; RFC 7636 §4.6; OpenID
+//! Connect Core §3.1.3): who the client is, and what each grant gives it.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq as _;
+
+use super::{OAuthError, OAuthErrorCode, has_scope, scopes_text};
+use crate::auth::sessions::net_of;
+use crate::auth::{AppIssue, AuthError, AuthService, TokenPair};
+use crate::crypto::id_token::{self, IdTokenClaims};
+use crate::crypto::keygen::AsymmetricKey;
+use crate::crypto::pkce;
+use crate::crypto::tokens::{AuthCodeHash, ClientClaims, ClientSecretHash, RefreshToken};
+use crate::domain::{ClientId, Scope, SessionId};
+use crate::events::{AuthEvent, ClientInfo};
+use crate::limits::LimitKey;
+use crate::store::{CodeTaken, NewSession, SessionClient, SessionOpen, SessionRecord, StoredClient, UserRecord};
+
+/// How the client authenticated (RFC 6749 §2.3.1): HTTP Basic, or the body's
+/// `client_id` and `client_secret`; a public client sends its id only.
+#[derive(Clone, Debug, Default)]
+pub struct ClientAuth {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// The credentials came in an `Authorization: Basic` header.
+    pub basic: bool,
+}
+
+/// A token request's grant.
+#[derive(Debug)]
+pub enum TokenGrant {
+    AuthorizationCode {
+        code: String,
+        redirect_uri: Option<String>,
+        code_verifier: Option<String>,
+    },
+    RefreshToken {
+        refresh_token: String,
+        scope: Option<String>,
+    },
+    ClientCredentials {
+        scope: Option<String>,
+    },
+    /// First-party applications only (`trusted`): as `/auth/login`.
+    Password {
+        username: String,
+        password: String,
+    },
+}
+
+/// What the token endpoint answers (RFC 6749 §5.1, OpenID Connect Core §3.1.3.3).
+#[derive(Debug)]
+pub struct OAuthTokens {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+    /// Space-separated; `None` for first-party tokens.
+    pub scope: Option<String>,
+}
+
+impl From<TokenPair> for OAuthTokens {
+    fn from(p: TokenPair) -> Self {
+        Self {
+            access_token: p.access_token,
+            expires_in: p.expires_in,
+            refresh_token: Some(p.refresh_token.expose().to_owned()),
+            id_token: p.id_token,
+            scope: p.scopes.as_deref().map(scopes_text),
+        }
+    }
+}
+
+fn oauth(code: OAuthErrorCode, description: &str) -> AuthError {
+    AuthError::OAuth(OAuthError::new(code, description))
+}
+
+fn invalid_grant(description: &str) -> AuthError {
+    oauth(OAuthErrorCode::InvalidGrant, description)
+}
+
+impl AuthService {
+    /// The key that signs id_tokens (made at the provider's first use, then kept in
+    /// memory: it is never rotated while the server runs).
+    pub async fn id_token_key(&self) -> Result<Arc<AsymmetricKey>, AuthError> {
+        self.id_key
+            .get_or_try_init(|| async {
+                self.keys
+                    .id_token_key(self.clock.now())
+                    .await
+                    .map(Arc::new)
+                    .map_err(AuthError::internal)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The key that signs id_tokens if one was made (by this instance or another): the
+    /// JWKS publishes it from then on. A read until it exists.
+    pub async fn existing_id_token_key(&self) -> Result<Option<Arc<AsymmetricKey>>, AuthError> {
+        if let Some(key) = self.id_key.get() {
+            return Ok(Some(key.clone()));
+        }
+        if self.keys.has_id_token_key().await.map_err(AuthError::internal)? {
+            return self.id_token_key().await.map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Who is asking: a registered client, with its secret if it has one.
+    pub(super) async fn authenticate_client(&self, auth: &ClientAuth) -> Result<StoredClient, AuthError> {
+        let refused = |description: &str| {
+            AuthError::OAuth(OAuthError {
+                code: OAuthErrorCode::InvalidClient,
+                description: description.to_owned(),
+                basic: auth.basic,
+            })
+        };
+        let raw = auth
+            .client_id
+            .as_deref()
+            .ok_or_else(|| refused("client authentication is required"))?;
+        let id: ClientId = raw.parse().map_err(|_| refused("unknown client"))?;
+        let client = self.store.client(id).await?.ok_or_else(|| refused("unknown client"))?;
+        match (&client.secret_hash, auth.client_secret.as_deref()) {
+            (Some(stored), Some(presented)) => {
+                let presented = ClientSecretHash::of(presented);
+                if bool::from(presented.as_str().as_bytes().ct_eq(stored.as_str().as_bytes())) {
+                    Ok(client)
+                } else {
+                    Err(refused("wrong client secret"))
+                }
+            }
+            (Some(_), None) => Err(refused("this client must authenticate with its secret")),
+            (None, Some(_)) => Err(refused("a public client has no secret")),
+            (None, None) => Ok(client),
+        }
+    }
+
+    /// A token request: the client authenticated, then its grant.
+    pub async fn token(
+        &self,
+        auth: ClientAuth,
+        grant: TokenGrant,
+        client: &ClientInfo,
+    ) -> Result<OAuthTokens, AuthError> {
+        match grant {
+            TokenGrant::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+            } => {
+                self.limit(LimitKey::RefreshIp(net_of(client)), AuthEvent::RefreshLimited, client)
+                    .await?;
+                let app = self.authenticate_client(&auth).await.inspect_err(|_| {
+                    self.events.record(AuthEvent::TokenRejected, None, None, client);
+                })?;
+                self.exchange_code(&app, &code, redirect_uri.as_deref(), code_verifier.as_deref(), client)
+                    .await
+                    .inspect_err(|e| {
+                        if matches!(e, AuthError::OAuth(_)) {
+                            self.events.record(AuthEvent::TokenRejected, None, None, client);
+                        }
+                    })
+            }
+            TokenGrant::RefreshToken { refresh_token, scope } => {
+                let app = self.authenticate_client(&auth).await?;
+                let key = self.id_token_key().await?;
+                let issue = AppIssue {
+                    client: &app,
+                    id_key: &key,
+                    nonce: None,
+                };
+                let pair = self.refresh_as(&refresh_token, Some(&issue), client).await?;
+                if let Some(asked) = scope {
+                    let granted = pair.scopes.clone().unwrap_or_default();
+                    let asked = super::authorize::parse_scopes(&asked)
+                        .ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
+                    if asked.iter().any(|s| !granted.contains(s)) {
+                        return Err(oauth(OAuthErrorCode::InvalidScope, "scope exceeds what was granted"));
+                    }
+                }
+                Ok(pair.into())
+            }
+            TokenGrant::ClientCredentials { scope } => {
+                self.limit(LimitKey::RefreshIp(net_of(client)), AuthEvent::RefreshLimited, client)
+                    .await?;
+                let app = self.authenticate_client(&auth).await?;
+                self.client_credentials(&app, scope.as_deref(), client)
+            }
+            TokenGrant::Password { username, password } => {
+                let app = self.authenticate_client(&auth).await?;
+                if !app.trusted {
+                    return Err(oauth(
+                        OAuthErrorCode::UnauthorizedClient,
+                        "the password grant is for first-party (trusted) clients only",
+                    ));
+                }
+                let pair = self.login(&username, &password, None, None, client).await?;
+                Ok(pair.into())
+            }
+        }
+    }
+
+    /// `authorization_code`: the code, once, by the client, redirect URI and verifier
+    /// it was issued for. A code that comes back revokes what its first use issued.
+    async fn exchange_code(
+        &self,
+        app: &StoredClient,
+        presented: &str,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<OAuthTokens, AuthError> {
+        let hash = AuthCodeHash::of_presented(presented).ok_or_else(|| invalid_grant("unknown or expired code"))?;
+        let now = self.clock.now();
+        let session_id = SessionId::new();
+        let code = match self.store.take_code(&hash, session_id, now).await? {
+            CodeTaken::Taken(code) => code,
+            CodeTaken::Unknown => return Err(invalid_grant("unknown or expired code")),
+            CodeTaken::Reused { user, session } => {
+                if let Some(s) = session {
+                    self.store.revoke_session(user, s, now).await?;
+                }
+                self.events.record(AuthEvent::CodeReuse, Some(user), session, client);
+                return Err(invalid_grant(
+                    "code already used; the tokens issued with it are revoked",
+                ));
+            }
+        };
+        // The code is spent from here: a thief's attempt burns it for the real client too.
+        if code.client != app.id {
+            return Err(invalid_grant("code was issued to another client"));
+        }
+        if redirect_uri != Some(code.redirect_uri.as_str()) {
+            return Err(invalid_grant("redirect_uri does not match the authorization request"));
+        }
+        let Some(verifier) = verifier else {
+            return Err(invalid_grant("code_verifier is required (PKCE)"));
+        };
+        if !pkce::verifies(verifier, &code.code_challenge) {
+            return Err(invalid_grant("code_verifier does not match the code_challenge"));
+        }
+        let changed = || invalid_grant("the user changed since the code was issued");
+        let user = self.store.user_by_id(code.user).await?.ok_or_else(changed)?;
+        if !user.is_active || user.security_stamp != code.user_stamp {
+            return Err(changed());
+        }
+        let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
+        let max_expires_at = now.plus(self.sessions.max_lifetime_secs);
+        let session = NewSession {
+            id: session_id,
+            user_id: user.id,
+            expected_stamp: code.user_stamp,
+            now,
+            expires_at: now.plus(self.sessions.refresh_ttl_secs).min(max_expires_at),
+            max_expires_at,
+            user_agent: client.user_agent.clone(),
+            ip: self.sessions.ip.keep(client.ip),
+            // What the user sees in their session list: the application's name.
+            device_name: Some(app.name.as_str().chars().take(64).collect()),
+            refresh_hash,
+            auth: code.auth,
+            client: Some(SessionClient {
+                id: app.id,
+                scopes: code.scopes.clone(),
+            }),
+            from_code: Some(hash),
+        };
+        let record = SessionRecord {
+            id: session.id,
+            user_id: user.id,
+            created_at: now,
+            last_used_at: now,
+            expires_at: session.expires_at,
+            revoked_at: None,
+            user_agent: session.user_agent.clone(),
+            ip: session.ip.clone(),
+            device_name: session.device_name.clone(),
+            auth: session.auth,
+            client: session.client.clone(),
+        };
+        if self.store.create_session(session).await? == SessionOpen::UserChanged {
+            // The user changed, or the code came back meanwhile: nothing opens.
+            return Err(invalid_grant("code already used, or the user changed"));
+        }
+        self.events
+            .record(AuthEvent::CodeExchanged, Some(user.id), Some(session_id), client);
+        let key = if has_scope(&code.scopes, "openid") {
+            Some(self.id_token_key().await?)
+        } else {
+            None
+        };
+        let pair = match &key {
+            Some(key) => self.app_pair(
+                &user,
+                &record,
+                &code.scopes,
+                refresh,
+                &AppIssue {
+                    client: app,
+                    id_key: key,
+                    nonce: code.nonce.as_deref(),
+                },
+            )?,
+            None => self.app_tokens_without_id(&user, &record, &code.scopes, refresh, app)?,
+        };
+        Ok(pair.into())
+    }
+
+    /// `client_credentials`: a confidential client's token for itself, with the
+    /// scopes it asks for among its own (none about a user).
+    fn client_credentials(
+        &self,
+        app: &StoredClient,
+        scope: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<OAuthTokens, AuthError> {
+        if app.secret_hash.is_none() {
+            return Err(oauth(
+                OAuthErrorCode::UnauthorizedClient,
+                "a public client cannot use client_credentials",
+            ));
+        }
+        let asked = super::authorize::parse_scopes(scope.unwrap_or_default())
+            .ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
+        if let Some(s) = asked
+            .iter()
+            .find(|s| !app.scopes.contains(s) || USER_SCOPES.contains(&s.as_str()))
+        {
+            return Err(oauth(
+                OAuthErrorCode::InvalidScope,
+                &format!(
+                    "scope {:?} is not available to this client on its own behalf",
+                    s.as_str()
+                ),
+            ));
+        }
+        let scope = scopes_text(&asked);
+        let signed = self.tokens.sign_client_credentials(
+            &ClientClaims {
+                client_id: app.id.to_string(),
+                scope: scope.clone(),
+                audience: app.audience.clone(),
+            },
+            self.clock.now(),
+        )?;
+        self.events.record(AuthEvent::ClientToken, None, None, client);
+        tracing::info!(client_id = %app.id, "OAuth client_credentials token issued");
+        Ok(OAuthTokens {
+            access_token: signed.token,
+            expires_in: self.tokens.ttl_secs(),
+            refresh_token: None,
+            id_token: None,
+            scope: Some(scope),
+        })
+    }
+
+    /// An application's access token (its audience, `client_id`, `scope`; the user's
+    /// roles only with the `roles` scope).
+    fn app_access(
+        &self,
+        user: &UserRecord,
+        session: &SessionRecord,
+        scopes: &[Scope],
+        app: &StoredClient,
+    ) -> Result<String, AuthError> {
+        let roles: &[crate::domain::Role] = if has_scope(scopes, "roles") { &user.roles } else { &[] };
+        let signed = self.tokens.sign_for_client(
+            user.id,
+            &user.username,
+            session.id,
+            roles,
+            &session.auth,
+            &ClientClaims {
+                client_id: app.id.to_string(),
+                scope: scopes_text(scopes),
+                audience: app.audience.clone(),
+            },
+            self.clock.now(),
+        )?;
+        Ok(signed.token)
+    }
+
+    /// Tokens for an application whose grant has no `openid`: no id_token.
+    fn app_tokens_without_id(
+        &self,
+        user: &UserRecord,
+        session: &SessionRecord,
+        scopes: &[Scope],
+        refresh: RefreshToken,
+        app: &StoredClient,
+    ) -> Result<TokenPair, AuthError> {
+        Ok(TokenPair {
+            access_token: self.app_access(user, session, scopes, app)?,
+            refresh_token: refresh,
+            expires_in: self.tokens.ttl_secs(),
+            session_id: session.id,
+            device_token: None,
+            id_token: None,
+            scopes: Some(scopes.to_vec()),
+        })
+    }
+
+    /// Tokens for an application: its access token, and an id_token when `openid` was
+    /// granted.
+    pub(crate) fn app_pair(
+        &self,
+        user: &UserRecord,
+        session: &SessionRecord,
+        scopes: &[Scope],
+        refresh: RefreshToken,
+        issue: &AppIssue<'_>,
+    ) -> Result<TokenPair, AuthError> {
+        let mut pair = self.app_tokens_without_id(user, session, scopes, refresh, issue.client)?;
+        if has_scope(scopes, "openid") {
+            let now = self.clock.now();
+            let claims = IdTokenClaims {
+                iss: self.provider.issuer.clone(),
+                sub: user.id.to_string(),
+                aud: issue.client.id.to_string(),
+                azp: issue.client.id.to_string(),
+                exp: now.plus(self.tokens.ttl_secs()).0,
+                iat: now.0,
+                auth_time: session.auth.at.0,
+                nonce: issue.nonce.map(str::to_owned),
+                amr: session.auth.amr(),
+                sid: session.id.to_string(),
+                preferred_username: has_scope(scopes, "profile").then(|| user.username.as_str().to_owned()),
+                email: has_scope(scopes, "email").then(|| user.email.as_str().to_owned()),
+                email_verified: has_scope(scopes, "email").then_some(user.email_verified),
+                roles: has_scope(scopes, "roles").then(|| user.roles.iter().map(|r| r.as_str().to_owned()).collect()),
+            };
+            pair.id_token = Some(id_token::sign(issue.id_key, &claims)?);
+        }
+        Ok(pair)
+    }
+}
+
+/// Scopes about a user: a client alone (`client_credentials`) has none of them.
+const USER_SCOPES: [&str; 5] = ["openid", "profile", "email", "roles", "offline_access"];

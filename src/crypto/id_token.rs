@@ -1,0 +1,42 @@
+//! OpenID Connect id_tokens: signed RS256 by the provider's own key (Discovery requires
+//! RS256, whatever algorithm the access tokens use), `kid` in the header.
+
+use jsonwebtoken::{Algorithm, Header};
+use serde::Serialize;
+
+use crate::crypto::keygen::AsymmetricKey;
+use crate::crypto::tokens::TokenError;
+
+/// The claims of an id_token (OpenID Connect Core §2, §5.1): who, for which
+/// application, when and how they signed in; the profile claims their scopes allow.
+#[derive(Debug, Serialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    /// The party it was issued to (the same application).
+    pub azp: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub amr: Vec<&'static str>,
+    /// The session its tokens belong to.
+    pub sid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+/// Sign `claims` with `key` (an RS256 key).
+pub fn sign(key: &AsymmetricKey, claims: &IdTokenClaims) -> Result<String, TokenError> {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))
+}
