@@ -664,3 +664,180 @@ async fn assert_no_csp_violation(client: &Client) {
         .collect();
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// A relying party no one would mistake for tokengate: its own port, its own pages. It
+/// sends the browser to tokengate's authorization endpoint (code + PKCE), takes the
+/// code at its callback, exchanges it on the server side and shows who signed in;
+/// `/again` asks userinfo with the token it kept.
+struct RelyingParty {
+    base: String,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct RpState {
+    issuer: String,
+    browser_issuer: String,
+    client_id: String,
+    secret: String,
+    redirect_uri: String,
+    token: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+const RP_VERIFIER: &str = "relying-party-verifier-of-forty-three-characters-at-least";
+
+impl RelyingParty {
+    async fn start(srv: &TestServer, browser_base: &str) -> (Self, String) {
+        use tokengate::auth::oauth::ClientRegistration;
+        use tokengate::domain::{ClientName, RedirectUri, Scope};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let redirect_uri = format!("{base}/cb");
+        let done = srv
+            .auth()
+            .register_client(ClientRegistration {
+                name: ClientName::parse("Orders <app>").unwrap(),
+                redirect_uris: vec![RedirectUri::parse(&redirect_uri).unwrap()],
+                post_logout_redirect_uris: vec![],
+                scopes: Some(
+                    ["openid", "profile", "email"]
+                        .iter()
+                        .map(|s| Scope::parse(s).unwrap())
+                        .collect(),
+                ),
+                public: false,
+                trusted: false,
+                audience: None,
+            })
+            .await
+            .unwrap();
+        let state = RpState {
+            issuer: srv.url(""),
+            browser_issuer: browser_base.to_owned(),
+            client_id: done.client.id.to_string(),
+            secret: done.secret.unwrap(),
+            redirect_uri,
+            token: Default::default(),
+        };
+        let app = axum::Router::new()
+            .route("/login", axum::routing::get(rp_login))
+            .route("/cb", axum::routing::get(rp_callback))
+            .route("/again", axum::routing::get(rp_again))
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        (Self { base, _task: task }, state.client_id)
+    }
+}
+
+async fn rp_login(axum::extract::State(rp): axum::extract::State<RpState>) -> axum::response::Redirect {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/oauth/authorize", rp.browser_issuer),
+        &[
+            ("response_type", "code"),
+            ("client_id", rp.client_id.as_str()),
+            ("redirect_uri", rp.redirect_uri.as_str()),
+            ("scope", "openid profile email"),
+            ("state", "rp-state"),
+            ("nonce", "rp-nonce"),
+            ("code_challenge", &tokengate::crypto::pkce::s256(RP_VERIFIER)),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    axum::response::Redirect::to(url.as_str())
+}
+
+async fn rp_userinfo(rp: &RpState, token: &str) -> (u16, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .get(format!("{}/oauth/userinfo", rp.issuer))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or_default())
+}
+
+async fn rp_callback(
+    axum::extract::State(rp): axum::extract::State<RpState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Html<String> {
+    assert_eq!(q.get("state").map(String::as_str), Some("rp-state"));
+    assert_eq!(q.get("iss"), Some(&rp.issuer), "RFC 9207");
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/oauth/token", rp.issuer))
+        .basic_auth(&rp.client_id, Some(&rp.secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", q["code"].as_str()),
+            ("redirect_uri", rp.redirect_uri.as_str()),
+            ("code_verifier", RP_VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().expect("tokens").to_owned();
+    let (_, id) = jwt_parts(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["nonce"], "rp-nonce");
+    let (_, info) = rp_userinfo(&rp, &access).await;
+    *rp.token.lock().unwrap() = Some(access);
+    axum::response::Html(format!(
+        "<!doctype html><title>Orders</title><p id=\"hello\">Hello {}</p>",
+        info["preferred_username"].as_str().unwrap_or("?")
+    ))
+}
+
+async fn rp_again(axum::extract::State(rp): axum::extract::State<RpState>) -> axum::response::Html<String> {
+    let token = rp.token.lock().unwrap().clone().unwrap_or_default();
+    let (status, _) = rp_userinfo(&rp, &token).await;
+    axum::response::Html(format!(
+        "<!doctype html><title>Orders</title><p id=\"status\">userinfo {status}</p>"
+    ))
+}
+
+/// Single sign-on in a real browser: an application sends the user to tokengate, who
+/// signs in on the account page, is asked to consent (the application's name escaped),
+/// and comes back with a code the application exchanges; then the user takes the
+/// application's access back on `/account`, and the application's token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_signs_a_user_in_and_loses_access_when_revoked_in_chromium() {
+    if !chromium_installed() {
+        return;
+    }
+    let srv = TestServer::start(Backend::Sqlite).await;
+    srv.register("ssouser").await;
+    let base = srv.base.replace("127.0.0.1", "localhost");
+    let (rp, client_id) = RelyingParty::start(&srv, &base).await;
+
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    client.goto(&format!("{}/login", rp.base)).await.unwrap();
+    // Signed out: the account page, then straight back.
+    sign_in_with_password(client, "ssouser").await;
+    wait_for(client, "#allow").await;
+    let page = client.source().await.unwrap();
+    assert!(page.contains("Allow Orders &lt;app&gt;?"), "{page}");
+    assert!(page.contains("Your email address"));
+    screenshot(client, "oauth-consent.png").await;
+    assert_no_csp_violation(client).await;
+    click(client, "#allow").await;
+    wait_for_text(client, "#hello", "Hello ssouser").await;
+    assert_no_csp_violation(client).await;
+
+    // The user's side: the application is listed, and taken back.
+    client.goto(&format!("{base}/account")).await.unwrap();
+    let row = format!("#apps tr[data-client-id=\"{client_id}\"]");
+    wait_for(client, &row).await;
+    assert!(text(client, &row).await.contains("Orders <app>"));
+    screenshot(client, "account-apps.png").await;
+    click(client, &format!("{row} button.revoke-app")).await;
+    wait_for_text(client, "#status", "no longer has access").await;
+    client.goto(&format!("{}/again", rp.base)).await.unwrap();
+    wait_for_text(client, "#status", "userinfo 401").await;
+    client.clone().close().await.unwrap();
+}

@@ -1383,3 +1383,119 @@ async fn two_instances_send_each_mail_once_and_a_reset_reaches_both() {
     // The new password works on either (`login` asserts the 200).
     a.login("many1", "a-reset-on-another-node").await;
 }
+
+/// The provider on two instances behind one origin: a code sent to both at once is
+/// exchanged once (the other answer is a reuse, which ends what the first opened), and a
+/// grant taken back on one instance ends the application's token on the other within a
+/// second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_sent_to_two_instances_is_exchanged_once_and_a_revoked_grant_dies_on_both() {
+    use tokengate::auth::oauth::ClientRegistration;
+    use tokengate::domain::{ClientName, RedirectUri, Scope};
+    if !services() {
+        return;
+    }
+    let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let app = a
+        .auth()
+        .register_client(ClientRegistration {
+            name: ClientName::parse("Shared").unwrap(),
+            redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
+            post_logout_redirect_uris: vec![],
+            scopes: Some(vec![Scope::parse("openid").unwrap()]),
+            public: true,
+            trusted: true,
+            audience: None,
+        })
+        .await
+        .unwrap();
+    let client_id = app.client.id.to_string();
+    a.register("sso").await;
+    let cookie = a
+        .post_json("/auth/cookie/login", json!({"username": "sso", "password": PASSWORD}))
+        .await
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let verifier = "a-verifier-of-forty-three-characters-or-more-0123";
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let code = async |srv: &TestServer| {
+        let url = reqwest::Url::parse_with_params(
+            &srv.url("/oauth/authorize"),
+            &[
+                ("response_type", "code"),
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", "https://app.example.com/cb"),
+                ("scope", "openid"),
+                ("code_challenge", &tokengate::crypto::pkce::s256(verifier)),
+                ("code_challenge_method", "S256"),
+            ],
+        )
+        .unwrap();
+        let res = no_redirect.get(url).header("cookie", &cookie).send().await.unwrap();
+        let location = reqwest::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+        location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let exchange = |srv: &TestServer, code: String| {
+        let req = no_redirect.post(srv.url("/oauth/token")).form(&[
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", "https://app.example.com/cb".to_owned()),
+            ("code_verifier", verifier.to_owned()),
+            ("client_id", client_id.clone()),
+        ]);
+        async move { req.send().await.unwrap() }
+    };
+    // Issued on b, sent to both at once.
+    let c = code(&b).await;
+    let (first, second) = tokio::join!(exchange(&a, c.clone()), exchange(&b, c));
+    let ok = [first.status(), second.status()]
+        .iter()
+        .filter(|s| **s == StatusCode::OK)
+        .count();
+    assert!(ok <= 1, "one code, at most one exchange");
+    for res in [first, second] {
+        if res.status() == StatusCode::OK {
+            // The other answer was a reuse: what this one issued is dead everywhere.
+            let t: Value = res.json().await.unwrap();
+            let access = t["access_token"].as_str().unwrap().to_owned();
+            for srv in [&a, &b] {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                while srv.get_auth("/oauth/userinfo", &access).await.status() != StatusCode::UNAUTHORIZED {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "a reused code's tokens still work"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    // A fresh grant, used on b, taken back on a.
+    let t: Value = exchange(&b, code(&a).await).await.json().await.unwrap();
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(b.get_auth("/oauth/userinfo", &access).await.status(), StatusCode::OK);
+    let me = a.login("sso", PASSWORD).await;
+    let res = a.delete_auth(&format!("/auth/consents/{client_id}"), &me.access).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while b.get_auth("/oauth/userinfo", &access).await.status() != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted on b a second after the grant went on a"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

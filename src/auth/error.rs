@@ -81,6 +81,9 @@ pub enum AuthError {
     /// A client needs at least one scope.
     #[error("at least one scope is needed")]
     NoScope,
+    /// A client's audience may not be the server's own (`TOKENGATE_AUDIENCE`).
+    #[error("an application's audience may not be this server's own (TOKENGATE_AUDIENCE)")]
+    ServerAudience,
     /// A public client has no secret to rotate.
     #[error("a public client has no secret")]
     PublicClient,

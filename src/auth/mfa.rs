@@ -509,6 +509,7 @@ impl AuthService {
             auth: Authentication::from_store(UnixTime(pending.at), &pending.amr).and(methods),
             device_name: pending.device.and_then(|d| DeviceName::parse(&d).ok()),
             known_device: None,
+            app: None,
         };
         self.open_session(user, sign_in, client).await
     }

@@ -142,6 +142,8 @@ pub(crate) struct AppIssue<'a> {
     pub(crate) client: &'a crate::store::StoredClient,
     pub(crate) id_key: &'a crate::crypto::keygen::AsymmetricKey,
     pub(crate) nonce: Option<&'a str>,
+    /// A refresh that asked for fewer scopes than were granted (RFC 6749 §6): these.
+    pub(crate) narrowed: Option<&'a [crate::domain::Scope]>,
 }
 
 /// A sign-in whose first step proved the user: how, the device's name, and the device
@@ -151,6 +153,22 @@ pub(crate) struct SignIn {
     pub(crate) auth: Authentication,
     pub(crate) device_name: Option<DeviceName>,
     pub(crate) known_device: Option<crate::crypto::device::Device>,
+    /// For an application (the provider's password grant): its session and tokens.
+    pub(crate) app: Option<AppSignIn>,
+}
+
+/// The application a sign-in is for, what it is granted, and the id_token key.
+#[derive(Clone)]
+pub(crate) struct AppSignIn {
+    pub(crate) client: crate::store::StoredClient,
+    pub(crate) scopes: Vec<crate::domain::Scope>,
+    pub(crate) id_key: Arc<crate::crypto::keygen::AsymmetricKey>,
+}
+
+impl std::fmt::Debug for AppSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppSignIn({})", self.client.id)
+    }
 }
 
 /// How long sessions live, and what they keep of the client.

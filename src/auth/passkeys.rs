@@ -509,6 +509,7 @@ impl AuthService {
             auth: Authentication::new(now, &[method, AuthMethod::User]),
             device_name: None,
             known_device: None,
+            app: None,
         };
         self.open_session(user, sign_in, client).await
     }

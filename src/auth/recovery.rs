@@ -516,6 +516,7 @@ impl AuthService {
             auth: Authentication::new(self.clock.now(), &[AuthMethod::Email]),
             device_name,
             known_device: None,
+            app: None,
         };
         self.open_session(done.user, sign_in, client).await
     }

@@ -4,13 +4,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::AuthError;
 use super::budget::Spent;
-use super::{AppIssue, AuthService, Principal, SignIn, TokenPair};
+use super::{AppIssue, AppSignIn, AuthService, Principal, SignIn, TokenPair};
 use crate::crypto::device;
 use crate::crypto::tokens::{RefreshToken, RefreshTokenHash};
 use crate::domain::{AuthMethod, Authentication, DeviceName, Email, Password, SessionId, UnixTime, Username};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::{ClientNet, LimitKey};
-use crate::store::{NewSession, RotateRequest, Rotation, SessionOpen, SessionRecord, UserRecord};
+use crate::store::{NewSession, RotateRequest, Rotation, SessionClient, SessionOpen, SessionRecord, UserRecord};
 
 /// A device token stays good this long after the login that issued it (each login
 /// issues a fresh one).
@@ -57,6 +57,21 @@ impl AuthService {
         password: &str,
         device_token: Option<&str>,
         device_name: Option<DeviceName>,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, AuthError> {
+        self.login_for(username, password, device_token, device_name, None, client)
+            .await
+    }
+
+    /// [`AuthService::login`], for an application (the provider's password grant) or
+    /// first-party (`None`).
+    pub(super) async fn login_for(
+        &self,
+        username: &str,
+        password: &str,
+        device_token: Option<&str>,
+        device_name: Option<DeviceName>,
+        app: Option<AppSignIn>,
         client: &ClientInfo,
     ) -> Result<TokenPair, AuthError> {
         let net = net_of(client);
@@ -118,6 +133,7 @@ impl AuthService {
                     auth: Authentication::new(self.clock.now(), &[AuthMethod::Pwd]),
                     device_name,
                     known_device: device.filter(|d| d.username == account),
+                    app,
                 };
                 self.open_session(user, sign_in, client).await
             }
@@ -212,9 +228,20 @@ impl AuthService {
             return Err(AuthError::EmailNotVerified);
         }
         if user.mfa_enabled && !sign_in.auth.satisfies_mfa() {
+            if sign_in.app.is_some() {
+                // Its second step is a first-party one: an application signs such a
+                // user in with the authorization code flow instead.
+                self.events.record(AuthEvent::LoginFailed, Some(user.id), None, client);
+                return Err(AuthError::OAuth(super::oauth::OAuthError::new(
+                    super::oauth::OAuthErrorCode::InvalidGrant,
+                    "this account has two-step sign-in: use the authorization code flow",
+                )));
+            }
             return Err(self.mfa_challenge(&user, sign_in, client).await);
         }
-        let SignIn { auth, device_name, .. } = sign_in;
+        let SignIn {
+            auth, device_name, app, ..
+        } = sign_in;
         let session_id = SessionId::new();
         let now = self.clock.now();
         let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
@@ -230,10 +257,15 @@ impl AuthService {
                 max_expires_at,
                 user_agent: client.user_agent.clone(),
                 ip: self.sessions.ip.keep(client.ip),
-                device_name: device_name.map(|d| d.as_str().to_owned()),
+                device_name: device_name
+                    .map(|d| d.as_str().to_owned())
+                    .or_else(|| app.as_ref().map(|a| a.client.name.as_str().chars().take(64).collect())),
                 refresh_hash,
                 auth,
-                client: None,
+                client: app.as_ref().map(|a| SessionClient {
+                    id: a.client.id,
+                    scopes: a.scopes.clone(),
+                }),
                 from_code: None,
             })
             .await?;
@@ -245,6 +277,15 @@ impl AuthService {
         }
         self.events
             .record(AuthEvent::LoginOk, Some(user.id), Some(session_id), client);
+        if let Some(app) = &app {
+            let issue = AppIssue {
+                client: &app.client,
+                id_key: &app.id_key,
+                nonce: None,
+                narrowed: None,
+            };
+            return self.app_pair(&user, session_id, auth, &app.scopes, refresh, &issue);
+        }
         let device_token = device::issue(
             &self.macs.device,
             user.username.as_str(),
@@ -508,7 +549,14 @@ impl AuthService {
         app: Option<&AppIssue<'_>>,
     ) -> Result<TokenPair, AuthError> {
         match (app, &session.client) {
-            (Some(app), Some(granted)) => self.app_pair(user, session, &granted.scopes, refresh, app),
+            (Some(app), Some(granted)) => self.app_pair(
+                user,
+                session.id,
+                session.auth,
+                app.narrowed.unwrap_or(&granted.scopes),
+                refresh,
+                app,
+            ),
             _ => self.pair(user, session.id, &session.auth, refresh),
         }
     }

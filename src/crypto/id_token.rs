@@ -40,3 +40,33 @@ pub fn sign(key: &AsymmetricKey, claims: &IdTokenClaims) -> Result<String, Token
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))
 }
+
+/// What an `id_token_hint` names, once its signature and issuer are checked (its expiry
+/// is not: RP-initiated logout takes hints that have expired).
+#[derive(Debug, serde::Deserialize)]
+pub struct Hint {
+    pub sub: String,
+    pub aud: String,
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// An id_token of ours, read as a logout hint; `None` if `key` did not sign it for
+/// `issuer`.
+pub fn read_hint(key: &AsymmetricKey, token: &str, issuer: &str) -> Option<Hint> {
+    if token.len() > 8 * 1024 {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::RS256 || header.kid.as_deref() != Some(key.kid.as_str()) {
+        return None;
+    }
+    let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);
+    v.set_issuer(&[issuer]);
+    v.validate_exp = false;
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["iss", "sub", "aud"]);
+    jsonwebtoken::decode::<Hint>(token, &key.decoding, &v)
+        .ok()
+        .map(|d| d.claims)
+}

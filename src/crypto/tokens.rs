@@ -49,8 +49,17 @@ pub struct ClientClaims {
     pub client_id: String,
     /// Space-separated.
     pub scope: String,
-    /// `None`: the server's audience.
+    /// `None`: the application's own id.
     pub audience: Option<String>,
+}
+
+impl ClientClaims {
+    /// The token's `aud`: the application's audience, else its id. Never the server's
+    /// own: a resource server that accepts first-party tokens must not take an
+    /// application's for the user's.
+    fn aud(&self) -> String {
+        self.audience.clone().unwrap_or_else(|| self.client_id.clone())
+    }
 }
 
 /// The claims of a token a confidential application got for itself (the
@@ -189,6 +198,11 @@ impl AccessTokens {
         &self.issuer
     }
 
+    /// The `aud` of first-party tokens (`TOKENGATE_AUDIENCE`).
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
     /// The JOSE name of the signing algorithm.
     pub fn signing_algorithm(&self) -> String {
         format!("{:?}", self.ring().active().alg)
@@ -241,7 +255,7 @@ impl AccessTokens {
             exp: expires_at.0,
             jti: jti.to_string(),
             iss: self.issuer.clone(),
-            aud: client.audience.clone().unwrap_or_else(|| self.audience.clone()),
+            aud: client.aud(),
         };
         let token =
             jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))?;
@@ -276,9 +290,7 @@ impl AccessTokens {
             exp: expires_at.0,
             jti: jti.to_string(),
             iss: self.issuer.clone(),
-            aud: client
-                .and_then(|c| c.audience.clone())
-                .unwrap_or_else(|| self.audience.clone()),
+            aud: client.map_or_else(|| self.audience.clone(), ClientClaims::aud),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
             sid: session.to_string(),
             auth_time: auth.at.0,

@@ -325,6 +325,11 @@ impl From<AuthError> for ApiError {
                 "value_error",
             )]),
             AuthError::PublicClient => Self::Conflict("A public client has no secret"),
+            AuthError::ServerAudience => Self::Validation(vec![FieldError::body(
+                "audience",
+                "An application's audience may not be this server's own (TOKENGATE_AUDIENCE)",
+                "value_error",
+            )]),
             AuthError::PasskeysOff => Self::NotFoundBecause(
                 "Passkeys are not set up on this server: it needs a domain name as its RP ID (TOKENGATE_WEBAUTHN_RP_ID)",
             ),

@@ -262,7 +262,9 @@ pub struct NewSession {
     /// Opened for an application (see [`SessionClient`]).
     pub client: Option<SessionClient>,
     /// Opened by exchanging this authorization code: only while the code has not come
-    /// back a second time (see [`Grants::take_code`]).
+    /// back a second time (see [`Grants::take_code`]) and the browser session it was
+    /// issued in lives (both read with a share lock where rows are locked, so a replay
+    /// or a sign-out in flight either comes first or sees this session).
     pub from_code: Option<AuthCodeHash>,
 }
 
@@ -579,6 +581,9 @@ pub struct StoredCode {
     pub auth: Authentication,
     /// The user's security stamp when it was issued.
     pub user_stamp: i64,
+    /// The browser session it was issued in: its exchange opens a session only while
+    /// that one lives (see [`Sessions::create_session`]).
+    pub browser_session: SessionId,
     pub expires_at: UnixTime,
 }
 
@@ -1076,8 +1081,8 @@ store_role! {
         async fn save_consent(&self, user: UserId, client: ClientId, scopes: Vec<Scope>, now: UnixTime) -> Result<(), StoreError>;
         /// The applications `user` allowed, newest first. A read.
         async fn consents(&self, user: UserId, now: UnixTime) -> Result<Vec<StoredConsent>, StoreError>;
-        /// Forget `user`'s consent to `client` and revoke every session opened for it,
-        /// in one transaction.
+        /// Forget `user`'s consent to `client`, delete its codes not yet exchanged, and
+        /// revoke every session opened for it, in one transaction.
         async fn revoke_grant(&self, user: UserId, client: ClientId, now: UnixTime) -> Result<GrantRevoked, StoreError>;
     }
 }

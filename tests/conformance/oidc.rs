@@ -22,6 +22,7 @@ use tokengate_test_macros::per_backend;
 use crate::common::{Backend, PASSWORD, TestServer};
 
 const CALLBACK: &str = "https://app.example.com/callback";
+const SIGNED_OUT: &str = "https://app.example.com/signed-out";
 
 /// A client that never follows redirects (the relying party's own advice, and how the
 /// browser's part is read here).
@@ -46,7 +47,7 @@ async fn register_app(srv: &TestServer, name: &str, trusted: bool, public: bool,
                 RedirectUri::parse(CALLBACK).unwrap(),
                 RedirectUri::parse("http://127.0.0.1:8400/cb").unwrap(),
             ],
-            post_logout_redirect_uris: vec![],
+            post_logout_redirect_uris: vec![RedirectUri::parse(SIGNED_OUT).unwrap()],
             scopes: Some(scopes.iter().map(|s| OurScope::parse(s).unwrap()).collect()),
             public,
             trusted,
@@ -215,6 +216,7 @@ pub async fn oidcc_server_code_flow_with_pkce_nonce_id_token_userinfo_and_refres
     let access = tokens.access_token().secret().clone();
     let (_, at) = crate::common::jwt_parts(&access);
     assert_eq!(at["client_id"], app.id.as_str());
+    assert_eq!(at["aud"], app.id.as_str(), "never the server's own audience");
     assert_eq!(at["scope"], "openid email profile");
     assert_eq!(at["roles"], json!([]), "no roles without the roles scope");
     // An application's token is not a first-party token.
@@ -708,6 +710,10 @@ pub async fn oidcc_prompt_none_prompt_login_and_max_age(b: Backend) {
     // Coming back without one still asks...
     let res = open(&srv.url(&back), &cookies).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // ...as does a mark no one here made (a link claiming a sign-in was had).
+    let forged = back.replace("tg_fresh=", "tg_fresh=0.forged&x=");
+    let res = open(&srv.url(&forged), &cookies).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{forged}");
     // ...and after a new sign-in gives a code.
     srv.clock.advance(1);
     let fresh = browser(&srv, "prompter").await;
@@ -904,4 +910,204 @@ pub async fn discovery_lists_the_provider_and_the_jwks_its_key(b: Backend) {
         .await
         .unwrap();
     assert!(res.headers().get("access-control-allow-origin").is_none());
+}
+
+#[per_backend]
+pub async fn rp_initiated_logout_ends_the_grant_and_the_browser_session(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("leaver").await;
+    let app = register_app(&srv, "Leaving", true, false, &["openid", "email"]).await;
+    let cookies = browser(&srv, "leaver").await;
+    let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+    let tokens: Value = exchange(&srv, &app, &code, &verifier).await.json().await.unwrap();
+    let (access, id_token) = (
+        tokens["access_token"].as_str().unwrap(),
+        tokens["id_token"].as_str().unwrap(),
+    );
+    let discovery = srv.get_json("/.well-known/openid-configuration").await;
+    let end = discovery["end_session_endpoint"].as_str().unwrap().to_owned();
+    assert_eq!(end, srv.url("/oauth/logout"));
+    let logout = |params: Vec<(&str, &str)>| reqwest::Url::parse_with_params(&end, &params).unwrap().to_string();
+    // Without a hint nothing ends; an unregistered URI is an error page; a forged hint too.
+    let res = open(
+        &logout(vec![("client_id", &app.id), ("post_logout_redirect_uri", SIGNED_OUT)]),
+        &cookies,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("set-cookie").is_none());
+    assert_eq!(srv.get_auth("/oauth/userinfo", access).await.status(), StatusCode::OK);
+    let res = open(
+        &logout(vec![
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ]),
+        &cookies,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.headers().get("location").is_none());
+    let mut forged = id_token.to_owned();
+    forged.pop();
+    forged.push(if id_token.ends_with('A') { 'B' } else { 'A' });
+    let res = open(&logout(vec![("id_token_hint", &forged)]), &cookies).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(srv.get_auth("/oauth/userinfo", access).await.status(), StatusCode::OK);
+    // With the hint: the grant's session and the browser's end, back with state.
+    let res = open(
+        &logout(vec![
+            ("id_token_hint", id_token),
+            ("post_logout_redirect_uri", SIGNED_OUT),
+            ("state", "bye"),
+        ]),
+        &cookies,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(location(&res), format!("{SIGNED_OUT}?state=bye"));
+    assert!(
+        res.headers().get_all("set-cookie").iter().count() >= 3,
+        "cookies cleared"
+    );
+    assert_eq!(
+        srv.get_auth("/oauth/userinfo", access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = open(&srv.url("/auth/sessions"), &cookies).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the browser's session is over");
+}
+
+#[per_backend]
+pub async fn outstanding_codes_die_with_the_grant_and_the_browser_session(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("coder").await;
+    let app = register_app(&srv, "Coded", true, false, &["openid", "email"]).await;
+    let me = srv.login("coder", PASSWORD).await;
+    // Taken back: a code issued before does not open a session after.
+    let cookies = browser(&srv, "coder").await;
+    let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+    let res = srv.delete_auth(&format!("/auth/consents/{}", app.id), &me.access).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        oauth_error(exchange(&srv, &app, &code, &verifier).await).await.1,
+        "invalid_grant"
+    );
+    // Signed out everywhere: the same.
+    let cookies = browser(&srv, "coder").await;
+    let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+    let res = srv.post_auth("/auth/logout-all", &me.access, None).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        oauth_error(exchange(&srv, &app, &code, &verifier).await).await.1,
+        "invalid_grant"
+    );
+    // A code and its replay racing each other: whatever wins, nothing survives a replay.
+    for i in 0..10u64 {
+        let cookies = browser(&srv, "coder").await;
+        let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+        let replay = async {
+            tokio::time::sleep(std::time::Duration::from_millis(i)).await;
+            exchange(&srv, &app, &code, &verifier).await
+        };
+        let (first, _) = tokio::join!(exchange(&srv, &app, &code, &verifier), replay);
+        if first.status() == StatusCode::OK {
+            let t: Value = first.json().await.unwrap();
+            let res = srv
+                .get_auth("/oauth/userinfo", t["access_token"].as_str().unwrap())
+                .await;
+            assert_eq!(
+                res.status(),
+                StatusCode::UNAUTHORIZED,
+                "trial {i}: a replayed code's session lives"
+            );
+        }
+    }
+}
+
+#[per_backend]
+pub async fn refresh_scopes_and_the_password_grant(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("scoper").await;
+    let app = register_app(&srv, "Scoped", true, false, &["openid", "email", "roles"]).await;
+    let cookies = browser(&srv, "scoper").await;
+    let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+    let t: Value = exchange(&srv, &app, &code, &verifier).await.json().await.unwrap();
+    let refresh = |token: String, scope: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", token),
+            ("client_id", app.id.clone()),
+            ("client_secret", app.secret.clone().unwrap()),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope", s.to_owned()));
+        }
+        let url = srv.url("/oauth/token");
+        async move { http().post(url).form(&form).send().await.unwrap() }
+    };
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    // Wider than granted: refused, and the token is not spent.
+    let res = refresh(rt.clone(), Some("openid email roles")).await;
+    assert_eq!(oauth_error(res).await.1, "invalid_scope");
+    // Narrower: the new access token carries only that.
+    let res = refresh(rt, Some("openid")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let narrowed: Value = res.json().await.unwrap();
+    assert_eq!(narrowed["scope"], "openid");
+    let (_, claims) = crate::common::jwt_parts(narrowed["access_token"].as_str().unwrap());
+    assert_eq!(claims["scope"], "openid");
+    // The password grant: the application's session and tokens, not first-party ones.
+    let res = http()
+        .post(srv.url("/oauth/token"))
+        .basic_auth(&app.id, app.secret.as_deref())
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "scoper"),
+            ("password", PASSWORD),
+            ("scope", "openid email"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let pw: Value = res.json().await.unwrap();
+    let access = pw["access_token"].as_str().unwrap();
+    assert_eq!(crate::common::jwt_parts(access).1["client_id"], app.id.as_str());
+    assert!(pw["id_token"].is_string());
+    assert_eq!(srv.me_status(access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(srv.get_auth("/oauth/userinfo", access).await.status(), StatusCode::OK);
+    let res = refresh(pw["refresh_token"].as_str().unwrap().to_owned(), None).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "its refresh token works at the same endpoint"
+    );
+    // ...and never for a public client (any page could use its id).
+    let public = register_app(&srv, "Public trusted", true, true, &["openid"]).await;
+    let res = http()
+        .post(srv.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "scoper"),
+            ("password", PASSWORD),
+            ("client_id", public.id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oauth_error(res).await.1, "unauthorized_client");
+    // An application's audience may not be the server's own.
+    let refused = srv
+        .auth()
+        .register_client(ClientRegistration {
+            name: ClientName::parse("Confused").unwrap(),
+            redirect_uris: vec![RedirectUri::parse(CALLBACK).unwrap()],
+            post_logout_redirect_uris: vec![],
+            scopes: None,
+            public: false,
+            trusted: false,
+            audience: Some(srv.settings.tokens.audience.clone()),
+        })
+        .await;
+    assert!(matches!(refused, Err(tokengate::auth::AuthError::ServerAudience)));
 }

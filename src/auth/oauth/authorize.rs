@@ -36,8 +36,9 @@ pub struct AuthorizeParams {
     pub request: Option<String>,
     pub request_uri: Option<String>,
     /// Set by this server on the way back from a sign-in that `prompt=login` or
-    /// `max_age` asked for: a sign-in at or after this time satisfies them.
-    pub fresh_after: Option<UnixTime>,
+    /// `max_age` asked for (a time and its MAC, see [`AuthService::fresh_mark`]): a
+    /// sign-in at or after that time satisfies them.
+    pub fresh_mark: Option<String>,
 }
 
 /// Why a request was refused.
@@ -69,9 +70,9 @@ impl From<crate::store::StoreError> for AuthorizeRefusal {
 pub enum Authorized {
     /// Back to the application: this URL (with a code, or `access_denied`).
     Redirect(String),
-    /// The user must sign in first; with `fresh_after`, again even while signed in (the
-    /// request comes back with it, and a sign-in since then satisfies it).
-    SignIn { fresh_after: Option<UnixTime> },
+    /// The user must sign in first; with `fresh_mark`, again even while signed in (the
+    /// request comes back with the mark, and a sign-in since it was made satisfies it).
+    SignIn { fresh_mark: Option<String> },
     /// The user must be asked.
     Consent(ConsentPrompt),
 }
@@ -98,6 +99,7 @@ struct ValidRequest {
     code_challenge: String,
     prompt: Prompt,
     max_age: Option<u64>,
+    /// Verified: a time this server set.
     fresh_after: Option<UnixTime>,
 }
 
@@ -293,7 +295,7 @@ impl AuthService {
             code_challenge,
             prompt,
             max_age,
-            fresh_after: p.fresh_after,
+            fresh_after: p.fresh_mark.as_deref().and_then(|m| self.fresh_after(m)),
         })
     }
 
@@ -315,14 +317,9 @@ impl AuthService {
                     "the user is not signed in",
                 )));
             }
-            return Ok(Authorized::SignIn { fresh_after: None });
+            return Ok(Authorized::SignIn { fresh_mark: None });
         };
-        let signed_in_at = who.session.auth.at;
-        let too_old = req
-            .max_age
-            .is_some_and(|max| now.0.saturating_sub(signed_in_at.0) > i64::try_from(max).unwrap_or(i64::MAX));
-        let fresh_enough = req.fresh_after.is_some_and(|after| signed_in_at >= after);
-        if (req.prompt.login || too_old) && !fresh_enough {
+        if self.needs_new_sign_in(&req, who, now) {
             if req.prompt.none {
                 return Ok(Authorized::Redirect(req.error(
                     &self.provider,
@@ -330,7 +327,9 @@ impl AuthService {
                     "a new sign-in is required",
                 )));
             }
-            return Ok(Authorized::SignIn { fresh_after: Some(now) });
+            return Ok(Authorized::SignIn {
+                fresh_mark: Some(self.fresh_mark(now)),
+            });
         }
         let granted = self.store.consent(who.user.id, req.client.id).await?;
         let covered = granted
@@ -385,9 +384,47 @@ impl AuthService {
                 "the user did not allow the application",
             )));
         }
+        // `max_age` holds at the answer too (the page may have been open a while).
+        let now = self.clock.now();
+        if self.needs_new_sign_in(&req, who, now) {
+            return Ok(Authorized::SignIn {
+                fresh_mark: Some(self.fresh_mark(now)),
+            });
+        }
         let granted = self.store.consent(who.user.id, req.client.id).await?;
         self.remember_consent(who, &req, granted, client).await?;
         self.issue_code(who, &req, client).await.map(Authorized::Redirect)
+    }
+
+    /// `prompt=login`, or a `max_age` the browser's sign-in is older than, unless the
+    /// request came back with a mark made before that sign-in.
+    fn needs_new_sign_in(&self, req: &ValidRequest, who: &Principal, now: UnixTime) -> bool {
+        let signed_in_at = who.session.auth.at;
+        let too_old = req
+            .max_age
+            .is_some_and(|max| now.0.saturating_sub(signed_in_at.0) > i64::try_from(max).unwrap_or(i64::MAX));
+        let fresh_enough = req.fresh_after.is_some_and(|after| signed_in_at >= after);
+        (req.prompt.login || too_old) && !fresh_enough
+    }
+
+    /// The mark a request carries back from a new sign-in asked for at `at`: the time and
+    /// its MAC, so no one else (a link made elsewhere) can claim a sign-in was had.
+    pub fn fresh_mark(&self, at: UnixTime) -> String {
+        format!(
+            "{}.{}",
+            at.0,
+            self.macs.csrf.tag(format!("oauth-fresh:{}", at.0).as_bytes())
+        )
+    }
+
+    /// The time of a mark of ours; `None` for anything else.
+    fn fresh_after(&self, mark: &str) -> Option<UnixTime> {
+        let (at, tag) = mark.split_once('.')?;
+        let at: i64 = at.parse().ok()?;
+        self.macs
+            .csrf
+            .verify(format!("oauth-fresh:{at}").as_bytes(), tag)
+            .then_some(UnixTime(at))
     }
 
     /// Store what the user allows now: what they allowed before, and this request's.
@@ -442,6 +479,7 @@ impl AuthService {
                     scopes: req.scopes.clone(),
                     auth: who.session.auth,
                     user_stamp: who.user.security_stamp,
+                    browser_session: who.session.id,
                     expires_at: now.plus(CODE_TTL_SECS),
                 },
                 now,

@@ -92,12 +92,22 @@ pub fn parse_audience(raw: &str) -> Result<String, &'static str> {
 }
 
 impl AuthService {
+    /// An application's tokens never carry the server's own audience: a resource server
+    /// that accepts first-party tokens would take them for the user's.
+    fn refuse_server_audience(&self, audience: Option<&str>) -> Result<(), AuthError> {
+        match audience {
+            Some(a) if a == self.tokens.audience() => Err(AuthError::ServerAudience),
+            _ => Ok(()),
+        }
+    }
+
     /// Register an application: its id, and its secret (confidential clients), shown
     /// this once.
     pub async fn register_client(&self, r: ClientRegistration) -> Result<RegisteredClient, AuthError> {
         if r.redirect_uris.is_empty() {
             return Err(AuthError::NoRedirectUri);
         }
+        self.refuse_server_audience(r.audience.as_deref())?;
         if r.scopes.as_ref().is_some_and(Vec::is_empty) {
             return Err(AuthError::NoScope);
         }
@@ -156,6 +166,7 @@ impl AuthService {
         if change.scopes.as_ref().is_some_and(Vec::is_empty) {
             return Err(AuthError::NoScope);
         }
+        self.refuse_server_audience(change.audience.as_ref().and_then(Option::as_deref))?;
         let fields: Vec<&str> = [
             ("name", change.name.is_some()),
             ("redirect_uris", change.redirect_uris.is_some()),

@@ -5,12 +5,14 @@
 mod authorize;
 mod clients;
 mod grants;
+mod logout;
 mod resource;
 mod token;
 
 pub use authorize::{AuthorizeParams, AuthorizeRefusal, Authorized, CODE_TTL_SECS, ConsentPrompt};
 pub use clients::{ClientChange, ClientRegistration, ClientView, RegisteredClient, parse_audience};
 pub use grants::GrantView;
+pub use logout::{LoggedOut, LogoutParams, LogoutRefusal};
 pub use resource::{Introspection, UserInfo};
 pub use token::{ClientAuth, OAuthTokens, TokenGrant};
 

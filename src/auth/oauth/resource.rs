@@ -83,7 +83,10 @@ impl AuthService {
     ) -> Result<Introspection, AuthError> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let ours = text("client_id").is_some_and(|c| c == app.id.to_string());
-        let meant_for = app.audience.is_some() && text("aud") == app.audience;
+        let meant_for = app
+            .audience
+            .as_deref()
+            .is_some_and(|a| a != self.tokens.audience() && text("aud").as_deref() == Some(a));
         if !ours && !meant_for {
             return Ok(Introspection::Inactive);
         }

@@ -7,15 +7,15 @@ use subtle::ConstantTimeEq as _;
 
 use super::{OAuthError, OAuthErrorCode, has_scope, scopes_text};
 use crate::auth::sessions::net_of;
-use crate::auth::{AppIssue, AuthError, AuthService, TokenPair};
+use crate::auth::{AppIssue, AppSignIn, AuthError, AuthService, TokenPair};
 use crate::crypto::id_token::{self, IdTokenClaims};
 use crate::crypto::keygen::AsymmetricKey;
 use crate::crypto::pkce;
-use crate::crypto::tokens::{AuthCodeHash, ClientClaims, ClientSecretHash, RefreshToken};
-use crate::domain::{ClientId, Scope, SessionId};
+use crate::crypto::tokens::{AuthCodeHash, ClientClaims, ClientSecretHash, RefreshToken, RefreshTokenHash};
+use crate::domain::{Authentication, ClientId, Scope, SessionId};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::limits::LimitKey;
-use crate::store::{CodeTaken, NewSession, SessionClient, SessionOpen, SessionRecord, StoredClient, UserRecord};
+use crate::store::{CodeTaken, NewSession, SessionClient, SessionOpen, StoredClient, UserRecord};
 
 /// How the client authenticated (RFC 6749 §2.3.1): HTTP Basic, or the body's
 /// `client_id` and `client_secret`; a public client sends its id only.
@@ -42,10 +42,12 @@ pub enum TokenGrant {
     ClientCredentials {
         scope: Option<String>,
     },
-    /// First-party applications only (`trusted`): as `/auth/login`.
+    /// Trusted confidential applications only: a password, checked as `/auth/login`
+    /// checks it, for a session of the application's.
     Password {
         username: String,
         password: String,
+        scope: Option<String>,
     },
 }
 
@@ -121,15 +123,17 @@ impl AuthService {
             .client_id
             .as_deref()
             .ok_or_else(|| refused("client authentication is required"))?;
-        let id: ClientId = raw.parse().map_err(|_| refused("unknown client"))?;
-        let client = self.store.client(id).await?.ok_or_else(|| refused("unknown client"))?;
+        // One answer for an unknown client and a wrong secret.
+        let failed = "client authentication failed";
+        let id: ClientId = raw.parse().map_err(|_| refused(failed))?;
+        let client = self.store.client(id).await?.ok_or_else(|| refused(failed))?;
         match (&client.secret_hash, auth.client_secret.as_deref()) {
             (Some(stored), Some(presented)) => {
                 let presented = ClientSecretHash::of(presented);
                 if bool::from(presented.as_str().as_bytes().ct_eq(stored.as_str().as_bytes())) {
                     Ok(client)
                 } else {
-                    Err(refused("wrong client secret"))
+                    Err(refused(failed))
                 }
             }
             (Some(_), None) => Err(refused("this client must authenticate with its secret")),
@@ -166,21 +170,20 @@ impl AuthService {
             }
             TokenGrant::RefreshToken { refresh_token, scope } => {
                 let app = self.authenticate_client(&auth).await?;
+                // A scope is checked before the token is spent: a refused one costs the
+                // client nothing.
+                let narrowed = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
+                    None => None,
+                    Some(raw) => Some(self.narrowed_scopes(&app, &refresh_token, raw).await?),
+                };
                 let key = self.id_token_key().await?;
                 let issue = AppIssue {
                     client: &app,
                     id_key: &key,
                     nonce: None,
+                    narrowed: narrowed.as_deref(),
                 };
                 let pair = self.refresh_as(&refresh_token, Some(&issue), client).await?;
-                if let Some(asked) = scope {
-                    let granted = pair.scopes.clone().unwrap_or_default();
-                    let asked = super::authorize::parse_scopes(&asked)
-                        .ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
-                    if asked.iter().any(|s| !granted.contains(s)) {
-                        return Err(oauth(OAuthErrorCode::InvalidScope, "scope exceeds what was granted"));
-                    }
-                }
                 Ok(pair.into())
             }
             TokenGrant::ClientCredentials { scope } => {
@@ -189,17 +192,71 @@ impl AuthService {
                 let app = self.authenticate_client(&auth).await?;
                 self.client_credentials(&app, scope.as_deref(), client)
             }
-            TokenGrant::Password { username, password } => {
+            TokenGrant::Password {
+                username,
+                password,
+                scope,
+            } => {
                 let app = self.authenticate_client(&auth).await?;
-                if !app.trusted {
+                // Trusted and confidential: the endpoint is open to any origin, and a
+                // public client's id alone would let any page collect passwords.
+                if !app.trusted || app.secret_hash.is_none() {
                     return Err(oauth(
                         OAuthErrorCode::UnauthorizedClient,
-                        "the password grant is for first-party (trusted) clients only",
+                        "the password grant is for trusted confidential clients only",
                     ));
                 }
-                let pair = self.login(&username, &password, None, None, client).await?;
+                let scopes = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
+                    None => app.scopes.clone(),
+                    Some(raw) => {
+                        let asked = super::authorize::parse_scopes(raw)
+                            .ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
+                        if asked.iter().any(|s| !app.scopes.contains(s)) {
+                            return Err(oauth(
+                                OAuthErrorCode::InvalidScope,
+                                "scope is not allowed for this client",
+                            ));
+                        }
+                        asked
+                    }
+                };
+                let sign_in = AppSignIn {
+                    id_key: self.id_token_key().await?,
+                    client: app,
+                    scopes,
+                };
+                let pair = self
+                    .login_for(&username, &password, None, None, Some(sign_in), client)
+                    .await?;
                 Ok(pair.into())
             }
+        }
+    }
+
+    /// The scopes a refresh asks for, if all were granted to the token's session by
+    /// this client; read before the token is spent. A token that is not this client's
+    /// is left to the refresh itself to refuse.
+    async fn narrowed_scopes(&self, app: &StoredClient, presented: &str, raw: &str) -> Result<Vec<Scope>, AuthError> {
+        let asked = super::authorize::parse_scopes(raw)
+            .ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
+        let granted = match RefreshTokenHash::of_presented(presented) {
+            Some(hash) => match self.store.refresh_token(&hash).await? {
+                Some(t) => self
+                    .store
+                    .session_with_user(t.session_id)
+                    .await?
+                    .and_then(|(s, _)| s.client)
+                    .filter(|c| c.id == app.id)
+                    .map(|c| c.scopes),
+                None => None,
+            },
+            None => None,
+        };
+        match granted {
+            Some(g) if asked.iter().any(|s| !g.contains(s)) => {
+                Err(oauth(OAuthErrorCode::InvalidScope, "scope exceeds what was granted"))
+            }
+            _ => Ok(asked),
         }
     }
 
@@ -268,19 +325,6 @@ impl AuthService {
             }),
             from_code: Some(hash),
         };
-        let record = SessionRecord {
-            id: session.id,
-            user_id: user.id,
-            created_at: now,
-            last_used_at: now,
-            expires_at: session.expires_at,
-            revoked_at: None,
-            user_agent: session.user_agent.clone(),
-            ip: session.ip.clone(),
-            device_name: session.device_name.clone(),
-            auth: session.auth,
-            client: session.client.clone(),
-        };
         if self.store.create_session(session).await? == SessionOpen::UserChanged {
             // The user changed, or the code came back meanwhile: nothing opens.
             return Err(invalid_grant("code already used, or the user changed"));
@@ -295,16 +339,18 @@ impl AuthService {
         let pair = match &key {
             Some(key) => self.app_pair(
                 &user,
-                &record,
+                session_id,
+                code.auth,
                 &code.scopes,
                 refresh,
                 &AppIssue {
                     client: app,
                     id_key: key,
                     nonce: code.nonce.as_deref(),
+                    narrowed: None,
                 },
             )?,
-            None => self.app_tokens_without_id(&user, &record, &code.scopes, refresh, app)?,
+            None => self.app_tokens_without_id(&user, session_id, code.auth, &code.scopes, refresh, app)?,
         };
         Ok(pair.into())
     }
@@ -362,7 +408,8 @@ impl AuthService {
     fn app_access(
         &self,
         user: &UserRecord,
-        session: &SessionRecord,
+        session: SessionId,
+        auth: Authentication,
         scopes: &[Scope],
         app: &StoredClient,
     ) -> Result<String, AuthError> {
@@ -370,9 +417,9 @@ impl AuthService {
         let signed = self.tokens.sign_for_client(
             user.id,
             &user.username,
-            session.id,
+            session,
             roles,
-            &session.auth,
+            &auth,
             &ClientClaims {
                 client_id: app.id.to_string(),
                 scope: scopes_text(scopes),
@@ -387,16 +434,17 @@ impl AuthService {
     fn app_tokens_without_id(
         &self,
         user: &UserRecord,
-        session: &SessionRecord,
+        session: SessionId,
+        auth: Authentication,
         scopes: &[Scope],
         refresh: RefreshToken,
         app: &StoredClient,
     ) -> Result<TokenPair, AuthError> {
         Ok(TokenPair {
-            access_token: self.app_access(user, session, scopes, app)?,
+            access_token: self.app_access(user, session, auth, scopes, app)?,
             refresh_token: refresh,
             expires_in: self.tokens.ttl_secs(),
-            session_id: session.id,
+            session_id: session,
             device_token: None,
             id_token: None,
             scopes: Some(scopes.to_vec()),
@@ -408,12 +456,13 @@ impl AuthService {
     pub(crate) fn app_pair(
         &self,
         user: &UserRecord,
-        session: &SessionRecord,
+        session: SessionId,
+        auth: Authentication,
         scopes: &[Scope],
         refresh: RefreshToken,
         issue: &AppIssue<'_>,
     ) -> Result<TokenPair, AuthError> {
-        let mut pair = self.app_tokens_without_id(user, session, scopes, refresh, issue.client)?;
+        let mut pair = self.app_tokens_without_id(user, session, auth, scopes, refresh, issue.client)?;
         if has_scope(scopes, "openid") {
             let now = self.clock.now();
             let claims = IdTokenClaims {
@@ -423,10 +472,10 @@ impl AuthService {
                 azp: issue.client.id.to_string(),
                 exp: now.plus(self.tokens.ttl_secs()).0,
                 iat: now.0,
-                auth_time: session.auth.at.0,
+                auth_time: auth.at.0,
                 nonce: issue.nonce.map(str::to_owned),
-                amr: session.auth.amr(),
-                sid: session.id.to_string(),
+                amr: auth.amr(),
+                sid: session.to_string(),
                 preferred_username: has_scope(scopes, "profile").then(|| user.username.as_str().to_owned()),
                 email: has_scope(scopes, "email").then(|| user.email.as_str().to_owned()),
                 email_verified: has_scope(scopes, "email").then_some(user.email_verified),

@@ -87,6 +87,40 @@ async function loadSessions() {
   }
 }
 
+// The apps (OAuth / OpenID Connect clients) the user allowed, each with a button that
+// takes its access back: its tokens die at once.
+async function loadApps() {
+  const res = await call("GET", "/auth/consents");
+  if (!res.ok) return say(await detail(res), "error");
+  const apps = await res.json();
+  const tbody = $("apps").querySelector("tbody");
+  tbody.replaceChildren();
+  $("apps").hidden = apps.length === 0;
+  $("apps-none").hidden = apps.length !== 0;
+  for (const a of apps) {
+    const tr = document.createElement("tr");
+    tr.dataset.clientId = a.client_id;
+    tr.append(cell(a.client_name), cell(a.scopes.join(", ")), cell(when(a.created_at)));
+    const actions = document.createElement("td");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "revoke-app";
+    button.textContent = "Remove access";
+    button.addEventListener("click", () => removeApp(a.client_id, a.client_name));
+    actions.append(button);
+    tr.append(actions);
+    tbody.append(tr);
+  }
+}
+
+async function removeApp(clientId, name) {
+  const res = await call("DELETE", `/auth/consents/${encodeURIComponent(clientId)}`);
+  if (res.status === 204) say(`${name} no longer has access; its sessions are over.`, "ok");
+  else say(await detail(res), "error");
+  await loadApps();
+  await loadSessions();
+}
+
 // The caller's factors as last read.
 let factors = { totp: false, passkeys: 0 };
 
@@ -297,6 +331,7 @@ async function load() {
   await loadMfa();
   await loadPasskeys();
   await loadSessions();
+  await loadApps();
 }
 
 // The QR code, as the server drew it (an SVG document with no script), parsed rather

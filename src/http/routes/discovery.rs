@@ -46,6 +46,8 @@ pub struct OpenIdConfiguration {
     userinfo_endpoint: String,
     introspection_endpoint: String,
     revocation_endpoint: String,
+    /// RP-initiated logout.
+    end_session_endpoint: String,
     grant_types_supported: [&'static str; 4],
     response_types_supported: [&'static str; 1],
     response_modes_supported: [&'static str; 1],
@@ -98,6 +100,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<OpenIdC
         userinfo_endpoint: format!("{base}/oauth/userinfo"),
         introspection_endpoint: format!("{base}/oauth/introspect"),
         revocation_endpoint: format!("{base}/oauth/revoke"),
+        end_session_endpoint: format!("{base}/oauth/logout"),
         grant_types_supported: ["authorization_code", "refresh_token", "client_credentials", "password"],
         response_types_supported: ["code"],
         response_modes_supported: ["query"],

@@ -276,6 +276,7 @@ pub async fn token(
             "password" => TokenGrant::Password {
                 username: fields.required("username")?,
                 password: fields.required("password")?,
+                scope: fields.get("scope"),
             },
             _ => {
                 return Err(ApiError::OAuth {

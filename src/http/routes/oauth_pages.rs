@@ -14,15 +14,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::auth::Principal;
-use crate::auth::oauth::{AuthorizeParams, AuthorizeRefusal, Authorized, ConsentPrompt};
-use crate::domain::UnixTime;
+use crate::auth::oauth::{
+    AuthorizeParams, AuthorizeRefusal, Authorized, ConsentPrompt, LoggedOut, LogoutParams, LogoutRefusal,
+};
 use crate::http::AppState;
 use crate::http::cookies::Kind;
 use crate::http::error::ApiError;
 use crate::http::extract::Client;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/oauth/authorize", get(authorize).post(authorize_post))
+    Router::new()
+        .route("/oauth/authorize", get(authorize).post(authorize_post))
+        .route("/oauth/logout", get(logout))
 }
 
 /// The parameters this endpoint reads; any other is ignored.
@@ -79,19 +82,19 @@ impl Request {
             max_age: self.get("max_age"),
             request: self.get("request"),
             request_uri: self.get("request_uri"),
-            fresh_after: self.get(FRESH).and_then(|v| v.parse().ok()).map(UnixTime),
+            fresh_mark: self.get(FRESH),
         }
     }
 
     /// The request again, as a URL of this endpoint (the account page comes back to
     /// it after a sign-in), with `fresh_after` when a new sign-in is asked for.
-    fn again(&self, prefix: &str, fresh_after: Option<UnixTime>) -> String {
+    fn again(&self, prefix: &str, fresh_mark: Option<&str>) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in self.pairs.iter().filter(|(k, _)| PARAMS.contains(&k.as_str())) {
             q.append_pair(k, v);
         }
-        if let Some(t) = fresh_after {
-            q.append_pair(FRESH, &t.0.to_string());
+        if let Some(mark) = fresh_mark {
+            q.append_pair(FRESH, mark);
         }
         format!("{prefix}/oauth/authorize?{}", q.finish())
     }
@@ -156,7 +159,7 @@ pub async fn authorize_post(
                 .await
         }
         // Signed out between the page and the answer: sign in, then be asked again.
-        (Some(_), None) => Ok(Authorized::SignIn { fresh_after: None }),
+        (Some(_), None) => Ok(Authorized::SignIn { fresh_mark: None }),
     };
     answer(&state, &req, outcome, StatusCode::SEE_OTHER)
 }
@@ -170,11 +173,11 @@ fn answer(
     let prefix = &state.path_prefix;
     match outcome {
         Ok(Authorized::Redirect(to)) | Err(AuthorizeRefusal::Redirect(to)) => go(redirect, &to),
-        Ok(Authorized::SignIn { fresh_after }) => {
-            let back = req.again(prefix, fresh_after);
+        Ok(Authorized::SignIn { fresh_mark }) => {
+            let back = req.again(prefix, fresh_mark.as_deref());
             let mut q = url::form_urlencoded::Serializer::new(String::new());
             q.append_pair("continue", &back);
-            if fresh_after.is_some() {
+            if fresh_mark.is_some() {
                 q.append_pair("fresh", "1");
             }
             go(StatusCode::SEE_OTHER, &format!("{prefix}/account?{}", q.finish()))
@@ -198,6 +201,62 @@ fn go(status: StatusCode, to: &str) -> Response {
         }
         Err(_) => ApiError::internal("a redirect URL is not a header value").into_response(),
     }
+}
+
+/// `GET /oauth/logout`: RP-initiated logout. With a valid `id_token_hint`, that grant's
+/// session ends, and the browser's session here when it is the same user's; then back to
+/// the registered `post_logout_redirect_uri` (with `state`), or a page.
+pub async fn logout(
+    State(state): State<AppState>,
+    Client(client): Client,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs: Vec<(String, String)> = match serde_urlencoded::from_str(query.as_deref().unwrap_or_default()) {
+        Ok(p) => p,
+        Err(_) => return error_page(&state, "The request's parameters could not be read."),
+    };
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let params = LogoutParams {
+        id_token_hint: get("id_token_hint"),
+        client_id: get("client_id"),
+        post_logout_redirect_uri: get("post_logout_redirect_uri"),
+        state: get("state"),
+    };
+    let who = browser_user(&state, &headers).await;
+    let prefix = &state.path_prefix;
+    let (mut res, ended) = match state.auth.end_session(&params, who.as_ref(), &client).await {
+        Ok(LoggedOut::Redirect { to, browser_ended }) => (go(StatusCode::FOUND, &to), browser_ended),
+        Ok(LoggedOut::Done { browser_ended }) => {
+            let content = format!(
+                "<h1>Signed out</h1><p>You are signed out of the application{}.</p>\
+                 <p><a href=\"{prefix}/account\">Your account page</a></p>",
+                if browser_ended { " and of this server" } else { "" }
+            );
+            (
+                page(&state, StatusCode::OK, "Signed out", &content, None),
+                browser_ended,
+            )
+        }
+        Ok(LoggedOut::Nothing { back }) => {
+            let back = back
+                .map(|b| format!("<p><a href=\"{}\">Back to the application</a></p>", escape(&b)))
+                .unwrap_or_default();
+            let content = format!(
+                "<h1>Sign out</h1><p>Nothing was signed out: the request did not say which sign-in to end. \
+                 To sign out of this server, use <a href=\"{prefix}/account\">your account page</a>.</p>{back}"
+            );
+            (page(&state, StatusCode::OK, "Sign out", &content, None), false)
+        }
+        Err(LogoutRefusal::Page(why)) => (error_page(&state, &why), false),
+        Err(LogoutRefusal::Failed(e)) => (ApiError::from(e).into_response(), false),
+    };
+    if ended {
+        for cookie in state.cookies.cleared() {
+            res.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    res
 }
 
 /// Text for HTML: every character that could end an element or an attribute escaped.
@@ -343,8 +402,8 @@ mod tests {
     #[test]
     fn the_way_back_keeps_only_known_parameters() {
         let r = Request::parse("client_id=a&x=1&state=s%20t&tg_fresh=5").unwrap();
-        let again = r.again("/p", Some(UnixTime(9)));
-        assert_eq!(again, "/p/oauth/authorize?client_id=a&state=s+t&tg_fresh=9");
+        let again = r.again("/p", Some("9.tag"));
+        assert_eq!(again, "/p/oauth/authorize?client_id=a&state=s+t&tg_fresh=9.tag");
     }
 
     #[test]

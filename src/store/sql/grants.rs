@@ -13,7 +13,7 @@ use crate::domain::{Authentication, ClientId, ClientName, Scope, SessionId, Unix
 use crate::store::{CodeTaken, GrantRevoked, Grants, NewCode, Revoked, StoreError, StoredCode, StoredConsent};
 
 const CODE_COLUMNS: &str = "client_id, user_id, redirect_uri, code_challenge, nonce, scope, auth_time, amr, \
-                            user_stamp, expires_at";
+                            user_stamp, browser_session_id, expires_at";
 
 type Row<D> = <<D as Dialect>::DB as sqlx::Database>::Row;
 
@@ -30,6 +30,7 @@ fn code<D: Dialect>(row: &Row<D>) -> Result<StoredCode, StoreError> {
             &Rows::<D>::text(row, "amr")?,
         ),
         user_stamp: Rows::<D>::int(row, "user_stamp")?,
+        browser_session: Rows::<D>::parsed(row, "browser_session_id")?,
         expires_at: UnixTime(Rows::<D>::int(row, "expires_at")?),
     })
 }
@@ -40,7 +41,7 @@ impl<D: Dialect> Grants for SqlStore<D> {
         let c = &new.code;
         Self::exec(
             &mut *self.writing().await?,
-            &format!("INSERT INTO oauth_codes (code_hash, {CODE_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+            &format!("INSERT INTO oauth_codes (code_hash, {CODE_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"),
             &[
                 Text(new.hash.as_str()),
                 Text(&c.client.to_string()),
@@ -52,6 +53,7 @@ impl<D: Dialect> Grants for SqlStore<D> {
                 Int(c.auth.at.0),
                 Text(&c.auth.methods_to_store()),
                 Int(c.user_stamp),
+                Text(&c.browser_session.to_string()),
                 Int(c.expires_at.0),
                 Int(new.now.0),
             ],
@@ -155,6 +157,13 @@ impl<D: Dialect> Grants for SqlStore<D> {
     async fn revoke_grant(&self, user: UserId, client: ClientId, now: UnixTime) -> Result<GrantRevoked, StoreError> {
         let mut tx = self.begin().await?;
         let (user_id, client_id) = (user.to_string(), client.to_string());
+        // Codes not yet exchanged go too: none opens a session after this.
+        Self::exec(
+            &mut tx,
+            "DELETE FROM oauth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL",
+            &[Text(&user_id), Text(&client_id)],
+        )
+        .await?;
         let consent = Self::exec(
             &mut tx,
             "DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2",

@@ -518,7 +518,10 @@ impl<D: Dialect> Sessions for SqlStore<D> {
         // One conditional insert: only while the user is as the login read them. Where
         // rows are locked the user row is held FOR SHARE until the commit, so a password
         // change, deactivation or deletion either came before (its stamp is seen here)
-        // or waits for this one (and its revocation then sees this session). One
+        // or waits for this one (and its revocation then sees this session). A session
+        // of an authorization code holds the code's row the same way, whatever it says
+        // (a lock is taken only on rows a query returns): a replay marking it comes
+        // before (seen here) or after the commit (its revocation sees this session). One
         // statement, so SQLite takes its write lock at once and waits out another
         // writer (a `tokengate user` command) instead of failing between a read and a
         // write.
@@ -526,9 +529,13 @@ impl<D: Dialect> Sessions for SqlStore<D> {
             "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, max_expires_at, user_agent, device_name, ip,
                                    auth_time, amr, client_id, scope)
              SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8, $10, $11, $12, $13
-             WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND is_active AND security_stamp = $9{})
-               AND NOT EXISTS (SELECT 1 FROM oauth_codes WHERE code_hash = $14 AND reused_at IS NOT NULL)",
-            D::FOR_SHARE
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND is_active AND security_stamp = $9{share})
+               AND NOT EXISTS (SELECT 1 FROM (SELECT reused_at FROM oauth_codes WHERE code_hash = $14{share}) c
+                               WHERE c.reused_at IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM oauth_codes c WHERE c.code_hash = $14 AND c.browser_session_id IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM sessions b WHERE b.id = c.browser_session_id AND b.revoked_at IS NULL
+                                   AND b.expires_at > $3{share}))",
+            share = D::FOR_SHARE
         );
         let client_id = s.client.as_ref().map(|c| c.id.to_string());
         let scope = s.client.as_ref().map(|c| rows::scopes_to_text(&c.scopes));
