@@ -74,6 +74,16 @@ impl<S: Send + Sync, T: FromFields> FromRequest<S> for FormOrJsonBody<T> {
     }
 }
 
+/// Whether a request's body is an `application/x-www-form-urlencoded` form (the pages
+/// and the provider's routes that take only forms read it themselves).
+pub fn is_form(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+}
+
 enum Encoding {
     Json,
     Form,

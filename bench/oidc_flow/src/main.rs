@@ -116,7 +116,11 @@ fn flow(agent: &ureq::Agent, p: &Provider, legs: &mut Legs) {
             }
             None => {
                 // A page of the provider's with a form (the peer's login or consent).
-                assert!(p.peer_login, "tokengate answered {} instead of a redirect", res.status());
+                assert!(
+                    p.peer_login,
+                    "tokengate answered {} instead of a redirect",
+                    res.status()
+                );
                 let html = res.body_mut().read_to_string().unwrap();
                 let action = regex_lite::Regex::new(r#"action="([^"]+)""#).unwrap();
                 let input = regex_lite::Regex::new(r#"<input[^>]*name="([^"]+)"[^>]*value="([^"]*)""#).unwrap();
@@ -150,9 +154,14 @@ fn flow(agent: &ureq::Agent, p: &Provider, legs: &mut Legs) {
         .read_json()
         .expect("token json");
     let exchanged = Instant::now();
-    let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("no id_token: {tokens}"));
+    let id_token = tokens["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token: {tokens}"));
     let header = jsonwebtoken::decode_header(id_token).expect("an id_token header");
-    let jwk = p.jwks.find(header.kid.as_deref().unwrap()).expect("its key in the JWKS");
+    let jwk = p
+        .jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("its key in the JWKS");
     let mut v = Validation::new(header.alg);
     v.set_issuer(&[&p.issuer]);
     v.set_audience(&[&p.client_id]);

@@ -78,6 +78,17 @@ fn oauth(code: OAuthErrorCode, description: &str) -> AuthError {
     AuthError::OAuth(OAuthError::new(code, description))
 }
 
+/// The scopes `raw` asks for, each among `allowed` (when known), or `invalid_scope`
+/// saying `beyond`.
+fn asked_within(raw: &str, allowed: Option<&[Scope]>, beyond: &str) -> Result<Vec<Scope>, AuthError> {
+    let asked =
+        super::authorize::parse_scopes(raw).ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
+    match allowed {
+        Some(allowed) if asked.iter().any(|s| !allowed.contains(s)) => Err(oauth(OAuthErrorCode::InvalidScope, beyond)),
+        _ => Ok(asked),
+    }
+}
+
 fn invalid_grant(description: &str) -> AuthError {
     oauth(OAuthErrorCode::InvalidGrant, description)
 }
@@ -208,17 +219,7 @@ impl AuthService {
                 }
                 let scopes = match scope.as_deref().filter(|s| !s.trim().is_empty()) {
                     None => app.scopes.clone(),
-                    Some(raw) => {
-                        let asked = super::authorize::parse_scopes(raw)
-                            .ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
-                        if asked.iter().any(|s| !app.scopes.contains(s)) {
-                            return Err(oauth(
-                                OAuthErrorCode::InvalidScope,
-                                "scope is not allowed for this client",
-                            ));
-                        }
-                        asked
-                    }
+                    Some(raw) => asked_within(raw, Some(&app.scopes), "scope is not allowed for this client")?,
                 };
                 let sign_in = AppSignIn {
                     id_key: self.id_token_key().await?,
@@ -237,8 +238,6 @@ impl AuthService {
     /// this client; read before the token is spent. A token that is not this client's
     /// is left to the refresh itself to refuse.
     async fn narrowed_scopes(&self, app: &StoredClient, presented: &str, raw: &str) -> Result<Vec<Scope>, AuthError> {
-        let asked = super::authorize::parse_scopes(raw)
-            .ok_or_else(|| oauth(OAuthErrorCode::InvalidScope, "scope is malformed"))?;
         let granted = match RefreshTokenHash::of_presented(presented) {
             Some(hash) => match self.store.refresh_token(&hash).await? {
                 Some(t) => self
@@ -252,12 +251,7 @@ impl AuthService {
             },
             None => None,
         };
-        match granted {
-            Some(g) if asked.iter().any(|s| !g.contains(s)) => {
-                Err(oauth(OAuthErrorCode::InvalidScope, "scope exceeds what was granted"))
-            }
-            _ => Ok(asked),
-        }
+        asked_within(raw, granted.as_deref(), "scope exceeds what was granted")
     }
 
     /// `authorization_code`: the code, once, by the client, redirect URI and verifier

@@ -370,11 +370,7 @@ pub async fn userinfo_post(
     if headers.contains_key(header::AUTHORIZATION) {
         return userinfo_for(&state, bearer_token(&headers)?).await;
     }
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !body.is_empty() && !form {
+    if !body.is_empty() && !crate::http::body::is_form(&headers) {
         return Err(ApiError::UnsupportedMediaType(
             "Send the token as Bearer, or as access_token in an application/x-www-form-urlencoded body",
         ));

@@ -131,11 +131,7 @@ pub async fn authorize_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form {
+    if !crate::http::body::is_form(&headers) {
         return error_page(
             &state,
             "The request must be a form (application/x-www-form-urlencoded).",

@@ -10,7 +10,7 @@ use super::dialect::Dialect;
 use super::rows::{Rows, scopes_from_text, scopes_to_text};
 use crate::crypto::tokens::ClientSecretHash;
 use crate::domain::{ClientId, ClientName, RedirectUri, SessionId, UnixTime};
-use crate::store::{ClientUpdate, Clients, Revoked, StoreError, StoredClient};
+use crate::store::{ClientUpdate, Clients, StoreError, StoredClient};
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, scopes, trusted, \
                               audience, created_at, updated_at";
@@ -143,19 +143,7 @@ impl<D: Dialect> Clients for SqlStore<D> {
             Self::rollback(tx).await?;
             return Ok(None);
         }
-        let rows = Self::all(
-            &mut tx,
-            "UPDATE sessions SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL RETURNING id",
-            &[Int(now.0), Text(&client_id)],
-        )
-        .await?;
-        let sessions = rows
-            .iter()
-            .map(|r| Rows::<D>::parsed(r, "id"))
-            .collect::<Result<Vec<SessionId>, _>>()?;
-        for s in &sessions {
-            Self::log_revocation(&mut tx, Revoked::Session(*s), now).await?;
-        }
+        let sessions = Self::revoke_where(&mut tx, "client_id = $2", &[Text(&client_id)], now).await?;
         Self::commit(tx).await?;
         Ok(Some(sessions))
     }

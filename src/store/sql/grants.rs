@@ -10,7 +10,7 @@ use super::dialect::Dialect;
 use super::rows::{Rows, scopes_from_text, scopes_to_text};
 use crate::crypto::tokens::AuthCodeHash;
 use crate::domain::{Authentication, ClientId, ClientName, Scope, SessionId, UnixTime, UserId};
-use crate::store::{CodeTaken, GrantRevoked, Grants, NewCode, Revoked, StoreError, StoredCode, StoredConsent};
+use crate::store::{CodeTaken, GrantRevoked, Grants, NewCode, StoreError, StoredCode, StoredConsent};
 
 const CODE_COLUMNS: &str = "client_id, user_id, redirect_uri, code_challenge, nonce, scope, auth_time, amr, \
                             user_stamp, browser_session_id, expires_at";
@@ -171,20 +171,13 @@ impl<D: Dialect> Grants for SqlStore<D> {
         )
         .await?
             > 0;
-        let rows = Self::all(
+        let sessions = Self::revoke_where(
             &mut tx,
-            "UPDATE sessions SET revoked_at = $1
-             WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL RETURNING id",
-            &[Int(now.0), Text(&user_id), Text(&client_id)],
+            "user_id = $2 AND client_id = $3",
+            &[Text(&user_id), Text(&client_id)],
+            now,
         )
         .await?;
-        let sessions = rows
-            .iter()
-            .map(|r| Rows::<D>::parsed(r, "id"))
-            .collect::<Result<Vec<SessionId>, _>>()?;
-        for id in &sessions {
-            Self::log_revocation(&mut tx, Revoked::Session(*id), now).await?;
-        }
         Self::commit(tx).await?;
         Ok(GrantRevoked { consent, sessions })
     }

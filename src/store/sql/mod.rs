@@ -176,13 +176,27 @@ impl<D: Dialect> SqlStore<D> {
         now: UnixTime,
     ) -> Result<Vec<SessionId>, StoreError> {
         let keep = keep.as_ref().map(id_param);
-        let rows = Self::all(
+        Self::revoke_where(
             c,
-            "UPDATE sessions SET revoked_at = $1
-             WHERE user_id = $2 AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id",
-            &[Int(now.0), Text(&user.to_string()), OptText(keep.as_deref())],
+            "user_id = $2 AND id IS DISTINCT FROM $3",
+            &[Text(&user.to_string()), OptText(keep.as_deref())],
+            now,
         )
-        .await?;
+        .await
+    }
+
+    /// Revoke the live sessions `condition` selects (over `sessions`; its parameters
+    /// are `params`, numbered from `$2`) and log each; those revoked.
+    async fn revoke_where(
+        c: &mut <D::DB as Database>::Connection,
+        condition: &str,
+        params: &[Param<'_>],
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut all = vec![Int(now.0)];
+        all.extend_from_slice(params);
+        let sql = format!("UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL AND {condition} RETURNING id");
+        let rows = Self::all(c, &sql, &all).await?;
         let ids = rows
             .iter()
             .map(|r| Rows::<D>::parsed(r, "id"))
