@@ -266,6 +266,8 @@ async fn code_for(srv: &TestServer, app: &App, cookies: &str, extra: &[(&str, &s
         ("code_challenge", challenge.as_str()),
         ("code_challenge_method", "S256"),
     ];
+    // An extra parameter replaces the default of that name.
+    params.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     params.extend_from_slice(extra);
     let url = reqwest::Url::parse_with_params(&srv.url("/oauth/authorize"), &params).unwrap();
     let res = open(url.as_str(), cookies).await;
@@ -1110,4 +1112,61 @@ pub async fn refresh_scopes_and_the_password_grant(b: Backend) {
         })
         .await;
     assert!(matches!(refused, Err(tokengate::auth::AuthError::ServerAudience)));
+}
+
+#[per_backend]
+pub async fn oidcc_userinfo_get_post_header_post_body_and_scopes(b: Backend) {
+    let srv = TestServer::start(b).await;
+    srv.register("infouser").await;
+    srv.set_roles("infouser", &["editor"]).await;
+    let app = register_app(&srv, "Info", true, false, &["openid", "profile", "email", "roles"]).await;
+    let cookies = browser(&srv, "infouser").await;
+    let claims_for = async |scope: &str| {
+        let (code, verifier) = code_for(&srv, &app, &cookies, &[("scope", scope)]).await;
+        let t: Value = exchange(&srv, &app, &code, &verifier).await.json().await.unwrap();
+        let access = t["access_token"].as_str().unwrap().to_owned();
+        let get: Value = srv.get_auth("/oauth/userinfo", &access).await.json().await.unwrap();
+        let header: Value = http()
+            .post(srv.url("/oauth/userinfo"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let body: Value = http()
+            .post(srv.url("/oauth/userinfo"))
+            .form(&[("access_token", access.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(get, header, "GET and POST with the header agree");
+        assert_eq!(get, body, "GET and POST with the token in the body agree");
+        get
+    };
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&claims_for("openid").await), ["sub"]);
+    assert_eq!(keys(&claims_for("openid profile").await), ["preferred_username", "sub"]);
+    assert_eq!(keys(&claims_for("email openid").await), ["email", "email_verified", "sub"], "scope order");
+    let all = claims_for("openid profile email roles").await;
+    assert_eq!(all["roles"], json!(["editor"]));
+    assert_eq!(all["email_verified"], false);
+    // The token in the query string is never read; no token at all is a 401.
+    let res = http().get(srv.url("/oauth/userinfo?access_token=x")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = http().post(srv.url("/oauth/userinfo")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // A first-party token: valid, but no application's scopes.
+    let me = srv.login("infouser", PASSWORD).await;
+    let res = srv.get_auth("/oauth/userinfo", &me.access).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
 }
