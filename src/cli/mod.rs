@@ -157,7 +157,7 @@ pub enum ClientCommand {
         /// First-party: its users are not asked to consent.
         #[arg(long)]
         trusted: bool,
-        /// The `aud` of its access tokens [default: TOKENGATE_AUDIENCE].
+        /// The `aud` of its access tokens (an API's identifier; never TOKENGATE_AUDIENCE) [default: its client_id].
         #[arg(long)]
         audience: Option<String>,
     },

@@ -719,6 +719,14 @@ pub async fn oidcc_prompt_none_prompt_login_and_max_age(b: Backend) {
     // ...and after a new sign-in gives a code.
     srv.clock.advance(1);
     let fresh = browser(&srv, "prompter").await;
+    // A mark made for this request does not serve another (another PKCE challenge).
+    let mark = back.split("tg_fresh=").nth(1).unwrap().to_owned();
+    let other = format!(
+        "{}&tg_fresh={mark}",
+        url(&[("prompt", "login")]).replace(&challenge, &tokengate::crypto::pkce::s256(&"o".repeat(43)))
+    );
+    let res = open(&other, &fresh).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{other}");
     let res = open(&srv.url(&back), &fresh).await;
     assert_eq!(res.status(), StatusCode::FOUND, "{}", location(&res));
     assert!(query_of(&location(&res)).contains_key("code"));
@@ -977,6 +985,12 @@ pub async fn rp_initiated_logout_ends_the_grant_and_the_browser_session(b: Backe
     );
     let res = open(&srv.url("/auth/sessions"), &cookies).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "the browser's session is over");
+    // The same hint again, at a new browser session: its grant is over, nothing ends.
+    let again = browser(&srv, "leaver").await;
+    let res = open(&logout(vec![("id_token_hint", id_token)]), &again).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("set-cookie").is_none());
+    assert_eq!(open(&srv.url("/auth/sessions"), &again).await.status(), StatusCode::OK);
 }
 
 #[per_backend]
@@ -1003,26 +1017,58 @@ pub async fn outstanding_codes_die_with_the_grant_and_the_browser_session(b: Bac
         oauth_error(exchange(&srv, &app, &code, &verifier).await).await.1,
         "invalid_grant"
     );
-    // A code and its replay racing each other: whatever wins, nothing survives a replay.
-    for i in 0..10u64 {
-        let cookies = browser(&srv, "coder").await;
-        let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
-        let replay = async {
-            tokio::time::sleep(std::time::Duration::from_millis(i)).await;
-            exchange(&srv, &app, &code, &verifier).await
-        };
-        let (first, _) = tokio::join!(exchange(&srv, &app, &code, &verifier), replay);
-        if first.status() == StatusCode::OK {
-            let t: Value = first.json().await.unwrap();
+    // Racing each other: a code and its replay, an exchange and the grant taken back, an
+    // exchange and signing out everywhere. Whatever wins, nothing the loser should have
+    // ended lives on.
+    let delay = |i: u64| tokio::time::sleep(std::time::Duration::from_micros(i * 700));
+    let dead = async |res: reqwest::Response, what: String| {
+        if res.status() == StatusCode::OK {
+            let t: Value = res.json().await.unwrap();
             let res = srv
                 .get_auth("/oauth/userinfo", t["access_token"].as_str().unwrap())
                 .await;
-            assert_eq!(
-                res.status(),
-                StatusCode::UNAUTHORIZED,
-                "trial {i}: a replayed code's session lives"
-            );
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{what}");
         }
+    };
+    for i in 0..30u64 {
+        let cookies = browser(&srv, "coder").await;
+        let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+        let replay = async {
+            delay(i % 10).await;
+            exchange(&srv, &app, &code, &verifier).await
+        };
+        let (first, _) = tokio::join!(exchange(&srv, &app, &code, &verifier), replay);
+        dead(first, format!("trial {i}: a replayed code's session lives")).await;
+    }
+    for i in 0..15u64 {
+        let cookies = browser(&srv, "coder").await;
+        let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+        let me = srv.login("coder", PASSWORD).await;
+        let revoke = async {
+            delay(i % 5).await;
+            srv.delete_auth(&format!("/auth/consents/{}", app.id), &me.access).await
+        };
+        let (first, _) = tokio::join!(exchange(&srv, &app, &code, &verifier), revoke);
+        dead(
+            first,
+            format!("trial {i}: a session opened as its grant was taken back lives"),
+        )
+        .await;
+    }
+    for i in 0..15u64 {
+        let cookies = browser(&srv, "coder").await;
+        let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+        let me = srv.login("coder", PASSWORD).await;
+        let everywhere = async {
+            delay(i % 5).await;
+            srv.post_auth("/auth/logout-all", &me.access, None).await
+        };
+        let (first, _) = tokio::join!(exchange(&srv, &app, &code, &verifier), everywhere);
+        dead(
+            first,
+            format!("trial {i}: a session opened during a sign-out everywhere lives"),
+        )
+        .await;
     }
 }
 
@@ -1155,12 +1201,20 @@ pub async fn oidcc_userinfo_get_post_header_post_body_and_scopes(b: Backend) {
     };
     assert_eq!(keys(&claims_for("openid").await), ["sub"]);
     assert_eq!(keys(&claims_for("openid profile").await), ["preferred_username", "sub"]);
-    assert_eq!(keys(&claims_for("email openid").await), ["email", "email_verified", "sub"], "scope order");
+    assert_eq!(
+        keys(&claims_for("email openid").await),
+        ["email", "email_verified", "sub"],
+        "scope order"
+    );
     let all = claims_for("openid profile email roles").await;
     assert_eq!(all["roles"], json!(["editor"]));
     assert_eq!(all["email_verified"], false);
     // The token in the query string is never read; no token at all is a 401.
-    let res = http().get(srv.url("/oauth/userinfo?access_token=x")).send().await.unwrap();
+    let res = http()
+        .get(srv.url("/oauth/userinfo?access_token=x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = http().post(srv.url("/oauth/userinfo")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -1168,5 +1222,10 @@ pub async fn oidcc_userinfo_get_post_header_post_body_and_scopes(b: Backend) {
     let me = srv.login("infouser", PASSWORD).await;
     let res = srv.get_auth("/oauth/userinfo", &me.access).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("insufficient_scope"));
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
 }

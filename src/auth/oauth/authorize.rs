@@ -286,6 +286,10 @@ impl AuthService {
                     .map_err(|_| refuse("invalid_request", "max_age must be a number of seconds"))?,
             ),
         };
+        let fresh_after = p
+            .fresh_mark
+            .as_deref()
+            .and_then(|m| self.fresh_after(m, client.id, &code_challenge, self.clock.now()));
         Ok(ValidRequest {
             redirect_uri: redirect_uri.to_owned(),
             client,
@@ -295,7 +299,7 @@ impl AuthService {
             code_challenge,
             prompt,
             max_age,
-            fresh_after: p.fresh_mark.as_deref().and_then(|m| self.fresh_after(m)),
+            fresh_after,
         })
     }
 
@@ -328,7 +332,7 @@ impl AuthService {
                 )));
             }
             return Ok(Authorized::SignIn {
-                fresh_mark: Some(self.fresh_mark(now)),
+                fresh_mark: Some(self.fresh_mark(now, &req)),
             });
         }
         let granted = self.store.consent(who.user.id, req.client.id).await?;
@@ -388,7 +392,7 @@ impl AuthService {
         let now = self.clock.now();
         if self.needs_new_sign_in(&req, who, now) {
             return Ok(Authorized::SignIn {
-                fresh_mark: Some(self.fresh_mark(now)),
+                fresh_mark: Some(self.fresh_mark(now, &req)),
             });
         }
         let granted = self.store.consent(who.user.id, req.client.id).await?;
@@ -408,23 +412,28 @@ impl AuthService {
     }
 
     /// The mark a request carries back from a new sign-in asked for at `at`: the time and
-    /// its MAC, so no one else (a link made elsewhere) can claim a sign-in was had.
-    pub fn fresh_mark(&self, at: UnixTime) -> String {
-        format!(
-            "{}.{}",
-            at.0,
-            self.macs.csrf.tag(format!("oauth-fresh:{}", at.0).as_bytes())
-        )
+    /// a MAC of it with the request's client and PKCE challenge, so that no one (a link
+    /// made elsewhere, a mark copied from another request) can claim a sign-in was had.
+    fn fresh_mark(&self, at: UnixTime, req: &ValidRequest) -> String {
+        let tag = self
+            .macs
+            .csrf
+            .tag(fresh_message(at, req.client.id, &req.code_challenge).as_bytes());
+        format!("{}.{tag}", at.0)
     }
 
-    /// The time of a mark of ours; `None` for anything else.
-    fn fresh_after(&self, mark: &str) -> Option<UnixTime> {
+    /// The time of a mark this server made for this client and challenge, within
+    /// [`FRESH_MARK_TTL_SECS`]; `None` for anything else.
+    fn fresh_after(&self, mark: &str, client: ClientId, challenge: &str, now: UnixTime) -> Option<UnixTime> {
         let (at, tag) = mark.split_once('.')?;
-        let at: i64 = at.parse().ok()?;
-        self.macs
-            .csrf
-            .verify(format!("oauth-fresh:{at}").as_bytes(), tag)
-            .then_some(UnixTime(at))
+        let at = UnixTime(at.parse().ok()?);
+        let recent = at <= now && now.0 - at.0 <= FRESH_MARK_TTL_SECS;
+        (recent
+            && self
+                .macs
+                .csrf
+                .verify(fresh_message(at, client, challenge).as_bytes(), tag))
+        .then_some(at)
     }
 
     /// Store what the user allows now: what they allowed before, and this request's.
@@ -494,6 +503,14 @@ impl AuthService {
         pairs.push(("iss", &self.provider.issuer));
         Ok(with_query(&req.redirect_uri, &pairs))
     }
+}
+
+/// A mark of a new sign-in asked for is good this long (a sign-in takes minutes at most).
+const FRESH_MARK_TTL_SECS: i64 = 600;
+
+/// What a fresh mark's MAC covers.
+fn fresh_message(at: UnixTime, client: ClientId, challenge: &str) -> String {
+    format!("oauth-fresh:{}:{client}:{challenge}", at.0)
 }
 
 /// Space-separated scopes, each valid, each once; `None` if one is not.

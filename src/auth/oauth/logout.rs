@@ -116,13 +116,17 @@ impl AuthService {
         };
         let now = self.clock.now();
         let user: Option<UserId> = hint.sub.parse().ok();
-        if let (Some(user), Some(sid)) = (user, hint.sid.as_deref().and_then(|s| s.parse::<SessionId>().ok()))
-            && self.store.revoke_session(user, sid, now).await?
-        {
-            self.events.record(AuthEvent::Logout, Some(user), Some(sid), client);
+        // The hint's grant must still be live: an old id_token (used before, or of a
+        // grant long over) ends nothing, so one seen in a URL long ago signs no one out.
+        let grant_ended = match (user, hint.sid.as_deref().and_then(|s| s.parse::<SessionId>().ok())) {
+            (Some(user), Some(sid)) => self.store.revoke_session(user, sid, now).await?,
+            _ => false,
+        };
+        if grant_ended {
+            self.events.record(AuthEvent::Logout, user, None, client);
         }
         let browser_ended = match browser {
-            Some(who) if Some(who.user_id()) == user && who.session.client.is_none() => {
+            Some(who) if grant_ended && Some(who.user_id()) == user && who.session.client.is_none() => {
                 self.store.revoke_session(who.user_id(), who.session_id(), now).await?;
                 self.events
                     .record(AuthEvent::Logout, Some(who.user_id()), Some(who.session_id()), client);

@@ -176,13 +176,14 @@ impl<D: Dialect> SqlStore<D> {
         now: UnixTime,
     ) -> Result<Vec<SessionId>, StoreError> {
         let keep = keep.as_ref().map(id_param);
-        Self::revoke_where(
-            c,
-            "user_id = $2 AND id IS DISTINCT FROM $3",
-            &[Text(&user.to_string()), OptText(keep.as_deref())],
-            now,
-        )
-        .await
+        let (user, condition) = (user.to_string(), "user_id = $2 AND id IS DISTINCT FROM $3");
+        let params = [Text(&user), OptText(keep.as_deref())];
+        let mut revoked = Self::revoke_where(c, condition, &params, now).await?;
+        // Twice: a session an authorization code was opening from one of these (it
+        // holds that browser session's row until it commits) is not in the first
+        // statement's view, which waited for it; the second one's sees it.
+        revoked.extend(Self::revoke_where(c, condition, &params, now).await?);
+        Ok(revoked)
     }
 
     /// Revoke the live sessions `condition` selects (over `sessions`; its parameters
@@ -533,9 +534,12 @@ impl<D: Dialect> Sessions for SqlStore<D> {
         // rows are locked the user row is held FOR SHARE until the commit, so a password
         // change, deactivation or deletion either came before (its stamp is seen here)
         // or waits for this one (and its revocation then sees this session). A session
-        // of an authorization code holds the code's row the same way, whatever it says
-        // (a lock is taken only on rows a query returns): a replay marking it comes
-        // before (seen here) or after the commit (its revocation sees this session). One
+        // of an authorization code holds, the same way, the code's row (read by its key
+        // alone: a lock is taken only on the rows a query returns, so a condition on
+        // `reused_at` inside the locking read would skip the lock), so a replay marking it
+        // comes before (seen here) or after the commit (its revocation sees this
+        // session); and the user's consent to the application, so that taking the
+        // application back either comes first or sees this session. One
         // statement, so SQLite takes its write lock at once and waits out another
         // writer (a `tokengate user` command) instead of failing between a read and a
         // write.
@@ -544,8 +548,8 @@ impl<D: Dialect> Sessions for SqlStore<D> {
                                    auth_time, amr, client_id, scope)
              SELECT $1, $2, $3, $3, $4, $5, $6, $7, $8, $10, $11, $12, $13
              WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND is_active AND security_stamp = $9{share})
-               AND NOT EXISTS (SELECT 1 FROM (SELECT reused_at FROM oauth_codes WHERE code_hash = $14{share}) c
-                               WHERE c.reused_at IS NOT NULL)
+               AND (SELECT reused_at FROM oauth_codes WHERE code_hash = $14{share}) IS NULL
+               AND ($14 IS NULL OR EXISTS (SELECT 1 FROM oauth_consents WHERE user_id = $2 AND client_id = $12{share}))
                AND NOT EXISTS (SELECT 1 FROM oauth_codes c WHERE c.code_hash = $14 AND c.browser_session_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM sessions b WHERE b.id = c.browser_session_id AND b.revoked_at IS NULL
                                    AND b.expires_at > $3{share}))",
