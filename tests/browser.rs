@@ -826,6 +826,8 @@ async fn an_application_signs_a_user_in_and_loses_access_when_revoked_in_chromiu
     screenshot(client, "oauth-consent.png").await;
     assert_no_csp_violation(client).await;
     click(client, "#allow").await;
+    // The application's page, once it has exchanged the code on its side.
+    wait_for(client, "#hello").await;
     wait_for_text(client, "#hello", "Hello ssouser").await;
     assert_no_csp_violation(client).await;
 
@@ -838,6 +840,7 @@ async fn an_application_signs_a_user_in_and_loses_access_when_revoked_in_chromiu
     click(client, &format!("{row} button.revoke-app")).await;
     wait_for_text(client, "#status", "no longer has access").await;
     client.goto(&format!("{}/again", rp.base)).await.unwrap();
+    wait_for(client, "#status").await;
     wait_for_text(client, "#status", "userinfo 401").await;
     client.clone().close().await.unwrap();
 }
