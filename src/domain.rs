@@ -674,6 +674,11 @@ impl Scope {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Scopes as OAuth writes them, and as they are stored: space-separated.
+    pub fn join(scopes: &[Self]) -> String {
+        scopes.iter().map(Self::as_str).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// A name the user gives a passkey ("YubiKey 5C", "iPhone"), under the same rules as

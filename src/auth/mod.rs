@@ -184,6 +184,15 @@ pub struct SessionPolicy {
     pub ip: SessionIp,
 }
 
+impl SessionPolicy {
+    /// A session opened at `now`: when its first refresh token expires, and when the
+    /// session does whatever its rotations.
+    pub fn expiries(&self, now: crate::domain::UnixTime) -> (crate::domain::UnixTime, crate::domain::UnixTime) {
+        let max_expires_at = now.plus(self.max_lifetime_secs);
+        (now.plus(self.refresh_ttl_secs).min(max_expires_at), max_expires_at)
+    }
+}
+
 /// How recovery behaves here.
 #[derive(Clone, Debug)]
 pub struct RecoveryPolicy {

@@ -245,7 +245,7 @@ impl AuthService {
         let session_id = SessionId::new();
         let now = self.clock.now();
         let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
-        let max_expires_at = now.plus(self.sessions.max_lifetime_secs);
+        let (expires_at, max_expires_at) = self.sessions.expiries(now);
         let opened = self
             .store
             .create_session(NewSession {
@@ -253,7 +253,7 @@ impl AuthService {
                 user_id: user.id,
                 expected_stamp: user.security_stamp,
                 now,
-                expires_at: now.plus(self.sessions.refresh_ttl_secs).min(max_expires_at),
+                expires_at,
                 max_expires_at,
                 user_agent: client.user_agent.clone(),
                 ip: self.sessions.ip.keep(client.ip),

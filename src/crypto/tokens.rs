@@ -239,13 +239,7 @@ impl AccessTokens {
     /// A token an application gets for itself (`sub` = its id). Nothing revokes it
     /// before its expiry: it is as short-lived as any access token.
     pub fn sign_client_credentials(&self, client: &ClientClaims, now: UnixTime) -> Result<SignedAccess, TokenError> {
-        let ring = self.ring();
-        let key = ring.signing(now);
-        let mut header = Header::new(key.alg);
-        header.kid = Some(key.kid.clone());
-        let jti = Jti::new();
-        let expires_at = now.plus(self.ttl_secs);
-        let claims = ClientCredentialsClaims {
+        self.encode(now, |jti, expires_at| ClientCredentialsClaims {
             sub: client.client_id.clone(),
             client_id: client.client_id.clone(),
             scope: client.scope.clone(),
@@ -256,9 +250,25 @@ impl AccessTokens {
             jti: jti.to_string(),
             iss: self.issuer.clone(),
             aud: client.aud(),
-        };
-        let token =
-            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))?;
+        })
+    }
+
+    /// Sign the claims `claims` makes of a fresh `jti` and the expiry, with the key
+    /// that signs at `now` (its `kid` in the header).
+    fn encode<C: Serialize>(
+        &self,
+        now: UnixTime,
+        claims: impl FnOnce(&Jti, UnixTime) -> C,
+    ) -> Result<SignedAccess, TokenError> {
+        let ring = self.ring();
+        let key = ring.signing(now);
+        let mut header = Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        tracing::Span::current().record("alg", format!("{:?}", key.alg));
+        let jti = Jti::new();
+        let expires_at = now.plus(self.ttl_secs);
+        let token = jsonwebtoken::encode(&header, &claims(&jti, expires_at), &key.encoding)
+            .map_err(|e| TokenError::Signing(e.to_string()))?;
         Ok(SignedAccess { token, jti, expires_at })
     }
 
@@ -273,15 +283,8 @@ impl AccessTokens {
         client: Option<&ClientClaims>,
         now: UnixTime,
     ) -> Result<SignedAccess, TokenError> {
-        let span = tracing::debug_span!("token.sign", alg = tracing::field::Empty).entered();
-        let ring = self.ring();
-        let key = ring.signing(now);
-        let mut header = Header::new(key.alg);
-        header.kid = Some(key.kid.clone());
-        span.record("alg", format!("{:?}", key.alg));
-        let jti = Jti::new();
-        let expires_at = now.plus(self.ttl_secs);
-        let claims = AccessClaims {
+        let _span = tracing::debug_span!("token.sign", alg = tracing::field::Empty).entered();
+        self.encode(now, |jti, expires_at| AccessClaims {
             sub: user.to_string(),
             preferred_username: username.as_str().to_owned(),
             token_type: ACCESS_TYPE.into(),
@@ -297,10 +300,7 @@ impl AccessTokens {
             amr: auth.amr().into_iter().map(str::to_owned).collect(),
             client_id: client.map(|c| c.client_id.clone()),
             scope: client.map(|c| c.scope.clone()),
-        };
-        let token =
-            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))?;
-        Ok(SignedAccess { token, jti, expires_at })
+        })
     }
 
     /// Verify everything that the token itself proves. Times use the injected clock.
@@ -343,39 +343,25 @@ impl AccessTokens {
     /// verified in full (signature, key, algorithm, `iss`, `type`, `exp`, `nbf`), its
     /// claims as signed: what introspection reports. `None` for anything else.
     pub fn inspect(&self, token: &str, now: UnixTime) -> Option<serde_json::Map<String, serde_json::Value>> {
-        if token.len() > MAX_TOKEN_LEN {
-            return None;
-        }
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() || header.x5c.is_some() {
-            return None;
-        }
-        if header.crit.is_some() {
-            return None;
-        }
-        let ring = self.ring();
-        let key = ring.verifying(header.kid.as_deref()?, now)?;
-        if header.alg != key.alg {
-            return None;
-        }
-        let mut v = Validation::new(key.alg);
-        v.set_issuer(&[&self.issuer]);
-        v.validate_aud = false;
-        v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key.decoding, &v)
-            .ok()?
-            .claims;
+        let (_, claims) = self
+            .decode_checked::<serde_json::Map<String, serde_json::Value>>(token, now)
+            .ok()?;
         let time = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
         let live = time("exp").is_some_and(|exp| now.0 < exp) && time("nbf").is_some_and(|nbf| now.0 >= nbf);
         let access = claims.get("type").and_then(serde_json::Value::as_str) == Some(ACCESS_TYPE);
         (live && access).then_some(claims)
     }
 
-    /// Everything but the times: size, header, key, algorithm, signature, claims. The
-    /// key's id with what the token says.
-    fn verify_in_full(&self, token: &str, now: UnixTime) -> Result<(String, AccessToken), (&'static str, Refusal)> {
+    /// Size, header (no key-locating header, no `crit`), key by `kid`, its algorithm
+    /// pinned, signature, `iss`, and the claims every token of ours has; not `aud`
+    /// (an application's tokens carry their own) nor the times (checked against the
+    /// injected clock, with no leeway: issuer and verifier are the same process). The
+    /// key's id with the claims as `C`.
+    fn decode_checked<C: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<(String, C), (&'static str, Refusal)> {
         let invalid = |why: &'static str| (why, Refusal::Invalid);
         if token.len() > MAX_TOKEN_LEN {
             return Err(invalid("too long"));
@@ -397,18 +383,22 @@ impl AccessTokens {
         }
         let mut v = Validation::new(key.alg);
         v.set_issuer(&[&self.issuer]);
-        // Checked below: an application's tokens may carry its own audience.
         v.validate_aud = false;
         v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        // exp and nbf are checked below against the injected clock, with no leeway:
-        // issuer and verifier are the same process.
         v.validate_exp = false;
         v.validate_nbf = false;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<C>(token, &key.decoding, &v).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => ("signature", Refusal::BadSignature),
             _ => invalid("claims"),
         })?;
-        let c = data.claims;
+        Ok((kid, data.claims))
+    }
+
+    /// Everything but the times: [`AccessTokens::decode_checked`], then the access
+    /// token's own claims. The key's id with what the token says.
+    fn verify_in_full(&self, token: &str, now: UnixTime) -> Result<(String, AccessToken), (&'static str, Refusal)> {
+        let invalid = |why: &'static str| (why, Refusal::Invalid);
+        let (kid, c) = self.decode_checked::<AccessClaims>(token, now)?;
         if c.token_type != ACCESS_TYPE {
             return Err(invalid("not an access token"));
         }

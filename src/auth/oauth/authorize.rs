@@ -6,7 +6,7 @@
 //! sent anywhere (an error page only); after, every error goes back to the application
 //! with `state` and `iss`.
 
-use super::{ProviderPolicy, scopes_text};
+use super::ProviderPolicy;
 use crate::auth::sessions::net_of;
 use crate::auth::{AuthError, AuthService, Principal};
 use crate::crypto::tokens::AuthCode;
@@ -459,7 +459,7 @@ impl AuthService {
             Some(who.session.id),
             client,
         );
-        tracing::info!(client_id = %req.client.id, scope = %scopes_text(&req.scopes), "OAuth consent recorded");
+        tracing::info!(client_id = %req.client.id, scope = %Scope::join(&req.scopes), "OAuth consent recorded");
         Ok(())
     }
 

@@ -72,11 +72,6 @@ impl OAuthError {
     }
 }
 
-/// Scopes as OAuth writes them: space-separated.
-pub fn scopes_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
-}
-
 /// Whether `scopes` holds `name`.
 fn has_scope(scopes: &[Scope], name: &str) -> bool {
     scopes.iter().any(|s| s.as_str() == name)

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use super::{ClientAuth, has_scope};
 use crate::auth::{AuthError, AuthService, TokenProblem};
 use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{SessionId, UnixTime};
+use crate::domain::{Scope, SessionId, UnixTime};
 use crate::events::{AuthEvent, ClientInfo};
 use crate::store::StoredClient;
 
@@ -131,7 +131,7 @@ impl AuthService {
                 claims.insert("active".into(), json!(true));
                 claims.insert("token_type".into(), json!("refresh_token"));
                 claims.insert("client_id".into(), json!(app.id.to_string()));
-                claims.insert("scope".into(), json!(super::scopes_text(&granted.scopes)));
+                claims.insert("scope".into(), json!(Scope::join(&granted.scopes)));
                 claims.insert("sub".into(), json!(user.id.to_string()));
                 claims.insert("username".into(), json!(user.username.as_str()));
                 claims.insert("exp".into(), json!(stored.expires_at.0));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq as _;
 
-use super::{OAuthError, OAuthErrorCode, has_scope, scopes_text};
+use super::{OAuthError, OAuthErrorCode, has_scope};
 use crate::auth::sessions::net_of;
 use crate::auth::{AppIssue, AppSignIn, AuthError, AuthService, TokenPair};
 use crate::crypto::id_token::{self, IdTokenClaims};
@@ -69,7 +69,7 @@ impl From<TokenPair> for OAuthTokens {
             expires_in: p.expires_in,
             refresh_token: Some(p.refresh_token.expose().to_owned()),
             id_token: p.id_token,
-            scope: p.scopes.as_deref().map(scopes_text),
+            scope: p.scopes.as_deref().map(Scope::join),
         }
     }
 }
@@ -299,13 +299,13 @@ impl AuthService {
             return Err(changed());
         }
         let (refresh, refresh_hash) = RefreshToken::generate().map_err(AuthError::internal)?;
-        let max_expires_at = now.plus(self.sessions.max_lifetime_secs);
+        let (expires_at, max_expires_at) = self.sessions.expiries(now);
         let session = NewSession {
             id: session_id,
             user_id: user.id,
             expected_stamp: code.user_stamp,
             now,
-            expires_at: now.plus(self.sessions.refresh_ttl_secs).min(max_expires_at),
+            expires_at,
             max_expires_at,
             user_agent: client.user_agent.clone(),
             ip: self.sessions.ip.keep(client.ip),
@@ -377,7 +377,7 @@ impl AuthService {
                 ),
             ));
         }
-        let scope = scopes_text(&asked);
+        let scope = Scope::join(&asked);
         let signed = self.tokens.sign_client_credentials(
             &ClientClaims {
                 client_id: app.id.to_string(),
@@ -416,7 +416,7 @@ impl AuthService {
             &auth,
             &ClientClaims {
                 client_id: app.id.to_string(),
-                scope: scopes_text(scopes),
+                scope: Scope::join(scopes),
                 audience: app.audience.clone(),
             },
             self.clock.now(),

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::oauth::{ClientAuth, GrantView, Introspection, OAuthTokens, TokenGrant, UserInfo, scopes_text};
+use crate::auth::oauth::{ClientAuth, GrantView, Introspection, OAuthTokens, TokenGrant, UserInfo};
 use crate::domain::ClientId;
 use crate::http::AppState;
 use crate::http::body::{Checker, FormOrJsonBody, FromFields};
@@ -467,7 +467,7 @@ impl From<GrantView> for ConsentRead {
         Self {
             client_id: g.client_id.to_string(),
             client_name: g.client_name.as_str().to_owned(),
-            scopes: scopes_text(&g.scopes).split(' ').map(str::to_owned).collect(),
+            scopes: g.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             created_at: g.created_at.to_rfc3339(),
             updated_at: g.updated_at.to_rfc3339(),
         }

@@ -7,9 +7,9 @@ use super::SqlStore;
 use super::db::Db as _;
 use super::db::Param::{Flag, Int, OptFlag, OptText, Text};
 use super::dialect::Dialect;
-use super::rows::{Rows, scopes_from_text, scopes_to_text};
+use super::rows::{Rows, scopes_from_text};
 use crate::crypto::tokens::ClientSecretHash;
-use crate::domain::{ClientId, ClientName, RedirectUri, SessionId, UnixTime};
+use crate::domain::{ClientId, ClientName, RedirectUri, Scope, SessionId, UnixTime};
 use crate::store::{ClientUpdate, Clients, StoreError, StoredClient};
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, scopes, trusted, \
@@ -60,7 +60,7 @@ impl<D: Dialect> Clients for SqlStore<D> {
                 OptText(c.secret_hash.as_ref().map(ClientSecretHash::as_str)),
                 Text(&uris_to_json(&c.redirect_uris)),
                 Text(&uris_to_json(&c.post_logout_redirect_uris)),
-                Text(&scopes_to_text(&c.scopes)),
+                Text(&Scope::join(&c.scopes)),
                 Flag(c.trusted),
                 OptText(c.audience.as_deref()),
                 Int(c.created_at.0),
@@ -96,7 +96,7 @@ impl<D: Dialect> Clients for SqlStore<D> {
     async fn update_client(&self, id: ClientId, u: ClientUpdate, now: UnixTime) -> Result<bool, StoreError> {
         let redirect_uris = u.redirect_uris.as_deref().map(uris_to_json);
         let post_logout = u.post_logout_redirect_uris.as_deref().map(uris_to_json);
-        let scopes = u.scopes.as_deref().map(scopes_to_text);
+        let scopes = u.scopes.as_deref().map(Scope::join);
         let done = Self::exec(
             &mut *self.writing().await?,
             "UPDATE oauth_clients SET name = COALESCE($2, name), redirect_uris = COALESCE($3, redirect_uris),

@@ -7,7 +7,7 @@ use super::SqlStore;
 use super::db::Db as _;
 use super::db::Param::{Int, OptText, Text};
 use super::dialect::Dialect;
-use super::rows::{Rows, scopes_from_text, scopes_to_text};
+use super::rows::{Rows, scopes_from_text};
 use crate::crypto::tokens::AuthCodeHash;
 use crate::domain::{Authentication, ClientId, ClientName, Scope, SessionId, UnixTime, UserId};
 use crate::store::{CodeTaken, GrantRevoked, Grants, NewCode, StoreError, StoredCode, StoredConsent};
@@ -49,7 +49,7 @@ impl<D: Dialect> Grants for SqlStore<D> {
                 Text(&c.redirect_uri),
                 Text(&c.code_challenge),
                 OptText(c.nonce.as_deref()),
-                Text(&scopes_to_text(&c.scopes)),
+                Text(&Scope::join(&c.scopes)),
                 Int(c.auth.at.0),
                 Text(&c.auth.methods_to_store()),
                 Int(c.user_stamp),
@@ -122,7 +122,7 @@ impl<D: Dialect> Grants for SqlStore<D> {
             &[
                 Text(&user.to_string()),
                 Text(&client.to_string()),
-                Text(&scopes_to_text(&scopes)),
+                Text(&Scope::join(&scopes)),
                 Int(now.0),
             ],
         )

@@ -31,7 +31,7 @@ use super::{
 };
 use crate::crypto::passwords::PasswordHashString;
 use crate::crypto::tokens::RefreshTokenHash;
-use crate::domain::{Email, Role, SessionId, UnixTime, UserId, Username};
+use crate::domain::{Email, Role, Scope, SessionId, UnixTime, UserId, Username};
 use Param::{Flag, Int, OptFlag, OptInt, OptText, Text};
 
 /// A SQL database as a [`Store`].
@@ -556,7 +556,7 @@ impl<D: Dialect> Sessions for SqlStore<D> {
             share = D::FOR_SHARE
         );
         let client_id = s.client.as_ref().map(|c| c.id.to_string());
-        let scope = s.client.as_ref().map(|c| rows::scopes_to_text(&c.scopes));
+        let scope = s.client.as_ref().map(|c| Scope::join(&c.scopes));
         let opened = Self::exec(
             &mut tx,
             &sql,

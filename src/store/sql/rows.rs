@@ -20,11 +20,6 @@ pub(crate) const USER_COLUMNS: &str = "u.id, u.username, u.email, u.password_has
 pub(crate) const SESSION_COLUMNS: &str = "s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, \
      s.last_used_at, s.expires_at, s.revoked_at, s.user_agent, s.ip, s.device_name, s.auth_time, s.amr, s.client_id, s.scope";
 
-/// Scopes as stored: space-separated.
-pub(crate) fn scopes_to_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
-}
-
 /// Scopes as stored, read back; one that does not parse is a malformed row.
 pub(crate) fn scopes_from_text(raw: &str) -> Result<Vec<Scope>, StoreError> {
     raw.split_whitespace()
