@@ -368,6 +368,15 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An optional string field, parsed by `parse` when present (its error becomes the
+    /// `msg`).
+    pub fn optional_parsed<T>(&mut self, name: &str, parse: impl FnOnce(&str) -> Result<T, &'static str>) -> Option<T> {
+        match self.fields.0.get(name) {
+            None | Some(Value::Null) => None,
+            Some(_) => self.parsed(name, parse),
+        }
+    }
+
     /// A required JSON object field (a WebAuthn credential: checked by its reader).
     pub fn object(&mut self, name: &str) -> Option<Value> {
         match self.fields.0.get(name) {
@@ -438,6 +447,15 @@ impl<'a> Checker<'a> {
             }
         }
         (self.errors.len() == before).then_some(out)
+    }
+
+    /// A required list of strings, each parsed by `parse`.
+    pub fn list<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, &'static str>) -> Option<Vec<T>> {
+        if matches!(self.fields.0.get(name), None | Some(Value::Null)) {
+            self.errors.push(FieldError::body(name, "Field required", "missing"));
+            return None;
+        }
+        self.optional_list(name, parse)
     }
 
     /// Refuse every field not in `allowed` (where silently ignoring one could mislead).

@@ -555,7 +555,7 @@ pub struct ClientUpdate {
     pub post_logout_redirect_uris: Option<Vec<RedirectUri>>,
     pub scopes: Option<Vec<Scope>>,
     pub trusted: Option<bool>,
-    /// `Some(None)`: back to the server's audience.
+    /// `Some(None)`: back to the default (the client's id).
     pub audience: Option<Option<String>>,
 }
 

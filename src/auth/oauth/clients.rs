@@ -24,7 +24,7 @@ pub struct ClientRegistration {
     pub public: bool,
     /// First-party: its users are not asked to consent.
     pub trusted: bool,
-    /// The `aud` of its access tokens; `None`: the server's.
+    /// The `aud` of its access tokens; `None`: its client_id.
     pub audience: Option<String>,
 }
 

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod clients;
 pub mod cookie;
 pub mod discovery;
 pub mod docs;
@@ -42,6 +43,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(sessions::router())
         .merge(me::router())
         .merge(admin::router())
+        .merge(clients::router())
         .merge(discovery::router())
         .merge(health::router())
         .merge(forward_auth::router())
