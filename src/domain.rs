@@ -681,6 +681,31 @@ impl Scope {
     }
 }
 
+/// What a stored signing key signs: access tokens, or the provider's id_tokens (RS256
+/// whatever the access tokens use). Each has one active key, rotated the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyPurpose {
+    Access,
+    IdToken,
+}
+
+impl KeyPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::IdToken => "id_token",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "access" => Some(Self::Access),
+            "id_token" => Some(Self::IdToken),
+            _ => None,
+        }
+    }
+}
+
 /// A name the user gives a passkey ("YubiKey 5C", "iPhone"), under the same rules as
 /// a device's.
 #[derive(Clone, Debug, PartialEq, Eq)]

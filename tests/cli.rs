@@ -521,6 +521,45 @@ fn keys_commands_and_a_running_server_picks_up_a_rotation() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("hs256-") && !out.contains("q3vJ9c1X"), "{out}");
+    // Once the provider has an id_token key (made with the first application), it is
+    // listed and rotated by the same commands, under HS256 too.
+    let (code, _, err) = run(
+        tokengate(hs.path()).args([
+            "client",
+            "create",
+            "--name",
+            "App",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+        ]),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(tokengate(hs.path()).args(["keys", "list"]), "");
+    let id_rows: Vec<&str> = out.lines().filter(|l| l.contains("id_token")).collect();
+    assert_eq!(id_rows.len(), 1, "{out}");
+    assert!(id_rows[0].contains("RS256") && id_rows[0].contains("signing"), "{out}");
+    let id_kid = id_rows[0].split_whitespace().next().unwrap().to_owned();
+    let (code, out, err) = run(tokengate(hs.path()).args(["keys", "rotate"]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("new active id_token key") && out.contains(&format!("{id_kid} retired")),
+        "{out}"
+    );
+    let (_, out, _) = run(tokengate(hs.path()).args(["keys", "list"]), "");
+    let states: Vec<(String, String)> = key_states(&out)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("hs256-"))
+        .collect();
+    assert_eq!(states.len(), 2, "{out}");
+    assert!(states.contains(&(id_kid.clone(), "signing".to_owned())), "{out}");
+    assert!(
+        states.iter().any(|(k, s)| *k != id_kid && s == "next (published)"),
+        "{out}"
+    );
+    let (code, out, err) = run(tokengate(hs.path()).args(["keys", "revoke", &id_kid]), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked"), "{out}");
 }
 
 /// The binary with `TOKENGATE_ALGORITHM=EdDSA`.

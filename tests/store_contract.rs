@@ -12,12 +12,13 @@ use std::sync::Arc;
 use tokengate_test_macros::per_backend;
 
 use tokengate::crypto::tokens::RefreshToken;
-use tokengate::domain::{Role, UnixTime};
-use tokengate::store::{RotateRequest, Rotation, Store, StoredKey, UserUpdate, UserWrite};
+use tokengate::domain::{KeyPurpose, Role, UnixTime};
+use tokengate::store::{RotateRequest, Rotation, Store, StoreError, StoredKey, UserUpdate, UserWrite};
 
 fn key(kid: &str, active: bool, now: UnixTime, retires_at: Option<UnixTime>) -> StoredKey {
     StoredKey {
         kid: kid.into(),
+        purpose: tokengate::domain::KeyPurpose::Access,
         algorithm: tokengate::crypto::keys::SigningAlgorithm::EdDsa,
         private_der: vec![1, 2, 3],
         active,
@@ -75,6 +76,44 @@ async fn purge_removes_what_expired_and_keeps_what_lives(backend: common::Backen
         "a key still verifying stays: {kids:?}"
     );
     assert!(kids.iter().any(|k| k.starts_with("k-new") || k == "k-new"), "{kids:?}");
+}
+
+#[per_backend]
+async fn each_purpose_has_its_own_active_key(backend: common::Backend) {
+    let Some((store, _keep)) = open(backend).await else {
+        return;
+    };
+    let now = UnixTime(1_900_000_000);
+    let purposed = |kid: &str, purpose: KeyPurpose| StoredKey {
+        purpose,
+        ..key(kid, true, now, None)
+    };
+    store
+        .add_active_key(purposed("access-1", KeyPurpose::Access))
+        .await
+        .unwrap();
+    // An id_token key beside it; a second active one of either purpose is a conflict.
+    store
+        .add_active_key(purposed("id-1", KeyPurpose::IdToken))
+        .await
+        .unwrap();
+    for (kid, purpose) in [("access-2", KeyPurpose::Access), ("id-2", KeyPurpose::IdToken)] {
+        let res = store.add_active_key(purposed(kid, purpose)).await;
+        assert!(matches!(res, Err(StoreError::Conflict)), "{kid}: {res:?}");
+    }
+    // Rotating the id_token key retires only the id_token key.
+    store
+        .rotate_key(purposed("id-3", KeyPurpose::IdToken), now, now.plus(60))
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    let state = |kid: &str| {
+        let k = keys.iter().find(|k| k.kid == kid).unwrap();
+        (k.purpose, k.active, k.retires_at)
+    };
+    assert_eq!(state("access-1"), (KeyPurpose::Access, true, None));
+    assert_eq!(state("id-1"), (KeyPurpose::IdToken, false, Some(now.plus(60))));
+    assert_eq!(state("id-3"), (KeyPurpose::IdToken, true, None));
 }
 
 #[per_backend]

@@ -140,7 +140,7 @@ pub struct TokenPair {
 /// code's exchange).
 pub(crate) struct AppIssue<'a> {
     pub(crate) client: &'a crate::store::StoredClient,
-    pub(crate) id_key: &'a crate::crypto::keygen::AsymmetricKey,
+    pub(crate) id_keys: &'a crate::crypto::keys::KeyRing,
     pub(crate) nonce: Option<&'a str>,
     /// A refresh that asked for fewer scopes than were granted (RFC 6749 §6): these.
     pub(crate) narrowed: Option<&'a [crate::domain::Scope]>,
@@ -162,7 +162,7 @@ pub(crate) struct SignIn {
 pub(crate) struct AppSignIn {
     pub(crate) client: crate::store::StoredClient,
     pub(crate) scopes: Vec<crate::domain::Scope>,
-    pub(crate) id_key: Arc<crate::crypto::keygen::AsymmetricKey>,
+    pub(crate) id_keys: Arc<crate::crypto::keys::KeyRing>,
 }
 
 impl std::fmt::Debug for AppSignIn {
@@ -307,8 +307,9 @@ pub struct AuthService {
     /// `None`: no RP ID here, passkeys are off.
     passkeys: Option<PasskeyPolicy>,
     provider: oauth::ProviderPolicy,
-    /// The key that signs id_tokens, loaded at the provider's first use.
-    id_key: tokio::sync::OnceCell<Arc<crate::crypto::keygen::AsymmetricKey>>,
+    /// The keys that sign and verify id_tokens, loaded at the provider's first use and
+    /// reloaded with the access-token keys (a rotation anywhere applies here).
+    id_keys: std::sync::RwLock<Option<Arc<crate::crypto::keys::KeyRing>>>,
     /// Bounds the reset and sign-in links worked on after their answer.
     recovery_slots: Arc<tokio::sync::Semaphore>,
 }
@@ -354,7 +355,7 @@ impl AuthService {
             mfa: p.mfa,
             passkeys: p.passkeys,
             provider: p.provider,
-            id_key: tokio::sync::OnceCell::new(),
+            id_keys: std::sync::RwLock::new(None),
             recovery_slots: Arc::new(tokio::sync::Semaphore::new(LINKS_IN_FLIGHT)),
         }
     }

@@ -280,7 +280,7 @@ impl AuthService {
         if let Some(app) = &app {
             let issue = AppIssue {
                 client: &app.client,
-                id_key: &app.id_key,
+                id_keys: &app.id_keys,
                 nonce: None,
                 narrowed: None,
             };

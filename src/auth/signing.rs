@@ -6,25 +6,31 @@ use serde_json::Value;
 use super::AuthError;
 use super::AuthService;
 use super::keys::{KeyError, KeyMode, RotateMode};
+use crate::crypto::keys::SigningAlgorithm;
+use crate::domain::KeyPurpose;
 
 impl AuthService {
-    /// Re-read the stored keys (asymmetric modes); HS256 keys come from configuration.
+    /// Re-read the stored keys: the access-token keys (asymmetric modes; HS256 keys come
+    /// from configuration) and the id_token keys once the provider has one.
     pub async fn reload_keys(&self) -> Result<(), KeyError> {
         if let KeyMode::Stored { hs256_previous, .. } = &self.key_mode {
             let ring = self.keys.ring(self.clock.now(), hs256_previous).await?;
             self.tokens.replace_keys(ring);
         }
+        self.reload_id_token_keys().await?;
         Ok(())
     }
 
-    /// The public JWK Set: the access tokens' keys (none for HS256), and the key that
-    /// signs id_tokens once the provider made one.
+    /// The public JWK Set: the access tokens' keys (none for HS256), and the id_token
+    /// keys once the provider made one (a new one ahead of its use, a retired one while
+    /// id_tokens it signed live).
     pub async fn jwks(&self) -> Result<Value, AuthError> {
-        let mut set = self.tokens.jwks(self.clock.now());
-        if let Some(key) = self.existing_id_token_key().await?
-            && let Some(keys) = set["keys"].as_array_mut()
+        let now = self.clock.now();
+        let mut set = self.tokens.jwks(now);
+        if let Some(ring) = self.existing_id_token_keys().await?
+            && let (Some(keys), Value::Array(id_keys)) = (set["keys"].as_array_mut(), ring.jwks(now)["keys"].take())
         {
-            keys.push(key.jwk.clone());
+            keys.extend(id_keys);
         }
         Ok(set)
     }
@@ -43,13 +49,9 @@ impl AuthService {
         self.tokens.ttl_secs()
     }
 
-    /// Revoke key `kid` (the operator's `keys revoke`), then reload.
+    /// Revoke stored key `kid` (the operator's `keys revoke`: an access-token key, or an
+    /// id_token key), then reload.
     pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), AuthError> {
-        // An instance signing with HS256 (or an operator command's throwaway ring) has
-        // no stored keys of its own to revoke.
-        if !matches!(self.key_mode, KeyMode::Stored { .. }) {
-            return Err(AuthError::internal(KeyError::Hs256HasNoStoredKeys));
-        }
         self.keys
             .revoke(kid, self.clock.now())
             .await
@@ -64,7 +66,19 @@ impl AuthService {
         };
         let key = self
             .keys
-            .rotate(*algorithm, self.clock.now(), mode)
+            .rotate(KeyPurpose::Access, *algorithm, self.clock.now(), mode)
+            .await
+            .map_err(AuthError::internal)?;
+        self.reload_keys().await.map_err(AuthError::internal)?;
+        Ok(key.kid)
+    }
+
+    /// Rotate the id_token key (as `keys rotate` does once the provider has one), then
+    /// reload; the new kid.
+    pub async fn rotate_id_token_keys(&self, mode: RotateMode) -> Result<String, AuthError> {
+        let key = self
+            .keys
+            .rotate(KeyPurpose::IdToken, SigningAlgorithm::Rs256, self.clock.now(), mode)
             .await
             .map_err(AuthError::internal)?;
         self.reload_keys().await.map_err(AuthError::internal)?;

@@ -8,10 +8,11 @@ use crate::auth::keys::{Hs256Source, KEY_RELOAD_SECS, KeyError, KeyService, Rota
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Settings};
 use crate::crypto::keys::SigningAlgorithm;
-use crate::domain::UnixTime;
+use crate::domain::{KeyPurpose, UnixTime};
 use crate::server::{
     OpenMode, StartError, hs256_secret_file, key_config, open_store, signing_algorithm, start_error, vault,
 };
+use crate::store::StoredKey;
 
 /// Run one `keys` subcommand; the text to print on success.
 pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartError> {
@@ -27,28 +28,38 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
     let alg = signing_algorithm(settings, &keys).await?;
     match cmd {
         KeysCommand::Reencrypt => reencrypt(settings, &keys, now).await,
-        KeysCommand::List if alg == SigningAlgorithm::Hs256 => {
-            let rows = keys.hs256_keys(&key_config(settings)).map_err(start_error)?;
-            Ok(table(rows.into_iter().map(|k| {
-                let (state, retires) = match k.source {
-                    Hs256Source::Configured => ("signing (TOKENGATE_SECRET_KEY)", "-"),
-                    Hs256Source::File => ("signing (secret file)", "-"),
-                    Hs256Source::Previous => ("verify only (TOKENGATE_PREVIOUS_SECRET_KEYS)", "when removed"),
-                };
-                Row {
-                    kid: k.kid,
-                    algorithm: "HS256".into(),
-                    state: state.into(),
-                    created: "-".into(),
-                    retires: retires.into(),
-                }
-            })))
+        KeysCommand::List => {
+            let mut rows: Vec<Row> = Vec::new();
+            if alg == SigningAlgorithm::Hs256 {
+                let hs256 = keys.hs256_keys(&key_config(settings)).map_err(start_error)?;
+                rows.extend(hs256.into_iter().map(|k| {
+                    let (state, retires) = match k.source {
+                        Hs256Source::Configured => ("signing (TOKENGATE_SECRET_KEY)", "-"),
+                        Hs256Source::File => ("signing (secret file)", "-"),
+                        Hs256Source::Previous => ("verify only (TOKENGATE_PREVIOUS_SECRET_KEYS)", "when removed"),
+                    };
+                    Row {
+                        kid: k.kid,
+                        purpose: KeyPurpose::Access.as_str().into(),
+                        algorithm: "HS256".into(),
+                        state: state.into(),
+                        created: "-".into(),
+                        retires: retires.into(),
+                    }
+                }));
+            }
+            let listed = keys.list(now).await.map_err(start_error)?;
+            rows.extend(listed.into_iter().map(|(k, state)| Row {
+                kid: k.kid,
+                purpose: k.purpose.as_str().into(),
+                algorithm: k.algorithm.jose_name().into(),
+                state: state.as_str().into(),
+                created: k.created_at.to_rfc3339(),
+                retires: k.retires_at.map(UnixTime::to_rfc3339).unwrap_or_else(|| "-".into()),
+            }));
+            Ok(table(rows.into_iter()))
         }
-        KeysCommand::Generate | KeysCommand::Rotate { .. } | KeysCommand::Revoke { .. }
-            if alg == SigningAlgorithm::Hs256 =>
-        {
-            Err(start_error(KeyError::Hs256HasNoStoredKeys))
-        }
+        KeysCommand::Generate if alg == SigningAlgorithm::Hs256 => Err(start_error(KeyError::Hs256HasNoStoredKeys)),
         KeysCommand::Generate => {
             let key = keys.generate(alg, now).await.map_err(start_error)?;
             Ok(format!(
@@ -58,35 +69,35 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
             ))
         }
         KeysCommand::Rotate { now: compromised } => {
-            let old = keys
-                .list(now)
-                .await
-                .map_err(start_error)?
-                .into_iter()
-                .find(|(k, _)| k.active);
             let mode = if compromised {
                 RotateMode::Revoke
             } else {
                 RotateMode::Scheduled
             };
-            let key = keys.rotate(alg, now, mode).await.map_err(start_error)?;
-            let retired = match (old, compromised) {
-                (Some((k, _)), false) => format!(
-                    "; {} retired, verifying until {}",
-                    k.kid,
-                    key.signs_from.plus(ttl).to_rfc3339()
-                ),
-                (Some((k, _)), true) => format!(
-                    "; {} revoked: it left the JWKS and every token it signed is refused (within {KEY_RELOAD_SECS} s on running servers)",
-                    k.kid
-                ),
-                (None, _) => String::new(),
-            };
-            Ok(format!(
-                "new active key {} (published within {KEY_RELOAD_SECS} s, signing from {}){retired}",
-                key.kid,
-                key.signs_from.to_rfc3339()
-            ))
+            // Every stored key kind rotates together: the access tokens' (asymmetric
+            // algorithms) and the provider's id_token key (once it exists).
+            let listed = keys.list(now).await.map_err(start_error)?;
+            let active = |purpose: KeyPurpose| listed.iter().find(|(k, _)| k.active && k.purpose == purpose);
+            let mut lines = Vec::new();
+            if alg != SigningAlgorithm::Hs256 {
+                let old = active(KeyPurpose::Access).map(|(k, _)| k.kid.clone());
+                let key = keys
+                    .rotate(KeyPurpose::Access, alg, now, mode)
+                    .await
+                    .map_err(start_error)?;
+                lines.push(rotated("", &key, old, compromised, ttl));
+            }
+            if let Some((old, _)) = active(KeyPurpose::IdToken) {
+                let key = keys
+                    .rotate(KeyPurpose::IdToken, old.algorithm, now, mode)
+                    .await
+                    .map_err(start_error)?;
+                lines.push(rotated("id_token ", &key, Some(old.kid.clone()), compromised, ttl));
+            }
+            if lines.is_empty() {
+                return Err(start_error(KeyError::Hs256HasNoStoredKeys));
+            }
+            Ok(lines.join("\n"))
         }
         KeysCommand::Revoke { kid } => {
             let replacement = keys.revoke(&kid, now).await.map_err(start_error)?;
@@ -98,21 +109,32 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
                 "key {kid} revoked: it left the JWKS and every token it signed is refused (within {KEY_RELOAD_SECS} s on running servers){then}"
             ))
         }
-        KeysCommand::List => {
-            let listed = keys.list(now).await.map_err(start_error)?;
-            Ok(table(listed.into_iter().map(|(k, state)| Row {
-                kid: k.kid,
-                algorithm: k.algorithm.jose_name().into(),
-                state: state.as_str().into(),
-                created: k.created_at.to_rfc3339(),
-                retires: k.retires_at.map(UnixTime::to_rfc3339).unwrap_or_else(|| "-".into()),
-            })))
-        }
     }
+}
+
+/// What a rotation of one kind of key did, in a line (`what`: "" for the access-token
+/// key, "id_token " for the provider's).
+fn rotated(what: &str, key: &StoredKey, old: Option<String>, compromised: bool, ttl: u64) -> String {
+    let retired = match (old, compromised) {
+        (Some(kid), false) => format!(
+            "; {kid} retired, verifying until {}",
+            key.signs_from.plus(ttl).to_rfc3339()
+        ),
+        (Some(kid), true) => format!(
+            "; {kid} revoked: it left the JWKS and every token it signed is refused (within {KEY_RELOAD_SECS} s on running servers)"
+        ),
+        (None, _) => String::new(),
+    };
+    format!(
+        "new active {what}key {} (published within {KEY_RELOAD_SECS} s, signing from {}){retired}",
+        key.kid,
+        key.signs_from.to_rfc3339()
+    )
 }
 
 struct Row {
     kid: String,
+    purpose: String,
     algorithm: String,
     state: String,
     created: String,
@@ -121,9 +143,9 @@ struct Row {
 
 fn table(rows: impl Iterator<Item = Row>) -> String {
     super::table::render(
-        &["kid", "algorithm", "state", "created", "retires at"],
-        &[24, 9, 22, 20],
-        rows.map(|r| vec![r.kid, r.algorithm, r.state, r.created, r.retires]),
+        &["kid", "signs", "algorithm", "state", "created", "retires at"],
+        &[24, 8, 9, 22, 20],
+        rows.map(|r| vec![r.kid, r.purpose, r.algorithm, r.state, r.created, r.retires]),
     )
 }
 

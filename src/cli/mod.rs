@@ -112,7 +112,8 @@ pub enum KeysCommand {
     /// Create the active signing key when there is none.
     Generate,
     /// Make a new active key: published now, signing after the JWKS cache time (at most
-    /// 5 minutes); the old key verifies one access-token lifetime longer.
+    /// 5 minutes); the old key verifies one access-token lifetime longer. The provider's
+    /// id_token key (once it has one) rotates with it, also under HS256.
     Rotate {
         /// The active key is compromised: the new key signs at once, and the old one
         /// leaves the JWKS and stops verifying at once (every token it signed is refused).
@@ -125,7 +126,8 @@ pub enum KeysCommand {
         /// The key's kid.
         kid: String,
     },
-    /// List keys: kid, algorithm, state, created, retires at.
+    /// List keys: kid, what it signs (access tokens, id_tokens), algorithm, state,
+    /// created, retires at.
     List,
     /// Encrypt every stored private key, server secret and the HS256 secret file with
     /// TOKENGATE_ENCRYPTION_KEY, opening what is sealed with the keys in

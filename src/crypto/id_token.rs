@@ -4,7 +4,7 @@
 use jsonwebtoken::{Algorithm, Header};
 use serde::Serialize;
 
-use crate::crypto::keygen::AsymmetricKey;
+use crate::crypto::keys::{KeyRing, SigningKey};
 use crate::crypto::tokens::TokenError;
 
 /// The claims of an id_token (OpenID Connect Core §2, §5.1): who, for which
@@ -34,11 +34,13 @@ pub struct IdTokenClaims {
     pub roles: Option<Vec<String>>,
 }
 
-/// Sign `claims` with `key` (an RS256 key).
-pub fn sign(key: &AsymmetricKey, claims: &IdTokenClaims) -> Result<String, TokenError> {
-    let mut header = Header::new(Algorithm::RS256);
+/// Sign `claims` with `key` (an RS256 key of the id_token ring).
+pub fn sign(key: &SigningKey, claims: &IdTokenClaims) -> Result<String, TokenError> {
+    let mut header = Header::new(key.alg);
     header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| TokenError::Signing(e.to_string()))
+    key.signer
+        .sign(&header, claims)
+        .map_err(|e| TokenError::Signing(e.to_string()))
 }
 
 /// What an `id_token_hint` names, once its signature and issuer are checked (its expiry
@@ -51,14 +53,15 @@ pub struct Hint {
     pub sid: Option<String>,
 }
 
-/// An id_token of ours, read as a logout hint; `None` if `key` did not sign it for
-/// `issuer`.
-pub fn read_hint(key: &AsymmetricKey, token: &str, issuer: &str) -> Option<Hint> {
+/// An id_token of ours, read as a logout hint; `None` if no key of `keys` that still
+/// verifies at `now` signed it for `issuer`.
+pub fn read_hint(keys: &KeyRing, token: &str, issuer: &str, now: crate::domain::UnixTime) -> Option<Hint> {
     if token.len() > 8 * 1024 {
         return None;
     }
     let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.alg != Algorithm::RS256 || header.kid.as_deref() != Some(key.kid.as_str()) {
+    let key = keys.verifying(header.kid.as_deref()?, now)?;
+    if header.alg != Algorithm::RS256 || key.alg != Algorithm::RS256 {
         return None;
     }
     let mut v = jsonwebtoken::Validation::new(Algorithm::RS256);

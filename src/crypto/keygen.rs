@@ -8,10 +8,13 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Value, json};
 
 use crate::crypto::algorithm::SigningAlgorithm;
+use crate::crypto::jws::JwsSigner;
 
 /// Smallest RSA modulus we sign with or load.
 pub const RSA_BITS: usize = 2048;
@@ -70,21 +73,22 @@ pub fn generate(alg: SigningAlgorithm) -> Result<(String, Vec<u8>), KeyError> {
 pub struct AsymmetricKey {
     pub kid: String,
     pub alg: Algorithm,
-    pub encoding: EncodingKey,
+    /// The private key, parsed once.
+    pub signer: Arc<JwsSigner>,
     pub decoding: DecodingKey,
     pub jwk: Value,
 }
 
 /// Load a stored key; the public half is derived from the private one.
 pub fn load(kid: &str, alg: SigningAlgorithm, der: &[u8]) -> Result<AsymmetricKey, KeyError> {
-    let (jose, encoding, decoding, mut jwk) = match alg {
+    let (signer, decoding, mut jwk) = match alg {
         SigningAlgorithm::Hs256 => return Err(KeyError("HS256 is not an asymmetric algorithm".into())),
         SigningAlgorithm::EdDsa => {
             let key = Ed25519KeyPair::from_pkcs8(der).map_err(err)?;
             let x = b64(key.public_key().as_ref());
             let decoding = DecodingKey::from_ed_components(&x).map_err(err)?;
             let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
-            (Algorithm::EdDSA, EncodingKey::from_ed_der(der), decoding, jwk)
+            (JwsSigner::ed25519(key), decoding, jwk)
         }
         SigningAlgorithm::Es256 => {
             let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(err)?;
@@ -97,7 +101,7 @@ pub fn load(kid: &str, alg: SigningAlgorithm, der: &[u8]) -> Result<AsymmetricKe
             let (x, y) = (b64(x), b64(y));
             let decoding = DecodingKey::from_ec_components(&x, &y).map_err(err)?;
             let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
-            (Algorithm::ES256, EncodingKey::from_ec_der(der), decoding, jwk)
+            (JwsSigner::es256(key), decoding, jwk)
         }
         SigningAlgorithm::Rs256 => {
             let key = aws_lc_rs::rsa::KeyPair::from_der(der).map_err(err)?;
@@ -109,16 +113,17 @@ pub fn load(kid: &str, alg: SigningAlgorithm, der: &[u8]) -> Result<AsymmetricKe
             let e = b64(public.exponent().big_endian_without_leading_zero());
             let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(err)?;
             let jwk = json!({"kty": "RSA", "n": n, "e": e});
-            (Algorithm::RS256, EncodingKey::from_rsa_der(der), decoding, jwk)
+            (JwsSigner::rs256(key), decoding, jwk)
         }
     };
+    let jose = signer.algorithm();
     jwk["kid"] = json!(kid);
     jwk["alg"] = json!(format!("{jose:?}"));
     jwk["use"] = json!("sig");
     Ok(AsymmetricKey {
         kid: kid.to_owned(),
         alg: jose,
-        encoding,
+        signer: Arc::new(signer),
         decoding,
         jwk,
     })
@@ -134,7 +139,7 @@ mod tests {
         let mut header = Header::new(key.alg);
         header.kid = Some(key.kid.clone());
         let claims = json!({"sub": "x", "exp": 4_000_000_000u64});
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).unwrap();
+        let token = key.signer.sign(&header, &claims).unwrap();
         let mut v = Validation::new(key.alg);
         v.validate_aud = false;
         assert!(

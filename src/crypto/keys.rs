@@ -2,13 +2,15 @@
 //! by a `kid`. Verification picks the key by `kid` and pins that key's algorithm.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 pub use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::at_rest::Vault;
+use crate::crypto::jws::JwsSigner;
 use crate::crypto::keygen::AsymmetricKey;
 use crate::domain::{Secret, UnixTime};
 
@@ -16,7 +18,7 @@ use crate::domain::{Secret, UnixTime};
 pub struct SigningKey {
     pub kid: String,
     pub alg: Algorithm,
-    pub encoding: EncodingKey,
+    pub signer: Arc<JwsSigner>,
 }
 
 /// A key that verifies tokens carrying its `kid`, for exactly one algorithm, until
@@ -43,7 +45,7 @@ impl KeyRing {
                 SigningKey {
                     kid: hs256_kid(current),
                     alg: Algorithm::HS256,
-                    encoding: EncodingKey::from_secret(current.expose()),
+                    signer: Arc::new(JwsSigner::hs256(current.expose())),
                 },
                 UnixTime(i64::MIN),
             )],
@@ -67,7 +69,7 @@ impl KeyRing {
         let signer = |k: &AsymmetricKey| SigningKey {
             kid: k.kid.clone(),
             alg: k.alg,
-            encoding: k.encoding.clone(),
+            signer: Arc::clone(&k.signer),
         };
         let mut signers = vec![(signer(&active), signs_from)];
         if let Some((newest_retired, _)) = retired.first() {

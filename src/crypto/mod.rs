@@ -6,6 +6,7 @@ pub mod at_rest;
 pub mod device;
 pub mod hash_pool;
 pub mod id_token;
+pub mod jws;
 pub mod keygen;
 pub mod keys;
 pub mod mac;

@@ -267,7 +267,9 @@ impl AccessTokens {
         tracing::Span::current().record("alg", format!("{:?}", key.alg));
         let jti = Jti::new();
         let expires_at = now.plus(self.ttl_secs);
-        let token = jsonwebtoken::encode(&header, &claims(&jti, expires_at), &key.encoding)
+        let token = key
+            .signer
+            .sign(&header, &claims(&jti, expires_at))
             .map_err(|e| TokenError::Signing(e.to_string()))?;
         Ok(SignedAccess { token, jti, expires_at })
     }

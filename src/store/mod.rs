@@ -31,8 +31,8 @@ use crate::crypto::tokens::OneTimeTokenHash;
 use crate::crypto::tokens::RefreshTokenHash;
 use crate::crypto::tokens::{AuthCodeHash, ClientSecretHash};
 use crate::domain::{
-    Authentication, CeremonyKind, ClientId, ClientName, Email, MailId, PasskeyId, PasskeyName, RedirectUri, Role,
-    Scope, SessionId, TokenPurpose, UnixTime, UserId, Username,
+    Authentication, CeremonyKind, ClientId, ClientName, Email, KeyPurpose, MailId, PasskeyId, PasskeyName, RedirectUri,
+    Role, Scope, SessionId, TokenPurpose, UnixTime, UserId, Username,
 };
 
 /// Where state lives.
@@ -367,6 +367,8 @@ pub struct UserChanged {
 #[derive(Clone, Debug)]
 pub struct StoredKey {
     pub kid: String,
+    /// What it signs; one active key per purpose.
+    pub purpose: KeyPurpose,
     /// Stored by its JOSE name (`EdDSA`, `ES256`, `RS256`).
     pub algorithm: SigningAlgorithm,
     pub private_der: Vec<u8>,

@@ -1229,3 +1229,82 @@ pub async fn oidcc_userinfo_get_post_header_post_body_and_scopes(b: Backend) {
             .contains("insufficient_scope")
     );
 }
+
+/// The id_token's `kid`.
+fn kid_of(id_token: &str) -> String {
+    let (header, _) = crate::common::jwt_parts(id_token);
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// A new sign-in's id_token for `app`.
+async fn fresh_id_token(srv: &TestServer, app: &App, cookies: &str) -> String {
+    let (code, verifier) = code_for(srv, app, cookies, &[]).await;
+    let tokens: Value = exchange(srv, app, &code, &verifier).await.json().await.unwrap();
+    tokens["id_token"].as_str().unwrap().to_owned()
+}
+
+async fn jwks_kids(srv: &TestServer) -> Vec<String> {
+    let jwks = srv.get_json("/.well-known/jwks.json").await;
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[per_backend]
+pub async fn the_id_token_key_rotates_like_the_others(b: Backend) {
+    // An HS256 server: its JWKS holds only the provider's id_token keys.
+    let srv = TestServer::start(b).await;
+    srv.register("rotor").await;
+    let app = register_app(&srv, "Rotated", true, false, &["openid", "email"]).await;
+    let mut cookies = browser(&srv, "rotor").await;
+    let first = fresh_id_token(&srv, &app, &cookies).await;
+    let old = kid_of(&first);
+    assert_eq!(jwks_kids(&srv).await, [old.as_str()]);
+    // A routine rotation: the new key is published at once and signs only after the
+    // publish-ahead time; the old one keeps verifying one lifetime past that.
+    let new = srv
+        .auth()
+        .rotate_id_token_keys(tokengate::auth::keys::RotateMode::Scheduled)
+        .await
+        .unwrap();
+    assert_ne!(new, old);
+    let mut kids = jwks_kids(&srv).await;
+    kids.sort();
+    let mut both = vec![old.clone(), new.clone()];
+    both.sort();
+    assert_eq!(kids, both);
+    assert_eq!(kid_of(&fresh_id_token(&srv, &app, &cookies).await), old, "not yet due");
+    let ttl = srv.auth().access_ttl_secs();
+    srv.clock.advance(tokengate::auth::keys::publish_ahead_secs(ttl) as i64);
+    srv.auth().reload_keys().await.unwrap();
+    let second = fresh_id_token(&srv, &app, &cookies).await;
+    assert_eq!(kid_of(&second), new, "due: the new key signs");
+    // An id_token of the retired key still works as a logout hint while it verifies.
+    let logout = |hint: &str| {
+        reqwest::Url::parse_with_params(&srv.url("/oauth/logout"), &[("id_token_hint", hint)])
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(open(&logout(&first), "").await.status(), StatusCode::OK);
+    // One lifetime later the retired key is gone: from the JWKS, and as a hint.
+    srv.clock.advance(ttl as i64);
+    srv.auth().reload_keys().await.unwrap();
+    cookies = browser(&srv, "rotor").await;
+    assert_eq!(jwks_kids(&srv).await, [new.as_str()]);
+    assert_eq!(open(&logout(&first), "").await.status(), StatusCode::BAD_REQUEST);
+    // A compromised key: the next one signs at once and the old leaves the JWKS now.
+    let third_kid = srv
+        .auth()
+        .rotate_id_token_keys(tokengate::auth::keys::RotateMode::Revoke)
+        .await
+        .unwrap();
+    assert_eq!(jwks_kids(&srv).await, [third_kid.as_str()]);
+    assert_eq!(kid_of(&fresh_id_token(&srv, &app, &cookies).await), third_kid);
+    assert_eq!(open(&logout(&second), "").await.status(), StatusCode::BAD_REQUEST);
+    // The access tokens' HS256 key was never touched: the user's token still works.
+    let me = srv.user("other").await;
+    assert_eq!(srv.get_auth("/me", &me.access).await.status(), StatusCode::OK);
+}

@@ -4,11 +4,8 @@
 use std::path::Path;
 
 use super::{KeyError, KeyService, at_rest};
-use sha2::Digest as _;
 
-use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::at_rest::{Vault, sealed_with};
-use crate::crypto::keygen::{self, AsymmetricKey};
 use crate::domain::UnixTime;
 
 /// What `keys reencrypt` sealed.
@@ -23,11 +20,6 @@ pub struct Resealed {
 
 /// The server's HMAC keys kept in the database, by name.
 pub const SERVER_SECRETS: [&str; 4] = ["csrf", "device", "refresh", "passkey-decoy"];
-
-/// The RSA key that signs id_tokens (OpenID Connect requires RS256 whatever the access
-/// tokens' algorithm), kept as a server secret: made at its first use, shared by every
-/// instance.
-pub const ID_TOKEN_KEY: &str = "oidc-id-token-rs256";
 
 /// What a sealed server secret is bound to.
 pub fn server_secret_context(name: &str) -> String {
@@ -62,35 +54,6 @@ impl KeyService {
         self.vault.open(&stored, &server_secret_context(name)).map_err(at_rest)
     }
 
-    /// Whether an id_token key was made.
-    pub async fn has_id_token_key(&self) -> Result<bool, KeyError> {
-        Ok(self.store.stored_server_secret(ID_TOKEN_KEY).await?.is_some())
-    }
-
-    /// The key that signs id_tokens: the stored one, or one made now (RSA-2048, so only
-    /// at the first use of the provider, never at a start).
-    pub async fn id_token_key(&self, now: UnixTime) -> Result<AsymmetricKey, KeyError> {
-        let context = server_secret_context(ID_TOKEN_KEY);
-        let stored = match self.store.stored_server_secret(ID_TOKEN_KEY).await? {
-            Some(stored) => stored,
-            None => {
-                let (_, der) = keygen::generate(SigningAlgorithm::Rs256).map_err(at_rest)?;
-                let fresh = self.vault.seal(&der, &context).map_err(at_rest)?;
-                // Another instance may have made one meanwhile: every instance uses the
-                // one stored first.
-                self.store.server_secret(ID_TOKEN_KEY, fresh, now).await?
-            }
-        };
-        let der = self.vault.open(&stored, &context).map_err(at_rest)?;
-        // Named by its digest: the same on every instance, and nothing of the key.
-        let digest = sha2::Sha256::digest(&der);
-        let kid: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        keygen::load(&format!("oidc-{kid}"), SigningAlgorithm::Rs256, &der).map_err(|e| KeyError::BadKey {
-            kid: ID_TOKEN_KEY.into(),
-            why: e.to_string(),
-        })
-    }
-
     /// How many secrets at rest are sealed and unsealed: the signing keys, the server
     /// secrets and (given) the HS256 secret file. Reads raw values; creates a missing
     /// server secret (sealed), as a start does anyway.
@@ -105,7 +68,6 @@ impl KeyService {
         for name in SERVER_SECRETS {
             raw.push(self.stored_secret(name, &self.vault, now).await?);
         }
-        raw.extend(self.store.stored_server_secret(ID_TOKEN_KEY).await?);
         raw.extend(self.store.totp_secrets().await?.into_iter().map(|(_, secret)| secret));
         if let Some(Ok(bytes)) = secret_file.map(std::fs::read) {
             raw.push(bytes.trim_ascii().to_vec());
@@ -146,12 +108,6 @@ impl KeyService {
             let plain = self.server_secret(name, now).await?;
             let sealed = self.vault.seal(&plain, &server_secret_context(name)).map_err(at_rest)?;
             self.store.replace_server_secret(name, sealed).await?;
-        }
-        if let Some(stored) = self.store.stored_server_secret(ID_TOKEN_KEY).await? {
-            let context = server_secret_context(ID_TOKEN_KEY);
-            let plain = self.vault.open(&stored, &context).map_err(at_rest)?;
-            let sealed = self.vault.seal(&plain, &context).map_err(at_rest)?;
-            self.store.replace_server_secret(ID_TOKEN_KEY, sealed).await?;
         }
         let mut totp_secrets = 0;
         for (user, stored) in self.store.totp_secrets().await? {

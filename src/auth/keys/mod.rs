@@ -1,5 +1,6 @@
 //! Signing keys and server secrets, with one owner: [`KeyService`]. Its rules: exactly
-//! one active key; a rotation retires the active key, which keeps verifying until every
+//! one active key per purpose (access tokens; the provider's id_tokens, RS256 whatever
+//! the access tokens use); a rotation retires the active key, which keeps verifying until every
 //! token it signed has expired (one access lifetime); every instance loads the same
 //! keys from the store and picks up a rotation at its next reload; with an encryption
 //! key, every secret at rest is sealed. The server's start and `tokengate keys ...`
@@ -10,7 +11,7 @@ mod error;
 mod hs256;
 mod states;
 
-pub use at_rest::{ID_TOKEN_KEY, Resealed, SERVER_SECRETS, server_secret_context, totp_secret_context};
+pub use at_rest::{Resealed, SERVER_SECRETS, server_secret_context, totp_secret_context};
 pub use error::KeyError;
 pub use hs256::{Hs256Key, Hs256Source};
 pub use states::{KeyState, key_states};
@@ -22,7 +23,7 @@ use crate::crypto::at_rest::Vault;
 use crate::crypto::keygen;
 use crate::crypto::keys::{KeyRing, SigningAlgorithm};
 use crate::crypto::mac::MacKey;
-use crate::domain::{Secret, UnixTime};
+use crate::domain::{KeyPurpose, Secret, UnixTime};
 use crate::store::{Store, StoreError, StoredKey};
 
 /// How often a running server re-reads the keys (so a rotation applies everywhere).
@@ -135,16 +136,21 @@ impl KeyService {
         Ok(key)
     }
 
-    /// The active key as stored, if any.
-    async fn active(&self) -> Result<Option<StoredKey>, KeyError> {
-        Ok(self.store.signing_keys().await?.into_iter().find(|k| k.active))
+    /// The active key of `purpose` as stored, if any.
+    async fn active(&self, purpose: KeyPurpose) -> Result<Option<StoredKey>, KeyError> {
+        Ok(self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.active && k.purpose == purpose))
     }
 
     /// The algorithm to sign with: the configured one, or else that of the database's
     /// active key, or else HS256. Configured HS256 over an active asymmetric key would
     /// silently void every outstanding token, so it is refused.
     pub async fn algorithm(&self, configured: Option<SigningAlgorithm>) -> Result<SigningAlgorithm, KeyError> {
-        let active = self.active().await?;
+        let active = self.active(KeyPurpose::Access).await?;
         match (configured, active) {
             (Some(SigningAlgorithm::Hs256), Some(k)) => Err(KeyError::ConflictingAlgorithm {
                 stored: k.algorithm,
@@ -205,15 +211,15 @@ impl KeyService {
     /// Make sure an active key of `alg` exists: generate one at first start, rotate when
     /// the configured algorithm changed. Safe when several instances start at once.
     pub async fn ensure_active(&self, alg: SigningAlgorithm, now: UnixTime) -> Result<Ensured, KeyError> {
-        match self.active().await? {
+        match self.active(KeyPurpose::Access).await? {
             Some(k) if k.algorithm == alg => Ok(Ensured::Existing(k.kid)),
             // A new algorithm comes with a restart anyway: switch at once.
             Some(_) => self
-                .rotate(alg, now, RotateMode::SignNow)
+                .rotate(KeyPurpose::Access, alg, now, RotateMode::SignNow)
                 .await
                 .map(|k| Ensured::Rotated(k.kid)),
             None => {
-                let key = self.sealed(new_key(alg, now, now)?)?;
+                let key = self.sealed(new_key(KeyPurpose::Access, alg, now, now)?)?;
                 let kid = key.kid.clone();
                 match self.store.add_active_key(key).await {
                     Ok(()) => Ok(Ensured::Generated(kid)),
@@ -228,17 +234,17 @@ impl KeyService {
     /// The operator's `keys generate`: the first active key of `alg`; refused when one
     /// exists (that is a rotation).
     pub async fn generate(&self, alg: SigningAlgorithm, now: UnixTime) -> Result<StoredKey, KeyError> {
-        if let Some(active) = self.active().await? {
+        if let Some(active) = self.active(KeyPurpose::Access).await? {
             return Err(KeyError::ActiveKeyExists {
                 kid: active.kid,
                 algorithm: active.algorithm,
             });
         }
-        let key = new_key(alg, now, now)?;
+        let key = new_key(KeyPurpose::Access, alg, now, now)?;
         match self.store.add_active_key(self.sealed(key.clone())?).await {
             Ok(()) => Ok(key),
             // Another `keys generate` (or a start) got there first.
-            Err(StoreError::Conflict) => match self.active().await? {
+            Err(StoreError::Conflict) => match self.active(KeyPurpose::Access).await? {
                 Some(active) => Err(KeyError::ActiveKeyExists {
                     kid: active.kid,
                     algorithm: active.algorithm,
@@ -249,9 +255,15 @@ impl KeyService {
         }
     }
 
-    /// Make a new active key, retiring the active one as `mode` says. A key that signs at
-    /// once may be refused by verifiers until they refetch the JWKS.
-    pub async fn rotate(&self, alg: SigningAlgorithm, now: UnixTime, mode: RotateMode) -> Result<StoredKey, KeyError> {
+    /// Make a new active key of `purpose`, retiring its active one as `mode` says. A key
+    /// that signs at once may be refused by verifiers until they refetch the JWKS.
+    pub async fn rotate(
+        &self,
+        purpose: KeyPurpose,
+        alg: SigningAlgorithm,
+        now: UnixTime,
+        mode: RotateMode,
+    ) -> Result<StoredKey, KeyError> {
         let ttl = self.access_ttl_secs;
         let (signs_from, old_retires_at) = match mode {
             RotateMode::Scheduled => {
@@ -261,7 +273,7 @@ impl KeyService {
             RotateMode::SignNow => (now, now.plus(ttl)),
             RotateMode::Revoke => (now, now),
         };
-        let key = new_key(alg, now, signs_from)?;
+        let key = new_key(purpose, alg, now, signs_from)?;
         self.store
             .rotate_key(self.sealed(key.clone())?, now, old_retires_at)
             .await?;
@@ -277,24 +289,65 @@ impl KeyService {
             return Err(KeyError::NoSuchKey { kid: kid.to_owned() });
         };
         if key.active {
-            return self.rotate(key.algorithm, now, RotateMode::Revoke).await.map(Some);
+            return self
+                .rotate(key.purpose, key.algorithm, now, RotateMode::Revoke)
+                .await
+                .map(Some);
         }
         self.store.retire_key_at(kid, now).await?;
         Ok(None)
     }
 
-    /// Every stored key (private keys as stored) with what it is doing at `now`.
+    /// Every stored key (private keys as stored) with what it is doing at `now`: access
+    /// keys first, then id_token keys.
     pub async fn list(&self, now: UnixTime) -> Result<Vec<(StoredKey, KeyState)>, KeyError> {
         let keys = self.store.signing_keys().await?;
-        let states = key_states(&keys, self.access_ttl_secs, now);
-        Ok(keys.into_iter().zip(states).collect())
+        let mut listed = Vec::with_capacity(keys.len());
+        for purpose in [KeyPurpose::Access, KeyPurpose::IdToken] {
+            let mine: Vec<StoredKey> = keys.iter().filter(|k| k.purpose == purpose).cloned().collect();
+            let states = key_states(&mine, self.access_ttl_secs, now);
+            listed.extend(mine.into_iter().zip(states));
+        }
+        Ok(listed)
     }
 
-    /// The ring of stored keys at `now`: the active key signs, live retired keys verify.
+    /// The ring of stored access-token keys at `now`: the active key signs, live retired
+    /// keys verify.
     pub async fn ring(&self, now: UnixTime, hs256_previous: &[Secret]) -> Result<KeyRing, KeyError> {
+        self.ring_of(KeyPurpose::Access, now, hs256_previous).await
+    }
+
+    /// The ring of id_token keys at `now`; `None` until the provider made its first.
+    pub async fn id_token_ring(&self, now: UnixTime) -> Result<Option<KeyRing>, KeyError> {
+        match self.ring_of(KeyPurpose::IdToken, now, &[]).await {
+            Ok(ring) => Ok(Some(ring)),
+            Err(KeyError::NoActiveKey) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id_token key: made at the provider's first use (RSA-2048: at the first client
+    /// registered, never at a start). Safe when several instances ask at once.
+    pub async fn ensure_id_token_key(&self, now: UnixTime) -> Result<(), KeyError> {
+        if self.active(KeyPurpose::IdToken).await?.is_some() {
+            return Ok(());
+        }
+        let key = self.sealed(new_key(KeyPurpose::IdToken, SigningAlgorithm::Rs256, now, now)?)?;
+        match self.store.add_active_key(key).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ring_of(
+        &self,
+        purpose: KeyPurpose,
+        now: UnixTime,
+        hs256_previous: &[Secret],
+    ) -> Result<KeyRing, KeyError> {
         let mut active: Option<(_, UnixTime)> = None;
         let mut retired = Vec::new();
-        for k in self.opened().await? {
+        for k in self.opened().await?.into_iter().filter(|k| k.purpose == purpose) {
             let live_until = k.retires_at.filter(|t| now < *t);
             if !k.active && live_until.is_none() {
                 continue;
@@ -321,7 +374,12 @@ impl KeyService {
 }
 
 /// A new active key of `alg` (its private key in the clear; sealed before storing).
-fn new_key(alg: SigningAlgorithm, now: UnixTime, signs_from: UnixTime) -> Result<StoredKey, KeyError> {
+fn new_key(
+    purpose: KeyPurpose,
+    alg: SigningAlgorithm,
+    now: UnixTime,
+    signs_from: UnixTime,
+) -> Result<StoredKey, KeyError> {
     if alg == SigningAlgorithm::Hs256 {
         return Err(KeyError::Hs256HasNoStoredKeys);
     }
@@ -331,6 +389,7 @@ fn new_key(alg: SigningAlgorithm, now: UnixTime, signs_from: UnixTime) -> Result
     })?;
     Ok(StoredKey {
         kid,
+        purpose,
         algorithm: alg,
         private_der,
         active: true,

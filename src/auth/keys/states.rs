@@ -88,6 +88,7 @@ mod tests {
     fn key(kid: &str, active: bool, created: i64, signs_from: i64, retires_at: Option<i64>) -> StoredKey {
         StoredKey {
             kid: kid.into(),
+            purpose: crate::domain::KeyPurpose::Access,
             algorithm: SigningAlgorithm::EdDsa,
             private_der: Vec::new(),
             active,

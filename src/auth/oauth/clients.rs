@@ -134,7 +134,7 @@ impl AuthService {
         self.store.create_client(stored.clone()).await?;
         // Published in the JWKS from now on: a relying party fetches the keys when it
         // reads discovery, before its first id_token.
-        self.id_token_key().await?;
+        self.id_token_keys().await?;
         tracing::info!(client_id = %stored.id, name = stored.name.as_str(), "OAuth client registered");
         Ok(RegisteredClient {
             client: stored.into(),

@@ -73,9 +73,9 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<LoggedOut, LogoutRefusal> {
         let page = |why: &str| LogoutRefusal::Page(why.to_owned());
-        let hint = match (&p.id_token_hint, self.existing_id_token_key().await?) {
-            (Some(raw), Some(key)) => Some(
-                id_token::read_hint(&key, raw, &self.provider.issuer)
+        let hint = match (&p.id_token_hint, self.existing_id_token_keys().await?) {
+            (Some(raw), Some(keys)) => Some(
+                id_token::read_hint(&keys, raw, &self.provider.issuer, self.clock.now())
                     .ok_or_else(|| page("The sign-out request carries an id_token this server did not issue."))?,
             ),
             (Some(_), None) => {

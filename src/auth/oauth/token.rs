@@ -9,7 +9,7 @@ use super::{OAuthError, OAuthErrorCode, has_scope};
 use crate::auth::sessions::net_of;
 use crate::auth::{AppIssue, AppSignIn, AuthError, AuthService, TokenPair};
 use crate::crypto::id_token::{self, IdTokenClaims};
-use crate::crypto::keygen::AsymmetricKey;
+use crate::crypto::keys::KeyRing;
 use crate::crypto::pkce;
 use crate::crypto::tokens::{AuthCodeHash, ClientClaims, ClientSecretHash, RefreshToken, RefreshTokenHash};
 use crate::domain::{Authentication, ClientId, Scope, SessionId};
@@ -94,31 +94,45 @@ fn invalid_grant(description: &str) -> AuthError {
 }
 
 impl AuthService {
-    /// The key that signs id_tokens (made at the provider's first use, then kept in
-    /// memory: it is never rotated while the server runs).
-    pub async fn id_token_key(&self) -> Result<Arc<AsymmetricKey>, AuthError> {
-        self.id_key
-            .get_or_try_init(|| async {
-                self.keys
-                    .id_token_key(self.clock.now())
-                    .await
-                    .map(Arc::new)
-                    .map_err(AuthError::internal)
-            })
+    /// The keys that sign and verify id_tokens: made at the provider's first use (by
+    /// this instance or another), then kept in memory and reloaded with the others.
+    pub async fn id_token_keys(&self) -> Result<Arc<KeyRing>, AuthError> {
+        if let Some(ring) = self.existing_id_token_keys().await? {
+            return Ok(ring);
+        }
+        self.keys
+            .ensure_id_token_key(self.clock.now())
             .await
-            .cloned()
+            .map_err(AuthError::internal)?;
+        self.existing_id_token_keys()
+            .await?
+            .ok_or_else(|| AuthError::internal("no id_token key after making one"))
     }
 
-    /// The key that signs id_tokens if one was made (by this instance or another): the
-    /// JWKS publishes it from then on. A read until it exists.
-    pub async fn existing_id_token_key(&self) -> Result<Option<Arc<AsymmetricKey>>, AuthError> {
-        if let Some(key) = self.id_key.get() {
-            return Ok(Some(key.clone()));
+    /// The id_token keys if the provider made one (the JWKS publishes them from then
+    /// on): a read until they exist.
+    pub async fn existing_id_token_keys(&self) -> Result<Option<Arc<KeyRing>>, AuthError> {
+        if let Some(ring) = self.loaded_id_token_keys() {
+            return Ok(Some(ring));
         }
-        if self.keys.has_id_token_key().await.map_err(AuthError::internal)? {
-            return self.id_token_key().await.map(Some);
-        }
-        Ok(None)
+        self.reload_id_token_keys().await.map_err(AuthError::internal)
+    }
+
+    fn loaded_id_token_keys(&self) -> Option<Arc<KeyRing>> {
+        self.id_keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Read the id_token keys again (after a rotation anywhere); the ring, if any.
+    pub(crate) async fn reload_id_token_keys(&self) -> Result<Option<Arc<KeyRing>>, crate::auth::keys::KeyError> {
+        let Some(ring) = self.keys.id_token_ring(self.clock.now()).await? else {
+            return Ok(None);
+        };
+        let ring = Arc::new(ring);
+        *self.id_keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ring.clone());
+        Ok(Some(ring))
     }
 
     /// Who is asking: a registered client, with its secret if it has one.
@@ -187,10 +201,10 @@ impl AuthService {
                     None => None,
                     Some(raw) => Some(self.narrowed_scopes(&app, &refresh_token, raw).await?),
                 };
-                let key = self.id_token_key().await?;
+                let keys = self.id_token_keys().await?;
                 let issue = AppIssue {
                     client: &app,
-                    id_key: &key,
+                    id_keys: &keys,
                     nonce: None,
                     narrowed: narrowed.as_deref(),
                 };
@@ -222,7 +236,7 @@ impl AuthService {
                     Some(raw) => asked_within(raw, Some(&app.scopes), "scope is not allowed for this client")?,
                 };
                 let sign_in = AppSignIn {
-                    id_key: self.id_token_key().await?,
+                    id_keys: self.id_token_keys().await?,
                     client: app,
                     scopes,
                 };
@@ -326,7 +340,7 @@ impl AuthService {
         self.events
             .record(AuthEvent::CodeExchanged, Some(user.id), Some(session_id), client);
         let key = if has_scope(&code.scopes, "openid") {
-            Some(self.id_token_key().await?)
+            Some(self.id_token_keys().await?)
         } else {
             None
         };
@@ -339,7 +353,7 @@ impl AuthService {
                 refresh,
                 &AppIssue {
                     client: app,
-                    id_key: key,
+                    id_keys: key,
                     nonce: code.nonce.as_deref(),
                     narrowed: None,
                 },
@@ -475,7 +489,7 @@ impl AuthService {
                 email_verified: has_scope(scopes, "email").then_some(user.email_verified),
                 roles: has_scope(scopes, "roles").then(|| user.roles.iter().map(|r| r.as_str().to_owned()).collect()),
             };
-            pair.id_token = Some(id_token::sign(issue.id_key, &claims)?);
+            pair.id_token = Some(id_token::sign(issue.id_keys.signing(now), &claims)?);
         }
         Ok(pair)
     }

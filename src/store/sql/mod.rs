@@ -236,14 +236,15 @@ impl<D: Dialect> SqlStore<D> {
     async fn insert_key(c: &mut <D::DB as Database>::Connection, key: &StoredKey) -> Result<(), StoreError> {
         Self::exec(
             c,
-            "INSERT INTO signing_keys (kid, algorithm, private_key, state, created_at, signs_from)
-             VALUES ($1, $2, $3, 'active', $4, $5)",
+            "INSERT INTO signing_keys (kid, algorithm, private_key, state, created_at, signs_from, purpose)
+             VALUES ($1, $2, $3, 'active', $4, $5, $6)",
             &[
                 Text(&key.kid),
                 Text(key.algorithm.jose_name()),
                 Text(&B64.encode(&key.private_der)),
                 Int(key.created_at.0),
                 Int(key.signs_from.0),
+                Text(key.purpose.as_str()),
             ],
         )
         .await?;
@@ -732,7 +733,7 @@ impl<D: Dialect> Keys for SqlStore<D> {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         let rows = Self::all(
             &mut *self.reading().await?,
-            "SELECT kid, algorithm, private_key, state, created_at, signs_from, retires_at FROM signing_keys
+            "SELECT kid, purpose, algorithm, private_key, state, created_at, signs_from, retires_at FROM signing_keys
              ORDER BY state = 'active' DESC, created_at DESC",
             &[],
         )
@@ -768,8 +769,9 @@ impl<D: Dialect> Keys for SqlStore<D> {
         let mut tx = self.begin().await?;
         Self::exec(
             &mut tx,
-            "UPDATE signing_keys SET state = 'retired', retired_at = $1, retires_at = $2 WHERE state = 'active'",
-            &[Int(now.0), Int(retires_at.0)],
+            "UPDATE signing_keys SET state = 'retired', retired_at = $1, retires_at = $2
+             WHERE state = 'active' AND purpose = $3",
+            &[Int(now.0), Int(retires_at.0), Text(key.purpose.as_str())],
         )
         .await?;
         Self::insert_key(&mut tx, &key).await?;

@@ -11,7 +11,7 @@ use super::db::Db;
 use super::dialect::{Dialect, err};
 use crate::crypto::algorithm::SigningAlgorithm;
 use crate::crypto::passwords::PasswordHashString;
-use crate::domain::{Authentication, Email, Scope, UnixTime, Username};
+use crate::domain::{Authentication, Email, KeyPurpose, Scope, UnixTime, Username};
 use crate::store::{
     LoggedRevocation, Rotation, SessionClient, SessionRecord, StoreError, StoredKey, UserRecord, roles_from_json,
 };
@@ -115,6 +115,11 @@ impl<D: Dialect> Rows<D> {
                              by hand?)"
                         ))
                     })?
+            },
+            purpose: {
+                let name = Self::text(row, "purpose")?;
+                KeyPurpose::parse(&name)
+                    .ok_or_else(|| StoreError::Backend(format!("signing key with an unknown purpose {name:?}")))?
             },
             private_der: Self::base64(row, "private_key")?,
             active: Self::text(row, "state")? == "active",

@@ -1,0 +1,6 @@
+-- What a signing key signs: access tokens ('access'), or the provider's id_tokens
+-- ('id_token': RS256 whatever the access tokens use). One active key per purpose,
+-- each rotated the same way.
+ALTER TABLE signing_keys ADD COLUMN purpose text NOT NULL DEFAULT 'access' CHECK (purpose IN ('access', 'id_token'));
+DROP INDEX signing_keys_one_active;
+CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (purpose) WHERE state = 'active';
