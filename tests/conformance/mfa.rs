@@ -20,7 +20,7 @@ async fn body(res: Response) -> (StatusCode, Value) {
 }
 
 /// The code `secret` shows `steps` steps from the server's now.
-fn code(srv: &TestServer, secret: &TotpSecret, steps: i64) -> String {
+pub(crate) fn code(srv: &TestServer, secret: &TotpSecret, steps: i64) -> String {
     let now = step_at(UnixTime(srv.clock.now_secs()));
     secret.code_at(now.checked_add_signed(steps).unwrap())
 }
@@ -53,8 +53,8 @@ async fn post_from(srv: &TestServer, ip: &str, path: &str, v: Value) -> (StatusC
 
 /// An account with TOTP on: its secret, its recovery codes, and the session that
 /// enrolled.
-struct Enrolled {
-    secret: TotpSecret,
+pub(crate) struct Enrolled {
+    pub(crate) secret: TotpSecret,
     codes: Vec<String>,
     session: Tokens,
 }
@@ -63,7 +63,7 @@ async fn begin(srv: &TestServer, access: &str, body_: Value) -> (StatusCode, Val
     body(srv.post_auth("/auth/mfa/totp", access, Some(body_)).await).await
 }
 
-async fn enrol(srv: &TestServer, name: &str) -> Enrolled {
+pub(crate) async fn enrol(srv: &TestServer, name: &str) -> Enrolled {
     enrol_in(srv, srv.user(name).await).await
 }
 
@@ -131,7 +131,7 @@ async fn password_step(srv: &TestServer, name: &str) -> String {
 }
 
 /// The `mfa_token` of a 403 `mfa_required` body, after checking its shape.
-fn mfa_required(v: &Value) -> String {
+pub(crate) fn mfa_required(v: &Value) -> String {
     assert_eq!(v["detail"], "MFA required", "{v}");
     assert_eq!(v["error"], "mfa_required", "{v}");
     assert_eq!(v["methods"], json!(["totp", "recovery_code"]), "{v}");

@@ -1308,3 +1308,63 @@ pub async fn the_id_token_key_rotates_like_the_others(b: Backend) {
     let me = srv.user("other").await;
     assert_eq!(srv.get_auth("/me", &me.access).await.status(), StatusCode::OK);
 }
+
+#[per_backend]
+pub async fn an_mfa_account_signs_in_with_its_code_before_the_app_gets_one(b: Backend) {
+    let srv = TestServer::start(b).await;
+    let enrolled = crate::mfa::enrol(&srv, "twofa").await;
+    let app = register_app(&srv, "Strict", true, false, &["openid", "email"]).await;
+    // Not signed in: the authorization endpoint sends the browser to the account page.
+    let challenge = tokengate::crypto::pkce::s256("a-verifier-of-forty-three-characters-or-more-0123");
+    let params = [
+        ("response_type", "code"),
+        ("client_id", app.id.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid email"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let url = reqwest::Url::parse_with_params(&srv.url("/oauth/authorize"), &params).unwrap();
+    let res = open(url.as_str(), "").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).contains("/account?"), "{}", location(&res));
+    // There, the password alone opens no session: the account's second step is asked.
+    let res = srv
+        .post_json("/auth/cookie/login", json!({"username": "twofa", "password": PASSWORD}))
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().get("set-cookie").is_none());
+    let mfa_token = crate::mfa::mfa_required(&res.json().await.unwrap());
+    let res = srv
+        .post_json(
+            "/auth/cookie/login/mfa",
+            json!({"mfa_token": mfa_token, "code": crate::mfa::code(&srv, &enrolled.secret, 0)}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookies = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
+    // Then the app gets its code, and its tokens say how the user signed in.
+    let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
+    let tokens: Value = exchange(&srv, &app, &code, &verifier).await.json().await.unwrap();
+    for token in ["id_token", "access_token"] {
+        let (_, claims) = crate::common::jwt_parts(tokens[token].as_str().unwrap());
+        assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]), "{token}: {claims}");
+    }
+    // The password grant never skips the second step: an MFA account is refused.
+    let mut form = vec![
+        ("grant_type", "password"),
+        ("username", "twofa"),
+        ("password", PASSWORD),
+        ("client_id", app.id.as_str()),
+    ];
+    let secret = app.secret.clone().unwrap();
+    form.push(("client_secret", &secret));
+    let res = http().post(srv.url("/oauth/token")).form(&form).send().await.unwrap();
+    assert_eq!(oauth_error(res).await.1, "invalid_grant");
+}
