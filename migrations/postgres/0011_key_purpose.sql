@@ -4,3 +4,6 @@
 ALTER TABLE signing_keys ADD COLUMN purpose text NOT NULL DEFAULT 'access' CHECK (purpose IN ('access', 'id_token'));
 DROP INDEX signing_keys_one_active;
 CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (purpose) WHERE state = 'active';
+-- The provider's id_token key was kept as a server secret before it had a purpose here
+-- (never released): nothing reads that row any more.
+DELETE FROM server_secrets WHERE name = 'oidc-id-token-rs256';

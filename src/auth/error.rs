@@ -84,6 +84,10 @@ pub enum AuthError {
     /// A client's audience may not be the server's own (`TOKENGATE_AUDIENCE`).
     #[error("an application's audience may not be this server's own (TOKENGATE_AUDIENCE)")]
     ServerAudience,
+    /// A client's audience may not be another client's id (its tokens' default
+    /// audience): that client's API would take them for its own.
+    #[error("an application's audience may not be another application's client_id")]
+    OtherClientAudience,
     /// A public client has no secret to rotate.
     #[error("a public client has no secret")]
     PublicClient,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::KeysCommand;
-use crate::auth::keys::{Hs256Source, KEY_RELOAD_SECS, KeyError, KeyService, RotateMode};
+use crate::auth::keys::{Hs256Source, KEY_RELOAD_SECS, KeyError, KeyService, KeyState, RotateMode};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Settings};
 use crate::crypto::keys::SigningAlgorithm;
@@ -78,21 +78,39 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
             // algorithms) and the provider's id_token key (once it exists).
             let listed = keys.list(now).await.map_err(start_error)?;
             let active = |purpose: KeyPurpose| listed.iter().find(|(k, _)| k.active && k.purpose == purpose);
+            // What verifies now, per purpose: what `--now` cuts off.
+            let trusted = |purpose: KeyPurpose| -> Vec<String> {
+                listed
+                    .iter()
+                    .filter(|(k, s)| {
+                        k.purpose == purpose && matches!(s, KeyState::Signing | KeyState::Next | KeyState::Verifying)
+                    })
+                    .map(|(k, _)| k.kid.clone())
+                    .collect()
+            };
+            let before = |purpose: KeyPurpose| {
+                if compromised {
+                    trusted(purpose)
+                } else {
+                    active(purpose).map(|(k, _)| k.kid.clone()).into_iter().collect()
+                }
+            };
             let mut lines = Vec::new();
             if alg != SigningAlgorithm::Hs256 {
-                let old = active(KeyPurpose::Access).map(|(k, _)| k.kid.clone());
+                let old = before(KeyPurpose::Access);
                 let key = keys
                     .rotate(KeyPurpose::Access, alg, now, mode)
                     .await
                     .map_err(start_error)?;
-                lines.push(rotated("", &key, old, compromised, ttl));
+                lines.push(rotated("", &key, &old, compromised, ttl));
             }
-            if let Some((old, _)) = active(KeyPurpose::IdToken) {
+            if let Some((id_key, _)) = active(KeyPurpose::IdToken) {
+                let old = before(KeyPurpose::IdToken);
                 let key = keys
-                    .rotate(KeyPurpose::IdToken, old.algorithm, now, mode)
+                    .rotate(KeyPurpose::IdToken, id_key.algorithm, now, mode)
                     .await
                     .map_err(start_error)?;
-                lines.push(rotated("id_token ", &key, Some(old.kid.clone()), compromised, ttl));
+                lines.push(rotated("id_token ", &key, &old, compromised, ttl));
             }
             if lines.is_empty() {
                 return Err(start_error(KeyError::Hs256HasNoStoredKeys));
@@ -113,17 +131,20 @@ pub async fn run(settings: &Settings, cmd: KeysCommand) -> Result<String, StartE
 }
 
 /// What a rotation of one kind of key did, in a line (`what`: "" for the access-token
-/// key, "id_token " for the provider's).
-fn rotated(what: &str, key: &StoredKey, old: Option<String>, compromised: bool, ttl: u64) -> String {
+/// key, "id_token " for the provider's); `old`: the key it retires, or with `--now`
+/// every key it cut off.
+fn rotated(what: &str, key: &StoredKey, old: &[String], compromised: bool, ttl: u64) -> String {
     let retired = match (old, compromised) {
-        (Some(kid), false) => format!(
-            "; {kid} retired, verifying until {}",
+        ([], _) => String::new(),
+        (kids, false) => format!(
+            "; {} retired, verifying until {}",
+            kids.join(", "),
             key.signs_from.plus(ttl).to_rfc3339()
         ),
-        (Some(kid), true) => format!(
-            "; {kid} revoked: it left the JWKS and every token it signed is refused (within {KEY_RELOAD_SECS} s on running servers)"
+        (kids, true) => format!(
+            "; {} revoked: out of the JWKS, and every token signed with them is refused (within {KEY_RELOAD_SECS} s on running servers)",
+            kids.join(", ")
         ),
-        (None, _) => String::new(),
     };
     format!(
         "new active {what}key {} (published within {KEY_RELOAD_SECS} s, signing from {}){retired}",

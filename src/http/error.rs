@@ -325,6 +325,11 @@ impl From<AuthError> for ApiError {
                 "value_error",
             )]),
             AuthError::PublicClient => Self::Conflict("A public client has no secret"),
+            AuthError::OtherClientAudience => Self::Validation(vec![FieldError::body(
+                "audience",
+                "An application's audience may not be another application's client_id (that app's default audience)",
+                "value_error",
+            )]),
             AuthError::ServerAudience => Self::Validation(vec![FieldError::body(
                 "audience",
                 "An application's audience may not be this server's own (TOKENGATE_AUDIENCE)",

@@ -266,6 +266,36 @@ pub async fn admins_manage_applications_over_http(b: Backend) {
     assert!(spa.get("client_secret").is_none(), "{spa}");
     assert_eq!(spa["scopes"], json!(["openid", "profile", "email"]));
     let spa_id = spa["client_id"].as_str().unwrap().to_owned();
+    // Another app's client_id is its default audience: never another's audience. An
+    // app's own id is.
+    let res = srv
+        .patch_auth(
+            &format!("/admin/clients/{id}"),
+            &admin.access,
+            json!({"audience": spa_id}),
+        )
+        .await;
+    assert_eq!(problems(res).await[0].0, json!(["body", "audience"]));
+    let res = srv
+        .post_auth(
+            "/admin/clients",
+            &admin.access,
+            Some(json!({"name": "B", "redirect_uris": ["https://b.example/cb"], "audience": spa_id})),
+        )
+        .await;
+    assert_eq!(problems(res).await[0].0, json!(["body", "audience"]));
+    let res = srv
+        .patch_auth(&format!("/admin/clients/{id}"), &admin.access, json!({"audience": id}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = srv
+        .patch_auth(
+            &format!("/admin/clients/{id}"),
+            &admin.access,
+            json!({"audience": "https://grafana.example.com"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
     // Refusals name the field; nothing is registered.
     let bad = [
         (

@@ -1304,6 +1304,27 @@ pub async fn the_id_token_key_rotates_like_the_others(b: Backend) {
     assert_eq!(jwks_kids(&srv).await, [third_kid.as_str()]);
     assert_eq!(kid_of(&fresh_id_token(&srv, &app, &cookies).await), third_kid);
     assert_eq!(open(&logout(&second), "").await.status(), StatusCode::BAD_REQUEST);
+    // A compromise during a scheduled rotation: the key signing then is a retired one,
+    // and it is cut off too, not only the published next key.
+    let third = fresh_id_token(&srv, &app, &cookies).await;
+    let pending = srv
+        .auth()
+        .rotate_id_token_keys(tokengate::auth::keys::RotateMode::Scheduled)
+        .await
+        .unwrap();
+    assert_eq!(
+        kid_of(&fresh_id_token(&srv, &app, &cookies).await),
+        third_kid,
+        "not yet due"
+    );
+    let fifth = srv
+        .auth()
+        .rotate_id_token_keys(tokengate::auth::keys::RotateMode::Revoke)
+        .await
+        .unwrap();
+    assert_ne!(fifth, pending);
+    assert_eq!(jwks_kids(&srv).await, [fifth.as_str()]);
+    assert_eq!(open(&logout(&third), "").await.status(), StatusCode::BAD_REQUEST);
     // The access tokens' HS256 key was never touched: the user's token still works.
     let me = srv.user("other").await;
     assert_eq!(srv.get_auth("/me", &me.access).await.status(), StatusCode::OK);

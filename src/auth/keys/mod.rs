@@ -277,6 +277,16 @@ impl KeyService {
         self.store
             .rotate_key(self.sealed(key.clone())?, now, old_retires_at)
             .await?;
+        if mode == RotateMode::Revoke {
+            // During a scheduled rotation the key that signs is a retired one (the
+            // active key is only published): a compromise cuts off every key of this
+            // purpose that still verifies, not just the one marked active.
+            for k in self.store.signing_keys().await? {
+                if k.purpose == purpose && !k.active && k.retires_at.is_some_and(|t| now < t) {
+                    self.store.retire_key_at(&k.kid, now).await?;
+                }
+            }
+        }
         Ok(key)
     }
 

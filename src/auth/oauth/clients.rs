@@ -92,13 +92,23 @@ pub fn parse_audience(raw: &str) -> Result<String, &'static str> {
 }
 
 impl AuthService {
-    /// An application's tokens never carry the server's own audience: a resource server
-    /// that accepts first-party tokens would take them for the user's.
-    fn refuse_server_audience(&self, audience: Option<&str>) -> Result<(), AuthError> {
-        match audience {
-            Some(a) if a == self.tokens.audience() => Err(AuthError::ServerAudience),
-            _ => Ok(()),
+    /// An application's tokens never carry the server's own audience (a resource server
+    /// that accepts first-party tokens would take them for the user's), nor another
+    /// application's client_id (that application's default audience: its API would take
+    /// them for its own). Several applications may share an audience they name, as
+    /// clients of one API do.
+    async fn refuse_taken_audience(&self, audience: Option<&str>, own: Option<ClientId>) -> Result<(), AuthError> {
+        let Some(a) = audience else { return Ok(()) };
+        if a == self.tokens.audience() {
+            return Err(AuthError::ServerAudience);
         }
+        if let Ok(other) = a.parse::<ClientId>()
+            && Some(other) != own
+            && self.store.client(other).await?.is_some()
+        {
+            return Err(AuthError::OtherClientAudience);
+        }
+        Ok(())
     }
 
     /// Register an application: its id, and its secret (confidential clients), shown
@@ -107,7 +117,7 @@ impl AuthService {
         if r.redirect_uris.is_empty() {
             return Err(AuthError::NoRedirectUri);
         }
-        self.refuse_server_audience(r.audience.as_deref())?;
+        self.refuse_taken_audience(r.audience.as_deref(), None).await?;
         if r.scopes.as_ref().is_some_and(Vec::is_empty) {
             return Err(AuthError::NoScope);
         }
@@ -166,7 +176,8 @@ impl AuthService {
         if change.scopes.as_ref().is_some_and(Vec::is_empty) {
             return Err(AuthError::NoScope);
         }
-        self.refuse_server_audience(change.audience.as_ref().and_then(Option::as_deref))?;
+        self.refuse_taken_audience(change.audience.as_ref().and_then(Option::as_deref), Some(id))
+            .await?;
         let fields: Vec<&str> = [
             ("name", change.name.is_some()),
             ("redirect_uris", change.redirect_uris.is_some()),
