@@ -1412,15 +1412,10 @@ async fn a_code_sent_to_two_instances_is_exchanged_once_and_a_revoked_grant_dies
         .unwrap();
     let client_id = app.client.id.to_string();
     a.register("sso").await;
-    let cookie = a
-        .post_json("/auth/cookie/login", json!({"username": "sso", "password": PASSWORD}))
-        .await
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = common::cookie_header(
+        &a.post_json("/auth/cookie/login", json!({"username": "sso", "password": PASSWORD}))
+            .await,
+    );
     let verifier = "a-verifier-of-forty-three-characters-or-more-0123";
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

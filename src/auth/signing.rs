@@ -11,13 +11,17 @@ use crate::domain::KeyPurpose;
 
 impl AuthService {
     /// Re-read the stored keys: the access-token keys (asymmetric modes; HS256 keys come
-    /// from configuration) and the id_token keys once the provider has one.
+    /// from configuration) and the id_token keys once this instance has loaded them (a
+    /// server that never serves the provider reads nothing more than before it existed;
+    /// one that does loads them at its first use, from the database).
     pub async fn reload_keys(&self) -> Result<(), KeyError> {
         if let KeyMode::Stored { hs256_previous, .. } = &self.key_mode {
             let ring = self.keys.ring(self.clock.now(), hs256_previous).await?;
             self.tokens.replace_keys(ring);
         }
-        self.reload_id_token_keys().await?;
+        if self.has_loaded_id_token_keys() {
+            self.reload_id_token_keys().await?;
+        }
         Ok(())
     }
 

@@ -494,6 +494,16 @@ pub async fn assert_refused_because(res: Response, description: &str) {
     assert_invalid_token(res).await;
 }
 
+/// The `Cookie` header a browser sends after `res`: each `Set-Cookie`'s name=value.
+pub fn cookie_header(res: &reqwest::Response) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Decode a JWT's header and claims without verifying (for inspecting shapes).
 pub fn jwt_parts(token: &str) -> (Value, Value) {
     use base64::Engine as _;

@@ -71,12 +71,7 @@ async fn browser(srv: &TestServer, username: &str) -> String {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("; ")
+    crate::common::cookie_header(&res)
 }
 
 async fn relying_party(
@@ -1363,13 +1358,7 @@ pub async fn an_mfa_account_signs_in_with_its_code_before_the_app_gets_one(b: Ba
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let cookies = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookies = crate::common::cookie_header(&res);
     // Then the app gets its code, and its tokens say how the user signed in.
     let (code, verifier) = code_for(&srv, &app, &cookies, &[]).await;
     let tokens: Value = exchange(&srv, &app, &code, &verifier).await.json().await.unwrap();

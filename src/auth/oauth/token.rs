@@ -118,6 +118,10 @@ impl AuthService {
         self.reload_id_token_keys().await.map_err(AuthError::internal)
     }
 
+    pub(crate) fn has_loaded_id_token_keys(&self) -> bool {
+        self.loaded_id_token_keys().is_some()
+    }
+
     fn loaded_id_token_keys(&self) -> Option<Arc<KeyRing>> {
         self.id_keys
             .read()

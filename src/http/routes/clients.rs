@@ -136,17 +136,19 @@ pub struct ClientCreateBody {
     audience: Option<String>,
 }
 
+/// The fields a change may give; a registration may also say `public`.
+const CHANGEABLE: [&str; 6] = [
+    "name",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "scopes",
+    "trusted",
+    "audience",
+];
+
 impl FromFields for ClientCreateBody {
     fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
-        c.forbid_others(&[
-            "name",
-            "redirect_uris",
-            "post_logout_redirect_uris",
-            "scopes",
-            "public",
-            "trusted",
-            "audience",
-        ]);
+        c.forbid_others(&[CHANGEABLE.as_slice(), &["public"]].concat());
         let name = c.parsed("name", ClientName::parse);
         let redirect_uris = c.list("redirect_uris", RedirectUri::parse);
         let post_logout_redirect_uris = c.optional_list("post_logout_redirect_uris", RedirectUri::parse);
@@ -187,14 +189,7 @@ pub struct ClientUpdateBody {
 
 impl FromFields for ClientUpdateBody {
     fn from_fields(c: &mut Checker<'_>) -> Option<Self> {
-        c.forbid_others(&[
-            "name",
-            "redirect_uris",
-            "post_logout_redirect_uris",
-            "scopes",
-            "trusted",
-            "audience",
-        ]);
+        c.forbid_others(&CHANGEABLE);
         Some(Self {
             name: c.optional_parsed("name", ClientName::parse),
             redirect_uris: c.optional_list("redirect_uris", RedirectUri::parse),
