@@ -1494,3 +1494,66 @@ async fn a_code_sent_to_two_instances_is_exchanged_once_and_a_revoked_grant_dies
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_client_secret_stops_on_every_instance_within_a_second() {
+    use tokengate::auth::oauth::ClientRegistration;
+    use tokengate::domain::{ClientName, RedirectUri};
+    if !services() {
+        return;
+    }
+    let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
+    let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
+    let app = a
+        .auth()
+        .register_client(ClientRegistration {
+            name: ClientName::parse("Cached").unwrap(),
+            redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
+            post_logout_redirect_uris: vec![],
+            scopes: None,
+            public: false,
+            trusted: false,
+            audience: None,
+        })
+        .await
+        .unwrap();
+    let id = app.client.id;
+    // Introspection authenticates the client: 200 with its secret, 401 without.
+    let status = |srv: &TestServer, secret: String| {
+        let req = srv
+            .http
+            .post(srv.url("/oauth/introspect"))
+            .basic_auth(id.to_string(), Some(secret))
+            .form(&[("token", "x")]);
+        async move { req.send().await.unwrap().status() }
+    };
+    let old = app.secret.unwrap();
+    // b reads the record (and keeps it) before the rotation.
+    assert_eq!(status(&b, old.clone()).await, StatusCode::OK);
+    assert_eq!(status(&b, old.clone()).await, StatusCode::OK);
+    let new = a.auth().rotate_client_secret(id).await.unwrap();
+    assert_eq!(
+        status(&a, old.clone()).await,
+        StatusCode::UNAUTHORIZED,
+        "at once where it was rotated"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while status(&b, old.clone()).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old secret still works on b a second after the rotation on a"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&b, new.clone()).await, StatusCode::OK);
+    // Removed on a: b refuses the client too.
+    a.auth().delete_client(id).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while status(&b, new.clone()).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a removed client still authenticates on b"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

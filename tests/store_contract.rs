@@ -11,9 +11,12 @@ use common::stores::{open, session, user};
 use std::sync::Arc;
 use tokengate_test_macros::per_backend;
 
+use tokengate::crypto::tokens::ClientSecretHash;
 use tokengate::crypto::tokens::RefreshToken;
-use tokengate::domain::{KeyPurpose, Role, UnixTime};
-use tokengate::store::{RotateRequest, Rotation, Store, StoreError, StoredKey, UserUpdate, UserWrite};
+use tokengate::domain::{ClientId, ClientName, KeyPurpose, RedirectUri, Role, Scope, UnixTime};
+use tokengate::store::{
+    ClientUpdate, Revoked, RotateRequest, Rotation, Store, StoreError, StoredClient, StoredKey, UserUpdate, UserWrite,
+};
 
 fn key(kid: &str, active: bool, now: UnixTime, retires_at: Option<UnixTime>) -> StoredKey {
     StoredKey {
@@ -156,6 +159,43 @@ async fn every_revoking_write_leaves_a_log_row(backend: common::Backend) {
     session(store.as_ref(), bob, now, now.plus(10_000)).await;
     store.delete_user(bob, None, now).await.unwrap();
     expect_more("delete_user", rows(store.clone()).await);
+
+    // An application's changes: every instance's cached record must go.
+    let client = StoredClient {
+        id: ClientId::new(),
+        name: ClientName::parse("App").unwrap(),
+        secret_hash: Some(ClientSecretHash::of("first-secret")),
+        redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
+        post_logout_redirect_uris: Vec::new(),
+        scopes: vec![Scope::parse("openid").unwrap()],
+        trusted: false,
+        audience: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_client(client.clone()).await.unwrap();
+    let rename = ClientUpdate {
+        name: Some(ClientName::parse("Renamed").unwrap()),
+        ..Default::default()
+    };
+    assert!(store.update_client(client.id, rename, now).await.unwrap());
+    expect_more("update_client", rows(store.clone()).await);
+    let secret = ClientSecretHash::of("second-secret");
+    assert!(store.set_client_secret(client.id, secret, now).await.unwrap());
+    expect_more("set_client_secret", rows(store.clone()).await);
+    assert!(store.delete_client(client.id, now).await.unwrap().is_some());
+    expect_more("delete_client", rows(store.clone()).await);
+    let last = store.revocations_after(0).await.unwrap().pop().unwrap();
+    assert_eq!(last.what, Revoked::Client(client.id));
+    // A write that finds no row logs nothing.
+    let before = rows(store.clone()).await;
+    assert!(
+        !store
+            .update_client(ClientId::new(), ClientUpdate::default(), now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(rows(store.clone()).await, before);
 
     // Old rows go with the purge, new ones stay.
     let all = store.revocations_after(0).await.unwrap();

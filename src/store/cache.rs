@@ -1,5 +1,6 @@
-//! A per-instance cache of the per-request check (session + user), as a layer over any
-//! `Store`. It holds no rule: it answers `session_with_user` from memory while it can
+//! A per-instance cache of the per-request check (session + user), and of the
+//! provider's client records (read by every authorization and token request), as a
+//! layer over any `Store`. It holds no rule: it answers `session_with_user` from memory while it can
 //! prove it is fresh, and forgets what the database says was revoked.
 //!
 //! How it stays correct across instances:
@@ -117,6 +118,8 @@ pub struct CachedStore {
     /// Entries are shared (`Arc`) so a hit holds the lock for a pointer copy only; the
     /// records are cloned after it is released (both request threads read here).
     entries: Mutex<Entries>,
+    /// Client records with when each was read (their changes come through the log).
+    clients: Mutex<HashMap<ClientId, (StoredClient, Instant)>>,
     /// Moves on every invalidation: a read that started before it is not cached.
     epoch: AtomicU64,
     /// The highest log sequence applied.
@@ -148,6 +151,7 @@ impl CachedStore {
             inner,
             clock,
             entries: Mutex::new(Entries::default()),
+            clients: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             last_seq: AtomicI64::new(0),
             gaps: Mutex::new(std::collections::BTreeMap::new()),
@@ -248,21 +252,41 @@ impl CachedStore {
 
     fn forget(&self, what: Revoked) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let mut entries = lock(&self.entries);
         match what {
-            Revoked::Session(id) => entries.remove_session(id),
-            Revoked::User(user) => entries.remove_user(user),
+            Revoked::Session(id) => lock(&self.entries).remove_session(id),
+            Revoked::User(user) => lock(&self.entries).remove_user(user),
+            Revoked::Client(id) => {
+                lock(&self.clients).remove(&id);
+            }
         }
     }
 
     fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         lock(&self.entries).clear();
+        lock(&self.clients).clear();
     }
 
     /// Drop entries past their age (the catch-up loop calls this now and then).
     fn sweep(&self) {
         lock(&self.entries).retain(|e| e.loaded.elapsed() < MAX_AGE);
+        lock(&self.clients).retain(|_, (_, loaded)| loaded.elapsed() < MAX_AGE);
+    }
+
+    fn cached_client(&self, id: ClientId) -> Option<StoredClient> {
+        lock(&self.clients)
+            .get(&id)
+            .filter(|(_, loaded)| loaded.elapsed() < MAX_AGE)
+            .map(|(c, _)| c.clone())
+    }
+
+    /// Cache a client read, unless an invalidation happened since it began (`epoch`).
+    fn remember_client(&self, epoch: u64, client: &StoredClient) {
+        let mut clients = lock(&self.clients);
+        if self.epoch.load(Ordering::Acquire) != epoch || clients.len() >= MAX_ENTRIES {
+            return;
+        }
+        clients.insert(client.id, (client.clone(), Instant::now()));
     }
 
     fn cached(&self, id: SessionId) -> Option<(SessionRecord, UserRecord)> {
@@ -586,7 +610,18 @@ impl Clients for CachedStore {
     }
 
     async fn client(&self, id: ClientId) -> Result<Option<StoredClient>, StoreError> {
-        self.inner.client(id).await
+        if !self.is_fresh() {
+            return self.inner.client(id).await;
+        }
+        if let Some(hit) = self.cached_client(id) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let read = self.inner.client(id).await?;
+        if let Some(client) = &read {
+            self.remember_client(epoch, client);
+        }
+        Ok(read)
     }
 
     async fn list_clients(&self) -> Result<Vec<StoredClient>, StoreError> {
@@ -594,7 +629,11 @@ impl Clients for CachedStore {
     }
 
     async fn update_client(&self, id: ClientId, update: ClientUpdate, now: UnixTime) -> Result<bool, StoreError> {
-        self.inner.update_client(id, update, now).await
+        let done = self.inner.update_client(id, update, now).await?;
+        if done {
+            self.revoked_here(Revoked::Client(id));
+        }
+        Ok(done)
     }
 
     async fn set_client_secret(
@@ -603,13 +642,20 @@ impl Clients for CachedStore {
         secret: ClientSecretHash,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        self.inner.set_client_secret(id, secret, now).await
+        let done = self.inner.set_client_secret(id, secret, now).await?;
+        if done {
+            self.revoked_here(Revoked::Client(id));
+        }
+        Ok(done)
     }
 
     async fn delete_client(&self, id: ClientId, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError> {
         let revoked = self.inner.delete_client(id, now).await?;
         for s in revoked.iter().flatten() {
             self.revoked_here(Revoked::Session(*s));
+        }
+        if revoked.is_some() {
+            self.revoked_here(Revoked::Client(id));
         }
         Ok(revoked)
     }

@@ -317,6 +317,8 @@ pub enum Revoked {
     Session(SessionId),
     /// The user's record and every session of theirs.
     User(UserId),
+    /// An application's record (changed or removed; its sessions are logged apart).
+    Client(ClientId),
 }
 
 /// One row of the revocation log.
@@ -1192,12 +1194,18 @@ pub async fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError
 
 impl LoggedRevocation {
     /// A log row as every backend reads it: a sequence, and a session or a user id.
-    pub(crate) fn from_columns(seq: i64, session: Option<String>, user: Option<String>) -> Result<Self, StoreError> {
+    pub(crate) fn from_columns(
+        seq: i64,
+        session: Option<String>,
+        user: Option<String>,
+        client: Option<String>,
+    ) -> Result<Self, StoreError> {
         let bad = |what: &str| StoreError::Backend(format!("malformed revocation {what} in database"));
-        let what = match (session, user) {
-            (Some(s), _) => Revoked::Session(s.parse().map_err(|_| bad("session"))?),
-            (None, Some(u)) => Revoked::User(u.parse().map_err(|_| bad("user"))?),
-            (None, None) => return Err(bad("row")),
+        let what = match (session, user, client) {
+            (Some(s), _, _) => Revoked::Session(s.parse().map_err(|_| bad("session"))?),
+            (None, Some(u), _) => Revoked::User(u.parse().map_err(|_| bad("user"))?),
+            (None, None, Some(c)) => Revoked::Client(c.parse().map_err(|_| bad("client"))?),
+            (None, None, None) => return Err(bad("row")),
         };
         Ok(Self { seq, what })
     }

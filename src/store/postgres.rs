@@ -103,8 +103,8 @@ impl Dialect for PgDialect {
     const NON_ASCII_EMAIL: &'static str = "u.email ~ '[^ -~]'";
     /// Dated by the database's clock where the caller's lags: an instance whose clock is
     /// behind cannot date a row into the past (and have it purged early).
-    const LOG_REVOCATION: &'static str = "INSERT INTO revocations (session_id, user_id, created_at)
-         VALUES ($1, $2, greatest($3, floor(extract(epoch FROM now()))::bigint))";
+    const LOG_REVOCATION: &'static str = "INSERT INTO revocations (session_id, user_id, client_id, created_at)
+         VALUES ($1, $2, $3, greatest($4, floor(extract(epoch FROM now()))::bigint))";
 
     const POOLS: &'static [&'static str] = &["postgres"];
 

@@ -138,7 +138,7 @@ impl Dialect for SqliteDialect {
     const HOLDS_ROLE: &'static str = "EXISTS (SELECT 1 FROM json_each(u.roles) r WHERE r.value = $1)";
     const NON_ASCII_EMAIL: &'static str = "u.email GLOB '*[^ -~]*'";
     const LOG_REVOCATION: &'static str =
-        "INSERT INTO revocations (session_id, user_id, created_at) VALUES ($1, $2, $3)";
+        "INSERT INTO revocations (session_id, user_id, client_id, created_at) VALUES ($1, $2, $3, $4)";
     const POOLS: &'static [&'static str] = &["sqlite_read", "sqlite_write"];
 
     /// The file locked past the busy timeout (SQLITE_BUSY, SQLITE_LOCKED, any extended code).

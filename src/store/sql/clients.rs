@@ -10,12 +10,31 @@ use super::dialect::Dialect;
 use super::rows::{Rows, scopes_from_text};
 use crate::crypto::tokens::ClientSecretHash;
 use crate::domain::{ClientId, ClientName, RedirectUri, Scope, SessionId, UnixTime};
-use crate::store::{ClientUpdate, Clients, StoreError, StoredClient};
+use crate::store::{ClientUpdate, Clients, Revoked, StoreError, StoredClient};
 
 const CLIENT_COLUMNS: &str = "id, name, secret_hash, redirect_uris, post_logout_redirect_uris, scopes, trusted, \
                               audience, created_at, updated_at";
 
 type Row<D> = <<D as Dialect>::DB as sqlx::Database>::Row;
+
+impl<D: Dialect> SqlStore<D> {
+    /// Finish a write to one client's row: logged for every instance's cache when it
+    /// changed the row (`done`), rolled back when there was none.
+    async fn client_changed(
+        mut tx: sqlx::Transaction<'static, D::DB>,
+        id: ClientId,
+        done: u64,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        if done != 1 {
+            Self::rollback(tx).await?;
+            return Ok(false);
+        }
+        Self::log_revocation(&mut tx, Revoked::Client(id), now).await?;
+        Self::commit(tx).await?;
+        Ok(true)
+    }
+}
 
 fn malformed(col: &str) -> StoreError {
     StoreError::Backend(format!("malformed {col} in database"))
@@ -97,8 +116,9 @@ impl<D: Dialect> Clients for SqlStore<D> {
         let redirect_uris = u.redirect_uris.as_deref().map(uris_to_json);
         let post_logout = u.post_logout_redirect_uris.as_deref().map(uris_to_json);
         let scopes = u.scopes.as_deref().map(Scope::join);
+        let mut tx = self.begin().await?;
         let done = Self::exec(
-            &mut *self.writing().await?,
+            &mut tx,
             "UPDATE oauth_clients SET name = COALESCE($2, name), redirect_uris = COALESCE($3, redirect_uris),
                  post_logout_redirect_uris = COALESCE($4, post_logout_redirect_uris),
                  scopes = COALESCE($5, scopes), trusted = COALESCE($6, trusted),
@@ -117,7 +137,7 @@ impl<D: Dialect> Clients for SqlStore<D> {
             ],
         )
         .await?;
-        Ok(done == 1)
+        Self::client_changed(tx, id, done, now).await
     }
 
     async fn set_client_secret(
@@ -126,13 +146,14 @@ impl<D: Dialect> Clients for SqlStore<D> {
         secret: ClientSecretHash,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
         let done = Self::exec(
-            &mut *self.writing().await?,
+            &mut tx,
             "UPDATE oauth_clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL",
             &[Text(&id.to_string()), Text(secret.as_str()), Int(now.0)],
         )
         .await?;
-        Ok(done == 1)
+        Self::client_changed(tx, id, done, now).await
     }
 
     async fn delete_client(&self, id: ClientId, now: UnixTime) -> Result<Option<Vec<SessionId>>, StoreError> {
@@ -144,6 +165,7 @@ impl<D: Dialect> Clients for SqlStore<D> {
             return Ok(None);
         }
         let sessions = Self::revoke_where(&mut tx, "client_id = $2", &[Text(&client_id)], now).await?;
+        Self::log_revocation(&mut tx, Revoked::Client(id), now).await?;
         Self::commit(tx).await?;
         Ok(Some(sessions))
     }

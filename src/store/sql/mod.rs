@@ -154,14 +154,20 @@ impl<D: Dialect> SqlStore<D> {
         what: Revoked,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let (session, user) = match what {
-            Revoked::Session(s) => (Some(s.to_string()), None),
-            Revoked::User(u) => (None, Some(u.to_string())),
+        let (session, user, client) = match what {
+            Revoked::Session(s) => (Some(s.to_string()), None, None),
+            Revoked::User(u) => (None, Some(u.to_string()), None),
+            Revoked::Client(id) => (None, None, Some(id.to_string())),
         };
         D::DB::exec(
             c,
             D::LOG_REVOCATION,
-            &[OptText(session.as_deref()), OptText(user.as_deref()), Int(now.0)],
+            &[
+                OptText(session.as_deref()),
+                OptText(user.as_deref()),
+                OptText(client.as_deref()),
+                Int(now.0),
+            ],
         )
         .await
         .map_err(|e| StoreError::Unavailable(format!("the revocation log cannot be written: {e}")))?;
@@ -798,7 +804,7 @@ impl<D: Dialect> RevocationLog for SqlStore<D> {
         // and the catch-up never queues behind a writer.
         let rows = Self::all(
             &mut *self.reading().await?,
-            "SELECT seq, session_id, user_id FROM revocations WHERE seq > $1 ORDER BY seq",
+            "SELECT seq, session_id, user_id, client_id FROM revocations WHERE seq > $1 ORDER BY seq",
             &[Int(seq)],
         )
         .await?;

@@ -134,6 +134,7 @@ impl<D: Dialect> Rows<D> {
             Self::int(row, "seq")?,
             D::DB::opt_text(row, "session_id").map_err(err::<D>)?,
             D::DB::opt_text(row, "user_id").map_err(err::<D>)?,
+            D::DB::opt_text(row, "client_id").map_err(err::<D>)?,
         )
     }
 
