@@ -35,6 +35,40 @@ async fn refused_within_a_second(srv: &TestServer, token: &str) {
     }
 }
 
+/// Wait until `done` answers true, for at most a second (what every instance promises
+/// of a change made on another); `what` says what did not happen.
+async fn within_a_second<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// An application registered through `srv`'s auth service (its id, and its secret).
+async fn register_app(srv: &TestServer, name: &str, public: bool) -> (tokengate::domain::ClientId, Option<String>) {
+    use tokengate::auth::oauth::ClientRegistration;
+    use tokengate::domain::{ClientName, RedirectUri, Scope};
+    let done = srv
+        .auth()
+        .register_client(ClientRegistration {
+            name: ClientName::parse(name).unwrap(),
+            redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
+            post_logout_redirect_uris: vec![],
+            scopes: Some(vec![Scope::parse("openid").unwrap()]),
+            public,
+            trusted: true,
+            audience: None,
+        })
+        .await
+        .unwrap();
+    (done.client.id, done.secret)
+}
+
 /// Both services configured, or a printed reason and `false`.
 fn services() -> bool {
     let ok = pg_url().is_some() && redis_url().is_some();
@@ -1390,27 +1424,12 @@ async fn two_instances_send_each_mail_once_and_a_reset_reaches_both() {
 /// second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_sent_to_two_instances_is_exchanged_once_and_a_revoked_grant_dies_on_both() {
-    use tokengate::auth::oauth::ClientRegistration;
-    use tokengate::domain::{ClientName, RedirectUri, Scope};
     if !services() {
         return;
     }
     let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
     let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
-    let app = a
-        .auth()
-        .register_client(ClientRegistration {
-            name: ClientName::parse("Shared").unwrap(),
-            redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
-            post_logout_redirect_uris: vec![],
-            scopes: Some(vec![Scope::parse("openid").unwrap()]),
-            public: true,
-            trusted: true,
-            audience: None,
-        })
-        .await
-        .unwrap();
-    let client_id = app.client.id.to_string();
+    let client_id = register_app(&a, "Shared", true).await.0.to_string();
     a.register("sso").await;
     let cookie = common::cookie_header(
         &a.post_json("/auth/cookie/login", json!({"username": "sso", "password": PASSWORD}))
@@ -1467,14 +1486,10 @@ async fn a_code_sent_to_two_instances_is_exchanged_once_and_a_revoked_grant_dies
             let t: Value = res.json().await.unwrap();
             let access = t["access_token"].as_str().unwrap().to_owned();
             for srv in [&a, &b] {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-                while srv.get_auth("/oauth/userinfo", &access).await.status() != StatusCode::UNAUTHORIZED {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "a reused code's tokens still work"
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
+                within_a_second("a reused code's tokens still work", || async {
+                    srv.get_auth("/oauth/userinfo", &access).await.status() == StatusCode::UNAUTHORIZED
+                })
+                .await;
             }
         }
     }
@@ -1485,39 +1500,20 @@ async fn a_code_sent_to_two_instances_is_exchanged_once_and_a_revoked_grant_dies
     let me = a.login("sso", PASSWORD).await;
     let res = a.delete_auth(&format!("/auth/consents/{client_id}"), &me.access).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while b.get_auth("/oauth/userinfo", &access).await.status() != StatusCode::UNAUTHORIZED {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still accepted on b a second after the grant went on a"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    within_a_second("still accepted on b a second after the grant went on a", || async {
+        b.get_auth("/oauth/userinfo", &access).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_client_secret_stops_on_every_instance_within_a_second() {
-    use tokengate::auth::oauth::ClientRegistration;
-    use tokengate::domain::{ClientName, RedirectUri};
     if !services() {
         return;
     }
     let a = TestServer::start_with(Backend::Postgres, |_| {}).await;
     let b = TestServer::start_settings(a.settings.clone(), a.clock.clone()).await;
-    let app = a
-        .auth()
-        .register_client(ClientRegistration {
-            name: ClientName::parse("Cached").unwrap(),
-            redirect_uris: vec![RedirectUri::parse("https://app.example.com/cb").unwrap()],
-            post_logout_redirect_uris: vec![],
-            scopes: None,
-            public: false,
-            trusted: false,
-            audience: None,
-        })
-        .await
-        .unwrap();
-    let id = app.client.id;
+    let (id, secret) = register_app(&a, "Cached", false).await;
     // Introspection authenticates the client: 200 with its secret, 401 without.
     let status = |srv: &TestServer, secret: String| {
         let req = srv
@@ -1527,7 +1523,7 @@ async fn a_rotated_client_secret_stops_on_every_instance_within_a_second() {
             .form(&[("token", "x")]);
         async move { req.send().await.unwrap().status() }
     };
-    let old = app.secret.unwrap();
+    let old = secret.unwrap();
     // b reads the record (and keeps it) before the rotation.
     assert_eq!(status(&b, old.clone()).await, StatusCode::OK);
     assert_eq!(status(&b, old.clone()).await, StatusCode::OK);
@@ -1537,23 +1533,16 @@ async fn a_rotated_client_secret_stops_on_every_instance_within_a_second() {
         StatusCode::UNAUTHORIZED,
         "at once where it was rotated"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while status(&b, old.clone()).await != StatusCode::UNAUTHORIZED {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the old secret still works on b a second after the rotation on a"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    within_a_second(
+        "the old secret still works on b a second after the rotation on a",
+        || async { status(&b, old.clone()).await == StatusCode::UNAUTHORIZED },
+    )
+    .await;
     assert_eq!(status(&b, new.clone()).await, StatusCode::OK);
     // Removed on a: b refuses the client too.
     a.auth().delete_client(id).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while status(&b, new.clone()).await != StatusCode::UNAUTHORIZED {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a removed client still authenticates on b"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    within_a_second("a removed client still authenticates on b", || async {
+        status(&b, new.clone()).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
 }
